@@ -1,0 +1,413 @@
+//! The copy pipeline: one path from any source to any sink.
+//!
+//! 1. The source yields the top-level manifest. If it is an index, the pipeline picks the
+//!    manifest for the requested platform (or the host's) and asks the source for it.
+//! 2. The config blob is read through a [`VerifiedReader`] (size-capped) and parsed; its
+//!    `rootfs.diff_ids` must match the manifest's layer count.
+//! 3. The sink [`begins`](ImageSink::begin) an image from that plan. For each layer the writer
+//!    says whether it already has it; missing layers are streamed from the source, through a
+//!    verified reader, into the writer — several layers at once, bounded by
+//!    [`CopyOptions::jobs`]. Nothing is buffered whole.
+//! 4. When a sink stored a layer in another form (a containers-storage source gives
+//!    uncompressed diffs; an OCI sink compresses them), the manifest is rewritten with the new
+//!    layer descriptors, so its digest changes exactly as skopeo's does.
+//! 5. The writer commits: manifest, config and names become visible only now. A writer
+//!    dropped without commit leaves its store as it was (or with only state that the store's
+//!    own readers ignore and clean up, such as incomplete containers-storage layers).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use oci_spec::image::{Descriptor, ImageManifest, MediaType};
+
+use crate::compression::{BoxRead, Compression};
+use crate::digest::{Digest, VerifiedReader};
+use crate::error::{Error, IoContext, Result};
+use crate::manifest::{
+    select_platform, Parsed, PlatformSpec, RawConfig, RawManifest, MAX_CONFIG_SIZE,
+};
+
+/// A layer as a source provides it.
+pub enum LayerStream<'a> {
+    /// The blob exactly as the manifest's descriptor names it (compressed or not).
+    Blob(BoxRead<'a>),
+    /// The uncompressed tar whose sha256 is the layer's diffID (containers-storage keeps
+    /// layers this way; the original compressed blob is gone).
+    Diff(BoxRead<'a>),
+}
+
+/// Where images come from.
+pub trait ImageSource: Send + Sync {
+    /// The image's name in transport syntax, for messages.
+    fn name(&self) -> String;
+    /// The top-level manifest or index.
+    fn manifest(&self) -> Result<RawManifest>;
+    /// A manifest named by a descriptor of an index returned by [`manifest`](Self::manifest).
+    fn child_manifest(&self, descriptor: &Descriptor) -> Result<RawManifest>;
+    /// A non-layer blob (the config), unverified; the pipeline verifies it.
+    fn open_blob(&self, descriptor: &Descriptor) -> Result<BoxRead<'_>>;
+    /// Layer `index` of the image, unverified; the pipeline verifies it against the
+    /// descriptor (for [`LayerStream::Blob`]) or the diffID (for [`LayerStream::Diff`]).
+    fn open_layer(
+        &self,
+        index: usize,
+        descriptor: &Descriptor,
+        diff_id: &Digest,
+    ) -> Result<LayerStream<'_>>;
+}
+
+/// What the sink is given to start an image.
+#[derive(Debug, Clone)]
+pub struct ImagePlan {
+    /// The source's name, for messages.
+    pub source_name: String,
+    /// The single-platform manifest being copied.
+    pub manifest: RawManifest,
+    /// The index or manifest list it was chosen from, if any.
+    pub index: Option<RawManifest>,
+    /// The config descriptor (from the manifest).
+    pub config_descriptor: Descriptor,
+    /// The config.
+    pub config: RawConfig,
+    /// The layers, bottom first.
+    pub layers: Vec<LayerPlan>,
+}
+
+/// One layer of a plan.
+#[derive(Debug, Clone)]
+pub struct LayerPlan {
+    /// The descriptor in the source manifest.
+    pub descriptor: Descriptor,
+    /// The diffID from the config.
+    pub diff_id: Digest,
+}
+
+/// A layer handed to a writer: the verified stream and what it is.
+pub struct LayerInput<'a> {
+    /// The layer's position, bottom first.
+    pub index: usize,
+    /// Whether the stream is the blob as described or the uncompressed diff.
+    pub form: LayerForm,
+    /// The stream. It is verified: reading it to its end fails if the bytes are wrong, so a
+    /// writer must read to `Ok(0)` before committing anything.
+    pub reader: VerifiedReader<BoxRead<'a>>,
+}
+
+/// The form of a [`LayerInput`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerForm {
+    /// The blob as the source manifest describes it.
+    Blob,
+    /// The uncompressed tar (digest = diffID).
+    Diff,
+}
+
+/// A layer as the sink stored it.
+#[derive(Debug, Clone)]
+pub struct StoredLayer {
+    /// The descriptor for the destination manifest: the source's when stored as is,
+    /// a new one when the sink recompressed.
+    pub descriptor: Descriptor,
+}
+
+/// What a writer commits.
+#[derive(Debug, Clone)]
+pub struct FinalImage {
+    /// The manifest as it should be stored (rewritten if layers changed form).
+    pub manifest: RawManifest,
+    /// The index it came from, if any (containers-storage keeps it as big data).
+    pub index: Option<RawManifest>,
+    /// The config descriptor.
+    pub config_descriptor: Descriptor,
+    /// The config.
+    pub config: RawConfig,
+}
+
+/// Where images go.
+pub trait ImageSink: Send + Sync {
+    /// The destination in transport syntax, for messages.
+    fn name(&self) -> String;
+    /// Start writing one image.
+    fn begin<'s>(&'s self, plan: &ImagePlan) -> Result<Box<dyn ImageWriter + 's>>;
+}
+
+/// One image being written. Methods take `&self` so layers can be written from several
+/// threads at once.
+pub trait ImageWriter: Send + Sync {
+    /// If layer `index` is already stored, how (the pipeline then does not fetch it).
+    fn existing_layer(&self, index: usize) -> Result<Option<StoredLayer>>;
+    /// Which form the writer prefers for a layer it does not have (the source decides what
+    /// it can give; writers accept both).
+    fn put_layer(&self, input: LayerInput<'_>) -> Result<StoredLayer>;
+    /// Make the image visible.
+    fn commit(self: Box<Self>, image: &FinalImage) -> Result<CommitResult>;
+}
+
+/// What a commit produced.
+#[derive(Debug, Clone, Default)]
+pub struct CommitResult {
+    /// The image ID in the destination, when it has one (containers-storage).
+    pub image_id: Option<String>,
+}
+
+/// Options for [`copy_image`].
+#[derive(Debug, Clone)]
+pub struct CopyOptions {
+    /// Layers transferred at once.
+    pub jobs: usize,
+    /// Platform to choose from an index.
+    pub platform: PlatformSpec,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        CopyOptions {
+            jobs: 3,
+            platform: PlatformSpec::host(),
+        }
+    }
+}
+
+/// What a copy did.
+#[derive(Debug, Clone)]
+pub struct CopyReport {
+    /// Digest of the manifest as stored in the destination.
+    pub manifest_digest: Digest,
+    /// Digest of the source's manifest.
+    pub source_manifest_digest: Digest,
+    /// The destination's image ID, when it has one.
+    pub image_id: Option<String>,
+    /// Layers streamed.
+    pub layers_copied: usize,
+    /// Layers the destination already had.
+    pub layers_reused: usize,
+    /// Bytes read from the source for layers.
+    pub layer_bytes: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Read the manifest chain and config of `source` for `platform`: steps 1–2 of the pipeline.
+pub fn plan_image(source: &dyn ImageSource, platform: &PlatformSpec) -> Result<ImagePlan> {
+    let name = source.name();
+    let top = source.manifest()?;
+    let (manifest, index) = match &top.parsed {
+        Parsed::Image(_) => (top, None),
+        Parsed::Index(idx) => {
+            let desc = select_platform(idx, platform, &name)?;
+            let child = source.child_manifest(desc)?;
+            if &child.digest != desc.digest() {
+                return Err(Error::DigestMismatch {
+                    what: format!("manifest for {} of {name}", platform.describe()),
+                    expected: desc.digest().clone(),
+                    actual: child.digest,
+                });
+            }
+            if child.image().is_none() {
+                return Err(Error::Malformed {
+                    what: format!("manifest {} of {name}", desc.digest()),
+                    reason:
+                        "an index entry points at another index; nested indexes are not supported"
+                            .into(),
+                });
+            }
+            (child, Some(top))
+        }
+    };
+    let m = manifest.image().expect("checked above");
+    let config_descriptor = m.config().clone();
+    if config_descriptor.size() > MAX_CONFIG_SIZE {
+        return Err(Error::Malformed {
+            what: format!("config of {name}"),
+            reason: format!(
+                "{} bytes, more than the {MAX_CONFIG_SIZE} byte limit",
+                config_descriptor.size()
+            ),
+        });
+    }
+    let what = format!("config of {name}");
+    let mut reader = VerifiedReader::new(
+        source.open_blob(&config_descriptor)?,
+        config_descriptor.digest(),
+        Some(config_descriptor.size()),
+        what.clone(),
+    )?;
+    let mut bytes = Vec::with_capacity(config_descriptor.size() as usize);
+    std::io::Read::read_to_end(&mut reader, &mut bytes).ctx(|| format!("reading {what}"))?;
+    let config = RawConfig::parse(bytes, &name)?;
+    let diff_ids = config.diff_ids()?;
+    if diff_ids.len() != m.layers().len() {
+        return Err(Error::Malformed {
+            what: format!("image {name}"),
+            reason: format!(
+                "the manifest lists {} layers but the config has {} diff_ids",
+                m.layers().len(),
+                diff_ids.len()
+            ),
+        });
+    }
+    let layers = m
+        .layers()
+        .iter()
+        .zip(diff_ids)
+        .map(|(descriptor, diff_id)| LayerPlan {
+            descriptor: descriptor.clone(),
+            diff_id,
+        })
+        .collect();
+    Ok(ImagePlan {
+        source_name: name,
+        manifest,
+        index,
+        config_descriptor,
+        config,
+        layers,
+    })
+}
+
+/// Copy one image from `source` to `sink`.
+pub fn copy_image(
+    source: &dyn ImageSource,
+    sink: &dyn ImageSink,
+    options: &CopyOptions,
+) -> Result<CopyReport> {
+    let start = Instant::now();
+    let plan = plan_image(source, &options.platform)?;
+    let writer = sink.begin(&plan)?;
+    let stored: Vec<Mutex<Option<StoredLayer>>> =
+        plan.layers.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    let copied = AtomicUsize::new(0);
+    let bytes = std::sync::atomic::AtomicU64::new(0);
+    let n = plan.layers.len();
+
+    let work = |i: usize| -> Result<()> {
+        let layer = &plan.layers[i];
+        if let Some(existing) = writer.existing_layer(i)? {
+            *stored[i].lock().unwrap() = Some(existing);
+            return Ok(());
+        }
+        let what = format!(
+            "layer {} ({}) of {}",
+            i + 1,
+            layer.descriptor.digest(),
+            plan.source_name
+        );
+        let input = match source.open_layer(i, &layer.descriptor, &layer.diff_id)? {
+            LayerStream::Blob(r) => LayerInput {
+                index: i,
+                form: LayerForm::Blob,
+                reader: VerifiedReader::new(
+                    r,
+                    layer.descriptor.digest(),
+                    Some(layer.descriptor.size()),
+                    what,
+                )?,
+            },
+            LayerStream::Diff(r) => LayerInput {
+                index: i,
+                form: LayerForm::Diff,
+                reader: VerifiedReader::new(
+                    r,
+                    &layer.diff_id,
+                    None,
+                    format!("uncompressed {what}"),
+                )?,
+            },
+        };
+        let result = writer.put_layer(input)?;
+        *stored[i].lock().unwrap() = Some(result);
+        copied.fetch_add(1, Ordering::Relaxed);
+        bytes.fetch_add(layer.descriptor.size(), Ordering::Relaxed);
+        Ok(())
+    };
+
+    let jobs = options.jobs.clamp(1, n.max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| loop {
+                if failed.load(Ordering::Relaxed) {
+                    return;
+                }
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return;
+                }
+                if let Err(e) = work(i) {
+                    failed.store(true, Ordering::Relaxed);
+                    first_error.lock().unwrap().get_or_insert(e);
+                    return;
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().unwrap() {
+        return Err(e);
+    }
+
+    let stored: Vec<StoredLayer> = stored
+        .into_iter()
+        .map(|m| m.into_inner().unwrap().expect("every layer stored"))
+        .collect();
+    let manifest = rewrite_manifest(&plan, &stored)?;
+    let final_image = FinalImage {
+        manifest,
+        index: plan.index.clone(),
+        config_descriptor: plan.config_descriptor.clone(),
+        config: plan.config.clone(),
+    };
+    let manifest_digest = final_image.manifest.digest.clone();
+    let commit = writer.commit(&final_image)?;
+    let layers_copied = copied.load(Ordering::Relaxed);
+    Ok(CopyReport {
+        manifest_digest,
+        source_manifest_digest: plan.manifest.digest.clone(),
+        image_id: commit.image_id,
+        layers_copied,
+        layers_reused: n - layers_copied,
+        layer_bytes: bytes.load(Ordering::Relaxed),
+        elapsed: start.elapsed(),
+    })
+}
+
+/// The manifest to store: the source's bytes when every layer kept its descriptor, otherwise
+/// an OCI manifest with the new layer descriptors (Docker media types carried over as their
+/// OCI equivalents, as skopeo does when it must change a layer).
+fn rewrite_manifest(plan: &ImagePlan, stored: &[StoredLayer]) -> Result<RawManifest> {
+    let unchanged = plan.layers.iter().zip(stored).all(|(p, s)| {
+        p.descriptor.digest() == s.descriptor.digest() && p.descriptor.size() == s.descriptor.size()
+    });
+    if unchanged {
+        return Ok(plan.manifest.clone());
+    }
+    let m: &ImageManifest = plan.manifest.image().expect("plan holds an image manifest");
+    let mut new = m.clone();
+    new.set_layers(stored.iter().map(|s| s.descriptor.clone()).collect());
+    let mut config = m.config().clone();
+    if plan.manifest.is_docker() {
+        config.set_media_type(MediaType::ImageConfig);
+        new.set_media_type(Some(MediaType::ImageManifest));
+    }
+    new.set_config(config);
+    let bytes = serde_json::to_vec(&new).map_err(|e| Error::Malformed {
+        what: format!("rewritten manifest of {}", plan.source_name),
+        reason: e.to_string(),
+    })?;
+    RawManifest::parse(
+        bytes,
+        Some(crate::manifest::OCI_MANIFEST),
+        &plan.source_name,
+    )
+}
+
+/// The OCI media type for a layer stored with `compression`, keeping the source's family.
+pub fn layer_media_type(compression: Compression) -> MediaType {
+    match compression {
+        Compression::Gzip => MediaType::ImageLayerGzip,
+        Compression::Zstd => MediaType::ImageLayerZstd,
+        _ => MediaType::ImageLayer,
+    }
+}

@@ -1,0 +1,23 @@
+//! # stowage-engine
+//!
+//! The library behind the `stowage` CLI: container images moved between registries, OCI image
+//! layouts, containers-storage and ostree repositories, in process and without helper binaries.
+//!
+//! Layers of the crate, bottom up (see `docs/architecture.md`):
+//! 1. shared ground: [`error`], [`digest`] (digests and verified readers), [`compression`],
+//!    [`reference`] and [`transport`] (names), [`manifest`] (OCI/Docker documents),
+//!    [`layer_tar`] (safe layer-tar reading and extraction), [`tar_split`];
+//! 2. one module per store or transport, each knowing only its own format: [`oci_layout`];
+//! 3. the [`copy`] pipeline that joins any source to any sink, and [`endpoint`] that opens
+//!    a source or sink for a parsed transport name;
+//! 4. [`inspect`]: skopeo-inspect-shaped summaries.
+
+#![warn(missing_docs)]
+
+pub mod compression;
+pub mod copy;
+pub mod digest;
+pub mod error;
+pub mod manifest;
+
+pub use error::{Error, Result};
