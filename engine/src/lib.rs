@@ -18,6 +18,7 @@ pub mod compression;
 pub mod copy;
 pub mod digest;
 pub mod error;
+pub mod inspect;
 pub mod manifest;
 pub mod oci_layout;
 
