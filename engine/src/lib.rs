@@ -5,7 +5,7 @@
 //!
 //! Layers of the crate, bottom up (see `docs/architecture.md`):
 //! 1. shared ground: [`error`], [`digest`] (digests and verified readers), [`compression`],
-//!    [`reference`] and [`transport`] (names), [`manifest`] (OCI/Docker documents),
+//!    [`reference`](mod@reference) and [`transport`] (names), [`manifest`] (OCI/Docker documents),
 //!    [`layer_tar`] (safe layer-tar reading and extraction), [`tar_split`];
 //! 2. one module per store or transport, each knowing only its own format: [`oci_layout`];
 //! 3. the [`copy`] pipeline that joins any source to any sink, and [`endpoint`] that opens
@@ -19,5 +19,7 @@ pub mod copy;
 pub mod digest;
 pub mod error;
 pub mod manifest;
+pub mod reference;
+pub mod transport;
 
 pub use error::{Error, Result};
