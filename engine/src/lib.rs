@@ -19,5 +19,6 @@ pub mod copy;
 pub mod digest;
 pub mod error;
 pub mod manifest;
+pub mod tar_split;
 
 pub use error::{Error, Result};
