@@ -18,6 +18,7 @@ pub mod compression;
 pub mod copy;
 pub mod digest;
 pub mod error;
+pub mod layer_tar;
 pub mod manifest;
 pub mod tar_split;
 
