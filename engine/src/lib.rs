@@ -7,7 +7,8 @@
 //! 1. shared ground: [`error`], [`digest`] (digests and verified readers), [`compression`],
 //!    [`reference`](mod@reference) and [`transport`] (names), [`manifest`] (OCI/Docker
 //!    documents), [`layer_tar`] (safe layer-tar walking and extraction), [`tar_split`];
-//! 2. one module per store or transport, each knowing only its own format: [`oci_layout`];
+//! 2. one module per store or transport, each knowing only its own format: [`oci_layout`],
+//!    [`oci_archive`] (an OCI layout in a tar);
 //! 3. the [`copy`] pipeline that joins any source to any sink, and [`endpoint`] that opens
 //!    a source or sink for a parsed transport name;
 //! 4. [`inspect`]: skopeo-inspect-shaped summaries.
@@ -22,6 +23,7 @@ pub mod error;
 pub mod inspect;
 pub mod layer_tar;
 pub mod manifest;
+pub mod oci_archive;
 pub mod oci_layout;
 pub mod reference;
 pub mod tar_split;
