@@ -16,6 +16,7 @@
 
 pub mod compression;
 pub mod copy;
+pub mod cstorage;
 pub mod digest;
 pub mod error;
 pub mod manifest;
