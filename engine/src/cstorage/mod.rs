@@ -466,14 +466,38 @@ impl Store {
             .map_err(|e| Error::from_io(format!("reading big data {key:?} of image {image_id}"), e))
     }
 
-    /// The manifest of `image` as stored: big data `manifest-<digest>`, else `manifest`.
+    /// The manifest of `image` as containers/image reads it for a reference without a
+    /// digest: big data `manifest` (the last manifest stored), falling back to
+    /// `manifest-<image digest>` for stores that lack the legacy key.
     pub fn image_manifest_bytes(&self, image: &ImageRecord) -> Result<Vec<u8>> {
-        let mut keys = Vec::new();
+        let mut keys = vec![images::MANIFEST_KEY.to_string()];
         if let Some(d) = image.manifest_digest() {
             keys.push(images::manifest_key(&d));
         }
-        keys.push(images::MANIFEST_KEY.to_string());
-        for key in &keys {
+        self.first_manifest(image, &keys, None)
+    }
+
+    /// The manifest of `image` with digest `digest` (for `name@digest` references):
+    /// big data `manifest-<digest>`, else `manifest` if that is the one with this digest.
+    pub fn image_manifest_bytes_by_digest(
+        &self,
+        image: &ImageRecord,
+        digest: &Digest,
+    ) -> Result<Vec<u8>> {
+        let keys = [
+            images::manifest_key(digest),
+            images::MANIFEST_KEY.to_string(),
+        ];
+        self.first_manifest(image, &keys, Some(digest))
+    }
+
+    fn first_manifest(
+        &self,
+        image: &ImageRecord,
+        keys: &[String],
+        digest: Option<&Digest>,
+    ) -> Result<Vec<u8>> {
+        for key in keys {
             if let Some(b) = self.big_data(&image.id, key)? {
                 if b.len() as u64 > MAX_MANIFEST_SIZE {
                     return Err(Error::Malformed {
@@ -484,20 +508,25 @@ impl Store {
                         ),
                     });
                 }
+                if digest.is_some_and(|d| bigdata::digest_of(key, &b) != *d) {
+                    continue;
+                }
                 return Ok(b);
             }
         }
         Err(Error::NotFound {
             what: format!(
-                "manifest of image {} (big data {})",
+                "manifest{} of image {} (big data {})",
+                digest.map(|d| format!(" {d}")).unwrap_or_default(),
                 image.id,
                 keys.join(", ")
             ),
-            hint: "the image is incomplete; pull it again".into(),
+            hint: "the image is incomplete or was stored without that manifest; pull it again"
+                .into(),
         })
     }
 
-    /// The parsed manifest of `image`.
+    /// The parsed manifest of `image` (see [`Store::image_manifest_bytes`]).
     pub fn image_manifest(&self, image: &ImageRecord) -> Result<RawManifest> {
         let bytes = self.image_manifest_bytes(image)?;
         RawManifest::parse(bytes, None, &format!("manifest of image {}", image.id))

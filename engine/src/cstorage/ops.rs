@@ -54,7 +54,8 @@ pub struct ImageSummary {
     /// Number of containers using the image.
     #[serde(rename = "Containers")]
     pub containers: usize,
-    /// Set for read-only stores.
+    /// Set by podman for images from additional read-only image stores (not supported here,
+    /// so always false; opening a store read-only does not set it).
     #[serde(rename = "ReadOnly", skip_serializing_if = "std::ops::Not::not")]
     pub read_only: bool,
     /// Untagged and without children.
@@ -415,7 +416,7 @@ pub fn list_images(store: &Store, all: bool) -> Result<Vec<ImageSummary>> {
             virtual_size: size,
             labels: info.labels(),
             containers: cat.container_count(i),
-            read_only: store.is_read_only(),
+            read_only: false,
             dangling: untagged && !children,
             names: rec.names.clone(),
             digest: rec.digest.clone(),
