@@ -121,8 +121,8 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-/// A two-layer OCI layout at `dir` with tag `t1`; returns (manifest digest, config digest,
-/// diffIDs).
+/// A two-layer OCI layout at `dir` with tags `t1` and `t0` (t1's parent image); returns t1's
+/// (manifest digest, config digest, diffIDs).
 fn make_oci_layout(dir: &Path) -> (String, String, Vec<String>) {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
@@ -140,29 +140,39 @@ fn make_oci_layout(dir: &Path) -> (String, String, Vec<String>) {
         let gz = gzip(l);
         layers.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": put(&gz), "size": gz.len()}));
     }
-    let config = json!({
-        "created": "2023-11-14T22:13:20.5Z", "author": "oracle", "architecture": "amd64", "os": "linux",
-        "config": {"User": "1000", "ExposedPorts": {"80/tcp": {}}, "Env": ["PATH=/bin"], "Cmd": ["/bin/sh"],
-                   "WorkingDir": "/", "Labels": {"a": "b"}, "Hostname": "dropped-by-podman"},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [{"created": "2023-11-14T22:13:20Z", "created_by": "l1", "comment": "first"},
-                    {"created": "2023-11-14T22:13:20.5Z", "created_by": "l2"},
-                    {"created": "2023-11-14T22:13:20.5Z", "created_by": "env", "empty_layer": true}],
-    });
-    let cb = serde_json::to_vec(&config).unwrap();
-    let cd = put(&cb);
-    let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cb.len()},
-        "layers": layers, "annotations": {"org.example": "x"}});
-    let mb = serde_json::to_vec(&manifest).unwrap();
-    let md = put(&mb);
+    let history = json!([{"created": "2023-11-14T22:13:20Z", "created_by": "l1", "comment": "first"},
+                         {"created": "2023-11-14T22:13:20.5Z", "created_by": "l2"},
+                         {"created": "2023-11-14T22:13:20.5Z", "created_by": "env", "empty_layer": true}]);
+    // t1: the image; t0: its parent in podman's sense (same layers, one history entry less).
+    let mut index = vec![];
+    let mut t1 = (String::new(), String::new());
+    for (tag, entries, label) in [("t1", 3, "b"), ("t0", 2, "base")] {
+        let config = json!({
+            "created": "2023-11-14T22:13:20.5Z", "author": "oracle", "architecture": "amd64", "os": "linux",
+            "config": {"User": "1000", "ExposedPorts": {"80/tcp": {}}, "Env": ["PATH=/bin"], "Cmd": ["/bin/sh"],
+                       "WorkingDir": "/", "Labels": {"a": label}, "Hostname": "dropped-by-podman"},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "history": history.as_array().unwrap()[..entries],
+        });
+        let cb = serde_json::to_vec(&config).unwrap();
+        let cd = put(&cb);
+        let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cb.len()},
+            "layers": layers, "annotations": {"org.example": tag}});
+        let mb = serde_json::to_vec(&manifest).unwrap();
+        let md = put(&mb);
+        index.push(json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": mb.len(), "annotations": {"org.opencontainers.image.ref.name": tag}}));
+        if tag == "t1" {
+            t1 = (md, cd);
+        }
+    }
     std::fs::write(
         dir.join("index.json"),
-        serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": mb.len(), "annotations": {"org.opencontainers.image.ref.name": "t1"}}]})).unwrap(),
+        serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": index})).unwrap(),
     )
     .unwrap();
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    (md, cd, diff_ids)
+    (t1.0, t1.1, diff_ids)
 }
 
 /// Sort a `podman images` JSON array so row order (unstable in podman for equal times)
@@ -239,6 +249,8 @@ fn podman_and_skopeo_agree_with_the_store() {
     // 1. skopeo writes; the engine reads and computes the same IDs.
     env.skopeo_copy(&[], &src, "localhost/oracle:1");
     env.skopeo_copy(&["--format", "v2s2"], &src, "localhost/oracle-docker:1");
+    let base_src = format!("oci:{}:t0", oci.display());
+    env.skopeo_copy(&[], &base_src, "localhost/oracle-base:1");
     {
         let store = Store::open_read_only(&env.root, None).unwrap();
         let img = store.image("localhost/oracle:1").unwrap();
@@ -291,8 +303,18 @@ fn podman_and_skopeo_agree_with_the_store() {
             docker.layer, img.layer,
             "the docker conversion shares the layers"
         );
+        let base = store.image("localhost/oracle-base:1").unwrap();
+        let listed = ops::list_images(&store, false).unwrap();
+        let child = listed.iter().find(|s| s.id == img.id).unwrap();
+        assert_eq!(child.parent_id, base.id, "t0 is t1's parent");
         compare_with_podman(&env, &store);
     }
+    // Untagged with a child: an intermediate image, hidden without --all.
+    assert!(env
+        .podman(&["untag", "localhost/oracle-base:1"])
+        .status
+        .success());
+    compare_with_podman(&env, &Store::open_read_only(&env.root, None).unwrap());
     // podman's own tag, seen by the engine.
     assert!(env
         .podman(&["tag", "localhost/oracle:1", "quay.io/example/oracle:2"])
@@ -311,7 +333,12 @@ fn podman_and_skopeo_agree_with_the_store() {
         assert_eq!(r.untagged, ["localhost/oracle-docker:1"]);
         let id = store.image("quay.io/example/oracle:2").unwrap().id;
         let r = ops::remove_image(&store, &id, false).unwrap();
-        assert_eq!(r.deleted, vec![id]);
+        assert_eq!(
+            r.deleted.len(),
+            2,
+            "the parent left dangling goes too: {r:?}"
+        );
+        assert_eq!(r.deleted[0], id);
         assert_eq!(r.untagged, ["quay.io/example/oracle:2"]);
         assert_store_empty(&env);
     }

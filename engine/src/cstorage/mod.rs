@@ -2,7 +2,7 @@
 //! share (`/var/lib/containers/storage`), read and written the way containers/storage 1.43
 //! does, so that podman sees what stowage wrote and the other way round.
 //!
-//! Layout below the graph root `R` (see `docs/` and the reference notes for the full format):
+//! Layout below the graph root `R`:
 //! `overlay/<layer>/{diff,link,lower,work,merged,empty}` and `overlay/l/<LINK>` symlinks for
 //! layer content, `overlay-layers/layers.json` + `<layer>.tar-split.gz` for layer records,
 //! `overlay-images/images.json` + `overlay-images/<image>/` big data for images, and
@@ -735,8 +735,10 @@ impl Store {
         if let Some(existing) = all.iter().find(|l| l.id == new.id) {
             return Err(Error::Conflict {
                 what: format!("layer {}", new.id),
-                reason: if existing.is_incomplete() {
+                reason: if self.layers_lock.is_pinned(&new.id) {
                     "is being written by another thread of this process".into()
+                } else if existing.is_incomplete() {
+                    "is left incomplete by an interrupted writer; open the store again to clean it up".into()
                 } else {
                     "already exists; reuse it instead of writing it again".into()
                 },
@@ -916,6 +918,7 @@ impl Store {
 
     /// Finish a layer begun with [`Store::begin_layer`]: record what its content is and clear
     /// the incomplete flag. The tar-split must have been written and the parent finished.
+    /// If finishing fails, the layer is removed (as if aborted) and the error returned.
     pub fn finish_layer(
         &self,
         mut handle: LayerHandle<'_>,
