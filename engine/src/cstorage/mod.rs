@@ -767,6 +767,11 @@ impl Store {
                 });
             }
         }
+        if overlay.exists(&new.id) {
+            // Content without a record: an orphan of a writer that died before saving the
+            // record or after removing it. Nobody references it; start afresh.
+            self.remove_layer_files(&new.id)?;
+        }
         let mut rec = LayerRecord {
             id: new.id.clone(),
             names: new.names.clone(),

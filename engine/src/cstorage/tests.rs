@@ -328,6 +328,19 @@ fn incomplete_layer_is_recorded_first_and_cleaned_up() {
 }
 
 #[test]
+fn orphaned_layer_directory_is_replaced() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    let store = Store::open(&root, None, None).unwrap();
+    let id = ids::layer_id(None, &sha256_of(b"o"));
+    std::fs::create_dir_all(root.join("overlay").join(&id).join("diff/stale")).unwrap();
+    let rec = put_layer(&store, None, b"o");
+    assert_eq!(rec.id, id);
+    assert!(!root.join("overlay").join(&id).join("diff/stale").exists());
+    assert_eq!(store.layer_diff_dir(&id).unwrap().read("f").unwrap(), b"o");
+}
+
+#[test]
 fn parallel_layer_writes_from_threads() {
     let t = tempfile::tempdir().unwrap();
     let store = Store::open(&t.path().join("root"), None, None).unwrap();
