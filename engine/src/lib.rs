@@ -17,6 +17,7 @@
 
 pub mod compression;
 pub mod copy;
+pub mod cstorage;
 pub mod digest;
 pub mod endpoint;
 pub mod error;
