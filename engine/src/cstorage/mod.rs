@@ -32,6 +32,7 @@
 
 pub mod bigdata;
 pub mod containers;
+mod copy;
 mod files;
 pub mod gotime;
 pub mod ids;
@@ -49,6 +50,7 @@ use cap_std::fs::{Dir, DirBuilder, DirBuilderExt, MetadataExt, OpenOptions, Open
 use cap_std::fs::{Permissions, PermissionsExt};
 
 pub use containers::ContainerRecord;
+pub use copy::{StorageSink, StorageSource};
 pub use gotime::GoTime;
 pub use images::{ImageRecord, NameOp};
 pub use layers::{LayerDigests, LayerRecord};
