@@ -1,1 +1,37 @@
-fn main() {}
+//! `stowage`: the command-line front end. Parsing, calling the engine, printing; no image
+//! logic lives here.
+
+mod cli;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {}", render_error(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The error and its causes on one line, skopeo-style (`outer: inner: root`), without
+/// repeating a cause the outer message already includes.
+fn render_error(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if out.contains(&s) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&s);
+    }
+    out
+}

@@ -5,8 +5,8 @@
 //!
 //! Layers of the crate, bottom up (see `docs/architecture.md`):
 //! 1. shared ground: [`error`], [`digest`] (digests and verified readers), [`compression`],
-//!    [`reference`] and [`transport`] (names), [`manifest`] (OCI/Docker documents),
-//!    [`layer_tar`] (safe layer-tar reading and extraction), [`tar_split`];
+//!    [`reference`](mod@reference) and [`transport`] (names), [`manifest`] (OCI/Docker
+//!    documents);
 //! 2. one module per store or transport, each knowing only its own format: [`oci_layout`];
 //! 3. the [`copy`] pipeline that joins any source to any sink, and [`endpoint`] that opens
 //!    a source or sink for a parsed transport name;
@@ -17,8 +17,12 @@
 pub mod compression;
 pub mod copy;
 pub mod digest;
+pub mod endpoint;
 pub mod error;
+pub mod inspect;
 pub mod manifest;
 pub mod oci_layout;
+pub mod reference;
+pub mod transport;
 
 pub use error::{Error, Result};
