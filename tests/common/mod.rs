@@ -5,9 +5,8 @@
 //!    missing elsewhere → a visible `SKIP:` line on stderr and the check is left out.
 //! 2. [`run`] / [`run_failing`] run a command and panic with its full command line, status,
 //!    stdout and stderr when it does not end as expected; [`stowage`] is the binary under test.
-//! 3. [`fixtures`] generates the fixture images (small and `many`) once per test binary into
-//!    `target/tmp/fixtures` (the generator is deterministic, so regenerating in place is
-//!    idempotent and safe if several test processes do it at once).
+//! 3. [`fixtures`] generates the fixture images (small and `many`) once per test process into
+//!    `target/tmp/fixtures-<pid>`, removing the directories of processes that have ended.
 //! 4. [`PodmanStore`] is a throw-away containers-storage root/runroot, unmounted and removed on
 //!    drop; never the system store.
 
@@ -141,11 +140,28 @@ pub struct Fixtures {
     pub infos: Vec<FixtureInfo>,
 }
 
-/// Generate (or reuse) the fixtures.
+/// Generate the fixtures (once per test binary) into `target/tmp/fixtures-<pid>`.
+///
+/// A static is never dropped, so instead of a `TempDir` each process uses a directory named by
+/// its pid and first removes those of processes that no longer run. Separate directories keep
+/// test processes that run at once (nextest) from writing the same `index.json`.
 pub fn fixtures() -> &'static Fixtures {
     static FIXTURES: OnceLock<Fixtures> = OnceLock::new();
     FIXTURES.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        if let Ok(entries) = std::fs::read_dir(tmp) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Some(pid) = name.strip_prefix("fixtures-") else {
+                    continue;
+                };
+                if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = tmp.join(format!("fixtures-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         let infos = stowage_fixtures::generate(&dir, FixtureSet::All)
             .unwrap_or_else(|e| panic!("generating fixtures into {dir:?}: {e:#}"));
         Fixtures { dir, infos }
