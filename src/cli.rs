@@ -19,10 +19,22 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalOpts {
     /// Graph root for `containers-storage:NAME` names without `[overlay@ROOT+RUNROOT]`.
-    #[arg(long, global = true, value_name = "DIR", default_value = "/var/lib/containers/storage", env = "STOWAGE_STORAGE_ROOT")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/var/lib/containers/storage",
+        env = "STOWAGE_STORAGE_ROOT"
+    )]
     pub storage_root: PathBuf,
     /// Run root for `containers-storage:NAME` names without `[overlay@ROOT+RUNROOT]`.
-    #[arg(long, global = true, value_name = "DIR", default_value = "/run/containers/storage", env = "STOWAGE_STORAGE_RUNROOT")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/run/containers/storage",
+        env = "STOWAGE_STORAGE_RUNROOT"
+    )]
     pub runroot: PathBuf,
     /// Suppress progress output.
     #[arg(short, long, global = true)]
@@ -67,6 +79,9 @@ pub struct CopyArgs {
     /// Compress layers in the destination with this format.
     #[arg(long, value_enum)]
     pub dest_compress_format: Option<CompressFormat>,
+    /// Write the digest of the stored manifest to this file.
+    #[arg(long, value_name = "PATH")]
+    pub digestfile: Option<std::path::PathBuf>,
     /// Layers transferred at once.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,

@@ -58,30 +58,43 @@ fn copy(global: &GlobalOpts, args: CopyArgs) -> Result<ExitCode> {
     let opts = endpoint_options(global, args.dest_compress_format);
     let source = open_source(&src, &opts).with_context(|| format!("opening source {src}"))?;
     let sink = open_sink(&dst, &opts).with_context(|| format!("opening destination {dst}"))?;
-    let copy_opts = CopyOptions { jobs: args.jobs as usize, platform: platform(&args.platform) };
+    let copy_opts = CopyOptions {
+        jobs: args.jobs as usize,
+        platform: platform(&args.platform),
+    };
     let report = copy_image(source.as_ref(), sink.as_ref(), &copy_opts)
         .with_context(|| format!("copying {src} to {dst}"))?;
+    if let Some(path) = &args.digestfile {
+        std::fs::write(path, report.manifest_digest.to_string())
+            .with_context(|| format!("writing the manifest digest to {}", path.display()))?;
+    }
     if !global.quiet {
         eprintln!(
-            "Copied {} layer(s), reused {} ({} bytes) in {:.2?}",
-            report.layers_copied, report.layers_reused, report.layer_bytes, report.elapsed
+            "Copied {} layer(s) ({} bytes), reused {}, in {:.2?}; manifest {}",
+            report.layers_copied,
+            report.layer_bytes,
+            report.layers_reused,
+            report.elapsed,
+            report.manifest_digest
         );
-        eprintln!("Writing manifest to image destination");
-        println!("{}", report.manifest_digest);
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn inspect(global: &GlobalOpts, args: InspectArgs) -> Result<ExitCode> {
     let r = parse_ref(&args.image)?;
-    let source = open_source(&r, &endpoint_options(global, None)).with_context(|| format!("opening {r}"))?;
+    let source =
+        open_source(&r, &endpoint_options(global, None)).with_context(|| format!("opening {r}"))?;
     let mut out = std::io::stdout().lock();
     if args.raw {
-        let m = source.manifest().with_context(|| format!("reading the manifest of {r}"))?;
+        let m = source
+            .manifest()
+            .with_context(|| format!("reading the manifest of {r}"))?;
         out.write_all(&m.bytes)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let plan = plan_image(source.as_ref(), &platform(&args.platform)).with_context(|| format!("inspecting {r}"))?;
+    let plan = plan_image(source.as_ref(), &platform(&args.platform))
+        .with_context(|| format!("inspecting {r}"))?;
     if args.config {
         out.write_all(&plan.config.bytes)?;
         writeln!(out)?;

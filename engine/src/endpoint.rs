@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use crate::compression::Compression;
 use crate::copy::{ImageSink, ImageSource};
 use crate::error::{Error, Result};
+use crate::oci_archive::{OciArchiveSink, OciArchiveSource};
 use crate::oci_layout::{OciSink, OciSource};
 use crate::transport::ImageRef;
 
@@ -36,7 +37,10 @@ impl Default for EndpointOptions {
 fn not_yet(r: &ImageRef, direction: &str) -> Error {
     Error::Unsupported {
         transport: r.to_string(),
-        reason: format!("the {} transport cannot be used as a {direction} yet", r.transport_name()),
+        reason: format!(
+            "the {} transport cannot be used as a {direction} yet",
+            r.transport_name()
+        ),
     }
 }
 
@@ -44,6 +48,9 @@ fn not_yet(r: &ImageRef, direction: &str) -> Error {
 pub fn open_source(r: &ImageRef, _options: &EndpointOptions) -> Result<Box<dyn ImageSource>> {
     match r {
         ImageRef::Oci { path, tag } => Ok(Box::new(OciSource::open(path, tag.as_deref())?)),
+        ImageRef::OciArchive { path, tag } => {
+            Ok(Box::new(OciArchiveSource::open(path, tag.as_deref())?))
+        }
         _ => Err(not_yet(r, "source")),
     }
 }
@@ -51,7 +58,16 @@ pub fn open_source(r: &ImageRef, _options: &EndpointOptions) -> Result<Box<dyn I
 /// Open `r` for writing.
 pub fn open_sink(r: &ImageRef, options: &EndpointOptions) -> Result<Box<dyn ImageSink>> {
     match r {
-        ImageRef::Oci { path, tag } => Ok(Box::new(OciSink::create(path, tag.as_deref(), options.dest_compression)?)),
+        ImageRef::Oci { path, tag } => Ok(Box::new(OciSink::create(
+            path,
+            tag.as_deref(),
+            options.dest_compression,
+        )?)),
+        ImageRef::OciArchive { path, tag } => Ok(Box::new(OciArchiveSink::create(
+            path,
+            tag.as_deref(),
+            options.dest_compression,
+        )?)),
         _ => Err(not_yet(r, "destination")),
     }
 }
