@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 
 use crate::compression::Compression;
-use crate::cstorage::{StorageSink, StorageSource, Store};
 use crate::copy::{ImageSink, ImageSource};
+use crate::cstorage::{StorageSink, StorageSource, Store};
 use crate::error::{Error, Result};
 use crate::oci_archive::{OciArchiveSink, OciArchiveSource};
 use crate::oci_layout::{OciSink, OciSource};
@@ -39,8 +39,18 @@ impl Default for EndpointOptions {
 /// default from the options.
 fn storage(spec: &Option<StoreSpec>, options: &EndpointOptions, write: bool) -> Result<Store> {
     let (root, runroot, driver) = match spec {
-        Some(s) => (s.graph_root.clone(), s.run_root.clone().unwrap_or_else(|| options.storage_runroot.clone()), s.driver.clone()),
-        None => (options.storage_root.clone(), options.storage_runroot.clone(), None),
+        Some(s) => (
+            s.graph_root.clone(),
+            s.run_root
+                .clone()
+                .unwrap_or_else(|| options.storage_runroot.clone()),
+            s.driver.clone(),
+        ),
+        None => (
+            options.storage_root.clone(),
+            options.storage_runroot.clone(),
+            None,
+        ),
     };
     if write {
         Store::open(&root, Some(&runroot), driver.as_deref())
@@ -66,7 +76,10 @@ pub fn open_source(r: &ImageRef, options: &EndpointOptions) -> Result<Box<dyn Im
         ImageRef::OciArchive { path, tag } => {
             Ok(Box::new(OciArchiveSource::open(path, tag.as_deref())?))
         }
-        ImageRef::ContainersStorage { store, image } => Ok(Box::new(StorageSource::open(storage(store, options, false)?, image)?)),
+        ImageRef::ContainersStorage { store, image } => Ok(Box::new(StorageSource::open(
+            storage(store, options, false)?,
+            image,
+        )?)),
         _ => Err(not_yet(r, "source")),
     }
 }
@@ -91,7 +104,10 @@ pub fn open_sink(r: &ImageRef, options: &EndpointOptions) -> Result<Box<dyn Imag
                 StorageImage::IdPrefix { name, .. } => name.as_ref().map(|n| n.to_string()),
                 StorageImage::Id(_) => None,
             };
-            Ok(Box::new(StorageSink::new(storage(store, options, true)?, name)))
+            Ok(Box::new(StorageSink::new(
+                storage(store, options, true)?,
+                name,
+            )))
         }
         _ => Err(not_yet(r, "destination")),
     }

@@ -28,7 +28,10 @@ use oci_spec::image::Descriptor;
 
 use super::{ids, ImageRecord, LayerDigests, LayerHandle, NewImage, NewLayer, Store};
 use crate::compression::{decoder, BoxRead, Compression};
-use crate::copy::{CommitResult, FinalImage, ImagePlan, ImageSink, ImageSource, ImageWriter, LayerForm, LayerInput, LayerStream, StoredLayer};
+use crate::copy::{
+    CommitResult, FinalImage, ImagePlan, ImageSink, ImageSource, ImageWriter, LayerForm,
+    LayerInput, LayerStream, StoredLayer,
+};
 use crate::digest::{Digest, HashingReader, VerifiedReader};
 use crate::error::{Error, IoContext, Result};
 use crate::layer_tar::{extract_layer, normalize_path, ExtractOptions, WhiteoutMode};
@@ -44,7 +47,9 @@ impl Store {
             StorageImage::Id(id) => self.image(id),
             StorageImage::NamedWithId(_, id) => self.image(id),
             StorageImage::IdPrefix { prefix, .. } => self.image(prefix),
-            StorageImage::NameOrIdPrefix { name, prefix } => self.image(prefix).or_else(|_| self.image(&name.to_string())),
+            StorageImage::NameOrIdPrefix { name, prefix } => self
+                .image(prefix)
+                .or_else(|_| self.image(&name.to_string())),
         }
     }
 }
@@ -52,8 +57,15 @@ impl Store {
 /// A store location for naming: `containers-storage:[overlay@ROOT+RUNROOT]`.
 fn store_prefix(store: &Store) -> String {
     match store.run_root() {
-        Some(rr) => format!("containers-storage:[overlay@{}+{}]", store.graph_root().display(), rr.display()),
-        None => format!("containers-storage:[overlay@{}]", store.graph_root().display()),
+        Some(rr) => format!(
+            "containers-storage:[overlay@{}+{}]",
+            store.graph_root().display(),
+            rr.display()
+        ),
+        None => format!(
+            "containers-storage:[overlay@{}]",
+            store.graph_root().display()
+        ),
     }
 }
 
@@ -80,13 +92,21 @@ impl StorageSink {
 
 impl ImageSink for StorageSink {
     fn name(&self) -> String {
-        format!("{}{}", store_prefix(&self.store), self.name.as_deref().unwrap_or(""))
+        format!(
+            "{}{}",
+            store_prefix(&self.store),
+            self.name.as_deref().unwrap_or("")
+        )
     }
 
     fn begin<'s>(&'s self, plan: &ImagePlan) -> Result<Box<dyn ImageWriter + 's>> {
         let diff_ids: Vec<Digest> = plan.layers.iter().map(|l| l.diff_id.clone()).collect();
         let layer_ids = ids::layer_ids(&diff_ids);
-        let whiteouts = if self.store.mount_program() { WhiteoutMode::Files } else { WhiteoutMode::overlay_for_current_user() };
+        let whiteouts = if self.store.mount_program() {
+            WhiteoutMode::Files
+        } else {
+            WhiteoutMode::overlay_for_current_user()
+        };
         let extract = ExtractOptions::for_current_user(whiteouts);
         let states = layer_ids.iter().map(|_| LayerState::Pending).collect();
         Ok(Box::new(StorageWriter {
@@ -147,7 +167,12 @@ impl StorageWriter<'_> {
     fn write_layer(&self, input: LayerInput<'_>, handle: &LayerHandle<'_>) -> Result<LayerDigests> {
         let i = input.index;
         let plan = &self.plan.layers[i];
-        let what = format!("layer {} ({}) of {}", i + 1, plan.descriptor.digest(), self.plan.source_name);
+        let what = format!(
+            "layer {} ({}) of {}",
+            i + 1,
+            plan.descriptor.digest(),
+            self.plan.source_name
+        );
         let form = input.form;
         let mut reader = input.reader;
         let tar_split = handle.create_tar_split()?;
@@ -155,23 +180,46 @@ impl StorageWriter<'_> {
         let (compression, stats, diff_size) = {
             let (compression, decoded) = match form {
                 LayerForm::Blob => decoder(&mut reader, &what)?,
-                LayerForm::Diff => (Compression::Uncompressed, Box::new(&mut reader) as BoxRead<'_>),
+                LayerForm::Diff => (
+                    Compression::Uncompressed,
+                    Box::new(&mut reader) as BoxRead<'_>,
+                ),
             };
             // The pipeline verifies a Diff stream against the diffID itself; a decoded blob is
             // verified here.
             let mut counted = HashingReader::new(decoded);
             let stats = if form == LayerForm::Blob {
-                let mut verified = VerifiedReader::new(&mut counted, &plan.diff_id, None, format!("uncompressed {what}"))?;
-                extract_layer(&mut verified, handle.diff_dir(), &self.extract, &what, Some(&mut ts))?
+                let mut verified = VerifiedReader::new(
+                    &mut counted,
+                    &plan.diff_id,
+                    None,
+                    format!("uncompressed {what}"),
+                )?;
+                extract_layer(
+                    &mut verified,
+                    handle.diff_dir(),
+                    &self.extract,
+                    &what,
+                    Some(&mut ts),
+                )?
             } else {
-                extract_layer(&mut counted, handle.diff_dir(), &self.extract, &what, Some(&mut ts))?
+                extract_layer(
+                    &mut counted,
+                    handle.diff_dir(),
+                    &self.extract,
+                    &what,
+                    Some(&mut ts),
+                )?
             };
             (compression, stats, counted.count())
         };
         reader.drain()?;
         let out = ts.finish()?;
-        let file = out.into_inner().map_err(|e| Error::from_io(format!("writing the tar-split of {what}"), e.into_error()))?;
-        file.sync_all().ctx(|| format!("syncing the tar-split of {what}"))?;
+        let file = out.into_inner().map_err(|e| {
+            Error::from_io(format!("writing the tar-split of {what}"), e.into_error())
+        })?;
+        file.sync_all()
+            .ctx(|| format!("syncing the tar-split of {what}"))?;
         let (compressed_digest, compressed_size) = match form {
             LayerForm::Blob => (plan.descriptor.digest().clone(), plan.descriptor.size()),
             LayerForm::Diff => (plan.diff_id.clone(), diff_size),
@@ -194,7 +242,9 @@ impl ImageWriter for StorageWriter<'_> {
         match self.store().layer(id) {
             Ok(_) => {
                 self.set_state(index, LayerState::Done);
-                Ok(Some(StoredLayer { descriptor: self.plan.layers[index].descriptor.clone() }))
+                Ok(Some(StoredLayer {
+                    descriptor: self.plan.layers[index].descriptor.clone(),
+                }))
             }
             Err(Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
@@ -207,7 +257,11 @@ impl ImageWriter for StorageWriter<'_> {
             if i > 0 {
                 self.wait_for(i - 1, LayerState::Begun)?;
             }
-            let new = NewLayer { id: self.layer_ids[i].clone(), parent: i.checked_sub(1).map(|p| self.layer_ids[p].clone()), names: vec![] };
+            let new = NewLayer {
+                id: self.layer_ids[i].clone(),
+                parent: i.checked_sub(1).map(|p| self.layer_ids[p].clone()),
+                names: vec![],
+            };
             let handle = self.store().begin_layer(&new)?;
             self.set_state(i, LayerState::Begun);
             // Dropping the handle on error aborts the layer (record, directories, link).
@@ -221,7 +275,9 @@ impl ImageWriter for StorageWriter<'_> {
         match result {
             Ok(()) => {
                 self.set_state(i, LayerState::Done);
-                Ok(StoredLayer { descriptor: self.plan.layers[i].descriptor.clone() })
+                Ok(StoredLayer {
+                    descriptor: self.plan.layers[i].descriptor.clone(),
+                })
             }
             Err(e) => {
                 self.set_state(i, LayerState::Failed);
@@ -233,7 +289,12 @@ impl ImageWriter for StorageWriter<'_> {
     fn commit(self: Box<Self>, image: &FinalImage) -> Result<CommitResult> {
         let store = self.store();
         let id = ids::image_id(image.config_descriptor.digest());
-        let created = image.config.parsed.created().as_deref().and_then(super::GoTime::parse);
+        let created = image
+            .config
+            .parsed
+            .created()
+            .as_deref()
+            .and_then(super::GoTime::parse);
         let manifest_digest = image.manifest.digest.clone();
         store.create_image(&NewImage {
             id: id.clone(),
@@ -243,14 +304,23 @@ impl ImageWriter for StorageWriter<'_> {
             metadata: None,
             names: vec![],
         })?;
-        store.set_big_data(&id, &image.config_descriptor.digest().to_string(), &image.config.bytes)?;
-        store.set_big_data(&id, &format!("manifest-{manifest_digest}"), &image.manifest.bytes)?;
+        store.set_big_data(
+            &id,
+            &image.config_descriptor.digest().to_string(),
+            &image.config.bytes,
+        )?;
+        store.set_big_data(
+            &id,
+            &format!("manifest-{manifest_digest}"),
+            &image.manifest.bytes,
+        )?;
         store.set_big_data(&id, "manifest", &image.manifest.bytes)?;
         if let Some(index) = &image.index {
             store.set_big_data(&id, &format!("manifest-{}", index.digest), &index.bytes)?;
         }
         store.set_big_data(&id, &format!("signature-{}", manifest_digest.digest()), b"")?;
-        let metadata = serde_json::json!({ "signatures-sizes": { manifest_digest.to_string(): [] } });
+        let metadata =
+            serde_json::json!({ "signatures-sizes": { manifest_digest.to_string(): [] } });
         store.set_image_metadata(&id, &metadata.to_string())?;
         if let Some(name) = &self.sink.name {
             store.add_names(&id, std::slice::from_ref(name))?;
@@ -274,11 +344,18 @@ impl StorageSource {
         let record = store.resolve(image).map_err(|e| match e {
             Error::NotFound { what, .. } => Error::NotFound {
                 what,
-                hint: format!("list the images with `stowage image cmd list --storage-root {}`", store.graph_root().display()),
+                hint: format!(
+                    "list the images with `stowage image cmd list --storage-root {}`",
+                    store.graph_root().display()
+                ),
             },
             other => other,
         })?;
-        Ok(StorageSource { store, image: record, query: image.to_string() })
+        Ok(StorageSource {
+            store,
+            image: record,
+            query: image.to_string(),
+        })
     }
 
     /// The image record.
@@ -297,36 +374,59 @@ impl ImageSource for StorageSource {
     }
 
     fn child_manifest(&self, descriptor: &Descriptor) -> Result<RawManifest> {
-        let bytes = self.store.image_manifest_bytes_by_digest(&self.image, descriptor.digest())?;
-        RawManifest::parse(bytes, Some(&descriptor.media_type().to_string()), &self.name())
+        let bytes = self
+            .store
+            .image_manifest_bytes_by_digest(&self.image, descriptor.digest())?;
+        RawManifest::parse(
+            bytes,
+            Some(&descriptor.media_type().to_string()),
+            &self.name(),
+        )
     }
 
     fn open_blob(&self, descriptor: &Descriptor) -> Result<BoxRead<'_>> {
         let key = descriptor.digest().to_string();
-        let bytes = self.store.big_data(&self.image.id, &key)?.ok_or_else(|| Error::NotFound {
-            what: format!("blob {key} of {}", self.name()),
-            hint: "the image's big data is incomplete; pull it again".into(),
-        })?;
+        let bytes = self
+            .store
+            .big_data(&self.image.id, &key)?
+            .ok_or_else(|| Error::NotFound {
+                what: format!("blob {key} of {}", self.name()),
+                hint: "the image's big data is incomplete; pull it again".into(),
+            })?;
         Ok(Box::new(io::Cursor::new(bytes)))
     }
 
-    fn open_layer(&self, index: usize, _descriptor: &Descriptor, diff_id: &Digest) -> Result<LayerStream<'_>> {
+    fn open_layer(
+        &self,
+        index: usize,
+        _descriptor: &Descriptor,
+        diff_id: &Digest,
+    ) -> Result<LayerStream<'_>> {
         let guard = self.store.lock_layers_shared()?;
         let layers = self.store.image_layers(&self.image)?;
         let layer = layers.get(index).ok_or_else(|| Error::Malformed {
             what: self.name(),
-            reason: format!("the manifest has more layers than the store's layer chain ({})", layers.len()),
+            reason: format!(
+                "the manifest has more layers than the store's layer chain ({})",
+                layers.len()
+            ),
         })?;
         if layer.diff_digest != diff_id.to_string() {
             return Err(Error::Malformed {
                 what: format!("layer {} of {}", layer.id, self.name()),
-                reason: format!("its diff-digest is {:?}, the config says {diff_id}", layer.diff_digest),
+                reason: format!(
+                    "its diff-digest is {:?}, the config says {diff_id}",
+                    layer.diff_digest
+                ),
             });
         }
-        let tar_split = self.store.open_tar_split(&layer.id)?.ok_or_else(|| Error::NotFound {
-            what: format!("tar-split of layer {} of {}", layer.id, self.name()),
-            hint: "the layer cannot be exported bit for bit; pull the image again".into(),
-        })?;
+        let tar_split = self
+            .store
+            .open_tar_split(&layer.id)?
+            .ok_or_else(|| Error::NotFound {
+                what: format!("tar-split of layer {} of {}", layer.id, self.name()),
+                hint: "the layer cannot be exported bit for bit; pull the image again".into(),
+            })?;
         let mut dirs = vec![self.store.layer_diff_dir(&layer.id)?];
         for lower in self.store.layer_lowers(&layer.id)? {
             dirs.push(self.store.layer_diff_dir(&lower)?);
@@ -336,15 +436,28 @@ impl ImageSource for StorageSource {
             let rel: PathBuf = normalize_path(name)?;
             for dir in &dirs {
                 match dir.open(&rel) {
-                    Ok(f) => return Ok(Box::new(BufReader::with_capacity(128 * 1024, f.into_std()))),
+                    Ok(f) => {
+                        return Ok(Box::new(BufReader::with_capacity(128 * 1024, f.into_std())))
+                    }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(Error::from_io(format!("opening {} in {layer_name}", rel.display()), e)),
+                    Err(e) => {
+                        return Err(Error::from_io(
+                            format!("opening {} in {layer_name}", rel.display()),
+                            e,
+                        ))
+                    }
                 }
             }
-            Err(Error::NotFound { what: format!("file {} of {layer_name}", rel.display()), hint: "the layer's diff directory is damaged".into() })
+            Err(Error::NotFound {
+                what: format!("file {} of {layer_name}", rel.display()),
+                hint: "the layer's diff directory is damaged".into(),
+            })
         };
         let assembler = Assembler::new(BufReader::new(tar_split.into_std()), getter);
-        Ok(LayerStream::Diff(Box::new(Guarded { inner: assembler, _guard: guard })))
+        Ok(LayerStream::Diff(Box::new(Guarded {
+            inner: assembler,
+            _guard: guard,
+        })))
     }
 }
 
