@@ -8,9 +8,10 @@
 //!    in the same pass — several layers at once — and finished in order (a child is finished
 //!    only after its parent). The compressed stream is verified by the pipeline; the decoded
 //!    stream is verified here against the diffID.
-//! 3. The image record is created with the config digest as ID, then its big data (config,
-//!    `manifest-<digest>`, `manifest`, the index when there was one, an empty signature), its
-//!    metadata and its name — the order containers/image uses.
+//! 3. The image record is created with the config digest as ID (and as digest the index's
+//!    when the image was chosen from one, else the manifest's), then its big data (config, the
+//!    index as `manifest-<index digest>` when there was one, `manifest-<digest>`, `manifest`,
+//!    an empty signature), its metadata and its name — the order containers/image uses.
 //!
 //! While a layer is incomplete the store's `layers.lock` stays write-locked (as in
 //! containers/storage's own `PutLayer`), because any podman process would otherwise delete the
@@ -296,10 +297,17 @@ impl ImageWriter for StorageWriter<'_> {
             .as_deref()
             .and_then(super::GoTime::parse);
         let manifest_digest = image.manifest.digest.clone();
+        // containers/image stores the index an image was chosen from before the image's own
+        // manifest and lets containers/storage take the image digest from the first manifest
+        // big data: an image pulled through an index is recorded under the index digest.
+        let image_digest = match &image.index {
+            Some(index) => index.digest.clone(),
+            None => manifest_digest.clone(),
+        };
         store.create_image(&NewImage {
             id: id.clone(),
             top_layer: self.layer_ids.last().cloned(),
-            digest: Some(manifest_digest.clone()),
+            digest: Some(image_digest),
             created,
             metadata: None,
             names: vec![],
@@ -309,15 +317,15 @@ impl ImageWriter for StorageWriter<'_> {
             &image.config_descriptor.digest().to_string(),
             &image.config.bytes,
         )?;
+        if let Some(index) = &image.index {
+            store.set_big_data(&id, &format!("manifest-{}", index.digest), &index.bytes)?;
+        }
         store.set_big_data(
             &id,
             &format!("manifest-{manifest_digest}"),
             &image.manifest.bytes,
         )?;
         store.set_big_data(&id, "manifest", &image.manifest.bytes)?;
-        if let Some(index) = &image.index {
-            store.set_big_data(&id, &format!("manifest-{}", index.digest), &index.bytes)?;
-        }
         store.set_big_data(&id, &format!("signature-{}", manifest_digest.digest()), b"")?;
         let metadata =
             serde_json::json!({ "signatures-sizes": { manifest_digest.to_string(): [] } });
