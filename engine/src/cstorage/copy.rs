@@ -2,7 +2,8 @@
 //!
 //! Writing an image (what containers/image's storage destination does, streamed):
 //! 1. Layer IDs come from the config's diffIDs ([`ids::layer_ids`]); a layer whose ID is
-//!    already in the store is reused and not fetched.
+//!    already in the store is reused and not fetched (also when another writer stores it
+//!    between that check and the start of this copy's write).
 //! 2. Each missing layer is begun in order (its record saved with `flags.incomplete` before
 //!    anything else; the parent must exist first), then extracted while its tar-split is written
 //!    in the same pass — several layers at once — and finished in order (a child is finished
@@ -263,7 +264,15 @@ impl ImageWriter for StorageWriter<'_> {
                 parent: i.checked_sub(1).map(|p| self.layer_ids[p].clone()),
                 names: vec![],
             };
-            let handle = self.store().begin_layer(&new)?;
+            let handle = match self.store().begin_layer(&new) {
+                Ok(h) => h,
+                // Another writer stored the layer after `existing_layer` found it missing (a
+                // concurrent copy of an image sharing it): reuse it, as containers/image does.
+                Err(Error::Conflict { .. }) if self.store().layer(&new.id).is_ok() => {
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
             self.set_state(i, LayerState::Begun);
             // Dropping the handle on error aborts the layer (record, directories, link).
             let digests = self.write_layer(input, &handle)?;
