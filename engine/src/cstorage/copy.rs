@@ -179,7 +179,9 @@ impl StorageWriter<'_> {
         let mut reader = input.reader;
         let tar_split = handle.create_tar_split()?;
         let mut ts = TarSplitWriter::new(io::BufWriter::new(tar_split));
-        let (compression, stats, diff_size) = {
+        // Tar-entry errors print "layer {layer}: tar entry ..."; don't say "layer" twice.
+        let tar_layer = what.strip_prefix("layer ").unwrap_or(&what);
+        let extracted = (|| -> Result<_> {
             let (compression, decoded) = match form {
                 LayerForm::Blob => decoder(&mut reader, &what)?,
                 LayerForm::Diff => (
@@ -201,7 +203,7 @@ impl StorageWriter<'_> {
                     &mut verified,
                     handle.diff_dir(),
                     &self.extract,
-                    &what,
+                    tar_layer,
                     Some(&mut ts),
                 )?
             } else {
@@ -209,11 +211,15 @@ impl StorageWriter<'_> {
                     &mut counted,
                     handle.diff_dir(),
                     &self.extract,
-                    &what,
+                    tar_layer,
                     Some(&mut ts),
                 )?
             };
-            (compression, stats, counted.count())
+            Ok((compression, stats, counted.count()))
+        })();
+        let (compression, stats, diff_size) = match extracted {
+            Ok(v) => v,
+            Err(e) => return Err(corruption_or(&mut reader, e)),
         };
         reader.drain()?;
         let out = ts.finish()?;
@@ -235,6 +241,16 @@ impl StorageWriter<'_> {
             uid_set: stats.uids,
             gid_set: stats.gids,
         })
+    }
+}
+
+/// A corrupt or truncated blob usually breaks decompression or the tar before its end, with a
+/// message about the symptom. Read the rest of the verified stream: if the blob's digest or
+/// size is wrong, that is the error to report; otherwise `e` stands.
+fn corruption_or(reader: &mut VerifiedReader<BoxRead<'_>>, e: Error) -> Error {
+    match reader.drain() {
+        Err(d @ (Error::DigestMismatch { .. } | Error::SizeMismatch { .. })) => d,
+        _ => e,
     }
 }
 
@@ -323,7 +339,7 @@ impl ImageWriter for StorageWriter<'_> {
         })?;
         store.set_big_data(
             &id,
-            &image.config_descriptor.digest().to_string(),
+            image.config_descriptor.digest().as_ref(),
             &image.config.bytes,
         )?;
         if let Some(index) = &image.index {
@@ -394,11 +410,7 @@ impl ImageSource for StorageSource {
         let bytes = self
             .store
             .image_manifest_bytes_by_digest(&self.image, descriptor.digest())?;
-        RawManifest::parse(
-            bytes,
-            Some(&descriptor.media_type().to_string()),
-            &self.name(),
-        )
+        RawManifest::parse(bytes, Some(descriptor.media_type().as_ref()), &self.name())
     }
 
     fn open_blob(&self, descriptor: &Descriptor) -> Result<BoxRead<'_>> {
