@@ -19,10 +19,22 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalOpts {
     /// Graph root for `containers-storage:NAME` names without `[overlay@ROOT+RUNROOT]`.
-    #[arg(long, global = true, value_name = "DIR", default_value = "/var/lib/containers/storage", env = "STOWAGE_STORAGE_ROOT")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/var/lib/containers/storage",
+        env = "STOWAGE_STORAGE_ROOT"
+    )]
     pub storage_root: PathBuf,
     /// Run root for `containers-storage:NAME` names without `[overlay@ROOT+RUNROOT]`.
-    #[arg(long, global = true, value_name = "DIR", default_value = "/run/containers/storage", env = "STOWAGE_STORAGE_RUNROOT")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/run/containers/storage",
+        env = "STOWAGE_STORAGE_RUNROOT"
+    )]
     pub runroot: PathBuf,
     /// Suppress progress output.
     #[arg(short, long, global = true)]
@@ -58,6 +70,24 @@ pub struct PlatformOpts {
     pub override_variant: Option<String>,
 }
 
+/// Registry options shared by every command that talks to a registry.
+#[derive(Debug, Args)]
+pub struct RegistryOpts {
+    /// Retries after a failed network operation (connection errors, 5xx, truncated or
+    /// stalled transfers).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub retry_times: u32,
+    /// Delay before the first retry, in seconds (it doubles for each further retry).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.5)]
+    pub retry_delay: f64,
+    /// Fail a transfer that receives no data for this many seconds (it is then retried).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    pub idle_timeout: f64,
+    /// Fail a connection attempt after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub connect_timeout: f64,
+}
+
 #[derive(Debug, Args)]
 pub struct CopyArgs {
     /// Source image, e.g. oci:/path:tag, docker://quay.io/x/y:1, containers-storage:NAME.
@@ -70,8 +100,33 @@ pub struct CopyArgs {
     /// Layers transferred at once.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
+    /// Credentials (USER[:PASSWORD]) for a docker:// source.
+    #[arg(long, value_name = "USER[:PASSWORD]")]
+    pub src_creds: Option<String>,
+    /// Credentials (USER[:PASSWORD]) for a docker:// destination.
+    #[arg(long, value_name = "USER[:PASSWORD]")]
+    pub dest_creds: Option<String>,
+    /// Require https and verify certificates for a docker:// source (false: allow plain
+    /// http and any certificate).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub src_tls_verify: Option<bool>,
+    /// Require https and verify certificates for a docker:// destination.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub dest_tls_verify: Option<bool>,
+    /// Directory of CA certificates (*.crt) and client certificates (*.cert, *.key) for
+    /// a docker:// source.
+    #[arg(long, value_name = "DIR")]
+    pub src_cert_dir: Option<PathBuf>,
+    /// Likewise for a docker:// destination.
+    #[arg(long, value_name = "DIR")]
+    pub dest_cert_dir: Option<PathBuf>,
+    /// Use --cert-dir for both sides (skopeo spells it --src-cert-dir/--dest-cert-dir).
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
     #[command(flatten)]
     pub platform: PlatformOpts,
+    #[command(flatten)]
+    pub registry: RegistryOpts,
 }
 
 #[derive(Debug, Args)]
@@ -84,6 +139,20 @@ pub struct InspectArgs {
     /// Print the image config.
     #[arg(long)]
     pub config: bool,
+    /// Do not list the repository's tags (docker:// images).
+    #[arg(short = 'n', long)]
+    pub no_tags: bool,
+    /// Credentials (USER[:PASSWORD]) for the registry.
+    #[arg(long, value_name = "USER[:PASSWORD]")]
+    pub creds: Option<String>,
+    /// Require https and verify certificates (false: allow plain http and any certificate).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub tls_verify: Option<bool>,
+    /// Directory of CA certificates (*.crt) and client certificates (*.cert, *.key).
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
     #[command(flatten)]
     pub platform: PlatformOpts,
+    #[command(flatten)]
+    pub registry: RegistryOpts,
 }

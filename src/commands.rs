@@ -10,7 +10,11 @@ use stowage_engine::endpoint::{open_sink, open_source, EndpointOptions};
 use stowage_engine::manifest::PlatformSpec;
 use stowage_engine::transport::ImageRef;
 
-use crate::cli::{Cli, Command, CompressFormat, CopyArgs, GlobalOpts, InspectArgs, PlatformOpts};
+use stowage_engine::registry::{Credentials, RegistryOptions, RegistrySource};
+
+use crate::cli::{
+    Cli, Command, CompressFormat, CopyArgs, GlobalOpts, InspectArgs, PlatformOpts, RegistryOpts,
+};
 
 /// Run `cli`, returning the process exit code.
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -28,7 +32,41 @@ fn endpoint_options(global: &GlobalOpts, compress: Option<CompressFormat>) -> En
         }),
         storage_root: global.storage_root.clone(),
         storage_runroot: global.runroot.clone(),
+        src_registry: RegistryOptions::default(),
+        dest_registry: RegistryOptions::default(),
     }
+}
+
+fn seconds(what: &str, v: f64) -> Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(v)
+        .ok()
+        .filter(|d| !d.is_zero() || what == "--retry-delay")
+        .with_context(|| format!("{what} {v}: expected a positive number of seconds"))
+}
+
+/// Registry options for one side of an operation.
+fn registry_options(
+    opts: &RegistryOpts,
+    creds: Option<&str>,
+    tls_verify: Option<bool>,
+    cert_dir: Option<&std::path::Path>,
+) -> Result<RegistryOptions> {
+    let credentials = match creds {
+        Some(c) => Some(
+            Credentials::parse(c)
+                .with_context(|| "credentials must be USER[:PASSWORD] with a non-empty user")?,
+        ),
+        None => None,
+    };
+    Ok(RegistryOptions {
+        credentials,
+        tls_verify,
+        cert_dir: cert_dir.map(|p| p.to_path_buf()),
+        retry_times: opts.retry_times,
+        retry_delay: seconds("--retry-delay", opts.retry_delay)?,
+        connect_timeout: seconds("--connect-timeout", opts.connect_timeout)?,
+        idle_timeout: seconds("--idle-timeout", opts.idle_timeout)?,
+    })
 }
 
 fn platform(opts: &PlatformOpts) -> PlatformSpec {
@@ -55,10 +93,25 @@ fn parse_ref(s: &str) -> Result<ImageRef> {
 fn copy(global: &GlobalOpts, args: CopyArgs) -> Result<ExitCode> {
     let src = parse_ref(&args.source)?;
     let dst = parse_ref(&args.destination)?;
-    let opts = endpoint_options(global, args.dest_compress_format);
+    let mut opts = endpoint_options(global, args.dest_compress_format);
+    opts.src_registry = registry_options(
+        &args.registry,
+        args.src_creds.as_deref(),
+        args.src_tls_verify,
+        args.src_cert_dir.as_deref().or(args.cert_dir.as_deref()),
+    )?;
+    opts.dest_registry = registry_options(
+        &args.registry,
+        args.dest_creds.as_deref(),
+        args.dest_tls_verify,
+        args.dest_cert_dir.as_deref().or(args.cert_dir.as_deref()),
+    )?;
     let source = open_source(&src, &opts).with_context(|| format!("opening source {src}"))?;
     let sink = open_sink(&dst, &opts).with_context(|| format!("opening destination {dst}"))?;
-    let copy_opts = CopyOptions { jobs: args.jobs as usize, platform: platform(&args.platform) };
+    let copy_opts = CopyOptions {
+        jobs: args.jobs as usize,
+        platform: platform(&args.platform),
+    };
     let report = copy_image(source.as_ref(), sink.as_ref(), &copy_opts)
         .with_context(|| format!("copying {src} to {dst}"))?;
     if !global.quiet {
@@ -74,24 +127,43 @@ fn copy(global: &GlobalOpts, args: CopyArgs) -> Result<ExitCode> {
 
 fn inspect(global: &GlobalOpts, args: InspectArgs) -> Result<ExitCode> {
     let r = parse_ref(&args.image)?;
-    let source = open_source(&r, &endpoint_options(global, None)).with_context(|| format!("opening {r}"))?;
+    let mut opts = endpoint_options(global, None);
+    opts.src_registry = registry_options(
+        &args.registry,
+        args.creds.as_deref(),
+        args.tls_verify,
+        args.cert_dir.as_deref(),
+    )?;
+    let source = open_source(&r, &opts).with_context(|| format!("opening {r}"))?;
     let mut out = std::io::stdout().lock();
     if args.raw {
-        let m = source.manifest().with_context(|| format!("reading the manifest of {r}"))?;
+        let m = source
+            .manifest()
+            .with_context(|| format!("reading the manifest of {r}"))?;
         out.write_all(&m.bytes)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let plan = plan_image(source.as_ref(), &platform(&args.platform)).with_context(|| format!("inspecting {r}"))?;
+    let plan = plan_image(source.as_ref(), &platform(&args.platform))
+        .with_context(|| format!("inspecting {r}"))?;
     if args.config {
         out.write_all(&plan.config.bytes)?;
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let name = match &r {
-        ImageRef::Docker(reference) => Some(reference.name()),
-        _ => None,
+    let (name, tags) = match &r {
+        ImageRef::Docker(reference) => {
+            let tags = if args.no_tags {
+                Vec::new()
+            } else {
+                RegistrySource::open(reference, &opts.src_registry)?
+                    .tags()
+                    .with_context(|| format!("listing the tags of {}", reference.name()))?
+            };
+            (Some(reference.name()), tags)
+        }
+        _ => (None, Vec::new()),
     };
-    let summary = stowage_engine::inspect::inspect(&plan, name, Vec::new());
+    let summary = stowage_engine::inspect::inspect(&plan, name, tags);
     serde_json::to_writer_pretty(&mut out, &summary)?;
     writeln!(out)?;
     Ok(ExitCode::SUCCESS)

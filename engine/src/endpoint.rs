@@ -9,6 +9,7 @@ use crate::compression::Compression;
 use crate::copy::{ImageSink, ImageSource};
 use crate::error::{Error, Result};
 use crate::oci_layout::{OciSink, OciSource};
+use crate::registry::{RegistryOptions, RegistrySource};
 use crate::transport::ImageRef;
 
 /// Settings that apply to every endpoint.
@@ -21,6 +22,10 @@ pub struct EndpointOptions {
     pub storage_root: PathBuf,
     /// Run root used likewise.
     pub storage_runroot: PathBuf,
+    /// Registry settings for a `docker://` source.
+    pub src_registry: RegistryOptions,
+    /// Registry settings for a `docker://` destination.
+    pub dest_registry: RegistryOptions,
 }
 
 impl Default for EndpointOptions {
@@ -29,6 +34,8 @@ impl Default for EndpointOptions {
             dest_compression: None,
             storage_root: PathBuf::from("/var/lib/containers/storage"),
             storage_runroot: PathBuf::from("/run/containers/storage"),
+            src_registry: RegistryOptions::default(),
+            dest_registry: RegistryOptions::default(),
         }
     }
 }
@@ -36,13 +43,20 @@ impl Default for EndpointOptions {
 fn not_yet(r: &ImageRef, direction: &str) -> Error {
     Error::Unsupported {
         transport: r.to_string(),
-        reason: format!("the {} transport cannot be used as a {direction} yet", r.transport_name()),
+        reason: format!(
+            "the {} transport cannot be used as a {direction} yet",
+            r.transport_name()
+        ),
     }
 }
 
 /// Open `r` for reading.
-pub fn open_source(r: &ImageRef, _options: &EndpointOptions) -> Result<Box<dyn ImageSource>> {
+pub fn open_source(r: &ImageRef, options: &EndpointOptions) -> Result<Box<dyn ImageSource>> {
     match r {
+        ImageRef::Docker(reference) => Ok(Box::new(RegistrySource::open(
+            reference,
+            &options.src_registry,
+        )?)),
         ImageRef::Oci { path, tag } => Ok(Box::new(OciSource::open(path, tag.as_deref())?)),
         _ => Err(not_yet(r, "source")),
     }
@@ -51,7 +65,11 @@ pub fn open_source(r: &ImageRef, _options: &EndpointOptions) -> Result<Box<dyn I
 /// Open `r` for writing.
 pub fn open_sink(r: &ImageRef, options: &EndpointOptions) -> Result<Box<dyn ImageSink>> {
     match r {
-        ImageRef::Oci { path, tag } => Ok(Box::new(OciSink::create(path, tag.as_deref(), options.dest_compression)?)),
+        ImageRef::Oci { path, tag } => Ok(Box::new(OciSink::create(
+            path,
+            tag.as_deref(),
+            options.dest_compression,
+        )?)),
         _ => Err(not_yet(r, "destination")),
     }
 }

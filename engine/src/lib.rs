@@ -23,6 +23,7 @@ pub mod inspect;
 pub mod manifest;
 pub mod oci_layout;
 pub mod reference;
+pub mod registry;
 pub mod transport;
 
 pub use error::{Error, Result};

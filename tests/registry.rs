@@ -1,0 +1,298 @@
+//! Integration tests of the native registry client against a real docker-registry, with
+//! skopeo as the oracle: what stowage pulls must be what skopeo pulls (same manifest digest,
+//! diffIDs and blobs).
+
+#[path = "common/registry.rs"]
+mod registry_harness;
+
+use registry_harness::*;
+
+const USER: &str = "tester";
+const PASS: &str = "s3cret:pass";
+
+fn skip(name: &str) -> bool {
+    !require_tools(name)
+}
+
+/// stowage and skopeo pull the same image into OCI layouts; the results must be identical.
+fn assert_same_pull(src: &str, stowage_args: &[&str], skopeo_args: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let ours = tmp.path().join("ours");
+    let theirs = tmp.path().join("theirs");
+    let out = run_ok(
+        stowage()
+            .args(["copy", "--src-tls-verify=false"])
+            .args(stowage_args)
+            .arg(src)
+            .arg(format!("oci:{}:t", ours.display())),
+    );
+    run_ok(
+        skopeo()
+            .args(["copy", "-q", "--src-tls-verify=false"])
+            .args(skopeo_args)
+            .arg(src)
+            .arg(format!("oci:{}:t", theirs.display())),
+    );
+    let digest = layout_manifest_digest(&theirs, "t");
+    assert_eq!(layout_manifest_digest(&ours, "t"), digest);
+    assert_eq!(out.trim(), digest, "stowage prints the manifest digest");
+    assert_eq!(layout_diff_ids(&ours, "t"), layout_diff_ids(&theirs, "t"));
+    assert_eq!(layout_blobs(&ours), layout_blobs(&theirs));
+    for b in layout_blobs(&theirs) {
+        assert_eq!(layout_blob(&ours, &b), layout_blob(&theirs, &b), "blob {b}");
+    }
+}
+
+#[test]
+fn pull_anonymous_plain_http_matches_skopeo() {
+    if skip("pull_anonymous_plain_http_matches_skopeo") {
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let tmp = tempfile::tempdir().unwrap();
+    let img = two_layer_image(&tmp.path().join("src"), "v1");
+    let name = format!("{}/test/app:v1", reg.addr);
+    skopeo_push(&tmp.path().join("src"), "v1", &name, None, &[]);
+    assert_same_pull(&format!("docker://{name}"), &[], &[]);
+
+    // inspect: digest, tags, layers as skopeo reports them.
+    let ours: serde_json::Value = serde_json::from_str(&run_ok(stowage().args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{name}"),
+    ])))
+    .unwrap();
+    let theirs: serde_json::Value = serde_json::from_str(&run_ok(skopeo().args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{name}"),
+    ])))
+    .unwrap();
+    for key in [
+        "Name",
+        "Digest",
+        "RepoTags",
+        "Layers",
+        "Architecture",
+        "Os",
+        "Env",
+        "Labels",
+    ] {
+        assert_eq!(ours[key], theirs[key], "{key}");
+    }
+    assert_eq!(ours["Digest"], img.manifest_digest.as_str());
+    // --raw gives the manifest bytes unchanged.
+    let raw = run(stowage().args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{name}"),
+    ]));
+    assert!(raw.status.success());
+    assert_eq!(sha256(&raw.stdout), img.manifest_digest);
+
+    // By digest.
+    assert_same_pull(
+        &format!("docker://{}/test/app@{}", reg.addr, img.manifest_digest),
+        &[],
+        &[],
+    );
+}
+
+#[test]
+fn pull_requires_tls_verify_false_for_plain_http() {
+    if skip("pull_requires_tls_verify_false_for_plain_http") {
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("out");
+    let out = run(stowage().args([
+        "copy",
+        "--retry-times=0",
+        &format!("docker://{}/x/y:z", reg.addr),
+        &format!("oci:{}:t", dest.display()),
+    ]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pinging container registry") && err.contains("--tls-verify=false"),
+        "{err}"
+    );
+    assert!(!dest.join("index.json").exists() || layout_blobs(&dest).is_empty());
+}
+
+#[test]
+fn pull_basic_auth() {
+    if skip("pull_basic_auth") {
+        return;
+    }
+    let reg = Registry::start(
+        Auth::Htpasswd {
+            user: USER.into(),
+            password: PASS.into(),
+        },
+        None,
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    two_layer_image(&tmp.path().join("src"), "v1");
+    let name = format!("{}/private/app:v1", reg.addr);
+    let creds = format!("{USER}:{PASS}");
+    skopeo_push(&tmp.path().join("src"), "v1", &name, Some(&creds), &[]);
+
+    let dest = tmp.path().join("out");
+    for bad in [None, Some(format!("{USER}:wrong"))] {
+        let mut c = stowage();
+        c.args(["copy", "--src-tls-verify=false"]);
+        if let Some(b) = &bad {
+            c.args(["--src-creds", b]);
+        }
+        let out = run(c
+            .arg(format!("docker://{name}"))
+            .arg(format!("oci:{}:t", dest.display())));
+        assert!(!out.status.success(), "{bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("unauthorized") && err.contains("--creds"),
+            "{err}"
+        );
+        assert!(
+            layout_blobs(&dest).is_empty(),
+            "nothing written after an error"
+        );
+    }
+    assert_same_pull(
+        &format!("docker://{name}"),
+        &["--src-creds", &creds],
+        &["--src-creds", &creds],
+    );
+    let out = run_ok(stowage().args([
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        &format!("docker://{name}"),
+    ]));
+    assert!(out.contains("\"v1\""), "{out}");
+}
+
+#[test]
+fn pull_multi_platform_index() {
+    if skip("pull_multi_platform_index") {
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let tmp = tempfile::tempdir().unwrap();
+    let (index_digest, amd, arm) = build_index(&tmp.path().join("src"), "multi");
+    let name = format!("{}/multi/app:1", reg.addr);
+    skopeo_push(&tmp.path().join("src"), "multi", &name, None, &["--all"]);
+    let src = format!("docker://{name}");
+    for (arch, img) in [("amd64", &amd), ("arm64", &arm)] {
+        assert_same_pull(
+            &src,
+            &["--override-arch", arch, "--override-os", "linux"],
+            &["--override-arch", arch, "--override-os", "linux"],
+        );
+        let out = run_ok(stowage().args([
+            "inspect",
+            "--tls-verify=false",
+            "--override-arch",
+            arch,
+            &src,
+        ]));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["Architecture"], arch);
+        assert_eq!(
+            v["Digest"],
+            index_digest.as_str(),
+            "inspect names the index digest"
+        );
+        assert_eq!(v["Layers"][0], img.layers[0].as_str());
+    }
+    let out = run(stowage().args([
+        "inspect",
+        "--tls-verify=false",
+        "--override-arch",
+        "s390x",
+        &src,
+    ]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("linux/arm64/v8") && err.contains("s390x"),
+        "{err}"
+    );
+}
+
+#[test]
+fn pull_docker_schema2_and_missing() {
+    if skip("pull_docker_schema2_and_missing") {
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let tmp = tempfile::tempdir().unwrap();
+    two_layer_image(&tmp.path().join("src"), "v1");
+    let name = format!("{}/docker/app:v2s2", reg.addr);
+    skopeo_push(
+        &tmp.path().join("src"),
+        "v1",
+        &name,
+        None,
+        &["--format", "v2s2"],
+    );
+    let ours: serde_json::Value = serde_json::from_str(&run_ok(stowage().args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{name}"),
+    ])))
+    .unwrap();
+    let theirs: serde_json::Value = serde_json::from_str(&run_ok(skopeo().args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{name}"),
+    ])))
+    .unwrap();
+    assert_eq!(ours["Digest"], theirs["Digest"]);
+    assert_eq!(ours["Layers"], theirs["Layers"]);
+    let raw = run(stowage().args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{name}"),
+    ]));
+    let m: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(
+        m["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+
+    // A pull of the schema2 image keeps its layers and diffIDs.
+    let dest = tmp.path().join("out");
+    run_ok(stowage().args([
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{name}"),
+        &format!("oci:{}:t", dest.display()),
+    ]));
+    let src_ids = layout_diff_ids(&tmp.path().join("src"), "v1");
+    assert_eq!(layout_diff_ids(&dest, "t"), src_ids);
+
+    // Missing tag and missing repository: a clear error naming the image.
+    for missing in [
+        format!("{}/docker/app:nope", reg.addr),
+        format!("{}/no/such:v1", reg.addr),
+    ] {
+        let out = run(stowage().args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{missing}"),
+        ]));
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("manifest unknown") || err.contains("name unknown"),
+            "{err}"
+        );
+        assert!(err.contains("reading manifest"), "{err}");
+    }
+}
