@@ -73,6 +73,15 @@ pub struct PlatformOpts {
 /// Registry options shared by every command that talks to a registry.
 #[derive(Debug, Args)]
 pub struct RegistryOpts {
+    /// Path of the authentication file (default: REGISTRY_AUTH_FILE, then
+    /// $XDG_RUNTIME_DIR/containers/auth.json, ~/.config/containers/auth.json,
+    /// ~/.docker/config.json).
+    #[arg(long, value_name = "PATH")]
+    pub authfile: Option<PathBuf>,
+    /// registries.conf to use instead of /etc/containers/registries.conf (drop-ins in
+    /// registries.conf.d still apply).
+    #[arg(long, value_name = "PATH", env = "CONTAINERS_REGISTRIES_CONF")]
+    pub registries_conf: Option<PathBuf>,
     /// Retries after a failed network operation (connection errors, 5xx, truncated or
     /// stalled transfers).
     #[arg(long, value_name = "N", default_value_t = 3)]

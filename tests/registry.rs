@@ -296,3 +296,272 @@ fn pull_docker_schema2_and_missing() {
         assert!(err.contains("reading manifest"), "{err}");
     }
 }
+
+/// A stowage command with a private HOME and XDG_RUNTIME_DIR under `root`, so that auth.json
+/// and certs.d lookups see only the test's files.
+fn stowage_home(root: &std::path::Path) -> std::process::Command {
+    let mut c = stowage();
+    c.env("HOME", root.join("home"))
+        .env("XDG_RUNTIME_DIR", root.join("run"))
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("CONTAINERS_REGISTRIES_CONF");
+    c
+}
+
+#[test]
+fn pull_credentials_from_auth_files() {
+    if skip("pull_credentials_from_auth_files") {
+        return;
+    }
+    let reg = Registry::start(
+        Auth::Htpasswd {
+            user: USER.into(),
+            password: PASS.into(),
+        },
+        None,
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    two_layer_image(&tmp.path().join("src"), "v1");
+    let name = format!("{}/private/app:v1", reg.addr);
+    skopeo_push(
+        &tmp.path().join("src"),
+        "v1",
+        &name,
+        Some(&format!("{USER}:{PASS}")),
+        &[],
+    );
+    let good = format!("{USER}:{PASS}");
+    let bad = format!("{USER}:wrong");
+    let pull = |cmd: &mut std::process::Command, n: u32| {
+        let dest = tmp.path().join(format!("out{n}"));
+        run(cmd
+            .args(["--src-tls-verify=false", "--retry-times=0"])
+            .arg(format!("docker://{name}"))
+            .arg(format!("oci:{}:t", dest.display())))
+    };
+    let home = tmp.path().join("h");
+    // ~/.docker/config.json alone.
+    write_auth_json(
+        &home.join("home/.docker/config.json"),
+        &[(&reg.addr, &good)],
+    );
+    assert!(pull(stowage_home(&home).arg("copy"), 1).status.success());
+    // ~/.config/containers/auth.json comes before it: a wrong entry there wins.
+    write_auth_json(
+        &home.join("home/.config/containers/auth.json"),
+        &[(&reg.addr, &bad)],
+    );
+    let out = pull(stowage_home(&home).arg("copy"), 2);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized"));
+    // $XDG_RUNTIME_DIR/containers/auth.json comes first; its most specific key wins.
+    write_auth_json(
+        &home.join("run/containers/auth.json"),
+        &[(&reg.addr, &bad), (&format!("{}/private", reg.addr), &good)],
+    );
+    let out = pull(stowage_home(&home).arg("copy"), 3);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // --authfile and REGISTRY_AUTH_FILE replace the lookup.
+    let only = tmp.path().join("only.json");
+    write_auth_json(&only, &[(&reg.addr, &bad)]);
+    let out = pull(
+        stowage_home(&home).arg("copy").arg("--authfile").arg(&only),
+        4,
+    );
+    assert!(!out.status.success());
+    let out = pull(
+        stowage_home(&home)
+            .arg("copy")
+            .env("REGISTRY_AUTH_FILE", &only),
+        5,
+    );
+    assert!(!out.status.success());
+    write_auth_json(&only, &[(&reg.addr, &good)]);
+    let empty_home = tmp.path().join("empty");
+    let out = pull(
+        stowage_home(&empty_home)
+            .arg("copy")
+            .env("REGISTRY_AUTH_FILE", &only),
+        6,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // --src-creds wins over every file.
+    let out = pull(
+        stowage_home(&home)
+            .args(["copy", "--src-creds", &good])
+            .arg("--authfile")
+            .arg(tmp.path().join("none.json")),
+        7,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn pull_through_registries_conf_mirrors() {
+    if skip("pull_through_registries_conf_mirrors") {
+        return;
+    }
+    let mirror = Registry::start(Auth::None, None);
+    let primary = Registry::start(Auth::None, None);
+    let dead = free_port();
+    let tmp = tempfile::tempdir().unwrap();
+    let img = two_layer_image(&tmp.path().join("src"), "v1");
+    skopeo_push(
+        &tmp.path().join("src"),
+        "v1",
+        &format!("{}/mirrored/img:v1", mirror.addr),
+        None,
+        &[],
+    );
+    let conf = tmp.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"
+[[registry]]
+prefix = "stowage.test/app"
+location = "{primary}/app"
+insecure = true
+
+[[registry.mirror]]
+location = "127.0.0.1:{dead}/app"
+insecure = true
+
+[[registry.mirror]]
+location = "{mirror}/mirrored"
+insecure = true
+
+[[registry]]
+prefix = "stowage.test/blocked"
+location = "stowage.test/blocked"
+blocked = true
+"#,
+            primary = primary.addr,
+            mirror = mirror.addr
+        ),
+    )
+    .unwrap();
+    // The dead mirror is skipped, the second serves the image; registries.conf's insecure
+    // allows plain http without --src-tls-verify.
+    let ours = tmp.path().join("ours");
+    let out = run_ok(
+        stowage_home(tmp.path())
+            .args(["copy", "--retry-times=0", "--registries-conf"])
+            .arg(&conf)
+            .arg("docker://stowage.test/app/img:v1")
+            .arg(format!("oci:{}:t", ours.display())),
+    );
+    assert_eq!(out.trim(), img.manifest_digest);
+    let theirs = tmp.path().join("theirs");
+    run_ok(
+        skopeo()
+            .arg("--registries-conf")
+            .arg(&conf)
+            .args(["copy", "-q", "docker://stowage.test/app/img:v1"])
+            .arg(format!("oci:{}:t", theirs.display())),
+    );
+    assert_eq!(layout_manifest_digest(&theirs, "t"), img.manifest_digest);
+    assert_eq!(layout_blobs(&ours), layout_blobs(&theirs));
+
+    // An image no location has: the error lists every attempt.
+    let out = run(stowage_home(tmp.path())
+        .args(["inspect", "--retry-times=0", "--registries-conf"])
+        .arg(&conf)
+        .arg("docker://stowage.test/app/missing:v1"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("127.0.0.1:{dead}/app/missing"))
+            && err.contains(&format!("{}/mirrored/missing", mirror.addr))
+            && err.contains(&format!("{}/app/missing", primary.addr))
+            && err.contains("manifest unknown"),
+        "{err}"
+    );
+
+    // Blocked.
+    let out = run(stowage_home(tmp.path())
+        .args(["inspect", "--registries-conf"])
+        .arg(&conf)
+        .arg("docker://stowage.test/blocked/x:v1"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("blocked"));
+}
+
+#[test]
+fn pull_over_tls_with_test_ca() {
+    if skip("pull_over_tls_with_test_ca") {
+        return;
+    }
+    let ca = test_ca();
+    let reg = Registry::start(Auth::None, Some(ca.server.clone()));
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = tmp.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::write(certs.join("ca.crt"), &ca.ca_pem).unwrap();
+    let img = two_layer_image(&tmp.path().join("src"), "v1");
+    let name = format!("{}/tls/app:v1", reg.addr);
+    run_ok(
+        skopeo()
+            .args(["copy", "-q", "--dest-cert-dir"])
+            .arg(&certs)
+            .arg(format!("oci:{}:v1", tmp.path().join("src").display()))
+            .arg(format!("docker://{name}")),
+    );
+    let src = format!("docker://{name}");
+    // Unknown CA: refused, with a hint.
+    let out = run(stowage_home(tmp.path()).args(["inspect", "--retry-times=0", &src]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("UnknownIssuer") && err.contains("--cert-dir"),
+        "{err}"
+    );
+    // --cert-dir.
+    let out = run_ok(
+        stowage_home(tmp.path())
+            .args(["inspect", "--cert-dir"])
+            .arg(&certs)
+            .arg(&src),
+    );
+    assert!(out.contains(&img.manifest_digest));
+    // certs.d for HOST:PORT (the user's ~/.config/containers/certs.d).
+    let certs_d = tmp
+        .path()
+        .join("home/.config/containers/certs.d")
+        .join(&reg.addr);
+    std::fs::create_dir_all(&certs_d).unwrap();
+    std::fs::write(certs_d.join("ca.crt"), &ca.ca_pem).unwrap();
+    let ours = tmp.path().join("ours");
+    let out = run_ok(
+        stowage_home(tmp.path())
+            .args(["copy", &src])
+            .arg(format!("oci:{}:t", ours.display())),
+    );
+    assert_eq!(out.trim(), img.manifest_digest);
+    // --tls-verify=false: any certificate.
+    let out = run_ok(stowage().args(["inspect", "--tls-verify=false", &src]));
+    assert!(out.contains(&img.manifest_digest));
+    // Compared with skopeo.
+    let theirs = tmp.path().join("theirs");
+    run_ok(
+        skopeo()
+            .args(["copy", "-q", "--src-cert-dir"])
+            .arg(&certs)
+            .arg(&src)
+            .arg(format!("oci:{}:t", theirs.display())),
+    );
+    assert_eq!(layout_blobs(&ours), layout_blobs(&theirs));
+    assert_eq!(layout_manifest_digest(&theirs, "t"), img.manifest_digest);
+}

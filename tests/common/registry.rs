@@ -510,3 +510,61 @@ pub fn layout_diff_ids(layout: &Path, tag: &str) -> Vec<String> {
         .map(|v| v.as_str().unwrap().to_string())
         .collect()
 }
+
+/// A CA generated for one test, and a server certificate it signed for 127.0.0.1 and
+/// localhost.
+pub struct TestCa {
+    /// The CA certificate (PEM).
+    pub ca_pem: String,
+    /// The server's certificate (PEM) and key (PEM).
+    pub server: Tls,
+}
+
+/// Generate a CA and a server certificate signed by it.
+pub fn test_ca() -> TestCa {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+        SanType,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "stowage test CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "127.0.0.1");
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    TestCa {
+        ca_pem: ca_cert.pem(),
+        server: Tls {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        },
+    }
+}
+
+/// Write `{"auths":{KEY:{"auth":base64(CREDS)}}}` to `path`.
+pub fn write_auth_json(path: &Path, entries: &[(&str, &str)]) {
+    use base64::Engine as _;
+    let mut auths = serde_json::Map::new();
+    for (key, creds) in entries {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(creds);
+        auths.insert(key.to_string(), serde_json::json!({ "auth": b64 }));
+    }
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(
+        path,
+        serde_json::to_vec(&serde_json::json!({ "auths": auths })).unwrap(),
+    )
+    .unwrap();
+}

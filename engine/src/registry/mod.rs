@@ -11,7 +11,8 @@
 //!
 //! Layout:
 //! 1. [`auth`]: credentials, `WWW-Authenticate` challenges, bearer tokens;
-//! 2. [`config`]: TLS material from `--cert-dir`;
+//! 2. [`config`]: auth.json credentials, registries.conf (mirrors, insecure, blocked,
+//!    search registries) and certs.d, read the way containers/image reads them;
 //! 3. [`client`]: one registry host: ping, auth, retries with backoff, redirects without
 //!    leaking `Authorization`, connect and idle timeouts (async, on a process-wide tokio
 //!    runtime, with blocking entry points);
@@ -34,6 +35,8 @@ pub use client::{ClientSettings, RegistryClient};
 pub use source::RegistrySource;
 
 use crate::error::Result;
+use crate::reference::Reference;
+use config::{Endpoint, HostPaths, RegistriesConf};
 
 /// Registry settings for one side of a copy (skopeo's `--src-*` / `--dest-*` flags).
 #[derive(Debug, Clone)]
@@ -43,8 +46,15 @@ pub struct RegistryOptions {
     /// `--tls-verify`: `Some(false)` accepts any certificate and allows plain http;
     /// `None` is the default (verify).
     pub tls_verify: Option<bool>,
-    /// `--cert-dir`: CA certificates (`*.crt`) and client certificates (`*.cert` + `*.key`).
+    /// `--cert-dir`: CA certificates (`*.crt`) and client certificates (`*.cert` + `*.key`);
+    /// `None`: the registry's certs.d directory.
     pub cert_dir: Option<PathBuf>,
+    /// `--authfile`: the only auth file to read; `None`: the standard lookup order.
+    pub authfile: Option<PathBuf>,
+    /// `--registries-conf`: the registries.conf to read instead of the default one.
+    pub registries_conf: Option<PathBuf>,
+    /// Where the host's configuration files are.
+    pub host: HostPaths,
     /// `--retry-times`: retries after the first attempt.
     pub retry_times: u32,
     /// Delay before the first retry (doubling after).
@@ -62,6 +72,9 @@ impl Default for RegistryOptions {
             credentials: None,
             tls_verify: None,
             cert_dir: None,
+            authfile: None,
+            registries_conf: None,
+            host: HostPaths::from_env(),
             retry_times: c.retry_times,
             retry_delay: c.retry_delay,
             connect_timeout: c.connect_timeout,
@@ -71,15 +84,45 @@ impl Default for RegistryOptions {
 }
 
 impl RegistryOptions {
-    /// The client settings for `registry`.
-    pub fn client_settings(&self, _registry: &str) -> Result<ClientSettings> {
-        let tls = match &self.cert_dir {
+    /// The registries.conf in effect.
+    pub fn registries(&self) -> Result<RegistriesConf> {
+        RegistriesConf::load(&self.host, self.registries_conf.as_deref())
+    }
+
+    /// Where to pull `reference` from, mirrors first (blocked registries are an error).
+    pub fn pull_endpoints(&self, reference: &Reference) -> Result<Vec<Endpoint>> {
+        self.registries()?.pull_endpoints(reference)
+    }
+
+    /// Where to push `reference` (blocked registries are an error).
+    pub fn push_endpoint(&self, reference: &Reference) -> Result<Endpoint> {
+        self.registries()?.push_endpoint(reference)
+    }
+
+    /// The client settings for `endpoint`: `--creds` or the auth files' entry for it;
+    /// `--tls-verify` or, when not given, the endpoint's `insecure`; `--cert-dir` or its
+    /// certs.d directory.
+    pub fn client_settings(&self, endpoint: &Endpoint) -> Result<ClientSettings> {
+        let credentials = match &self.credentials {
+            Some(c) => Some(c.clone()),
+            None => config::find_credentials(
+                &self.host,
+                self.authfile.as_deref(),
+                &endpoint.registry,
+                &endpoint.repo,
+            )?,
+        };
+        let cert_dir = self
+            .cert_dir
+            .clone()
+            .or_else(|| config::certs_d_for(&self.host, &endpoint.registry));
+        let tls = match &cert_dir {
             Some(dir) => config::read_cert_dir(dir)?,
             None => Default::default(),
         };
         Ok(ClientSettings {
-            credentials: self.credentials.clone(),
-            tls_verify: self.tls_verify.unwrap_or(true),
+            credentials,
+            tls_verify: self.tls_verify.unwrap_or(!endpoint.insecure),
             tls,
             retry_times: self.retry_times,
             retry_delay: self.retry_delay,

@@ -1,16 +1,24 @@
 //! A registry image as a copy source (`docker://HOST/REPO:TAG` or `…@sha256:…`).
 //!
-//! 1. The top-level manifest is fetched by tag or digest with an `Accept` header listing OCI
+//! 1. registries.conf gives the places to pull from: mirrors first, then the image's own
+//!    location ([`RegistryOptions::pull_endpoints`]); each gets its own client settings
+//!    (credentials, TLS). The top-level manifest is fetched from the first that has it; a
+//!    failing one is skipped and its error kept for the message if all fail. The rest of the
+//!    image comes from the endpoint that served the manifest.
+//! 2. The manifest is fetched by tag or digest with an `Accept` header listing OCI
 //!    manifests and indexes and Docker schema2 manifests and lists; it is capped at
 //!    [`MAX_MANIFEST_SIZE`] and, when the reference names a digest, checked against it.
-//! 2. Child manifests (chosen from an index by the pipeline) are fetched by digest and
+//! 3. Child manifests (chosen from an index by the pipeline) are fetched by digest and
 //!    checked likewise.
-//! 3. The config and layers are streamed with [`BlobReader`] (retries, resume, timeouts);
+//! 4. The config and layers are streamed with [`BlobReader`] (retries, resume, timeouts);
 //!    the pipeline verifies them and runs several layers at once.
+
+use std::sync::OnceLock;
 
 use oci_spec::image::Descriptor;
 
 use super::client::RegistryClient;
+use super::config::Endpoint;
 use super::stream::{BlobReader, BlobRequest};
 use super::RegistryOptions;
 use crate::compression::BoxRead;
@@ -33,21 +41,34 @@ const _: () = {
 /// An image in a registry, opened for reading.
 pub struct RegistrySource {
     reference: Reference,
+    candidates: Vec<Candidate>,
+    /// The candidate that served the manifest.
+    chosen: OnceLock<usize>,
+}
+
+struct Candidate {
+    endpoint: Endpoint,
     client: RegistryClient,
-    repo: String,
 }
 
 impl RegistrySource {
-    /// Open `reference` (it must have a tag or a digest). No network traffic happens until
-    /// the manifest is asked for.
+    /// Open `reference` (`:latest` is added when it has neither tag nor digest). No network
+    /// traffic happens until the manifest is asked for; a blocked registry is an error now.
     pub fn open(reference: &Reference, options: &RegistryOptions) -> Result<Self> {
         let reference = reference.clone().with_default_tag();
-        let settings = options.client_settings(reference.domain())?;
-        let client = RegistryClient::new(reference.domain(), settings)?;
+        let candidates = options
+            .pull_endpoints(&reference)?
+            .into_iter()
+            .map(|endpoint| {
+                let settings = options.client_settings(&endpoint)?;
+                let client = RegistryClient::new(&endpoint.registry, settings)?;
+                Ok(Candidate { endpoint, client })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(RegistrySource {
-            repo: reference.path().to_string(),
             reference,
-            client,
+            candidates,
+            chosen: OnceLock::new(),
         })
     }
 
@@ -56,8 +77,18 @@ impl RegistrySource {
         &self.reference
     }
 
-    fn scope(&self) -> String {
-        super::auth::repository_scope(&self.repo, false)
+    /// The endpoint blobs are read from: the one that served the manifest (the first
+    /// candidate before that).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.current().endpoint
+    }
+
+    fn current(&self) -> &Candidate {
+        &self.candidates[*self.chosen.get().unwrap_or(&0)]
+    }
+
+    fn scope(c: &Candidate) -> String {
+        super::auth::repository_scope(&c.endpoint.repo, false)
     }
 
     /// The tag or digest the manifest is fetched by.
@@ -69,18 +100,23 @@ impl RegistrySource {
         }
     }
 
-    fn fetch_manifest(&self, reference: &str, expected: Option<&Digest>) -> Result<RawManifest> {
-        let what = format!("reading manifest {reference} in {}", self.reference.name());
-        let client = &self.client;
+    fn fetch_manifest_from(
+        &self,
+        c: &Candidate,
+        reference: &str,
+        expected: Option<&Digest>,
+    ) -> Result<RawManifest> {
+        let what = format!("reading manifest {reference} in {}", c.endpoint.name());
+        let client = &c.client;
         let (bytes, headers) = client.block_on(async {
             let url = client
-                .url(&format!("{}/manifests/{reference}", self.repo))
+                .url(&format!("{}/manifests/{reference}", c.endpoint.repo))
                 .await?;
             client
                 .get_small(
                     url,
                     Some(MANIFEST_ACCEPT),
-                    &self.scope(),
+                    &Self::scope(c),
                     MAX_MANIFEST_SIZE,
                     &what,
                 )
@@ -90,7 +126,7 @@ impl RegistrySource {
             let actual = sha256_of(&bytes);
             if &actual != exp {
                 return Err(Error::DigestMismatch {
-                    what: format!("manifest of {}", self.name()),
+                    what: format!("manifest of {} from {}", self.name(), c.endpoint.name()),
                     expected: exp.clone(),
                     actual,
                 });
@@ -104,14 +140,18 @@ impl RegistrySource {
     }
 
     fn blob_reader(&self, descriptor: &Descriptor, what: String) -> Result<BlobReader> {
-        let client = &self.client;
-        let url =
-            client.block_on(client.url(&format!("{}/blobs/{}", self.repo, descriptor.digest())))?;
+        let c = self.current();
+        let client = &c.client;
+        let url = client.block_on(client.url(&format!(
+            "{}/blobs/{}",
+            c.endpoint.repo,
+            descriptor.digest()
+        )))?;
         Ok(BlobReader::open(
             client,
             BlobRequest {
                 url,
-                scope: self.scope(),
+                scope: Self::scope(c),
                 expected_size: Some(descriptor.size()),
                 what,
             },
@@ -125,14 +165,18 @@ impl RegistrySource {
             #[serde(default)]
             tags: Option<Vec<String>>,
         }
-        let what = format!("listing tags of {}", self.reference.name());
-        let client = &self.client;
+        let c = self.current();
+        let what = format!("listing tags of {}", c.endpoint.name());
+        let client = &c.client;
+        let scope = Self::scope(c);
         client.block_on(async {
-            let mut url = client.url(&format!("{}/tags/list", self.repo)).await?;
+            let mut url = client
+                .url(&format!("{}/tags/list", c.endpoint.repo))
+                .await?;
             let mut tags = Vec::new();
             for _ in 0..1000 {
                 let (body, headers) = client
-                    .get_small(url.clone(), None, &self.scope(), MAX_MANIFEST_SIZE, &what)
+                    .get_small(url.clone(), None, &scope, MAX_MANIFEST_SIZE, &what)
                     .await?;
                 let list: TagList =
                     serde_json::from_slice(&body).map_err(|e| Error::Malformed {
@@ -180,7 +224,36 @@ impl ImageSource for RegistrySource {
     }
 
     fn manifest(&self) -> Result<RawManifest> {
-        self.fetch_manifest(&self.manifest_ref(), self.reference.digest())
+        let reference = self.manifest_ref();
+        if let Some(&i) = self.chosen.get() {
+            return self.fetch_manifest_from(
+                &self.candidates[i],
+                &reference,
+                self.reference.digest(),
+            );
+        }
+        let mut errors = Vec::new();
+        for (i, c) in self.candidates.iter().enumerate() {
+            match self.fetch_manifest_from(c, &reference, self.reference.digest()) {
+                Ok(m) => {
+                    let _ = self.chosen.set(i);
+                    return Ok(m);
+                }
+                Err(e) if self.candidates.len() == 1 => return Err(e),
+                Err(e) => errors.push(format!("{}: {e}", c.endpoint.name())),
+            }
+        }
+        Err(Error::NotFound {
+            what: format!(
+                "image {} at any of its {} locations",
+                self.reference,
+                errors.len()
+            ),
+            hint: format!(
+                "every mirror and the registry failed: {}",
+                errors.join("; ")
+            ),
+        })
     }
 
     fn child_manifest(&self, descriptor: &Descriptor) -> Result<RawManifest> {
@@ -193,7 +266,11 @@ impl ImageSource for RegistrySource {
                 ),
             });
         }
-        self.fetch_manifest(descriptor.digest().as_ref(), Some(descriptor.digest()))
+        self.fetch_manifest_from(
+            self.current(),
+            descriptor.digest().as_ref(),
+            Some(descriptor.digest()),
+        )
     }
 
     fn open_blob(&self, descriptor: &Descriptor) -> Result<BoxRead<'_>> {
