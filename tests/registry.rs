@@ -565,3 +565,407 @@ fn pull_over_tls_with_test_ca() {
     assert_eq!(layout_blobs(&ours), layout_blobs(&theirs));
     assert_eq!(layout_manifest_digest(&theirs, "t"), img.manifest_digest);
 }
+
+/// A token-auth registry with its token server; the image `tok/app:v1` pushed with skopeo.
+fn token_registry(tmp: &std::path::Path) -> (TokenServer, Registry, BuiltImage) {
+    let tokens = TokenServer::start(USER, PASS);
+    let reg = Registry::start(tokens.auth(), None);
+    let img = two_layer_image(&tmp.join("src"), "v1");
+    skopeo_push(
+        &tmp.join("src"),
+        "v1",
+        &format!("{}/tok/app:v1", reg.addr),
+        Some(&format!("{USER}:{PASS}")),
+        &[],
+    );
+    (tokens, reg, img)
+}
+
+#[test]
+fn pull_bearer_token_auth_matches_skopeo() {
+    if skip("pull_bearer_token_auth_matches_skopeo") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (tokens, reg, img) = token_registry(tmp.path());
+    let creds = format!("{USER}:{PASS}");
+    let src = format!("docker://{}/tok/app:v1", reg.addr);
+    assert_same_pull(&src, &["--src-creds", &creds], &["--src-creds", &creds]);
+    // Anonymous: the token server refuses, and the error says so.
+    let out = run(stowage_home(tmp.path()).args([
+        "inspect",
+        "--tls-verify=false",
+        "--retry-times=0",
+        &src,
+    ]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unauthorized") && err.contains("anonymous"),
+        "{err}"
+    );
+    // A token that expired before it was used is replaced.
+    let before = tokens.state.lock().unwrap().issued;
+    tokens.state.lock().unwrap().expired_first = 1;
+    let dest = tmp.path().join("expired");
+    let out = run_ok(stowage_home(tmp.path()).args([
+        "copy",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &creds,
+        &src,
+        &format!("oci:{}:t", dest.display()),
+    ]));
+    assert_eq!(out.trim(), img.manifest_digest);
+    assert!(tokens.state.lock().unwrap().issued >= before + 2);
+}
+
+/// Pull `repo:tag` through `proxy` into a fresh layout; returns the output and the layout.
+fn pull_via(
+    proxy: &FaultProxy,
+    image: &str,
+    tmp: &std::path::Path,
+    dest_name: &str,
+    extra: &[&str],
+) -> (std::process::Output, std::path::PathBuf) {
+    let dest = tmp.join(dest_name);
+    let t = std::time::Instant::now();
+    let out = run(stowage_home(tmp)
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            "--retry-delay=0.05",
+            "--jobs=1",
+        ])
+        .args(extra)
+        .arg(format!("docker://{}/{image}", proxy.addr()))
+        .arg(format!("oci:{}:t", dest.display())));
+    eprintln!("pull_via {image} {extra:?}: {:?}", t.elapsed());
+    (out, dest)
+}
+
+fn assert_pulled(out: &std::process::Output, dest: &std::path::Path, img: &BuiltImage) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(layout_manifest_digest(dest, "t"), img.manifest_digest);
+    for l in &img.layers {
+        assert_eq!(&sha256(&layout_blob(dest, l)), l);
+    }
+}
+
+#[test]
+fn faults_truncated_bodies_resume_with_range() {
+    if skip("faults_truncated_bodies_resume_with_range") {
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let proxy = FaultProxy::start(&reg.addr);
+    let tmp = tempfile::tempdir().unwrap();
+    let img = two_layer_image(&tmp.path().join("src"), "v1");
+    skopeo_push(
+        &tmp.path().join("src"),
+        "v1",
+        &format!("{}/f/app:v1", reg.addr),
+        None,
+        &[],
+    );
+    let layer = img.layers[0].clone();
+    // Cut twice at different places: each retry resumes where the last one stopped.
+    proxy.add(&layer, Fault::Truncate(30_000), 1);
+    proxy.add(&layer, Fault::Truncate(40_000), 1);
+    let (out, dest) = pull_via(&proxy, "f/app:v1", tmp.path(), "a", &[]);
+    assert_pulled(&out, &dest, &img);
+    let reqs = proxy.requests(&layer);
+    assert_eq!(reqs.len(), 3, "{reqs:?}");
+    assert_eq!(reqs[0].head.header("range"), None);
+    assert_eq!(reqs[1].head.header("range"), Some("bytes=30000-"));
+    assert_eq!(reqs[2].head.header("range"), Some("bytes=70000-"));
+
+    // A server that ignores Range: the retry reads from the start and skips what was sent.
+    let layer = img.layers[1].clone();
+    let earlier = proxy.requests(&layer).len();
+    proxy.add(&layer, Fault::Truncate(20_000), 1);
+    proxy.add(&layer, Fault::IgnoreRange, 1);
+    let (out, dest) = pull_via(&proxy, "f/app:v1", tmp.path(), "b", &[]);
+    assert_pulled(&out, &dest, &img);
+    let reqs = proxy.requests(&layer);
+    assert_eq!(reqs.len(), earlier + 2, "{reqs:?}");
+    assert_eq!(reqs[earlier + 1].head.header("range"), Some("bytes=20000-"));
+    assert!(matches!(reqs[earlier + 1].fault, Some(Fault::IgnoreRange)));
+}
+
+#[test]
+fn faults_server_errors_are_retried() {
+    if skip("faults_server_errors_are_retried") {
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let proxy = FaultProxy::start(&reg.addr);
+    let tmp = tempfile::tempdir().unwrap();
+    let img = two_layer_image(&tmp.path().join("src"), "v1");
+    skopeo_push(
+        &tmp.path().join("src"),
+        "v1",
+        &format!("{}/f/app:v1", reg.addr),
+        None,
+        &[],
+    );
+    proxy.add("/v2/", Fault::Status(503), 1);
+    proxy.add("/manifests/", Fault::Status(500), 1);
+    proxy.add(&img.layers[0], Fault::Status(503), 2);
+    proxy.add(&img.layers[1], Fault::Status(502), 1);
+    let (out, dest) = pull_via(&proxy, "f/app:v1", tmp.path(), "a", &[]);
+    assert_pulled(&out, &dest, &img);
+    assert_eq!(proxy.requests(&img.layers[0]).len(), 3);
+
+    // More failures than retries: a clear error naming the layer, and nothing committed.
+    proxy.add(&img.layers[1], Fault::Status(503), 10);
+    let dest = tmp.path().join("dest");
+    let other = tmp.path().join("other");
+    build_image(
+        &other,
+        "o",
+        &[vec![File {
+            path: "x",
+            data: b"x".to_vec(),
+        }]],
+    );
+    run_ok(stowage().args([
+        "copy",
+        &format!("oci:{}:o", other.display()),
+        &format!("oci:{}:o", dest.display()),
+    ]));
+    let before = std::fs::read(dest.join("index.json")).unwrap();
+    let out = run(stowage_home(tmp.path())
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            "--retry-delay=0.01",
+            "--retry-times=2",
+        ])
+        .arg(format!("docker://{}/f/app:v1", proxy.addr()))
+        .arg(format!("oci:{}:other", dest.display())));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&img.layers[1]) && err.contains("503"), "{err}");
+    assert_eq!(std::fs::read(dest.join("index.json")).unwrap(), before);
+}
+
+#[test]
+fn faults_corrupted_blob_is_an_error_and_not_stored() {
+    if skip("faults_corrupted_blob_is_an_error_and_not_stored") {
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let proxy = FaultProxy::start(&reg.addr);
+    let tmp = tempfile::tempdir().unwrap();
+    let img = two_layer_image(&tmp.path().join("src"), "v1");
+    skopeo_push(
+        &tmp.path().join("src"),
+        "v1",
+        &format!("{}/f/app:v1", reg.addr),
+        None,
+        &[],
+    );
+    // The destination already holds another image; it must be unchanged afterwards.
+    let dest = tmp.path().join("dest");
+    let other = tmp.path().join("other");
+    build_image(
+        &other,
+        "o",
+        &[vec![File {
+            path: "x",
+            data: b"x".to_vec(),
+        }]],
+    );
+    run_ok(stowage().args([
+        "copy",
+        &format!("oci:{}:o", other.display()),
+        &format!("oci:{}:o", dest.display()),
+    ]));
+    let index_before = std::fs::read(dest.join("index.json")).unwrap();
+    proxy.add(&img.layers[0], Fault::Corrupt(1000), 1);
+    let out = run(stowage_home(tmp.path())
+        .args(["copy", "--src-tls-verify=false", "--jobs=1"])
+        .arg(format!("docker://{}/f/app:v1", proxy.addr()))
+        .arg(format!("oci:{}:t", dest.display())));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("digest mismatch") && err.contains(&img.layers[0]),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(dest.join("index.json")).unwrap(),
+        index_before
+    );
+    for b in layout_blobs(&dest) {
+        assert_eq!(
+            sha256(&layout_blob(&dest, &b)),
+            b,
+            "every stored blob is intact"
+        );
+    }
+    assert!(!layout_blobs(&dest).contains(&img.layers[0]));
+}
+
+#[test]
+fn faults_stalls_time_out_and_trickles_complete() {
+    if skip("faults_stalls_time_out_and_trickles_complete") {
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let proxy = FaultProxy::start(&reg.addr);
+    let tmp = tempfile::tempdir().unwrap();
+    let img = two_layer_image(&tmp.path().join("src"), "v1");
+    skopeo_push(
+        &tmp.path().join("src"),
+        "v1",
+        &format!("{}/f/app:v1", reg.addr),
+        None,
+        &[],
+    );
+    // One stall mid-body: the idle timeout ends it, the retry resumes.
+    proxy.add(&img.layers[0], Fault::Stall(10_000), 1);
+    proxy.add(
+        &img.layers[1],
+        Fault::Trickle {
+            chunk: 8192,
+            delay_ms: 1,
+        },
+        1,
+    );
+    let (out, dest) = pull_via(&proxy, "f/app:v1", tmp.path(), "a", &["--idle-timeout=1"]);
+    assert_pulled(&out, &dest, &img);
+    let reqs = proxy.requests(&img.layers[0]);
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[1].head.header("range"), Some("bytes=10000-"));
+
+    // A connection that always stalls: an error after the retries, never a hang.
+    proxy.add(&img.layers[1], Fault::Stall(0), 100);
+    let start = std::time::Instant::now();
+    let (out, dest) = pull_via(
+        &proxy,
+        "f/app:v1",
+        tmp.path(),
+        "b",
+        &["--idle-timeout=1", "--retry-times=2"],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stalled") && err.contains(&img.layers[1]),
+        "{err}"
+    );
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(60),
+        "ended in {:?}",
+        start.elapsed()
+    );
+    assert!(
+        !dest.join("index.json").exists()
+            || !std::fs::read_to_string(dest.join("index.json"))
+                .unwrap()
+                .contains(&img.manifest_digest)
+    );
+    // A stalled manifest request is bounded too.
+    proxy.add("/manifests/", Fault::Stall(0), 100);
+    let (out, _) = pull_via(
+        &proxy,
+        "f/app:v1",
+        tmp.path(),
+        "c",
+        &["--idle-timeout=1", "--retry-times=1"],
+    );
+    assert!(!out.status.success());
+}
+
+#[test]
+fn faults_redirects_do_not_leak_credentials() {
+    if skip("faults_redirects_do_not_leak_credentials") {
+        return;
+    }
+    let reg = Registry::start(
+        Auth::Htpasswd {
+            user: USER.into(),
+            password: PASS.into(),
+        },
+        None,
+    );
+    let proxy = FaultProxy::start(&reg.addr);
+    let blobs = BlobServer::start(reg.storage());
+    let tmp = tempfile::tempdir().unwrap();
+    let img = two_layer_image(&tmp.path().join("src"), "v1");
+    let creds = format!("{USER}:{PASS}");
+    skopeo_push(
+        &tmp.path().join("src"),
+        "v1",
+        &format!("{}/f/app:v1", reg.addr),
+        Some(&creds),
+        &[],
+    );
+    proxy.add("/blobs/", Fault::Redirect(blobs.addr().to_string()), 100);
+    let (out, dest) = pull_via(
+        &proxy,
+        "f/app:v1",
+        tmp.path(),
+        "a",
+        &["--src-creds", &creds],
+    );
+    assert_pulled(&out, &dest, &img);
+    assert_eq!(
+        *blobs.served.lock().unwrap(),
+        3,
+        "config and two layers came from the blob server"
+    );
+    assert!(
+        blobs.authorizations.lock().unwrap().is_empty(),
+        "{:?}",
+        blobs.authorizations.lock().unwrap()
+    );
+    // The registry itself did get the credentials.
+    assert!(proxy.requests("/manifests/").iter().any(|s| s
+        .head
+        .header("authorization")
+        .is_some_and(|a| a.starts_with("Basic "))));
+}
+
+#[test]
+fn faults_token_rejected_mid_pull_is_refreshed() {
+    if skip("faults_token_rejected_mid_pull_is_refreshed") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (tokens, reg, img) = token_registry(tmp.path());
+    let proxy = FaultProxy::start(&reg.addr);
+    let challenge = format!(
+        r#"Bearer realm="{}",service="{}",scope="repository:tok/app:pull",error="invalid_token""#,
+        tokens.realm(),
+        tokens.service
+    );
+    proxy.add(&img.layers[1], Fault::Unauthorized(challenge), 1);
+    let before = tokens.state.lock().unwrap().issued;
+    let creds = format!("{USER}:{PASS}");
+    let (out, dest) = pull_via(
+        &proxy,
+        "tok/app:v1",
+        tmp.path(),
+        "a",
+        &["--src-creds", &creds],
+    );
+    assert_pulled(&out, &dest, &img);
+    assert_eq!(
+        tokens.state.lock().unwrap().issued,
+        before + 2,
+        "one token, then one refresh"
+    );
+    let reqs = proxy.requests(&img.layers[1]);
+    assert_eq!(reqs.len(), 2);
+    assert_ne!(
+        reqs[0].head.header("authorization"),
+        reqs[1].head.header("authorization")
+    );
+}

@@ -568,3 +568,632 @@ pub fn write_auth_json(path: &Path, entries: &[(&str, &str)]) {
     )
     .unwrap();
 }
+
+// ---------------------------------------------------------------------------------------
+// A minimal HTTP/1.1 server toolkit (one request per connection, `Connection: close`).
+// ---------------------------------------------------------------------------------------
+
+/// A parsed request head.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    /// `GET`, `HEAD`, ...
+    pub method: String,
+    /// The request target (path and query).
+    pub target: String,
+    /// Header (lower-case name, value) pairs in order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl RequestHead {
+    /// The first header named `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Read bytes up to and including `\r\n\r\n` (at most 64 KiB).
+fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 65536 || stream.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        if head.is_empty() && byte[0] == 0x16 {
+            // A TLS ClientHello on this plain-http port: answer as Go's http server does,
+            // so https-then-http probing fails fast.
+            let _ = stream.write_all(
+                b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
+            );
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    Some(head)
+}
+
+fn parse_request(head: &[u8]) -> Option<RequestHead> {
+    let text = String::from_utf8_lossy(head);
+    let mut lines = text.split("\r\n");
+    let mut first = lines.next()?.split(' ');
+    let method = first.next()?.to_string();
+    let target = first.next()?.to_string();
+    let headers = lines
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Some(RequestHead {
+        method,
+        target,
+        headers,
+    })
+}
+
+/// Write a complete response with a body.
+fn respond(stream: &mut TcpStream, status: &str, headers: &[(&str, String)], body: &[u8]) {
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (n, v) in headers {
+        out.push_str(&format!("{n}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    let _ = stream.write_all(out.as_bytes());
+    let _ = stream.write_all(body);
+    let _ = stream.flush();
+}
+
+/// A background accept loop on 127.0.0.1 that stops on drop.
+pub struct Server {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn spawn(
+        handler: impl Fn(TcpStream, &std::sync::atomic::AtomicBool) + Send + Sync + 'static,
+    ) -> Server {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let handler = Arc::new(handler);
+        let thread = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        stream.set_nonblocking(false).unwrap();
+                        let h = handler.clone();
+                        let s = stop2.clone();
+                        std::thread::spawn(move || h(stream, &s));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        Server {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Token server.
+// ---------------------------------------------------------------------------------------
+
+/// What the token server does; shared with the test.
+#[derive(Debug, Default)]
+pub struct TokenState {
+    /// Tokens issued so far.
+    pub issued: usize,
+    /// Issue this many tokens that expired an hour ago before valid ones.
+    pub expired_first: usize,
+    /// Requests refused for bad credentials.
+    pub refused: usize,
+}
+
+/// A JWT token server for docker-registry's `auth: token`, signing ES256 tokens with a key
+/// whose self-signed certificate is the registry's root bundle.
+pub struct TokenServer {
+    server: Server,
+    /// The certificate to give the registry as `rootcertbundle`.
+    pub root_cert_pem: String,
+    /// Shared state (counters, modes).
+    pub state: std::sync::Arc<std::sync::Mutex<TokenState>>,
+    /// The service name.
+    pub service: String,
+    /// The issuer name.
+    pub issuer: String,
+}
+
+impl TokenServer {
+    /// Start a token server granting what `user`/`password` ask for, and nothing to
+    /// anonymous clients.
+    pub fn start(user: &str, password: &str) -> TokenServer {
+        use base64::Engine as _;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["token".to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "stowage test token issuer");
+        let cert = params.self_signed(&key).unwrap();
+        let cert_der = cert.der().to_vec();
+        let signer = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &key.serialize_der(),
+        )
+        .unwrap();
+        let state = std::sync::Arc::new(std::sync::Mutex::new(TokenState::default()));
+        let service = "stowage-test-registry".to_string();
+        let issuer = "stowage-test-issuer".to_string();
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        let (st, svc, iss) = (state.clone(), service.clone(), issuer.clone());
+        let server = Server::spawn(move |mut stream, _| {
+            let Some(head) = read_head(&mut stream).and_then(|h| parse_request(&h)) else {
+                return;
+            };
+            if head.header("authorization") != Some(expected.as_str()) {
+                st.lock().unwrap().refused += 1;
+                respond(
+                    &mut stream,
+                    "401 Unauthorized",
+                    &[],
+                    br#"{"details":"invalid credentials"}"#,
+                );
+                return;
+            }
+            let query = head.target.split_once('?').map(|(_, q)| q).unwrap_or("");
+            let mut access = Vec::new();
+            for (k, v) in url_pairs(query) {
+                if k == "scope" {
+                    // repository:NAME:ACTIONS
+                    let mut parts = v.splitn(3, ':');
+                    let (Some(t), Some(name), Some(actions)) =
+                        (parts.next(), parts.next(), parts.next())
+                    else {
+                        continue;
+                    };
+                    access.push(serde_json::json!({
+                        "type": t, "name": name,
+                        "actions": actions.split(',').collect::<Vec<_>>()}));
+                }
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64;
+            let (exp, n) = {
+                let mut s = st.lock().unwrap();
+                s.issued += 1;
+                if s.expired_first > 0 {
+                    s.expired_first -= 1;
+                    (now - 3600, s.issued)
+                } else {
+                    (now + 3600, s.issued)
+                }
+            };
+            let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+            let header = serde_json::json!({"typ": "JWT", "alg": "ES256",
+                "x5c": [base64::engine::general_purpose::STANDARD.encode(&cert_der)]});
+            let claims = serde_json::json!({
+                "iss": iss, "sub": "tester", "aud": svc, "exp": exp, "nbf": exp - 7200,
+                "iat": exp - 7200, "jti": format!("token-{n}"), "access": access});
+            let signing_input = format!(
+                "{}.{}",
+                b64(&serde_json::to_vec(&header).unwrap()),
+                b64(&serde_json::to_vec(&claims).unwrap())
+            );
+            let sig = signer
+                .sign(
+                    &aws_lc_rs::rand::SystemRandom::new(),
+                    signing_input.as_bytes(),
+                )
+                .unwrap();
+            let token = format!("{signing_input}.{}", b64(sig.as_ref()));
+            let body = serde_json::to_vec(&serde_json::json!({"token": token, "expires_in": 3600}))
+                .unwrap();
+            respond(
+                &mut stream,
+                "200 OK",
+                &[("Content-Type", "application/json".into())],
+                &body,
+            );
+        });
+        TokenServer {
+            server,
+            root_cert_pem: cert.pem(),
+            state,
+            service,
+            issuer,
+        }
+    }
+
+    /// The realm URL.
+    pub fn realm(&self) -> String {
+        format!("http://{}/token", self.server.addr)
+    }
+
+    /// The registry auth configuration that trusts this server.
+    pub fn auth(&self) -> Auth {
+        Auth::Token {
+            realm: self.realm(),
+            service: self.service.clone(),
+            issuer: self.issuer.clone(),
+            root_cert_pem: self.root_cert_pem.clone(),
+        }
+    }
+}
+
+/// Decode `a=b&c=d` (percent-decoding, `+` as space).
+fn url_pairs(query: &str) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        let bytes = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'%' if i + 2 < bytes.len() => {
+                    let h = std::str::from_utf8(&bytes[i + 1..i + 3])
+                        .ok()
+                        .and_then(|h| u8::from_str_radix(h, 16).ok());
+                    match h {
+                        Some(b) => {
+                            out.push(b);
+                            i += 3;
+                        }
+                        None => {
+                            out.push(b'%');
+                            i += 1;
+                        }
+                    }
+                }
+                b'+' => {
+                    out.push(b' ');
+                    i += 1;
+                }
+                b => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Fault-injecting proxy.
+// ---------------------------------------------------------------------------------------
+
+/// What the proxy does to a matching request.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Send the response head and only this many body bytes, then close.
+    Truncate(usize),
+    /// Flip the bits of the body byte at this offset.
+    Corrupt(usize),
+    /// Answer with this status and an empty body, without asking the registry.
+    Status(u16),
+    /// Send the head and this many body bytes, then send nothing more (until the client
+    /// goes away or 120 s pass).
+    Stall(usize),
+    /// Send the body in pieces of `chunk` bytes with `delay_ms` between them.
+    Trickle {
+        /// Bytes per piece.
+        chunk: usize,
+        /// Pause between pieces.
+        delay_ms: u64,
+    },
+    /// Answer `307` to the same path on another origin (the blob server).
+    Redirect(String),
+    /// Answer `401` with this `WWW-Authenticate` value (a token the registry no longer
+    /// accepts).
+    Unauthorized(String),
+    /// Remove the request's `Range` header (a server that ignores ranges).
+    IgnoreRange,
+}
+
+/// A fault applied to the next `times` requests whose target contains `path`.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Substring of the request target.
+    pub path: String,
+    /// What to do.
+    pub fault: Fault,
+    /// How many more requests it applies to.
+    pub times: usize,
+}
+
+/// One request the proxy saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// The request.
+    pub head: RequestHead,
+    /// The fault applied, if any.
+    pub fault: Option<Fault>,
+}
+
+/// A reverse proxy to a registry that injects faults.
+pub struct FaultProxy {
+    server: Server,
+    /// Rules, consumed in order.
+    pub rules: std::sync::Arc<std::sync::Mutex<Vec<Rule>>>,
+    /// Requests seen.
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+}
+
+impl FaultProxy {
+    /// Proxy to `upstream` (`127.0.0.1:PORT`).
+    pub fn start(upstream: &str) -> FaultProxy {
+        let rules: std::sync::Arc<std::sync::Mutex<Vec<Rule>>> = Default::default();
+        let seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>> = Default::default();
+        let (r, s, up) = (rules.clone(), seen.clone(), upstream.to_string());
+        let server = Server::spawn(move |mut client, stop| {
+            let Some(head_bytes) = read_head(&mut client) else {
+                return;
+            };
+            let Some(mut head) = parse_request(&head_bytes) else {
+                return;
+            };
+            let fault = {
+                let mut rules = r.lock().unwrap();
+                let hit = rules
+                    .iter_mut()
+                    .find(|rule| rule.times > 0 && head.target.contains(&rule.path));
+                hit.map(|rule| {
+                    rule.times -= 1;
+                    rule.fault.clone()
+                })
+            };
+            s.lock().unwrap().push(Seen {
+                head: head.clone(),
+                fault: fault.clone(),
+            });
+            match &fault {
+                Some(Fault::Status(code)) => {
+                    respond(&mut client, &format!("{code} Injected"), &[], b"");
+                    return;
+                }
+                Some(Fault::Redirect(origin)) => {
+                    respond(
+                        &mut client,
+                        "307 Temporary Redirect",
+                        &[("Location", format!("http://{origin}{}", head.target))],
+                        b"",
+                    );
+                    return;
+                }
+                Some(Fault::Unauthorized(challenge)) => {
+                    respond(
+                        &mut client,
+                        "401 Unauthorized",
+                        &[("WWW-Authenticate", challenge.clone()), ("Content-Type", "application/json".into())],
+                        br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+                    );
+                    return;
+                }
+                Some(Fault::IgnoreRange) => head.headers.retain(|(n, _)| n != "range"),
+                _ => {}
+            }
+            let Ok(mut upstream) = TcpStream::connect(&up) else {
+                return;
+            };
+            let mut req = format!("{} {} HTTP/1.1\r\n", head.method, head.target);
+            for (n, v) in &head.headers {
+                if n != "connection" {
+                    req.push_str(&format!("{n}: {v}\r\n"));
+                }
+            }
+            req.push_str("Connection: close\r\n\r\n");
+            if upstream.write_all(req.as_bytes()).is_err() {
+                return;
+            }
+            let Some(resp_head) = read_head(&mut upstream) else {
+                return;
+            };
+            if client.write_all(&resp_head).is_err() {
+                return;
+            }
+            // The body, up to upstream EOF, with the fault applied.
+            use std::io::Read;
+            let mut offset = 0usize;
+            let mut buf = vec![0u8; 16384];
+            loop {
+                let n = match upstream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let chunk = &mut buf[..n];
+                match &fault {
+                    Some(Fault::Truncate(limit)) | Some(Fault::Stall(limit)) => {
+                        let keep = limit.saturating_sub(offset).min(n);
+                        let _ = client.write_all(&chunk[..keep]);
+                        offset += n;
+                        if offset >= *limit {
+                            if let Some(Fault::Stall(_)) = &fault {
+                                let _ = client.flush();
+                                stall(&mut client, stop);
+                            }
+                            return;
+                        }
+                        continue;
+                    }
+                    Some(Fault::Corrupt(at)) if *at >= offset && *at < offset + n => {
+                        chunk[at - offset] ^= 0xff;
+                    }
+                    Some(Fault::Trickle {
+                        chunk: piece,
+                        delay_ms,
+                    }) => {
+                        for p in chunk.chunks(*piece) {
+                            if client.write_all(p).is_err() {
+                                return;
+                            }
+                            let _ = client.flush();
+                            std::thread::sleep(Duration::from_millis(*delay_ms));
+                        }
+                        offset += n;
+                        continue;
+                    }
+                    _ => {}
+                }
+                if client.write_all(chunk).is_err() {
+                    return;
+                }
+                offset += n;
+            }
+        });
+        FaultProxy {
+            server,
+            rules,
+            seen,
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> &str {
+        &self.server.addr
+    }
+
+    /// Add a rule.
+    pub fn add(&self, path: &str, fault: Fault, times: usize) {
+        self.rules.lock().unwrap().push(Rule {
+            path: path.to_string(),
+            fault,
+            times,
+        });
+    }
+
+    /// Requests seen whose target contains `path`.
+    pub fn requests(&self, path: &str) -> Vec<Seen> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.head.target.contains(path))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Hold a connection open without sending, until the peer closes it, the server stops, or
+/// 120 s pass.
+fn stall(client: &mut TcpStream, stop: &std::sync::atomic::AtomicBool) {
+    use std::io::Read;
+    client
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    for _ in 0..2400 {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        match client.read(&mut b) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Blob storage server (the target of redirects).
+// ---------------------------------------------------------------------------------------
+
+/// Serves `/v2/REPO/blobs/DIGEST` from a registry's storage directory, like a CDN that a
+/// registry redirects to, and records the Authorization headers it was sent.
+pub struct BlobServer {
+    server: Server,
+    /// Authorization headers received (must stay empty).
+    pub authorizations: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Requests served.
+    pub served: std::sync::Arc<std::sync::Mutex<usize>>,
+}
+
+impl BlobServer {
+    /// Serve blobs from `storage` (a docker-registry filesystem root).
+    pub fn start(storage: PathBuf) -> BlobServer {
+        let authorizations: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let served: std::sync::Arc<std::sync::Mutex<usize>> = Default::default();
+        let (a, s) = (authorizations.clone(), served.clone());
+        let server = Server::spawn(move |mut stream, _| {
+            let Some(head) = read_head(&mut stream).and_then(|h| parse_request(&h)) else {
+                return;
+            };
+            if let Some(v) = head.header("authorization") {
+                a.lock().unwrap().push(v.to_string());
+            }
+            let digest = head.target.rsplit('/').next().unwrap_or("");
+            let Some(hex) = digest.strip_prefix("sha256:") else {
+                respond(&mut stream, "404 Not Found", &[], b"");
+                return;
+            };
+            let path = storage
+                .join("docker/registry/v2/blobs/sha256")
+                .join(&hex[..2.min(hex.len())])
+                .join(hex)
+                .join("data");
+            match std::fs::read(path) {
+                Ok(data) => {
+                    *s.lock().unwrap() += 1;
+                    respond(
+                        &mut stream,
+                        "200 OK",
+                        &[("Content-Type", "application/octet-stream".into())],
+                        &data,
+                    )
+                }
+                Err(_) => respond(&mut stream, "404 Not Found", &[], b""),
+            }
+        });
+        BlobServer {
+            server,
+            authorizations,
+            served,
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> &str {
+        &self.server.addr
+    }
+}
