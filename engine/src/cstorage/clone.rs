@@ -134,7 +134,7 @@ pub fn clone_image(
         } else {
             Some(parse_digest(&image.digest)?)
         },
-        created: image.created.clone(),
+        created: image.created,
         metadata: None,
         names: vec![],
     })?;
@@ -262,7 +262,7 @@ fn clone_tree(
 ) -> Result<()> {
     let mut dir = rfs::Dir::read_from(src).map_err(|e| io_err(what, rel, "listing", e))?;
     let mut names = Vec::new();
-    while let Some(entry) = dir.next() {
+    for entry in dir.by_ref() {
         let entry = entry.map_err(|e| io_err(what, rel, "listing", e))?;
         let name = entry.file_name().to_bytes();
         if name == b"." || name == b".." {

@@ -1396,6 +1396,30 @@ fn resolve_image(images: &[ImageRecord], query: &str) -> Result<usize> {
     })
 }
 
+/// Whether the image name `name` is what `query` asks for, by the rules of
+/// [`resolve_short_name`] (exact, `:latest` implied, normalised, `localhost/`, `/NAME` suffix).
+pub(crate) fn name_matches(name: &str, query: &str) -> bool {
+    use crate::reference::Reference;
+    if name == query || *name == format!("{query}:latest") {
+        return true;
+    }
+    let Ok(full) = Reference::parse_with_default_tag(query) else {
+        return false;
+    };
+    if name == full.to_string() {
+        return true;
+    }
+    if !Reference::is_short_name(query) {
+        return false;
+    }
+    let tagged = if full.tag().is_some() && !query.contains(':') && full.digest().is_none() {
+        format!("{query}:latest")
+    } else {
+        query.to_string()
+    };
+    name == format!("localhost/{tagged}") || name.ends_with(&format!("/{tagged}"))
+}
+
 /// Names as podman resolves them locally: the normalised reference (`busybox` →
 /// `docker.io/library/busybox:latest`), then for a short name `localhost/NAME`, then the one
 /// image whose name ends in `/NAME` (`test:1` finds `quay.io/x/test:1`).
