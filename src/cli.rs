@@ -18,10 +18,17 @@ pub struct Cli {
 /// Options every command understands.
 #[derive(Debug, Args)]
 pub struct GlobalOpts {
+    /// Suppress progress output.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// The store that `containers-storage:NAME` (without `[overlay@ROOT+RUNROOT]`) means.
+#[derive(Debug, Args)]
+pub struct StorageOpts {
     /// Graph root for `containers-storage:NAME` names without `[overlay@ROOT+RUNROOT]`.
     #[arg(
         long,
-        global = true,
         value_name = "DIR",
         default_value = "/var/lib/containers/storage",
         env = "STOWAGE_STORAGE_ROOT"
@@ -30,15 +37,11 @@ pub struct GlobalOpts {
     /// Run root for `containers-storage:NAME` names without `[overlay@ROOT+RUNROOT]`.
     #[arg(
         long,
-        global = true,
         value_name = "DIR",
         default_value = "/run/containers/storage",
         env = "STOWAGE_STORAGE_RUNROOT"
     )]
     pub runroot: PathBuf,
-    /// Suppress progress output.
-    #[arg(short, long, global = true)]
-    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,11 +61,17 @@ pub struct SystemOpts {
     #[arg(long, global = true, value_name = "DIR", default_value = "/sysroot")]
     pub sysroot: PathBuf,
     /// bootc's containers-storage graph root [default: SYSROOT/ostree/bootc/storage].
-    #[arg(long = "bootc-storage", global = true, value_name = "DIR")]
+    #[arg(
+        long = "storage-root",
+        visible_alias = "bootc-storage",
+        global = true,
+        value_name = "DIR"
+    )]
     pub bootc_storage: Option<PathBuf>,
     /// Run root for bootc's containers-storage.
     #[arg(
-        long = "bootc-runroot",
+        long = "runroot",
+        visible_alias = "bootc-runroot",
         global = true,
         value_name = "DIR",
         default_value = "/run/bootc/storage"
@@ -240,6 +249,8 @@ pub struct CopyArgs {
     pub jobs: u16,
     #[command(flatten)]
     pub platform: PlatformOpts,
+    #[command(flatten)]
+    pub storage: StorageOpts,
 }
 
 #[derive(Debug, Args)]
@@ -254,4 +265,6 @@ pub struct InspectArgs {
     pub config: bool,
     #[command(flatten)]
     pub platform: PlatformOpts,
+    #[command(flatten)]
+    pub storage: StorageOpts,
 }

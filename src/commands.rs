@@ -10,13 +10,15 @@ use stowage_engine::endpoint::{open_sink, open_source, EndpointOptions};
 use stowage_engine::manifest::PlatformSpec;
 use stowage_engine::transport::ImageRef;
 
-use crate::cli::{Cli, Command, CompressFormat, CopyArgs, GlobalOpts, InspectArgs, PlatformOpts};
+use crate::cli::{
+    Cli, Command, CompressFormat, CopyArgs, GlobalOpts, InspectArgs, PlatformOpts, StorageOpts,
+};
 
 /// Run `cli`, returning the process exit code.
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Copy(args) => copy(&cli.global, args),
-        Command::Inspect(args) => inspect(&cli.global, args),
+        Command::Inspect(args) => inspect(args),
         Command::Image(args) => crate::image::run(&cli.global, args),
     }
 }
@@ -29,11 +31,11 @@ pub fn compression(compress: Option<CompressFormat>) -> Option<Compression> {
     })
 }
 
-fn endpoint_options(global: &GlobalOpts, compress: Option<CompressFormat>) -> EndpointOptions {
+fn endpoint_options(storage: &StorageOpts, compress: Option<CompressFormat>) -> EndpointOptions {
     EndpointOptions {
         dest_compression: compression(compress),
-        storage_root: global.storage_root.clone(),
-        storage_runroot: global.runroot.clone(),
+        storage_root: storage.storage_root.clone(),
+        storage_runroot: storage.runroot.clone(),
     }
 }
 
@@ -62,7 +64,7 @@ fn parse_ref(s: &str) -> Result<ImageRef> {
 fn copy(global: &GlobalOpts, args: CopyArgs) -> Result<ExitCode> {
     let src = parse_ref(&args.source)?;
     let dst = parse_ref(&args.destination)?;
-    let opts = endpoint_options(global, args.dest_compress_format);
+    let opts = endpoint_options(&args.storage, args.dest_compress_format);
     let source = open_source(&src, &opts).with_context(|| format!("opening source {src}"))?;
     let sink = open_sink(&dst, &opts).with_context(|| format!("opening destination {dst}"))?;
     let copy_opts = CopyOptions {
@@ -88,10 +90,10 @@ fn copy(global: &GlobalOpts, args: CopyArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn inspect(global: &GlobalOpts, args: InspectArgs) -> Result<ExitCode> {
+fn inspect(args: InspectArgs) -> Result<ExitCode> {
     let r = parse_ref(&args.image)?;
-    let source =
-        open_source(&r, &endpoint_options(global, None)).with_context(|| format!("opening {r}"))?;
+    let source = open_source(&r, &endpoint_options(&args.storage, None))
+        .with_context(|| format!("opening {r}"))?;
     let mut out = std::io::stdout().lock();
     if args.raw {
         let m = source
