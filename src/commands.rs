@@ -14,24 +14,31 @@ use stowage_engine::registry::{Credentials, RegistryOptions, RegistrySource};
 
 use crate::cli::{
     Cli, Command, CompressFormat, CopyArgs, GlobalOpts, InspectArgs, PlatformOpts, RegistryOpts,
+    StorageOpts,
 };
 
 /// Run `cli`, returning the process exit code.
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Copy(args) => copy(&cli.global, args),
-        Command::Inspect(args) => inspect(&cli.global, args),
+        Command::Inspect(args) => inspect(args),
+        Command::Image(args) => crate::image::run(&cli.global, args),
     }
 }
 
-fn endpoint_options(global: &GlobalOpts, compress: Option<CompressFormat>) -> EndpointOptions {
+/// The engine's compression for a `--dest-compress-format` choice.
+pub fn compression(compress: Option<CompressFormat>) -> Option<Compression> {
+    compress.map(|c| match c {
+        CompressFormat::Gzip => Compression::Gzip,
+        CompressFormat::Zstd => Compression::Zstd,
+    })
+}
+
+fn endpoint_options(storage: &StorageOpts, compress: Option<CompressFormat>) -> EndpointOptions {
     EndpointOptions {
-        dest_compression: compress.map(|c| match c {
-            CompressFormat::Gzip => Compression::Gzip,
-            CompressFormat::Zstd => Compression::Zstd,
-        }),
-        storage_root: global.storage_root.clone(),
-        storage_runroot: global.runroot.clone(),
+        dest_compression: compression(compress),
+        storage_root: storage.storage_root.clone(),
+        storage_runroot: storage.runroot.clone(),
         src_registry: RegistryOptions::default(),
         dest_registry: RegistryOptions::default(),
     }
@@ -45,7 +52,7 @@ fn seconds(what: &str, v: f64) -> Result<std::time::Duration> {
 }
 
 /// Registry options for one side of an operation.
-fn registry_options(
+pub fn registry_options(
     opts: &RegistryOpts,
     creds: Option<&str>,
     tls_verify: Option<bool>,
@@ -72,7 +79,8 @@ fn registry_options(
     })
 }
 
-fn platform(opts: &PlatformOpts) -> PlatformSpec {
+/// The platform to choose from multi-arch images.
+pub fn platform(opts: &PlatformOpts) -> PlatformSpec {
     let mut p = PlatformSpec::host();
     if let Some(os) = &opts.override_os {
         p.os = os.clone();
@@ -96,7 +104,7 @@ fn parse_ref(s: &str) -> Result<ImageRef> {
 fn copy(global: &GlobalOpts, args: CopyArgs) -> Result<ExitCode> {
     let src = parse_ref(&args.source)?;
     let dst = parse_ref(&args.destination)?;
-    let mut opts = endpoint_options(global, args.dest_compress_format);
+    let mut opts = endpoint_options(&args.storage, args.dest_compress_format);
     opts.src_registry = registry_options(
         &args.registry,
         args.src_creds.as_deref(),
@@ -117,20 +125,26 @@ fn copy(global: &GlobalOpts, args: CopyArgs) -> Result<ExitCode> {
     };
     let report = copy_image(source.as_ref(), sink.as_ref(), &copy_opts)
         .with_context(|| format!("copying {src} to {dst}"))?;
+    if let Some(path) = &args.digestfile {
+        std::fs::write(path, report.manifest_digest.to_string())
+            .with_context(|| format!("writing the manifest digest to {}", path.display()))?;
+    }
     if !global.quiet {
         eprintln!(
-            "Copied {} layer(s), reused {} ({} bytes) in {:.2?}",
-            report.layers_copied, report.layers_reused, report.layer_bytes, report.elapsed
+            "Copied {} layer(s) ({} bytes), reused {}, in {:.2?}; manifest {}",
+            report.layers_copied,
+            report.layer_bytes,
+            report.layers_reused,
+            report.elapsed,
+            report.manifest_digest
         );
-        eprintln!("Writing manifest to image destination");
-        println!("{}", report.manifest_digest);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn inspect(global: &GlobalOpts, args: InspectArgs) -> Result<ExitCode> {
+fn inspect(args: InspectArgs) -> Result<ExitCode> {
     let r = parse_ref(&args.image)?;
-    let mut opts = endpoint_options(global, None);
+    let mut opts = endpoint_options(&args.storage, None);
     opts.src_registry = registry_options(
         &args.registry,
         args.creds.as_deref(),

@@ -19,9 +19,11 @@ fn assert_same_pull(src: &str, stowage_args: &[&str], skopeo_args: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let ours = tmp.path().join("ours");
     let theirs = tmp.path().join("theirs");
-    let out = run_ok(
+    let digestfile = tmp.path().join("digest");
+    run_ok(
         stowage()
-            .args(["copy", "--src-tls-verify=false"])
+            .args(["copy", "--src-tls-verify=false", "--digestfile"])
+            .arg(&digestfile)
             .args(stowage_args)
             .arg(src)
             .arg(format!("oci:{}:t", ours.display())),
@@ -35,7 +37,11 @@ fn assert_same_pull(src: &str, stowage_args: &[&str], skopeo_args: &[&str]) {
     );
     let digest = layout_manifest_digest(&theirs, "t");
     assert_eq!(layout_manifest_digest(&ours, "t"), digest);
-    assert_eq!(out.trim(), digest, "stowage prints the manifest digest");
+    assert_eq!(
+        std::fs::read_to_string(&digestfile).unwrap(),
+        digest,
+        "--digestfile"
+    );
     assert_eq!(layout_diff_ids(&ours, "t"), layout_diff_ids(&theirs, "t"));
     assert_eq!(layout_blobs(&ours), layout_blobs(&theirs));
     for b in layout_blobs(&theirs) {
@@ -456,14 +462,14 @@ blocked = true
     // The dead mirror is skipped, the second serves the image; registries.conf's insecure
     // allows plain http without --src-tls-verify.
     let ours = tmp.path().join("ours");
-    let out = run_ok(
+    run_ok(
         stowage_home(tmp.path())
             .args(["copy", "--retry-times=0", "--registries-conf"])
             .arg(&conf)
             .arg("docker://stowage.test/app/img:v1")
             .arg(format!("oci:{}:t", ours.display())),
     );
-    assert_eq!(out.trim(), img.manifest_digest);
+    assert_eq!(layout_manifest_digest(&ours, "t"), img.manifest_digest);
     let theirs = tmp.path().join("theirs");
     run_ok(
         skopeo()
@@ -544,12 +550,12 @@ fn pull_over_tls_with_test_ca() {
     std::fs::create_dir_all(&certs_d).unwrap();
     std::fs::write(certs_d.join("ca.crt"), &ca.ca_pem).unwrap();
     let ours = tmp.path().join("ours");
-    let out = run_ok(
+    run_ok(
         stowage_home(tmp.path())
             .args(["copy", &src])
             .arg(format!("oci:{}:t", ours.display())),
     );
-    assert_eq!(out.trim(), img.manifest_digest);
+    assert_eq!(layout_manifest_digest(&ours, "t"), img.manifest_digest);
     // --tls-verify=false: any certificate.
     let out = run_ok(stowage().args(["inspect", "--tls-verify=false", &src]));
     assert!(out.contains(&img.manifest_digest));
@@ -608,7 +614,7 @@ fn pull_bearer_token_auth_matches_skopeo() {
     let before = tokens.state.lock().unwrap().issued;
     tokens.state.lock().unwrap().expired_first = 1;
     let dest = tmp.path().join("expired");
-    let out = run_ok(stowage_home(tmp.path()).args([
+    run_ok(stowage_home(tmp.path()).args([
         "copy",
         "--src-tls-verify=false",
         "--src-creds",
@@ -616,7 +622,7 @@ fn pull_bearer_token_auth_matches_skopeo() {
         &src,
         &format!("oci:{}:t", dest.display()),
     ]));
-    assert_eq!(out.trim(), img.manifest_digest);
+    assert_eq!(layout_manifest_digest(&dest, "t"), img.manifest_digest);
     assert!(tokens.state.lock().unwrap().issued >= before + 2);
 }
 

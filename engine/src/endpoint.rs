@@ -7,10 +7,12 @@ use std::path::PathBuf;
 
 use crate::compression::Compression;
 use crate::copy::{ImageSink, ImageSource};
+use crate::cstorage::{StorageSink, StorageSource, Store};
 use crate::error::{Error, Result};
+use crate::oci_archive::{OciArchiveSink, OciArchiveSource};
 use crate::oci_layout::{OciSink, OciSource};
 use crate::registry::{RegistryOptions, RegistrySource};
-use crate::transport::ImageRef;
+use crate::transport::{ImageRef, StorageImage, StoreSpec};
 
 /// Settings that apply to every endpoint.
 #[derive(Debug, Clone)]
@@ -40,6 +42,30 @@ impl Default for EndpointOptions {
     }
 }
 
+/// The store a `containers-storage:` name refers to: its own `[driver@root+runroot]`, or the
+/// default from the options.
+fn storage(spec: &Option<StoreSpec>, options: &EndpointOptions, write: bool) -> Result<Store> {
+    let (root, runroot, driver) = match spec {
+        Some(s) => (
+            s.graph_root.clone(),
+            s.run_root
+                .clone()
+                .unwrap_or_else(|| options.storage_runroot.clone()),
+            s.driver.clone(),
+        ),
+        None => (
+            options.storage_root.clone(),
+            options.storage_runroot.clone(),
+            None,
+        ),
+    };
+    if write {
+        Store::open(&root, Some(&runroot), driver.as_deref())
+    } else {
+        Store::open_read_only(&root, driver.as_deref())
+    }
+}
+
 fn not_yet(r: &ImageRef, direction: &str) -> Error {
     Error::Unsupported {
         transport: r.to_string(),
@@ -58,6 +84,13 @@ pub fn open_source(r: &ImageRef, options: &EndpointOptions) -> Result<Box<dyn Im
             &options.src_registry,
         )?)),
         ImageRef::Oci { path, tag } => Ok(Box::new(OciSource::open(path, tag.as_deref())?)),
+        ImageRef::OciArchive { path, tag } => {
+            Ok(Box::new(OciArchiveSource::open(path, tag.as_deref())?))
+        }
+        ImageRef::ContainersStorage { store, image } => Ok(Box::new(StorageSource::open(
+            storage(store, options, false)?,
+            image,
+        )?)),
         _ => Err(not_yet(r, "source")),
     }
 }
@@ -70,6 +103,23 @@ pub fn open_sink(r: &ImageRef, options: &EndpointOptions) -> Result<Box<dyn Imag
             tag.as_deref(),
             options.dest_compression,
         )?)),
+        ImageRef::OciArchive { path, tag } => Ok(Box::new(OciArchiveSink::create(
+            path,
+            tag.as_deref(),
+            options.dest_compression,
+        )?)),
+        ImageRef::ContainersStorage { store, image } => {
+            let name = match image {
+                StorageImage::Named(n) | StorageImage::NamedWithId(n, _) => Some(n.to_string()),
+                StorageImage::NameOrIdPrefix { name, .. } => Some(name.to_string()),
+                StorageImage::IdPrefix { name, .. } => name.as_ref().map(|n| n.to_string()),
+                StorageImage::Id(_) => None,
+            };
+            Ok(Box::new(StorageSink::new(
+                storage(store, options, true)?,
+                name,
+            )))
+        }
         _ => Err(not_yet(r, "destination")),
     }
 }

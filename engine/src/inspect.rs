@@ -62,14 +62,26 @@ pub struct LayerData {
 pub fn inspect(plan: &ImagePlan, name: Option<String>, repo_tags: Vec<String>) -> InspectOutput {
     let raw: Value = serde_json::from_slice(&plan.config.bytes).unwrap_or(Value::Null);
     let config = raw.get("config");
-    let labels = config.and_then(|c| c.get("Labels")).and_then(|l| l.as_object()).cloned();
+    let labels = config
+        .and_then(|c| c.get("Labels"))
+        .and_then(|l| l.as_object())
+        .cloned();
     let env = config
         .and_then(|c| c.get("Env"))
         .and_then(|e| e.as_array())
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let str_field = |k: &str| raw.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    let digest = plan.index.as_ref().unwrap_or(&plan.manifest).digest.to_string();
+    let digest = plan
+        .index
+        .as_ref()
+        .unwrap_or(&plan.manifest)
+        .digest
+        .to_string();
     InspectOutput {
         name,
         digest,
@@ -80,7 +92,11 @@ pub fn inspect(plan: &ImagePlan, name: Option<String>, repo_tags: Vec<String>) -
         architecture: str_field("architecture").unwrap_or_default(),
         variant: str_field("variant"),
         os: str_field("os").unwrap_or_default(),
-        layers: plan.layers.iter().map(|l| l.descriptor.digest().to_string()).collect(),
+        layers: plan
+            .layers
+            .iter()
+            .map(|l| l.descriptor.digest().to_string())
+            .collect(),
         layers_data: plan
             .layers
             .iter()

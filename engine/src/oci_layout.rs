@@ -413,46 +413,98 @@ pub struct BlobWriter<'a> {
     writer: Option<HashingWriter<io::BufWriter<std::fs::File>>>,
 }
 
-impl BlobWriter<'_> {
+impl<'a> BlobWriter<'a> {
     /// Finish the blob: check it against `expected` (when given), then move it into `blobs/`.
-    pub fn commit(mut self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+    pub fn commit(self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+        self.finish(expected)?.publish()
+    }
+
+    /// Finish the blob and check it against `expected` (when given), but keep it out of
+    /// `blobs/` until [`StagedBlob::publish`]; dropping the staged blob deletes it. Used to make
+    /// a whole image visible at once, so a failed copy leaves the layout unchanged.
+    pub fn finish(mut self, expected: Option<&Digest>) -> Result<StagedBlob<'a>> {
         let temp = self
             .temp_name
             .take()
             .expect("temp name present until commit");
         let layout = self.layout;
         let writer = self.writer.take().expect("writer present until commit");
-        let result = (|| {
-            let (digest, size, buf) = writer.finish();
-            let file = buf
-                .into_inner()
-                .map_err(|e| Error::from_io(format!("writing {temp}"), e.into_error()))?;
-            if let Some(exp) = expected {
-                if exp != &digest {
-                    return Err(Error::DigestMismatch {
-                        what: format!("blob written to {}", layout.path.display()),
-                        expected: exp.clone(),
-                        actual: digest,
-                    });
-                }
+        let staged = |digest: Digest, size: u64| StagedBlob {
+            layout,
+            temp_name: Some(temp.clone()),
+            digest,
+            size,
+        };
+        let (digest, size, buf) = writer.finish();
+        // From here on the staged blob owns the temporary file and removes it on error.
+        let blob = staged(digest.clone(), size);
+        let file = buf
+            .into_inner()
+            .map_err(|e| Error::from_io(format!("writing {temp}"), e.into_error()))?;
+        if let Some(exp) = expected {
+            if exp != &digest {
+                return Err(Error::DigestMismatch {
+                    what: format!("blob written to {}", layout.path.display()),
+                    expected: exp.clone(),
+                    actual: digest,
+                });
             }
-            file.sync_data().ctx(|| format!("syncing blob {digest}"))?;
-            let rel = OciDir::blob_path(&digest);
-            let parent = rel.parent().expect("blob path has a parent");
-            layout
-                .dir
-                .create_dir_all(parent)
-                .ctx(|| format!("creating {}", layout.path.join(parent).display()))?;
-            layout
-                .dir
-                .rename(&temp, &layout.dir, &rel)
-                .ctx(|| format!("storing blob {digest} in {}", layout.path.display()))?;
-            Ok((digest, size))
-        })();
+        }
+        file.sync_data().ctx(|| format!("syncing blob {digest}"))?;
+        Ok(blob)
+    }
+}
+
+/// A verified blob in a temporary file, not yet in `blobs/`.
+pub struct StagedBlob<'a> {
+    layout: &'a OciDir,
+    temp_name: Option<String>,
+    digest: Digest,
+    size: u64,
+}
+
+impl StagedBlob<'_> {
+    /// The blob's digest.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// The blob's size.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Move the blob into `blobs/` (a no-op rename if an identical blob is already there).
+    pub fn publish(mut self) -> Result<(Digest, u64)> {
+        let temp = self
+            .temp_name
+            .take()
+            .expect("temp name present until published");
+        let layout = self.layout;
+        let rel = OciDir::blob_path(&self.digest);
+        let parent = rel.parent().expect("blob path has a parent");
+        let result = layout
+            .dir
+            .create_dir_all(parent)
+            .ctx(|| format!("creating {}", layout.path.join(parent).display()))
+            .and_then(|()| {
+                layout
+                    .dir
+                    .rename(&temp, &layout.dir, &rel)
+                    .ctx(|| format!("storing blob {} in {}", self.digest, layout.path.display()))
+            });
         if result.is_err() {
             let _ = layout.dir.remove_file(&temp);
         }
-        result
+        result.map(|()| (self.digest.clone(), self.size))
+    }
+}
+
+impl Drop for StagedBlob<'_> {
+    fn drop(&mut self) {
+        if let Some(temp) = self.temp_name.take() {
+            let _ = self.layout.dir.remove_file(temp);
+        }
     }
 }
 
@@ -504,7 +556,7 @@ impl OciSource {
         let bytes =
             self.layout
                 .read_blob(desc.digest(), Some(desc.size()), MAX_MANIFEST_SIZE, &what)?;
-        RawManifest::parse(bytes, Some(&desc.media_type().to_string()), &self.name())
+        RawManifest::parse(bytes, Some(desc.media_type().as_ref()), &self.name())
     }
 }
 
@@ -590,6 +642,7 @@ impl ImageSink for OciSink {
         Ok(Box::new(OciWriter {
             sink: self,
             plan: plan.clone(),
+            staged: Default::default(),
         }))
     }
 }
@@ -597,6 +650,8 @@ impl ImageSink for OciSink {
 struct OciWriter<'s> {
     sink: &'s OciSink,
     plan: ImagePlan,
+    /// Layer blobs written by this copy, published only at commit.
+    staged: std::sync::Mutex<Vec<StagedBlob<'s>>>,
 }
 
 impl OciWriter<'_> {
@@ -613,7 +668,7 @@ impl OciWriter<'_> {
 impl ImageWriter for OciWriter<'_> {
     fn existing_layer(&self, index: usize) -> Result<Option<StoredLayer>> {
         let desc = &self.plan.layers[index].descriptor;
-        let source = Compression::from_media_type(&desc.media_type().to_string())?;
+        let source = Compression::from_media_type(desc.media_type().as_ref())?;
         if self.target_compression(LayerForm::Blob, source).is_some() {
             return Ok(None);
         }
@@ -630,16 +685,15 @@ impl ImageWriter for OciWriter<'_> {
         let plan = &self.plan.layers[input.index];
         let what = format!("layer {} of {}", input.index + 1, self.plan.source_name);
         let source = match input.form {
-            LayerForm::Blob => {
-                Compression::from_media_type(&plan.descriptor.media_type().to_string())?
-            }
+            LayerForm::Blob => Compression::from_media_type(plan.descriptor.media_type().as_ref())?,
             LayerForm::Diff => Compression::Uncompressed,
         };
         let mut out = self.sink.layout.blob_writer()?;
         match self.target_compression(input.form, source) {
             None => {
                 io::copy(&mut input.reader, &mut out).ctx(|| format!("copying {what}"))?;
-                out.commit(Some(plan.descriptor.digest()))?;
+                let staged = out.finish(Some(plan.descriptor.digest()))?;
+                self.staged.lock().unwrap().push(staged);
                 Ok(StoredLayer {
                     descriptor: plan.descriptor.clone(),
                 })
@@ -652,8 +706,13 @@ impl ImageWriter for OciWriter<'_> {
                 }
                 input.reader.drain()?;
                 let out = enc.finish().ctx(|| format!("compressing {what}"))?;
-                let (digest, size) = out.commit(None)?;
-                let descriptor = Descriptor::new(layer_media_type(target), size, digest);
+                let staged = out.finish(None)?;
+                let descriptor = Descriptor::new(
+                    layer_media_type(target),
+                    staged.size(),
+                    staged.digest().clone(),
+                );
+                self.staged.lock().unwrap().push(staged);
                 Ok(StoredLayer { descriptor })
             }
         }
@@ -661,6 +720,9 @@ impl ImageWriter for OciWriter<'_> {
 
     fn commit(self: Box<Self>, image: &FinalImage) -> Result<CommitResult> {
         let layout = &self.sink.layout;
+        for staged in self.staged.into_inner().unwrap() {
+            staged.publish()?;
+        }
         let (config_digest, _) = layout.write_blob(&image.config.bytes)?;
         if &config_digest != image.config_descriptor.digest() {
             return Err(Error::DigestMismatch {

@@ -1,0 +1,470 @@
+//! containers-storage as a copy source and sink.
+//!
+//! Writing an image (what containers/image's storage destination does, streamed):
+//! 1. Layer IDs come from the config's diffIDs ([`ids::layer_ids`]); a layer whose ID is
+//!    already in the store is reused and not fetched.
+//! 2. Each missing layer is begun in order (its record saved with `flags.incomplete` before
+//!    anything else; the parent must exist first), then extracted while its tar-split is written
+//!    in the same pass — several layers at once — and finished in order (a child is finished
+//!    only after its parent). The compressed stream is verified by the pipeline; the decoded
+//!    stream is verified here against the diffID.
+//! 3. The image record is created with the config digest as ID, then its big data (config,
+//!    `manifest-<digest>`, `manifest`, the index when there was one, an empty signature), its
+//!    metadata and its name — the order containers/image uses.
+//!
+//! While a layer is incomplete the store's `layers.lock` stays write-locked (as in
+//! containers/storage's own `PutLayer`), because any podman process would otherwise delete the
+//! half-written layer.
+//!
+//! Reading an image: manifest and config from big data; each layer as the uncompressed tar,
+//! rebuilt bit for bit from its tar-split with file bodies from the layer's `diff/` (falling back
+//! to the lower layers), CRC-checked per file and diffID-checked by the pipeline.
+
+use std::io::{self, BufReader, Read};
+use std::path::PathBuf;
+use std::sync::{Condvar, Mutex};
+
+use oci_spec::image::Descriptor;
+
+use super::{ids, ImageRecord, LayerDigests, LayerHandle, NewImage, NewLayer, Store};
+use crate::compression::{decoder, BoxRead, Compression};
+use crate::copy::{
+    CommitResult, FinalImage, ImagePlan, ImageSink, ImageSource, ImageWriter, LayerForm,
+    LayerInput, LayerStream, StoredLayer,
+};
+use crate::digest::{Digest, HashingReader, VerifiedReader};
+use crate::error::{Error, IoContext, Result};
+use crate::layer_tar::{extract_layer, normalize_path, ExtractOptions, WhiteoutMode};
+use crate::manifest::RawManifest;
+use crate::tar_split::{Assembler, TarSplitWriter};
+use crate::transport::StorageImage;
+
+impl Store {
+    /// The image a transport name refers to (name, ID, `NAME@ID`, ID prefix).
+    pub fn resolve(&self, image: &StorageImage) -> Result<ImageRecord> {
+        match image {
+            StorageImage::Named(r) => self.image(&r.to_string()),
+            StorageImage::Id(id) => self.image(id),
+            StorageImage::NamedWithId(_, id) => self.image(id),
+            StorageImage::IdPrefix { prefix, .. } => self.image(prefix),
+            StorageImage::NameOrIdPrefix { name, prefix } => self
+                .image(prefix)
+                .or_else(|_| self.image(&name.to_string())),
+        }
+    }
+}
+
+/// A store location for naming: `containers-storage:[overlay@ROOT+RUNROOT]`.
+fn store_prefix(store: &Store) -> String {
+    match store.run_root() {
+        Some(rr) => format!(
+            "containers-storage:[overlay@{}+{}]",
+            store.graph_root().display(),
+            rr.display()
+        ),
+        None => format!(
+            "containers-storage:[overlay@{}]",
+            store.graph_root().display()
+        ),
+    }
+}
+
+// ----- sink ------------------------------------------------------------------------------------
+
+/// A containers-storage store as a copy destination, writing one image name.
+pub struct StorageSink {
+    store: Store,
+    name: Option<String>,
+}
+
+impl StorageSink {
+    /// Write into `store`, naming the image `name` (fully qualified, e.g.
+    /// `docker.io/library/busybox:latest`), or leaving it unnamed.
+    pub fn new(store: Store, name: Option<String>) -> Self {
+        StorageSink { store, name }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl ImageSink for StorageSink {
+    fn name(&self) -> String {
+        format!(
+            "{}{}",
+            store_prefix(&self.store),
+            self.name.as_deref().unwrap_or("")
+        )
+    }
+
+    fn begin<'s>(&'s self, plan: &ImagePlan) -> Result<Box<dyn ImageWriter + 's>> {
+        let diff_ids: Vec<Digest> = plan.layers.iter().map(|l| l.diff_id.clone()).collect();
+        let layer_ids = ids::layer_ids(&diff_ids);
+        let whiteouts = if self.store.mount_program() {
+            WhiteoutMode::Files
+        } else {
+            WhiteoutMode::overlay_for_current_user()
+        };
+        let extract = ExtractOptions::for_current_user(whiteouts);
+        let states = layer_ids.iter().map(|_| LayerState::Pending).collect();
+        Ok(Box::new(StorageWriter {
+            sink: self,
+            plan: plan.clone(),
+            layer_ids,
+            extract,
+            states: Mutex::new(states),
+            changed: Condvar::new(),
+        }))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LayerState {
+    Pending,
+    Begun,
+    Done,
+    Failed,
+}
+
+struct StorageWriter<'s> {
+    sink: &'s StorageSink,
+    plan: ImagePlan,
+    layer_ids: Vec<String>,
+    extract: ExtractOptions,
+    states: Mutex<Vec<LayerState>>,
+    changed: Condvar,
+}
+
+impl StorageWriter<'_> {
+    fn set_state(&self, i: usize, s: LayerState) {
+        self.states.lock().unwrap()[i] = s;
+        self.changed.notify_all();
+    }
+
+    /// Wait until layer `i` is at least `at_least` (Begun < Done); error if it failed.
+    fn wait_for(&self, i: usize, at_least: LayerState) -> Result<()> {
+        let mut states = self.states.lock().unwrap();
+        loop {
+            match (states[i], at_least) {
+                (LayerState::Failed, _) => {
+                    return Err(Error::Conflict {
+                        what: format!("layer {} of {}", i + 2, self.plan.source_name),
+                        reason: format!("not stored because layer {} below it failed", i + 1),
+                    })
+                }
+                (LayerState::Done, _) | (LayerState::Begun, LayerState::Begun) => return Ok(()),
+                _ => states = self.changed.wait(states).unwrap(),
+            }
+        }
+    }
+
+    fn store(&self) -> &Store {
+        &self.sink.store
+    }
+
+    fn write_layer(&self, input: LayerInput<'_>, handle: &LayerHandle<'_>) -> Result<LayerDigests> {
+        let i = input.index;
+        let plan = &self.plan.layers[i];
+        let what = format!(
+            "layer {} ({}) of {}",
+            i + 1,
+            plan.descriptor.digest(),
+            self.plan.source_name
+        );
+        let form = input.form;
+        let mut reader = input.reader;
+        let tar_split = handle.create_tar_split()?;
+        let mut ts = TarSplitWriter::new(io::BufWriter::new(tar_split));
+        let (compression, stats, diff_size) = {
+            let (compression, decoded) = match form {
+                LayerForm::Blob => decoder(&mut reader, &what)?,
+                LayerForm::Diff => (
+                    Compression::Uncompressed,
+                    Box::new(&mut reader) as BoxRead<'_>,
+                ),
+            };
+            // The pipeline verifies a Diff stream against the diffID itself; a decoded blob is
+            // verified here.
+            let mut counted = HashingReader::new(decoded);
+            let stats = if form == LayerForm::Blob {
+                let mut verified = VerifiedReader::new(
+                    &mut counted,
+                    &plan.diff_id,
+                    None,
+                    format!("uncompressed {what}"),
+                )?;
+                extract_layer(
+                    &mut verified,
+                    handle.diff_dir(),
+                    &self.extract,
+                    &what,
+                    Some(&mut ts),
+                )?
+            } else {
+                extract_layer(
+                    &mut counted,
+                    handle.diff_dir(),
+                    &self.extract,
+                    &what,
+                    Some(&mut ts),
+                )?
+            };
+            (compression, stats, counted.count())
+        };
+        reader.drain()?;
+        let out = ts.finish()?;
+        let file = out.into_inner().map_err(|e| {
+            Error::from_io(format!("writing the tar-split of {what}"), e.into_error())
+        })?;
+        file.sync_all()
+            .ctx(|| format!("syncing the tar-split of {what}"))?;
+        let (compressed_digest, compressed_size) = match form {
+            LayerForm::Blob => (plan.descriptor.digest().clone(), plan.descriptor.size()),
+            LayerForm::Diff => (plan.diff_id.clone(), diff_size),
+        };
+        Ok(LayerDigests {
+            compressed_digest: Some(compressed_digest),
+            compressed_size: Some(compressed_size),
+            diff_digest: plan.diff_id.clone(),
+            diff_size,
+            compression,
+            uid_set: stats.uids,
+            gid_set: stats.gids,
+        })
+    }
+}
+
+impl ImageWriter for StorageWriter<'_> {
+    fn existing_layer(&self, index: usize) -> Result<Option<StoredLayer>> {
+        let id = &self.layer_ids[index];
+        match self.store().layer(id) {
+            Ok(_) => {
+                self.set_state(index, LayerState::Done);
+                Ok(Some(StoredLayer {
+                    descriptor: self.plan.layers[index].descriptor.clone(),
+                }))
+            }
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn put_layer(&self, input: LayerInput<'_>) -> Result<StoredLayer> {
+        let i = input.index;
+        let result = (|| {
+            if i > 0 {
+                self.wait_for(i - 1, LayerState::Begun)?;
+            }
+            let new = NewLayer {
+                id: self.layer_ids[i].clone(),
+                parent: i.checked_sub(1).map(|p| self.layer_ids[p].clone()),
+                names: vec![],
+            };
+            let handle = self.store().begin_layer(&new)?;
+            self.set_state(i, LayerState::Begun);
+            // Dropping the handle on error aborts the layer (record, directories, link).
+            let digests = self.write_layer(input, &handle)?;
+            if i > 0 {
+                self.wait_for(i - 1, LayerState::Done)?;
+            }
+            self.store().finish_layer(handle, &digests)?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                self.set_state(i, LayerState::Done);
+                Ok(StoredLayer {
+                    descriptor: self.plan.layers[i].descriptor.clone(),
+                })
+            }
+            Err(e) => {
+                self.set_state(i, LayerState::Failed);
+                Err(e)
+            }
+        }
+    }
+
+    fn commit(self: Box<Self>, image: &FinalImage) -> Result<CommitResult> {
+        let store = self.store();
+        let id = ids::image_id(image.config_descriptor.digest());
+        let created = image
+            .config
+            .parsed
+            .created()
+            .as_deref()
+            .and_then(super::GoTime::parse);
+        let manifest_digest = image.manifest.digest.clone();
+        store.create_image(&NewImage {
+            id: id.clone(),
+            top_layer: self.layer_ids.last().cloned(),
+            digest: Some(manifest_digest.clone()),
+            created,
+            metadata: None,
+            names: vec![],
+        })?;
+        store.set_big_data(
+            &id,
+            image.config_descriptor.digest().as_ref(),
+            &image.config.bytes,
+        )?;
+        store.set_big_data(
+            &id,
+            &format!("manifest-{manifest_digest}"),
+            &image.manifest.bytes,
+        )?;
+        store.set_big_data(&id, "manifest", &image.manifest.bytes)?;
+        if let Some(index) = &image.index {
+            store.set_big_data(&id, &format!("manifest-{}", index.digest), &index.bytes)?;
+        }
+        store.set_big_data(&id, &format!("signature-{}", manifest_digest.digest()), b"")?;
+        let metadata =
+            serde_json::json!({ "signatures-sizes": { manifest_digest.to_string(): [] } });
+        store.set_image_metadata(&id, &metadata.to_string())?;
+        if let Some(name) = &self.sink.name {
+            store.add_names(&id, std::slice::from_ref(name))?;
+        }
+        Ok(CommitResult { image_id: Some(id) })
+    }
+}
+
+// ----- source ----------------------------------------------------------------------------------
+
+/// An image in a containers-storage store, as a copy source.
+pub struct StorageSource {
+    store: Store,
+    image: ImageRecord,
+    query: String,
+}
+
+impl StorageSource {
+    /// Open the image `image` in `store`.
+    pub fn open(store: Store, image: &StorageImage) -> Result<Self> {
+        let record = store.resolve(image).map_err(|e| match e {
+            Error::NotFound { what, .. } => Error::NotFound {
+                what,
+                hint: format!(
+                    "list the images with `stowage image cmd list --storage-root {}`",
+                    store.graph_root().display()
+                ),
+            },
+            other => other,
+        })?;
+        Ok(StorageSource {
+            store,
+            image: record,
+            query: image.to_string(),
+        })
+    }
+
+    /// The image record.
+    pub fn image(&self) -> &ImageRecord {
+        &self.image
+    }
+}
+
+impl ImageSource for StorageSource {
+    fn name(&self) -> String {
+        format!("{}{}", store_prefix(&self.store), self.query)
+    }
+
+    fn manifest(&self) -> Result<RawManifest> {
+        self.store.image_manifest(&self.image)
+    }
+
+    fn child_manifest(&self, descriptor: &Descriptor) -> Result<RawManifest> {
+        let bytes = self
+            .store
+            .image_manifest_bytes_by_digest(&self.image, descriptor.digest())?;
+        RawManifest::parse(bytes, Some(descriptor.media_type().as_ref()), &self.name())
+    }
+
+    fn open_blob(&self, descriptor: &Descriptor) -> Result<BoxRead<'_>> {
+        let key = descriptor.digest().to_string();
+        let bytes = self
+            .store
+            .big_data(&self.image.id, &key)?
+            .ok_or_else(|| Error::NotFound {
+                what: format!("blob {key} of {}", self.name()),
+                hint: "the image's big data is incomplete; pull it again".into(),
+            })?;
+        Ok(Box::new(io::Cursor::new(bytes)))
+    }
+
+    fn open_layer(
+        &self,
+        index: usize,
+        _descriptor: &Descriptor,
+        diff_id: &Digest,
+    ) -> Result<LayerStream<'_>> {
+        let guard = self.store.lock_layers_shared()?;
+        let layers = self.store.image_layers(&self.image)?;
+        let layer = layers.get(index).ok_or_else(|| Error::Malformed {
+            what: self.name(),
+            reason: format!(
+                "the manifest has more layers than the store's layer chain ({})",
+                layers.len()
+            ),
+        })?;
+        if layer.diff_digest != diff_id.to_string() {
+            return Err(Error::Malformed {
+                what: format!("layer {} of {}", layer.id, self.name()),
+                reason: format!(
+                    "its diff-digest is {:?}, the config says {diff_id}",
+                    layer.diff_digest
+                ),
+            });
+        }
+        let tar_split = self
+            .store
+            .open_tar_split(&layer.id)?
+            .ok_or_else(|| Error::NotFound {
+                what: format!("tar-split of layer {} of {}", layer.id, self.name()),
+                hint: "the layer cannot be exported bit for bit; pull the image again".into(),
+            })?;
+        let mut dirs = vec![self.store.layer_diff_dir(&layer.id)?];
+        for lower in self.store.layer_lowers(&layer.id)? {
+            dirs.push(self.store.layer_diff_dir(&lower)?);
+        }
+        let layer_name = format!("layer {} of {}", layer.id, self.name());
+        let getter = move |name: &[u8], _size: u64| -> Result<Box<dyn Read + Send>> {
+            let rel: PathBuf = normalize_path(name)?;
+            for dir in &dirs {
+                match dir.open(&rel) {
+                    Ok(f) => {
+                        return Ok(Box::new(BufReader::with_capacity(128 * 1024, f.into_std())))
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        return Err(Error::from_io(
+                            format!("opening {} in {layer_name}", rel.display()),
+                            e,
+                        ))
+                    }
+                }
+            }
+            Err(Error::NotFound {
+                what: format!("file {} of {layer_name}", rel.display()),
+                hint: "the layer's diff directory is damaged".into(),
+            })
+        };
+        let assembler = Assembler::new(BufReader::new(tar_split.into_std()), getter);
+        Ok(LayerStream::Diff(Box::new(Guarded {
+            inner: assembler,
+            _guard: guard,
+        })))
+    }
+}
+
+/// A reader that keeps the layers read lock while it is alive.
+struct Guarded<R, G> {
+    inner: R,
+    _guard: G,
+}
+
+impl<R: Read, G> Read for Guarded<R, G> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
