@@ -18,10 +18,17 @@ pub struct Cli {
 /// Options every command understands.
 #[derive(Debug, Args)]
 pub struct GlobalOpts {
+    /// Suppress progress output.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// The store that `containers-storage:NAME` (without `[overlay@ROOT+RUNROOT]`) means.
+#[derive(Debug, Args)]
+pub struct StorageOpts {
     /// Graph root for `containers-storage:NAME` names without `[overlay@ROOT+RUNROOT]`.
     #[arg(
         long,
-        global = true,
         value_name = "DIR",
         default_value = "/var/lib/containers/storage",
         env = "STOWAGE_STORAGE_ROOT"
@@ -30,15 +37,11 @@ pub struct GlobalOpts {
     /// Run root for `containers-storage:NAME` names without `[overlay@ROOT+RUNROOT]`.
     #[arg(
         long,
-        global = true,
         value_name = "DIR",
         default_value = "/run/containers/storage",
         env = "STOWAGE_STORAGE_RUNROOT"
     )]
     pub runroot: PathBuf,
-    /// Suppress progress output.
-    #[arg(short, long, global = true)]
-    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,6 +50,165 @@ pub enum Command {
     Copy(CopyArgs),
     /// Show an image's manifest digest, config summary and layers (skopeo inspect).
     Inspect(InspectArgs),
+    /// Images of a bootc system: list, copy to and from its stores, manage bootc's storage.
+    Image(ImageArgs),
+}
+
+/// Where the bootc system's stores are.
+#[derive(Debug, Args)]
+pub struct SystemOpts {
+    /// The physical root of the bootc system.
+    #[arg(long, global = true, value_name = "DIR", default_value = "/sysroot")]
+    pub sysroot: PathBuf,
+    /// bootc's containers-storage graph root [default: SYSROOT/ostree/bootc/storage].
+    #[arg(
+        long = "storage-root",
+        visible_alias = "bootc-storage",
+        global = true,
+        value_name = "DIR"
+    )]
+    pub bootc_storage: Option<PathBuf>,
+    /// Run root for bootc's containers-storage.
+    #[arg(
+        long = "runroot",
+        visible_alias = "bootc-runroot",
+        global = true,
+        value_name = "DIR",
+        default_value = "/run/bootc/storage"
+    )]
+    pub bootc_runroot: PathBuf,
+    /// The host's default containers-storage graph root.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/var/lib/containers/storage"
+    )]
+    pub host_storage: PathBuf,
+    /// The host's default containers-storage run root.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/run/containers/storage"
+    )]
+    pub host_runroot: PathBuf,
+    /// The ostree repository [default: SYSROOT/ostree/repo].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub ostree_repo: Option<PathBuf>,
+    /// The deployment root whose bound images are listed.
+    #[arg(long, global = true, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    #[command(flatten)]
+    pub system: SystemOpts,
+    #[command(subcommand)]
+    pub command: ImageCommand,
+}
+
+/// Which images `image list` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListType {
+    All,
+    Host,
+    Unified,
+    Logical,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// List host (ostree), unified (bootc storage) and logically bound images.
+    List {
+        #[arg(long = "type", value_enum, default_value = "all")]
+        list_type: ListType,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
+    /// Copy an image into the host's containers-storage (default target localhost/bootc).
+    CopyToStorage {
+        /// The image to copy, in transport syntax. The booted image is the default in bootc;
+        /// stowage cannot export it from ostree yet, so give the source.
+        #[arg(long)]
+        source: Option<String>,
+        /// Target name or transport string.
+        #[arg(long, default_value = "localhost/bootc")]
+        target: String,
+    },
+    /// Copy an image from the host's default containers-storage into bootc's storage, sharing
+    /// file data where the filesystem allows (reflinks, else hard links).
+    PullFromDefaultStorage {
+        /// Image name or ID in the host's store.
+        image: String,
+    },
+    /// Operate on bootc's containers-storage, like `podman image` (no podman needed).
+    Cmd {
+        #[command(subcommand)]
+        command: CmdCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CmdCommand {
+    /// List images (podman images).
+    #[command(alias = "ls")]
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+        /// Show intermediate images too.
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Show images as podman image inspect does.
+    Inspect {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Exit 0 when the image exists, 1 when it does not.
+    Exists { image: String },
+    /// Add names to an image.
+    Tag {
+        image: String,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove names from an image (all of them when none is given).
+    Untag { image: String, names: Vec<String> },
+    /// Remove images and the layers only they use.
+    #[command(alias = "rmi")]
+    Rm {
+        /// Remove the image even when it has several names.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Remove dangling (unnamed) images.
+    Prune,
+    /// Pull images into bootc's storage (several at once).
+    Pull {
+        #[arg(required = true)]
+        images: Vec<String>,
+        #[command(flatten)]
+        platform: PlatformOpts,
+    },
+    /// Push an image from bootc's storage to a destination (default: the registry it names).
+    Push {
+        image: String,
+        destination: Option<String>,
+        /// Compress layers with this format.
+        #[arg(long, value_enum)]
+        dest_compress_format: Option<CompressFormat>,
+    },
 }
 
 /// Layer compression choices.
@@ -70,6 +232,33 @@ pub struct PlatformOpts {
     pub override_variant: Option<String>,
 }
 
+/// Registry options shared by every command that talks to a registry.
+#[derive(Debug, Args)]
+pub struct RegistryOpts {
+    /// Path of the authentication file (default: REGISTRY_AUTH_FILE, then
+    /// $XDG_RUNTIME_DIR/containers/auth.json, ~/.config/containers/auth.json,
+    /// ~/.docker/config.json).
+    #[arg(long, value_name = "PATH")]
+    pub authfile: Option<PathBuf>,
+    /// registries.conf to use instead of /etc/containers/registries.conf (drop-ins in
+    /// registries.conf.d still apply).
+    #[arg(long, value_name = "PATH", env = "CONTAINERS_REGISTRIES_CONF")]
+    pub registries_conf: Option<PathBuf>,
+    /// Retries after a failed network operation (connection errors, 5xx, truncated or
+    /// stalled transfers).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub retry_times: u32,
+    /// Delay before the first retry, in seconds (it doubles for each further retry).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.5)]
+    pub retry_delay: f64,
+    /// Fail a transfer that receives no data for this many seconds (it is then retried).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    pub idle_timeout: f64,
+    /// Fail a connection attempt after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub connect_timeout: f64,
+}
+
 #[derive(Debug, Args)]
 pub struct CopyArgs {
     /// Source image, e.g. oci:/path:tag, docker://quay.io/x/y:1, containers-storage:NAME.
@@ -85,8 +274,35 @@ pub struct CopyArgs {
     /// Layers transferred at once.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
+    /// Credentials (USER[:PASSWORD]) for a docker:// source.
+    #[arg(long, value_name = "USER[:PASSWORD]")]
+    pub src_creds: Option<String>,
+    /// Credentials (USER[:PASSWORD]) for a docker:// destination.
+    #[arg(long, value_name = "USER[:PASSWORD]")]
+    pub dest_creds: Option<String>,
+    /// Require https and verify certificates for a docker:// source (false: allow plain
+    /// http and any certificate).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub src_tls_verify: Option<bool>,
+    /// Require https and verify certificates for a docker:// destination.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub dest_tls_verify: Option<bool>,
+    /// Directory of CA certificates (*.crt) and client certificates (*.cert, *.key) for
+    /// a docker:// source.
+    #[arg(long, value_name = "DIR")]
+    pub src_cert_dir: Option<PathBuf>,
+    /// Likewise for a docker:// destination.
+    #[arg(long, value_name = "DIR")]
+    pub dest_cert_dir: Option<PathBuf>,
+    /// Use --cert-dir for both sides (skopeo spells it --src-cert-dir/--dest-cert-dir).
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
     #[command(flatten)]
     pub platform: PlatformOpts,
+    #[command(flatten)]
+    pub registry: RegistryOpts,
+    #[command(flatten)]
+    pub storage: StorageOpts,
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +315,22 @@ pub struct InspectArgs {
     /// Print the image config.
     #[arg(long)]
     pub config: bool,
+    /// Do not list the repository's tags (docker:// images).
+    #[arg(short = 'n', long)]
+    pub no_tags: bool,
+    /// Credentials (USER[:PASSWORD]) for the registry.
+    #[arg(long, value_name = "USER[:PASSWORD]")]
+    pub creds: Option<String>,
+    /// Require https and verify certificates (false: allow plain http and any certificate).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub tls_verify: Option<bool>,
+    /// Directory of CA certificates (*.crt) and client certificates (*.cert, *.key).
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
     #[command(flatten)]
     pub platform: PlatformOpts,
+    #[command(flatten)]
+    pub registry: RegistryOpts,
+    #[command(flatten)]
+    pub storage: StorageOpts,
 }

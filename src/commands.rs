@@ -10,28 +10,77 @@ use stowage_engine::endpoint::{open_sink, open_source, EndpointOptions};
 use stowage_engine::manifest::PlatformSpec;
 use stowage_engine::transport::ImageRef;
 
-use crate::cli::{Cli, Command, CompressFormat, CopyArgs, GlobalOpts, InspectArgs, PlatformOpts};
+use stowage_engine::registry::{Credentials, RegistryOptions, RegistrySource};
+
+use crate::cli::{
+    Cli, Command, CompressFormat, CopyArgs, GlobalOpts, InspectArgs, PlatformOpts, RegistryOpts,
+    StorageOpts,
+};
 
 /// Run `cli`, returning the process exit code.
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Copy(args) => copy(&cli.global, args),
-        Command::Inspect(args) => inspect(&cli.global, args),
+        Command::Inspect(args) => inspect(args),
+        Command::Image(args) => crate::image::run(&cli.global, args),
     }
 }
 
-fn endpoint_options(global: &GlobalOpts, compress: Option<CompressFormat>) -> EndpointOptions {
+/// The engine's compression for a `--dest-compress-format` choice.
+pub fn compression(compress: Option<CompressFormat>) -> Option<Compression> {
+    compress.map(|c| match c {
+        CompressFormat::Gzip => Compression::Gzip,
+        CompressFormat::Zstd => Compression::Zstd,
+    })
+}
+
+fn endpoint_options(storage: &StorageOpts, compress: Option<CompressFormat>) -> EndpointOptions {
     EndpointOptions {
-        dest_compression: compress.map(|c| match c {
-            CompressFormat::Gzip => Compression::Gzip,
-            CompressFormat::Zstd => Compression::Zstd,
-        }),
-        storage_root: global.storage_root.clone(),
-        storage_runroot: global.runroot.clone(),
+        dest_compression: compression(compress),
+        storage_root: storage.storage_root.clone(),
+        storage_runroot: storage.runroot.clone(),
+        src_registry: RegistryOptions::default(),
+        dest_registry: RegistryOptions::default(),
     }
 }
 
-fn platform(opts: &PlatformOpts) -> PlatformSpec {
+fn seconds(what: &str, v: f64) -> Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(v)
+        .ok()
+        .filter(|d| !d.is_zero() || what == "--retry-delay")
+        .with_context(|| format!("{what} {v}: expected a positive number of seconds"))
+}
+
+/// Registry options for one side of an operation.
+pub fn registry_options(
+    opts: &RegistryOpts,
+    creds: Option<&str>,
+    tls_verify: Option<bool>,
+    cert_dir: Option<&std::path::Path>,
+) -> Result<RegistryOptions> {
+    let credentials = match creds {
+        Some(c) => Some(
+            Credentials::parse(c)
+                .with_context(|| "credentials must be USER[:PASSWORD] with a non-empty user")?,
+        ),
+        None => None,
+    };
+    Ok(RegistryOptions {
+        credentials,
+        tls_verify,
+        cert_dir: cert_dir.map(|p| p.to_path_buf()),
+        authfile: opts.authfile.clone(),
+        registries_conf: opts.registries_conf.clone(),
+        host: stowage_engine::registry::config::HostPaths::from_env(),
+        retry_times: opts.retry_times,
+        retry_delay: seconds("--retry-delay", opts.retry_delay)?,
+        connect_timeout: seconds("--connect-timeout", opts.connect_timeout)?,
+        idle_timeout: seconds("--idle-timeout", opts.idle_timeout)?,
+    })
+}
+
+/// The platform to choose from multi-arch images.
+pub fn platform(opts: &PlatformOpts) -> PlatformSpec {
     let mut p = PlatformSpec::host();
     if let Some(os) = &opts.override_os {
         p.os = os.clone();
@@ -55,7 +104,19 @@ fn parse_ref(s: &str) -> Result<ImageRef> {
 fn copy(global: &GlobalOpts, args: CopyArgs) -> Result<ExitCode> {
     let src = parse_ref(&args.source)?;
     let dst = parse_ref(&args.destination)?;
-    let opts = endpoint_options(global, args.dest_compress_format);
+    let mut opts = endpoint_options(&args.storage, args.dest_compress_format);
+    opts.src_registry = registry_options(
+        &args.registry,
+        args.src_creds.as_deref(),
+        args.src_tls_verify,
+        args.src_cert_dir.as_deref().or(args.cert_dir.as_deref()),
+    )?;
+    opts.dest_registry = registry_options(
+        &args.registry,
+        args.dest_creds.as_deref(),
+        args.dest_tls_verify,
+        args.dest_cert_dir.as_deref().or(args.cert_dir.as_deref()),
+    )?;
     let source = open_source(&src, &opts).with_context(|| format!("opening source {src}"))?;
     let sink = open_sink(&dst, &opts).with_context(|| format!("opening destination {dst}"))?;
     let copy_opts = CopyOptions {
@@ -81,10 +142,16 @@ fn copy(global: &GlobalOpts, args: CopyArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn inspect(global: &GlobalOpts, args: InspectArgs) -> Result<ExitCode> {
+fn inspect(args: InspectArgs) -> Result<ExitCode> {
     let r = parse_ref(&args.image)?;
-    let source =
-        open_source(&r, &endpoint_options(global, None)).with_context(|| format!("opening {r}"))?;
+    let mut opts = endpoint_options(&args.storage, None);
+    opts.src_registry = registry_options(
+        &args.registry,
+        args.creds.as_deref(),
+        args.tls_verify,
+        args.cert_dir.as_deref(),
+    )?;
+    let source = open_source(&r, &opts).with_context(|| format!("opening {r}"))?;
     let mut out = std::io::stdout().lock();
     if args.raw {
         let m = source
@@ -100,11 +167,20 @@ fn inspect(global: &GlobalOpts, args: InspectArgs) -> Result<ExitCode> {
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let name = match &r {
-        ImageRef::Docker(reference) => Some(reference.name()),
-        _ => None,
+    let (name, tags) = match &r {
+        ImageRef::Docker(reference) => {
+            let tags = if args.no_tags {
+                Vec::new()
+            } else {
+                RegistrySource::open(reference, &opts.src_registry)?
+                    .tags()
+                    .with_context(|| format!("listing the tags of {}", reference.name()))?
+            };
+            (Some(reference.name()), tags)
+        }
+        _ => (None, Vec::new()),
     };
-    let summary = stowage_engine::inspect::inspect(&plan, name, Vec::new());
+    let summary = stowage_engine::inspect::inspect(&plan, name, tags);
     serde_json::to_writer_pretty(&mut out, &summary)?;
     writeln!(out)?;
     Ok(ExitCode::SUCCESS)

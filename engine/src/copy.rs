@@ -411,3 +411,193 @@ pub fn layer_media_type(compression: Compression) -> MediaType {
         _ => MediaType::ImageLayer,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::io::Write;
+
+    use oci_spec::image::{Descriptor, MediaType};
+
+    use super::*;
+    use crate::digest::sha256_of;
+    use crate::oci_layout::{OciDir, OciSink, OciSource};
+
+    /// A tar with one file, gzip-compressed; returns (blob, diffID).
+    fn layer(name: &str, content: &[u8]) -> (Vec<u8>, Digest) {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_path(name).unwrap();
+        h.set_size(content.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, content).unwrap();
+        let tar = b.into_inner().unwrap();
+        let mut gz = crate::compression::Encoder::new(Vec::new(), Compression::Gzip).unwrap();
+        gz.write_all(&tar).unwrap();
+        (gz.finish().unwrap(), sha256_of(&tar))
+    }
+
+    /// An OCI layout holding one image with `n` layers, tagged `t`.
+    fn image(dir: &std::path::Path, n: usize) -> (OciDir, Vec<Descriptor>) {
+        let oci = OciDir::create(dir).unwrap();
+        let mut layers = Vec::new();
+        let mut diff_ids = Vec::new();
+        for i in 0..n {
+            let (blob, diff_id) = layer(&format!("f{i}"), format!("content {i}").as_bytes());
+            let (d, size) = oci.write_blob(&blob).unwrap();
+            layers.push(Descriptor::new(MediaType::ImageLayerGzip, size, d));
+            diff_ids.push(diff_id.to_string());
+        }
+        let config = serde_json::json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}});
+        let (cd, cs) = oci
+            .write_blob(&serde_json::to_vec(&config).unwrap())
+            .unwrap();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": crate::manifest::OCI_MANIFEST,
+            "config": {"mediaType": crate::manifest::OCI_CONFIG, "digest": cd.to_string(), "size": cs},
+            "layers": layers,
+        });
+        let (md, ms) = oci
+            .write_blob(&serde_json::to_vec(&manifest).unwrap())
+            .unwrap();
+        oci.add_manifest(Descriptor::new(MediaType::ImageManifest, ms, md), Some("t"))
+            .unwrap();
+        (oci, layers)
+    }
+
+    fn listing(dir: &std::path::Path) -> HashMap<String, Vec<u8>> {
+        let mut out = HashMap::new();
+        for e in walk(dir) {
+            out.insert(
+                e.strip_prefix(dir).unwrap().display().to_string(),
+                std::fs::read(&e).unwrap(),
+            );
+        }
+        out
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn copies_then_reuses_every_layer() {
+        let tmp = tempfile::tempdir().unwrap();
+        image(&tmp.path().join("src"), 4);
+        let src = OciSource::open(&tmp.path().join("src"), Some("t")).unwrap();
+        let dst = OciSink::create(&tmp.path().join("dst"), Some("x"), None).unwrap();
+        let opts = CopyOptions {
+            jobs: 3,
+            ..Default::default()
+        };
+        let r = copy_image(&src, &dst, &opts).unwrap();
+        assert_eq!((r.layers_copied, r.layers_reused), (4, 0));
+        assert_eq!(
+            r.manifest_digest, r.source_manifest_digest,
+            "blobs kept as they are: same manifest"
+        );
+        let r = copy_image(&src, &dst, &opts).unwrap();
+        assert_eq!((r.layers_copied, r.layers_reused), (0, 4));
+    }
+
+    #[test]
+    fn a_corrupt_layer_fails_the_copy_and_leaves_the_destination_unchanged() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, layers) = image(&tmp.path().join("src"), 5);
+        // Flip a byte of layer 3.
+        let p = tmp
+            .path()
+            .join("src/blobs/sha256")
+            .join(layers[2].digest().digest());
+        let mut bytes = std::fs::read(&p).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&p, bytes).unwrap();
+        let dst_path = tmp.path().join("dst");
+        let dst = OciSink::create(&dst_path, Some("x"), None).unwrap();
+        let before = listing(&dst_path);
+        let src = OciSource::open(&tmp.path().join("src"), Some("t")).unwrap();
+        let err = copy_image(
+            &src,
+            &dst,
+            &CopyOptions {
+                jobs: 2,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&layers[2].digest().to_string()) && msg.contains("layer 3"),
+            "{msg}"
+        );
+        assert_eq!(
+            listing(&dst_path),
+            before,
+            "the destination changed after a failed copy"
+        );
+    }
+
+    #[test]
+    fn config_and_manifest_must_agree_on_layer_count() {
+        let tmp = tempfile::tempdir().unwrap();
+        let oci = OciDir::create(tmp.path()).unwrap();
+        let (blob, _) = layer("f", b"x");
+        let (ld, ls) = oci.write_blob(&blob).unwrap();
+        let config = serde_json::json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}});
+        let (cd, cs) = oci
+            .write_blob(&serde_json::to_vec(&config).unwrap())
+            .unwrap();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": crate::manifest::OCI_MANIFEST,
+            "config": {"mediaType": crate::manifest::OCI_CONFIG, "digest": cd.to_string(), "size": cs},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": ld.to_string(), "size": ls}],
+        });
+        let (md, ms) = oci
+            .write_blob(&serde_json::to_vec(&manifest).unwrap())
+            .unwrap();
+        oci.add_manifest(Descriptor::new(MediaType::ImageManifest, ms, md), None)
+            .unwrap();
+        let src = OciSource::open(tmp.path(), None).unwrap();
+        let err = plan_image(&src, &PlatformSpec::host())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("1 layers but the config has 0 diff_ids"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn recompression_rewrites_the_manifest() {
+        let tmp = tempfile::tempdir().unwrap();
+        image(&tmp.path().join("src"), 2);
+        let src = OciSource::open(&tmp.path().join("src"), Some("t")).unwrap();
+        let dst =
+            OciSink::create(&tmp.path().join("dst"), Some("z"), Some(Compression::Zstd)).unwrap();
+        let r = copy_image(&src, &dst, &CopyOptions::default()).unwrap();
+        assert_ne!(r.manifest_digest, r.source_manifest_digest);
+        let out = OciSource::open(&tmp.path().join("dst"), Some("z")).unwrap();
+        let plan = plan_image(&out, &PlatformSpec::host()).unwrap();
+        let orig = plan_image(&src, &PlatformSpec::host()).unwrap();
+        for (a, b) in plan.layers.iter().zip(&orig.layers) {
+            assert_eq!(a.descriptor.media_type(), &MediaType::ImageLayerZstd);
+            assert_eq!(a.diff_id, b.diff_id, "diffIDs survive recompression");
+        }
+        // Copying it back uncompressed-diff-wise round-trips through the verified path.
+        let back =
+            OciSink::create(&tmp.path().join("back"), Some("g"), Some(Compression::Gzip)).unwrap();
+        copy_image(&out, &back, &CopyOptions::default()).unwrap();
+    }
+}

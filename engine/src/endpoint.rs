@@ -11,6 +11,7 @@ use crate::cstorage::{StorageSink, StorageSource, Store};
 use crate::error::{Error, Result};
 use crate::oci_archive::{OciArchiveSink, OciArchiveSource};
 use crate::oci_layout::{OciSink, OciSource};
+use crate::registry::{RegistryOptions, RegistrySource};
 use crate::transport::{ImageRef, StorageImage, StoreSpec};
 
 /// Settings that apply to every endpoint.
@@ -23,6 +24,10 @@ pub struct EndpointOptions {
     pub storage_root: PathBuf,
     /// Run root used likewise.
     pub storage_runroot: PathBuf,
+    /// Registry settings for a `docker://` source.
+    pub src_registry: RegistryOptions,
+    /// Registry settings for a `docker://` destination.
+    pub dest_registry: RegistryOptions,
 }
 
 impl Default for EndpointOptions {
@@ -31,6 +36,8 @@ impl Default for EndpointOptions {
             dest_compression: None,
             storage_root: PathBuf::from("/var/lib/containers/storage"),
             storage_runroot: PathBuf::from("/run/containers/storage"),
+            src_registry: RegistryOptions::default(),
+            dest_registry: RegistryOptions::default(),
         }
     }
 }
@@ -72,6 +79,10 @@ fn not_yet(r: &ImageRef, direction: &str) -> Error {
 /// Open `r` for reading.
 pub fn open_source(r: &ImageRef, options: &EndpointOptions) -> Result<Box<dyn ImageSource>> {
     match r {
+        ImageRef::Docker(reference) => Ok(Box::new(RegistrySource::open(
+            reference,
+            &options.src_registry,
+        )?)),
         ImageRef::Oci { path, tag } => Ok(Box::new(OciSource::open(path, tag.as_deref())?)),
         ImageRef::OciArchive { path, tag } => {
             Ok(Box::new(OciArchiveSource::open(path, tag.as_deref())?))

@@ -110,6 +110,37 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A registry answered with an error (HTTP status and, when given, the distribution
+    /// error code and message).
+    #[error("{what}: {message}{hint}", hint = if hint.is_empty() { String::new() } else { format!("; {hint}") })]
+    Registry {
+        /// The operation and image (`reading manifest latest in host/repo`).
+        what: String,
+        /// The HTTP status code.
+        status: u16,
+        /// The registry's message(s), `code: message`, or the status line.
+        message: String,
+        /// What the user can do.
+        hint: String,
+    },
+    /// A registry refused the credentials, or asked for some and none were given.
+    #[error("{what}: unauthorized: {reason}; {hint}")]
+    Unauthorized {
+        /// The operation and image.
+        what: String,
+        /// What the registry or token server said.
+        reason: String,
+        /// What the user can do.
+        hint: String,
+    },
+    /// A network transfer failed (connection refused, TLS, timeout, stall), after retries.
+    #[error("{what}: {reason}")]
+    Network {
+        /// The operation and URL or image.
+        what: String,
+        /// What went wrong, and how many attempts were made.
+        reason: String,
+    },
     /// An I/O error, with the path or operation it happened on.
     #[error("{context}: {source}")]
     Io {

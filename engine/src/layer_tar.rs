@@ -1003,24 +1003,29 @@ impl Extractor<'_> {
                         Err(e) => return Err(self.parent_err(meta, &target, e)),
                     };
                 let tname = target.file_name().unwrap_or_default();
-                match rustix::fs::statat(&tparent, tname, AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
-                        return Err(self.bad(
-                            meta,
-                            format!("hard link target {:?} is a directory", target.display()),
-                        ))
-                    }
-                    Ok(_) => {}
-                    Err(Errno::NOENT) => return Err(missing(self)),
-                    Err(e) => return Err(self.io(meta, "stat hard link target", e)),
-                }
+                let target_is_symlink =
+                    match rustix::fs::statat(&tparent, tname, AtFlags::SYMLINK_NOFOLLOW) {
+                        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                            return Err(self.bad(
+                                meta,
+                                format!("hard link target {:?} is a directory", target.display()),
+                            ))
+                        }
+                        Ok(st) => FileType::from_raw_mode(st.st_mode) == FileType::Symlink,
+                        Err(Errno::NOENT) => return Err(missing(self)),
+                        Err(e) => return Err(self.io(meta, "stat hard link target", e)),
+                    };
                 self.remove_existing(meta, &parent, name, path)?;
-                rustix::fs::linkat(&tparent, tname, &parent, name, AtFlags::empty()).map_err(|e| {
-                    match e {
+                rustix::fs::linkat(&tparent, tname, &parent, name, AtFlags::empty()).map_err(
+                    |e| match e {
                         Errno::NOENT => missing(self),
                         e => self.io(meta, &format!("linking to {}", target.display()), e),
-                    }
-                })
+                    },
+                )?;
+                // containers/storage (and Docker) apply the link header's owner, mode, xattrs
+                // and mtime to the shared inode; do the same so stores match podman's. A link to
+                // a symlink is never chmodded (that would follow it).
+                self.finish_node(meta, &parent, name, !target_is_symlink)
             }
             Node::Char(major, minor) | Node::Block(major, minor) => {
                 if !self.opts.devices {
@@ -1310,7 +1315,12 @@ mod tests {
         t.link("etc/rel", EntryType::Symlink, "hosts");
         t.link("etc/abs", EntryType::Symlink, "/etc/passwd");
         t.link("etc/dangling", EntryType::Symlink, "../nowhere");
-        t.link("etc/hard", EntryType::Link, "./etc/hosts");
+        // A hard link header carries the file's metadata, as tar writers do (it is applied
+        // to the shared inode, as containers/storage does).
+        t.pax(&[("mtime", b"1600000000.25")]);
+        let mut hard = header(b"etc/hard", EntryType::Link, 0, 0o640);
+        hard.set_link_name("./etc/hosts").unwrap();
+        t.raw(hard, b"");
         t.entry(b"fifo", EntryType::Fifo, b"", 0o620);
         let mut dev = header(b"dev/null", EntryType::Char, 0, 0o666);
         dev.set_device_major(1).unwrap();
@@ -1693,6 +1703,30 @@ mod tests {
         t.file("alias/f", b"via symlink");
         extract(&t.finish(None), &d, &opts(WhiteoutMode::Files)).unwrap();
         assert_eq!(fs::read(d.path("real/f")).unwrap(), b"via symlink");
+    }
+
+    #[test]
+    fn hardlink_header_metadata_applies_to_the_inode_like_containers_storage() {
+        use std::os::unix::fs::PermissionsExt;
+        let mut t = TarBuf::new();
+        t.entry(b"su", EntryType::Regular, b"binary", 0o4755);
+        let mut h = tar::Header::new_ustar();
+        h.set_path("su-link").unwrap();
+        h.set_entry_type(EntryType::Link);
+        h.set_link_name("su").unwrap();
+        h.set_mode(0o644);
+        h.set_size(0);
+        h.set_mtime(1_000_000);
+        t.raw(h, b"");
+        let d = Dest::new();
+        extract(&t.finish(None), &d, &opts(WhiteoutMode::Files)).unwrap();
+        // podman (containers/storage) stores 0644 here: the link header wins.
+        assert_eq!(d.lmeta("su").permissions().mode() & 0o7777, 0o644);
+        assert_eq!(d.lmeta("su-link").permissions().mode() & 0o7777, 0o644);
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::mtime(&d.lmeta("su")),
+            1_000_000
+        );
     }
 
     #[test]

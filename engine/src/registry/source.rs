@@ -1,0 +1,312 @@
+//! A registry image as a copy source (`docker://HOST/REPO:TAG` or `…@sha256:…`).
+//!
+//! 1. registries.conf gives the places to pull from: mirrors first, then the image's own
+//!    location ([`RegistryOptions::pull_endpoints`]); each gets its own client settings
+//!    (credentials, TLS). The top-level manifest is fetched from the first that has it; a
+//!    failing one is skipped and its error kept for the message if all fail. The rest of the
+//!    image comes from the endpoint that served the manifest.
+//! 2. The manifest is fetched by tag or digest with an `Accept` header listing OCI
+//!    manifests and indexes and Docker schema2 manifests and lists; it is capped at
+//!    [`MAX_MANIFEST_SIZE`] and, when the reference names a digest, checked against it.
+//! 3. Child manifests (chosen from an index by the pipeline) are fetched by digest and
+//!    checked likewise.
+//! 4. The config and layers are streamed with [`BlobReader`] (retries, resume, timeouts);
+//!    the pipeline verifies them and runs several layers at once.
+
+use std::sync::OnceLock;
+
+use oci_spec::image::Descriptor;
+
+use super::client::RegistryClient;
+use super::config::Endpoint;
+use super::stream::{BlobReader, BlobRequest};
+use super::RegistryOptions;
+use crate::compression::BoxRead;
+use crate::copy::{ImageSource, LayerStream};
+use crate::digest::{sha256_of, Digest};
+use crate::error::{Error, Result};
+use crate::manifest::{
+    RawManifest, DOCKER_LIST, DOCKER_MANIFEST, MAX_MANIFEST_SIZE, OCI_INDEX, OCI_MANIFEST,
+};
+use crate::reference::Reference;
+
+/// The `Accept` header for manifest requests.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+const _: () = {
+    // The header lists exactly the media types manifest.rs understands.
+    let _ = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST];
+};
+
+/// An image in a registry, opened for reading.
+pub struct RegistrySource {
+    reference: Reference,
+    candidates: Vec<Candidate>,
+    /// The candidate that served the manifest.
+    chosen: OnceLock<usize>,
+}
+
+struct Candidate {
+    endpoint: Endpoint,
+    client: RegistryClient,
+}
+
+impl RegistrySource {
+    /// Open `reference` (`:latest` is added when it has neither tag nor digest). No network
+    /// traffic happens until the manifest is asked for; a blocked registry is an error now.
+    pub fn open(reference: &Reference, options: &RegistryOptions) -> Result<Self> {
+        let reference = reference.clone().with_default_tag();
+        let candidates = options
+            .pull_endpoints(&reference)?
+            .into_iter()
+            .map(|endpoint| {
+                let settings = options.client_settings(&endpoint)?;
+                let client = RegistryClient::new(&endpoint.registry, settings)?;
+                Ok(Candidate { endpoint, client })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RegistrySource {
+            reference,
+            candidates,
+            chosen: OnceLock::new(),
+        })
+    }
+
+    /// The reference being read.
+    pub fn reference(&self) -> &Reference {
+        &self.reference
+    }
+
+    /// The endpoint blobs are read from: the one that served the manifest (the first
+    /// candidate before that).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.current().endpoint
+    }
+
+    fn current(&self) -> &Candidate {
+        &self.candidates[*self.chosen.get().unwrap_or(&0)]
+    }
+
+    fn scope(c: &Candidate) -> String {
+        super::auth::repository_scope(&c.endpoint.repo, false)
+    }
+
+    /// The tag or digest the manifest is fetched by.
+    fn manifest_ref(&self) -> String {
+        match (self.reference.digest(), self.reference.tag()) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.to_string(),
+            (None, None) => crate::reference::DEFAULT_TAG.to_string(),
+        }
+    }
+
+    fn fetch_manifest_from(
+        &self,
+        c: &Candidate,
+        reference: &str,
+        expected: Option<&Digest>,
+    ) -> Result<RawManifest> {
+        let what = format!("reading manifest {reference} in {}", c.endpoint.name());
+        let client = &c.client;
+        let (bytes, headers) = client.block_on(async {
+            let url = client
+                .url(&format!("{}/manifests/{reference}", c.endpoint.repo))
+                .await?;
+            client
+                .get_small(
+                    url,
+                    Some(MANIFEST_ACCEPT),
+                    &Self::scope(c),
+                    MAX_MANIFEST_SIZE,
+                    &what,
+                )
+                .await
+        })?;
+        if let Some(exp) = expected {
+            let actual = sha256_of(&bytes);
+            if &actual != exp {
+                return Err(Error::DigestMismatch {
+                    what: format!("manifest of {} from {}", self.name(), c.endpoint.name()),
+                    expected: exp.clone(),
+                    actual,
+                });
+            }
+        }
+        let content_type = headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        RawManifest::parse(bytes, content_type.as_deref(), &self.name())
+    }
+
+    fn blob_reader(&self, descriptor: &Descriptor, what: String) -> Result<BlobReader> {
+        let c = self.current();
+        let client = &c.client;
+        let url = client.block_on(client.url(&format!(
+            "{}/blobs/{}",
+            c.endpoint.repo,
+            descriptor.digest()
+        )))?;
+        Ok(BlobReader::open(
+            client,
+            BlobRequest {
+                url,
+                scope: Self::scope(c),
+                expected_size: Some(descriptor.size()),
+                what,
+            },
+        ))
+    }
+
+    /// The repository's tags (following `Link` pagination), as `skopeo inspect` lists them.
+    pub fn tags(&self) -> Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let c = self.current();
+        let what = format!("listing tags of {}", c.endpoint.name());
+        let client = &c.client;
+        let scope = Self::scope(c);
+        client.block_on(async {
+            let mut url = client
+                .url(&format!("{}/tags/list", c.endpoint.repo))
+                .await?;
+            let mut tags = Vec::new();
+            for _ in 0..1000 {
+                let (body, headers) = client
+                    .get_small(url.clone(), None, &scope, MAX_MANIFEST_SIZE, &what)
+                    .await?;
+                let list: TagList =
+                    serde_json::from_slice(&body).map_err(|e| Error::Malformed {
+                        what: what.clone(),
+                        reason: e.to_string(),
+                    })?;
+                tags.extend(list.tags.unwrap_or_default());
+                let next = headers
+                    .get(reqwest::header::LINK)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(next_link);
+                match next {
+                    Some(n) => {
+                        url = url.join(&n).map_err(|e| Error::Malformed {
+                            what: what.clone(),
+                            reason: format!("bad Link header {n:?}: {e}"),
+                        })?
+                    }
+                    None => return Ok(tags),
+                }
+            }
+            Ok(tags)
+        })
+    }
+}
+
+/// The target of a `Link: <URL>; rel="next"` header.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.trim().split_once(';')?;
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        params
+            .split(';')
+            .any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "rel=\"next\"" || p == "rel=next"
+            })
+            .then(|| target.to_string())
+    })
+}
+
+impl ImageSource for RegistrySource {
+    fn name(&self) -> String {
+        format!("docker://{}", self.reference)
+    }
+
+    fn manifest(&self) -> Result<RawManifest> {
+        let reference = self.manifest_ref();
+        if let Some(&i) = self.chosen.get() {
+            return self.fetch_manifest_from(
+                &self.candidates[i],
+                &reference,
+                self.reference.digest(),
+            );
+        }
+        let mut errors = Vec::new();
+        for (i, c) in self.candidates.iter().enumerate() {
+            match self.fetch_manifest_from(c, &reference, self.reference.digest()) {
+                Ok(m) => {
+                    let _ = self.chosen.set(i);
+                    return Ok(m);
+                }
+                Err(e) if self.candidates.len() == 1 => return Err(e),
+                Err(e) => errors.push(format!("{}: {e}", c.endpoint.name())),
+            }
+        }
+        Err(Error::NotFound {
+            what: format!(
+                "image {} at any of its {} locations",
+                self.reference,
+                errors.len()
+            ),
+            hint: format!(
+                "every mirror and the registry failed: {}",
+                errors.join("; ")
+            ),
+        })
+    }
+
+    fn child_manifest(&self, descriptor: &Descriptor) -> Result<RawManifest> {
+        if descriptor.size() > MAX_MANIFEST_SIZE {
+            return Err(Error::Malformed {
+                what: format!("manifest {} of {}", descriptor.digest(), self.name()),
+                reason: format!(
+                    "{} bytes, more than the {MAX_MANIFEST_SIZE} byte limit",
+                    descriptor.size()
+                ),
+            });
+        }
+        self.fetch_manifest_from(
+            self.current(),
+            descriptor.digest().as_ref(),
+            Some(descriptor.digest()),
+        )
+    }
+
+    fn open_blob(&self, descriptor: &Descriptor) -> Result<BoxRead<'_>> {
+        let what = format!("blob {} of {}", descriptor.digest(), self.name());
+        Ok(Box::new(self.blob_reader(descriptor, what)?))
+    }
+
+    fn open_layer(
+        &self,
+        index: usize,
+        descriptor: &Descriptor,
+        _diff_id: &Digest,
+    ) -> Result<LayerStream<'_>> {
+        let what = format!(
+            "layer {} ({}) of {}",
+            index + 1,
+            descriptor.digest(),
+            self.name()
+        );
+        Ok(LayerStream::Blob(Box::new(
+            self.blob_reader(descriptor, what)?,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_header() {
+        assert_eq!(
+            next_link(r#"</v2/x/tags/list?last=b&n=2>; rel="next""#).as_deref(),
+            Some("/v2/x/tags/list?last=b&n=2")
+        );
+        assert_eq!(next_link(r#"</a>; rel="prev""#), None);
+        assert_eq!(next_link(""), None);
+    }
+}

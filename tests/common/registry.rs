@@ -1,0 +1,1199 @@
+//! Test harness for registry tests: a real `docker-registry` on 127.0.0.1, skopeo, small
+//! OCI test images, and the stowage binary.
+//!
+//! 1. [`require_tools`] checks that docker-registry and skopeo exist; without them a test
+//!    prints `SKIP:` and returns, unless `CI=true`, where it fails.
+//! 2. [`Registry::start`] writes a config (storage in a temp dir, a free loopback port,
+//!    optional htpasswd / token auth and TLS), runs `docker-registry serve`, waits until the
+//!    port accepts connections, and kills the process on drop.
+//! 3. [`build_image`] and [`build_index`] write deterministic OCI layouts to push with
+//!    skopeo; [`stowage`] and [`skopeo`] run the binaries.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+
+/// Whether the external tools are present. Prints `SKIP:` when not (and panics under CI).
+pub fn require_tools(test: &str) -> bool {
+    let missing: Vec<&str> = ["docker-registry", "skopeo"]
+        .into_iter()
+        .filter(|t| which(t).is_none())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!("SKIP: {test}: {} not installed", missing.join(", "));
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{msg} (CI=true requires them)");
+    }
+    eprintln!("{msg}");
+    false
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(tool))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// How the registry authenticates clients.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    /// Anyone may pull and push.
+    None,
+    /// htpasswd basic auth with one user.
+    Htpasswd {
+        /// User name.
+        user: String,
+        /// Password.
+        password: String,
+    },
+    /// Token auth: the registry trusts tokens signed by the key of `root_cert_pem`.
+    Token {
+        /// The token server URL.
+        realm: String,
+        /// The service name.
+        service: String,
+        /// The issuer name in the tokens.
+        issuer: String,
+        /// PEM of the certificate whose key signs tokens.
+        root_cert_pem: String,
+    },
+}
+
+/// TLS for the registry's listener.
+#[derive(Clone, Debug)]
+pub struct Tls {
+    /// PEM server certificate (chain).
+    pub cert_pem: String,
+    /// PEM private key.
+    pub key_pem: String,
+}
+
+/// A running docker-registry.
+pub struct Registry {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// The port.
+    pub port: u16,
+    /// Temp dir with config and storage.
+    pub dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// Start a registry with `auth` and optional `tls`.
+    pub fn start(auth: Auth, tls: Option<Tls>) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = dir.path().join("storage");
+        std::fs::create_dir_all(&storage).unwrap();
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: stowage-test-secret\n",
+            storage.display()
+        );
+        if let Some(tls) = &tls {
+            std::fs::write(dir.path().join("server.crt"), &tls.cert_pem).unwrap();
+            std::fs::write(dir.path().join("server.key"), &tls.key_pem).unwrap();
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                dir.path().join("server.crt").display(),
+                dir.path().join("server.key").display()
+            ));
+        }
+        match &auth {
+            Auth::None => {}
+            Auth::Htpasswd { user, password } => {
+                let hash = bcrypt::hash_with_result(password, 4)
+                    .unwrap()
+                    .format_for_version(bcrypt::Version::TwoA);
+                let path = dir.path().join("htpasswd");
+                std::fs::write(&path, format!("{user}:{hash}\n")).unwrap();
+                config.push_str(&format!(
+                    "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
+                    path.display()
+                ));
+            }
+            Auth::Token {
+                realm,
+                service,
+                issuer,
+                root_cert_pem,
+            } => {
+                let path = dir.path().join("token-root.pem");
+                std::fs::write(&path, root_cert_pem).unwrap();
+                config.push_str(&format!(
+                    "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {}\n",
+                    path.display()
+                ));
+            }
+        }
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting docker-registry");
+        let mut reg = Registry {
+            child,
+            addr,
+            port,
+            dir,
+        };
+        reg.wait_ready();
+        reg
+    }
+
+    fn wait_ready(&mut self) {
+        for _ in 0..400 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let log = std::fs::read_to_string(self.dir.path().join("registry.log"))
+                    .unwrap_or_default();
+                panic!("docker-registry exited with {status}: {log}");
+            }
+            if TcpStream::connect(&self.addr).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("docker-registry did not listen on {} within 10s", self.addr);
+    }
+
+    /// The registry's storage root (`docker/registry/v2/...` below it).
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("storage")
+    }
+
+    /// The path of a blob's data in the registry's storage.
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        self.storage()
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
+    /// The registry's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run a command, returning its output.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+}
+
+/// Run a command that must succeed; returns stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A `skopeo` command.
+pub fn skopeo() -> Command {
+    let mut c = Command::new("skopeo");
+    c.env_remove("REGISTRY_AUTH_FILE");
+    c
+}
+
+/// A `stowage` command (the binary under test).
+pub fn stowage() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_stowage"));
+    c.env_remove("REGISTRY_AUTH_FILE");
+    c
+}
+
+/// sha256 digest string of `bytes`.
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// One file in a test layer.
+pub struct File<'a> {
+    /// Path in the layer.
+    pub path: &'a str,
+    /// Content.
+    pub data: Vec<u8>,
+}
+
+/// Deterministic pseudo-random bytes (so layers do not compress to nothing).
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A gzip-compressed layer tar of `files`: (blob, diffID).
+pub fn layer(files: &[File<'_>]) -> (Vec<u8>, String) {
+    let mut tar = tar::Builder::new(Vec::new());
+    for f in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(f.data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1_700_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut h, f.path, f.data.as_slice()).unwrap();
+    }
+    let raw = tar.into_inner().unwrap();
+    let diff_id = sha256(&raw);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&raw).unwrap();
+    (gz.finish().unwrap(), diff_id)
+}
+
+/// An image's pieces as written into a layout.
+pub struct BuiltImage {
+    /// Manifest digest.
+    pub manifest_digest: String,
+    /// Manifest size.
+    pub manifest_size: usize,
+    /// Layer blob digests.
+    pub layers: Vec<String>,
+    /// Layer diffIDs.
+    pub diff_ids: Vec<String>,
+}
+
+fn write_blob(layout: &Path, bytes: &[u8]) -> String {
+    let d = sha256(bytes);
+    let dir = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(d.strip_prefix("sha256:").unwrap()), bytes).unwrap();
+    d
+}
+
+fn write_index(layout: &Path, entries: Vec<serde_json::Value>) {
+    std::fs::create_dir_all(layout).unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": entries});
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+}
+
+/// Write the blobs of a single-platform image (layers made from `layers`, seeded by
+/// `seed`) into `layout` and return it (not yet in index.json).
+pub fn write_image_blobs(layout: &Path, arch: &str, layers: &[Vec<File<'_>>]) -> BuiltImage {
+    let mut descs = Vec::new();
+    let mut digests = Vec::new();
+    let mut diff_ids = Vec::new();
+    for files in layers {
+        let (blob, diff_id) = layer(files);
+        let d = write_blob(layout, &blob);
+        descs.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": d, "size": blob.len()}));
+        digests.push(d);
+        diff_ids.push(diff_id);
+    }
+    let config = serde_json::json!({
+        "created": "2026-11-01T00:00:00Z",
+        "architecture": arch,
+        "os": "linux",
+        "config": {"Env": ["PATH=/usr/bin:/bin"], "Labels": {"test": "stowage"}},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": layers.iter().map(|_| serde_json::json!({"created": "2026-11-01T00:00:00Z", "created_by": "test"})).collect::<Vec<_>>(),
+    });
+    let config_bytes = serde_json::to_vec(&config).unwrap();
+    let config_digest = write_blob(layout, &config_bytes);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_bytes.len()},
+        "layers": descs,
+    });
+    let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
+    let manifest_digest = write_blob(layout, &manifest_bytes);
+    BuiltImage {
+        manifest_digest,
+        manifest_size: manifest_bytes.len(),
+        layers: digests,
+        diff_ids,
+    }
+}
+
+/// A one-platform image in a new layout at `layout`, tagged `tag`.
+pub fn build_image(layout: &Path, tag: &str, layers: &[Vec<File<'_>>]) -> BuiltImage {
+    let img = write_image_blobs(layout, "amd64", layers);
+    write_index(
+        layout,
+        vec![serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": img.manifest_digest, "size": img.manifest_size,
+            "annotations": {"org.opencontainers.image.ref.name": tag}})],
+    );
+    img
+}
+
+/// A multi-platform image (amd64 and arm64/v8) in a new layout, tagged `tag`; returns the
+/// index digest and the two images.
+pub fn build_index(layout: &Path, tag: &str) -> (String, BuiltImage, BuiltImage) {
+    let amd = write_image_blobs(
+        layout,
+        "amd64",
+        &[vec![File {
+            path: "arch",
+            data: b"amd64\n".to_vec(),
+        }]],
+    );
+    let arm = write_image_blobs(
+        layout,
+        "arm64",
+        &[vec![File {
+            path: "arch",
+            data: b"arm64\n".to_vec(),
+        }]],
+    );
+    let index = serde_json::json!({
+    "schemaVersion": 2,
+    "mediaType": "application/vnd.oci.image.index.v1+json",
+    "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": amd.manifest_digest, "size": amd.manifest_size,
+         "platform": {"architecture": "amd64", "os": "linux"}},
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": arm.manifest_digest, "size": arm.manifest_size,
+         "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}},
+    ]});
+    let bytes = serde_json::to_vec(&index).unwrap();
+    let digest = write_blob(layout, &bytes);
+    write_index(
+        layout,
+        vec![serde_json::json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": digest, "size": bytes.len(),
+            "annotations": {"org.opencontainers.image.ref.name": tag}})],
+    );
+    (digest, amd, arm)
+}
+
+/// A typical two-layer test image (about 300 KiB of incompressible data).
+pub fn two_layer_image(layout: &Path, tag: &str) -> BuiltImage {
+    build_image(
+        layout,
+        tag,
+        &[
+            vec![
+                File {
+                    path: "etc/hello",
+                    data: b"hello\n".to_vec(),
+                },
+                File {
+                    path: "usr/lib/big",
+                    data: noise(1, 200_000),
+                },
+            ],
+            vec![File {
+                path: "usr/lib/more",
+                data: noise(2, 100_000),
+            }],
+        ],
+    )
+}
+
+/// Push `oci:LAYOUT:TAG` to `docker://DEST` with skopeo over plain http, with `creds`.
+pub fn skopeo_push(layout: &Path, tag: &str, dest: &str, creds: Option<&str>, extra: &[&str]) {
+    let mut c = skopeo();
+    c.args(["copy", "-q", "--dest-tls-verify=false"]);
+    if let Some(cr) = creds {
+        c.args(["--dest-creds", cr]);
+    }
+    c.args(extra);
+    c.arg(format!("oci:{}:{tag}", layout.display()));
+    c.arg(format!("docker://{dest}"));
+    run_ok(&mut c);
+}
+
+/// The manifest digest of the single entry (or the entry tagged `tag`) of an OCI layout.
+pub fn layout_manifest_digest(layout: &Path, tag: &str) -> String {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap_or_else(|| panic!("no tag {tag} in {}", layout.display()))["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Read a blob of a layout.
+pub fn layout_blob(layout: &Path, digest: &str) -> Vec<u8> {
+    std::fs::read(
+        layout
+            .join("blobs/sha256")
+            .join(digest.strip_prefix("sha256:").unwrap()),
+    )
+    .unwrap()
+}
+
+/// The set of blob digests in a layout.
+pub fn layout_blobs(layout: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(layout.join("blobs/sha256"))
+        .map(|rd| {
+            rd.map(|e| format!("sha256:{}", e.unwrap().file_name().to_string_lossy()))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The diffIDs of the image tagged `tag` in a layout.
+pub fn layout_diff_ids(layout: &Path, tag: &str) -> Vec<String> {
+    let m: serde_json::Value =
+        serde_json::from_slice(&layout_blob(layout, &layout_manifest_digest(layout, tag))).unwrap();
+    let config: serde_json::Value = serde_json::from_slice(&layout_blob(
+        layout,
+        m["config"]["digest"].as_str().unwrap(),
+    ))
+    .unwrap();
+    config["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A CA generated for one test, and a server certificate it signed for 127.0.0.1 and
+/// localhost.
+pub struct TestCa {
+    /// The CA certificate (PEM).
+    pub ca_pem: String,
+    /// The server's certificate (PEM) and key (PEM).
+    pub server: Tls,
+}
+
+/// Generate a CA and a server certificate signed by it.
+pub fn test_ca() -> TestCa {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+        SanType,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "stowage test CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "127.0.0.1");
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    TestCa {
+        ca_pem: ca_cert.pem(),
+        server: Tls {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        },
+    }
+}
+
+/// Write `{"auths":{KEY:{"auth":base64(CREDS)}}}` to `path`.
+pub fn write_auth_json(path: &Path, entries: &[(&str, &str)]) {
+    use base64::Engine as _;
+    let mut auths = serde_json::Map::new();
+    for (key, creds) in entries {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(creds);
+        auths.insert(key.to_string(), serde_json::json!({ "auth": b64 }));
+    }
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(
+        path,
+        serde_json::to_vec(&serde_json::json!({ "auths": auths })).unwrap(),
+    )
+    .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// A minimal HTTP/1.1 server toolkit (one request per connection, `Connection: close`).
+// ---------------------------------------------------------------------------------------
+
+/// A parsed request head.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    /// `GET`, `HEAD`, ...
+    pub method: String,
+    /// The request target (path and query).
+    pub target: String,
+    /// Header (lower-case name, value) pairs in order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl RequestHead {
+    /// The first header named `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Read bytes up to and including `\r\n\r\n` (at most 64 KiB).
+fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 65536 || stream.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        if head.is_empty() && byte[0] == 0x16 {
+            // A TLS ClientHello on this plain-http port: answer as Go's http server does,
+            // so https-then-http probing fails fast.
+            let _ = stream.write_all(
+                b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
+            );
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    Some(head)
+}
+
+fn parse_request(head: &[u8]) -> Option<RequestHead> {
+    let text = String::from_utf8_lossy(head);
+    let mut lines = text.split("\r\n");
+    let mut first = lines.next()?.split(' ');
+    let method = first.next()?.to_string();
+    let target = first.next()?.to_string();
+    let headers = lines
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Some(RequestHead {
+        method,
+        target,
+        headers,
+    })
+}
+
+/// Write a complete response with a body.
+fn respond(stream: &mut TcpStream, status: &str, headers: &[(&str, String)], body: &[u8]) {
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (n, v) in headers {
+        out.push_str(&format!("{n}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    let _ = stream.write_all(out.as_bytes());
+    let _ = stream.write_all(body);
+    let _ = stream.flush();
+}
+
+/// A background accept loop on 127.0.0.1 that stops on drop.
+pub struct Server {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn spawn(
+        handler: impl Fn(TcpStream, &std::sync::atomic::AtomicBool) + Send + Sync + 'static,
+    ) -> Server {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let handler = Arc::new(handler);
+        let thread = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        stream.set_nonblocking(false).unwrap();
+                        let h = handler.clone();
+                        let s = stop2.clone();
+                        std::thread::spawn(move || h(stream, &s));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        Server {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Token server.
+// ---------------------------------------------------------------------------------------
+
+/// What the token server does; shared with the test.
+#[derive(Debug, Default)]
+pub struct TokenState {
+    /// Tokens issued so far.
+    pub issued: usize,
+    /// Issue this many tokens that expired an hour ago before valid ones.
+    pub expired_first: usize,
+    /// Requests refused for bad credentials.
+    pub refused: usize,
+}
+
+/// A JWT token server for docker-registry's `auth: token`, signing ES256 tokens with a key
+/// whose self-signed certificate is the registry's root bundle.
+pub struct TokenServer {
+    server: Server,
+    /// The certificate to give the registry as `rootcertbundle`.
+    pub root_cert_pem: String,
+    /// Shared state (counters, modes).
+    pub state: std::sync::Arc<std::sync::Mutex<TokenState>>,
+    /// The service name.
+    pub service: String,
+    /// The issuer name.
+    pub issuer: String,
+}
+
+impl TokenServer {
+    /// Start a token server granting what `user`/`password` ask for, and nothing to
+    /// anonymous clients.
+    pub fn start(user: &str, password: &str) -> TokenServer {
+        use base64::Engine as _;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["token".to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "stowage test token issuer");
+        let cert = params.self_signed(&key).unwrap();
+        let cert_der = cert.der().to_vec();
+        let signer = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &key.serialize_der(),
+        )
+        .unwrap();
+        let state = std::sync::Arc::new(std::sync::Mutex::new(TokenState::default()));
+        let service = "stowage-test-registry".to_string();
+        let issuer = "stowage-test-issuer".to_string();
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        let (st, svc, iss) = (state.clone(), service.clone(), issuer.clone());
+        let server = Server::spawn(move |mut stream, _| {
+            let Some(head) = read_head(&mut stream).and_then(|h| parse_request(&h)) else {
+                return;
+            };
+            if head.header("authorization") != Some(expected.as_str()) {
+                st.lock().unwrap().refused += 1;
+                respond(
+                    &mut stream,
+                    "401 Unauthorized",
+                    &[],
+                    br#"{"details":"invalid credentials"}"#,
+                );
+                return;
+            }
+            let query = head.target.split_once('?').map(|(_, q)| q).unwrap_or("");
+            let mut access = Vec::new();
+            for (k, v) in url_pairs(query) {
+                if k == "scope" {
+                    // repository:NAME:ACTIONS
+                    let mut parts = v.splitn(3, ':');
+                    let (Some(t), Some(name), Some(actions)) =
+                        (parts.next(), parts.next(), parts.next())
+                    else {
+                        continue;
+                    };
+                    access.push(serde_json::json!({
+                        "type": t, "name": name,
+                        "actions": actions.split(',').collect::<Vec<_>>()}));
+                }
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64;
+            let (exp, n) = {
+                let mut s = st.lock().unwrap();
+                s.issued += 1;
+                if s.expired_first > 0 {
+                    s.expired_first -= 1;
+                    (now - 3600, s.issued)
+                } else {
+                    (now + 3600, s.issued)
+                }
+            };
+            let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+            let header = serde_json::json!({"typ": "JWT", "alg": "ES256",
+                "x5c": [base64::engine::general_purpose::STANDARD.encode(&cert_der)]});
+            let claims = serde_json::json!({
+                "iss": iss, "sub": "tester", "aud": svc, "exp": exp, "nbf": exp - 7200,
+                "iat": exp - 7200, "jti": format!("token-{n}"), "access": access});
+            let signing_input = format!(
+                "{}.{}",
+                b64(&serde_json::to_vec(&header).unwrap()),
+                b64(&serde_json::to_vec(&claims).unwrap())
+            );
+            let sig = signer
+                .sign(
+                    &aws_lc_rs::rand::SystemRandom::new(),
+                    signing_input.as_bytes(),
+                )
+                .unwrap();
+            let token = format!("{signing_input}.{}", b64(sig.as_ref()));
+            let body = serde_json::to_vec(&serde_json::json!({"token": token, "expires_in": 3600}))
+                .unwrap();
+            respond(
+                &mut stream,
+                "200 OK",
+                &[("Content-Type", "application/json".into())],
+                &body,
+            );
+        });
+        TokenServer {
+            server,
+            root_cert_pem: cert.pem(),
+            state,
+            service,
+            issuer,
+        }
+    }
+
+    /// The realm URL.
+    pub fn realm(&self) -> String {
+        format!("http://{}/token", self.server.addr)
+    }
+
+    /// The registry auth configuration that trusts this server.
+    pub fn auth(&self) -> Auth {
+        Auth::Token {
+            realm: self.realm(),
+            service: self.service.clone(),
+            issuer: self.issuer.clone(),
+            root_cert_pem: self.root_cert_pem.clone(),
+        }
+    }
+}
+
+/// Decode `a=b&c=d` (percent-decoding, `+` as space).
+fn url_pairs(query: &str) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        let bytes = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'%' if i + 2 < bytes.len() => {
+                    let h = std::str::from_utf8(&bytes[i + 1..i + 3])
+                        .ok()
+                        .and_then(|h| u8::from_str_radix(h, 16).ok());
+                    match h {
+                        Some(b) => {
+                            out.push(b);
+                            i += 3;
+                        }
+                        None => {
+                            out.push(b'%');
+                            i += 1;
+                        }
+                    }
+                }
+                b'+' => {
+                    out.push(b' ');
+                    i += 1;
+                }
+                b => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Fault-injecting proxy.
+// ---------------------------------------------------------------------------------------
+
+/// What the proxy does to a matching request.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Send the response head and only this many body bytes, then close.
+    Truncate(usize),
+    /// Flip the bits of the body byte at this offset.
+    Corrupt(usize),
+    /// Answer with this status and an empty body, without asking the registry.
+    Status(u16),
+    /// Send the head and this many body bytes, then send nothing more (until the client
+    /// goes away or 120 s pass).
+    Stall(usize),
+    /// Send the body in pieces of `chunk` bytes with `delay_ms` between them.
+    Trickle {
+        /// Bytes per piece.
+        chunk: usize,
+        /// Pause between pieces.
+        delay_ms: u64,
+    },
+    /// Answer `307` to the same path on another origin (the blob server).
+    Redirect(String),
+    /// Answer `401` with this `WWW-Authenticate` value (a token the registry no longer
+    /// accepts).
+    Unauthorized(String),
+    /// Remove the request's `Range` header (a server that ignores ranges).
+    IgnoreRange,
+}
+
+/// A fault applied to the next `times` requests whose target contains `path`.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Substring of the request target.
+    pub path: String,
+    /// What to do.
+    pub fault: Fault,
+    /// How many more requests it applies to.
+    pub times: usize,
+}
+
+/// One request the proxy saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// The request.
+    pub head: RequestHead,
+    /// The fault applied, if any.
+    pub fault: Option<Fault>,
+}
+
+/// A reverse proxy to a registry that injects faults.
+pub struct FaultProxy {
+    server: Server,
+    /// Rules, consumed in order.
+    pub rules: std::sync::Arc<std::sync::Mutex<Vec<Rule>>>,
+    /// Requests seen.
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+}
+
+impl FaultProxy {
+    /// Proxy to `upstream` (`127.0.0.1:PORT`).
+    pub fn start(upstream: &str) -> FaultProxy {
+        let rules: std::sync::Arc<std::sync::Mutex<Vec<Rule>>> = Default::default();
+        let seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>> = Default::default();
+        let (r, s, up) = (rules.clone(), seen.clone(), upstream.to_string());
+        let server = Server::spawn(move |mut client, stop| {
+            let Some(head_bytes) = read_head(&mut client) else {
+                return;
+            };
+            let Some(mut head) = parse_request(&head_bytes) else {
+                return;
+            };
+            let fault = {
+                let mut rules = r.lock().unwrap();
+                let hit = rules
+                    .iter_mut()
+                    .find(|rule| rule.times > 0 && head.target.contains(&rule.path));
+                hit.map(|rule| {
+                    rule.times -= 1;
+                    rule.fault.clone()
+                })
+            };
+            s.lock().unwrap().push(Seen {
+                head: head.clone(),
+                fault: fault.clone(),
+            });
+            match &fault {
+                Some(Fault::Status(code)) => {
+                    respond(&mut client, &format!("{code} Injected"), &[], b"");
+                    return;
+                }
+                Some(Fault::Redirect(origin)) => {
+                    respond(
+                        &mut client,
+                        "307 Temporary Redirect",
+                        &[("Location", format!("http://{origin}{}", head.target))],
+                        b"",
+                    );
+                    return;
+                }
+                Some(Fault::Unauthorized(challenge)) => {
+                    respond(
+                        &mut client,
+                        "401 Unauthorized",
+                        &[("WWW-Authenticate", challenge.clone()), ("Content-Type", "application/json".into())],
+                        br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+                    );
+                    return;
+                }
+                Some(Fault::IgnoreRange) => head.headers.retain(|(n, _)| n != "range"),
+                _ => {}
+            }
+            let Ok(mut upstream) = TcpStream::connect(&up) else {
+                return;
+            };
+            let mut req = format!("{} {} HTTP/1.1\r\n", head.method, head.target);
+            for (n, v) in &head.headers {
+                if n != "connection" {
+                    req.push_str(&format!("{n}: {v}\r\n"));
+                }
+            }
+            req.push_str("Connection: close\r\n\r\n");
+            if upstream.write_all(req.as_bytes()).is_err() {
+                return;
+            }
+            let Some(resp_head) = read_head(&mut upstream) else {
+                return;
+            };
+            if client.write_all(&resp_head).is_err() {
+                return;
+            }
+            // The body, up to upstream EOF, with the fault applied.
+            use std::io::Read;
+            let mut offset = 0usize;
+            let mut buf = vec![0u8; 16384];
+            loop {
+                let n = match upstream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let chunk = &mut buf[..n];
+                match &fault {
+                    Some(Fault::Truncate(limit)) | Some(Fault::Stall(limit)) => {
+                        let keep = limit.saturating_sub(offset).min(n);
+                        let _ = client.write_all(&chunk[..keep]);
+                        offset += n;
+                        if offset >= *limit {
+                            if let Some(Fault::Stall(_)) = &fault {
+                                let _ = client.flush();
+                                stall(&mut client, stop);
+                            }
+                            return;
+                        }
+                        continue;
+                    }
+                    Some(Fault::Corrupt(at)) if *at >= offset && *at < offset + n => {
+                        chunk[at - offset] ^= 0xff;
+                    }
+                    Some(Fault::Trickle {
+                        chunk: piece,
+                        delay_ms,
+                    }) => {
+                        for p in chunk.chunks(*piece) {
+                            if client.write_all(p).is_err() {
+                                return;
+                            }
+                            let _ = client.flush();
+                            std::thread::sleep(Duration::from_millis(*delay_ms));
+                        }
+                        offset += n;
+                        continue;
+                    }
+                    _ => {}
+                }
+                if client.write_all(chunk).is_err() {
+                    return;
+                }
+                offset += n;
+            }
+        });
+        FaultProxy {
+            server,
+            rules,
+            seen,
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> &str {
+        &self.server.addr
+    }
+
+    /// Add a rule.
+    pub fn add(&self, path: &str, fault: Fault, times: usize) {
+        self.rules.lock().unwrap().push(Rule {
+            path: path.to_string(),
+            fault,
+            times,
+        });
+    }
+
+    /// Requests seen whose target contains `path`.
+    pub fn requests(&self, path: &str) -> Vec<Seen> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.head.target.contains(path))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Hold a connection open without sending, until the peer closes it, the server stops, or
+/// 120 s pass.
+fn stall(client: &mut TcpStream, stop: &std::sync::atomic::AtomicBool) {
+    use std::io::Read;
+    client
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    for _ in 0..2400 {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        match client.read(&mut b) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Blob storage server (the target of redirects).
+// ---------------------------------------------------------------------------------------
+
+/// Serves `/v2/REPO/blobs/DIGEST` from a registry's storage directory, like a CDN that a
+/// registry redirects to, and records the Authorization headers it was sent.
+pub struct BlobServer {
+    server: Server,
+    /// Authorization headers received (must stay empty).
+    pub authorizations: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Requests served.
+    pub served: std::sync::Arc<std::sync::Mutex<usize>>,
+}
+
+impl BlobServer {
+    /// Serve blobs from `storage` (a docker-registry filesystem root).
+    pub fn start(storage: PathBuf) -> BlobServer {
+        let authorizations: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let served: std::sync::Arc<std::sync::Mutex<usize>> = Default::default();
+        let (a, s) = (authorizations.clone(), served.clone());
+        let server = Server::spawn(move |mut stream, _| {
+            let Some(head) = read_head(&mut stream).and_then(|h| parse_request(&h)) else {
+                return;
+            };
+            if let Some(v) = head.header("authorization") {
+                a.lock().unwrap().push(v.to_string());
+            }
+            let digest = head.target.rsplit('/').next().unwrap_or("");
+            let Some(hex) = digest.strip_prefix("sha256:") else {
+                respond(&mut stream, "404 Not Found", &[], b"");
+                return;
+            };
+            let path = storage
+                .join("docker/registry/v2/blobs/sha256")
+                .join(&hex[..2.min(hex.len())])
+                .join(hex)
+                .join("data");
+            match std::fs::read(path) {
+                Ok(data) => {
+                    *s.lock().unwrap() += 1;
+                    respond(
+                        &mut stream,
+                        "200 OK",
+                        &[("Content-Type", "application/octet-stream".into())],
+                        &data,
+                    )
+                }
+                Err(_) => respond(&mut stream, "404 Not Found", &[], b""),
+            }
+        });
+        BlobServer {
+            server,
+            authorizations,
+            served,
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> &str {
+        &self.server.addr
+    }
+}

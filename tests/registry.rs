@@ -1,0 +1,977 @@
+//! Integration tests of the native registry client against a real docker-registry, with
+//! skopeo as the oracle: what stowage pulls must be what skopeo pulls (same manifest digest,
+//! diffIDs and blobs).
+
+#[path = "common/registry.rs"]
+mod registry_harness;
+
+use registry_harness::*;
+
+const USER: &str = "tester";
+const PASS: &str = "s3cret:pass";
+
+fn skip(name: &str) -> bool {
+    !require_tools(name)
+}
+
+/// stowage and skopeo pull the same image into OCI layouts; the results must be identical.
+fn assert_same_pull(src: &str, stowage_args: &[&str], skopeo_args: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let ours = tmp.path().join("ours");
+    let theirs = tmp.path().join("theirs");
+    let digestfile = tmp.path().join("digest");
+    run_ok(
+        stowage()
+            .args(["copy", "--src-tls-verify=false", "--digestfile"])
+            .arg(&digestfile)
+            .args(stowage_args)
+            .arg(src)
+            .arg(format!("oci:{}:t", ours.display())),
+    );
+    run_ok(
+        skopeo()
+            .args(["copy", "-q", "--src-tls-verify=false"])
+            .args(skopeo_args)
+            .arg(src)
+            .arg(format!("oci:{}:t", theirs.display())),
+    );
+    let digest = layout_manifest_digest(&theirs, "t");
+    assert_eq!(layout_manifest_digest(&ours, "t"), digest);
+    assert_eq!(
+        std::fs::read_to_string(&digestfile).unwrap(),
+        digest,
+        "--digestfile"
+    );
+    assert_eq!(layout_diff_ids(&ours, "t"), layout_diff_ids(&theirs, "t"));
+    assert_eq!(layout_blobs(&ours), layout_blobs(&theirs));
+    for b in layout_blobs(&theirs) {
+        assert_eq!(layout_blob(&ours, &b), layout_blob(&theirs, &b), "blob {b}");
+    }
+}
+
+#[test]
+fn pull_anonymous_plain_http_matches_skopeo() {
+    if skip("pull_anonymous_plain_http_matches_skopeo") {
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let tmp = tempfile::tempdir().unwrap();
+    let img = two_layer_image(&tmp.path().join("src"), "v1");
+    let name = format!("{}/test/app:v1", reg.addr);
+    skopeo_push(&tmp.path().join("src"), "v1", &name, None, &[]);
+    assert_same_pull(&format!("docker://{name}"), &[], &[]);
+
+    // inspect: digest, tags, layers as skopeo reports them.
+    let ours: serde_json::Value = serde_json::from_str(&run_ok(stowage().args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{name}"),
+    ])))
+    .unwrap();
+    let theirs: serde_json::Value = serde_json::from_str(&run_ok(skopeo().args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{name}"),
+    ])))
+    .unwrap();
+    for key in [
+        "Name",
+        "Digest",
+        "RepoTags",
+        "Layers",
+        "Architecture",
+        "Os",
+        "Env",
+        "Labels",
+    ] {
+        assert_eq!(ours[key], theirs[key], "{key}");
+    }
+    assert_eq!(ours["Digest"], img.manifest_digest.as_str());
+    // --raw gives the manifest bytes unchanged.
+    let raw = run(stowage().args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{name}"),
+    ]));
+    assert!(raw.status.success());
+    assert_eq!(sha256(&raw.stdout), img.manifest_digest);
+
+    // By digest.
+    assert_same_pull(
+        &format!("docker://{}/test/app@{}", reg.addr, img.manifest_digest),
+        &[],
+        &[],
+    );
+}
+
+#[test]
+fn pull_requires_tls_verify_false_for_plain_http() {
+    if skip("pull_requires_tls_verify_false_for_plain_http") {
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("out");
+    let out = run(stowage().args([
+        "copy",
+        "--retry-times=0",
+        &format!("docker://{}/x/y:z", reg.addr),
+        &format!("oci:{}:t", dest.display()),
+    ]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pinging container registry") && err.contains("--tls-verify=false"),
+        "{err}"
+    );
+    assert!(!dest.join("index.json").exists() || layout_blobs(&dest).is_empty());
+}
+
+#[test]
+fn pull_basic_auth() {
+    if skip("pull_basic_auth") {
+        return;
+    }
+    let reg = Registry::start(
+        Auth::Htpasswd {
+            user: USER.into(),
+            password: PASS.into(),
+        },
+        None,
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    two_layer_image(&tmp.path().join("src"), "v1");
+    let name = format!("{}/private/app:v1", reg.addr);
+    let creds = format!("{USER}:{PASS}");
+    skopeo_push(&tmp.path().join("src"), "v1", &name, Some(&creds), &[]);
+
+    let dest = tmp.path().join("out");
+    for bad in [None, Some(format!("{USER}:wrong"))] {
+        let mut c = stowage();
+        c.args(["copy", "--src-tls-verify=false"]);
+        if let Some(b) = &bad {
+            c.args(["--src-creds", b]);
+        }
+        let out = run(c
+            .arg(format!("docker://{name}"))
+            .arg(format!("oci:{}:t", dest.display())));
+        assert!(!out.status.success(), "{bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("unauthorized") && err.contains("--creds"),
+            "{err}"
+        );
+        assert!(
+            layout_blobs(&dest).is_empty(),
+            "nothing written after an error"
+        );
+    }
+    assert_same_pull(
+        &format!("docker://{name}"),
+        &["--src-creds", &creds],
+        &["--src-creds", &creds],
+    );
+    let out = run_ok(stowage().args([
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        &format!("docker://{name}"),
+    ]));
+    assert!(out.contains("\"v1\""), "{out}");
+}
+
+#[test]
+fn pull_multi_platform_index() {
+    if skip("pull_multi_platform_index") {
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let tmp = tempfile::tempdir().unwrap();
+    let (index_digest, amd, arm) = build_index(&tmp.path().join("src"), "multi");
+    let name = format!("{}/multi/app:1", reg.addr);
+    skopeo_push(&tmp.path().join("src"), "multi", &name, None, &["--all"]);
+    let src = format!("docker://{name}");
+    for (arch, img) in [("amd64", &amd), ("arm64", &arm)] {
+        assert_same_pull(
+            &src,
+            &["--override-arch", arch, "--override-os", "linux"],
+            &["--override-arch", arch, "--override-os", "linux"],
+        );
+        let out = run_ok(stowage().args([
+            "inspect",
+            "--tls-verify=false",
+            "--override-arch",
+            arch,
+            &src,
+        ]));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["Architecture"], arch);
+        assert_eq!(
+            v["Digest"],
+            index_digest.as_str(),
+            "inspect names the index digest"
+        );
+        assert_eq!(v["Layers"][0], img.layers[0].as_str());
+    }
+    let out = run(stowage().args([
+        "inspect",
+        "--tls-verify=false",
+        "--override-arch",
+        "s390x",
+        &src,
+    ]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("linux/arm64/v8") && err.contains("s390x"),
+        "{err}"
+    );
+}
+
+#[test]
+fn pull_docker_schema2_and_missing() {
+    if skip("pull_docker_schema2_and_missing") {
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let tmp = tempfile::tempdir().unwrap();
+    two_layer_image(&tmp.path().join("src"), "v1");
+    let name = format!("{}/docker/app:v2s2", reg.addr);
+    skopeo_push(
+        &tmp.path().join("src"),
+        "v1",
+        &name,
+        None,
+        &["--format", "v2s2"],
+    );
+    let ours: serde_json::Value = serde_json::from_str(&run_ok(stowage().args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{name}"),
+    ])))
+    .unwrap();
+    let theirs: serde_json::Value = serde_json::from_str(&run_ok(skopeo().args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{name}"),
+    ])))
+    .unwrap();
+    assert_eq!(ours["Digest"], theirs["Digest"]);
+    assert_eq!(ours["Layers"], theirs["Layers"]);
+    let raw = run(stowage().args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{name}"),
+    ]));
+    let m: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(
+        m["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+
+    // A pull of the schema2 image keeps its layers and diffIDs.
+    let dest = tmp.path().join("out");
+    run_ok(stowage().args([
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{name}"),
+        &format!("oci:{}:t", dest.display()),
+    ]));
+    let src_ids = layout_diff_ids(&tmp.path().join("src"), "v1");
+    assert_eq!(layout_diff_ids(&dest, "t"), src_ids);
+
+    // Missing tag and missing repository: a clear error naming the image.
+    for missing in [
+        format!("{}/docker/app:nope", reg.addr),
+        format!("{}/no/such:v1", reg.addr),
+    ] {
+        let out = run(stowage().args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{missing}"),
+        ]));
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("manifest unknown") || err.contains("name unknown"),
+            "{err}"
+        );
+        assert!(err.contains("reading manifest"), "{err}");
+    }
+}
+
+/// A stowage command with a private HOME and XDG_RUNTIME_DIR under `root`, so that auth.json
+/// and certs.d lookups see only the test's files.
+fn stowage_home(root: &std::path::Path) -> std::process::Command {
+    let mut c = stowage();
+    c.env("HOME", root.join("home"))
+        .env("XDG_RUNTIME_DIR", root.join("run"))
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("CONTAINERS_REGISTRIES_CONF");
+    c
+}
+
+#[test]
+fn pull_credentials_from_auth_files() {
+    if skip("pull_credentials_from_auth_files") {
+        return;
+    }
+    let reg = Registry::start(
+        Auth::Htpasswd {
+            user: USER.into(),
+            password: PASS.into(),
+        },
+        None,
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    two_layer_image(&tmp.path().join("src"), "v1");
+    let name = format!("{}/private/app:v1", reg.addr);
+    skopeo_push(
+        &tmp.path().join("src"),
+        "v1",
+        &name,
+        Some(&format!("{USER}:{PASS}")),
+        &[],
+    );
+    let good = format!("{USER}:{PASS}");
+    let bad = format!("{USER}:wrong");
+    let pull = |cmd: &mut std::process::Command, n: u32| {
+        let dest = tmp.path().join(format!("out{n}"));
+        run(cmd
+            .args(["--src-tls-verify=false", "--retry-times=0"])
+            .arg(format!("docker://{name}"))
+            .arg(format!("oci:{}:t", dest.display())))
+    };
+    let home = tmp.path().join("h");
+    // ~/.docker/config.json alone.
+    write_auth_json(
+        &home.join("home/.docker/config.json"),
+        &[(&reg.addr, &good)],
+    );
+    assert!(pull(stowage_home(&home).arg("copy"), 1).status.success());
+    // ~/.config/containers/auth.json comes before it: a wrong entry there wins.
+    write_auth_json(
+        &home.join("home/.config/containers/auth.json"),
+        &[(&reg.addr, &bad)],
+    );
+    let out = pull(stowage_home(&home).arg("copy"), 2);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized"));
+    // $XDG_RUNTIME_DIR/containers/auth.json comes first; its most specific key wins.
+    write_auth_json(
+        &home.join("run/containers/auth.json"),
+        &[(&reg.addr, &bad), (&format!("{}/private", reg.addr), &good)],
+    );
+    let out = pull(stowage_home(&home).arg("copy"), 3);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // --authfile and REGISTRY_AUTH_FILE replace the lookup.
+    let only = tmp.path().join("only.json");
+    write_auth_json(&only, &[(&reg.addr, &bad)]);
+    let out = pull(
+        stowage_home(&home).arg("copy").arg("--authfile").arg(&only),
+        4,
+    );
+    assert!(!out.status.success());
+    let out = pull(
+        stowage_home(&home)
+            .arg("copy")
+            .env("REGISTRY_AUTH_FILE", &only),
+        5,
+    );
+    assert!(!out.status.success());
+    write_auth_json(&only, &[(&reg.addr, &good)]);
+    let empty_home = tmp.path().join("empty");
+    let out = pull(
+        stowage_home(&empty_home)
+            .arg("copy")
+            .env("REGISTRY_AUTH_FILE", &only),
+        6,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // --src-creds wins over every file.
+    let out = pull(
+        stowage_home(&home)
+            .args(["copy", "--src-creds", &good])
+            .arg("--authfile")
+            .arg(tmp.path().join("none.json")),
+        7,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn pull_through_registries_conf_mirrors() {
+    if skip("pull_through_registries_conf_mirrors") {
+        return;
+    }
+    let mirror = Registry::start(Auth::None, None);
+    let primary = Registry::start(Auth::None, None);
+    let dead = free_port();
+    let tmp = tempfile::tempdir().unwrap();
+    let img = two_layer_image(&tmp.path().join("src"), "v1");
+    skopeo_push(
+        &tmp.path().join("src"),
+        "v1",
+        &format!("{}/mirrored/img:v1", mirror.addr),
+        None,
+        &[],
+    );
+    let conf = tmp.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"
+[[registry]]
+prefix = "stowage.test/app"
+location = "{primary}/app"
+insecure = true
+
+[[registry.mirror]]
+location = "127.0.0.1:{dead}/app"
+insecure = true
+
+[[registry.mirror]]
+location = "{mirror}/mirrored"
+insecure = true
+
+[[registry]]
+prefix = "stowage.test/blocked"
+location = "stowage.test/blocked"
+blocked = true
+"#,
+            primary = primary.addr,
+            mirror = mirror.addr
+        ),
+    )
+    .unwrap();
+    // The dead mirror is skipped, the second serves the image; registries.conf's insecure
+    // allows plain http without --src-tls-verify.
+    let ours = tmp.path().join("ours");
+    run_ok(
+        stowage_home(tmp.path())
+            .args(["copy", "--retry-times=0", "--registries-conf"])
+            .arg(&conf)
+            .arg("docker://stowage.test/app/img:v1")
+            .arg(format!("oci:{}:t", ours.display())),
+    );
+    assert_eq!(layout_manifest_digest(&ours, "t"), img.manifest_digest);
+    let theirs = tmp.path().join("theirs");
+    run_ok(
+        skopeo()
+            .arg("--registries-conf")
+            .arg(&conf)
+            .args(["copy", "-q", "docker://stowage.test/app/img:v1"])
+            .arg(format!("oci:{}:t", theirs.display())),
+    );
+    assert_eq!(layout_manifest_digest(&theirs, "t"), img.manifest_digest);
+    assert_eq!(layout_blobs(&ours), layout_blobs(&theirs));
+
+    // An image no location has: the error lists every attempt.
+    let out = run(stowage_home(tmp.path())
+        .args(["inspect", "--retry-times=0", "--registries-conf"])
+        .arg(&conf)
+        .arg("docker://stowage.test/app/missing:v1"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("127.0.0.1:{dead}/app/missing"))
+            && err.contains(&format!("{}/mirrored/missing", mirror.addr))
+            && err.contains(&format!("{}/app/missing", primary.addr))
+            && err.contains("manifest unknown"),
+        "{err}"
+    );
+
+    // Blocked.
+    let out = run(stowage_home(tmp.path())
+        .args(["inspect", "--registries-conf"])
+        .arg(&conf)
+        .arg("docker://stowage.test/blocked/x:v1"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("blocked"));
+}
+
+#[test]
+fn pull_over_tls_with_test_ca() {
+    if skip("pull_over_tls_with_test_ca") {
+        return;
+    }
+    let ca = test_ca();
+    let reg = Registry::start(Auth::None, Some(ca.server.clone()));
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = tmp.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::write(certs.join("ca.crt"), &ca.ca_pem).unwrap();
+    let img = two_layer_image(&tmp.path().join("src"), "v1");
+    let name = format!("{}/tls/app:v1", reg.addr);
+    run_ok(
+        skopeo()
+            .args(["copy", "-q", "--dest-cert-dir"])
+            .arg(&certs)
+            .arg(format!("oci:{}:v1", tmp.path().join("src").display()))
+            .arg(format!("docker://{name}")),
+    );
+    let src = format!("docker://{name}");
+    // Unknown CA: refused, with a hint.
+    let out = run(stowage_home(tmp.path()).args(["inspect", "--retry-times=0", &src]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("UnknownIssuer") && err.contains("--cert-dir"),
+        "{err}"
+    );
+    // --cert-dir.
+    let out = run_ok(
+        stowage_home(tmp.path())
+            .args(["inspect", "--cert-dir"])
+            .arg(&certs)
+            .arg(&src),
+    );
+    assert!(out.contains(&img.manifest_digest));
+    // certs.d for HOST:PORT (the user's ~/.config/containers/certs.d).
+    let certs_d = tmp
+        .path()
+        .join("home/.config/containers/certs.d")
+        .join(&reg.addr);
+    std::fs::create_dir_all(&certs_d).unwrap();
+    std::fs::write(certs_d.join("ca.crt"), &ca.ca_pem).unwrap();
+    let ours = tmp.path().join("ours");
+    run_ok(
+        stowage_home(tmp.path())
+            .args(["copy", &src])
+            .arg(format!("oci:{}:t", ours.display())),
+    );
+    assert_eq!(layout_manifest_digest(&ours, "t"), img.manifest_digest);
+    // --tls-verify=false: any certificate.
+    let out = run_ok(stowage().args(["inspect", "--tls-verify=false", &src]));
+    assert!(out.contains(&img.manifest_digest));
+    // Compared with skopeo.
+    let theirs = tmp.path().join("theirs");
+    run_ok(
+        skopeo()
+            .args(["copy", "-q", "--src-cert-dir"])
+            .arg(&certs)
+            .arg(&src)
+            .arg(format!("oci:{}:t", theirs.display())),
+    );
+    assert_eq!(layout_blobs(&ours), layout_blobs(&theirs));
+    assert_eq!(layout_manifest_digest(&theirs, "t"), img.manifest_digest);
+}
+
+/// A token-auth registry with its token server; the image `tok/app:v1` pushed with skopeo.
+fn token_registry(tmp: &std::path::Path) -> (TokenServer, Registry, BuiltImage) {
+    let tokens = TokenServer::start(USER, PASS);
+    let reg = Registry::start(tokens.auth(), None);
+    let img = two_layer_image(&tmp.join("src"), "v1");
+    skopeo_push(
+        &tmp.join("src"),
+        "v1",
+        &format!("{}/tok/app:v1", reg.addr),
+        Some(&format!("{USER}:{PASS}")),
+        &[],
+    );
+    (tokens, reg, img)
+}
+
+#[test]
+fn pull_bearer_token_auth_matches_skopeo() {
+    if skip("pull_bearer_token_auth_matches_skopeo") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (tokens, reg, img) = token_registry(tmp.path());
+    let creds = format!("{USER}:{PASS}");
+    let src = format!("docker://{}/tok/app:v1", reg.addr);
+    assert_same_pull(&src, &["--src-creds", &creds], &["--src-creds", &creds]);
+    // Anonymous: the token server refuses, and the error says so.
+    let out = run(stowage_home(tmp.path()).args([
+        "inspect",
+        "--tls-verify=false",
+        "--retry-times=0",
+        &src,
+    ]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unauthorized") && err.contains("anonymous"),
+        "{err}"
+    );
+    // A token that expired before it was used is replaced.
+    let before = tokens.state.lock().unwrap().issued;
+    tokens.state.lock().unwrap().expired_first = 1;
+    let dest = tmp.path().join("expired");
+    run_ok(stowage_home(tmp.path()).args([
+        "copy",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &creds,
+        &src,
+        &format!("oci:{}:t", dest.display()),
+    ]));
+    assert_eq!(layout_manifest_digest(&dest, "t"), img.manifest_digest);
+    assert!(tokens.state.lock().unwrap().issued >= before + 2);
+}
+
+/// Pull `repo:tag` through `proxy` into a fresh layout; returns the output and the layout.
+fn pull_via(
+    proxy: &FaultProxy,
+    image: &str,
+    tmp: &std::path::Path,
+    dest_name: &str,
+    extra: &[&str],
+) -> (std::process::Output, std::path::PathBuf) {
+    let dest = tmp.join(dest_name);
+    let t = std::time::Instant::now();
+    let out = run(stowage_home(tmp)
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            "--retry-delay=0.05",
+            "--jobs=1",
+        ])
+        .args(extra)
+        .arg(format!("docker://{}/{image}", proxy.addr()))
+        .arg(format!("oci:{}:t", dest.display())));
+    eprintln!("pull_via {image} {extra:?}: {:?}", t.elapsed());
+    (out, dest)
+}
+
+fn assert_pulled(out: &std::process::Output, dest: &std::path::Path, img: &BuiltImage) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(layout_manifest_digest(dest, "t"), img.manifest_digest);
+    for l in &img.layers {
+        assert_eq!(&sha256(&layout_blob(dest, l)), l);
+    }
+}
+
+#[test]
+fn faults_truncated_bodies_resume_with_range() {
+    if skip("faults_truncated_bodies_resume_with_range") {
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let proxy = FaultProxy::start(&reg.addr);
+    let tmp = tempfile::tempdir().unwrap();
+    let img = two_layer_image(&tmp.path().join("src"), "v1");
+    skopeo_push(
+        &tmp.path().join("src"),
+        "v1",
+        &format!("{}/f/app:v1", reg.addr),
+        None,
+        &[],
+    );
+    let layer = img.layers[0].clone();
+    // Cut twice at different places: each retry resumes where the last one stopped.
+    proxy.add(&layer, Fault::Truncate(30_000), 1);
+    proxy.add(&layer, Fault::Truncate(40_000), 1);
+    let (out, dest) = pull_via(&proxy, "f/app:v1", tmp.path(), "a", &[]);
+    assert_pulled(&out, &dest, &img);
+    let reqs = proxy.requests(&layer);
+    assert_eq!(reqs.len(), 3, "{reqs:?}");
+    assert_eq!(reqs[0].head.header("range"), None);
+    assert_eq!(reqs[1].head.header("range"), Some("bytes=30000-"));
+    assert_eq!(reqs[2].head.header("range"), Some("bytes=70000-"));
+
+    // A server that ignores Range: the retry reads from the start and skips what was sent.
+    let layer = img.layers[1].clone();
+    let earlier = proxy.requests(&layer).len();
+    proxy.add(&layer, Fault::Truncate(20_000), 1);
+    proxy.add(&layer, Fault::IgnoreRange, 1);
+    let (out, dest) = pull_via(&proxy, "f/app:v1", tmp.path(), "b", &[]);
+    assert_pulled(&out, &dest, &img);
+    let reqs = proxy.requests(&layer);
+    assert_eq!(reqs.len(), earlier + 2, "{reqs:?}");
+    assert_eq!(reqs[earlier + 1].head.header("range"), Some("bytes=20000-"));
+    assert!(matches!(reqs[earlier + 1].fault, Some(Fault::IgnoreRange)));
+}
+
+#[test]
+fn faults_server_errors_are_retried() {
+    if skip("faults_server_errors_are_retried") {
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let proxy = FaultProxy::start(&reg.addr);
+    let tmp = tempfile::tempdir().unwrap();
+    let img = two_layer_image(&tmp.path().join("src"), "v1");
+    skopeo_push(
+        &tmp.path().join("src"),
+        "v1",
+        &format!("{}/f/app:v1", reg.addr),
+        None,
+        &[],
+    );
+    proxy.add("/v2/", Fault::Status(503), 1);
+    proxy.add("/manifests/", Fault::Status(500), 1);
+    proxy.add(&img.layers[0], Fault::Status(503), 2);
+    proxy.add(&img.layers[1], Fault::Status(502), 1);
+    let (out, dest) = pull_via(&proxy, "f/app:v1", tmp.path(), "a", &[]);
+    assert_pulled(&out, &dest, &img);
+    assert_eq!(proxy.requests(&img.layers[0]).len(), 3);
+
+    // More failures than retries: a clear error naming the layer, and nothing committed.
+    proxy.add(&img.layers[1], Fault::Status(503), 10);
+    let dest = tmp.path().join("dest");
+    let other = tmp.path().join("other");
+    build_image(
+        &other,
+        "o",
+        &[vec![File {
+            path: "x",
+            data: b"x".to_vec(),
+        }]],
+    );
+    run_ok(stowage().args([
+        "copy",
+        &format!("oci:{}:o", other.display()),
+        &format!("oci:{}:o", dest.display()),
+    ]));
+    let before = std::fs::read(dest.join("index.json")).unwrap();
+    let out = run(stowage_home(tmp.path())
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            "--retry-delay=0.01",
+            "--retry-times=2",
+        ])
+        .arg(format!("docker://{}/f/app:v1", proxy.addr()))
+        .arg(format!("oci:{}:other", dest.display())));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&img.layers[1]) && err.contains("503"), "{err}");
+    assert_eq!(std::fs::read(dest.join("index.json")).unwrap(), before);
+}
+
+#[test]
+fn faults_corrupted_blob_is_an_error_and_not_stored() {
+    if skip("faults_corrupted_blob_is_an_error_and_not_stored") {
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let proxy = FaultProxy::start(&reg.addr);
+    let tmp = tempfile::tempdir().unwrap();
+    let img = two_layer_image(&tmp.path().join("src"), "v1");
+    skopeo_push(
+        &tmp.path().join("src"),
+        "v1",
+        &format!("{}/f/app:v1", reg.addr),
+        None,
+        &[],
+    );
+    // The destination already holds another image; it must be unchanged afterwards.
+    let dest = tmp.path().join("dest");
+    let other = tmp.path().join("other");
+    build_image(
+        &other,
+        "o",
+        &[vec![File {
+            path: "x",
+            data: b"x".to_vec(),
+        }]],
+    );
+    run_ok(stowage().args([
+        "copy",
+        &format!("oci:{}:o", other.display()),
+        &format!("oci:{}:o", dest.display()),
+    ]));
+    let index_before = std::fs::read(dest.join("index.json")).unwrap();
+    proxy.add(&img.layers[0], Fault::Corrupt(1000), 1);
+    let out = run(stowage_home(tmp.path())
+        .args(["copy", "--src-tls-verify=false", "--jobs=1"])
+        .arg(format!("docker://{}/f/app:v1", proxy.addr()))
+        .arg(format!("oci:{}:t", dest.display())));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("digest mismatch") && err.contains(&img.layers[0]),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(dest.join("index.json")).unwrap(),
+        index_before
+    );
+    for b in layout_blobs(&dest) {
+        assert_eq!(
+            sha256(&layout_blob(&dest, &b)),
+            b,
+            "every stored blob is intact"
+        );
+    }
+    assert!(!layout_blobs(&dest).contains(&img.layers[0]));
+}
+
+#[test]
+fn faults_stalls_time_out_and_trickles_complete() {
+    if skip("faults_stalls_time_out_and_trickles_complete") {
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let proxy = FaultProxy::start(&reg.addr);
+    let tmp = tempfile::tempdir().unwrap();
+    let img = two_layer_image(&tmp.path().join("src"), "v1");
+    skopeo_push(
+        &tmp.path().join("src"),
+        "v1",
+        &format!("{}/f/app:v1", reg.addr),
+        None,
+        &[],
+    );
+    // One stall mid-body: the idle timeout ends it, the retry resumes.
+    proxy.add(&img.layers[0], Fault::Stall(10_000), 1);
+    proxy.add(
+        &img.layers[1],
+        Fault::Trickle {
+            chunk: 8192,
+            delay_ms: 1,
+        },
+        1,
+    );
+    let (out, dest) = pull_via(&proxy, "f/app:v1", tmp.path(), "a", &["--idle-timeout=1"]);
+    assert_pulled(&out, &dest, &img);
+    let reqs = proxy.requests(&img.layers[0]);
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[1].head.header("range"), Some("bytes=10000-"));
+
+    // A connection that always stalls: an error after the retries, never a hang.
+    proxy.add(&img.layers[1], Fault::Stall(0), 100);
+    let start = std::time::Instant::now();
+    let (out, dest) = pull_via(
+        &proxy,
+        "f/app:v1",
+        tmp.path(),
+        "b",
+        &["--idle-timeout=1", "--retry-times=2"],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stalled") && err.contains(&img.layers[1]),
+        "{err}"
+    );
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(60),
+        "ended in {:?}",
+        start.elapsed()
+    );
+    assert!(
+        !dest.join("index.json").exists()
+            || !std::fs::read_to_string(dest.join("index.json"))
+                .unwrap()
+                .contains(&img.manifest_digest)
+    );
+    // A stalled manifest request is bounded too.
+    proxy.add("/manifests/", Fault::Stall(0), 100);
+    let (out, _) = pull_via(
+        &proxy,
+        "f/app:v1",
+        tmp.path(),
+        "c",
+        &["--idle-timeout=1", "--retry-times=1"],
+    );
+    assert!(!out.status.success());
+}
+
+#[test]
+fn faults_redirects_do_not_leak_credentials() {
+    if skip("faults_redirects_do_not_leak_credentials") {
+        return;
+    }
+    let reg = Registry::start(
+        Auth::Htpasswd {
+            user: USER.into(),
+            password: PASS.into(),
+        },
+        None,
+    );
+    let proxy = FaultProxy::start(&reg.addr);
+    let blobs = BlobServer::start(reg.storage());
+    let tmp = tempfile::tempdir().unwrap();
+    let img = two_layer_image(&tmp.path().join("src"), "v1");
+    let creds = format!("{USER}:{PASS}");
+    skopeo_push(
+        &tmp.path().join("src"),
+        "v1",
+        &format!("{}/f/app:v1", reg.addr),
+        Some(&creds),
+        &[],
+    );
+    proxy.add("/blobs/", Fault::Redirect(blobs.addr().to_string()), 100);
+    let (out, dest) = pull_via(
+        &proxy,
+        "f/app:v1",
+        tmp.path(),
+        "a",
+        &["--src-creds", &creds],
+    );
+    assert_pulled(&out, &dest, &img);
+    assert_eq!(
+        *blobs.served.lock().unwrap(),
+        3,
+        "config and two layers came from the blob server"
+    );
+    assert!(
+        blobs.authorizations.lock().unwrap().is_empty(),
+        "{:?}",
+        blobs.authorizations.lock().unwrap()
+    );
+    // The registry itself did get the credentials.
+    assert!(proxy.requests("/manifests/").iter().any(|s| s
+        .head
+        .header("authorization")
+        .is_some_and(|a| a.starts_with("Basic "))));
+}
+
+#[test]
+fn faults_token_rejected_mid_pull_is_refreshed() {
+    if skip("faults_token_rejected_mid_pull_is_refreshed") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (tokens, reg, img) = token_registry(tmp.path());
+    let proxy = FaultProxy::start(&reg.addr);
+    let challenge = format!(
+        r#"Bearer realm="{}",service="{}",scope="repository:tok/app:pull",error="invalid_token""#,
+        tokens.realm(),
+        tokens.service
+    );
+    proxy.add(&img.layers[1], Fault::Unauthorized(challenge), 1);
+    let before = tokens.state.lock().unwrap().issued;
+    let creds = format!("{USER}:{PASS}");
+    let (out, dest) = pull_via(
+        &proxy,
+        "tok/app:v1",
+        tmp.path(),
+        "a",
+        &["--src-creds", &creds],
+    );
+    assert_pulled(&out, &dest, &img);
+    assert_eq!(
+        tokens.state.lock().unwrap().issued,
+        before + 2,
+        "one token, then one refresh"
+    );
+    let reqs = proxy.requests(&img.layers[1]);
+    assert_eq!(reqs.len(), 2);
+    assert_ne!(
+        reqs[0].head.header("authorization"),
+        reqs[1].head.header("authorization")
+    );
+}
