@@ -8,10 +8,12 @@
 //!    flattened tree (root only); `skopeo copy` and `stowage copy` out of the stores give layers
 //!    whose uncompressed digests are the diffIDs (so both tar-splits reproduce the layers); and
 //!    `podman rmi` leaves an empty store.
-//! 2. Images skopeo wrote are listed and inspected by the engine exactly as podman shows them,
-//!    and `stowage inspect` agrees with `skopeo inspect`.
+//! 2. Images skopeo wrote are listed and inspected by the engine (and `stowage image cmd`)
+//!    exactly as podman shows them, `stowage inspect` agrees with `skopeo inspect`, and stowage
+//!    exports them with the original diffIDs.
 //! 3. Mixed stores: stowage and skopeo add images sharing base layers; removing one with
-//!    `podman rmi` or with the engine's `ops::remove_image` keeps the other whole.
+//!    `podman rmi`, the engine's `ops::remove_image` or `stowage image cmd rm` keeps the other
+//!    whole.
 //! 4. Concurrency: two stowage copies of images sharing layers into one store, one of them
 //!    checked for existing layers before the other wrote them (the source layer is a FIFO the
 //!    test holds), while `podman images` runs in a loop; nothing fails, every listing parses.
@@ -578,6 +580,19 @@ fn skopeo_copy(src: &str, store: &PodmanStore, name: &str) {
         .arg(store.reference(name)));
 }
 
+/// `stowage image --bootc-storage ROOT --bootc-runroot RUNROOT cmd ARGS...` on `store`.
+fn image_cmd(store: &PodmanStore, args: &[&str]) -> Command {
+    let mut c = stowage();
+    c.arg("image")
+        .arg("--bootc-storage")
+        .arg(&store.root)
+        .arg("--bootc-runroot")
+        .arg(&store.runroot)
+        .arg("cmd")
+        .args(args);
+    c
+}
+
 fn have_tools(test: &str) -> bool {
     oracle("podman", test) && oracle("skopeo", test)
 }
@@ -809,6 +824,14 @@ fn images_written_by_skopeo_are_read_by_stowage() {
             "{test}: engine list (left) vs podman {args:?}"
         );
     }
+    // And so does the CLI.
+    let out = run(image_cmd(&store, &["list", "--format", "json"]));
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        sorted_rows(cli),
+        sorted_rows(podman_json(&store, ["images", "--format", "json"])),
+        "{test}: stowage image cmd list (left) vs podman images"
+    );
     for name in names {
         let image = format!("localhost/{name}:1");
         let ours = serde_json::to_value(ops::inspect_image(&engine, &image).unwrap()).unwrap();
@@ -816,6 +839,12 @@ fn images_written_by_skopeo_are_read_by_stowage() {
             ours,
             store.image_inspect(&image),
             "{test}: engine inspect (left) vs podman image inspect {image}"
+        );
+        let out = run(image_cmd(&store, &["inspect", &image]));
+        let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            cli[0], ours,
+            "{test}: stowage image cmd inspect {image} (left) vs the engine"
         );
 
         // stowage inspect agrees with skopeo inspect, and stowage exports the diffIDs.
@@ -917,9 +946,11 @@ fn skopeo_base_stowage_derived_then_removed_either_way() {
     );
     check_podman_view(&store, "localhost/derived:1", &derived_exp);
 
-    // The engine removes the base image: the derived one still has all three layers.
-    let report = ops::remove_image(&engine_store(&store), "localhost/basic:1", false).unwrap();
-    assert_eq!(report.deleted, vec![basic_exp.id.clone()]);
+    // `stowage image cmd rm` removes the base image: the derived one keeps all three layers.
+    run(image_cmd(&store, &["rm", "localhost/basic:1"]));
+    assert!(image_records(&store)
+        .iter()
+        .all(|i| i["id"] != json!(basic_exp.id)));
     assert_eq!(layer_count(&store), 3);
     assert_store_consistent(&store, test);
     check_podman_view(&store, "localhost/derived:1", &derived_exp);
