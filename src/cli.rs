@@ -47,6 +47,159 @@ pub enum Command {
     Copy(CopyArgs),
     /// Show an image's manifest digest, config summary and layers (skopeo inspect).
     Inspect(InspectArgs),
+    /// Images of a bootc system: list, copy to and from its stores, manage bootc's storage.
+    Image(ImageArgs),
+}
+
+/// Where the bootc system's stores are.
+#[derive(Debug, Args)]
+pub struct SystemOpts {
+    /// The physical root of the bootc system.
+    #[arg(long, global = true, value_name = "DIR", default_value = "/sysroot")]
+    pub sysroot: PathBuf,
+    /// bootc's containers-storage graph root [default: SYSROOT/ostree/bootc/storage].
+    #[arg(long = "bootc-storage", global = true, value_name = "DIR")]
+    pub bootc_storage: Option<PathBuf>,
+    /// Run root for bootc's containers-storage.
+    #[arg(
+        long = "bootc-runroot",
+        global = true,
+        value_name = "DIR",
+        default_value = "/run/bootc/storage"
+    )]
+    pub bootc_runroot: PathBuf,
+    /// The host's default containers-storage graph root.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/var/lib/containers/storage"
+    )]
+    pub host_storage: PathBuf,
+    /// The host's default containers-storage run root.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/run/containers/storage"
+    )]
+    pub host_runroot: PathBuf,
+    /// The ostree repository [default: SYSROOT/ostree/repo].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub ostree_repo: Option<PathBuf>,
+    /// The deployment root whose bound images are listed.
+    #[arg(long, global = true, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    #[command(flatten)]
+    pub system: SystemOpts,
+    #[command(subcommand)]
+    pub command: ImageCommand,
+}
+
+/// Which images `image list` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListType {
+    All,
+    Host,
+    Unified,
+    Logical,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// List host (ostree), unified (bootc storage) and logically bound images.
+    List {
+        #[arg(long = "type", value_enum, default_value = "all")]
+        list_type: ListType,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
+    /// Copy an image into the host's containers-storage (default target localhost/bootc).
+    CopyToStorage {
+        /// The image to copy, in transport syntax. The booted image is the default in bootc;
+        /// stowage cannot export it from ostree yet, so give the source.
+        #[arg(long)]
+        source: Option<String>,
+        /// Target name or transport string.
+        #[arg(long, default_value = "localhost/bootc")]
+        target: String,
+    },
+    /// Copy an image from the host's default containers-storage into bootc's storage, sharing
+    /// file data where the filesystem allows (reflinks, else hard links).
+    PullFromDefaultStorage {
+        /// Image name or ID in the host's store.
+        image: String,
+    },
+    /// Operate on bootc's containers-storage, like `podman image` (no podman needed).
+    Cmd {
+        #[command(subcommand)]
+        command: CmdCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CmdCommand {
+    /// List images (podman images).
+    #[command(alias = "ls")]
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+        /// Show intermediate images too.
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Show images as podman image inspect does.
+    Inspect {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Exit 0 when the image exists, 1 when it does not.
+    Exists { image: String },
+    /// Add names to an image.
+    Tag {
+        image: String,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove names from an image (all of them when none is given).
+    Untag { image: String, names: Vec<String> },
+    /// Remove images and the layers only they use.
+    #[command(alias = "rmi")]
+    Rm {
+        /// Remove the image even when it has several names.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Remove dangling (unnamed) images.
+    Prune,
+    /// Pull images into bootc's storage (several at once).
+    Pull {
+        #[arg(required = true)]
+        images: Vec<String>,
+        #[command(flatten)]
+        platform: PlatformOpts,
+    },
+    /// Push an image from bootc's storage to a destination (default: the registry it names).
+    Push {
+        image: String,
+        destination: Option<String>,
+        /// Compress layers with this format.
+        #[arg(long, value_enum)]
+        dest_compress_format: Option<CompressFormat>,
+    },
 }
 
 /// Layer compression choices.

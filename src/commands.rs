@@ -17,21 +17,28 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Copy(args) => copy(&cli.global, args),
         Command::Inspect(args) => inspect(&cli.global, args),
+        Command::Image(args) => crate::image::run(&cli.global, args),
     }
+}
+
+/// The engine's compression for a `--dest-compress-format` choice.
+pub fn compression(compress: Option<CompressFormat>) -> Option<Compression> {
+    compress.map(|c| match c {
+        CompressFormat::Gzip => Compression::Gzip,
+        CompressFormat::Zstd => Compression::Zstd,
+    })
 }
 
 fn endpoint_options(global: &GlobalOpts, compress: Option<CompressFormat>) -> EndpointOptions {
     EndpointOptions {
-        dest_compression: compress.map(|c| match c {
-            CompressFormat::Gzip => Compression::Gzip,
-            CompressFormat::Zstd => Compression::Zstd,
-        }),
+        dest_compression: compression(compress),
         storage_root: global.storage_root.clone(),
         storage_runroot: global.runroot.clone(),
     }
 }
 
-fn platform(opts: &PlatformOpts) -> PlatformSpec {
+/// The platform to choose from multi-arch images.
+pub fn platform(opts: &PlatformOpts) -> PlatformSpec {
     let mut p = PlatformSpec::host();
     if let Some(os) = &opts.override_os {
         p.os = os.clone();

@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod image;
 
 use std::process::ExitCode;
 

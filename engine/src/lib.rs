@@ -11,10 +11,12 @@
 //!    [`oci_archive`] (an OCI layout in a tar);
 //! 3. the [`copy`] pipeline that joins any source to any sink, and [`endpoint`] that opens
 //!    a source or sink for a parsed transport name;
-//! 4. [`inspect`]: skopeo-inspect-shaped summaries.
+//! 4. [`inspect`]: skopeo-inspect-shaped summaries; [`bootc`]: bootc's store locations, bound
+//!    images and image list.
 
 #![warn(missing_docs)]
 
+pub mod bootc;
 pub mod compression;
 pub mod copy;
 pub mod cstorage;
@@ -26,6 +28,7 @@ pub mod layer_tar;
 pub mod manifest;
 pub mod oci_archive;
 pub mod oci_layout;
+pub mod ostree;
 pub mod reference;
 pub mod tar_split;
 pub mod transport;

@@ -50,9 +50,9 @@ pub struct RawManifest {
 #[derive(Debug, Clone)]
 pub enum Parsed {
     /// A single-platform image manifest (OCI or Docker schema2).
-    Image(ImageManifest),
+    Image(Box<ImageManifest>),
     /// A multi-platform index (OCI index or Docker manifest list).
-    Index(ImageIndex),
+    Index(Box<ImageIndex>),
 }
 
 impl RawManifest {
@@ -108,14 +108,14 @@ impl RawManifest {
             )));
         }
         let parsed = match media_type.as_str() {
-            OCI_MANIFEST | DOCKER_MANIFEST => Parsed::Image(
+            OCI_MANIFEST | DOCKER_MANIFEST => Parsed::Image(Box::new(
                 serde_json::from_value(json)
                     .map_err(|e| malformed(format!("invalid image manifest: {e}")))?,
-            ),
-            OCI_INDEX | DOCKER_LIST => Parsed::Index(
+            )),
+            OCI_INDEX | DOCKER_LIST => Parsed::Index(Box::new(
                 serde_json::from_value(json)
                     .map_err(|e| malformed(format!("invalid image index: {e}")))?,
-            ),
+            )),
             other => {
                 return Err(Error::UnsupportedMediaType {
                     what: what.to_string(),
@@ -125,11 +125,11 @@ impl RawManifest {
         };
         if let Parsed::Image(m) = &parsed {
             for layer in m.layers() {
-                crate::compression::Compression::from_media_type(&layer.media_type().to_string())
+                crate::compression::Compression::from_media_type(layer.media_type().as_ref())
                     .map_err(|_| Error::UnsupportedMediaType {
-                    what: format!("{what}: layer {}", layer.digest()),
-                    media_type: layer.media_type().to_string(),
-                })?;
+                        what: format!("{what}: layer {}", layer.digest()),
+                        media_type: layer.media_type().to_string(),
+                    })?;
             }
         }
         let digest = sha256_of(&bytes);

@@ -556,7 +556,7 @@ impl OciSource {
         let bytes =
             self.layout
                 .read_blob(desc.digest(), Some(desc.size()), MAX_MANIFEST_SIZE, &what)?;
-        RawManifest::parse(bytes, Some(&desc.media_type().to_string()), &self.name())
+        RawManifest::parse(bytes, Some(desc.media_type().as_ref()), &self.name())
     }
 }
 
@@ -668,7 +668,7 @@ impl OciWriter<'_> {
 impl ImageWriter for OciWriter<'_> {
     fn existing_layer(&self, index: usize) -> Result<Option<StoredLayer>> {
         let desc = &self.plan.layers[index].descriptor;
-        let source = Compression::from_media_type(&desc.media_type().to_string())?;
+        let source = Compression::from_media_type(desc.media_type().as_ref())?;
         if self.target_compression(LayerForm::Blob, source).is_some() {
             return Ok(None);
         }
@@ -685,9 +685,7 @@ impl ImageWriter for OciWriter<'_> {
         let plan = &self.plan.layers[input.index];
         let what = format!("layer {} of {}", input.index + 1, self.plan.source_name);
         let source = match input.form {
-            LayerForm::Blob => {
-                Compression::from_media_type(&plan.descriptor.media_type().to_string())?
-            }
+            LayerForm::Blob => Compression::from_media_type(plan.descriptor.media_type().as_ref())?,
             LayerForm::Diff => Compression::Uncompressed,
         };
         let mut out = self.sink.layout.blob_writer()?;

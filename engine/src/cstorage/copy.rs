@@ -306,7 +306,7 @@ impl ImageWriter for StorageWriter<'_> {
         })?;
         store.set_big_data(
             &id,
-            &image.config_descriptor.digest().to_string(),
+            image.config_descriptor.digest().as_ref(),
             &image.config.bytes,
         )?;
         store.set_big_data(
@@ -377,11 +377,7 @@ impl ImageSource for StorageSource {
         let bytes = self
             .store
             .image_manifest_bytes_by_digest(&self.image, descriptor.digest())?;
-        RawManifest::parse(
-            bytes,
-            Some(&descriptor.media_type().to_string()),
-            &self.name(),
-        )
+        RawManifest::parse(bytes, Some(descriptor.media_type().as_ref()), &self.name())
     }
 
     fn open_blob(&self, descriptor: &Descriptor) -> Result<BoxRead<'_>> {

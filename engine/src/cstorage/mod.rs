@@ -31,6 +31,7 @@
 //! its lock file. Lock order is `layers.lock`, `images.lock`, `containers.lock`.
 
 pub mod bigdata;
+pub mod clone;
 pub mod containers;
 mod copy;
 mod files;
@@ -1367,6 +1368,9 @@ fn resolve_image(images: &[ImageRecord], query: &str) -> Result<usize> {
             }
         }
     }
+    if let Some(i) = resolve_short_name(images, query)? {
+        return Ok(i);
+    }
     let hex = query.strip_prefix("sha256:").unwrap_or(query);
     if !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         let matches: Vec<usize> = images
@@ -1390,6 +1394,85 @@ fn resolve_image(images: &[ImageRecord], query: &str) -> Result<usize> {
         what: format!("image {query}"),
         hint: "it is not in this store (list images to see what is)".into(),
     })
+}
+
+/// Whether the image name `name` is what `query` asks for, by the rules of
+/// [`resolve_short_name`] (exact, `:latest` implied, normalised, `localhost/`, `/NAME` suffix).
+pub(crate) fn name_matches(name: &str, query: &str) -> bool {
+    use crate::reference::Reference;
+    if name == query || *name == format!("{query}:latest") {
+        return true;
+    }
+    let Ok(full) = Reference::parse_with_default_tag(query) else {
+        return false;
+    };
+    if name == full.to_string() {
+        return true;
+    }
+    if !Reference::is_short_name(query) {
+        return false;
+    }
+    let tagged = if full.tag().is_some() && !query.contains(':') && full.digest().is_none() {
+        format!("{query}:latest")
+    } else {
+        query.to_string()
+    };
+    name == format!("localhost/{tagged}") || name.ends_with(&format!("/{tagged}"))
+}
+
+/// Names as podman resolves them locally: the normalised reference (`busybox` →
+/// `docker.io/library/busybox:latest`), then for a short name `localhost/NAME`, then the one
+/// image whose name ends in `/NAME` (`test:1` finds `quay.io/x/test:1`).
+fn resolve_short_name(images: &[ImageRecord], query: &str) -> Result<Option<usize>> {
+    use crate::reference::Reference;
+    let Ok(full) = Reference::parse_with_default_tag(query) else {
+        return Ok(None);
+    };
+    let find = |name: &str| {
+        images
+            .iter()
+            .position(|i| i.names.iter().any(|n| n == name))
+    };
+    if let Some(i) = find(&full.to_string()) {
+        return Ok(Some(i));
+    }
+    if !Reference::is_short_name(query) {
+        return Ok(None);
+    }
+    let tagged = if full.tag().is_some() && !query.contains(':') && full.digest().is_none() {
+        format!("{query}:latest")
+    } else {
+        query.to_string()
+    };
+    if let Some(i) = find(&format!("localhost/{tagged}")) {
+        return Ok(Some(i));
+    }
+    let suffix = format!("/{tagged}");
+    let matches: Vec<usize> = images
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.names.iter().any(|n| n.ends_with(&suffix)))
+        .map(|(n, _)| n)
+        .collect();
+    match matches.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        many => Err(Error::Conflict {
+            what: format!("short name {query:?}"),
+            reason: format!(
+                "matches {} images ({}); use the full name",
+                many.len(),
+                many.iter()
+                    .flat_map(|&i| images[i]
+                        .names
+                        .iter()
+                        .filter(|n| n.ends_with(&suffix))
+                        .cloned())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    }
 }
 
 /// Layers to delete with `image`, top first (containers/storage `DeleteImage`).

@@ -699,7 +699,7 @@ pub fn remove_image(store: &Store, query: &str, force: bool) -> Result<RemoveRep
             let name = img
                 .names
                 .iter()
-                .find(|n| *n == query || **n == format!("{query}:latest"))
+                .find(|n| super::name_matches(n, query))
                 .or_else(|| {
                     img.names
                         .iter()
