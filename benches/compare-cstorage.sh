@@ -20,7 +20,8 @@
 # 3. For each filesystem, each compression (gzip, zstd) and each run, copy
 #    oci:CACHE/os/C:os into a fresh containers-storage root on that filesystem, once with
 #    `stowage copy` and once with `skopeo copy`, alternating which goes first. Each run is timed
-#    with /usr/bin/time (wall, user, sys, peak RSS); before each run `sync` flushes the previous
+#    with /usr/bin/time (wall, user, sys, peak RSS); skopeo gets `--tmpdir` on the same filesystem
+#    (it stages every blob there before extracting it, by default in /var/tmp); before each run `sync` flushes the previous
 #    run's writeback so it does not land in this run's time. The first stowage result per case
 #    is checked with `podman image exists`. Roots are kept until the filesystem's runs are
 #    over, then unmounted (`umount -l ROOT/overlay`: containers-storage mounts it on itself)
@@ -94,7 +95,9 @@ run_copy() {
     local cmd
     case $tool in
         stowage) cmd=("$STOWAGE" -q copy "$src" "$dst") ;;
-        skopeo) cmd=(skopeo copy -q "$src" "$dst") ;;
+        # containers/image stages each blob in a temporary directory (default /var/tmp) before
+        # applying it; keep that on the filesystem under test.
+        skopeo) cmd=(skopeo --tmpdir "$base" copy -q "$src" "$dst") ;;
     esac
     sync
     local load
