@@ -11,6 +11,10 @@
 #   STOWAGE     a stowage binary to use instead of building one
 #   LIST_RUNS   hyperfine runs for the image-list comparison (default 30)
 #   SETTLE      seconds to wait before the runs on a non-tmpfs filesystem (default 65; see 3.)
+#   NICE        niceness of the timed commands and of this script's scheduler autogroup
+#               (default -15: on a shared machine other work yields to both tools alike; with
+#               sched_autogroup_enabled, plain `nice` only ranks processes of one session, so the
+#               session's autogroup gets it too and is restored on exit; 0 turns it off)
 #
 # Not run in CI: needs root (overlay stores, file owners), skopeo, podman, umoci, hyperfine and,
 # for the first run, network access to deb.debian.org (fixtures/make-os-image.sh).
@@ -40,6 +44,7 @@ set -euo pipefail
 
 RUNS=${1:-${RUNS:-5}}
 LIST_RUNS=${LIST_RUNS:-30}
+NICE=${NICE:--15}
 CACHE=${CACHE:-/var/tmp/stowage-bench-cache}
 FILESYSTEMS=${FILESYSTEMS:-"tmpfs=/dev/shm disk=/var/tmp"}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -59,6 +64,11 @@ if [ ! -x /usr/bin/time ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y time >/dev/null || die "could not install time"
 fi
 mkdir -p "$CACHE" "$OUT"
+if [ "$NICE" != 0 ] && [ -w /proc/$$/autogroup ]; then
+    old_autogroup=$(awk '{print $3}' /proc/$$/autogroup)
+    echo "$NICE" >/proc/$$/autogroup
+    trap 'echo "$old_autogroup" >/proc/$$/autogroup 2>/dev/null || true' EXIT
+fi
 
 # 1. stowage
 if [ -z "${STOWAGE:-}" ]; then
@@ -102,7 +112,7 @@ run_copy() {
     sync
     local load
     load=$(cut -d' ' -f1 /proc/loadavg)
-    /usr/bin/time -f '%e\t%U\t%S\t%M' -o "$t" "${cmd[@]}" >"$OUT/last.log" 2>&1 \
+    nice -n "$NICE" /usr/bin/time -f '%e\t%U\t%S\t%M' -o "$t" "${cmd[@]}" >"$OUT/last.log" 2>&1 \
         || { cat "$OUT/last.log" >&2; die "$tool copy failed ($fs, $c, run $run)"; }
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$fs" "$c" "$run" "$tool" "$(tail -1 "$t")" "$load" >>"$RAW"
     if [ "$tool" = stowage ] && [ "$run" = 1 ]; then
@@ -165,7 +175,7 @@ if "$STOWAGE" image cmd list --help >/dev/null 2>&1; then
         ns=$($s_cmd | tail -n +2 | wc -l)
         np=$($p_cmd | tail -n +2 | wc -l)
         [ "$ns" = "$np" ] || die "stowage lists $ns images, podman $np (store $root)"
-        hyperfine -N --warmup 3 --runs "$LIST_RUNS" --export-json "$OUT/list-$fs.json" \
+        nice -n "$NICE" hyperfine -N --warmup 3 --runs "$LIST_RUNS" --export-json "$OUT/list-$fs.json" \
             -n stowage "$s_cmd" -n podman "$p_cmd" >"$OUT/list-$fs.txt" 2>&1 \
             || { cat "$OUT/list-$fs.txt" >&2; die "hyperfine failed"; }
         for tool in stowage podman; do
