@@ -76,6 +76,7 @@ pub fn registry_options(
         retry_delay: seconds("--retry-delay", opts.retry_delay)?,
         connect_timeout: seconds("--connect-timeout", opts.connect_timeout)?,
         idle_timeout: seconds("--idle-timeout", opts.idle_timeout)?,
+        ..RegistryOptions::default()
     })
 }
 

@@ -975,3 +975,370 @@ fn faults_token_rejected_mid_pull_is_refreshed() {
         reqs[1].head.header("authorization")
     );
 }
+
+/// `skopeo inspect` of a registry image (plain http).
+fn skopeo_inspect(image: &str, creds: Option<&str>) -> serde_json::Value {
+    let mut c = skopeo();
+    c.args(["inspect", "--tls-verify=false"]);
+    if let Some(cr) = creds {
+        c.args(["--creds", cr]);
+    }
+    serde_json::from_str(&run_ok(c.arg(format!("docker://{image}")))).unwrap()
+}
+
+/// skopeo pulls `image` into a new layout under `tmp`; returns the layout.
+fn skopeo_pull(
+    image: &str,
+    creds: Option<&str>,
+    tmp: &std::path::Path,
+    name: &str,
+) -> std::path::PathBuf {
+    let dest = tmp.join(name);
+    let mut c = skopeo();
+    c.args(["copy", "-q", "--src-tls-verify=false"]);
+    if let Some(cr) = creds {
+        c.args(["--src-creds", cr]);
+    }
+    run_ok(
+        c.arg(format!("docker://{image}"))
+            .arg(format!("oci:{}:t", dest.display())),
+    );
+    dest
+}
+
+#[test]
+fn push_from_oci_layout_matches_skopeo() {
+    if skip("push_from_oci_layout_matches_skopeo") {
+        return;
+    }
+    let reg = Registry::start(
+        Auth::Htpasswd {
+            user: USER.into(),
+            password: PASS.into(),
+        },
+        None,
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let img = two_layer_image(&src, "v1");
+    let creds = format!("{USER}:{PASS}");
+    let name = format!("{}/push/app:v1", reg.addr);
+    // Without credentials: refused, nothing pushed under the tag.
+    let out = run(stowage_home(tmp.path()).args([
+        "copy",
+        "--dest-tls-verify=false",
+        "--retry-times=0",
+        &format!("oci:{}:v1", src.display()),
+        &format!("docker://{name}"),
+    ]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized"));
+    run_ok(stowage_home(tmp.path()).args([
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
+        &format!("oci:{}:v1", src.display()),
+        &format!("docker://{name}"),
+    ]));
+    let ours = skopeo_inspect(&name, Some(&creds));
+    assert_eq!(ours["Digest"], img.manifest_digest.as_str());
+    // skopeo pushes the same image to another tag: the registry holds identical manifests.
+    skopeo_push(
+        &src,
+        "v1",
+        &format!("{}/push/app:sk", reg.addr),
+        Some(&creds),
+        &[],
+    );
+    let theirs = skopeo_inspect(&format!("{}/push/app:sk", reg.addr), Some(&creds));
+    assert_eq!(ours["Digest"], theirs["Digest"]);
+    assert_eq!(ours["Layers"], theirs["Layers"]);
+    // What comes back is what went in.
+    let back = skopeo_pull(&name, Some(&creds), tmp.path(), "back");
+    assert_eq!(layout_manifest_digest(&back, "t"), img.manifest_digest);
+    assert_eq!(layout_blobs(&back), layout_blobs(&src));
+}
+
+#[test]
+fn push_reuses_existing_blobs_and_mounts_across_repositories() {
+    if skip("push_reuses_existing_blobs_and_mounts_across_repositories") {
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let proxy = FaultProxy::start(&reg.addr);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let img = two_layer_image(&src, "v1");
+    let push = |from: &str, to: &str| {
+        run_ok(stowage_home(tmp.path()).args([
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            from,
+            &format!("docker://{}/{to}", proxy.addr()),
+        ]));
+    };
+    let uploads = |repo: &str| {
+        proxy
+            .requests(&format!("/v2/{repo}/blobs/uploads/"))
+            .into_iter()
+            .filter(|s| s.head.method == "POST")
+            .collect::<Vec<_>>()
+    };
+    push(&format!("oci:{}:v1", src.display()), "a/app:v1");
+    assert_eq!(uploads("a/app").len(), 3, "two layers and the config");
+    // Again: everything is there, only HEADs and the manifest.
+    push(&format!("oci:{}:v1", src.display()), "a/app:v2");
+    assert_eq!(
+        uploads("a/app").len(),
+        3,
+        "nothing uploaded the second time"
+    );
+    // Registry to registry, another repository: layers are mounted, not uploaded.
+    push(&format!("docker://{}/a/app:v1", proxy.addr()), "b/app:v1");
+    let b = uploads("b/app");
+    let mounts = b
+        .iter()
+        .filter(|s| s.head.target.contains("mount="))
+        .count();
+    assert_eq!(mounts, 2, "{b:?}");
+    assert!(proxy
+        .requests("/v2/b/app/blobs/uploads/")
+        .iter()
+        .all(|s| s.head.method != "PATCH"));
+    assert!(
+        proxy
+            .requests("/v2/a/app/blobs/")
+            .iter()
+            .filter(|s| s.head.method == "GET")
+            .count()
+            <= 1,
+        "layers were not read from a"
+    );
+    assert_eq!(
+        skopeo_inspect(&format!("{}/b/app:v1", reg.addr), None)["Digest"],
+        img.manifest_digest.as_str()
+    );
+}
+
+#[test]
+fn push_chunked_and_recompressed() {
+    if skip("push_chunked_and_recompressed") {
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let proxy = FaultProxy::start(&reg.addr);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    // One layer larger than the 8 MiB upload chunk.
+    let img = build_image(
+        &src,
+        "big",
+        &[vec![File {
+            path: "big",
+            data: noise(7, 9 << 20),
+        }]],
+    );
+    let source_ids = layout_diff_ids(&src, "big");
+    for (tag, extra) in [
+        ("gz", vec![]),
+        ("zst", vec!["--dest-compress-format", "zstd"]),
+    ] {
+        run_ok(
+            stowage_home(tmp.path())
+                .args(["copy", "--dest-tls-verify=false"])
+                .args(&extra)
+                .arg(format!("oci:{}:big", src.display()))
+                .arg(format!("docker://{}/big/app:{tag}", proxy.addr())),
+        );
+        let back = skopeo_pull(
+            &format!("{}/big/app:{tag}", reg.addr),
+            None,
+            tmp.path(),
+            tag,
+        );
+        assert_eq!(layout_diff_ids(&back, "t"), source_ids, "{tag}");
+        let m: serde_json::Value =
+            serde_json::from_slice(&layout_blob(&back, &layout_manifest_digest(&back, "t")))
+                .unwrap();
+        let media_type = m["layers"][0]["mediaType"].as_str().unwrap().to_string();
+        if tag == "gz" {
+            assert_eq!(layout_manifest_digest(&back, "t"), img.manifest_digest);
+        } else {
+            assert_eq!(media_type, "application/vnd.oci.image.layer.v1.tar+zstd");
+            assert_ne!(layout_manifest_digest(&back, "t"), img.manifest_digest);
+        }
+    }
+    let patches = proxy
+        .requests("/v2/big/app/blobs/uploads/")
+        .into_iter()
+        .filter(|s| s.head.method == "PATCH")
+        .collect::<Vec<_>>();
+    assert_eq!(
+        patches.len(),
+        2,
+        "one 8 MiB chunk per upload, the rest with the PUT"
+    );
+    assert!(patches
+        .iter()
+        .all(|p| p.head.header("content-range") == Some(&format!("0-{}", (8 << 20) - 1))));
+}
+
+#[test]
+fn push_with_token_auth_and_registries_conf() {
+    if skip("push_with_token_auth_and_registries_conf") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (_tokens, reg, img) = token_registry(tmp.path());
+    let creds = format!("{USER}:{PASS}");
+    // Registry to registry inside a token registry: the mount needs pull access to the
+    // source repository in the same token.
+    run_ok(stowage_home(tmp.path()).args([
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--src-creds",
+        &creds,
+        "--dest-creds",
+        &creds,
+        &format!("docker://{}/tok/app:v1", reg.addr),
+        &format!("docker://{}/tok/copy:v1", reg.addr),
+    ]));
+    assert_eq!(
+        skopeo_inspect(&format!("{}/tok/copy:v1", reg.addr), Some(&creds))["Digest"],
+        img.manifest_digest.as_str()
+    );
+    // registries.conf: pushes go to the location (never a mirror); blocked is refused.
+    let conf = tmp.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nprefix = \"stowage.test/p\"\nlocation = \"{}/relocated\"\ninsecure = true\n[[registry.mirror]]\nlocation = \"127.0.0.1:1/never\"\n\n[[registry]]\nprefix = \"stowage.test/blocked\"\nlocation = \"stowage.test/blocked\"\nblocked = true\n",
+            reg.addr
+        ),
+    )
+    .unwrap();
+    run_ok(
+        stowage_home(tmp.path())
+            .args(["copy", "--dest-creds", &creds, "--registries-conf"])
+            .arg(&conf)
+            .arg(format!("oci:{}:v1", tmp.path().join("src").display()))
+            .arg("docker://stowage.test/p/app:v1"),
+    );
+    assert_eq!(
+        skopeo_inspect(&format!("{}/relocated/app:v1", reg.addr), Some(&creds))["Digest"],
+        img.manifest_digest.as_str()
+    );
+    let out = run(stowage_home(tmp.path())
+        .args(["copy", "--registries-conf"])
+        .arg(&conf)
+        .arg(format!("oci:{}:v1", tmp.path().join("src").display()))
+        .arg("docker://stowage.test/blocked/app:v1"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("blocked"));
+}
+
+#[test]
+fn push_from_containers_storage_compresses_on_the_fly() {
+    if skip("push_from_containers_storage_compresses_on_the_fly") {
+        return;
+    }
+    if !rustix::process::geteuid().is_root() {
+        // Writing a containers-storage store (ownership, whiteout devices) needs root.
+        eprintln!("SKIP: push_from_containers_storage_compresses_on_the_fly: needs root");
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    two_layer_image(&src, "v1");
+    let source_ids = layout_diff_ids(&src, "v1");
+    let store = format!(
+        "containers-storage:[overlay@{}+{}]",
+        tmp.path().join("root").display(),
+        tmp.path().join("runroot").display()
+    );
+    run_ok(stowage().args([
+        "copy",
+        &format!("oci:{}:v1", src.display()),
+        &format!("{store}cs/app:v1"),
+    ]));
+    for (tag, extra, media_type) in [
+        ("gz", vec![], "application/vnd.oci.image.layer.v1.tar+gzip"),
+        (
+            "zst",
+            vec!["--dest-compress-format", "zstd"],
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+        ),
+    ] {
+        run_ok(
+            stowage()
+                .args(["copy", "--dest-tls-verify=false"])
+                .args(&extra)
+                .arg(format!("{store}cs/app:v1"))
+                .arg(format!("docker://{}/cs/app:{tag}", reg.addr)),
+        );
+        let back = skopeo_pull(&format!("{}/cs/app:{tag}", reg.addr), None, tmp.path(), tag);
+        assert_eq!(layout_diff_ids(&back, "t"), source_ids, "{tag}");
+        let m: serde_json::Value =
+            serde_json::from_slice(&layout_blob(&back, &layout_manifest_digest(&back, "t")))
+                .unwrap();
+        for l in m["layers"].as_array().unwrap() {
+            assert_eq!(l["mediaType"], media_type);
+        }
+    }
+}
+
+#[test]
+fn push_retries_server_errors() {
+    if skip("push_retries_server_errors") {
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let proxy = FaultProxy::start(&reg.addr);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let img = two_layer_image(&src, "v1");
+    proxy.add("/blobs/uploads/", Fault::Status(503), 2);
+    proxy.add("/manifests/v1", Fault::Status(500), 1);
+    run_ok(stowage_home(tmp.path()).args([
+        "copy",
+        "--dest-tls-verify=false",
+        "--retry-delay=0.01",
+        &format!("oci:{}:v1", src.display()),
+        &format!("docker://{}/r/app:v1", proxy.addr()),
+    ]));
+    assert_eq!(
+        skopeo_inspect(&format!("{}/r/app:v1", reg.addr), None)["Digest"],
+        img.manifest_digest.as_str()
+    );
+    // Failing for good: an error, and the tag does not exist.
+    proxy.add("/blobs/uploads/", Fault::Status(503), 100);
+    let other = tmp.path().join("other");
+    build_image(
+        &other,
+        "o",
+        &[vec![File {
+            path: "y",
+            data: noise(9, 1000),
+        }]],
+    );
+    let out = run(stowage_home(tmp.path()).args([
+        "copy",
+        "--dest-tls-verify=false",
+        "--retry-delay=0.01",
+        "--retry-times=1",
+        &format!("oci:{}:o", other.display()),
+        &format!("docker://{}/r/other:v1", proxy.addr()),
+    ]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("503"));
+    let out = run(skopeo().args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{}/r/other:v1", reg.addr),
+    ]));
+    assert!(!out.status.success(), "nothing was tagged");
+}

@@ -1024,6 +1024,18 @@ impl FaultProxy {
             if upstream.write_all(req.as_bytes()).is_err() {
                 return;
             }
+            // A request body (uploads): forward exactly Content-Length bytes.
+            let body_len: u64 = head
+                .header("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if body_len > 0 {
+                use std::io::Read;
+                let mut limited = (&mut client).take(body_len);
+                if std::io::copy(&mut limited, &mut upstream).is_err() {
+                    return;
+                }
+            }
             let Some(resp_head) = read_head(&mut upstream) else {
                 return;
             };

@@ -568,17 +568,20 @@ impl RegistryClient {
         what: &str,
     ) -> Result<Response> {
         let retries = self.inner.settings.retry_times;
-        self.send_retrying(method, url, headers, scope, what, retries)
+        self.send_retrying(method, url, headers, None, scope, what, retries)
             .await
     }
 
     /// [`send`](Self::send) with `retries` retries of transient failures (the blob stream
-    /// passes 0: it retries, and resumes, itself).
+    /// passes 0: it retries, and resumes, itself). `body`, when given, is sent again on each
+    /// attempt.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn send_retrying(
         &self,
         method: Method,
         url: Url,
         headers: HeaderMap,
+        body: Option<Bytes>,
         scope: &str,
         what: &str,
         retries: u32,
@@ -590,12 +593,13 @@ impl RegistryClient {
         loop {
             let auth = self.authorization(scope, what).await?;
             let result = self
-                .exchange(
+                .exchange_with_body(
                     method.clone(),
                     url.clone(),
                     &headers,
                     auth.as_deref(),
                     &origin,
+                    body.clone().map(reqwest::Body::from),
                 )
                 .await;
             match result {
@@ -737,7 +741,7 @@ impl RegistryClient {
                 HeaderValue::from_str(&format!("bytes={range_from}-")).expect("ascii"),
             );
         }
-        self.send_retrying(Method::GET, url, headers, scope, what, 0)
+        self.send_retrying(Method::GET, url, headers, None, scope, what, 0)
             .await
     }
 }
