@@ -1342,3 +1342,84 @@ fn push_retries_server_errors() {
     ]));
     assert!(!out.status.success(), "nothing was tagged");
 }
+
+#[test]
+fn progress_json_lines_and_plain_lines() {
+    if skip("progress_json_lines_and_plain_lines") {
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let tmp = tempfile::tempdir().unwrap();
+    let img = two_layer_image(&tmp.path().join("src"), "v1");
+    let name = format!("{}/prog/app:v1", reg.addr);
+    skopeo_push(&tmp.path().join("src"), "v1", &name, None, &[]);
+    let dest = tmp.path().join("out");
+    let pull = |extra: &[&str]| {
+        run(stowage()
+            .args(["copy", "--src-tls-verify=false"])
+            .args(extra)
+            .arg(format!("docker://{name}"))
+            .arg(format!("oci:{}:t", dest.display())))
+    };
+    // JSON Lines on fd 1 (stdout), plain lines on stderr (not a terminal here).
+    let out = pull(&["--progress-fd", "1"]);
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines[0],
+        serde_json::json!({"type": "Start", "version": "0.1.0"})
+    );
+    let last_bytes = lines
+        .iter()
+        .rev()
+        .find(|v| v["type"] == "ProgressBytes")
+        .unwrap();
+    assert_eq!(last_bytes["id"], format!("docker://{name}"));
+    assert_eq!(last_bytes["steps"], 2);
+    assert_eq!(last_bytes["stepsTotal"], 2);
+    assert_eq!(last_bytes["bytes"], last_bytes["bytesTotal"]);
+    let ids: Vec<&str> = last_bytes["subtasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    for l in &img.layers {
+        assert!(ids.contains(&l.as_str()), "{ids:?}");
+    }
+    assert_eq!(lines.last().unwrap()["type"], "ProgressSteps");
+    let err = String::from_utf8(out.stderr).unwrap();
+    for l in &img.layers {
+        assert!(
+            err.contains(&format!("Copying blob {} done", &l[..19])),
+            "{err}"
+        );
+    }
+    assert!(
+        err.contains("Writing manifest to image destination"),
+        "{err}"
+    );
+    // Again: layers are reported as already there; -q silences stderr but not the fd.
+    let out = pull(&["-q", "--progress-fd", "1"]);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("Copying"));
+    let last: serde_json::Value = serde_json::from_str(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .rfind(|l| l.contains("ProgressBytes"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(last["stepsCached"], 2);
+    let out = pull(&[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("skipped: already exists"));
+    // A descriptor that is not open is a clear error.
+    let out = pull(&["--progress-fd", "97"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--progress-fd 97"));
+}
