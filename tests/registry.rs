@@ -1423,3 +1423,45 @@ fn progress_json_lines_and_plain_lines() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--progress-fd 97"));
 }
+
+#[test]
+fn auth_challenge_learned_from_a_later_401() {
+    if skip("auth_challenge_learned_from_a_later_401") {
+        return;
+    }
+    let reg = Registry::start(
+        Auth::Htpasswd {
+            user: USER.into(),
+            password: PASS.into(),
+        },
+        None,
+    );
+    let proxy = FaultProxy::start(&reg.addr);
+    let tmp = tempfile::tempdir().unwrap();
+    let img = two_layer_image(&tmp.path().join("src"), "v1");
+    let creds = format!("{USER}:{PASS}");
+    skopeo_push(
+        &tmp.path().join("src"),
+        "v1",
+        &format!("{}/f/app:v1", reg.addr),
+        Some(&creds),
+        &[],
+    );
+    // The ping is answered 200 without a challenge (anonymous pings allowed); the manifest
+    // request then gets the registry's Basic challenge, and the client adopts it.
+    proxy.add("=/v2/", Fault::Status(200), 1);
+    let (out, dest) = pull_via(
+        &proxy,
+        "f/app:v1",
+        tmp.path(),
+        "a",
+        &["--src-creds", &creds],
+    );
+    assert_pulled(&out, &dest, &img);
+    let manifests = proxy.requests("/manifests/");
+    assert_eq!(manifests[0].head.header("authorization"), None);
+    assert!(manifests[1]
+        .head
+        .header("authorization")
+        .is_some_and(|a| a.starts_with("Basic ")));
+}

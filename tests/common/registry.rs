@@ -932,7 +932,7 @@ pub enum Fault {
 /// A fault applied to the next `times` requests whose target contains `path`.
 #[derive(Debug, Clone)]
 pub struct Rule {
-    /// Substring of the request target.
+    /// Substring of the request target, or `=TARGET` for an exact match.
     pub path: String,
     /// What to do.
     pub fault: Fault,
@@ -973,9 +973,13 @@ impl FaultProxy {
             };
             let fault = {
                 let mut rules = r.lock().unwrap();
-                let hit = rules
-                    .iter_mut()
-                    .find(|rule| rule.times > 0 && head.target.contains(&rule.path));
+                let hit = rules.iter_mut().find(|rule| {
+                    rule.times > 0
+                        && match rule.path.strip_prefix('=') {
+                            Some(exact) => head.target == exact,
+                            None => head.target.contains(&rule.path),
+                        }
+                });
                 hit.map(|rule| {
                     rule.times -= 1;
                     rule.fault.clone()

@@ -10,7 +10,9 @@
 //!    scope ([`super::auth`]), follows redirects itself so that the header is sent only to the
 //!    registry's own origin (never to blob storage on another host), and is retried with
 //!    exponential backoff on connection errors, timeouts, 429 and 5xx. A `401` on a request
-//!    that carried a bearer token fetches a fresh token and tries again.
+//!    under token authentication fetches a fresh token and tries again once; a `401` whose
+//!    challenge differs from the ping's (a registry that lets anyone ping but not pull)
+//!    switches to that challenge and tries again once.
 //! 4. Waiting for response headers, and for each chunk of a body, is bounded by the idle
 //!    timeout; connecting by the connect timeout: a stalled server becomes an error.
 //!
@@ -123,6 +125,8 @@ struct Inner {
     http: reqwest::Client,
     settings: ClientSettings,
     base: tokio::sync::OnceCell<Base>,
+    /// The challenge in force: the ping's, replaced by a later 401's when it differs.
+    challenge: Mutex<Option<Challenge>>,
     tokens: Mutex<HashMap<String, Token>>,
 }
 
@@ -239,6 +243,7 @@ impl RegistryClient {
                 http,
                 settings,
                 base: tokio::sync::OnceCell::new(),
+                challenge: Mutex::new(None),
                 tokens: Mutex::new(HashMap::new()),
             }),
         })
@@ -270,7 +275,56 @@ impl RegistryClient {
     }
 
     async fn base(&self) -> Result<&Base> {
-        self.inner.base.get_or_try_init(|| self.ping()).await
+        self.inner
+            .base
+            .get_or_try_init(|| async {
+                let base = self.ping().await?;
+                *self.inner.challenge.lock().unwrap() = base.challenge.clone();
+                Ok(base)
+            })
+            .await
+    }
+
+    /// The challenge in force.
+    async fn challenge(&self) -> Result<Option<Challenge>> {
+        self.base().await?;
+        Ok(self.inner.challenge.lock().unwrap().clone())
+    }
+
+    /// After a 401: adopt the response's challenge. Returns whether trying again may help
+    /// (token authentication, whose token is then fetched anew, or a challenge that
+    /// differs from the one the request was made under).
+    fn after_unauthorized(&self, resp: &Response, scope: &str) -> bool {
+        let new = resp
+            .headers()
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(Challenge::parse);
+        let mut current = self.inner.challenge.lock().unwrap();
+        let same_scheme = |a: &Option<Challenge>, b: &Option<Challenge>| match (a, b) {
+            (Some(Challenge::Basic { .. }), Some(Challenge::Basic { .. })) => true,
+            (
+                Some(Challenge::Bearer {
+                    realm: r1,
+                    service: s1,
+                    ..
+                }),
+                Some(Challenge::Bearer {
+                    realm: r2,
+                    service: s2,
+                    ..
+                }),
+            ) => r1 == r2 && s1 == s2,
+            (None, None) => true,
+            _ => false,
+        };
+        let changed = new.is_some() && !same_scheme(&current, &new);
+        if changed {
+            *current = new;
+        }
+        self.inner.tokens.lock().unwrap().remove(scope);
+        changed || matches!(*current, Some(Challenge::Bearer { .. }))
     }
 
     /// `GET /v2/` over https, then (TLS verification off) plain http.
@@ -422,8 +476,7 @@ impl RegistryClient {
 
     /// The `Authorization` value for `scope`, fetching a token if needed.
     pub(crate) async fn authorization(&self, scope: &str, what: &str) -> Result<Option<String>> {
-        let base = self.base().await?;
-        match &base.challenge {
+        match &self.challenge().await? {
             None => Ok(None),
             Some(Challenge::Basic { .. }) => Ok(self
                 .inner
@@ -436,19 +489,6 @@ impl RegistryClient {
                 Ok(Some(format!("Bearer {token}")))
             }
         }
-    }
-
-    /// Forget the cached token for `scope` (after a 401).
-    pub(crate) fn invalidate_token(&self, scope: &str) {
-        self.inner.tokens.lock().unwrap().remove(scope);
-    }
-
-    /// Whether the registry uses token authentication.
-    pub(crate) async fn uses_tokens(&self) -> Result<bool> {
-        Ok(matches!(
-            self.base().await?.challenge,
-            Some(Challenge::Bearer { .. })
-        ))
     }
 
     async fn token(
@@ -606,10 +646,9 @@ impl RegistryClient {
                 Ok(resp)
                     if resp.status() == StatusCode::UNAUTHORIZED
                         && !refreshed
-                        && self.uses_tokens().await? =>
+                        && self.after_unauthorized(&resp, scope) =>
                 {
                     refreshed = true;
-                    self.invalidate_token(scope);
                     continue;
                 }
                 Ok(resp) if is_transient_status(resp.status()) && attempt < retries => {}
