@@ -27,7 +27,7 @@ fn json(out: &std::process::Output) -> Value {
 }
 
 fn fixture_ref(name: &str) -> String {
-    oci_ref(&fixtures().dir.join("oci"), name)
+    fixture(name).oci_ref()
 }
 
 /// podman's and stowage's `images --format json` agree on what matters to scripts.
@@ -417,4 +417,68 @@ fn image_list_shows_host_unified_and_logical() {
         table.lines().collect::<Vec<_>>(),
         ["REPOSITORY       TYPE", "quay.io/ex/db:1  logical"]
     );
+}
+
+#[test]
+fn pull_from_default_storage_shares_file_data_when_it_can() {
+    let test = "pull_from_default_storage_shares_file_data_when_it_can";
+    if !is_root() {
+        skip(test, "writing containers-storage needs root here");
+        return;
+    }
+    // Both stores on one filesystem and not bind-mounted by podman (stowage wrote the host
+    // store), so file data can be shared: reflinks where the filesystem has them, else hard links.
+    let host = PodmanStore::new();
+    let bootc = PodmanStore::new();
+    run(stowage()
+        .arg("copy")
+        .arg(fixture_ref("many"))
+        .arg(host.reference("quay.io/ex/many:1")));
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_stowage"));
+    c.args(["image", "--storage-root"])
+        .arg(&bootc.root)
+        .arg("--runroot")
+        .arg(&bootc.runroot);
+    c.arg("--host-storage")
+        .arg(&host.root)
+        .arg("--host-runroot")
+        .arg(&host.runroot);
+    c.args(["pull-from-default-storage", "quay.io/ex/many:1"]);
+    let out = run(c);
+    let msg = String::from_utf8_lossy(&out.stderr);
+    let shared = |word: &str| -> u64 {
+        msg.split(", ")
+            .chain(msg.split("; files: "))
+            .find_map(|p| {
+                p.trim()
+                    .strip_suffix(word)?
+                    .trim()
+                    .rsplit(' ')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    assert!(
+        shared("reflinked") + shared("hard-linked") > 0,
+        "no file data was shared: {msg}"
+    );
+    assert_eq!(shared("copied"), 0, "{msg}");
+    if oracle("podman", test) {
+        let a = stowage_inspect_raw(&["--config"], &host.reference("quay.io/ex/many:1"));
+        let b = bootc.image_inspect("quay.io/ex/many:1");
+        let config: Value = serde_json::from_slice(&a).unwrap();
+        assert_eq!(b["RootFS"]["Layers"], config["rootfs"]["diff_ids"]);
+        let mount =
+            String::from_utf8(run(bootc.podman(["image", "mount", "quay.io/ex/many:1"])).stdout)
+                .unwrap();
+        let opts = RenderOptions {
+            mtimes: false,
+            ..RenderOptions::default()
+        };
+        let have = render(&describe_dir(Path::new(mount.trim())).unwrap(), opts);
+        run(bootc.podman(["image", "unmount", "quay.io/ex/many:1"]));
+        assert_eq!(have, render(&fixture("many").tree, opts));
+    }
 }

@@ -204,6 +204,34 @@ fn apply_owner_mode_times(fd: impl AsFd, st: &rfs::Stat, what: &str, rel: &Path)
     rfs::futimens(&fd, &timestamps(st)).map_err(|e| io_err(what, rel, "setting times of", e))
 }
 
+/// Owner (as root), mode (when given; never for symlinks) and times of `st` applied to the
+/// entry `name` in `dir`, without following it.
+fn apply_owner_times_at(
+    dir: &OwnedFd,
+    name: &OsStr,
+    st: &rfs::Stat,
+    mode: Option<Mode>,
+    what: &str,
+    path: &Path,
+) -> Result<()> {
+    if rustix::process::geteuid().is_root() {
+        rfs::chownat(
+            dir,
+            name,
+            Some(rfs::Uid::from_raw(st.st_uid)),
+            Some(rfs::Gid::from_raw(st.st_gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| io_err(what, path, "chown", e))?;
+    }
+    if let Some(mode) = mode {
+        rfs::chmodat(dir, name, mode, AtFlags::empty())
+            .map_err(|e| io_err(what, path, "chmod", e))?;
+    }
+    rfs::utimensat(dir, name, &timestamps(st), AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| io_err(what, path, "setting times of", e))
+}
+
 fn timestamps(st: &rfs::Stat) -> Timestamps {
     Timestamps {
         last_access: rfs::Timespec {
@@ -311,18 +339,7 @@ fn clone_tree(
                     .map_err(|e| io_err(what, &path, "reading link", e))?;
                 rfs::symlinkat(target.as_c_str(), dst, &name)
                     .map_err(|e| io_err(what, &path, "creating symlink", e))?;
-                if rustix::process::geteuid().is_root() {
-                    rfs::chownat(
-                        dst,
-                        &name,
-                        Some(rfs::Uid::from_raw(st.st_uid)),
-                        Some(rfs::Gid::from_raw(st.st_gid)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(|e| io_err(what, &path, "chown", e))?;
-                }
-                rfs::utimensat(dst, &name, &timestamps(&st), AtFlags::SYMLINK_NOFOLLOW)
-                    .map_err(|e| io_err(what, &path, "setting times of", e))?;
+                apply_owner_times_at(dst, &name, &st, None, what, &path)?;
             }
             ft @ (FileType::CharacterDevice
             | FileType::BlockDevice
@@ -330,20 +347,7 @@ fn clone_tree(
             | FileType::Socket) => {
                 rfs::mknodat(dst, &name, ft, mode, st.st_rdev)
                     .map_err(|e| io_err(what, &path, "creating node", e))?;
-                if rustix::process::geteuid().is_root() {
-                    rfs::chownat(
-                        dst,
-                        &name,
-                        Some(rfs::Uid::from_raw(st.st_uid)),
-                        Some(rfs::Gid::from_raw(st.st_gid)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(|e| io_err(what, &path, "chown", e))?;
-                }
-                rfs::chmodat(dst, &name, mode, AtFlags::empty())
-                    .map_err(|e| io_err(what, &path, "chmod", e))?;
-                rfs::utimensat(dst, &name, &timestamps(&st), AtFlags::SYMLINK_NOFOLLOW)
-                    .map_err(|e| io_err(what, &path, "setting times of", e))?;
+                apply_owner_times_at(dst, &name, &st, Some(mode), what, &path)?;
             }
             FileType::Unknown => {
                 return Err(Error::Malformed {
