@@ -233,13 +233,30 @@ pub fn run_ok(cmd: &mut Command) -> String {
 pub fn skopeo() -> Command {
     let mut c = Command::new("skopeo");
     c.env_remove("REGISTRY_AUTH_FILE");
+    for v in PROXY_VARS {
+        c.env_remove(v);
+    }
     c
 }
 
-/// A `stowage` command (the binary under test).
+/// Environment variables that would send loopback traffic to an HTTP proxy.
+const PROXY_VARS: [&str; 6] = [
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+];
+
+/// A `stowage` command (the binary under test), with no auth file or proxy from the
+/// caller's environment.
 pub fn stowage() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_stowage"));
     c.env_remove("REGISTRY_AUTH_FILE");
+    for v in PROXY_VARS {
+        c.env_remove(v);
+    }
     c
 }
 
