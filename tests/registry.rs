@@ -283,6 +283,46 @@ fn pull_docker_schema2_and_missing() {
     let src_ids = layout_diff_ids(&tmp.path().join("src"), "v1");
     assert_eq!(layout_diff_ids(&dest, "t"), src_ids);
 
+    // A Docker manifest list: the platform is chosen from it like from an OCI index.
+    let (_, _, arm) = build_index(&tmp.path().join("multi"), "m");
+    let list = format!("{}/docker/list:1", reg.addr);
+    skopeo_push(
+        &tmp.path().join("multi"),
+        "m",
+        &list,
+        None,
+        &["--all", "--format", "v2s2"],
+    );
+    let raw = run(stowage().args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{list}"),
+    ]));
+    let top: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(
+        top["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    let ours: serde_json::Value = serde_json::from_str(&run_ok(stowage().args([
+        "inspect",
+        "--tls-verify=false",
+        "--override-arch=arm64",
+        &format!("docker://{list}"),
+    ])))
+    .unwrap();
+    let theirs: serde_json::Value = serde_json::from_str(&run_ok(skopeo().args([
+        "inspect",
+        "--tls-verify=false",
+        "--override-arch=arm64",
+        &format!("docker://{list}"),
+    ])))
+    .unwrap();
+    assert_eq!(ours["Digest"], theirs["Digest"]);
+    assert_eq!(ours["Layers"], theirs["Layers"]);
+    assert_eq!(ours["Layers"][0], arm.layers[0].as_str());
+    assert_eq!(ours["Architecture"], "arm64");
+
     // Missing tag and missing repository: a clear error naming the image.
     for missing in [
         format!("{}/docker/app:nope", reg.addr),

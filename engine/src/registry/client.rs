@@ -183,6 +183,18 @@ fn same_origin(a: &Url, b: &Url) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
+/// Whether `host[:port]` names this machine (`localhost`, `127.0.0.0/8`, `[::1]`).
+fn is_loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Load the system's CA certificates, or the built-in roots when there are none.
 fn root_certificates() -> Vec<reqwest::Certificate> {
     static ROOTS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
@@ -225,6 +237,10 @@ impl RegistryClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .tls_certs_only(roots)
             .tls_danger_accept_invalid_certs(!settings.tls_verify);
+        if is_loopback(&host) {
+            // As Go's net/http does: loopback registries never go through a proxy.
+            builder = builder.no_proxy();
+        }
         if let Some((path, pem)) = &settings.tls.identity_pem {
             let identity = reqwest::Identity::from_pem(pem).map_err(|e| Error::Malformed {
                 what: format!("client certificate and key {path}"),
@@ -906,6 +922,27 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(s.backoff(30), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "[::1]:5000",
+        ] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in [
+            "quay.io",
+            "10.0.0.1:5000",
+            "example.com:443",
+            "[2001:db8::1]:5000",
+        ] {
+            assert!(!is_loopback(h), "{h}");
+        }
     }
 
     #[test]
