@@ -1505,3 +1505,47 @@ fn auth_challenge_learned_from_a_later_401() {
         .header("authorization")
         .is_some_and(|a| a.starts_with("Basic ")));
 }
+
+#[test]
+fn pull_with_identity_token_from_auth_file() {
+    if skip("pull_with_identity_token_from_auth_file") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (tokens, reg, img) = token_registry(tmp.path());
+    let authfile = tmp.path().join("auth.json");
+    let write = |token: &str| {
+        std::fs::write(
+            &authfile,
+            serde_json::to_vec(
+                &serde_json::json!({"auths": {reg.addr.clone(): {"identitytoken": token}}}),
+            )
+            .unwrap(),
+        )
+        .unwrap()
+    };
+    write(REFRESH_TOKEN);
+    let dest = tmp.path().join("out");
+    run_ok(
+        stowage_home(tmp.path())
+            .args(["copy", "--src-tls-verify=false", "--authfile"])
+            .arg(&authfile)
+            .arg(format!("docker://{}/tok/app:v1", reg.addr))
+            .arg(format!("oci:{}:t", dest.display())),
+    );
+    assert_eq!(layout_manifest_digest(&dest, "t"), img.manifest_digest);
+    assert!(tokens.state.lock().unwrap().oauth_posts >= 1);
+    write("revoked");
+    let out = run(stowage_home(tmp.path())
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            "--retry-times=0",
+            "--authfile",
+        ])
+        .arg(&authfile)
+        .arg(format!("docker://{}/tok/app:v1", reg.addr)));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("identity token"), "{err}");
+}

@@ -732,7 +732,12 @@ pub struct TokenState {
     pub expired_first: usize,
     /// Requests refused for bad credentials.
     pub refused: usize,
+    /// OAuth2 refresh-token grants (POST) answered.
+    pub oauth_posts: usize,
 }
+
+/// The refresh token ("identitytoken") the token server accepts.
+pub const REFRESH_TOKEN: &str = "stowage-test-refresh-token";
 
 /// A JWT token server for docker-registry's `auth: token`, signing ES256 tokens with a key
 /// whose self-signed certificate is the registry's root bundle.
@@ -777,7 +782,34 @@ impl TokenServer {
             let Some(head) = read_head(&mut stream).and_then(|h| parse_request(&h)) else {
                 return;
             };
-            if head.header("authorization") != Some(expected.as_str()) {
+            // POST: the OAuth2 refresh-token grant, form-encoded in the body.
+            let mut form_query = String::new();
+            if head.method == "POST" {
+                use std::io::Read;
+                let len: u64 = head
+                    .header("content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let _ = (&mut stream).take(len).read_to_string(&mut form_query);
+                let form = url_pairs(&form_query);
+                let ok = form
+                    .iter()
+                    .any(|(k, v)| k == "grant_type" && v == "refresh_token")
+                    && form
+                        .iter()
+                        .any(|(k, v)| k == "refresh_token" && v == REFRESH_TOKEN);
+                if !ok {
+                    st.lock().unwrap().refused += 1;
+                    respond(
+                        &mut stream,
+                        "401 Unauthorized",
+                        &[],
+                        br#"{"error":"invalid_grant"}"#,
+                    );
+                    return;
+                }
+                st.lock().unwrap().oauth_posts += 1;
+            } else if head.header("authorization") != Some(expected.as_str()) {
                 st.lock().unwrap().refused += 1;
                 respond(
                     &mut stream,
@@ -787,7 +819,11 @@ impl TokenServer {
                 );
                 return;
             }
-            let query = head.target.split_once('?').map(|(_, q)| q).unwrap_or("");
+            let query = if head.method == "POST" {
+                form_query.as_str()
+            } else {
+                head.target.split_once('?').map(|(_, q)| q).unwrap_or("")
+            };
             let mut access = Vec::new();
             for (k, v) in url_pairs(query) {
                 if k == "scope" {

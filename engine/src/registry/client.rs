@@ -499,7 +499,7 @@ impl RegistryClient {
                 .settings
                 .credentials
                 .as_ref()
-                .map(Credentials::basic_header)),
+                .and_then(Credentials::basic_header)),
             Some(Challenge::Bearer { realm, service, .. }) => {
                 let token = self.token(realm, service.as_deref(), scope, what).await?;
                 Ok(Some(format!("Bearer {token}")))
@@ -533,18 +533,57 @@ impl RegistryClient {
                 q.append_pair("scope", part);
             }
         }
-        let creds = s.credentials.as_ref().map(Credentials::basic_header);
+        let creds = s.credentials.as_ref().and_then(Credentials::basic_header);
+        // An identity token is exchanged with the OAuth2 refresh-token grant (POST);
+        // otherwise the token is fetched with GET, with Basic credentials when there are any.
+        let oauth_form = s
+            .credentials
+            .as_ref()
+            .and_then(|c| c.identity_token.as_deref())
+            .map(|refresh| {
+                let mut form = url::form_urlencoded::Serializer::new(String::new());
+                form.append_pair("grant_type", "refresh_token")
+                    .append_pair("refresh_token", refresh)
+                    .append_pair("client_id", "stowage");
+                if let Some(svc) = service {
+                    form.append_pair("service", svc);
+                }
+                for part in scope.split(' ').filter(|p| !p.is_empty()) {
+                    form.append_pair("scope", part);
+                }
+                Bytes::from(form.finish())
+            });
+        let mut form_headers = HeaderMap::new();
+        form_headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
         let mut attempt = 0;
         let resp = loop {
-            let r = self
-                .exchange(
-                    Method::GET,
-                    url.clone(),
-                    &HeaderMap::new(),
-                    creds.as_deref(),
-                    &url,
-                )
-                .await;
+            let r = match &oauth_form {
+                Some(form) => {
+                    let post_url = Url::parse(realm).expect("parsed above");
+                    self.exchange_with_body(
+                        Method::POST,
+                        post_url.clone(),
+                        &form_headers,
+                        None,
+                        &post_url,
+                        Some(reqwest::Body::from(form.clone())),
+                    )
+                    .await
+                }
+                None => {
+                    self.exchange(
+                        Method::GET,
+                        url.clone(),
+                        &HeaderMap::new(),
+                        creds.as_deref(),
+                        &url,
+                    )
+                    .await
+                }
+            };
             match r {
                 Ok(resp) if is_transient_status(resp.status()) && attempt < s.retry_times => {}
                 Ok(resp) => break resp,
@@ -571,7 +610,9 @@ impl RegistryClient {
                 what: what.to_string(),
                 reason: format!(
                     "the token server {realm} refused {}: {}",
-                    if creds.is_some() {
+                    if oauth_form.is_some() {
+                        "the identity token"
+                    } else if creds.is_some() {
                         "the credentials"
                     } else {
                         "anonymous access"

@@ -10,9 +10,11 @@
 //! few hundred lines here, under our control.
 //!
 //! Layout:
-//! 1. [`auth`]: credentials, `WWW-Authenticate` challenges, bearer tokens;
-//! 2. [`config`]: auth.json credentials, registries.conf (mirrors, insecure, blocked,
-//!    search registries) and certs.d, read the way containers/image reads them;
+//! 1. [`auth`]: credentials, `WWW-Authenticate` challenges, bearer tokens (Basic
+//!    credentials or an OAuth2 refresh token);
+//! 2. [`config`]: auth.json credentials (and credential helpers), registries.conf
+//!    (mirrors, insecure, blocked, search registries) and certs.d, read the way
+//!    containers/image reads them;
 //! 3. [`client`]: one registry host: ping, auth, retries with backoff, redirects without
 //!    leaking `Authorization`, connect and idle timeouts (async, on a process-wide tokio
 //!    runtime, with blocking entry points);
