@@ -833,7 +833,9 @@ fn faults_corrupted_blob_is_an_error_and_not_stored() {
         &format!("oci:{}:o", dest.display()),
     ]));
     let index_before = std::fs::read(dest.join("index.json")).unwrap();
-    proxy.add(&img.layers[0], Fault::Corrupt(1000), 1);
+    let blobs_before = layout_blobs(&dest);
+    // The second layer is corrupted, after the first was copied.
+    proxy.add(&img.layers[1], Fault::Corrupt(1000), 1);
     let out = run(stowage_home(tmp.path())
         .args(["copy", "--src-tls-verify=false", "--jobs=1"])
         .arg(format!("docker://{}/f/app:v1", proxy.addr()))
@@ -841,12 +843,17 @@ fn faults_corrupted_blob_is_an_error_and_not_stored() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("digest mismatch") && err.contains(&img.layers[0]),
+        err.contains("digest mismatch") && err.contains(&img.layers[1]),
         "{err}"
     );
     assert_eq!(
         std::fs::read(dest.join("index.json")).unwrap(),
         index_before
+    );
+    assert_eq!(
+        layout_blobs(&dest),
+        blobs_before,
+        "no blob of the failed copy was kept"
     );
     for b in layout_blobs(&dest) {
         assert_eq!(
@@ -855,7 +862,7 @@ fn faults_corrupted_blob_is_an_error_and_not_stored() {
             "every stored blob is intact"
         );
     }
-    assert!(!layout_blobs(&dest).contains(&img.layers[0]));
+    assert!(!layout_blobs(&dest).contains(&img.layers[1]));
 }
 
 #[test]
