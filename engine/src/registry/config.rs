@@ -16,7 +16,8 @@
 //!    host). An entry is `{"auth": base64("user:password")}` and/or
 //!    `{"identitytoken": "…"}` (an OAuth2 refresh token, used with the token server).
 //!
-//! registries.conf ([`RegistriesConf`], containers-registries.conf(5), version 2):
+//! registries.conf ([`RegistriesConf`], containers-registries.conf(5), version 2; version 1's
+//! `[registries.search|insecure|block]` lists are converted as containers/image does):
 //! 1. the main file is `--registries-conf` (or `CONTAINERS_REGISTRIES_CONF`), else
 //!    `~/.config/containers/registries.conf` when it exists, else
 //!    `/etc/containers/registries.conf`; then `*.conf` drop-ins in `registries.conf.d`
@@ -381,9 +382,25 @@ struct ConfFile {
     unqualified_search_registries: Option<Vec<String>>,
     #[serde(default, rename = "registry")]
     registries: Vec<RegistryConf>,
-    /// The version 1 `[registries.*]` tables, refused.
+    /// The version 1 `[registries.search|insecure|block]` tables.
     #[serde(default, rename = "registries")]
-    v1_registries: Option<toml::Value>,
+    v1_registries: Option<V1Tables>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct V1Tables {
+    #[serde(default)]
+    search: Option<V1List>,
+    #[serde(default)]
+    insecure: Option<V1List>,
+    #[serde(default)]
+    block: Option<V1List>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct V1List {
+    #[serde(default)]
+    registries: Vec<String>,
 }
 
 /// The merged registries.conf.
@@ -584,11 +601,54 @@ fn parse_conf(text: &str, what: &Path) -> Result<ConfFile> {
         what: format!("registries.conf {}", what.display()),
         reason: e.to_string(),
     })?;
-    if file.v1_registries.is_some() {
-        return Err(Error::Unsupported {
-            transport: format!("registries.conf {}", what.display()),
-            reason: "the version 1 format ([registries.search], [registries.insecure], [registries.block]) is not supported; rewrite it in the version 2 format (unqualified-search-registries, [[registry]])".into(),
-        });
+    let mut file = file;
+    if let Some(v1) = file.v1_registries.take() {
+        // Version 1, as containers/image converts it: search → unqualified-search-registries,
+        // insecure and block → [[registry]] entries. Mixing it with version 2 is an error.
+        if file.unqualified_search_registries.is_some() || !file.registries.is_empty() {
+            return Err(Error::Malformed {
+                what: format!("registries.conf {}", what.display()),
+                reason: "it mixes the version 1 format ([registries.search|insecure|block]) with version 2 (unqualified-search-registries, [[registry]]); use one".into(),
+            });
+        }
+        if let Some(search) = v1.search {
+            file.unqualified_search_registries = Some(search.registries);
+        }
+        let mut entries: Vec<RegistryConf> = Vec::new();
+        let mut entry = |location: &str| -> usize {
+            match entries
+                .iter()
+                .position(|e| e.location.as_deref() == Some(location))
+            {
+                Some(i) => i,
+                None => {
+                    entries.push(RegistryConf {
+                        prefix: None,
+                        location: Some(location.to_string()),
+                        insecure: false,
+                        blocked: false,
+                        mirror_by_digest_only: false,
+                        mirrors: Vec::new(),
+                    });
+                    entries.len() - 1
+                }
+            }
+        };
+        let insecure: Vec<usize> = v1
+            .insecure
+            .map(|l| l.registries.iter().map(|r| entry(r)).collect())
+            .unwrap_or_default();
+        let blocked: Vec<usize> = v1
+            .block
+            .map(|l| l.registries.iter().map(|r| entry(r)).collect())
+            .unwrap_or_default();
+        for i in insecure {
+            entries[i].insecure = true;
+        }
+        for i in blocked {
+            entries[i].blocked = true;
+        }
+        file.registries = entries;
     }
     for r in &file.registries {
         if r.effective_prefix().is_none() {
@@ -1104,14 +1164,23 @@ pull-from-mirror = "tag-only"
         // An explicit file must exist.
         let missing = tmp.path().join("missing.conf");
         assert!(RegistriesConf::load(&p, Some(&missing)).is_err());
-        // Version 1 and malformed files are refused with a clear error.
-        let err = RegistriesConf::parse(
-            "[registries.search]\nregistries = [\"a\"]\n",
+        // Version 1 is converted; mixed with version 2 it is refused.
+        let v1 = RegistriesConf::parse(
+            "[registries.search]\nregistries = [\"a.io\", \"b.io\"]\n[registries.insecure]\nregistries = [\"i.io:5000\"]\n[registries.block]\nregistries = [\"bad.io\", \"i.io:5000\"]\n",
             Path::new("v1"),
+        )
+        .unwrap();
+        assert_eq!(v1.unqualified_search_registries, vec!["a.io", "b.io"]);
+        let i = v1.find("i.io:5000/x").unwrap();
+        assert!(i.insecure && i.blocked);
+        assert!(v1.pull_endpoints(&r("bad.io/x:1")).is_err());
+        let err = RegistriesConf::parse(
+            "unqualified-search-registries = [\"a\"]\n[registries.search]\nregistries = [\"a\"]\n",
+            Path::new("mixed"),
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("version 1"), "{err}");
+        assert!(err.contains("mixes"), "{err}");
         assert!(RegistriesConf::parse("[[registry]]\ninsecure = true\n", Path::new("t")).is_err());
         let err = RegistriesConf::parse("[[registry]]\nprefix = \"a.io/x\"\n", Path::new("t"))
             .unwrap_err()
