@@ -2,15 +2,17 @@
 //!
 //! Writing an image (what containers/image's storage destination does, streamed):
 //! 1. Layer IDs come from the config's diffIDs ([`ids::layer_ids`]); a layer whose ID is
-//!    already in the store is reused and not fetched.
+//!    already in the store is reused and not fetched (also when another writer stores it
+//!    between that check and the start of this copy's write).
 //! 2. Each missing layer is begun in order (its record saved with `flags.incomplete` before
 //!    anything else; the parent must exist first), then extracted while its tar-split is written
 //!    in the same pass — several layers at once — and finished in order (a child is finished
 //!    only after its parent). The compressed stream is verified by the pipeline; the decoded
 //!    stream is verified here against the diffID.
-//! 3. The image record is created with the config digest as ID, then its big data (config,
-//!    `manifest-<digest>`, `manifest`, the index when there was one, an empty signature), its
-//!    metadata and its name — the order containers/image uses.
+//! 3. The image record is created with the config digest as ID (and as digest the index's
+//!    when the image was chosen from one, else the manifest's), then its big data (config, the
+//!    index as `manifest-<index digest>` when there was one, `manifest-<digest>`, `manifest`,
+//!    an empty signature), its metadata and its name — the order containers/image uses.
 //!
 //! While a layer is incomplete the store's `layers.lock` stays write-locked (as in
 //! containers/storage's own `PutLayer`), because any podman process would otherwise delete the
@@ -32,7 +34,7 @@ use crate::copy::{
     CommitResult, FinalImage, ImagePlan, ImageSink, ImageSource, ImageWriter, LayerForm,
     LayerInput, LayerStream, StoredLayer,
 };
-use crate::digest::{Digest, HashingReader, VerifiedReader};
+use crate::digest::{Digest, VerifiedReader};
 use crate::error::{Error, IoContext, Result};
 use crate::layer_tar::{extract_layer, normalize_path, ExtractOptions, WhiteoutMode};
 use crate::manifest::RawManifest;
@@ -177,7 +179,9 @@ impl StorageWriter<'_> {
         let mut reader = input.reader;
         let tar_split = handle.create_tar_split()?;
         let mut ts = TarSplitWriter::new(io::BufWriter::new(tar_split));
-        let (compression, stats, diff_size) = {
+        // Tar-entry errors print "layer {layer}: tar entry ..."; don't say "layer" twice.
+        let tar_layer = what.strip_prefix("layer ").unwrap_or(&what);
+        let extracted = (|| -> Result<_> {
             let (compression, decoded) = match form {
                 LayerForm::Blob => decoder(&mut reader, &what)?,
                 LayerForm::Diff => (
@@ -185,35 +189,44 @@ impl StorageWriter<'_> {
                     Box::new(&mut reader) as BoxRead<'_>,
                 ),
             };
-            // The pipeline verifies a Diff stream against the diffID itself; a decoded blob is
-            // verified here.
-            let mut counted = HashingReader::new(decoded);
-            let stats = if form == LayerForm::Blob {
-                let mut verified = VerifiedReader::new(
-                    &mut counted,
-                    &plan.diff_id,
-                    None,
-                    format!("uncompressed {what}"),
-                )?;
-                extract_layer(
-                    &mut verified,
-                    handle.diff_dir(),
-                    &self.extract,
-                    &what,
-                    Some(&mut ts),
-                )?
-            } else {
-                extract_layer(
-                    &mut counted,
-                    handle.diff_dir(),
-                    &self.extract,
-                    &what,
-                    Some(&mut ts),
-                )?
-            };
-            (compression, stats, counted.count())
+            match form {
+                // The pipeline verified the blob; its decoded stream is verified (and counted)
+                // here.
+                LayerForm::Blob => {
+                    let mut verified = VerifiedReader::new(
+                        decoded,
+                        &plan.diff_id,
+                        None,
+                        format!("uncompressed {what}"),
+                    )?;
+                    let stats = extract_layer(
+                        &mut verified,
+                        handle.diff_dir(),
+                        &self.extract,
+                        tar_layer,
+                        Some(&mut ts),
+                    )?;
+                    Ok((compression, stats, Some(verified.count())))
+                }
+                // A Diff stream is the pipeline's verified reader itself; it counts too.
+                LayerForm::Diff => {
+                    let stats = extract_layer(
+                        decoded,
+                        handle.diff_dir(),
+                        &self.extract,
+                        tar_layer,
+                        Some(&mut ts),
+                    )?;
+                    Ok((compression, stats, None))
+                }
+            }
+        })();
+        let (compression, stats, decoded_size) = match extracted {
+            Ok(v) => v,
+            Err(e) => return Err(corruption_or(&mut reader, e)),
         };
         reader.drain()?;
+        let diff_size = decoded_size.unwrap_or_else(|| reader.count());
         let out = ts.finish()?;
         let file = out.into_inner().map_err(|e| {
             Error::from_io(format!("writing the tar-split of {what}"), e.into_error())
@@ -233,6 +246,16 @@ impl StorageWriter<'_> {
             uid_set: stats.uids,
             gid_set: stats.gids,
         })
+    }
+}
+
+/// A corrupt or truncated blob usually breaks decompression or the tar before its end, with a
+/// message about the symptom. Read the rest of the verified stream: if the blob's digest or
+/// size is wrong, that is the error to report; otherwise `e` stands.
+fn corruption_or(reader: &mut VerifiedReader<BoxRead<'_>>, e: Error) -> Error {
+    match reader.drain() {
+        Err(d @ (Error::DigestMismatch { .. } | Error::SizeMismatch { .. })) => d,
+        _ => e,
     }
 }
 
@@ -262,7 +285,15 @@ impl ImageWriter for StorageWriter<'_> {
                 parent: i.checked_sub(1).map(|p| self.layer_ids[p].clone()),
                 names: vec![],
             };
-            let handle = self.store().begin_layer(&new)?;
+            let handle = match self.store().begin_layer(&new) {
+                Ok(h) => h,
+                // Another writer stored the layer after `existing_layer` found it missing (a
+                // concurrent copy of an image sharing it): reuse it, as containers/image does.
+                Err(Error::Conflict { .. }) if self.store().layer(&new.id).is_ok() => {
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
             self.set_state(i, LayerState::Begun);
             // Dropping the handle on error aborts the layer (record, directories, link).
             let digests = self.write_layer(input, &handle)?;
@@ -296,10 +327,17 @@ impl ImageWriter for StorageWriter<'_> {
             .as_deref()
             .and_then(super::GoTime::parse);
         let manifest_digest = image.manifest.digest.clone();
+        // containers/image stores the index an image was chosen from before the image's own
+        // manifest and lets containers/storage take the image digest from the first manifest
+        // big data: an image pulled through an index is recorded under the index digest.
+        let image_digest = match &image.index {
+            Some(index) => index.digest.clone(),
+            None => manifest_digest.clone(),
+        };
         store.create_image(&NewImage {
             id: id.clone(),
             top_layer: self.layer_ids.last().cloned(),
-            digest: Some(manifest_digest.clone()),
+            digest: Some(image_digest),
             created,
             metadata: None,
             names: vec![],
@@ -309,15 +347,15 @@ impl ImageWriter for StorageWriter<'_> {
             image.config_descriptor.digest().as_ref(),
             &image.config.bytes,
         )?;
+        if let Some(index) = &image.index {
+            store.set_big_data(&id, &format!("manifest-{}", index.digest), &index.bytes)?;
+        }
         store.set_big_data(
             &id,
             &format!("manifest-{manifest_digest}"),
             &image.manifest.bytes,
         )?;
         store.set_big_data(&id, "manifest", &image.manifest.bytes)?;
-        if let Some(index) = &image.index {
-            store.set_big_data(&id, &format!("manifest-{}", index.digest), &index.bytes)?;
-        }
         store.set_big_data(&id, &format!("signature-{}", manifest_digest.digest()), b"")?;
         let metadata =
             serde_json::json!({ "signatures-sizes": { manifest_digest.to_string(): [] } });
