@@ -274,6 +274,10 @@ pub struct CopyArgs {
     /// Layers transferred at once.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
+    /// Write machine-readable progress to file descriptor N as JSON Lines (bootc's
+    /// --progress-fd protocol); independent of --quiet.
+    #[arg(long, value_name = "N")]
+    pub progress_fd: Option<u32>,
     /// Credentials (USER[:PASSWORD]) for a docker:// source.
     #[arg(long, value_name = "USER[:PASSWORD]")]
     pub src_creds: Option<String>,

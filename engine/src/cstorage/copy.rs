@@ -34,7 +34,7 @@ use crate::copy::{
     CommitResult, FinalImage, ImagePlan, ImageSink, ImageSource, ImageWriter, LayerForm,
     LayerInput, LayerStream, StoredLayer,
 };
-use crate::digest::{Digest, HashingReader, VerifiedReader};
+use crate::digest::{Digest, VerifiedReader};
 use crate::error::{Error, IoContext, Result};
 use crate::layer_tar::{extract_layer, normalize_path, ExtractOptions, WhiteoutMode};
 use crate::manifest::RawManifest;
@@ -203,39 +203,44 @@ impl StorageWriter<'_> {
                     Box::new(&mut reader) as BoxRead<'_>,
                 ),
             };
-            // The pipeline verifies a Diff stream against the diffID itself; a decoded blob is
-            // verified here.
-            let mut counted = HashingReader::new(decoded);
-            let stats = if form == LayerForm::Blob {
-                let mut verified = VerifiedReader::new(
-                    &mut counted,
-                    &plan.diff_id,
-                    None,
-                    format!("uncompressed {what}"),
-                )?;
-                extract_layer(
-                    &mut verified,
-                    handle.diff_dir(),
-                    &self.extract,
-                    tar_layer,
-                    Some(&mut ts),
-                )?
-            } else {
-                extract_layer(
-                    &mut counted,
-                    handle.diff_dir(),
-                    &self.extract,
-                    tar_layer,
-                    Some(&mut ts),
-                )?
-            };
-            Ok((compression, stats, counted.count()))
+            match form {
+                // The pipeline verified the blob; its decoded stream is verified (and counted)
+                // here.
+                LayerForm::Blob => {
+                    let mut verified = VerifiedReader::new(
+                        decoded,
+                        &plan.diff_id,
+                        None,
+                        format!("uncompressed {what}"),
+                    )?;
+                    let stats = extract_layer(
+                        &mut verified,
+                        handle.diff_dir(),
+                        &self.extract,
+                        tar_layer,
+                        Some(&mut ts),
+                    )?;
+                    Ok((compression, stats, Some(verified.count())))
+                }
+                // A Diff stream is the pipeline's verified reader itself; it counts too.
+                LayerForm::Diff => {
+                    let stats = extract_layer(
+                        decoded,
+                        handle.diff_dir(),
+                        &self.extract,
+                        tar_layer,
+                        Some(&mut ts),
+                    )?;
+                    Ok((compression, stats, None))
+                }
+            }
         })();
-        let (compression, stats, diff_size) = match extracted {
+        let (compression, stats, decoded_size) = match extracted {
             Ok(v) => v,
             Err(e) => return Err(corruption_or(&mut reader, e)),
         };
         reader.drain()?;
+        let diff_size = decoded_size.unwrap_or_else(|| reader.count());
         let out = ts.finish()?;
         let file = out.into_inner().map_err(|e| {
             Error::from_io(format!("writing the tar-split of {what}"), e.into_error())
