@@ -6,6 +6,7 @@
 mod registry_harness;
 
 use registry_harness::*;
+use std::process::Command;
 
 const USER: &str = "tester";
 const PASS: &str = "s3cret:pass";
@@ -1555,4 +1556,123 @@ fn pull_with_identity_token_from_auth_file() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("identity token"), "{err}");
+}
+
+/// `stowage image cmd pull` fetches several registry images into bootc's storage at once, as
+/// podman would name them; podman reads them; `image cmd push` sends one back unchanged.
+#[test]
+fn image_cmd_pull_and_push_with_bootc_storage() {
+    let test = "image_cmd_pull_and_push_with_bootc_storage";
+    if skip(test) {
+        return;
+    }
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: {test}: writing containers-storage needs root here");
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let tmp = tempfile::tempdir().unwrap();
+    let a = two_layer_image(&tmp.path().join("a"), "v1");
+    let b = build_image(
+        &tmp.path().join("b"),
+        "v2",
+        &[vec![File {
+            path: "b/one",
+            data: b"one".to_vec(),
+        }]],
+    );
+    let name_a = format!("{}/bootc/a:v1", reg.addr);
+    let name_b = format!("{}/bootc/b:v2", reg.addr);
+    skopeo_push(&tmp.path().join("a"), "v1", &name_a, None, &[]);
+    skopeo_push(&tmp.path().join("b"), "v2", &name_b, None, &[]);
+
+    let root = tmp.path().join("storage");
+    let runroot = tmp.path().join("run");
+    let image = |args: &[&str]| {
+        let mut c = stowage();
+        c.arg("image")
+            .arg("--storage-root")
+            .arg(&root)
+            .arg("--runroot")
+            .arg(&runroot)
+            .args(args);
+        c
+    };
+    run_ok(&mut image(&[
+        "cmd",
+        "pull",
+        "--tls-verify=false",
+        &name_a,
+        &name_b,
+    ]));
+    let podman = || {
+        let mut c = Command::new("podman");
+        c.arg("--root").arg(&root).arg("--runroot").arg(&runroot);
+        c
+    };
+    let have_podman = which("podman");
+    for (name, img) in [(&name_a, &a), (&name_b, &b)] {
+        let out = run_ok(&mut image(&["cmd", "inspect", name]));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v[0]["Digest"], img.manifest_digest.as_str(), "{name}");
+        if have_podman {
+            let out = run_ok(podman().args(["image", "inspect", name]));
+            let p: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(
+                p[0]["Digest"],
+                img.manifest_digest.as_str(),
+                "podman: {name}"
+            );
+            assert_eq!(
+                p[0]["RootFS"]["Layers"], v[0]["RootFS"]["Layers"],
+                "podman: {name}"
+            );
+        }
+    }
+    // Push a back under a new name: the registry gets the same layers (diffIDs) and config.
+    let pushed = format!("{}/bootc/pushed:1", reg.addr);
+    run_ok(&mut image(&[
+        "cmd",
+        "push",
+        "--tls-verify=false",
+        &name_a,
+        &pushed,
+    ]));
+    let out = tmp.path().join("out");
+    run_ok(
+        skopeo()
+            .args(["copy", "-q", "--src-tls-verify=false"])
+            .arg(format!("docker://{pushed}"))
+            .arg(format!("oci:{}:t", out.display())),
+    );
+    assert_eq!(
+        layout_diff_ids(&out, "t"),
+        layout_diff_ids(&tmp.path().join("a"), "v1")
+    );
+    // A missing image fails that pull only, naming it, and exits 1.
+    let missing = format!("{}/bootc/missing:1", reg.addr);
+    let o = run(&mut image(&[
+        "cmd",
+        "pull",
+        "--tls-verify=false",
+        &name_b,
+        &missing,
+    ]));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("missing"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    if have_podman {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(root.join("overlay"))
+            .output();
+    }
+}
+
+fn which(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
