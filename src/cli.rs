@@ -200,6 +200,8 @@ pub enum CmdCommand {
         images: Vec<String>,
         #[command(flatten)]
         platform: PlatformOpts,
+        #[command(flatten)]
+        remote: RemoteOpts,
     },
     /// Push an image from bootc's storage to a destination (default: the registry it names).
     Push {
@@ -208,7 +210,29 @@ pub enum CmdCommand {
         /// Compress layers with this format.
         #[arg(long, value_enum)]
         dest_compress_format: Option<CompressFormat>,
+        #[command(flatten)]
+        remote: RemoteOpts,
     },
+}
+
+/// How `image cmd pull/push` reach a registry (podman's flag names). Without `--authfile`,
+/// bootc's own `/etc/ostree/auth.json` is used when it exists, as bootc does.
+#[derive(Debug, Args)]
+pub struct RemoteOpts {
+    /// Credentials (USER[:PASSWORD]) for the registry.
+    #[arg(long, value_name = "USER[:PASSWORD]")]
+    pub creds: Option<String>,
+    /// Require https and verify certificates (false: allow plain http and any certificate).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub tls_verify: Option<bool>,
+    /// Directory of CA certificates (*.crt) and client certificates (*.cert, *.key).
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+    /// Write machine-readable progress to file descriptor N as JSON Lines (bootc's protocol).
+    #[arg(long, value_name = "N")]
+    pub progress_fd: Option<u32>,
+    #[command(flatten)]
+    pub registry: RegistryOpts,
 }
 
 /// Layer compression choices.
@@ -274,6 +298,10 @@ pub struct CopyArgs {
     /// Layers transferred at once.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
+    /// Write machine-readable progress to file descriptor N as JSON Lines (bootc's
+    /// --progress-fd protocol); independent of --quiet.
+    #[arg(long, value_name = "N")]
+    pub progress_fd: Option<u32>,
     /// Credentials (USER[:PASSWORD]) for a docker:// source.
     #[arg(long, value_name = "USER[:PASSWORD]")]
     pub src_creds: Option<String>,

@@ -8,6 +8,7 @@ use stowage_engine::compression::Compression;
 use stowage_engine::copy::{copy_image, plan_image, CopyOptions};
 use stowage_engine::endpoint::{open_sink, open_source, EndpointOptions};
 use stowage_engine::manifest::PlatformSpec;
+use stowage_engine::progress::Observed;
 use stowage_engine::transport::ImageRef;
 
 use stowage_engine::registry::{Credentials, RegistryOptions, RegistrySource};
@@ -76,6 +77,7 @@ pub fn registry_options(
         retry_delay: seconds("--retry-delay", opts.retry_delay)?,
         connect_timeout: seconds("--connect-timeout", opts.connect_timeout)?,
         idle_timeout: seconds("--idle-timeout", opts.idle_timeout)?,
+        ..RegistryOptions::default()
     })
 }
 
@@ -123,8 +125,15 @@ fn copy(global: &GlobalOpts, args: CopyArgs) -> Result<ExitCode> {
         jobs: args.jobs as usize,
         platform: platform(&args.platform),
     };
-    let report = copy_image(source.as_ref(), sink.as_ref(), &copy_opts)
-        .with_context(|| format!("copying {src} to {dst}"))?;
+    let report = match crate::progress::for_copy(global.quiet, args.progress_fd)? {
+        Some(p) => copy_image(
+            &Observed::source(source.as_ref(), p.clone()),
+            &Observed::sink(sink.as_ref(), p),
+            &copy_opts,
+        ),
+        None => copy_image(source.as_ref(), sink.as_ref(), &copy_opts),
+    }
+    .with_context(|| format!("copying {src} to {dst}"))?;
     if let Some(path) = &args.digestfile {
         std::fs::write(path, report.manifest_digest.to_string())
             .with_context(|| format!("writing the manifest digest to {}", path.display()))?;

@@ -4,19 +4,21 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use stowage_engine::bootc::{self, ListSources};
 use stowage_engine::copy::{copy_image, CopyOptions};
 use stowage_engine::cstorage::{clone, ops, StorageSink, Store};
 use stowage_engine::endpoint::{open_sink, open_source, EndpointOptions};
+use stowage_engine::progress::{Observed, Progress};
 use stowage_engine::reference::Reference;
 use stowage_engine::transport::ImageRef;
 
 use crate::cli::{
-    CmdCommand, GlobalOpts, ImageArgs, ImageCommand, ListType, OutputFormat, SystemOpts,
+    CmdCommand, GlobalOpts, ImageArgs, ImageCommand, ListType, OutputFormat, RemoteOpts, SystemOpts,
 };
-use crate::commands::{compression, platform};
+use crate::commands::{compression, platform, registry_options};
 
 impl SystemOpts {
     fn bootc_storage(&self) -> PathBuf {
@@ -124,11 +126,19 @@ fn run_copy(
     dst: &ImageRef,
     opts: &EndpointOptions,
     copy: &CopyOptions,
+    progress: Option<&Arc<dyn Progress>>,
 ) -> Result<()> {
     let source = open_source(src, opts).with_context(|| format!("opening source {src}"))?;
     let sink = open_sink(dst, opts).with_context(|| format!("opening destination {dst}"))?;
-    let report = copy_image(source.as_ref(), sink.as_ref(), copy)
-        .with_context(|| format!("copying {src} to {dst}"))?;
+    let report = match progress {
+        Some(p) => copy_image(
+            &Observed::source(source.as_ref(), p.clone()),
+            &Observed::sink(sink.as_ref(), p.clone()),
+            copy,
+        ),
+        None => copy_image(source.as_ref(), sink.as_ref(), copy),
+    }
+    .with_context(|| format!("copying {src} to {dst}"))?;
     if !global.quiet {
         eprintln!(
             "Copied {src} to {dst}: {} layer(s) ({} bytes) copied, {} reused, in {:.2?}",
@@ -137,6 +147,27 @@ fn run_copy(
     }
     Ok(())
 }
+
+/// Registry options for `image cmd pull/push`: bootc's `/etc/ostree/auth.json` unless
+/// `--authfile` names another.
+fn remote_options(remote: &RemoteOpts) -> Result<stowage_engine::registry::RegistryOptions> {
+    let mut o = registry_options(
+        &remote.registry,
+        remote.creds.as_deref(),
+        remote.tls_verify,
+        remote.cert_dir.as_deref(),
+    )?;
+    if o.authfile.is_none() {
+        let bootc_auth = std::path::Path::new(BOOTC_AUTHFILE);
+        if bootc_auth.exists() {
+            o.authfile = Some(bootc_auth.to_path_buf());
+        }
+    }
+    Ok(o)
+}
+
+/// bootc's registry credentials, used instead of the user's.
+const BOOTC_AUTHFILE: &str = "/etc/ostree/auth.json";
 
 fn copy_to_storage(
     global: &GlobalOpts,
@@ -158,6 +189,7 @@ fn copy_to_storage(
         &dst,
         &sys.host_endpoints(),
         &CopyOptions::default(),
+        None,
     )?;
     Ok(ExitCode::SUCCESS)
 }
@@ -316,13 +348,16 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
         CmdCommand::Pull {
             images,
             platform: p,
+            remote,
         } => {
             let store_root = sys.bootc_storage();
             let copy = CopyOptions {
                 platform: platform(&p),
                 ..Default::default()
             };
-            let opts = sys.host_endpoints();
+            let mut opts = sys.host_endpoints();
+            opts.src_registry = remote_options(&remote)?;
+            let progress = crate::progress::for_copy(global.quiet, remote.progress_fd)?;
             let jobs: Vec<(ImageRef, ImageRef)> = images
                 .iter()
                 .map(|i| {
@@ -349,7 +384,8 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
                     .iter()
                     .map(|(src, dst)| {
                         s.spawn(|| {
-                            run_copy(global, src, dst, &opts, &copy).map_err(|e| format!("{e:#}"))
+                            run_copy(global, src, dst, &opts, &copy, progress.as_ref())
+                                .map_err(|e| format!("{e:#}"))
                         })
                     })
                     .collect();
@@ -371,6 +407,7 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
             image,
             destination,
             dest_compress_format,
+            remote,
         } => {
             let store = sys.read_bootc_store()?;
             let record = store
@@ -394,7 +431,16 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
             };
             let mut opts = sys.host_endpoints();
             opts.dest_compression = compression(dest_compress_format);
-            run_copy(global, &src, &dst, &opts, &CopyOptions::default())?;
+            opts.dest_registry = remote_options(&remote)?;
+            let progress = crate::progress::for_copy(global.quiet, remote.progress_fd)?;
+            run_copy(
+                global,
+                &src,
+                &dst,
+                &opts,
+                &CopyOptions::default(),
+                progress.as_ref(),
+            )?;
             Ok(ExitCode::SUCCESS)
         }
     }

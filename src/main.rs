@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod image;
+mod progress;
 
 use std::process::ExitCode;
 

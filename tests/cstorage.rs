@@ -1095,11 +1095,14 @@ fn assert_running(child: &mut Child, what: &str) {
     }
 }
 
-/// Open `fifo` for writing once `child` has opened it for reading (never blocking on a reader
-/// that has died).
+/// Open `fifo` for writing once `child` has opened it for reading, never blocking: a
+/// non-blocking open fails (ENXIO) until there is a reader, and the descriptor is then switched
+/// to blocking writes. (A second, blocking open could wait forever if the reader has already
+/// closed the FIFO again, e.g. because it reused a layer instead of reading it.)
 fn open_fifo_writer(fifo: &Path, child: &mut Child, what: &str) -> std::fs::File {
+    use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut probe = None;
+    let mut writer = None;
     wait_until(&format!("{what} opens {}", fifo.display()), || {
         assert_running(child, what);
         match std::fs::OpenOptions::new()
@@ -1108,16 +1111,20 @@ fn open_fifo_writer(fifo: &Path, child: &mut Child, what: &str) -> std::fs::File
             .open(fifo)
         {
             Ok(f) => {
-                probe = Some(f);
+                writer = Some(f);
                 true
             }
             Err(e) if e.raw_os_error() == Some(libc::ENXIO) => false,
             Err(e) => panic!("opening {}: {e}", fifo.display()),
         }
     });
-    // A reader is there, so a blocking open returns at once.
-    let w = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
-    drop(probe);
+    let w = writer.expect("opened");
+    // SAFETY: F_GETFL/F_SETFL on a descriptor this function owns; no memory is passed.
+    let ok = unsafe {
+        let flags = libc::fcntl(w.as_raw_fd(), libc::F_GETFL);
+        flags >= 0 && libc::fcntl(w.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) == 0
+    };
+    assert!(ok, "making the writer of {} blocking", fifo.display());
     w
 }
 

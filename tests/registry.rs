@@ -6,6 +6,7 @@
 mod registry_harness;
 
 use registry_harness::*;
+use std::process::Command;
 
 const USER: &str = "tester";
 const PASS: &str = "s3cret:pass";
@@ -282,6 +283,46 @@ fn pull_docker_schema2_and_missing() {
     ]));
     let src_ids = layout_diff_ids(&tmp.path().join("src"), "v1");
     assert_eq!(layout_diff_ids(&dest, "t"), src_ids);
+
+    // A Docker manifest list: the platform is chosen from it like from an OCI index.
+    let (_, _, arm) = build_index(&tmp.path().join("multi"), "m");
+    let list = format!("{}/docker/list:1", reg.addr);
+    skopeo_push(
+        &tmp.path().join("multi"),
+        "m",
+        &list,
+        None,
+        &["--all", "--format", "v2s2"],
+    );
+    let raw = run(stowage().args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{list}"),
+    ]));
+    let top: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(
+        top["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    let ours: serde_json::Value = serde_json::from_str(&run_ok(stowage().args([
+        "inspect",
+        "--tls-verify=false",
+        "--override-arch=arm64",
+        &format!("docker://{list}"),
+    ])))
+    .unwrap();
+    let theirs: serde_json::Value = serde_json::from_str(&run_ok(skopeo().args([
+        "inspect",
+        "--tls-verify=false",
+        "--override-arch=arm64",
+        &format!("docker://{list}"),
+    ])))
+    .unwrap();
+    assert_eq!(ours["Digest"], theirs["Digest"]);
+    assert_eq!(ours["Layers"], theirs["Layers"]);
+    assert_eq!(ours["Layers"][0], arm.layers[0].as_str());
+    assert_eq!(ours["Architecture"], "arm64");
 
     // Missing tag and missing repository: a clear error naming the image.
     for missing in [
@@ -793,7 +834,9 @@ fn faults_corrupted_blob_is_an_error_and_not_stored() {
         &format!("oci:{}:o", dest.display()),
     ]));
     let index_before = std::fs::read(dest.join("index.json")).unwrap();
-    proxy.add(&img.layers[0], Fault::Corrupt(1000), 1);
+    let blobs_before = layout_blobs(&dest);
+    // The second layer is corrupted, after the first was copied.
+    proxy.add(&img.layers[1], Fault::Corrupt(1000), 1);
     let out = run(stowage_home(tmp.path())
         .args(["copy", "--src-tls-verify=false", "--jobs=1"])
         .arg(format!("docker://{}/f/app:v1", proxy.addr()))
@@ -801,12 +844,17 @@ fn faults_corrupted_blob_is_an_error_and_not_stored() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("digest mismatch") && err.contains(&img.layers[0]),
+        err.contains("digest mismatch") && err.contains(&img.layers[1]),
         "{err}"
     );
     assert_eq!(
         std::fs::read(dest.join("index.json")).unwrap(),
         index_before
+    );
+    assert_eq!(
+        layout_blobs(&dest),
+        blobs_before,
+        "no blob of the failed copy was kept"
     );
     for b in layout_blobs(&dest) {
         assert_eq!(
@@ -815,7 +863,7 @@ fn faults_corrupted_blob_is_an_error_and_not_stored() {
             "every stored blob is intact"
         );
     }
-    assert!(!layout_blobs(&dest).contains(&img.layers[0]));
+    assert!(!layout_blobs(&dest).contains(&img.layers[1]));
 }
 
 #[test]
@@ -974,4 +1022,657 @@ fn faults_token_rejected_mid_pull_is_refreshed() {
         reqs[0].head.header("authorization"),
         reqs[1].head.header("authorization")
     );
+}
+
+/// `skopeo inspect` of a registry image (plain http).
+fn skopeo_inspect(image: &str, creds: Option<&str>) -> serde_json::Value {
+    let mut c = skopeo();
+    c.args(["inspect", "--tls-verify=false"]);
+    if let Some(cr) = creds {
+        c.args(["--creds", cr]);
+    }
+    serde_json::from_str(&run_ok(c.arg(format!("docker://{image}")))).unwrap()
+}
+
+/// skopeo pulls `image` into a new layout under `tmp`; returns the layout.
+fn skopeo_pull(
+    image: &str,
+    creds: Option<&str>,
+    tmp: &std::path::Path,
+    name: &str,
+) -> std::path::PathBuf {
+    let dest = tmp.join(name);
+    let mut c = skopeo();
+    c.args(["copy", "-q", "--src-tls-verify=false"]);
+    if let Some(cr) = creds {
+        c.args(["--src-creds", cr]);
+    }
+    run_ok(
+        c.arg(format!("docker://{image}"))
+            .arg(format!("oci:{}:t", dest.display())),
+    );
+    dest
+}
+
+#[test]
+fn push_from_oci_layout_matches_skopeo() {
+    if skip("push_from_oci_layout_matches_skopeo") {
+        return;
+    }
+    let reg = Registry::start(
+        Auth::Htpasswd {
+            user: USER.into(),
+            password: PASS.into(),
+        },
+        None,
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let img = two_layer_image(&src, "v1");
+    let creds = format!("{USER}:{PASS}");
+    let name = format!("{}/push/app:v1", reg.addr);
+    // Without credentials: refused, nothing pushed under the tag.
+    let out = run(stowage_home(tmp.path()).args([
+        "copy",
+        "--dest-tls-verify=false",
+        "--retry-times=0",
+        &format!("oci:{}:v1", src.display()),
+        &format!("docker://{name}"),
+    ]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized"));
+    run_ok(stowage_home(tmp.path()).args([
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
+        &format!("oci:{}:v1", src.display()),
+        &format!("docker://{name}"),
+    ]));
+    let ours = skopeo_inspect(&name, Some(&creds));
+    assert_eq!(ours["Digest"], img.manifest_digest.as_str());
+    // skopeo pushes the same image to another tag: the registry holds identical manifests.
+    skopeo_push(
+        &src,
+        "v1",
+        &format!("{}/push/app:sk", reg.addr),
+        Some(&creds),
+        &[],
+    );
+    let theirs = skopeo_inspect(&format!("{}/push/app:sk", reg.addr), Some(&creds));
+    assert_eq!(ours["Digest"], theirs["Digest"]);
+    assert_eq!(ours["Layers"], theirs["Layers"]);
+    // What comes back is what went in.
+    let back = skopeo_pull(&name, Some(&creds), tmp.path(), "back");
+    assert_eq!(layout_manifest_digest(&back, "t"), img.manifest_digest);
+    assert_eq!(layout_blobs(&back), layout_blobs(&src));
+}
+
+#[test]
+fn push_reuses_existing_blobs_and_mounts_across_repositories() {
+    if skip("push_reuses_existing_blobs_and_mounts_across_repositories") {
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let proxy = FaultProxy::start(&reg.addr);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let img = two_layer_image(&src, "v1");
+    let push = |from: &str, to: &str| {
+        run_ok(stowage_home(tmp.path()).args([
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            from,
+            &format!("docker://{}/{to}", proxy.addr()),
+        ]));
+    };
+    let uploads = |repo: &str| {
+        proxy
+            .requests(&format!("/v2/{repo}/blobs/uploads/"))
+            .into_iter()
+            .filter(|s| s.head.method == "POST")
+            .collect::<Vec<_>>()
+    };
+    push(&format!("oci:{}:v1", src.display()), "a/app:v1");
+    assert_eq!(uploads("a/app").len(), 3, "two layers and the config");
+    // Again: everything is there, only HEADs and the manifest.
+    push(&format!("oci:{}:v1", src.display()), "a/app:v2");
+    assert_eq!(
+        uploads("a/app").len(),
+        3,
+        "nothing uploaded the second time"
+    );
+    // Registry to registry, another repository: layers are mounted, not uploaded.
+    push(&format!("docker://{}/a/app:v1", proxy.addr()), "b/app:v1");
+    let b = uploads("b/app");
+    let mounts = b
+        .iter()
+        .filter(|s| s.head.target.contains("mount="))
+        .count();
+    assert_eq!(mounts, 2, "{b:?}");
+    assert!(proxy
+        .requests("/v2/b/app/blobs/uploads/")
+        .iter()
+        .all(|s| s.head.method != "PATCH"));
+    assert!(
+        proxy
+            .requests("/v2/a/app/blobs/")
+            .iter()
+            .filter(|s| s.head.method == "GET")
+            .count()
+            <= 1,
+        "layers were not read from a"
+    );
+    assert_eq!(
+        skopeo_inspect(&format!("{}/b/app:v1", reg.addr), None)["Digest"],
+        img.manifest_digest.as_str()
+    );
+}
+
+#[test]
+fn push_chunked_and_recompressed() {
+    if skip("push_chunked_and_recompressed") {
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let proxy = FaultProxy::start(&reg.addr);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    // One layer larger than the 8 MiB upload chunk.
+    let img = build_image(
+        &src,
+        "big",
+        &[vec![File {
+            path: "big",
+            data: noise(7, 9 << 20),
+        }]],
+    );
+    let source_ids = layout_diff_ids(&src, "big");
+    for (tag, extra) in [
+        ("gz", vec![]),
+        ("zst", vec!["--dest-compress-format", "zstd"]),
+    ] {
+        run_ok(
+            stowage_home(tmp.path())
+                .args(["copy", "--dest-tls-verify=false"])
+                .args(&extra)
+                .arg(format!("oci:{}:big", src.display()))
+                .arg(format!("docker://{}/big/app:{tag}", proxy.addr())),
+        );
+        let back = skopeo_pull(
+            &format!("{}/big/app:{tag}", reg.addr),
+            None,
+            tmp.path(),
+            tag,
+        );
+        assert_eq!(layout_diff_ids(&back, "t"), source_ids, "{tag}");
+        let m: serde_json::Value =
+            serde_json::from_slice(&layout_blob(&back, &layout_manifest_digest(&back, "t")))
+                .unwrap();
+        let media_type = m["layers"][0]["mediaType"].as_str().unwrap().to_string();
+        if tag == "gz" {
+            assert_eq!(layout_manifest_digest(&back, "t"), img.manifest_digest);
+        } else {
+            assert_eq!(media_type, "application/vnd.oci.image.layer.v1.tar+zstd");
+            assert_ne!(layout_manifest_digest(&back, "t"), img.manifest_digest);
+        }
+    }
+    let patches = proxy
+        .requests("/v2/big/app/blobs/uploads/")
+        .into_iter()
+        .filter(|s| s.head.method == "PATCH")
+        .collect::<Vec<_>>();
+    assert_eq!(
+        patches.len(),
+        2,
+        "one 8 MiB chunk per upload, the rest with the PUT"
+    );
+    assert!(patches
+        .iter()
+        .all(|p| p.head.header("content-range") == Some(&format!("0-{}", (8 << 20) - 1))));
+}
+
+#[test]
+fn push_with_token_auth_and_registries_conf() {
+    if skip("push_with_token_auth_and_registries_conf") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (_tokens, reg, img) = token_registry(tmp.path());
+    let creds = format!("{USER}:{PASS}");
+    // Registry to registry inside a token registry: the mount needs pull access to the
+    // source repository in the same token.
+    run_ok(stowage_home(tmp.path()).args([
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--src-creds",
+        &creds,
+        "--dest-creds",
+        &creds,
+        &format!("docker://{}/tok/app:v1", reg.addr),
+        &format!("docker://{}/tok/copy:v1", reg.addr),
+    ]));
+    assert_eq!(
+        skopeo_inspect(&format!("{}/tok/copy:v1", reg.addr), Some(&creds))["Digest"],
+        img.manifest_digest.as_str()
+    );
+    // registries.conf: pushes go to the location (never a mirror); blocked is refused.
+    let conf = tmp.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nprefix = \"stowage.test/p\"\nlocation = \"{}/relocated\"\ninsecure = true\n[[registry.mirror]]\nlocation = \"127.0.0.1:1/never\"\n\n[[registry]]\nprefix = \"stowage.test/blocked\"\nlocation = \"stowage.test/blocked\"\nblocked = true\n",
+            reg.addr
+        ),
+    )
+    .unwrap();
+    run_ok(
+        stowage_home(tmp.path())
+            .args(["copy", "--dest-creds", &creds, "--registries-conf"])
+            .arg(&conf)
+            .arg(format!("oci:{}:v1", tmp.path().join("src").display()))
+            .arg("docker://stowage.test/p/app:v1"),
+    );
+    assert_eq!(
+        skopeo_inspect(&format!("{}/relocated/app:v1", reg.addr), Some(&creds))["Digest"],
+        img.manifest_digest.as_str()
+    );
+    let out = run(stowage_home(tmp.path())
+        .args(["copy", "--registries-conf"])
+        .arg(&conf)
+        .arg(format!("oci:{}:v1", tmp.path().join("src").display()))
+        .arg("docker://stowage.test/blocked/app:v1"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("blocked"));
+}
+
+#[test]
+fn push_from_containers_storage_compresses_on_the_fly() {
+    if skip("push_from_containers_storage_compresses_on_the_fly") {
+        return;
+    }
+    if !rustix::process::geteuid().is_root() {
+        // Writing a containers-storage store (ownership, whiteout devices) needs root.
+        eprintln!("SKIP: push_from_containers_storage_compresses_on_the_fly: needs root");
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    two_layer_image(&src, "v1");
+    let source_ids = layout_diff_ids(&src, "v1");
+    let store = format!(
+        "containers-storage:[overlay@{}+{}]",
+        tmp.path().join("root").display(),
+        tmp.path().join("runroot").display()
+    );
+    run_ok(stowage().args([
+        "copy",
+        &format!("oci:{}:v1", src.display()),
+        &format!("{store}cs/app:v1"),
+    ]));
+    for (tag, extra, media_type) in [
+        ("gz", vec![], "application/vnd.oci.image.layer.v1.tar+gzip"),
+        (
+            "zst",
+            vec!["--dest-compress-format", "zstd"],
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+        ),
+    ] {
+        run_ok(
+            stowage()
+                .args(["copy", "--dest-tls-verify=false"])
+                .args(&extra)
+                .arg(format!("{store}cs/app:v1"))
+                .arg(format!("docker://{}/cs/app:{tag}", reg.addr)),
+        );
+        let back = skopeo_pull(&format!("{}/cs/app:{tag}", reg.addr), None, tmp.path(), tag);
+        assert_eq!(layout_diff_ids(&back, "t"), source_ids, "{tag}");
+        let m: serde_json::Value =
+            serde_json::from_slice(&layout_blob(&back, &layout_manifest_digest(&back, "t")))
+                .unwrap();
+        for l in m["layers"].as_array().unwrap() {
+            assert_eq!(l["mediaType"], media_type);
+        }
+    }
+}
+
+#[test]
+fn push_retries_server_errors() {
+    if skip("push_retries_server_errors") {
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let proxy = FaultProxy::start(&reg.addr);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let img = two_layer_image(&src, "v1");
+    proxy.add("/blobs/uploads/", Fault::Status(503), 2);
+    proxy.add("/manifests/v1", Fault::Status(500), 1);
+    run_ok(stowage_home(tmp.path()).args([
+        "copy",
+        "--dest-tls-verify=false",
+        "--retry-delay=0.01",
+        &format!("oci:{}:v1", src.display()),
+        &format!("docker://{}/r/app:v1", proxy.addr()),
+    ]));
+    assert_eq!(
+        skopeo_inspect(&format!("{}/r/app:v1", reg.addr), None)["Digest"],
+        img.manifest_digest.as_str()
+    );
+    // Failing for good: an error, and the tag does not exist.
+    proxy.add("/blobs/uploads/", Fault::Status(503), 100);
+    let other = tmp.path().join("other");
+    build_image(
+        &other,
+        "o",
+        &[vec![File {
+            path: "y",
+            data: noise(9, 1000),
+        }]],
+    );
+    let out = run(stowage_home(tmp.path()).args([
+        "copy",
+        "--dest-tls-verify=false",
+        "--retry-delay=0.01",
+        "--retry-times=1",
+        &format!("oci:{}:o", other.display()),
+        &format!("docker://{}/r/other:v1", proxy.addr()),
+    ]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("503"));
+    let out = run(skopeo().args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{}/r/other:v1", reg.addr),
+    ]));
+    assert!(!out.status.success(), "nothing was tagged");
+}
+
+#[test]
+fn progress_json_lines_and_plain_lines() {
+    if skip("progress_json_lines_and_plain_lines") {
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let tmp = tempfile::tempdir().unwrap();
+    let img = two_layer_image(&tmp.path().join("src"), "v1");
+    let name = format!("{}/prog/app:v1", reg.addr);
+    skopeo_push(&tmp.path().join("src"), "v1", &name, None, &[]);
+    let dest = tmp.path().join("out");
+    let pull = |extra: &[&str]| {
+        run(stowage()
+            .args(["copy", "--src-tls-verify=false"])
+            .args(extra)
+            .arg(format!("docker://{name}"))
+            .arg(format!("oci:{}:t", dest.display())))
+    };
+    // JSON Lines on fd 1 (stdout), plain lines on stderr (not a terminal here).
+    let out = pull(&["--progress-fd", "1"]);
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines[0],
+        serde_json::json!({"type": "Start", "version": "0.1.0"})
+    );
+    let last_bytes = lines
+        .iter()
+        .rev()
+        .find(|v| v["type"] == "ProgressBytes")
+        .unwrap();
+    assert_eq!(last_bytes["id"], format!("docker://{name}"));
+    assert_eq!(last_bytes["steps"], 2);
+    assert_eq!(last_bytes["stepsTotal"], 2);
+    assert_eq!(last_bytes["bytes"], last_bytes["bytesTotal"]);
+    let ids: Vec<&str> = last_bytes["subtasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    for l in &img.layers {
+        assert!(ids.contains(&l.as_str()), "{ids:?}");
+    }
+    assert_eq!(lines.last().unwrap()["type"], "ProgressSteps");
+    let err = String::from_utf8(out.stderr).unwrap();
+    for l in &img.layers {
+        assert!(
+            err.contains(&format!("Copying blob {} done", &l[..19])),
+            "{err}"
+        );
+    }
+    assert!(
+        err.contains("Writing manifest to image destination"),
+        "{err}"
+    );
+    // Again: layers are reported as already there; -q silences stderr but not the fd.
+    let out = pull(&["-q", "--progress-fd", "1"]);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("Copying"));
+    let last: serde_json::Value = serde_json::from_str(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .rfind(|l| l.contains("ProgressBytes"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(last["stepsCached"], 2);
+    let out = pull(&[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("skipped: already exists"));
+    // A descriptor that is not open is a clear error.
+    let out = pull(&["--progress-fd", "97"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--progress-fd 97"));
+}
+
+#[test]
+fn auth_challenge_learned_from_a_later_401() {
+    if skip("auth_challenge_learned_from_a_later_401") {
+        return;
+    }
+    let reg = Registry::start(
+        Auth::Htpasswd {
+            user: USER.into(),
+            password: PASS.into(),
+        },
+        None,
+    );
+    let proxy = FaultProxy::start(&reg.addr);
+    let tmp = tempfile::tempdir().unwrap();
+    let img = two_layer_image(&tmp.path().join("src"), "v1");
+    let creds = format!("{USER}:{PASS}");
+    skopeo_push(
+        &tmp.path().join("src"),
+        "v1",
+        &format!("{}/f/app:v1", reg.addr),
+        Some(&creds),
+        &[],
+    );
+    // The ping is answered 200 without a challenge (anonymous pings allowed); the manifest
+    // request then gets the registry's Basic challenge, and the client adopts it.
+    proxy.add("=/v2/", Fault::Status(200), 1);
+    let (out, dest) = pull_via(
+        &proxy,
+        "f/app:v1",
+        tmp.path(),
+        "a",
+        &["--src-creds", &creds],
+    );
+    assert_pulled(&out, &dest, &img);
+    let manifests = proxy.requests("/manifests/");
+    assert_eq!(manifests[0].head.header("authorization"), None);
+    assert!(manifests[1]
+        .head
+        .header("authorization")
+        .is_some_and(|a| a.starts_with("Basic ")));
+}
+
+#[test]
+fn pull_with_identity_token_from_auth_file() {
+    if skip("pull_with_identity_token_from_auth_file") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (tokens, reg, img) = token_registry(tmp.path());
+    let authfile = tmp.path().join("auth.json");
+    let write = |token: &str| {
+        std::fs::write(
+            &authfile,
+            serde_json::to_vec(
+                &serde_json::json!({"auths": {reg.addr.clone(): {"identitytoken": token}}}),
+            )
+            .unwrap(),
+        )
+        .unwrap()
+    };
+    write(REFRESH_TOKEN);
+    let dest = tmp.path().join("out");
+    run_ok(
+        stowage_home(tmp.path())
+            .args(["copy", "--src-tls-verify=false", "--authfile"])
+            .arg(&authfile)
+            .arg(format!("docker://{}/tok/app:v1", reg.addr))
+            .arg(format!("oci:{}:t", dest.display())),
+    );
+    assert_eq!(layout_manifest_digest(&dest, "t"), img.manifest_digest);
+    assert!(tokens.state.lock().unwrap().oauth_posts >= 1);
+    write("revoked");
+    let out = run(stowage_home(tmp.path())
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            "--retry-times=0",
+            "--authfile",
+        ])
+        .arg(&authfile)
+        .arg(format!("docker://{}/tok/app:v1", reg.addr)));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("identity token"), "{err}");
+}
+
+/// `stowage image cmd pull` fetches several registry images into bootc's storage at once, as
+/// podman would name them; podman reads them; `image cmd push` sends one back unchanged.
+#[test]
+fn image_cmd_pull_and_push_with_bootc_storage() {
+    let test = "image_cmd_pull_and_push_with_bootc_storage";
+    if skip(test) {
+        return;
+    }
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: {test}: writing containers-storage needs root here");
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let tmp = tempfile::tempdir().unwrap();
+    let a = two_layer_image(&tmp.path().join("a"), "v1");
+    let b = build_image(
+        &tmp.path().join("b"),
+        "v2",
+        &[vec![File {
+            path: "b/one",
+            data: b"one".to_vec(),
+        }]],
+    );
+    let name_a = format!("{}/bootc/a:v1", reg.addr);
+    let name_b = format!("{}/bootc/b:v2", reg.addr);
+    skopeo_push(&tmp.path().join("a"), "v1", &name_a, None, &[]);
+    skopeo_push(&tmp.path().join("b"), "v2", &name_b, None, &[]);
+
+    let root = tmp.path().join("storage");
+    let runroot = tmp.path().join("run");
+    let image = |args: &[&str]| {
+        let mut c = stowage();
+        c.arg("image")
+            .arg("--storage-root")
+            .arg(&root)
+            .arg("--runroot")
+            .arg(&runroot)
+            .args(args);
+        c
+    };
+    run_ok(&mut image(&[
+        "cmd",
+        "pull",
+        "--tls-verify=false",
+        &name_a,
+        &name_b,
+    ]));
+    let podman = || {
+        let mut c = Command::new("podman");
+        c.arg("--root").arg(&root).arg("--runroot").arg(&runroot);
+        c
+    };
+    let have_podman = which("podman");
+    for (name, img) in [(&name_a, &a), (&name_b, &b)] {
+        let out = run_ok(&mut image(&["cmd", "inspect", name]));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v[0]["Digest"], img.manifest_digest.as_str(), "{name}");
+        if have_podman {
+            let out = run_ok(podman().args(["image", "inspect", name]));
+            let p: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(
+                p[0]["Digest"],
+                img.manifest_digest.as_str(),
+                "podman: {name}"
+            );
+            assert_eq!(
+                p[0]["RootFS"]["Layers"], v[0]["RootFS"]["Layers"],
+                "podman: {name}"
+            );
+        }
+    }
+    // Push a back under a new name: the registry gets the same layers (diffIDs) and config.
+    let pushed = format!("{}/bootc/pushed:1", reg.addr);
+    run_ok(&mut image(&[
+        "cmd",
+        "push",
+        "--tls-verify=false",
+        &name_a,
+        &pushed,
+    ]));
+    let out = tmp.path().join("out");
+    run_ok(
+        skopeo()
+            .args(["copy", "-q", "--src-tls-verify=false"])
+            .arg(format!("docker://{pushed}"))
+            .arg(format!("oci:{}:t", out.display())),
+    );
+    assert_eq!(
+        layout_diff_ids(&out, "t"),
+        layout_diff_ids(&tmp.path().join("a"), "v1")
+    );
+    // A missing image fails that pull only, naming it, and exits 1.
+    let missing = format!("{}/bootc/missing:1", reg.addr);
+    let o = run(&mut image(&[
+        "cmd",
+        "pull",
+        "--tls-verify=false",
+        &name_b,
+        &missing,
+    ]));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("missing"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    if have_podman {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(root.join("overlay"))
+            .output();
+    }
+}
+
+fn which(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }

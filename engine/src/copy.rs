@@ -279,7 +279,9 @@ pub fn copy_image(
         plan.layers.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    // The error of the lowest failing layer: a layer that fails because one below it failed
+    // (containers-storage stores layers in order) must not hide the cause.
+    let first_error: Mutex<Option<(usize, Error)>> = Mutex::new(None);
     let copied = AtomicUsize::new(0);
     let bytes = std::sync::atomic::AtomicU64::new(0);
     let n = plan.layers.len();
@@ -338,13 +340,16 @@ pub fn copy_image(
                 }
                 if let Err(e) = work(i) {
                     failed.store(true, Ordering::Relaxed);
-                    first_error.lock().unwrap().get_or_insert(e);
+                    let mut slot = first_error.lock().unwrap();
+                    if slot.as_ref().is_none_or(|(j, _)| i < *j) {
+                        *slot = Some((i, e));
+                    }
                     return;
                 }
             });
         }
     });
-    if let Some(e) = first_error.into_inner().unwrap() {
+    if let Some((_, e)) = first_error.into_inner().unwrap() {
         return Err(e);
     }
 

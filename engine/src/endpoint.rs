@@ -11,7 +11,7 @@ use crate::cstorage::{StorageSink, StorageSource, Store};
 use crate::error::{Error, Result};
 use crate::oci_archive::{OciArchiveSink, OciArchiveSource};
 use crate::oci_layout::{OciSink, OciSource};
-use crate::registry::{RegistryOptions, RegistrySource};
+use crate::registry::{RegistryOptions, RegistrySink, RegistrySource};
 use crate::transport::{ImageRef, StorageImage, StoreSpec};
 
 /// Settings that apply to every endpoint.
@@ -98,6 +98,11 @@ pub fn open_source(r: &ImageRef, options: &EndpointOptions) -> Result<Box<dyn Im
 /// Open `r` for writing.
 pub fn open_sink(r: &ImageRef, options: &EndpointOptions) -> Result<Box<dyn ImageSink>> {
     match r {
+        ImageRef::Docker(reference) => Ok(Box::new(RegistrySink::open(
+            reference,
+            &options.dest_registry,
+            options.dest_compression,
+        )?)),
         ImageRef::Oci { path, tag } => Ok(Box::new(OciSink::create(
             path,
             tag.as_deref(),

@@ -29,6 +29,7 @@ pub mod manifest;
 pub mod oci_archive;
 pub mod oci_layout;
 pub mod ostree;
+pub mod progress;
 pub mod reference;
 pub mod registry;
 pub mod tar_split;

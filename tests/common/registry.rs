@@ -233,13 +233,30 @@ pub fn run_ok(cmd: &mut Command) -> String {
 pub fn skopeo() -> Command {
     let mut c = Command::new("skopeo");
     c.env_remove("REGISTRY_AUTH_FILE");
+    for v in PROXY_VARS {
+        c.env_remove(v);
+    }
     c
 }
 
-/// A `stowage` command (the binary under test).
+/// Environment variables that would send loopback traffic to an HTTP proxy.
+const PROXY_VARS: [&str; 6] = [
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+];
+
+/// A `stowage` command (the binary under test), with no auth file or proxy from the
+/// caller's environment.
 pub fn stowage() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_stowage"));
     c.env_remove("REGISTRY_AUTH_FILE");
+    for v in PROXY_VARS {
+        c.env_remove(v);
+    }
     c
 }
 
@@ -715,7 +732,12 @@ pub struct TokenState {
     pub expired_first: usize,
     /// Requests refused for bad credentials.
     pub refused: usize,
+    /// OAuth2 refresh-token grants (POST) answered.
+    pub oauth_posts: usize,
 }
+
+/// The refresh token ("identitytoken") the token server accepts.
+pub const REFRESH_TOKEN: &str = "stowage-test-refresh-token";
 
 /// A JWT token server for docker-registry's `auth: token`, signing ES256 tokens with a key
 /// whose self-signed certificate is the registry's root bundle.
@@ -760,7 +782,34 @@ impl TokenServer {
             let Some(head) = read_head(&mut stream).and_then(|h| parse_request(&h)) else {
                 return;
             };
-            if head.header("authorization") != Some(expected.as_str()) {
+            // POST: the OAuth2 refresh-token grant, form-encoded in the body.
+            let mut form_query = String::new();
+            if head.method == "POST" {
+                use std::io::Read;
+                let len: u64 = head
+                    .header("content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let _ = (&mut stream).take(len).read_to_string(&mut form_query);
+                let form = url_pairs(&form_query);
+                let ok = form
+                    .iter()
+                    .any(|(k, v)| k == "grant_type" && v == "refresh_token")
+                    && form
+                        .iter()
+                        .any(|(k, v)| k == "refresh_token" && v == REFRESH_TOKEN);
+                if !ok {
+                    st.lock().unwrap().refused += 1;
+                    respond(
+                        &mut stream,
+                        "401 Unauthorized",
+                        &[],
+                        br#"{"error":"invalid_grant"}"#,
+                    );
+                    return;
+                }
+                st.lock().unwrap().oauth_posts += 1;
+            } else if head.header("authorization") != Some(expected.as_str()) {
                 st.lock().unwrap().refused += 1;
                 respond(
                     &mut stream,
@@ -770,7 +819,11 @@ impl TokenServer {
                 );
                 return;
             }
-            let query = head.target.split_once('?').map(|(_, q)| q).unwrap_or("");
+            let query = if head.method == "POST" {
+                form_query.as_str()
+            } else {
+                head.target.split_once('?').map(|(_, q)| q).unwrap_or("")
+            };
             let mut access = Vec::new();
             for (k, v) in url_pairs(query) {
                 if k == "scope" {
@@ -932,7 +985,7 @@ pub enum Fault {
 /// A fault applied to the next `times` requests whose target contains `path`.
 #[derive(Debug, Clone)]
 pub struct Rule {
-    /// Substring of the request target.
+    /// Substring of the request target, or `=TARGET` for an exact match.
     pub path: String,
     /// What to do.
     pub fault: Fault,
@@ -973,9 +1026,13 @@ impl FaultProxy {
             };
             let fault = {
                 let mut rules = r.lock().unwrap();
-                let hit = rules
-                    .iter_mut()
-                    .find(|rule| rule.times > 0 && head.target.contains(&rule.path));
+                let hit = rules.iter_mut().find(|rule| {
+                    rule.times > 0
+                        && match rule.path.strip_prefix('=') {
+                            Some(exact) => head.target == exact,
+                            None => head.target.contains(&rule.path),
+                        }
+                });
                 hit.map(|rule| {
                     rule.times -= 1;
                     rule.fault.clone()
@@ -1023,6 +1080,18 @@ impl FaultProxy {
             req.push_str("Connection: close\r\n\r\n");
             if upstream.write_all(req.as_bytes()).is_err() {
                 return;
+            }
+            // A request body (uploads): forward exactly Content-Length bytes.
+            let body_len: u64 = head
+                .header("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if body_len > 0 {
+                use std::io::Read;
+                let mut limited = (&mut client).take(body_len);
+                if std::io::copy(&mut limited, &mut upstream).is_err() {
+                    return;
+                }
             }
             let Some(resp_head) = read_head(&mut upstream) else {
                 return;

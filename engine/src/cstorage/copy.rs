@@ -117,6 +117,7 @@ impl ImageSink for StorageSink {
             layer_ids,
             extract,
             states: Mutex::new(states),
+            causes: Mutex::new(vec![None; plan.layers.len()]),
             changed: Condvar::new(),
         }))
     }
@@ -136,6 +137,8 @@ struct StorageWriter<'s> {
     layer_ids: Vec<String>,
     extract: ExtractOptions,
     states: Mutex<Vec<LayerState>>,
+    /// Why each failed layer failed, so the layers above it can say.
+    causes: Mutex<Vec<Option<String>>>,
     changed: Condvar,
 }
 
@@ -145,16 +148,27 @@ impl StorageWriter<'_> {
         self.changed.notify_all();
     }
 
-    /// Wait until layer `i` is at least `at_least` (Begun < Done); error if it failed.
+    /// Mark layer `i` failed because of `e`.
+    fn fail(&self, i: usize, e: &Error) {
+        self.causes.lock().unwrap()[i] = Some(e.to_string());
+        self.set_state(i, LayerState::Failed);
+    }
+
+    /// Wait until layer `i` is at least `at_least` (Begun < Done); error (naming the cause) if
+    /// it failed.
     fn wait_for(&self, i: usize, at_least: LayerState) -> Result<()> {
         let mut states = self.states.lock().unwrap();
         loop {
             match (states[i], at_least) {
                 (LayerState::Failed, _) => {
+                    let cause = self.causes.lock().unwrap()[i].clone().unwrap_or_default();
                     return Err(Error::Conflict {
                         what: format!("layer {} of {}", i + 2, self.plan.source_name),
-                        reason: format!("not stored because layer {} below it failed", i + 1),
-                    })
+                        reason: format!(
+                            "not stored because layer {} below it failed: {cause}",
+                            i + 1
+                        ),
+                    });
                 }
                 (LayerState::Done, _) | (LayerState::Begun, LayerState::Begun) => return Ok(()),
                 _ => states = self.changed.wait(states).unwrap(),
@@ -292,7 +306,14 @@ impl ImageWriter for StorageWriter<'_> {
                 Err(Error::Conflict { .. }) if self.store().layer(&new.id).is_ok() => {
                     return Ok(());
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    // The parent may have failed and been removed just after this layer saw it
+                    // begun ("parent layer not found"): then the parent's failure is the cause.
+                    if i > 0 {
+                        self.wait_for(i - 1, LayerState::Done)?;
+                    }
+                    return Err(e);
+                }
             };
             self.set_state(i, LayerState::Begun);
             // Dropping the handle on error aborts the layer (record, directories, link).
@@ -311,7 +332,7 @@ impl ImageWriter for StorageWriter<'_> {
                 })
             }
             Err(e) => {
-                self.set_state(i, LayerState::Failed);
+                self.fail(i, &e);
                 Err(e)
             }
         }

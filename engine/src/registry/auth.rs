@@ -7,7 +7,8 @@
 //! 2. with `Basic`, every request carries `Authorization: Basic base64(user:pass)`;
 //! 3. with `Bearer`, the client asks the realm for a token:
 //!    `GET realm?service=SERVICE&scope=repository:REPO:pull` (Basic credentials attached when
-//!    the user has some, anonymous otherwise), and reads `token` or `access_token` and
+//!    the user has some, anonymous otherwise; with an identity token from auth.json, the
+//!    OAuth2 refresh-token grant `POST realm` instead), and reads `token` or `access_token` and
 //!    `expires_in` from the JSON answer ([`TokenResponse`]); tokens are cached per scope until
 //!    shortly before they expire;
 //! 4. a `401` on a request that carried a token (it expired or was revoked mid-pull) drops the
@@ -24,13 +25,17 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde::Deserialize;
 
-/// A user name and password (or registry token used as a password).
+/// A user name and password (or registry token used as a password), or an OAuth2 refresh
+/// token (auth.json's `identitytoken`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     /// The user name.
     pub username: String,
     /// The password or token.
     pub password: String,
+    /// An OAuth2 refresh token: when set, bearer tokens are asked for with
+    /// `POST realm` (`grant_type=refresh_token`) instead of Basic credentials.
+    pub identity_token: Option<String>,
 }
 
 impl fmt::Debug for Credentials {
@@ -38,6 +43,10 @@ impl fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("username", &self.username)
             .field("password", &"<redacted>")
+            .field(
+                "identity_token",
+                &self.identity_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -52,7 +61,17 @@ impl Credentials {
         Some(Credentials {
             username: user.to_string(),
             password: pass.to_string(),
+            identity_token: None,
         })
+    }
+
+    /// An OAuth2 refresh token (with the user name it was issued to, if known).
+    pub fn identity(username: &str, token: &str) -> Credentials {
+        Credentials {
+            username: username.to_string(),
+            password: String::new(),
+            identity_token: Some(token.to_string()),
+        }
     }
 
     /// Decode the `auth` field of an auth.json entry: base64 of `user:password`.
@@ -65,16 +84,21 @@ impl Credentials {
         Some(Credentials {
             username: user.to_string(),
             password: pass.to_string(),
+            identity_token: None,
         })
     }
 
-    /// The `Authorization` header value for HTTP Basic.
-    pub fn basic_header(&self) -> String {
+    /// The `Authorization` header value for HTTP Basic (`None` for an identity token,
+    /// which is only good for the token server).
+    pub fn basic_header(&self) -> Option<String> {
+        if self.identity_token.is_some() {
+            return None;
+        }
         let raw = format!("{}:{}", self.username, self.password);
-        format!(
+        Some(format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(raw)
-        )
+        ))
     }
 }
 
@@ -301,7 +325,10 @@ mod tests {
             (c.username.as_str(), c.password.as_str()),
             ("user", "pa:ss")
         );
-        assert_eq!(c.basic_header(), "Basic dXNlcjpwYTpzcw==");
+        assert_eq!(c.basic_header().unwrap(), "Basic dXNlcjpwYTpzcw==");
+        let id = Credentials::identity("u", "refresh-me");
+        assert_eq!(id.basic_header(), None);
+        assert!(!format!("{id:?}").contains("refresh-me"));
         assert!(Credentials::parse(":x").is_none());
         let c = Credentials::from_auth_field("dXNlcjpwYTpzcw==").unwrap();
         assert_eq!(c.password, "pa:ss");

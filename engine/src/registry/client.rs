@@ -10,7 +10,9 @@
 //!    scope ([`super::auth`]), follows redirects itself so that the header is sent only to the
 //!    registry's own origin (never to blob storage on another host), and is retried with
 //!    exponential backoff on connection errors, timeouts, 429 and 5xx. A `401` on a request
-//!    that carried a bearer token fetches a fresh token and tries again.
+//!    under token authentication fetches a fresh token and tries again once; a `401` whose
+//!    challenge differs from the ping's (a registry that lets anyone ping but not pull)
+//!    switches to that challenge and tries again once.
 //! 4. Waiting for response headers, and for each chunk of a body, is bounded by the idle
 //!    timeout; connecting by the connect timeout: a stalled server becomes an error.
 //!
@@ -123,6 +125,8 @@ struct Inner {
     http: reqwest::Client,
     settings: ClientSettings,
     base: tokio::sync::OnceCell<Base>,
+    /// The challenge in force: the ping's, replaced by a later 401's when it differs.
+    challenge: Mutex<Option<Challenge>>,
     tokens: Mutex<HashMap<String, Token>>,
 }
 
@@ -179,6 +183,18 @@ fn same_origin(a: &Url, b: &Url) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
+/// Whether `host[:port]` names this machine (`localhost`, `127.0.0.0/8`, `[::1]`).
+fn is_loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Load the system's CA certificates, or the built-in roots when there are none.
 fn root_certificates() -> Vec<reqwest::Certificate> {
     static ROOTS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
@@ -221,6 +237,10 @@ impl RegistryClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .tls_certs_only(roots)
             .tls_danger_accept_invalid_certs(!settings.tls_verify);
+        if is_loopback(&host) {
+            // As Go's net/http does: loopback registries never go through a proxy.
+            builder = builder.no_proxy();
+        }
         if let Some((path, pem)) = &settings.tls.identity_pem {
             let identity = reqwest::Identity::from_pem(pem).map_err(|e| Error::Malformed {
                 what: format!("client certificate and key {path}"),
@@ -239,6 +259,7 @@ impl RegistryClient {
                 http,
                 settings,
                 base: tokio::sync::OnceCell::new(),
+                challenge: Mutex::new(None),
                 tokens: Mutex::new(HashMap::new()),
             }),
         })
@@ -270,7 +291,56 @@ impl RegistryClient {
     }
 
     async fn base(&self) -> Result<&Base> {
-        self.inner.base.get_or_try_init(|| self.ping()).await
+        self.inner
+            .base
+            .get_or_try_init(|| async {
+                let base = self.ping().await?;
+                *self.inner.challenge.lock().unwrap() = base.challenge.clone();
+                Ok(base)
+            })
+            .await
+    }
+
+    /// The challenge in force.
+    async fn challenge(&self) -> Result<Option<Challenge>> {
+        self.base().await?;
+        Ok(self.inner.challenge.lock().unwrap().clone())
+    }
+
+    /// After a 401: adopt the response's challenge. Returns whether trying again may help
+    /// (token authentication, whose token is then fetched anew, or a challenge that
+    /// differs from the one the request was made under).
+    fn after_unauthorized(&self, resp: &Response, scope: &str) -> bool {
+        let new = resp
+            .headers()
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(Challenge::parse);
+        let mut current = self.inner.challenge.lock().unwrap();
+        let same_scheme = |a: &Option<Challenge>, b: &Option<Challenge>| match (a, b) {
+            (Some(Challenge::Basic { .. }), Some(Challenge::Basic { .. })) => true,
+            (
+                Some(Challenge::Bearer {
+                    realm: r1,
+                    service: s1,
+                    ..
+                }),
+                Some(Challenge::Bearer {
+                    realm: r2,
+                    service: s2,
+                    ..
+                }),
+            ) => r1 == r2 && s1 == s2,
+            (None, None) => true,
+            _ => false,
+        };
+        let changed = new.is_some() && !same_scheme(&current, &new);
+        if changed {
+            *current = new;
+        }
+        self.inner.tokens.lock().unwrap().remove(scope);
+        changed || matches!(*current, Some(Challenge::Bearer { .. }))
     }
 
     /// `GET /v2/` over https, then (TLS verification off) plain http.
@@ -422,33 +492,19 @@ impl RegistryClient {
 
     /// The `Authorization` value for `scope`, fetching a token if needed.
     pub(crate) async fn authorization(&self, scope: &str, what: &str) -> Result<Option<String>> {
-        let base = self.base().await?;
-        match &base.challenge {
+        match &self.challenge().await? {
             None => Ok(None),
             Some(Challenge::Basic { .. }) => Ok(self
                 .inner
                 .settings
                 .credentials
                 .as_ref()
-                .map(Credentials::basic_header)),
+                .and_then(Credentials::basic_header)),
             Some(Challenge::Bearer { realm, service, .. }) => {
                 let token = self.token(realm, service.as_deref(), scope, what).await?;
                 Ok(Some(format!("Bearer {token}")))
             }
         }
-    }
-
-    /// Forget the cached token for `scope` (after a 401).
-    pub(crate) fn invalidate_token(&self, scope: &str) {
-        self.inner.tokens.lock().unwrap().remove(scope);
-    }
-
-    /// Whether the registry uses token authentication.
-    pub(crate) async fn uses_tokens(&self) -> Result<bool> {
-        Ok(matches!(
-            self.base().await?.challenge,
-            Some(Challenge::Bearer { .. })
-        ))
     }
 
     async fn token(
@@ -477,18 +533,57 @@ impl RegistryClient {
                 q.append_pair("scope", part);
             }
         }
-        let creds = s.credentials.as_ref().map(Credentials::basic_header);
+        let creds = s.credentials.as_ref().and_then(Credentials::basic_header);
+        // An identity token is exchanged with the OAuth2 refresh-token grant (POST);
+        // otherwise the token is fetched with GET, with Basic credentials when there are any.
+        let oauth_form = s
+            .credentials
+            .as_ref()
+            .and_then(|c| c.identity_token.as_deref())
+            .map(|refresh| {
+                let mut form = url::form_urlencoded::Serializer::new(String::new());
+                form.append_pair("grant_type", "refresh_token")
+                    .append_pair("refresh_token", refresh)
+                    .append_pair("client_id", "stowage");
+                if let Some(svc) = service {
+                    form.append_pair("service", svc);
+                }
+                for part in scope.split(' ').filter(|p| !p.is_empty()) {
+                    form.append_pair("scope", part);
+                }
+                Bytes::from(form.finish())
+            });
+        let mut form_headers = HeaderMap::new();
+        form_headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
         let mut attempt = 0;
         let resp = loop {
-            let r = self
-                .exchange(
-                    Method::GET,
-                    url.clone(),
-                    &HeaderMap::new(),
-                    creds.as_deref(),
-                    &url,
-                )
-                .await;
+            let r = match &oauth_form {
+                Some(form) => {
+                    let post_url = Url::parse(realm).expect("parsed above");
+                    self.exchange_with_body(
+                        Method::POST,
+                        post_url.clone(),
+                        &form_headers,
+                        None,
+                        &post_url,
+                        Some(reqwest::Body::from(form.clone())),
+                    )
+                    .await
+                }
+                None => {
+                    self.exchange(
+                        Method::GET,
+                        url.clone(),
+                        &HeaderMap::new(),
+                        creds.as_deref(),
+                        &url,
+                    )
+                    .await
+                }
+            };
             match r {
                 Ok(resp) if is_transient_status(resp.status()) && attempt < s.retry_times => {}
                 Ok(resp) => break resp,
@@ -515,7 +610,9 @@ impl RegistryClient {
                 what: what.to_string(),
                 reason: format!(
                     "the token server {realm} refused {}: {}",
-                    if creds.is_some() {
+                    if oauth_form.is_some() {
+                        "the identity token"
+                    } else if creds.is_some() {
                         "the credentials"
                     } else {
                         "anonymous access"
@@ -568,17 +665,20 @@ impl RegistryClient {
         what: &str,
     ) -> Result<Response> {
         let retries = self.inner.settings.retry_times;
-        self.send_retrying(method, url, headers, scope, what, retries)
+        self.send_retrying(method, url, headers, None, scope, what, retries)
             .await
     }
 
     /// [`send`](Self::send) with `retries` retries of transient failures (the blob stream
-    /// passes 0: it retries, and resumes, itself).
+    /// passes 0: it retries, and resumes, itself). `body`, when given, is sent again on each
+    /// attempt.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn send_retrying(
         &self,
         method: Method,
         url: Url,
         headers: HeaderMap,
+        body: Option<Bytes>,
         scope: &str,
         what: &str,
         retries: u32,
@@ -590,22 +690,22 @@ impl RegistryClient {
         loop {
             let auth = self.authorization(scope, what).await?;
             let result = self
-                .exchange(
+                .exchange_with_body(
                     method.clone(),
                     url.clone(),
                     &headers,
                     auth.as_deref(),
                     &origin,
+                    body.clone().map(reqwest::Body::from),
                 )
                 .await;
             match result {
                 Ok(resp)
                     if resp.status() == StatusCode::UNAUTHORIZED
                         && !refreshed
-                        && self.uses_tokens().await? =>
+                        && self.after_unauthorized(&resp, scope) =>
                 {
                     refreshed = true;
-                    self.invalidate_token(scope);
                     continue;
                 }
                 Ok(resp) if is_transient_status(resp.status()) && attempt < retries => {}
@@ -737,7 +837,7 @@ impl RegistryClient {
                 HeaderValue::from_str(&format!("bytes={range_from}-")).expect("ascii"),
             );
         }
-        self.send_retrying(Method::GET, url, headers, scope, what, 0)
+        self.send_retrying(Method::GET, url, headers, None, scope, what, 0)
             .await
     }
 }
@@ -863,6 +963,27 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(s.backoff(30), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "[::1]:5000",
+        ] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in [
+            "quay.io",
+            "10.0.0.1:5000",
+            "example.com:443",
+            "[2001:db8::1]:5000",
+        ] {
+            assert!(!is_loopback(h), "{h}");
+        }
     }
 
     #[test]

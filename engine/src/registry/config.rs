@@ -7,12 +7,17 @@
 //!    when XDG_RUNTIME_DIR is unset), `${XDG_CONFIG_HOME:-~/.config}/containers/auth.json`,
 //!    `~/.docker/config.json` and `~/.dockercfg`, in this order; the first file with an
 //!    entry for the image wins;
-//! 3. within a file, the most specific key wins: `host/ns/repo`, then `host/ns`, then `host`
-//!    (legacy keys such as `https://index.docker.io/v1/` are normalised to their host).
-//!    An entry is `{"auth": base64("user:password")}`; `identitytoken` and credential
-//!    helpers are not supported and are skipped.
+//! 3. within a file, a `credHelpers` entry for the registry host comes first: the helper
+//!    `docker-credential-NAME get` is run (found on `PATH`) with the host on stdin and
+//!    answers `{"Username":…,"Secret":…}` (`<token>` as the user name means the secret is an
+//!    identity token); a helper that has nothing for the host passes on to the next file;
+//! 4. otherwise the most specific `auths` key wins: `host/ns/repo`, then `host/ns`, then
+//!    `host` (legacy keys such as `https://index.docker.io/v1/` are normalised to their
+//!    host). An entry is `{"auth": base64("user:password")}` and/or
+//!    `{"identitytoken": "…"}` (an OAuth2 refresh token, used with the token server).
 //!
-//! registries.conf ([`RegistriesConf`], containers-registries.conf(5), version 2):
+//! registries.conf ([`RegistriesConf`], containers-registries.conf(5), version 2; version 1's
+//! `[registries.search|insecure|block]` lists are converted as containers/image does):
 //! 1. the main file is `--registries-conf` (or `CONTAINERS_REGISTRIES_CONF`), else
 //!    `~/.config/containers/registries.conf` when it exists, else
 //!    `/etc/containers/registries.conf`; then `*.conf` drop-ins in `registries.conf.d`
@@ -61,6 +66,8 @@ pub struct HostPaths {
     pub etc_containers: PathBuf,
     /// `/etc/docker` (certs.d).
     pub etc_docker: PathBuf,
+    /// `$PATH`, where credential helpers are looked for.
+    pub search_path: Option<std::ffi::OsString>,
 }
 
 impl HostPaths {
@@ -79,6 +86,7 @@ impl HostPaths {
             uid: rustix::process::getuid().as_raw(),
             etc_containers: PathBuf::from("/etc/containers"),
             etc_docker: PathBuf::from("/etc/docker"),
+            search_path: std::env::var_os("PATH"),
         }
     }
 
@@ -149,12 +157,90 @@ fn normalize_auth_key(key: &str) -> String {
 struct AuthFile {
     #[serde(default)]
     auths: BTreeMap<String, AuthEntry>,
+    #[serde(default, rename = "credHelpers")]
+    cred_helpers: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
 struct AuthEntry {
     #[serde(default)]
     auth: Option<String>,
+    #[serde(default)]
+    identitytoken: Option<String>,
+}
+
+/// Ask `docker-credential-HELPER` for `registry`'s credentials. `Ok(None)`: it has none.
+fn run_credential_helper(
+    paths: &HostPaths,
+    helper: &str,
+    registry: &str,
+) -> Result<Option<Credentials>> {
+    use std::io::Write as _;
+    let program = format!("docker-credential-{helper}");
+    let found = paths.search_path.as_ref().and_then(|p| {
+        std::env::split_paths(p)
+            .map(|d| d.join(&program))
+            .find(|f| f.is_file())
+    });
+    let Some(exe) = found else {
+        return Err(Error::NotFound {
+            what: format!("credential helper {program} (credHelpers entry for {registry})"),
+            hint: format!("install {program} or remove the credHelpers entry"),
+        });
+    };
+    let mut child = std::process::Command::new(&exe)
+        .arg("get")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::io_path("running credential helper", &exe, e))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A helper that exits without reading is reported by its exit status below.
+        let _ = stdin.write_all(registry.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::io_path("running credential helper", &exe, e))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        if stdout.contains("credentials not found") {
+            return Ok(None);
+        }
+        return Err(Error::Unauthorized {
+            what: format!("getting credentials for {registry}"),
+            reason: format!(
+                "{program} failed ({}): {}{}",
+                out.status,
+                stdout.trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            hint: format!("check {program}, or remove its credHelpers entry"),
+        });
+    }
+    #[derive(Deserialize)]
+    struct HelperAnswer {
+        #[serde(rename = "Username", default)]
+        username: String,
+        #[serde(rename = "Secret", default)]
+        secret: String,
+    }
+    let a: HelperAnswer = serde_json::from_slice(&out.stdout).map_err(|e| Error::Malformed {
+        what: format!("answer of {program} for {registry}"),
+        reason: e.to_string(),
+    })?;
+    if a.secret.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(if a.username == "<token>" {
+        Credentials::identity("", &a.secret)
+    } else {
+        Credentials {
+            username: a.username,
+            password: a.secret,
+            identity_token: None,
+        }
+    }))
 }
 
 /// The credentials for the repository `registry/repo` in the auth files, following the
@@ -189,9 +275,15 @@ pub fn find_credentials(
         let entries: BTreeMap<String, AuthEntry> = if legacy {
             serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?
         } else {
-            serde_json::from_slice::<AuthFile>(&bytes)
-                .map_err(|e| malformed(e.to_string()))?
-                .auths
+            let file: AuthFile =
+                serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
+            if let Some(helper) = file.cred_helpers.get(registry) {
+                if let Some(c) = run_credential_helper(paths, helper, registry)? {
+                    return Ok(Some(c));
+                }
+                continue;
+            }
+            file.auths
         };
         let normalized: BTreeMap<String, &AuthEntry> = entries
             .iter()
@@ -201,15 +293,25 @@ pub fn find_credentials(
             let Some(entry) = normalized.get(key) else {
                 continue;
             };
-            let Some(auth) = entry.auth.as_deref().filter(|a| !a.is_empty()) else {
-                continue;
+            let basic = match entry.auth.as_deref().filter(|a| !a.is_empty()) {
+                Some(auth) => Some(Credentials::from_auth_field(auth).ok_or_else(|| {
+                    malformed(format!(
+                        "the \"auth\" of {key:?} is not base64 of \"user:password\""
+                    ))
+                })?),
+                None => None,
             };
-            let creds = Credentials::from_auth_field(auth).ok_or_else(|| {
-                malformed(format!(
-                    "the \"auth\" of {key:?} is not base64 of \"user:password\""
-                ))
-            })?;
-            return Ok(Some(creds));
+            match (
+                entry.identitytoken.as_deref().filter(|t| !t.is_empty()),
+                basic,
+            ) {
+                (Some(token), b) => {
+                    let user = b.map(|b| b.username).unwrap_or_default();
+                    return Ok(Some(Credentials::identity(&user, token)));
+                }
+                (None, Some(b)) => return Ok(Some(b)),
+                (None, None) => continue,
+            }
         }
     }
     Ok(None)
@@ -280,9 +382,25 @@ struct ConfFile {
     unqualified_search_registries: Option<Vec<String>>,
     #[serde(default, rename = "registry")]
     registries: Vec<RegistryConf>,
-    /// The version 1 `[registries.*]` tables, refused.
+    /// The version 1 `[registries.search|insecure|block]` tables.
     #[serde(default, rename = "registries")]
-    v1_registries: Option<toml::Value>,
+    v1_registries: Option<V1Tables>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct V1Tables {
+    #[serde(default)]
+    search: Option<V1List>,
+    #[serde(default)]
+    insecure: Option<V1List>,
+    #[serde(default)]
+    block: Option<V1List>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct V1List {
+    #[serde(default)]
+    registries: Vec<String>,
 }
 
 /// The merged registries.conf.
@@ -483,11 +601,54 @@ fn parse_conf(text: &str, what: &Path) -> Result<ConfFile> {
         what: format!("registries.conf {}", what.display()),
         reason: e.to_string(),
     })?;
-    if file.v1_registries.is_some() {
-        return Err(Error::Unsupported {
-            transport: format!("registries.conf {}", what.display()),
-            reason: "the version 1 format ([registries.search], [registries.insecure], [registries.block]) is not supported; rewrite it in the version 2 format (unqualified-search-registries, [[registry]])".into(),
-        });
+    let mut file = file;
+    if let Some(v1) = file.v1_registries.take() {
+        // Version 1, as containers/image converts it: search → unqualified-search-registries,
+        // insecure and block → [[registry]] entries. Mixing it with version 2 is an error.
+        if file.unqualified_search_registries.is_some() || !file.registries.is_empty() {
+            return Err(Error::Malformed {
+                what: format!("registries.conf {}", what.display()),
+                reason: "it mixes the version 1 format ([registries.search|insecure|block]) with version 2 (unqualified-search-registries, [[registry]]); use one".into(),
+            });
+        }
+        if let Some(search) = v1.search {
+            file.unqualified_search_registries = Some(search.registries);
+        }
+        let mut entries: Vec<RegistryConf> = Vec::new();
+        let mut entry = |location: &str| -> usize {
+            match entries
+                .iter()
+                .position(|e| e.location.as_deref() == Some(location))
+            {
+                Some(i) => i,
+                None => {
+                    entries.push(RegistryConf {
+                        prefix: None,
+                        location: Some(location.to_string()),
+                        insecure: false,
+                        blocked: false,
+                        mirror_by_digest_only: false,
+                        mirrors: Vec::new(),
+                    });
+                    entries.len() - 1
+                }
+            }
+        };
+        let insecure: Vec<usize> = v1
+            .insecure
+            .map(|l| l.registries.iter().map(|r| entry(r)).collect())
+            .unwrap_or_default();
+        let blocked: Vec<usize> = v1
+            .block
+            .map(|l| l.registries.iter().map(|r| entry(r)).collect())
+            .unwrap_or_default();
+        for i in insecure {
+            entries[i].insecure = true;
+        }
+        for i in blocked {
+            entries[i].blocked = true;
+        }
+        file.registries = entries;
     }
     for r in &file.registries {
         if r.effective_prefix().is_none() {
@@ -646,6 +807,7 @@ mod tests {
             uid: 1000,
             etc_containers: root.join("etc/containers"),
             etc_docker: root.join("etc/docker"),
+            search_path: Some(root.join("bin").into_os_string()),
         }
     }
 
@@ -772,6 +934,65 @@ mod tests {
         assert!(err.contains("only.json") && err.contains("base64"), "{err}");
         write(&only, "not json");
         assert!(find_credentials(&p, Some(&only), "r.io", "a/b").is_err());
+    }
+
+    #[test]
+    fn identity_tokens_and_credential_helpers() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let p = paths(tmp.path());
+        let file = tmp.path().join("home/.config/containers/auth.json");
+        write(
+            &file,
+            &format!(
+                r#"{{"auths":{{"id.io":{{"identitytoken":"refresh-1"}},"both.io":{{"auth":"{}","identitytoken":"refresh-2"}}}},
+                   "credHelpers":{{"helped.io":"fake","token.io":"fake","none.io":"fake","broken.io":"missing"}}}}"#,
+                auth("alice:pw")
+            ),
+        );
+        let c = find_credentials(&p, None, "id.io", "a").unwrap().unwrap();
+        assert_eq!(c.identity_token.as_deref(), Some("refresh-1"));
+        let c = find_credentials(&p, None, "both.io", "a").unwrap().unwrap();
+        assert_eq!(
+            (c.username.as_str(), c.identity_token.as_deref()),
+            ("alice", Some("refresh-2"))
+        );
+        // A helper script: answers per registry read from stdin.
+        let helper = tmp.path().join("bin/docker-credential-fake");
+        write(
+            &helper,
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 2\nread host\ncase \"$host\" in\n  helped.io) echo '{\"ServerURL\":\"helped.io\",\"Username\":\"bob\",\"Secret\":\"s3\"}';;\n  token.io) echo '{\"ServerURL\":\"token.io\",\"Username\":\"<token>\",\"Secret\":\"rt\"}';;\n  *) echo 'credentials not found in native keychain'; exit 1;;\nesac\n",
+        );
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let c = find_credentials(&p, None, "helped.io", "x/y")
+            .unwrap()
+            .unwrap();
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("bob", "s3"));
+        let c = find_credentials(&p, None, "token.io", "x")
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.identity_token.as_deref(), Some("rt"));
+        // Nothing from the helper: the next file is consulted.
+        assert_eq!(find_credentials(&p, None, "none.io", "x").unwrap(), None);
+        write(
+            &tmp.path().join("home/.docker/config.json"),
+            &format!(
+                r#"{{"auths":{{"none.io":{{"auth":"{}"}}}}}}"#,
+                auth("carol:pw")
+            ),
+        );
+        assert_eq!(
+            find_credentials(&p, None, "none.io", "x")
+                .unwrap()
+                .unwrap()
+                .username,
+            "carol"
+        );
+        // A helper that is not installed is an error naming it.
+        let err = find_credentials(&p, None, "broken.io", "x")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("docker-credential-missing"), "{err}");
     }
 
     const CONF: &str = r#"
@@ -943,14 +1164,23 @@ pull-from-mirror = "tag-only"
         // An explicit file must exist.
         let missing = tmp.path().join("missing.conf");
         assert!(RegistriesConf::load(&p, Some(&missing)).is_err());
-        // Version 1 and malformed files are refused with a clear error.
-        let err = RegistriesConf::parse(
-            "[registries.search]\nregistries = [\"a\"]\n",
+        // Version 1 is converted; mixed with version 2 it is refused.
+        let v1 = RegistriesConf::parse(
+            "[registries.search]\nregistries = [\"a.io\", \"b.io\"]\n[registries.insecure]\nregistries = [\"i.io:5000\"]\n[registries.block]\nregistries = [\"bad.io\", \"i.io:5000\"]\n",
             Path::new("v1"),
+        )
+        .unwrap();
+        assert_eq!(v1.unqualified_search_registries, vec!["a.io", "b.io"]);
+        let i = v1.find("i.io:5000/x").unwrap();
+        assert!(i.insecure && i.blocked);
+        assert!(v1.pull_endpoints(&r("bad.io/x:1")).is_err());
+        let err = RegistriesConf::parse(
+            "unqualified-search-registries = [\"a\"]\n[registries.search]\nregistries = [\"a\"]\n",
+            Path::new("mixed"),
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("version 1"), "{err}");
+        assert!(err.contains("mixes"), "{err}");
         assert!(RegistriesConf::parse("[[registry]]\ninsecure = true\n", Path::new("t")).is_err());
         let err = RegistriesConf::parse("[[registry]]\nprefix = \"a.io/x\"\n", Path::new("t"))
             .unwrap_err()

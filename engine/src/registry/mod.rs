@@ -10,20 +10,24 @@
 //! few hundred lines here, under our control.
 //!
 //! Layout:
-//! 1. [`auth`]: credentials, `WWW-Authenticate` challenges, bearer tokens;
-//! 2. [`config`]: auth.json credentials, registries.conf (mirrors, insecure, blocked,
-//!    search registries) and certs.d, read the way containers/image reads them;
+//! 1. [`auth`]: credentials, `WWW-Authenticate` challenges, bearer tokens (Basic
+//!    credentials or an OAuth2 refresh token);
+//! 2. [`config`]: auth.json credentials (and credential helpers), registries.conf
+//!    (mirrors, insecure, blocked, search registries) and certs.d, read the way
+//!    containers/image reads them;
 //! 3. [`client`]: one registry host: ping, auth, retries with backoff, redirects without
 //!    leaking `Authorization`, connect and idle timeouts (async, on a process-wide tokio
 //!    runtime, with blocking entry points);
 //! 4. [`stream`]: a blob as a blocking `Read` that retries and resumes with `Range`;
-//! 5. [`source`]: `docker://` as an [`ImageSource`](crate::copy::ImageSource).
+//! 5. [`source`]: `docker://` as an [`ImageSource`](crate::copy::ImageSource);
+//! 6. [`sink`]: `docker://` as an [`ImageSink`](crate::copy::ImageSink) (push).
 //!
 //! This module knows nothing of other stores; [`crate::endpoint`] connects it to them.
 
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod sink;
 pub mod source;
 pub mod stream;
 
@@ -32,6 +36,7 @@ use std::time::Duration;
 
 pub use auth::Credentials;
 pub use client::{ClientSettings, RegistryClient};
+pub use sink::RegistrySink;
 pub use source::RegistrySource;
 
 use crate::error::Result;
@@ -63,7 +68,13 @@ pub struct RegistryOptions {
     pub connect_timeout: Duration,
     /// Longest wait for response headers or the next chunk of a body.
     pub idle_timeout: Duration,
+    /// Blobs up to this size are pushed in one request; larger ones in chunks of this size
+    /// (one chunk per layer in memory at a time).
+    pub upload_chunk_size: usize,
 }
+
+/// Default [`RegistryOptions::upload_chunk_size`]: 8 MiB.
+pub const DEFAULT_UPLOAD_CHUNK_SIZE: usize = 8 << 20;
 
 impl Default for RegistryOptions {
     fn default() -> Self {
@@ -79,6 +90,7 @@ impl Default for RegistryOptions {
             retry_delay: c.retry_delay,
             connect_timeout: c.connect_timeout,
             idle_timeout: c.idle_timeout,
+            upload_chunk_size: DEFAULT_UPLOAD_CHUNK_SIZE,
         }
     }
 }

@@ -237,6 +237,206 @@ fn content_range_start(v: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::client::ClientSettings;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    /// How the test server answers blob request number N (0-based).
+    #[derive(Clone, Copy)]
+    enum Answer {
+        /// The requested range (or all), complete.
+        Full,
+        /// The requested range, cut after this many bytes.
+        Cut(usize),
+        /// Headers and this many bytes, then silence (until the client hangs up).
+        Stall(usize),
+        /// The whole blob with 200, ignoring any Range.
+        IgnoreRange,
+        /// A 503.
+        Unavailable,
+    }
+
+    /// A one-blob HTTP server on 127.0.0.1; records the Range header of each blob request.
+    fn serve(blob: Vec<u8>, answers: Vec<Answer>) -> (String, Arc<Mutex<Vec<Option<String>>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let ranges: Arc<Mutex<Vec<Option<String>>>> = Default::default();
+        let seen = ranges.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let blob = blob.clone();
+                let answers = answers.clone();
+                let seen = seen.clone();
+                std::thread::spawn(move || handle(stream, &blob, &answers, &seen));
+            }
+        });
+        (addr, ranges)
+    }
+
+    fn handle(
+        mut s: TcpStream,
+        blob: &[u8],
+        answers: &[Answer],
+        seen: &Mutex<Vec<Option<String>>>,
+    ) {
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match std::io::Read::read(&mut s, &mut b) {
+                Ok(1) if head.is_empty() && b[0] == 0x16 => return, // TLS: hang up
+                Ok(1) => head.push(b[0]),
+                _ => return,
+            }
+        }
+        let head = String::from_utf8_lossy(&head).to_string();
+        if head.starts_with("GET /v2/ ") {
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            return;
+        }
+        let range = head
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("Range: ")
+                    .or_else(|| l.strip_prefix("range: "))
+            })
+            .map(str::to_string);
+        let n = {
+            let mut v = seen.lock().unwrap();
+            v.push(range.clone());
+            v.len() - 1
+        };
+        let answer = answers.get(n).copied().unwrap_or(Answer::Full);
+        let from: usize = match (&range, answer) {
+            (_, Answer::IgnoreRange) => 0,
+            (Some(r), _) => r
+                .trim_start_matches("bytes=")
+                .trim_end_matches('-')
+                .parse()
+                .unwrap(),
+            (None, _) => 0,
+        };
+        let body = &blob[from..];
+        let status = match (answer, from) {
+            (Answer::Unavailable, _) => {
+                let _ = s.write_all(
+                    b"HTTP/1.1 503 Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                return;
+            }
+            (_, 0) => "200 OK".to_string(),
+            _ => "206 Partial Content".to_string(),
+        };
+        let mut resp = format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        );
+        if from > 0 {
+            resp.push_str(&format!(
+                "Content-Range: bytes {from}-{}/{}\r\n",
+                blob.len() - 1,
+                blob.len()
+            ));
+        }
+        resp.push_str("\r\n");
+        let _ = s.write_all(resp.as_bytes());
+        match answer {
+            Answer::Cut(k) => {
+                let _ = s.write_all(&body[..k.min(body.len())]);
+            }
+            Answer::Stall(k) => {
+                let _ = s.write_all(&body[..k.min(body.len())]);
+                let _ = s.flush();
+                // Silence until the client gives up and closes (bounded).
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let _ = std::io::Read::read(&mut s, &mut b);
+            }
+            _ => {
+                let _ = s.write_all(body);
+            }
+        }
+    }
+
+    fn fetch(addr: &str, blob_len: usize, retry_times: u32) -> std::io::Result<Vec<u8>> {
+        let settings = ClientSettings {
+            tls_verify: false,
+            retry_times,
+            retry_delay: Duration::from_millis(5),
+            idle_timeout: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let client = RegistryClient::new(addr, settings).unwrap();
+        let url = client.block_on(client.url("r/blobs/sha256:0000")).unwrap();
+        let mut r = BlobReader::open(
+            &client,
+            BlobRequest {
+                url,
+                scope: "repository:r:pull".into(),
+                expected_size: Some(blob_len as u64),
+                what: "test blob".into(),
+            },
+        );
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut r, &mut out)?;
+        Ok(out)
+    }
+
+    fn blob() -> Vec<u8> {
+        (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn resumes_cut_bodies_with_range() {
+        let blob = blob();
+        let (addr, ranges) = serve(blob.clone(), vec![Answer::Cut(10_000), Answer::Cut(5_000)]);
+        assert_eq!(fetch(&addr, blob.len(), 3).unwrap(), blob);
+        assert_eq!(
+            *ranges.lock().unwrap(),
+            vec![
+                None,
+                Some("bytes=10000-".into()),
+                Some("bytes=15000-".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn restarts_and_skips_when_ranges_are_ignored() {
+        let blob = blob();
+        let (addr, _) = serve(blob.clone(), vec![Answer::Cut(30_000), Answer::IgnoreRange]);
+        assert_eq!(fetch(&addr, blob.len(), 3).unwrap(), blob);
+    }
+
+    #[test]
+    fn stalls_and_server_errors_are_retried() {
+        let blob = blob();
+        let (addr, ranges) = serve(
+            blob.clone(),
+            vec![Answer::Unavailable, Answer::Stall(20_000), Answer::Full],
+        );
+        assert_eq!(fetch(&addr, blob.len(), 3).unwrap(), blob);
+        assert_eq!(ranges.lock().unwrap()[2].as_deref(), Some("bytes=20000-"));
+    }
+
+    #[test]
+    fn a_server_that_never_delivers_is_an_error_not_a_hang() {
+        let blob = blob();
+        let (addr, ranges) = serve(blob.clone(), vec![Answer::Stall(0); 10]);
+        let err = fetch(&addr, blob.len(), 2).unwrap_err();
+        let msg = Error::from_io("x", err).to_string();
+        assert!(
+            msg.contains("stalled") && msg.contains("test blob"),
+            "{msg}"
+        );
+        assert_eq!(
+            ranges.lock().unwrap().len(),
+            3,
+            "first attempt and two retries"
+        );
+    }
 
     #[test]
     fn content_range() {
