@@ -50,47 +50,22 @@ FILESYSTEMS=${FILESYSTEMS:-"tmpfs=/dev/shm disk=/var/tmp"}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$CACHE/results-$(date +%Y%m%d-%H%M%S)}
 NAME=localhost/os:1
+BENCH=compare-cstorage.sh
+# shellcheck source=benches/lib.sh
+. "$REPO/benches/lib.sh"
 
-die() { echo "compare-cstorage.sh: $*" >&2; exit 1; }
-log() { echo "== $*" >&2; }
-
-[ "$(id -u)" = 0 ] || die "must run as root (containers-storage overlay stores keep owners and device nodes)"
+require_root "containers-storage overlay stores keep owners and device nodes"
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive number, got '$RUNS'"
-for tool in skopeo podman umoci hyperfine; do
-    command -v "$tool" >/dev/null || die "$tool is needed (apt-get install $tool)"
-done
-if [ ! -x /usr/bin/time ]; then
-    log "installing GNU time"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y time >/dev/null || die "could not install time"
-fi
+require_tools skopeo podman umoci hyperfine
+ensure_gnu_time
 mkdir -p "$CACHE" "$OUT"
-if [ "$NICE" != 0 ] && [ -w /proc/$$/autogroup ]; then
-    old_autogroup=$(awk '{print $3}' /proc/$$/autogroup)
-    echo "$NICE" >/proc/$$/autogroup
-    trap 'echo "$old_autogroup" >/proc/$$/autogroup 2>/dev/null || true' EXIT
-fi
+raise_autogroup
 
 # 1. stowage
-if [ -z "${STOWAGE:-}" ]; then
-    log "building stowage (release)"
-    (cd "$REPO" && cargo build --release --locked --bin stowage) >&2
-    STOWAGE=${CARGO_TARGET_DIR:-$REPO/target}/release/stowage
-fi
-[ -x "$STOWAGE" ] || die "no stowage binary at $STOWAGE"
+build_stowage
 
 # 2. the OS-sized image
-if [ ! -f "$CACHE/os/gzip/index.json" ] || [ ! -f "$CACHE/os/zstd/index.json" ]; then
-    rm -rf "$CACHE/os"
-    log "building the OS image into $CACHE/os"
-    "$REPO/fixtures/make-os-image.sh" "$CACHE/os"
-fi
-
-# Remove a containers-storage root: unmount what podman/skopeo mounted, delete, flush.
-clean_store() {
-    local root=$1
-    if mountpoint -q "$root/overlay" 2>/dev/null; then umount -l "$root/overlay"; fi
-    rm -rf "$root"
-}
+ensure_os_image
 
 RAW=$OUT/copy.tsv
 printf 'fs\tcompression\trun\ttool\twall_s\tuser_s\tsys_s\tmaxrss_kb\tload1\n' >"$RAW"
@@ -112,8 +87,8 @@ run_copy() {
     sync
     local load
     load=$(cut -d' ' -f1 /proc/loadavg)
-    nice -n "$NICE" /usr/bin/time -f '%e\t%U\t%S\t%M' -o "$t" "${cmd[@]}" >"$OUT/last.log" 2>&1 \
-        || { cat "$OUT/last.log" >&2; die "$tool copy failed ($fs, $c, run $run)"; }
+    log "$fs $c run $run/$RUNS: $tool"
+    timed "$t" "${cmd[@]}"
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$fs" "$c" "$run" "$tool" "$(tail -1 "$t")" "$load" >>"$RAW"
     if [ "$tool" = stowage ] && [ "$run" = 1 ]; then
         podman --root "$root" --runroot "$run_root" image exists "$NAME" \
@@ -128,15 +103,11 @@ for pair in $FILESYSTEMS; do
     dir=${pair#*=}
     [ -d "$dir" ] || { log "skipping $fs: $dir does not exist"; continue; }
     base=$(mktemp -d "$dir/stowage-compare.XXXXXX")
-    if [ "$fs" != tmpfs ] && [ "${SETTLE:-65}" != 0 ]; then
-        log "$fs: sync, then ${SETTLE:-65} s without deletions (ext4 recently-deleted inodes)"
-        sync; sleep "${SETTLE:-65}"
-    fi
+    settle "$fs"
     for c in gzip zstd; do
         for run in $(seq 1 "$RUNS"); do
             if [ $((run % 2)) = 1 ]; then order="stowage skopeo"; else order="skopeo stowage"; fi
             for tool in $order; do
-                log "$fs $c run $run/$RUNS: $tool"
                 run_copy "$fs" "$c" "$run" "$tool" "$base"
             done
         done
@@ -179,9 +150,9 @@ if "$STOWAGE" image cmd list --help >/dev/null 2>&1; then
             -n stowage "$s_cmd" -n podman "$p_cmd" >"$OUT/list-$fs.txt" 2>&1 \
             || { cat "$OUT/list-$fs.txt" >&2; die "hyperfine failed"; }
         for tool in stowage podman; do
-            cmd=$s_cmd; [ $tool = podman ] && cmd=$p_cmd
+            list_cmd=$s_cmd; [ $tool = podman ] && list_cmd=$p_cmd
             # shellcheck disable=SC2086
-            rss=$(/usr/bin/time -f '%M' $cmd 2>&1 >/dev/null | tail -1)
+            rss=$(/usr/bin/time -f '%M' $list_cmd 2>&1 >/dev/null | tail -1)
             python3 - "$OUT/list-$fs.json" "$tool" "$fs" "$rss" >>"$LIST_RAW" <<'EOF'
 import json, sys
 path, tool, fs, rss = sys.argv[1:]
@@ -197,35 +168,10 @@ else
 fi
 
 # 5. summary
-python3 - "$RAW" "$LIST_RAW" <<'EOF'
-import csv, statistics as st, sys
-rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
-runs = {}
-for r in rows:
-    runs.setdefault((r["fs"], r["compression"]), {}).setdefault(r["tool"], {})[r["run"]] = r
-wall = lambda r: float(r["wall_s"])
-cpu = lambda r: float(r["user_s"]) + float(r["sys_s"])
-print("## oci → containers-storage (seconds; CPU = user+sys; RSS = peak, MB)\n")
-print("Ratios are skopeo/stowage: of the median wall times, the median of the per-run ratios")
-print("(both tools ran back to back in each run), and of the median CPU times.\n")
-print("| fs | layers | tool | runs | median wall | min wall | median CPU | median RSS | load (1 min) | wall ratio | paired ratio | CPU ratio |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-for (fs, c), tools in runs.items():
-    for tool, rs in tools.items():
-        v = list(rs.values())
-        line = (f"| {fs} | {c} | {tool} | {len(v)} | {st.median(map(wall, v)):.2f} | {min(map(wall, v)):.2f} "
-                f"| {st.median(map(cpu, v)):.2f} | {st.median(int(r['maxrss_kb']) for r in v) / 1024:.0f} "
-                f"| {min(float(r['load1']) for r in v):.1f}–{max(float(r['load1']) for r in v):.1f} |")
-        if tool == "skopeo" and "stowage" in tools:
-            s = tools["stowage"]
-            paired = [wall(rs[k]) / wall(s[k]) for k in rs if k in s]
-            line += (f" {st.median(map(wall, v)) / st.median(map(wall, s.values())):.2f}x "
-                     f"| {st.median(paired):.2f}x "
-                     f"| {st.median(map(cpu, v)) / st.median(map(cpu, s.values())):.2f}x |")
-        else:
-            line += " | | |"
-        print(line)
-lrows = list(csv.DictReader(open(sys.argv[2]), delimiter="\t"))
+copy_summary "$RAW" "oci → containers-storage"
+python3 - "$LIST_RAW" <<'EOF'
+import csv, sys
+lrows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 if lrows:
     print("\n## image list with 20 images (hyperfine; milliseconds)\n")
     print("| fs | tool | median | min | peak RSS MB | podman/stowage (median) |")
