@@ -1,8 +1,10 @@
 //! Blob downloads as a synchronous `Read` that survives network failures.
 //!
 //! 1. [`BlobReader::open`] spawns a task on the registry runtime and returns at once; the
-//!    task sends the body's chunks through a bounded channel (a few chunks of read-ahead, so
-//!    memory stays small and the network works while the consumer decompresses).
+//!    task sends the body's chunks through a channel while the consumer decompresses. The
+//!    read-ahead is bounded in bytes ([`READ_AHEAD`]), not only in chunks: hyper hands out
+//!    chunks of up to ~400 KiB on a fast link, so a bound of N chunks alone would let each
+//!    layer in flight hold N × 400 KiB.
 //! 2. The task counts the bytes it has passed on. When the connection fails, the server
 //!    answers 5xx, a chunk does not arrive within the idle timeout, or the body ends before
 //!    the descriptor's size, it waits (exponential backoff) and asks again with
@@ -19,29 +21,39 @@
 //! Dropping the reader aborts the task and its connection.
 
 use std::io::{self, Read};
+use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
 use reqwest::header::CONTENT_RANGE;
 use reqwest::StatusCode;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use url::Url;
 
 use super::client::{next_chunk, RegistryClient};
 use crate::error::{Error, Result};
 
-/// Chunks buffered between the network task and the reader.
-const CHANNEL_CHUNKS: usize = 16;
+/// Bytes of a blob received but not yet read, at most (per blob being read). The task waits
+/// for the reader beyond this; the kernel's socket buffer keeps the connection busy meanwhile.
+pub const READ_AHEAD: usize = 1 << 20;
+/// Chunks buffered between the network task and the reader, at most (small chunks, as TLS
+/// records give, still fill [`READ_AHEAD`]).
+const CHANNEL_CHUNKS: usize = 64;
 /// Restarts allowed in total, even when each made progress (a server that always cuts the
 /// body after a few bytes must still end in an error).
 const MAX_RESTARTS: u32 = 64;
 
 /// A blob body as a blocking `Read`.
 pub struct BlobReader {
-    rx: mpsc::Receiver<Result<Bytes>>,
+    rx: mpsc::Receiver<Result<Chunk>>,
     current: Bytes,
+    /// The read-ahead budget `current` holds; given back when it is used up.
+    permit: Option<OwnedSemaphorePermit>,
     done: bool,
     task: tokio::task::AbortHandle,
 }
+
+/// A piece of the body and its share of the read-ahead budget.
+type Chunk = (Bytes, OwnedSemaphorePermit);
 
 /// What to download.
 pub(crate) struct BlobRequest {
@@ -56,14 +68,16 @@ impl BlobReader {
     pub(crate) fn open(client: &RegistryClient, request: BlobRequest) -> BlobReader {
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let client = client.clone();
+        let budget = Arc::new(Semaphore::new(READ_AHEAD));
         let handle = super::client::runtime().spawn(async move {
-            if let Err(e) = pump(&client, &request, &tx).await {
+            if let Err(e) = pump(&client, &request, &tx, &budget).await {
                 let _ = tx.send(Err(e)).await;
             }
         });
         BlobReader {
             rx,
             current: Bytes::new(),
+            permit: None,
             done: false,
             task: handle.abort_handle(),
         }
@@ -76,11 +90,16 @@ impl Read for BlobReader {
             return Ok(0);
         }
         while self.current.is_empty() {
+            // The chunk is used up: the task may read that much further.
+            self.permit = None;
             if self.done {
                 return Ok(0);
             }
             match self.rx.blocking_recv() {
-                Some(Ok(chunk)) => self.current = chunk,
+                Some(Ok((chunk, permit))) => {
+                    self.current = chunk;
+                    self.permit = Some(permit);
+                }
                 Some(Err(e)) => {
                     self.done = true;
                     return Err(e.into_io());
@@ -113,7 +132,8 @@ enum AttemptEnd {
 async fn pump(
     client: &RegistryClient,
     req: &BlobRequest,
-    tx: &mpsc::Sender<Result<Bytes>>,
+    tx: &mpsc::Sender<Result<Chunk>>,
+    budget: &Arc<Semaphore>,
 ) -> Result<()> {
     let settings = client.settings().clone();
     let mut sent: u64 = 0;
@@ -122,7 +142,7 @@ async fn pump(
     let mut ranges_work = true;
     loop {
         let before = sent;
-        let end = attempt(client, req, tx, &mut sent, &mut ranges_work).await?;
+        let end = attempt(client, req, tx, budget, &mut sent, &mut ranges_work).await?;
         let reason = match end {
             None => return Ok(()),
             Some(AttemptEnd::Closed) => return Ok(()),
@@ -146,7 +166,8 @@ async fn pump(
 async fn attempt(
     client: &RegistryClient,
     req: &BlobRequest,
-    tx: &mpsc::Sender<Result<Bytes>>,
+    tx: &mpsc::Sender<Result<Chunk>>,
+    budget: &Arc<Semaphore>,
     sent: &mut u64,
     ranges_work: &mut bool,
 ) -> Result<Option<AttemptEnd>> {
@@ -214,7 +235,14 @@ async fn attempt(
             }
         }
         *sent += chunk.len() as u64;
-        if tx.send(Ok(chunk)).await.is_err() {
+        // Wait until the reader has used up enough of what it was sent. The budget is never
+        // closed, so this only fails if it were; a chunk larger than the whole budget takes
+        // all of it.
+        let want = chunk.len().min(READ_AHEAD) as u32;
+        let Ok(permit) = budget.clone().acquire_many_owned(want).await else {
+            return Ok(Some(AttemptEnd::Closed));
+        };
+        if tx.send(Ok((chunk, permit))).await.is_err() {
             return Ok(Some(AttemptEnd::Closed));
         }
     }
@@ -401,6 +429,17 @@ mod tests {
                 Some("bytes=15000-".into())
             ]
         );
+    }
+
+    #[test]
+    fn a_blob_many_times_the_read_ahead_arrives_whole() {
+        // The task must get its budget back as the reader consumes chunks, also when the
+        // reader's buffer is smaller than the chunks.
+        let blob: Vec<u8> = (0..(5 * READ_AHEAD as u32 + 12_345))
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let (addr, _) = serve(blob.clone(), vec![Answer::Full]);
+        assert_eq!(fetch(&addr, blob.len(), 0).unwrap(), blob);
     }
 
     #[test]
