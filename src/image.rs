@@ -18,7 +18,7 @@ use stowage_engine::transport::ImageRef;
 use crate::cli::{
     CmdCommand, GlobalOpts, ImageArgs, ImageCommand, ListType, OutputFormat, RemoteOpts, SystemOpts,
 };
-use crate::commands::{compression, platform, registry_options};
+use crate::commands::{compression, platform};
 
 impl SystemOpts {
     fn bootc_storage(&self) -> PathBuf {
@@ -151,12 +151,7 @@ fn run_copy(
 /// Registry options for `image cmd pull/push`: bootc's `/etc/ostree/auth.json` unless
 /// `--authfile` names another.
 fn remote_options(remote: &RemoteOpts) -> Result<stowage_engine::registry::RegistryOptions> {
-    let mut o = registry_options(
-        &remote.registry,
-        remote.creds.as_deref(),
-        remote.tls_verify,
-        remote.cert_dir.as_deref(),
-    )?;
+    let mut o = remote.options()?;
     if o.authfile.is_none() {
         let bootc_auth = std::path::Path::new(BOOTC_AUTHFILE);
         if bootc_auth.exists() {
@@ -348,6 +343,7 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
         CmdCommand::Pull {
             images,
             platform: p,
+            progress_fd,
             remote,
         } => {
             let store_root = sys.bootc_storage();
@@ -357,7 +353,7 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
             };
             let mut opts = sys.host_endpoints();
             opts.src_registry = remote_options(&remote)?;
-            let progress = crate::progress::for_copy(global.quiet, remote.progress_fd)?;
+            let progress = crate::progress::for_copy(global.quiet, progress_fd)?;
             let registries = opts.src_registry.registries()?;
             // Each image: the candidates to try in order (a short name gives one per
             // unqualified-search registry, as podman resolves it), each with its destination.
@@ -431,6 +427,7 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
             image,
             destination,
             dest_compress_format,
+            progress_fd,
             remote,
         } => {
             let store = sys.read_bootc_store()?;
@@ -456,7 +453,7 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
             let mut opts = sys.host_endpoints();
             opts.dest_compression = compression(dest_compress_format);
             opts.dest_registry = remote_options(&remote)?;
-            let progress = crate::progress::for_copy(global.quiet, remote.progress_fd)?;
+            let progress = crate::progress::for_copy(global.quiet, progress_fd)?;
             run_copy(
                 global,
                 &src,
