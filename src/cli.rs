@@ -200,6 +200,10 @@ pub enum CmdCommand {
         images: Vec<String>,
         #[command(flatten)]
         platform: PlatformOpts,
+        /// Write machine-readable progress to file descriptor N (bootc's JSON Lines protocol).
+        #[arg(long, value_name = "N")]
+        progress_fd: Option<u32>,
+        /// Without --authfile, bootc's own /etc/ostree/auth.json is used when it exists.
         #[command(flatten)]
         remote: RemoteOpts,
     },
@@ -210,13 +214,17 @@ pub enum CmdCommand {
         /// Compress layers with this format.
         #[arg(long, value_enum)]
         dest_compress_format: Option<CompressFormat>,
+        /// Write machine-readable progress to file descriptor N (bootc's JSON Lines protocol).
+        #[arg(long, value_name = "N")]
+        progress_fd: Option<u32>,
+        /// Without --authfile, bootc's own /etc/ostree/auth.json is used when it exists.
         #[command(flatten)]
         remote: RemoteOpts,
     },
 }
 
-/// How `image cmd pull/push` reach a registry (podman's flag names). Without `--authfile`,
-/// bootc's own `/etc/ostree/auth.json` is used when it exists, as bootc does.
+/// How a command with one registry side reaches it (podman's and `skopeo inspect`'s flag
+/// names).
 #[derive(Debug, Args)]
 pub struct RemoteOpts {
     /// Credentials (USER[:PASSWORD]) for the registry.
@@ -228,9 +236,6 @@ pub struct RemoteOpts {
     /// Directory of CA certificates (*.crt) and client certificates (*.cert, *.key).
     #[arg(long, value_name = "DIR")]
     pub cert_dir: Option<PathBuf>,
-    /// Write machine-readable progress to file descriptor N as JSON Lines (bootc's protocol).
-    #[arg(long, value_name = "N")]
-    pub progress_fd: Option<u32>,
     #[command(flatten)]
     pub registry: RegistryOpts,
 }
@@ -346,19 +351,10 @@ pub struct InspectArgs {
     /// Do not list the repository's tags (docker:// images).
     #[arg(short = 'n', long)]
     pub no_tags: bool,
-    /// Credentials (USER[:PASSWORD]) for the registry.
-    #[arg(long, value_name = "USER[:PASSWORD]")]
-    pub creds: Option<String>,
-    /// Require https and verify certificates (false: allow plain http and any certificate).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-    pub tls_verify: Option<bool>,
-    /// Directory of CA certificates (*.crt) and client certificates (*.cert, *.key).
-    #[arg(long, value_name = "DIR")]
-    pub cert_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: RemoteOpts,
     #[command(flatten)]
     pub platform: PlatformOpts,
-    #[command(flatten)]
-    pub registry: RegistryOpts,
     #[command(flatten)]
     pub storage: StorageOpts,
 }

@@ -15,7 +15,7 @@ use stowage_engine::registry::{Credentials, RegistryOptions, RegistrySource};
 
 use crate::cli::{
     Cli, Command, CompressFormat, CopyArgs, GlobalOpts, InspectArgs, PlatformOpts, RegistryOpts,
-    StorageOpts,
+    RemoteOpts, StorageOpts,
 };
 
 /// Run `cli`, returning the process exit code.
@@ -79,6 +79,18 @@ pub fn registry_options(
         idle_timeout: seconds("--idle-timeout", opts.idle_timeout)?,
         ..RegistryOptions::default()
     })
+}
+
+impl RemoteOpts {
+    /// The engine's registry options for these flags.
+    pub fn options(&self) -> Result<RegistryOptions> {
+        registry_options(
+            &self.registry,
+            self.creds.as_deref(),
+            self.tls_verify,
+            self.cert_dir.as_deref(),
+        )
+    }
 }
 
 /// The platform to choose from multi-arch images.
@@ -154,12 +166,7 @@ fn copy(global: &GlobalOpts, args: CopyArgs) -> Result<ExitCode> {
 fn inspect(args: InspectArgs) -> Result<ExitCode> {
     let r = parse_ref(&args.image)?;
     let mut opts = endpoint_options(&args.storage, None);
-    opts.src_registry = registry_options(
-        &args.registry,
-        args.creds.as_deref(),
-        args.tls_verify,
-        args.cert_dir.as_deref(),
-    )?;
+    opts.src_registry = args.remote.options()?;
     let source = open_source(&r, &opts).with_context(|| format!("opening {r}"))?;
     let mut out = std::io::stdout().lock();
     if args.raw {

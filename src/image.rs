@@ -18,7 +18,7 @@ use stowage_engine::transport::ImageRef;
 use crate::cli::{
     CmdCommand, GlobalOpts, ImageArgs, ImageCommand, ListType, OutputFormat, RemoteOpts, SystemOpts,
 };
-use crate::commands::{compression, platform, registry_options};
+use crate::commands::{compression, platform};
 
 impl SystemOpts {
     fn bootc_storage(&self) -> PathBuf {
@@ -151,12 +151,7 @@ fn run_copy(
 /// Registry options for `image cmd pull/push`: bootc's `/etc/ostree/auth.json` unless
 /// `--authfile` names another.
 fn remote_options(remote: &RemoteOpts) -> Result<stowage_engine::registry::RegistryOptions> {
-    let mut o = registry_options(
-        &remote.registry,
-        remote.creds.as_deref(),
-        remote.tls_verify,
-        remote.cert_dir.as_deref(),
-    )?;
+    let mut o = remote.options()?;
     if o.authfile.is_none() {
         let bootc_auth = std::path::Path::new(BOOTC_AUTHFILE);
         if bootc_auth.exists() {
@@ -348,6 +343,7 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
         CmdCommand::Pull {
             images,
             platform: p,
+            progress_fd,
             remote,
         } => {
             let store_root = sys.bootc_storage();
@@ -357,35 +353,59 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
             };
             let mut opts = sys.host_endpoints();
             opts.src_registry = remote_options(&remote)?;
-            let progress = crate::progress::for_copy(global.quiet, remote.progress_fd)?;
-            let jobs: Vec<(ImageRef, ImageRef)> = images
+            let progress = crate::progress::for_copy(global.quiet, progress_fd)?;
+            let registries = opts.src_registry.registries()?;
+            // Each image: the candidates to try in order (a short name gives one per
+            // unqualified-search registry, as podman resolves it), each with its destination.
+            let jobs: Vec<Vec<(ImageRef, ImageRef)>> = images
                 .iter()
                 .map(|i| {
-                    let src = with_default_transport(i, "docker://")?;
-                    let name = match &src {
-                        ImageRef::Docker(r) => r.to_string(),
-                        ImageRef::Oci { path, tag } | ImageRef::OciArchive { path, tag } => tag_name(&format!(
-                            "{}:{}",
-                            path.file_name().map(|f| f.to_string_lossy().to_lowercase()).unwrap_or_else(|| "image".into()),
-                            tag.as_deref().unwrap_or("latest")
-                        ))?,
-                        other => bail!("cannot pull {other} into bootc's storage; pull a registry image or an OCI layout"),
+                    let sources: Vec<ImageRef> = if !has_transport(i) && Reference::is_short_name(i) {
+                        registries
+                            .resolve_short_name(i)
+                            .with_context(|| format!("resolving the short name {i}"))?
+                            .into_iter()
+                            .map(ImageRef::Docker)
+                            .collect()
+                    } else {
+                        vec![with_default_transport(i, "docker://")?]
                     };
-                    let dst = ImageRef::parse(&format!(
-                        "containers-storage:[overlay@{}+{}]{name}",
-                        store_root.display(),
-                        sys.bootc_runroot.display()
-                    ))?;
-                    Ok((src, dst))
+                    sources
+                        .into_iter()
+                        .map(|src| {
+                            let name = match &src {
+                                ImageRef::Docker(r) => r.to_string(),
+                                ImageRef::Oci { path, tag } | ImageRef::OciArchive { path, tag } => tag_name(&format!(
+                                    "{}:{}",
+                                    path.file_name().map(|f| f.to_string_lossy().to_lowercase()).unwrap_or_else(|| "image".into()),
+                                    tag.as_deref().unwrap_or("latest")
+                                ))?,
+                                other => bail!("cannot pull {other} into bootc's storage; pull a registry image or an OCI layout"),
+                            };
+                            let dst = ImageRef::parse(&format!(
+                                "containers-storage:[overlay@{}+{}]{name}",
+                                store_root.display(),
+                                sys.bootc_runroot.display()
+                            ))?;
+                            Ok((src, dst))
+                        })
+                        .collect()
                 })
                 .collect::<Result<_>>()?;
             let errors: Vec<String> = std::thread::scope(|s| {
                 let handles: Vec<_> = jobs
                     .iter()
-                    .map(|(src, dst)| {
-                        s.spawn(|| {
-                            run_copy(global, src, dst, &opts, &copy, progress.as_ref())
-                                .map_err(|e| format!("{e:#}"))
+                    .map(|candidates| {
+                        let (opts, copy, progress) = (&opts, &copy, &progress);
+                        s.spawn(move || {
+                            let mut failures = Vec::new();
+                            for (src, dst) in candidates {
+                                match run_copy(global, src, dst, opts, copy, progress.as_ref()) {
+                                    Ok(()) => return Ok(()),
+                                    Err(e) => failures.push(format!("{e:#}")),
+                                }
+                            }
+                            Err(failures.join("; "))
                         })
                     })
                     .collect();
@@ -407,6 +427,7 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
             image,
             destination,
             dest_compress_format,
+            progress_fd,
             remote,
         } => {
             let store = sys.read_bootc_store()?;
@@ -432,7 +453,7 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
             let mut opts = sys.host_endpoints();
             opts.dest_compression = compression(dest_compress_format);
             opts.dest_registry = remote_options(&remote)?;
-            let progress = crate::progress::for_copy(global.quiet, remote.progress_fd)?;
+            let progress = crate::progress::for_copy(global.quiet, progress_fd)?;
             run_copy(
                 global,
                 &src,

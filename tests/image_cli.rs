@@ -482,3 +482,74 @@ fn pull_from_default_storage_shares_file_data_when_it_can() {
         assert_eq!(have, render(&fixture("many").tree, opts));
     }
 }
+
+/// The README's promise: the main job needs no root. An unprivileged user copies a fixture into
+/// a containers-storage store of its own, lists it and exports it bit for bit.
+#[test]
+fn unprivileged_user_can_write_and_read_a_store() {
+    let test = "unprivileged_user_can_write_and_read_a_store";
+    if !is_root() {
+        // Already unprivileged: run as we are.
+        skip(test, "runs as root only, to drop to nobody with setpriv");
+        return;
+    }
+    if !oracle("setpriv", test) {
+        return;
+    }
+    let tmp = tempdir();
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    copy_tree(&fixture("basic").layout, &work.join("oci"));
+    let bin = work.join("stowage");
+    std::fs::copy(env!("CARGO_BIN_EXE_stowage"), &bin).unwrap();
+    run(cmd("chown", ["-R", "65534:65534"]).arg(&work));
+    run(cmd("chmod", ["755"]).arg(tmp.path()));
+    let as_nobody = |args: &[String]| {
+        let mut c = cmd(
+            "setpriv",
+            ["--reuid=65534", "--regid=65534", "--clear-groups"],
+        );
+        c.arg(&bin).arg("--quiet").args(args);
+        c
+    };
+    let store = format!(
+        "[overlay@{}+{}]",
+        work.join("root").display(),
+        work.join("run").display()
+    );
+    let s = |x: &str| x.to_string();
+    run(as_nobody(&[
+        s("copy"),
+        format!("oci:{}:basic", work.join("oci").display()),
+        format!("containers-storage:{store}localhost/basic:1"),
+    ]));
+    let out = run(as_nobody(&[
+        s("image"),
+        s("--storage-root"),
+        work.join("root").display().to_string(),
+        s("--runroot"),
+        work.join("run").display().to_string(),
+        s("cmd"),
+        s("list"),
+        s("--format"),
+        s("json"),
+    ]));
+    let list = json(&out);
+    assert_eq!(list[0]["Names"], serde_json::json!(["localhost/basic:1"]));
+    run(as_nobody(&[
+        s("copy"),
+        format!("containers-storage:{store}localhost/basic:1"),
+        format!("oci:{}:x", work.join("out").display()),
+    ]));
+    let config: Value = serde_json::from_slice(&stowage_inspect_raw(
+        &["--config"],
+        &oci_ref(&work.join("out"), "x"),
+    ))
+    .unwrap();
+    let want: Vec<String> = fixture("basic")
+        .diff_ids()
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(config["rootfs"]["diff_ids"], serde_json::json!(want));
+}

@@ -1649,6 +1649,22 @@ fn image_cmd_pull_and_push_with_bootc_storage() {
         layout_diff_ids(&out, "t"),
         layout_diff_ids(&tmp.path().join("a"), "v1")
     );
+    // A short name resolves through registries.conf's unqualified-search-registries, trying
+    // each in order (the first one here has no such image), like podman.
+    let other = Registry::start(Auth::None, None);
+    let conf = tmp.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "unqualified-search-registries = [\"{}\", \"{}\"]\n[[registry]]\nlocation = \"{}\"\ninsecure = true\n[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
+            other.addr, reg.addr, other.addr, reg.addr
+        ),
+    )
+    .unwrap();
+    let mut c = image(&["cmd", "pull", "--registries-conf"]);
+    c.arg(&conf).arg("bootc/b:v2");
+    run_ok(&mut c);
+    run_ok(&mut image(&["cmd", "exists", &name_b]));
     // A missing image fails that pull only, naming it, and exits 1.
     let missing = format!("{}/bootc/missing:1", reg.addr);
     let o = run(&mut image(&[

@@ -193,6 +193,7 @@ impl StorageWriter<'_> {
         let mut reader = input.reader;
         let tar_split = handle.create_tar_split()?;
         let mut ts = TarSplitWriter::new(io::BufWriter::new(tar_split));
+        let writable = WritableRoot::new(handle.diff_dir(), &what)?;
         // Tar-entry errors print "layer {layer}: tar entry ..."; don't say "layer" twice.
         let tar_layer = what.strip_prefix("layer ").unwrap_or(&what);
         let extracted = (|| -> Result<_> {
@@ -240,6 +241,7 @@ impl StorageWriter<'_> {
             Err(e) => return Err(corruption_or(&mut reader, e)),
         };
         reader.drain()?;
+        writable.restore(handle.diff_dir(), &what)?;
         let diff_size = decoded_size.unwrap_or_else(|| reader.count());
         let out = ts.finish()?;
         let file = out.into_inner().map_err(|e| {
@@ -266,6 +268,60 @@ impl StorageWriter<'_> {
 /// A corrupt or truncated blob usually breaks decompression or the tar before its end, with a
 /// message about the symptom. Read the rest of the verified stream: if the blob's digest or
 /// size is wrong, that is the error to report; otherwise `e` stands.
+/// The diff directory made writable for extraction when not running as root.
+///
+/// containers/storage creates `diff/` read-only (0555, or the parent's mode); root writes into
+/// it anyway, an unprivileged user cannot. So the owner's write bit is added while extracting,
+/// and the mode is put back afterwards unless the layer's own `./` entry set one.
+struct WritableRoot {
+    saved: Option<(u32, u32)>,
+}
+
+impl WritableRoot {
+    fn new(dir: &cap_std::fs::Dir, what: &str) -> Result<Self> {
+        use rustix::fs::{chmodat, statat, AtFlags, Mode};
+        if rustix::process::geteuid().is_root() {
+            return Ok(WritableRoot { saved: None });
+        }
+        let st = statat(dir, ".", AtFlags::empty()).map_err(|e| {
+            Error::from_io(format!("stat of the diff directory of {what}"), e.into())
+        })?;
+        let original = st.st_mode & 0o7777;
+        let temporary = original | 0o700;
+        if temporary == original {
+            return Ok(WritableRoot { saved: None });
+        }
+        chmodat(dir, ".", Mode::from_raw_mode(temporary), AtFlags::empty()).map_err(|e| {
+            Error::from_io(
+                format!("making the diff directory of {what} writable"),
+                e.into(),
+            )
+        })?;
+        Ok(WritableRoot {
+            saved: Some((original, temporary)),
+        })
+    }
+
+    fn restore(&self, dir: &cap_std::fs::Dir, what: &str) -> Result<()> {
+        use rustix::fs::{chmodat, statat, AtFlags, Mode};
+        let Some((original, temporary)) = self.saved else {
+            return Ok(());
+        };
+        let st = statat(dir, ".", AtFlags::empty()).map_err(|e| {
+            Error::from_io(format!("stat of the diff directory of {what}"), e.into())
+        })?;
+        if st.st_mode & 0o7777 == temporary {
+            chmodat(dir, ".", Mode::from_raw_mode(original), AtFlags::empty()).map_err(|e| {
+                Error::from_io(
+                    format!("restoring the mode of the diff directory of {what}"),
+                    e.into(),
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
 fn corruption_or(reader: &mut VerifiedReader<BoxRead<'_>>, e: Error) -> Error {
     match reader.drain() {
         Err(d @ (Error::DigestMismatch { .. } | Error::SizeMismatch { .. })) => d,
