@@ -553,3 +553,38 @@ fn unprivileged_user_can_write_and_read_a_store() {
         .collect();
     assert_eq!(config["rootfs"]["diff_ids"], serde_json::json!(want));
 }
+
+/// `stowage copy containers-storage:… containers-storage:…` (the pipeline, re-extracting from
+/// the tar-split export) keeps the image ID, digest and diffIDs, and the tree podman mounts.
+#[test]
+fn copy_between_two_stores() {
+    let test = "copy_between_two_stores";
+    if !is_root() {
+        skip(test, "writing containers-storage needs root here");
+        return;
+    }
+    let a = PodmanStore::new();
+    let b = PodmanStore::new();
+    run(stowage()
+        .arg("copy")
+        .arg(fixture_ref("whiteouts"))
+        .arg(a.reference("localhost/w:1")));
+    run(stowage()
+        .arg("copy")
+        .arg(a.reference("localhost/w:1"))
+        .arg(b.reference("quay.io/x/w:2")));
+    if !oracle("podman", test) {
+        return;
+    }
+    let ia = a.image_inspect("localhost/w:1");
+    let ib = b.image_inspect("quay.io/x/w:2");
+    for k in ["Id", "Digest", "RootFS", "Config", "Size"] {
+        assert_eq!(ia[k], ib[k], "{k}");
+    }
+    let mount =
+        String::from_utf8(run(b.podman(["image", "mount", "quay.io/x/w:2"])).stdout).unwrap();
+    let opts = RenderOptions::default();
+    let have = render(&describe_dir(Path::new(mount.trim())).unwrap(), opts);
+    run(b.podman(["image", "unmount", "quay.io/x/w:2"]));
+    assert_eq!(have, render(&fixture("whiteouts").tree, opts));
+}
