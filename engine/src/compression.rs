@@ -100,12 +100,18 @@ pub fn decoder<'a, R: Read + Send + 'a>(
         Compression::Uncompressed => Box::new(input),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
         Compression::Zstd => {
+            // A decoder holds its frame's window in memory; several large windows at once
+            // would break the memory bound, so large windows share a process-wide budget.
+            let grant = zstd_window(head).map(|w| window_budget().acquire(w));
             let mut d = zstd::stream::read::Decoder::with_buffer(input)
                 .map_err(|e| Error::from_io(format!("starting zstd decoder for {what}"), e))?;
             // Bound the window so a hostile frame header cannot demand gigabytes.
             d.window_log_max(31)
                 .map_err(|e| Error::from_io(format!("configuring zstd decoder for {what}"), e))?;
-            Box::new(d)
+            Box::new(Budgeted {
+                inner: d,
+                _grant: grant,
+            })
         }
         other => {
             return Err(Error::Unsupported {
@@ -118,6 +124,121 @@ pub fn decoder<'a, R: Read + Send + 'a>(
         }
     };
     Ok((compression, reader))
+}
+
+/// The window size a zstd frame header asks for, when the bytes start with one.
+fn zstd_window(head: &[u8]) -> Option<u64> {
+    let [0x28, 0xb5, 0x2f, 0xfd, descriptor, rest @ ..] = head else {
+        return None;
+    };
+    let single_segment = descriptor & 0x20 != 0;
+    if !single_segment {
+        let wd = *rest.first()?;
+        let log = 10 + u64::from(wd >> 3);
+        let base = 1u64 << log;
+        return Some(base + (base / 8) * u64::from(wd & 7));
+    }
+    // Single segment: the window is the content size (Frame_Content_Size, after the optional
+    // dictionary ID).
+    let dict_len = [0usize, 1, 2, 4][usize::from(descriptor & 3)];
+    let fcs_len = [1usize, 2, 4, 8][usize::from(descriptor >> 6)];
+    let fcs = rest.get(dict_len..dict_len + fcs_len)?;
+    let mut v = 0u64;
+    for (i, b) in fcs.iter().enumerate() {
+        v |= u64::from(*b) << (8 * i);
+    }
+    Some(if fcs_len == 2 { v + 256 } else { v })
+}
+
+/// Memory that large zstd windows may hold at once. Windows up to [`WINDOW_FREE`] (what
+/// containers/image, buildah and the zstd CLI produce: 8 MiB) are not counted; a larger one
+/// waits until the budget has room (a window over the whole budget waits until it is all free).
+pub const WINDOW_BUDGET: u64 = 40 << 20;
+/// Windows up to this size do not take from [`WINDOW_BUDGET`].
+pub const WINDOW_FREE: u64 = 8 << 20;
+
+/// The process-wide budget for zstd windows.
+pub struct WindowBudget {
+    used: std::sync::Mutex<u64>,
+    freed: std::sync::Condvar,
+    total: u64,
+}
+
+/// Part of the budget, returned on drop.
+pub struct WindowGrant {
+    budget: &'static WindowBudget,
+    amount: u64,
+}
+
+impl WindowBudget {
+    const fn new(total: u64) -> Self {
+        WindowBudget {
+            used: std::sync::Mutex::new(0),
+            freed: std::sync::Condvar::new(),
+            total,
+        }
+    }
+
+    fn charge(&self, window: u64) -> u64 {
+        if window <= WINDOW_FREE {
+            0
+        } else {
+            window.min(self.total)
+        }
+    }
+
+    /// Take `window` bytes, waiting for room.
+    pub fn acquire(&'static self, window: u64) -> WindowGrant {
+        let amount = self.charge(window);
+        let mut used = self.used.lock().unwrap();
+        while *used + amount > self.total {
+            used = self.freed.wait(used).unwrap();
+        }
+        *used += amount;
+        WindowGrant {
+            budget: self,
+            amount,
+        }
+    }
+
+    /// Take `window` bytes if there is room now.
+    pub fn try_acquire(&'static self, window: u64) -> Option<WindowGrant> {
+        let amount = self.charge(window);
+        let mut used = self.used.lock().unwrap();
+        (*used + amount <= self.total).then(|| {
+            *used += amount;
+            WindowGrant {
+                budget: self,
+                amount,
+            }
+        })
+    }
+}
+
+impl Drop for WindowGrant {
+    fn drop(&mut self) {
+        if self.amount > 0 {
+            *self.budget.used.lock().unwrap() -= self.amount;
+            self.budget.freed.notify_all();
+        }
+    }
+}
+
+fn window_budget() -> &'static WindowBudget {
+    static BUDGET: WindowBudget = WindowBudget::new(WINDOW_BUDGET);
+    &BUDGET
+}
+
+/// A decoder that gives its window budget back when dropped.
+struct Budgeted<R> {
+    inner: R,
+    _grant: Option<WindowGrant>,
+}
+
+impl<R: Read> Read for Budgeted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
+    }
 }
 
 /// A compressing writer; [`Encoder::finish`] flushes the trailer and returns the inner writer.
@@ -216,6 +337,62 @@ mod tests {
             r.read_to_string(&mut out).unwrap();
             assert_eq!(out, "first frame second frame");
         }
+    }
+
+    #[test]
+    fn zstd_window_sizes_from_frame_headers() {
+        // What our encoder (like the zstd CLI and containers/image) writes stays under the free
+        // threshold.
+        let enc = roundtrip(Compression::Zstd, &b"x".repeat(1000));
+        assert!(
+            matches!(zstd_window(&enc), Some(w) if w <= WINDOW_FREE),
+            "{:?}",
+            zstd_window(&enc)
+        );
+        // Single-segment frame, 1-byte content size 232: window = content size; 2-byte sizes
+        // are offset by 256.
+        assert_eq!(
+            zstd_window(&[0x28, 0xb5, 0x2f, 0xfd, 0x20, 0xe8]),
+            Some(232)
+        );
+        assert_eq!(
+            zstd_window(&[0x28, 0xb5, 0x2f, 0xfd, 0x60, 0x00, 0x01]),
+            Some(256 + 256)
+        );
+        // Window descriptor 0x58: exponent 11, mantissa 0 → 2^21 = 2 MiB; 0x88 → 128 MiB.
+        assert_eq!(
+            zstd_window(&[0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x58]),
+            Some(2 << 20)
+        );
+        assert_eq!(
+            zstd_window(&[0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x88]),
+            Some(128 << 20)
+        );
+        assert_eq!(
+            zstd_window(&[0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x5b]),
+            Some((2 << 20) + 3 * (2 << 20) / 8)
+        );
+        assert_eq!(zstd_window(b"not zstd"), None);
+    }
+
+    #[test]
+    fn large_windows_share_a_budget() {
+        static B: WindowBudget = WindowBudget::new(40 << 20);
+        let small = B.try_acquire(8 << 20).unwrap();
+        let a = B.try_acquire(32 << 20).unwrap();
+        assert!(
+            B.try_acquire(16 << 20).is_none(),
+            "32 + 16 MiB exceed the 40 MiB budget"
+        );
+        let _small_too = B.try_acquire(4 << 20).unwrap();
+        drop(a);
+        let huge = B
+            .try_acquire(1 << 30)
+            .expect("an oversized window takes the whole budget once free");
+        assert!(B.try_acquire(9 << 20).is_none());
+        drop(huge);
+        drop(small);
+        assert!(B.try_acquire(40 << 20).is_some());
     }
 
     #[test]
