@@ -306,6 +306,21 @@ impl Store {
             .unwrap_or_default())
     }
 
+    /// Read and parse one of the store's JSON files (an absent file is an empty list); errors
+    /// name the file's path.
+    fn load_json<T>(
+        &self,
+        dir: &str,
+        file: &str,
+        parse: fn(&[u8], &str) -> Result<Vec<T>>,
+    ) -> Result<Vec<T>> {
+        let data = self.read_json_file(dir, file)?;
+        parse(
+            &data,
+            &self.graph_root.join(dir).join(file).display().to_string(),
+        )
+    }
+
     fn write_json_file(
         &self,
         dir: &str,
@@ -320,16 +335,7 @@ impl Store {
     }
 
     fn load_layers(&self) -> Result<Vec<LayerRecord>> {
-        let data = self.read_json_file(LAYERS_DIR, "layers.json")?;
-        layers::parse(
-            &data,
-            &self
-                .graph_root
-                .join(LAYERS_DIR)
-                .join("layers.json")
-                .display()
-                .to_string(),
-        )
+        self.load_json(LAYERS_DIR, "layers.json", layers::parse)
     }
 
     fn save_layers(&self, l: &[LayerRecord], guard: &WriteGuard<'_>) -> Result<()> {
@@ -337,16 +343,7 @@ impl Store {
     }
 
     fn load_images(&self) -> Result<Vec<ImageRecord>> {
-        let data = self.read_json_file(IMAGES_DIR, "images.json")?;
-        images::parse(
-            &data,
-            &self
-                .graph_root
-                .join(IMAGES_DIR)
-                .join("images.json")
-                .display()
-                .to_string(),
-        )
+        self.load_json(IMAGES_DIR, "images.json", images::parse)
     }
 
     fn save_images(&self, i: &[ImageRecord], guard: &WriteGuard<'_>) -> Result<()> {
@@ -354,16 +351,7 @@ impl Store {
     }
 
     fn load_containers(&self) -> Result<Vec<ContainerRecord>> {
-        let data = self.read_json_file(CONTAINERS_DIR, "containers.json")?;
-        containers::parse(
-            &data,
-            &self
-                .graph_root
-                .join(CONTAINERS_DIR)
-                .join("containers.json")
-                .display()
-                .to_string(),
-        )
+        self.load_json(CONTAINERS_DIR, "containers.json", containers::parse)
     }
 
     fn read_containers_locked(&self) -> Result<Vec<ContainerRecord>> {
