@@ -41,27 +41,9 @@ use sha2::{Digest as _, Sha256};
 use stowage_engine::cstorage::{ops, Store};
 use stowage_fixtures::layer::{compress, Entry, Kind, LayerCompression, LayerSpec};
 use stowage_fixtures::tree::{describe_dir, flatten, render, RenderOptions, TreeEntry};
-use stowage_fixtures::{FixtureInfo, PlatformInfo};
+use stowage_fixtures::FixtureInfo;
 
 // ----- expectations ----------------------------------------------------------------------------
-
-/// The architecture name OCI uses for the machine running the tests.
-fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "arm" => "arm",
-        other => other,
-    }
-}
-
-/// The platform of a multi-arch fixture that the tools pick on this machine.
-fn host_platform(info: &FixtureInfo) -> &PlatformInfo {
-    info.platforms
-        .iter()
-        .find(|p| p.platform.split('/').nth(1) == Some(host_arch()))
-        .unwrap_or_else(|| panic!("{} has no image for {}", info.name, host_arch()))
-}
 
 /// What an image in a store must look like.
 #[derive(Debug, Clone)]

@@ -16,25 +16,7 @@ use std::path::Path;
 use common::*;
 use serde_json::{json, Value};
 use stowage_fixtures::tree::{describe_dir, render, RenderOptions};
-use stowage_fixtures::{FixtureInfo, PlatformInfo};
-
-/// The architecture name OCI uses for the machine running the tests.
-fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "arm" => "arm",
-        other => other,
-    }
-}
-
-/// The platform of a multi-arch fixture that tools pick on this machine.
-fn host_platform(info: &FixtureInfo) -> &PlatformInfo {
-    info.platforms
-        .iter()
-        .find(|p| p.platform.split('/').nth(1) == Some(host_arch()))
-        .unwrap_or_else(|| panic!("{} has no image for {}", info.name, host_arch()))
-}
+use stowage_fixtures::FixtureInfo;
 
 /// Keys of `skopeo inspect` that stowage must reproduce exactly.
 const INSPECT_KEYS: [&str; 7] = [

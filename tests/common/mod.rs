@@ -177,6 +177,21 @@ pub fn fixture(name: &str) -> &'static FixtureInfo {
         .unwrap_or_else(|| panic!("no fixture named {name}"))
 }
 
+/// The architecture name OCI uses for the machine running the tests (the engine's own idea of
+/// the host platform, which is what stowage picks from an index).
+pub fn host_arch() -> String {
+    stowage_engine::manifest::PlatformSpec::host().architecture
+}
+
+/// The platform of a multi-arch fixture that the tools pick on this machine.
+pub fn host_platform(info: &FixtureInfo) -> &stowage_fixtures::PlatformInfo {
+    let arch = host_arch();
+    info.platforms
+        .iter()
+        .find(|p| p.platform.split('/').nth(1) == Some(arch.as_str()))
+        .unwrap_or_else(|| panic!("{} has no image for {arch}", info.name))
+}
+
 /// `oci:DIR:TAG`.
 pub fn oci_ref(dir: &Path, tag: &str) -> String {
     format!("oci:{}:{tag}", dir.display())
