@@ -366,30 +366,25 @@ mod tests {
             .write(true)
             .open(&path)
             .unwrap();
-        // SAFETY: zeroed flock is valid; filled in below.
-        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-        fl.l_type = libc::F_WRLCK as libc::c_short;
-        fl.l_whence = libc::SEEK_SET as libc::c_short;
-        // SAFETY: valid fd and flock.
-        let r = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut fl as *mut libc::flock) };
-        assert_eq!(r, 0);
+        // The lock type a POSIX F_GETLK query for a whole-file write lock reports.
+        let probe = || {
+            // SAFETY: a zeroed flock is valid; the fields that matter are set below.
+            let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+            fl.l_type = libc::F_WRLCK as libc::c_short;
+            fl.l_whence = libc::SEEK_SET as libc::c_short;
+            // SAFETY: valid fd and flock.
+            let r =
+                unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut fl as *mut libc::flock) };
+            assert_eq!(r, 0);
+            fl.l_type
+        };
         assert_eq!(
-            fl.l_type,
+            probe(),
             libc::F_WRLCK as libc::c_short,
             "lock is visible to POSIX F_GETLK"
         );
         drop(g);
-        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-        fl.l_type = libc::F_WRLCK as libc::c_short;
-        fl.l_whence = libc::SEEK_SET as libc::c_short;
-        // SAFETY: valid fd and flock.
-        let r = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut fl as *mut libc::flock) };
-        assert_eq!(r, 0);
-        assert_eq!(
-            fl.l_type,
-            libc::F_UNLCK as libc::c_short,
-            "released on drop"
-        );
+        assert_eq!(probe(), libc::F_UNLCK as libc::c_short, "released on drop");
     }
 
     #[test]
