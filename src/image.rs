@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use stowage_engine::bootc::{self, ListSources};
 use stowage_engine::copy::{copy_image, CopyOptions};
-use stowage_engine::cstorage::{clone, ops, StorageSink, Store};
+use stowage_engine::cstorage::{catalog, clone, StorageSink, Store};
 use stowage_engine::endpoint::{open_sink, open_source, EndpointOptions};
 use stowage_engine::progress::{Observed, Progress};
 use stowage_engine::reference::Reference;
@@ -232,7 +232,7 @@ fn pull_from_default_storage(
             copy_image(source.as_ref(), &sink, &CopyOptions::default())
                 .with_context(|| format!("copying {image} into bootc's storage"))?;
             for name in record.names.iter().skip(1) {
-                ops::tag(sink.store(), &record.id, std::slice::from_ref(name))?;
+                catalog::tag(sink.store(), &record.id, std::slice::from_ref(name))?;
             }
         }
         Err(e) => return Err(e).with_context(|| format!("copying {image} into bootc's storage")),
@@ -256,7 +256,7 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
     match command {
         CmdCommand::List { format, all } => {
             let store = sys.read_bootc_store()?;
-            let images = ops::list_images(&store, all)?;
+            let images = catalog::list_images(&store, all)?;
             let mut out = std::io::stdout().lock();
             match format {
                 OutputFormat::Json => {
@@ -271,7 +271,9 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
             let store = sys.read_bootc_store()?;
             let mut all = Vec::new();
             for i in &images {
-                all.push(ops::inspect_image(&store, i).with_context(|| format!("inspecting {i}"))?);
+                all.push(
+                    catalog::inspect_image(&store, i).with_context(|| format!("inspecting {i}"))?,
+                );
             }
             let mut out = std::io::stdout().lock();
             serde_json::to_writer_pretty(&mut out, &all)?;
@@ -280,7 +282,7 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
         }
         CmdCommand::Exists { image } => {
             let store = sys.read_bootc_store()?;
-            Ok(if ops::image_exists(&store, &image)? {
+            Ok(if catalog::image_exists(&store, &image)? {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -292,7 +294,7 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
                 .iter()
                 .map(|n| tag_name(n))
                 .collect::<Result<Vec<_>>>()?;
-            ops::tag(&store, &image, &names)?;
+            catalog::tag(&store, &image, &names)?;
             Ok(ExitCode::SUCCESS)
         }
         CmdCommand::Untag { image, names } => {
@@ -301,7 +303,7 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
                 .iter()
                 .map(|n| tag_name(n))
                 .collect::<Result<Vec<_>>>()?;
-            for n in ops::untag(&store, &image, &names)? {
+            for n in catalog::untag(&store, &image, &names)? {
                 if !global.quiet {
                     eprintln!("Untagged: {n}");
                 }
@@ -312,7 +314,7 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
             let store = sys.open_bootc_store()?;
             let mut failed = false;
             for i in &images {
-                match ops::remove_image(&store, i, force) {
+                match catalog::remove_image(&store, i, force) {
                     Ok(report) => {
                         for n in report.untagged {
                             println!("Untagged: {n}");
@@ -335,7 +337,7 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
         }
         CmdCommand::Prune => {
             let store = sys.open_bootc_store()?;
-            for id in ops::prune(&store)? {
+            for id in catalog::prune(&store)? {
                 println!("{id}");
             }
             Ok(ExitCode::SUCCESS)
@@ -468,7 +470,7 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
 }
 
 /// `podman images` table: REPOSITORY, TAG, IMAGE ID, CREATED, SIZE; one row per name.
-fn print_images_table(out: &mut impl Write, images: &[ops::ImageSummary]) -> Result<()> {
+fn print_images_table(out: &mut impl Write, images: &[catalog::ImageSummary]) -> Result<()> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

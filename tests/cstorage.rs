@@ -12,7 +12,7 @@
 //!    exactly as podman shows them, `stowage inspect` agrees with `skopeo inspect`, and stowage
 //!    exports them with the original diffIDs.
 //! 3. Mixed stores: stowage and skopeo add images sharing base layers; removing one with
-//!    `podman rmi`, the engine's `ops::remove_image` or `stowage image cmd rm` keeps the other
+//!    `podman rmi`, the engine's `catalog::remove_image` or `stowage image cmd rm` keeps the other
 //!    whole.
 //! 4. Concurrency: two stowage copies of images sharing layers into one store, one of them
 //!    checked for existing layers before the other wrote them (the source layer is a FIFO the
@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
-use stowage_engine::cstorage::{ops, Store};
+use stowage_engine::cstorage::{catalog, Store};
 use stowage_fixtures::layer::{compress, Entry, Kind, LayerCompression, LayerSpec};
 use stowage_fixtures::tree::{describe_dir, flatten, render, RenderOptions, TreeEntry};
 use stowage_fixtures::FixtureInfo;
@@ -794,7 +794,7 @@ fn images_written_by_skopeo_are_read_by_stowage() {
     // The engine lists and inspects the store exactly as podman does.
     let engine = Store::open_read_only(&store.root, Some("overlay")).unwrap();
     for all in [false, true] {
-        let ours = serde_json::to_value(ops::list_images(&engine, all).unwrap()).unwrap();
+        let ours = serde_json::to_value(catalog::list_images(&engine, all).unwrap()).unwrap();
         let mut args = vec!["images", "--format", "json"];
         if all {
             args.push("--all");
@@ -816,7 +816,7 @@ fn images_written_by_skopeo_are_read_by_stowage() {
     );
     for name in names {
         let image = format!("localhost/{name}:1");
-        let ours = serde_json::to_value(ops::inspect_image(&engine, &image).unwrap()).unwrap();
+        let ours = serde_json::to_value(catalog::inspect_image(&engine, &image).unwrap()).unwrap();
         assert_eq!(
             ours,
             store.image_inspect(&image),
@@ -889,7 +889,7 @@ fn stowage_base_skopeo_derived_then_removed_either_way() {
     check_export(&store, "localhost/basic:1", &basic_exp, Exporter::Stowage);
 
     // The engine removes basic: its twin (same top layer) keeps every layer.
-    let report = ops::remove_image(&engine_store(&store), "localhost/basic:1", false).unwrap();
+    let report = catalog::remove_image(&engine_store(&store), "localhost/basic:1", false).unwrap();
     assert_eq!(report.deleted, vec![basic_exp.id.clone()]);
     assert_eq!(layer_count(&store), 2);
     assert_store_consistent(&store, test);
@@ -897,7 +897,7 @@ fn stowage_base_skopeo_derived_then_removed_either_way() {
     check_tree(test, &store, "localhost/zstd:1", &zstd_exp);
     check_export(&store, "localhost/zstd:1", &zstd_exp, Exporter::Skopeo);
 
-    ops::remove_image(&engine_store(&store), "localhost/zstd:1", false).unwrap();
+    catalog::remove_image(&engine_store(&store), "localhost/zstd:1", false).unwrap();
     assert_store_empty(&store, test);
 }
 
@@ -1477,7 +1477,7 @@ fn killed_mid_layer(test: &str, next: NextWriter) {
         json!([])
     );
     let engine = Store::open_read_only(&store.root, Some("overlay")).unwrap();
-    assert!(ops::list_images(&engine, true).unwrap().is_empty());
+    assert!(catalog::list_images(&engine, true).unwrap().is_empty());
     assert!(engine.layers().unwrap().is_empty());
 
     // The next write cleans up.

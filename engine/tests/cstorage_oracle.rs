@@ -4,7 +4,7 @@
 //! 1. skopeo writes a small OCI image (and a Docker-schema2 conversion of it) into a temporary
 //!    overlay store; the engine lists it, reads manifest and config, and computes the same IDs.
 //! 2. `podman images --format json` and `podman image inspect` must print exactly what
-//!    `cstorage::ops` returns.
+//!    `cstorage::catalog` returns.
 //! 3. Removing the images with the engine leaves a store podman reads as empty.
 //! 4. Names added by the engine are understood by `podman rmi`.
 //! 5. An image written by the engine's layer/image API is listed, inspected and removed by
@@ -19,7 +19,9 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 use stowage_engine::compression::Compression;
-use stowage_engine::cstorage::{ids, images, ops, GoTime, LayerDigests, NewImage, NewLayer, Store};
+use stowage_engine::cstorage::{
+    catalog, ids, images, GoTime, LayerDigests, NewImage, NewLayer, Store,
+};
 use stowage_engine::digest::sha256_of;
 
 fn have(tool: &str) -> bool {
@@ -184,10 +186,10 @@ fn sorted(v: Value) -> Vec<Value> {
 }
 
 fn compare_with_podman(env: &Env, store: &Store) {
-    let ours = serde_json::to_value(ops::list_images(store, false).unwrap()).unwrap();
+    let ours = serde_json::to_value(catalog::list_images(store, false).unwrap()).unwrap();
     let theirs = env.podman_json(&["images", "--format", "json"]);
     assert_eq!(sorted(ours), sorted(theirs), "podman images --format json");
-    let ours_all = serde_json::to_value(ops::list_images(store, true).unwrap()).unwrap();
+    let ours_all = serde_json::to_value(catalog::list_images(store, true).unwrap()).unwrap();
     let theirs_all = env.podman_json(&["images", "--all", "--format", "json"]);
     assert_eq!(
         sorted(ours_all),
@@ -195,7 +197,7 @@ fn compare_with_podman(env: &Env, store: &Store) {
         "podman images --all --format json"
     );
     for img in store.images().unwrap() {
-        let ours = serde_json::to_value(ops::inspect_image(store, &img.id).unwrap()).unwrap();
+        let ours = serde_json::to_value(catalog::inspect_image(store, &img.id).unwrap()).unwrap();
         let theirs = env.podman_json(&["image", "inspect", &img.id]);
         assert_eq!(ours, theirs[0], "podman image inspect {}", img.id);
         // Key order too.
@@ -304,7 +306,7 @@ fn podman_and_skopeo_agree_with_the_store() {
             "the docker conversion shares the layers"
         );
         let base = store.image("localhost/oracle-base:1").unwrap();
-        let listed = ops::list_images(&store, false).unwrap();
+        let listed = catalog::list_images(&store, false).unwrap();
         let child = listed.iter().find(|s| s.id == img.id).unwrap();
         assert_eq!(child.parent_id, base.id, "t0 is t1's parent");
         compare_with_podman(&env, &store);
@@ -325,14 +327,14 @@ fn podman_and_skopeo_agree_with_the_store() {
         compare_with_podman(&env, &store);
 
         // 3. The engine removes everything; podman sees an empty store.
-        let r = ops::remove_image(&store, "localhost/oracle:1", false).unwrap();
+        let r = catalog::remove_image(&store, "localhost/oracle:1", false).unwrap();
         assert_eq!(r.untagged, ["localhost/oracle:1"]);
         assert!(r.deleted.is_empty());
         compare_with_podman(&env, &store);
-        let r = ops::remove_image(&store, "localhost/oracle-docker:1", false).unwrap();
+        let r = catalog::remove_image(&store, "localhost/oracle-docker:1", false).unwrap();
         assert_eq!(r.untagged, ["localhost/oracle-docker:1"]);
         let id = store.image("quay.io/example/oracle:2").unwrap().id;
-        let r = ops::remove_image(&store, &id, false).unwrap();
+        let r = catalog::remove_image(&store, &id, false).unwrap();
         assert_eq!(
             r.deleted.len(),
             2,
@@ -347,7 +349,7 @@ fn podman_and_skopeo_agree_with_the_store() {
     env.skopeo_copy(&[], &src, "localhost/oracle:1");
     {
         let store = Store::open(&env.root, Some(&env.run), None).unwrap();
-        ops::tag(
+        catalog::tag(
             &store,
             "localhost/oracle:1",
             &["localhost/oracle:extra".into()],

@@ -31,6 +31,7 @@
 //! its lock file. Lock order is `layers.lock`, `images.lock`, `containers.lock`.
 
 pub mod bigdata;
+pub mod catalog;
 pub mod clone;
 pub mod containers;
 mod copy;
@@ -40,7 +41,6 @@ pub mod ids;
 pub mod images;
 pub mod layers;
 pub mod lockfile;
-pub mod ops;
 
 use std::io::ErrorKind;
 use std::os::unix::fs::DirBuilderExt as _;

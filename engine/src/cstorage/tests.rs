@@ -547,7 +547,7 @@ fn ops_list_inspect_tag_untag_rmi_prune() {
         &["localhost/c:1", "localhost/c:2"],
     );
 
-    let list = ops::list_images(&store, false).unwrap();
+    let list = catalog::list_images(&store, false).unwrap();
     assert_eq!(list.len(), 3, "one entry per tagged name");
     let c = list.iter().find(|s| s.id == child).unwrap();
     assert_eq!(c.parent_id, parent);
@@ -587,7 +587,7 @@ fn ops_list_inspect_tag_untag_rmi_prune() {
         ]
     );
 
-    let ins = ops::inspect_image(&store, "localhost/c:2").unwrap();
+    let ins = catalog::inspect_image(&store, "localhost/c:2").unwrap();
     assert_eq!(ins.parent, parent);
     assert_eq!(ins.repo_tags, ["localhost/c:1", "localhost/c:2"]);
     assert_eq!(ins.root_fs.layers.as_ref().unwrap().len(), 2);
@@ -631,32 +631,32 @@ fn ops_list_inspect_tag_untag_rmi_prune() {
         serde_json::json!({"Env": ["PATH=/bin"], "Labels": {"l": "c"}})
     );
 
-    assert!(ops::image_exists(&store, "localhost/p:1").unwrap());
-    assert!(!ops::image_exists(&store, "localhost/p:2").unwrap());
-    ops::tag(&store, "localhost/p:1", &["localhost/p:2".into()]).unwrap();
-    assert!(ops::image_exists(&store, "localhost/p:2").unwrap());
-    assert!(ops::tag(&store, "localhost/p:1", &["localhost/p@sha256:00".into()]).is_err());
-    assert!(ops::untag(&store, "localhost/p:1", &["localhost/zzz:1".into()]).is_err());
+    assert!(catalog::image_exists(&store, "localhost/p:1").unwrap());
+    assert!(!catalog::image_exists(&store, "localhost/p:2").unwrap());
+    catalog::tag(&store, "localhost/p:1", &["localhost/p:2".into()]).unwrap();
+    assert!(catalog::image_exists(&store, "localhost/p:2").unwrap());
+    assert!(catalog::tag(&store, "localhost/p:1", &["localhost/p@sha256:00".into()]).is_err());
+    assert!(catalog::untag(&store, "localhost/p:1", &["localhost/zzz:1".into()]).is_err());
     assert_eq!(
-        ops::untag(&store, &parent, &[]).unwrap(),
+        catalog::untag(&store, &parent, &[]).unwrap(),
         ["localhost/p:1", "localhost/p:2"]
     );
     // Untagged with a child: intermediate, hidden unless `all`.
-    assert_eq!(ops::list_images(&store, false).unwrap().len(), 2);
-    let all = ops::list_images(&store, true).unwrap();
+    assert_eq!(catalog::list_images(&store, false).unwrap().len(), 2);
+    let all = catalog::list_images(&store, true).unwrap();
     let p = all.iter().find(|s| s.id == parent).unwrap();
     assert!(!p.dangling);
     assert!(
-        ops::prune(&store).unwrap().is_empty(),
+        catalog::prune(&store).unwrap().is_empty(),
         "intermediate images are not pruned"
     );
 
     // rmi by one of two names only untags.
-    let r = ops::remove_image(&store, "localhost/c:1", false).unwrap();
+    let r = catalog::remove_image(&store, "localhost/c:1", false).unwrap();
     assert_eq!(r.untagged, ["localhost/c:1"]);
     assert!(r.deleted.is_empty());
     // By ID with one name left: removed, and the now dangling parent with it.
-    let r = ops::remove_image(&store, &child[..12], false).unwrap();
+    let r = catalog::remove_image(&store, &child[..12], false).unwrap();
     assert_eq!(r.deleted, vec![child.clone(), parent.clone()]);
     assert_eq!(r.untagged, ["localhost/c:2"]);
     assert!(store.images().unwrap().is_empty());
@@ -664,11 +664,11 @@ fn ops_list_inspect_tag_untag_rmi_prune() {
 
     // prune removes dangling images.
     let d = put_image(&store, &[b"z"], "d", &[]);
-    let list = ops::list_images(&store, false).unwrap();
+    let list = catalog::list_images(&store, false).unwrap();
     assert!(list[0].dangling);
-    assert_eq!(ops::prune(&store).unwrap(), vec![d]);
+    assert_eq!(catalog::prune(&store).unwrap(), vec![d]);
     assert!(matches!(
-        ops::remove_image(&store, "localhost/gone:1", false),
+        catalog::remove_image(&store, "localhost/gone:1", false),
         Err(Error::NotFound { .. })
     ));
 }
@@ -678,9 +678,9 @@ fn rmi_by_id_with_several_names_needs_force() {
     let t = tempfile::tempdir().unwrap();
     let store = Store::open(&t.path().join("root"), None, None).unwrap();
     let a = put_image(&store, &[b"one"], "a", &["localhost/a:1", "localhost/a:2"]);
-    let err = ops::remove_image(&store, &a, false).unwrap_err();
+    let err = catalog::remove_image(&store, &a, false).unwrap_err();
     assert!(err.to_string().contains("please force removal"), "{err}");
-    let r = ops::remove_image(&store, &a, true).unwrap();
+    let r = catalog::remove_image(&store, &a, true).unwrap();
     assert_eq!(r.deleted, vec![a]);
     assert_eq!(r.untagged.len(), 2);
 }
