@@ -2,80 +2,49 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
-use stowage_engine::bootc::{self, ListSources};
-use stowage_engine::copy::{copy_image, CopyOptions};
-use stowage_engine::cstorage::{catalog, clone, StorageSink, Store};
-use stowage_engine::endpoint::{open_sink, open_source, EndpointOptions};
-use stowage_engine::progress::{Observed, Progress};
-use stowage_engine::reference::Reference;
-use stowage_engine::transport::ImageRef;
+use anyhow::{Context, Result};
+use stowage_engine::bootc::transfer::{self, Method, Transfer};
+use stowage_engine::bootc::{pull, ImageType, System};
+use stowage_engine::cstorage::catalog;
 
-use crate::cli::{
-    CmdCommand, GlobalOpts, ImageArgs, ImageCommand, ListType, OutputFormat, RemoteOpts, SystemOpts,
-};
-use crate::commands::{compression, platform};
-
-impl SystemOpts {
-    fn bootc_storage(&self) -> PathBuf {
-        self.bootc_storage
-            .clone()
-            .unwrap_or_else(|| self.sysroot.join(bootc::STORAGE_SUBDIR))
-    }
-    fn ostree_repo(&self) -> PathBuf {
-        self.ostree_repo
-            .clone()
-            .unwrap_or_else(|| self.sysroot.join(bootc::OSTREE_REPO_SUBDIR))
-    }
-    fn open_bootc_store(&self) -> Result<Store> {
-        let root = self.bootc_storage();
-        Store::open(&root, Some(&self.bootc_runroot), None)
-            .with_context(|| format!("opening bootc's storage at {}", root.display()))
-    }
-    fn read_bootc_store(&self) -> Result<Store> {
-        let root = self.bootc_storage();
-        Store::open_read_only(&root, None)
-            .with_context(|| format!("opening bootc's storage at {}", root.display()))
-    }
-    /// Endpoint options whose default containers-storage is the host's.
-    fn host_endpoints(&self) -> EndpointOptions {
-        EndpointOptions {
-            storage_root: self.host_storage.clone(),
-            storage_runroot: self.host_runroot.clone(),
-            ..Default::default()
-        }
-    }
-}
+use crate::args::{compression, copy_options};
+use crate::cli::{CmdCommand, GlobalOpts, ImageArgs, ImageCommand, ListType, OutputFormat};
 
 /// Run an `image` subcommand.
 pub fn run(global: &GlobalOpts, args: ImageArgs) -> Result<ExitCode> {
-    let sys = &args.system;
+    let sys = args.system.system();
     match args.command {
-        ImageCommand::List { list_type, format } => list(sys, list_type, format),
+        ImageCommand::List { list_type, format } => list(&sys, list_type, format),
         ImageCommand::CopyToStorage { source, target } => {
-            copy_to_storage(global, sys, source, &target)
+            let t = transfer::copy_to_storage(
+                &sys,
+                source.as_deref(),
+                &target,
+                &sys.endpoints(),
+                &copy_options(None, None),
+                None,
+            )
+            .context("copy-to-storage")?;
+            report_transfer(global, &t);
+            Ok(ExitCode::SUCCESS)
         }
         ImageCommand::PullFromDefaultStorage { image } => {
-            pull_from_default_storage(global, sys, &image)
+            pull_from_default_storage(global, &sys, &image)
         }
-        ImageCommand::Cmd { command } => cmd(global, sys, command),
+        ImageCommand::Cmd { command } => cmd(global, &sys, command),
     }
 }
 
-fn list(sys: &SystemOpts, list_type: ListType, format: OutputFormat) -> Result<ExitCode> {
-    let repo = sys.ostree_repo();
-    let storage = sys.bootc_storage();
-    let want = |t: ListType| list_type == ListType::All || list_type == t;
-    let sources = ListSources {
-        ostree_repo: want(ListType::Host).then_some(repo.as_path()),
-        storage_root: want(ListType::Unified).then_some(storage.as_path()),
-        root: want(ListType::Logical).then_some(sys.root.as_path()),
+fn list(sys: &System, list_type: ListType, format: OutputFormat) -> Result<ExitCode> {
+    let kinds: &[ImageType] = match list_type {
+        ListType::All => &[ImageType::Host, ImageType::Unified, ImageType::Logical],
+        ListType::Host => &[ImageType::Host],
+        ListType::Unified => &[ImageType::Unified],
+        ListType::Logical => &[ImageType::Logical],
     };
-    let images = bootc::list_images(&sources)?;
+    let images = sys.list_images(kinds)?;
     let mut out = std::io::stdout().lock();
     match format {
         OutputFormat::Json => {
@@ -98,164 +67,79 @@ fn list(sys: &SystemOpts, list_type: ListType, format: OutputFormat) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether `s` starts with a transport name (`docker://`, `oci:`, `containers-storage:`, ...).
-fn has_transport(s: &str) -> bool {
-    [
-        "docker://",
-        "oci:",
-        "oci-archive:",
-        "containers-storage:",
-        "ostree:",
-    ]
-    .iter()
-    .any(|t| s.starts_with(t))
-}
-
-/// `name` as a transport string, with `default` (e.g. `containers-storage:`) when it has none.
-fn with_default_transport(name: &str, default: &str) -> Result<ImageRef> {
-    Ok(if has_transport(name) {
-        ImageRef::parse(name)?
-    } else {
-        ImageRef::parse(&format!("{default}{name}"))?
-    })
-}
-
-fn run_copy(
-    global: &GlobalOpts,
-    src: &ImageRef,
-    dst: &ImageRef,
-    opts: &EndpointOptions,
-    copy: &CopyOptions,
-    progress: Option<&Arc<dyn Progress>>,
-) -> Result<()> {
-    let source = open_source(src, opts).with_context(|| format!("opening source {src}"))?;
-    let sink = open_sink(dst, opts).with_context(|| format!("opening destination {dst}"))?;
-    let report = match progress {
-        Some(p) => copy_image(
-            &Observed::source(source.as_ref(), p.clone()),
-            &Observed::sink(sink.as_ref(), p.clone()),
-            copy,
-        ),
-        None => copy_image(source.as_ref(), sink.as_ref(), copy),
-    }
-    .with_context(|| format!("copying {src} to {dst}"))?;
+/// The summary line of a copy, unless `-q`.
+fn report_transfer(global: &GlobalOpts, t: &Transfer) {
     if !global.quiet {
+        let r = &t.report;
         eprintln!(
-            "Copied {src} to {dst}: {} layer(s) ({} bytes) copied, {} reused, in {:.2?}",
-            report.layers_copied, report.layer_bytes, report.layers_reused, report.elapsed
+            "Copied {} to {}: {} layer(s) ({} bytes) copied, {} reused, in {:.2?}",
+            t.source, t.destination, r.layers_copied, r.layer_bytes, r.layers_reused, r.elapsed
         );
     }
-    Ok(())
 }
 
-/// Registry options for `image cmd pull/push`: bootc's `/etc/ostree/auth.json` unless
-/// `--authfile` names another.
-fn remote_options(remote: &RemoteOpts) -> Result<stowage_engine::registry::RegistryOptions> {
-    let mut o = remote.options()?;
-    if o.authfile.is_none() {
-        let bootc_auth = std::path::Path::new(BOOTC_AUTHFILE);
-        if bootc_auth.exists() {
-            o.authfile = Some(bootc_auth.to_path_buf());
+fn pull_from_default_storage(global: &GlobalOpts, sys: &System, image: &str) -> Result<ExitCode> {
+    let done = transfer::pull_from_default_storage(sys, image, &copy_options(None, None), None)
+        .with_context(|| {
+            format!(
+                "copying {image} from {} into bootc's storage at {}",
+                sys.host_storage_root.display(),
+                sys.storage_root().display()
+            )
+        })?;
+    if !global.quiet {
+        let id = &done.image.id[..12];
+        let to = sys.storage_root();
+        match &done.method {
+            Method::Cloned(stats) => eprintln!(
+                "Copied {image} ({id}) into {}: {} layer(s) copied, {} reused; files: {} reflinked, {} hard-linked, {} copied",
+                to.display(),
+                stats.layers_copied,
+                stats.layers_reused,
+                stats.reflinked,
+                stats.hardlinked,
+                stats.copied
+            ),
+            Method::Reextracted(r) => eprintln!(
+                "Copied {image} ({id}) into {}: {} layer(s) re-extracted ({} bytes), {} reused (the stores keep whiteouts differently, so layers could not be shared)",
+                to.display(),
+                r.layers_copied,
+                r.layer_bytes,
+                r.layers_reused
+            ),
         }
-    }
-    Ok(o)
-}
-
-/// bootc's registry credentials, used instead of the user's.
-const BOOTC_AUTHFILE: &str = "/etc/ostree/auth.json";
-
-fn copy_to_storage(
-    global: &GlobalOpts,
-    sys: &SystemOpts,
-    source: Option<String>,
-    target: &str,
-) -> Result<ExitCode> {
-    let Some(source) = source else {
-        bail!(
-            "copying the booted image needs stowage's ostree export, which is not implemented yet; \
-             name the image with --source (e.g. --source oci:/path:tag or --source docker://quay.io/org/image:tag)"
-        );
-    };
-    let src = ImageRef::parse(&source)?;
-    let dst = with_default_transport(target, "containers-storage:")?;
-    run_copy(
-        global,
-        &src,
-        &dst,
-        &sys.host_endpoints(),
-        &CopyOptions::default(),
-        None,
-    )?;
-    Ok(ExitCode::SUCCESS)
-}
-
-fn pull_from_default_storage(
-    global: &GlobalOpts,
-    sys: &SystemOpts,
-    image: &str,
-) -> Result<ExitCode> {
-    let host = Store::open_read_only(&sys.host_storage, None).with_context(|| {
-        format!(
-            "opening the host's storage at {}",
-            sys.host_storage.display()
-        )
-    })?;
-    let record = host
-        .image(image)
-        .with_context(|| format!("finding {image} in {}", sys.host_storage.display()))?;
-    let dst = sys.open_bootc_store()?;
-    match clone::clone_image(&host, &dst, &record, &[]) {
-        Ok(stats) => {
-            if !global.quiet {
-                eprintln!(
-                    "Copied {image} ({}) into {}: {} layer(s) copied, {} reused; files: {} reflinked, {} hard-linked, {} copied",
-                    &record.id[..12],
-                    sys.bootc_storage().display(),
-                    stats.layers_copied,
-                    stats.layers_reused,
-                    stats.reflinked,
-                    stats.hardlinked,
-                    stats.copied
-                );
-            }
-        }
-        Err(stowage_engine::Error::Conflict { reason, .. }) if reason.contains("whiteouts") => {
-            // Different whiteout forms: re-extract through the pipeline.
-            let src = ImageRef::parse(&format!(
-                "containers-storage:[overlay@{}+{}]{}",
-                sys.host_storage.display(),
-                sys.host_runroot.display(),
-                record.id
-            ))?;
-            let sink = StorageSink::new(dst, record.names.first().cloned());
-            let source = open_source(&src, &sys.host_endpoints())?;
-            copy_image(source.as_ref(), &sink, &CopyOptions::default())
-                .with_context(|| format!("copying {image} into bootc's storage"))?;
-            for name in record.names.iter().skip(1) {
-                catalog::tag(sink.store(), &record.id, std::slice::from_ref(name))?;
-            }
-        }
-        Err(e) => return Err(e).with_context(|| format!("copying {image} into bootc's storage")),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// podman's rule for names given to `tag`: a short name goes to `localhost/`.
-fn tag_name(name: &str) -> Result<String> {
-    let full = if Reference::is_short_name(name) {
-        format!("localhost/{name}")
-    } else {
-        name.to_string()
-    };
-    Ok(Reference::parse_with_default_tag(&full)
-        .with_context(|| format!("invalid name {name}"))?
-        .to_string())
+/// podman's names for `tag`/`untag`: short names under `localhost/`.
+fn local_names(names: &[String]) -> Result<Vec<String>> {
+    names
+        .iter()
+        .map(|n| Ok(catalog::local_name(n)?.to_string()))
+        .collect()
 }
 
-fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<ExitCode> {
+fn cmd(global: &GlobalOpts, sys: &System, command: CmdCommand) -> Result<ExitCode> {
+    let bootc_store = || {
+        sys.open_storage().with_context(|| {
+            format!(
+                "opening bootc's storage at {}",
+                sys.storage_root().display()
+            )
+        })
+    };
+    let read_bootc_store = || {
+        sys.read_storage().with_context(|| {
+            format!(
+                "opening bootc's storage at {}",
+                sys.storage_root().display()
+            )
+        })
+    };
     match command {
         CmdCommand::List { format, all } => {
-            let store = sys.read_bootc_store()?;
+            let store = read_bootc_store()?;
             let images = catalog::list_images(&store, all)?;
             let mut out = std::io::stdout().lock();
             match format {
@@ -268,7 +152,7 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
             Ok(ExitCode::SUCCESS)
         }
         CmdCommand::Inspect { images } => {
-            let store = sys.read_bootc_store()?;
+            let store = read_bootc_store()?;
             let mut all = Vec::new();
             for i in &images {
                 all.push(
@@ -281,7 +165,7 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
             Ok(ExitCode::SUCCESS)
         }
         CmdCommand::Exists { image } => {
-            let store = sys.read_bootc_store()?;
+            let store = read_bootc_store()?;
             Ok(if catalog::image_exists(&store, &image)? {
                 ExitCode::SUCCESS
             } else {
@@ -289,21 +173,13 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
             })
         }
         CmdCommand::Tag { image, names } => {
-            let store = sys.open_bootc_store()?;
-            let names = names
-                .iter()
-                .map(|n| tag_name(n))
-                .collect::<Result<Vec<_>>>()?;
-            catalog::tag(&store, &image, &names)?;
+            let store = bootc_store()?;
+            catalog::tag(&store, &image, &local_names(&names)?)?;
             Ok(ExitCode::SUCCESS)
         }
         CmdCommand::Untag { image, names } => {
-            let store = sys.open_bootc_store()?;
-            let names = names
-                .iter()
-                .map(|n| tag_name(n))
-                .collect::<Result<Vec<_>>>()?;
-            for n in catalog::untag(&store, &image, &names)? {
+            let store = bootc_store()?;
+            for n in catalog::untag(&store, &image, &local_names(&names)?)? {
                 if !global.quiet {
                     eprintln!("Untagged: {n}");
                 }
@@ -311,7 +187,7 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
             Ok(ExitCode::SUCCESS)
         }
         CmdCommand::Rm { force, images } => {
-            let store = sys.open_bootc_store()?;
+            let store = bootc_store()?;
             let mut failed = false;
             for i in &images {
                 match catalog::remove_image(&store, i, force) {
@@ -336,7 +212,7 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
             })
         }
         CmdCommand::Prune => {
-            let store = sys.open_bootc_store()?;
+            let store = bootc_store()?;
             for id in catalog::prune(&store)? {
                 println!("{id}");
             }
@@ -348,81 +224,37 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
             progress_fd,
             remote,
         } => {
-            let store_root = sys.bootc_storage();
-            let copy = CopyOptions {
-                platform: platform(&p),
-                ..Default::default()
-            };
-            let mut opts = sys.host_endpoints();
-            opts.src_registry = remote_options(&remote)?;
+            let mut opts = sys.endpoints();
+            opts.src_registry = remote.bootc_options()?;
             let progress = crate::progress::for_copy(global.quiet, progress_fd)?;
-            let registries = opts.src_registry.registries()?;
-            // Each image: the candidates to try in order (a short name gives one per
-            // unqualified-search registry, as podman resolves it), each with its destination.
-            let jobs: Vec<Vec<(ImageRef, ImageRef)>> = images
-                .iter()
-                .map(|i| {
-                    let sources: Vec<ImageRef> = if !has_transport(i) && Reference::is_short_name(i) {
-                        registries
-                            .resolve_short_name(i)
-                            .with_context(|| format!("resolving the short name {i}"))?
-                            .into_iter()
-                            .map(ImageRef::Docker)
-                            .collect()
-                    } else {
-                        vec![with_default_transport(i, "docker://")?]
-                    };
-                    sources
-                        .into_iter()
-                        .map(|src| {
-                            let name = match &src {
-                                ImageRef::Docker(r) => r.to_string(),
-                                ImageRef::Oci { path, tag } | ImageRef::OciArchive { path, tag } => tag_name(&format!(
-                                    "{}:{}",
-                                    path.file_name().map(|f| f.to_string_lossy().to_lowercase()).unwrap_or_else(|| "image".into()),
-                                    tag.as_deref().unwrap_or("latest")
-                                ))?,
-                                other => bail!("cannot pull {other} into bootc's storage; pull a registry image or an OCI layout"),
-                            };
-                            let dst = ImageRef::parse(&format!(
-                                "containers-storage:[overlay@{}+{}]{name}",
-                                store_root.display(),
-                                sys.bootc_runroot.display()
-                            ))?;
-                            Ok((src, dst))
-                        })
-                        .collect()
-                })
-                .collect::<Result<_>>()?;
-            let errors: Vec<String> = std::thread::scope(|s| {
-                let handles: Vec<_> = jobs
-                    .iter()
-                    .map(|candidates| {
-                        let (opts, copy, progress) = (&opts, &copy, &progress);
-                        s.spawn(move || {
-                            let mut failures = Vec::new();
-                            for (src, dst) in candidates {
-                                match run_copy(global, src, dst, opts, copy, progress.as_ref()) {
-                                    Ok(()) => return Ok(()),
-                                    Err(e) => failures.push(format!("{e:#}")),
-                                }
-                            }
-                            Err(failures.join("; "))
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .filter_map(|h| h.join().expect("pull thread panicked").err())
-                    .collect()
-            });
-            for e in &errors {
-                eprintln!("Error: {e}");
+            let results = pull::pull_images(
+                sys,
+                &images,
+                &opts,
+                &copy_options(Some(&p), None),
+                progress.as_ref(),
+            )?;
+            let mut failed = false;
+            for r in results {
+                match r {
+                    Ok(pulled) => report_transfer(
+                        global,
+                        &Transfer {
+                            source: pulled.candidate.source,
+                            destination: pulled.candidate.destination,
+                            report: pulled.report,
+                        },
+                    ),
+                    Err(e) => {
+                        eprintln!("Error: {}", crate::render_error(&anyhow::Error::new(e)));
+                        failed = true;
+                    }
+                }
             }
-            Ok(if errors.is_empty() {
-                ExitCode::SUCCESS
-            } else {
+            Ok(if failed {
                 ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
             })
         }
         CmdCommand::Push {
@@ -432,38 +264,20 @@ fn cmd(global: &GlobalOpts, sys: &SystemOpts, command: CmdCommand) -> Result<Exi
             progress_fd,
             remote,
         } => {
-            let store = sys.read_bootc_store()?;
-            let record = store
-                .image(&image)
-                .with_context(|| format!("finding {image} in bootc's storage"))?;
-            let src = ImageRef::parse(&format!(
-                "containers-storage:[overlay@{}+{}]{}",
-                sys.bootc_storage().display(),
-                sys.bootc_runroot.display(),
-                record.id
-            ))?;
-            let dst = match destination {
-                Some(d) => with_default_transport(&d, "docker://")?,
-                None => {
-                    let name = record
-                        .names
-                        .first()
-                        .with_context(|| format!("{image} has no name; give a destination"))?;
-                    ImageRef::parse(&format!("docker://{name}"))?
-                }
-            };
-            let mut opts = sys.host_endpoints();
+            let mut opts = sys.endpoints();
             opts.dest_compression = compression(dest_compress_format);
-            opts.dest_registry = remote_options(&remote)?;
+            opts.dest_registry = remote.bootc_options()?;
             let progress = crate::progress::for_copy(global.quiet, progress_fd)?;
-            run_copy(
-                global,
-                &src,
-                &dst,
+            let t = transfer::push(
+                sys,
+                &image,
+                destination.as_deref(),
                 &opts,
-                &CopyOptions::default(),
+                &copy_options(None, None),
                 progress.as_ref(),
-            )?;
+            )
+            .with_context(|| format!("pushing {image} from bootc's storage"))?;
+            report_transfer(global, &t);
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -1,6 +1,7 @@
 //! `stowage`: the command-line front end. Parsing, calling the engine, printing; no image
 //! logic lives here.
 
+mod args;
 mod cli;
 mod commands;
 mod image;
@@ -12,7 +13,12 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    match commands::run(cli) {
+    let result = match cli.command {
+        cli::Command::Copy(args) => commands::copy(&cli.global, args),
+        cli::Command::Inspect(args) => commands::inspect(args),
+        cli::Command::Image(args) => image::run(&cli.global, args),
+    };
+    match result {
         Ok(code) => code,
         // The reader of our output went away (`stowage inspect … | head`): nothing to report.
         Err(e)
@@ -32,7 +38,7 @@ fn main() -> ExitCode {
 
 /// The error and its causes on one line, skopeo-style (`outer: inner: root`), without
 /// repeating a cause the outer message already includes.
-fn render_error(e: &anyhow::Error) -> String {
+pub(crate) fn render_error(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
         let s = cause.to_string();

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use oci_spec::image::{Descriptor, ImageManifest, MediaType};
 
-use crate::compression::{BoxRead, Compression};
+use std::io::{Read, Write};
+
+use crate::compression::{decoder, BoxRead, Compression, Encoder};
 use crate::digest::{Digest, VerifiedReader};
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{
@@ -83,15 +85,171 @@ pub struct LayerPlan {
     pub diff_id: Digest,
 }
 
-/// A layer handed to a writer: the verified stream and what it is.
+/// A layer's name in messages: `layer 2 (sha256:…) of oci:/src:tag`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerLabel {
+    /// Position in the manifest, bottom first (0-based; displayed 1-based).
+    pub index: usize,
+    /// The digest the manifest names it by.
+    pub digest: Digest,
+    /// The image, in transport syntax.
+    pub image: String,
+}
+
+impl std::fmt::Display for LayerLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "layer {} ({}) of {}",
+            self.index + 1,
+            self.digest,
+            self.image
+        )
+    }
+}
+
+/// A layer handed to a writer: the pipeline's verified stream and what it is.
+///
+/// A writer consumes it in exactly one of three ways, and the pipeline's checks come with
+/// each: [`copy_to`](Self::copy_to) (store the stream as it arrives),
+/// [`decode`](Self::decode) (read the uncompressed tar, verified against the diffID), or
+/// [`recompress`](Self::recompress) (store it in another compression, the decoded tar still
+/// verified against the diffID). Each reads the stream to its end, so when it returns `Ok`
+/// the blob's digest and size and (for `decode`/`recompress`) the diffID have been checked.
 pub struct LayerInput<'a> {
     /// The layer's position, bottom first.
     pub index: usize,
     /// Whether the stream is the blob as described or the uncompressed diff.
     pub form: LayerForm,
-    /// The stream. It is verified: reading it to its end fails if the bytes are wrong, so a
-    /// writer must read to `Ok(0)` before committing anything.
-    pub reader: VerifiedReader<BoxRead<'a>>,
+    /// The compression of the stream as it arrives, from the descriptor's media type
+    /// ([`Compression::Uncompressed`] for a [`LayerForm::Diff`]).
+    pub compression: Compression,
+    /// The layer's name, for messages.
+    pub label: LayerLabel,
+    diff_id: Digest,
+    reader: VerifiedReader<BoxRead<'a>>,
+}
+
+/// What [`LayerInput::decode`] read.
+#[derive(Debug)]
+pub struct Decoded<T> {
+    /// What the consumer returned.
+    pub value: T,
+    /// The compression found in the stream (sniffed from its first bytes).
+    pub compression: Compression,
+    /// Bytes of the uncompressed tar (the diff size).
+    pub diff_size: u64,
+    /// Bytes of the stream as it arrived.
+    pub stream_size: u64,
+}
+
+impl<'a> LayerInput<'a> {
+    /// A layer input over `reader`, which must already verify the stream (the blob against
+    /// its descriptor for [`LayerForm::Blob`], the diffID for [`LayerForm::Diff`]). The copy
+    /// pipeline builds these; other callers (tests, tools) may too.
+    pub fn new(
+        label: LayerLabel,
+        form: LayerForm,
+        compression: Compression,
+        diff_id: Digest,
+        reader: VerifiedReader<BoxRead<'a>>,
+    ) -> Self {
+        LayerInput {
+            index: label.index,
+            form,
+            compression,
+            label,
+            diff_id,
+            reader,
+        }
+    }
+
+    /// The diffID the uncompressed tar must hash to.
+    pub fn diff_id(&self) -> &Digest {
+        &self.diff_id
+    }
+
+    /// Copy the stream as it arrives (the blob, or the diff) to `out`; returns its size.
+    /// Fails, before returning, if the bytes do not match their digest or size.
+    pub fn copy_to(mut self, out: &mut impl Write) -> Result<u64> {
+        let label = &self.label;
+        std::io::copy(&mut self.reader, out).ctx(|| format!("copying {label}"))
+    }
+
+    /// Decode the stream and hand the uncompressed tar to `consume`. The tar is verified
+    /// against the diffID and the blob against its digest and size: after `consume` returns,
+    /// both streams are read to their ends, so `Ok` means every check passed. When `consume`
+    /// fails and the blob turns out corrupt or truncated, the digest or size error is returned
+    /// instead (a corrupt blob usually breaks decompression or the tar first, with a message
+    /// about the symptom).
+    pub fn decode<T>(
+        mut self,
+        consume: impl FnOnce(&mut dyn Read) -> Result<T>,
+    ) -> Result<Decoded<T>> {
+        let label = self.label.to_string();
+        let outer = &mut self.reader;
+        let result = match self.form {
+            LayerForm::Diff => consume(outer)
+                .and_then(|v| outer.drain().map(|_| (v, Compression::Uncompressed, None))),
+            LayerForm::Blob => (|| {
+                let (compression, decoded) = decoder(&mut *outer, &label)?;
+                let mut verified = VerifiedReader::new(
+                    decoded,
+                    &self.diff_id,
+                    None,
+                    format!("uncompressed {label}"),
+                )?;
+                let value = consume(&mut verified)?;
+                verified.drain()?;
+                let diff_size = verified.count();
+                drop(verified);
+                Ok((value, compression, Some(diff_size)))
+            })()
+            .and_then(|v| outer.drain().map(|_| v)),
+        };
+        match result {
+            Ok((value, compression, diff_size)) => Ok(Decoded {
+                value,
+                compression,
+                diff_size: diff_size.unwrap_or_else(|| outer.count()),
+                stream_size: outer.count(),
+            }),
+            Err(e) => Err(match outer.drain() {
+                Err(d @ (Error::DigestMismatch { .. } | Error::SizeMismatch { .. })) => d,
+                _ => e,
+            }),
+        }
+    }
+
+    /// Store the layer compressed with `target`: decode it (verified as in
+    /// [`decode`](Self::decode)) and encode it into `out`, which is returned with what was
+    /// decoded.
+    pub fn recompress<W: Write>(self, out: W, target: Compression) -> Result<(W, Decoded<()>)> {
+        let label = self.label.to_string();
+        let mut enc = Encoder::new(out, target)?;
+        let decoded = self.decode(|tar| {
+            std::io::copy(tar, &mut enc).ctx(|| format!("compressing {label}"))?;
+            Ok(())
+        })?;
+        let out = enc.finish().ctx(|| format!("compressing {label}"))?;
+        Ok((out, decoded))
+    }
+}
+
+/// The compression a sink that stores compressed blobs (an OCI layout, a registry) must give
+/// a layer arriving in `form` and `compression` when `requested` was asked for: `None` to
+/// store the stream as it is. An uncompressed diff is always compressed (gzip unless another
+/// was requested), as skopeo does.
+pub fn target_compression(
+    form: LayerForm,
+    compression: Compression,
+    requested: Option<Compression>,
+) -> Option<Compression> {
+    match (form, requested) {
+        (LayerForm::Diff, c) => Some(c.unwrap_or(Compression::Gzip)),
+        (LayerForm::Blob, Some(c)) if c != compression => Some(c),
+        _ => None,
+    }
 }
 
 /// The form of a [`LayerInput`].
@@ -137,8 +295,8 @@ pub trait ImageSink: Send + Sync {
 pub trait ImageWriter: Send + Sync {
     /// If layer `index` is already stored, how (the pipeline then does not fetch it).
     fn existing_layer(&self, index: usize) -> Result<Option<StoredLayer>>;
-    /// Which form the writer prefers for a layer it does not have (the source decides what
-    /// it can give; writers accept both).
+    /// Store a layer the writer does not have, consuming `input` through one of its methods
+    /// (which verify it). Called from several threads at once, in any order.
     fn put_layer(&self, input: LayerInput<'_>) -> Result<StoredLayer>;
     /// Make the image visible.
     fn commit(self: Box<Self>, image: &FinalImage) -> Result<CommitResult>;
@@ -292,33 +450,40 @@ pub fn copy_image(
             *stored[i].lock().unwrap() = Some(existing);
             return Ok(());
         }
-        let what = format!(
-            "layer {} ({}) of {}",
-            i + 1,
-            layer.descriptor.digest(),
-            plan.source_name
-        );
+        let label = LayerLabel {
+            index: i,
+            digest: layer.descriptor.digest().clone(),
+            image: plan.source_name.clone(),
+        };
         let input = match source.open_layer(i, &layer.descriptor, &layer.diff_id)? {
-            LayerStream::Blob(r) => LayerInput {
-                index: i,
-                form: LayerForm::Blob,
-                reader: VerifiedReader::new(
+            LayerStream::Blob(r) => {
+                let reader = VerifiedReader::new(
                     r,
                     layer.descriptor.digest(),
                     Some(layer.descriptor.size()),
-                    what,
-                )?,
-            },
-            LayerStream::Diff(r) => LayerInput {
-                index: i,
-                form: LayerForm::Diff,
-                reader: VerifiedReader::new(
-                    r,
-                    &layer.diff_id,
-                    None,
-                    format!("uncompressed {what}"),
-                )?,
-            },
+                    label.to_string(),
+                )?;
+                let compression =
+                    Compression::from_media_type(layer.descriptor.media_type().as_ref())?;
+                LayerInput::new(
+                    label,
+                    LayerForm::Blob,
+                    compression,
+                    layer.diff_id.clone(),
+                    reader,
+                )
+            }
+            LayerStream::Diff(r) => {
+                let reader =
+                    VerifiedReader::new(r, &layer.diff_id, None, format!("uncompressed {label}"))?;
+                LayerInput::new(
+                    label,
+                    LayerForm::Diff,
+                    Compression::Uncompressed,
+                    layer.diff_id.clone(),
+                    reader,
+                )
+            }
         };
         let result = writer.put_layer(input)?;
         *stored[i].lock().unwrap() = Some(result);

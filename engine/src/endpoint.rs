@@ -4,13 +4,15 @@
 //! module that implements it. Stores themselves never import each other.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::compression::Compression;
-use crate::copy::{ImageSink, ImageSource};
+use crate::copy::{copy_image, CopyOptions, CopyReport, ImageSink, ImageSource};
 use crate::cstorage::{StorageSink, StorageSource, Store};
 use crate::error::{Error, Result};
 use crate::oci_archive::{OciArchiveSink, OciArchiveSource};
 use crate::oci_layout::{OciSink, OciSource};
+use crate::progress::{Observed, Progress};
 use crate::registry::{RegistryOptions, RegistrySink, RegistrySource};
 use crate::transport::{ImageRef, StorageImage, StoreSpec};
 
@@ -126,5 +128,26 @@ pub fn open_sink(r: &ImageRef, options: &EndpointOptions) -> Result<Box<dyn Imag
             )))
         }
         _ => Err(not_yet(r, "destination")),
+    }
+}
+
+/// Open `src` and `dst` and copy one image from the one to the other, telling `progress`
+/// (when given) what happens: `stowage copy SRC DST`.
+pub fn copy_between(
+    src: &ImageRef,
+    dst: &ImageRef,
+    options: &EndpointOptions,
+    copy: &CopyOptions,
+    progress: Option<&Arc<dyn Progress>>,
+) -> Result<CopyReport> {
+    let source = open_source(src, options)?;
+    let sink = open_sink(dst, options)?;
+    match progress {
+        Some(p) => copy_image(
+            &Observed::source(source.as_ref(), p.clone()),
+            &Observed::sink(sink.as_ref(), p.clone()),
+            copy,
+        ),
+        None => copy_image(source.as_ref(), sink.as_ref(), copy),
     }
 }

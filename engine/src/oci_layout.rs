@@ -22,10 +22,10 @@ use cap_std::fs::{Dir, File, OpenOptions};
 use oci_spec::image::{Descriptor, ImageIndex, MediaType};
 use serde_json::Value;
 
-use crate::compression::{decoder, BoxRead, Compression, Encoder};
+use crate::compression::{BoxRead, Compression};
 use crate::copy::{
-    layer_media_type, CommitResult, FinalImage, ImagePlan, ImageSink, ImageSource, ImageWriter,
-    LayerForm, LayerInput, LayerStream, StoredLayer,
+    layer_media_type, target_compression, CommitResult, FinalImage, ImagePlan, ImageSink,
+    ImageSource, ImageWriter, LayerForm, LayerInput, LayerStream, StoredLayer,
 };
 use crate::digest::{Digest, HashingWriter, VerifiedReader};
 use crate::error::{Error, IoContext, Result};
@@ -654,22 +654,11 @@ struct OciWriter<'s> {
     staged: std::sync::Mutex<Vec<StagedBlob<'s>>>,
 }
 
-impl OciWriter<'_> {
-    /// Whether a layer arriving as a blob with `source` compression must be re-encoded.
-    fn target_compression(&self, form: LayerForm, source: Compression) -> Option<Compression> {
-        match (form, self.sink.compression) {
-            (LayerForm::Diff, c) => Some(c.unwrap_or(Compression::Gzip)),
-            (LayerForm::Blob, Some(c)) if c != source => Some(c),
-            _ => None,
-        }
-    }
-}
-
 impl ImageWriter for OciWriter<'_> {
     fn existing_layer(&self, index: usize) -> Result<Option<StoredLayer>> {
         let desc = &self.plan.layers[index].descriptor;
         let source = Compression::from_media_type(desc.media_type().as_ref())?;
-        if self.target_compression(LayerForm::Blob, source).is_some() {
+        if target_compression(LayerForm::Blob, source, self.sink.compression).is_some() {
             return Ok(None);
         }
         Ok(self
@@ -681,41 +670,31 @@ impl ImageWriter for OciWriter<'_> {
             }))
     }
 
-    fn put_layer(&self, mut input: LayerInput<'_>) -> Result<StoredLayer> {
+    fn put_layer(&self, input: LayerInput<'_>) -> Result<StoredLayer> {
         let plan = &self.plan.layers[input.index];
-        let what = format!("layer {} of {}", input.index + 1, self.plan.source_name);
-        let source = match input.form {
-            LayerForm::Blob => Compression::from_media_type(plan.descriptor.media_type().as_ref())?,
-            LayerForm::Diff => Compression::Uncompressed,
-        };
         let mut out = self.sink.layout.blob_writer()?;
-        match self.target_compression(input.form, source) {
+        let stored = match target_compression(input.form, input.compression, self.sink.compression)
+        {
             None => {
-                io::copy(&mut input.reader, &mut out).ctx(|| format!("copying {what}"))?;
+                input.copy_to(&mut out)?;
                 let staged = out.finish(Some(plan.descriptor.digest()))?;
-                self.staged.lock().unwrap().push(staged);
-                Ok(StoredLayer {
-                    descriptor: plan.descriptor.clone(),
-                })
+                (staged, plan.descriptor.clone())
             }
             Some(target) => {
-                let mut enc = Encoder::new(out, target)?;
-                {
-                    let (_, mut decoded) = decoder(&mut input.reader, &what)?;
-                    io::copy(&mut decoded, &mut enc).ctx(|| format!("recompressing {what}"))?;
-                }
-                input.reader.drain()?;
-                let out = enc.finish().ctx(|| format!("compressing {what}"))?;
+                let (out, _) = input.recompress(out, target)?;
                 let staged = out.finish(None)?;
                 let descriptor = Descriptor::new(
                     layer_media_type(target),
                     staged.size(),
                     staged.digest().clone(),
                 );
-                self.staged.lock().unwrap().push(staged);
-                Ok(StoredLayer { descriptor })
+                (staged, descriptor)
             }
-        }
+        };
+        self.staged.lock().unwrap().push(stored.0);
+        Ok(StoredLayer {
+            descriptor: stored.1,
+        })
     }
 
     fn commit(self: Box<Self>, image: &FinalImage) -> Result<CommitResult> {

@@ -204,6 +204,55 @@ impl ImageRef {
             ImageRef::Ostree { .. } => "ostree",
         }
     }
+
+    /// Parse `s`, reading it as a name of `default` when it starts with no transport:
+    /// `quay.io/x/y:1` with [`DefaultTransport::Docker`] is `docker://quay.io/x/y:1`, and
+    /// `localhost/bootc` with [`DefaultTransport::ContainersStorage`] is an image of that store.
+    /// Text that does start with a transport (even one stowage does not implement, such as
+    /// `dir:`) is parsed as written, so its errors name the transport.
+    pub fn parse_with_default(s: &str, default: &DefaultTransport) -> Result<ImageRef> {
+        if has_transport(s) {
+            return ImageRef::parse(s);
+        }
+        match default {
+            DefaultTransport::Docker => parse_docker(s, &format!("//{s}")),
+            DefaultTransport::ContainersStorage(store) => Ok(ImageRef::ContainersStorage {
+                store: store.clone(),
+                image: StorageImage::parse(s, s)?,
+            }),
+        }
+    }
+
+    /// `containers-storage:[overlay@GRAPHROOT+RUNROOT]IMAGE`.
+    pub fn containers_storage(store: StoreSpec, image: StorageImage) -> ImageRef {
+        ImageRef::ContainersStorage {
+            store: Some(store),
+            image,
+        }
+    }
+}
+
+/// The transport a name without one is read as ([`ImageRef::parse_with_default`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DefaultTransport {
+    /// A registry image (`docker://`), as podman pull reads a plain name.
+    Docker,
+    /// An image of a containers-storage store (`None`: the default store).
+    ContainersStorage(Option<StoreSpec>),
+}
+
+/// Whether `s` starts with a transport name (`docker://`, `oci:`, `containers-storage:`, …,
+/// or one of skopeo's that stowage does not implement), rather than being a plain image name
+/// such as `localhost:5000/x` or `busybox`.
+pub fn has_transport(s: &str) -> bool {
+    let Some((t, rest)) = s.split_once(':') else {
+        return false;
+    };
+    match t {
+        "docker" => rest.starts_with("//"),
+        "oci" | "oci-archive" | "containers-storage" | "ostree" => true,
+        t => UNSUPPORTED_TRANSPORTS.contains(&t),
+    }
 }
 
 fn parse_docker(s: &str, rest: &str) -> Result<ImageRef> {
@@ -316,6 +365,17 @@ fn parse_storage(s: &str, rest: &str) -> Result<ImageRef> {
 }
 
 impl StoreSpec {
+    /// The overlay store at `graph_root` with run root `run_root`:
+    /// `[overlay@GRAPHROOT+RUNROOT]`.
+    pub fn overlay(graph_root: impl Into<PathBuf>, run_root: Option<PathBuf>) -> StoreSpec {
+        StoreSpec {
+            driver: Some("overlay".into()),
+            graph_root: graph_root.into(),
+            run_root,
+            options: Vec::new(),
+        }
+    }
+
     /// Parse the text between `[` and `]` as containers/image does: `DRIVER@` is cut at the
     /// first `@`, `:OPTIONS` at the first following `:`, `+RUNROOT` at the first following `+`.
     /// `input` is the whole image name, for error messages.

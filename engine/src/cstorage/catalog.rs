@@ -641,6 +641,24 @@ pub fn image_exists(store: &Store, query: &str) -> Result<bool> {
     }
 }
 
+/// podman's reading of a name given to `tag`, `untag` or as a local image's new name: a short
+/// name (`foo`, `foo:1`) lives under `localhost/`, and a missing tag is `latest`.
+pub fn local_name(name: &str) -> Result<crate::reference::Reference> {
+    use crate::reference::Reference;
+    let full = if Reference::is_short_name(name) {
+        format!("localhost/{name}")
+    } else {
+        name.to_string()
+    };
+    Reference::parse_with_default_tag(&full).map_err(|e| match e {
+        Error::InvalidReference { reason, .. } => Error::InvalidReference {
+            input: name.to_string(),
+            reason,
+        },
+        other => other,
+    })
+}
+
 /// `podman tag`: give the image `query` the fully-qualified `names`.
 pub fn tag(store: &Store, query: &str, names: &[String]) -> Result<ImageRecord> {
     for n in names {

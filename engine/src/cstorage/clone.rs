@@ -17,8 +17,9 @@
 //! 4. The image record gets the same ID, top layer, digest and creation time, every big-data
 //!    item of the source, its metadata and the requested names.
 //!
-//! Both stores must store whiteouts the same way (`.has-mount-program`); otherwise the caller
-//! falls back to the copy pipeline, which re-extracts.
+//! Both stores must store whiteouts the same way (`.has-mount-program`); otherwise
+//! [`clone_image`] says so ([`CloneOutcome::WhiteoutFormsDiffer`]) and the caller falls back
+//! to the copy pipeline, which re-extracts.
 
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
@@ -55,18 +56,26 @@ const TRY_REFLINK: u8 = 0;
 const TRY_HARDLINK: u8 = 1;
 const COPY_ONLY: u8 = 2;
 
+/// What [`clone_image`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloneOutcome {
+    /// The image was cloned; how its files were.
+    Cloned(CloneStats),
+    /// Nothing was done: one store keeps overlay whiteouts as character devices and the other
+    /// as `.wh.` files (`.has-mount-program`), so layer trees cannot be shared. Copy the image
+    /// with the pipeline, which re-extracts each layer in the destination's form.
+    WhiteoutFormsDiffer,
+}
+
 /// Copy `image` from `src` into `dst`, naming it `names` (the source's names when empty).
 pub fn clone_image(
     src: &Store,
     dst: &Store,
     image: &ImageRecord,
     names: &[String],
-) -> Result<CloneStats> {
+) -> Result<CloneOutcome> {
     if src.mount_program() != dst.mount_program() {
-        return Err(Error::Conflict {
-            what: format!("stores {} and {}", src.graph_root().display(), dst.graph_root().display()),
-            reason: "they store whiteouts differently (.has-mount-program); copy with the pipeline instead".into(),
-        });
+        return Ok(CloneOutcome::WhiteoutFormsDiffer);
     }
     let mut stats = CloneStats::default();
     let method = AtomicU8::new(TRY_REFLINK);
@@ -154,7 +163,7 @@ pub fn clone_image(
     if !names.is_empty() {
         dst.add_names(&image.id, &names)?;
     }
-    Ok(stats)
+    Ok(CloneOutcome::Cloned(stats))
 }
 
 fn io_err(what: &str, path: &Path, op: &str, e: impl Into<std::io::Error>) -> Error {

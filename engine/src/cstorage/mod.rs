@@ -34,13 +34,15 @@ pub mod bigdata;
 pub mod catalog;
 pub mod clone;
 pub mod containers;
-mod copy;
 mod files;
 pub mod gotime;
 pub mod ids;
 pub mod images;
 pub mod layers;
 pub mod lockfile;
+mod naming;
+mod sink;
+mod source;
 
 use std::io::ErrorKind;
 use std::os::unix::fs::DirBuilderExt as _;
@@ -51,11 +53,12 @@ use cap_std::fs::{Dir, DirBuilder, DirBuilderExt, MetadataExt, OpenOptions, Open
 use cap_std::fs::{Permissions, PermissionsExt};
 
 pub use containers::ContainerRecord;
-pub use copy::{StorageSink, StorageSource};
 pub use gotime::GoTime;
 pub use images::{ImageRecord, NameOp};
 pub use layers::{LayerDigests, LayerRecord};
 use lockfile::{LockFile, ReadGuard, WriteGuard};
+pub use sink::StorageSink;
+pub use source::StorageSource;
 
 use crate::digest::{parse_digest, Digest};
 use crate::error::{Error, IoContext, Result};

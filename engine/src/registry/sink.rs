@@ -31,10 +31,10 @@ use url::Url;
 use super::client::RegistryClient;
 use super::config::Endpoint;
 use super::RegistryOptions;
-use crate::compression::{decoder, Compression, Encoder};
+use crate::compression::Compression;
 use crate::copy::{
-    layer_media_type, CommitResult, FinalImage, ImagePlan, ImageSink, ImageWriter, LayerForm,
-    LayerInput, StoredLayer,
+    layer_media_type, target_compression, CommitResult, FinalImage, ImagePlan, ImageSink,
+    ImageWriter, LayerForm, LayerInput, StoredLayer,
 };
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, IoContext, Result};
@@ -410,22 +410,11 @@ struct RegistryWriter<'s> {
     mount_from: Option<String>,
 }
 
-impl RegistryWriter<'_> {
-    /// The compression a layer must be re-encoded to, if any.
-    fn target_compression(&self, form: LayerForm, source: Compression) -> Option<Compression> {
-        match (form, self.sink.compression) {
-            (LayerForm::Diff, c) => Some(c.unwrap_or(Compression::Gzip)),
-            (LayerForm::Blob, Some(c)) if c != source => Some(c),
-            _ => None,
-        }
-    }
-}
-
 impl ImageWriter for RegistryWriter<'_> {
     fn existing_layer(&self, index: usize) -> Result<Option<StoredLayer>> {
         let desc = &self.plan.layers[index].descriptor;
         let source = Compression::from_media_type(desc.media_type().as_ref())?;
-        if self.target_compression(LayerForm::Blob, source).is_some() {
+        if target_compression(LayerForm::Blob, source, self.sink.compression).is_some() {
             return Ok(None);
         }
         let stored = || {
@@ -444,23 +433,13 @@ impl ImageWriter for RegistryWriter<'_> {
         Ok(None)
     }
 
-    fn put_layer(&self, mut input: LayerInput<'_>) -> Result<StoredLayer> {
+    fn put_layer(&self, input: LayerInput<'_>) -> Result<StoredLayer> {
         let plan = &self.plan.layers[input.index];
-        let what = format!(
-            "uploading layer {} ({}) of {} to {}",
-            input.index + 1,
-            plan.descriptor.digest(),
-            self.plan.source_name,
-            self.sink.endpoint.name()
-        );
-        let source = match input.form {
-            LayerForm::Blob => Compression::from_media_type(plan.descriptor.media_type().as_ref())?,
-            LayerForm::Diff => Compression::Uncompressed,
-        };
+        let what = format!("uploading {} to {}", input.label, self.sink.endpoint.name());
         let mut upload = self.sink.upload(what.clone());
-        match self.target_compression(input.form, source) {
+        match target_compression(input.form, input.compression, self.sink.compression) {
             None => {
-                io::copy(&mut input.reader, &mut upload).ctx(|| what.clone())?;
+                input.copy_to(&mut upload)?;
                 let (digest, _) = upload.finish()?;
                 if &digest != plan.descriptor.digest() {
                     return Err(Error::DigestMismatch {
@@ -474,13 +453,7 @@ impl ImageWriter for RegistryWriter<'_> {
                 })
             }
             Some(target) => {
-                let mut enc = Encoder::new(upload, target)?;
-                {
-                    let (_, mut decoded) = decoder(&mut input.reader, &what)?;
-                    io::copy(&mut decoded, &mut enc).ctx(|| format!("compressing and {what}"))?;
-                }
-                input.reader.drain()?;
-                let upload = enc.finish().ctx(|| format!("compressing and {what}"))?;
+                let (upload, _) = input.recompress(upload, target)?;
                 let (digest, size) = upload.finish()?;
                 Ok(StoredLayer {
                     descriptor: Descriptor::new(layer_media_type(target), size, digest),

@@ -1,15 +1,12 @@
-//! bootc's conventions: where its stores live, logically bound images, and the image list that
-//! `bootc image list` shows.
+//! Logically bound images: the images a deployment declares in
+//! `ROOT/usr/lib/bootc/bound-images.d/`.
 //!
-//! 1. Paths: bootc's own containers-storage is `SYSROOT/ostree/bootc/storage`, the ostree repo
-//!    `SYSROOT/ostree/repo`, the host's default store `/var/lib/containers/storage`.
-//! 2. Logically bound images are symlinks in `ROOT/usr/lib/bootc/bound-images.d/` to quadlet
-//!    `.image` or `.container` files; the image is `[Image] Image=` or `[Container] Image=`.
-//!    Symlinks resolve inside ROOT (absolute targets too), exactly as bootc resolves them.
-//!    An `AuthFile=` in an `.image` file, a non-symlink entry, another extension or a systemd
-//!    `%` specifier other than `%%` is an error, as in bootc.
-//! 3. [`list_images`] joins the three kinds: `host` (ostree-rs-ext images in the ostree repo),
-//!    `unified` (names in bootc's containers-storage) and `logical` (bound images).
+//! 1. Every entry must be a symlink to a quadlet `.image` or `.container` file; the image is
+//!    `[Image] Image=` or `[Container] Image=`.
+//! 2. Symlinks resolve inside ROOT (absolute targets too; `openat2(RESOLVE_IN_ROOT)`), exactly
+//!    as bootc resolves them, so a deployment cannot point stowage at host files.
+//! 3. An `AuthFile=` in an `.image` file, a non-symlink entry, another extension or a systemd
+//!    `%` specifier other than `%%` is an error naming the file, as in bootc.
 //!
 //! The INI reader is hand-written: quadlet files need only sections and `key=value` lines, and
 //! a crate would add nothing but a dependency.
@@ -18,56 +15,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
-use serde::Serialize;
 
-use crate::cstorage::Store;
+use super::BOUND_IMAGES_DIR;
 use crate::error::{Error, Result};
-use crate::ostree::{container, Repo};
-
-/// Where bound-image symlinks live, relative to the deployment root.
-pub const BOUND_IMAGES_DIR: &str = "usr/lib/bootc/bound-images.d";
-/// bootc's containers-storage, relative to the sysroot.
-pub const STORAGE_SUBDIR: &str = "ostree/bootc/storage";
-/// The ostree repository, relative to the sysroot.
-pub const OSTREE_REPO_SUBDIR: &str = "ostree/repo";
-/// The host's default containers-storage graph root.
-pub const HOST_STORAGE: &str = "/var/lib/containers/storage";
-/// The host's default containers-storage run root.
-pub const HOST_RUNROOT: &str = "/run/containers/storage";
-/// bootc's run root for its store.
-pub const BOOTC_RUNROOT: &str = "/run/bootc/storage";
-
-/// The kind of an image in [`list_images`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum ImageType {
-    /// Pulled into the ostree repository (the host's OS images).
-    Host,
-    /// In bootc's containers-storage.
-    Unified,
-    /// A logically bound image declared by the deployment.
-    Logical,
-}
-
-impl ImageType {
-    /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ImageType::Host => "host",
-            ImageType::Unified => "unified",
-            ImageType::Logical => "logical",
-        }
-    }
-}
-
-/// One row of `image list`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ImageOutput {
-    /// Which kind.
-    pub image_type: ImageType,
-    /// The image reference.
-    pub image: String,
-}
 
 /// A logically bound image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,52 +130,6 @@ fn quadlet_image(text: &str, section: &str) -> std::result::Result<String, Strin
         } else {
             out.push(c);
         }
-    }
-    Ok(out)
-}
-
-/// Where [`list_images`] looks.
-#[derive(Debug, Clone)]
-pub struct ListSources<'a> {
-    /// The ostree repository (host images); `None` to skip.
-    pub ostree_repo: Option<&'a Path>,
-    /// bootc's containers-storage (unified images); `None` to skip.
-    pub storage_root: Option<&'a Path>,
-    /// The deployment root (logical images); `None` to skip.
-    pub root: Option<&'a Path>,
-}
-
-/// The images of the requested kinds. Missing stores contribute nothing (a system with no
-/// bound images, or no bootc storage yet, is normal); unreadable ones are errors.
-pub fn list_images(sources: &ListSources<'_>) -> Result<Vec<ImageOutput>> {
-    let mut out = Vec::new();
-    if let Some(repo) = sources.ostree_repo {
-        if repo.exists() {
-            let repo = Repo::open(repo)?;
-            out.extend(
-                container::list_images(&repo)?
-                    .into_iter()
-                    .map(|image| ImageOutput {
-                        image_type: ImageType::Host,
-                        image,
-                    }),
-            );
-        }
-    }
-    if let Some(root) = sources.storage_root {
-        let store = Store::open_read_only(root, None)?;
-        let mut names: Vec<String> = store.images()?.into_iter().flat_map(|i| i.names).collect();
-        names.sort();
-        out.extend(names.into_iter().map(|image| ImageOutput {
-            image_type: ImageType::Unified,
-            image,
-        }));
-    }
-    if let Some(root) = sources.root {
-        out.extend(bound_images(root)?.into_iter().map(|b| ImageOutput {
-            image_type: ImageType::Logical,
-            image: b.image,
-        }));
     }
     Ok(out)
 }

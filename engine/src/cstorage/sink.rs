@@ -1,4 +1,4 @@
-//! containers-storage as a copy source and sink.
+//! containers-storage as a copy destination.
 //!
 //! Writing an image (what containers/image's storage destination does, streamed):
 //! 1. Layer IDs come from the config's diffIDs ([`ids::layer_ids`]); a layer whose ID is
@@ -7,8 +7,8 @@
 //! 2. Each missing layer is begun in order (its record saved with `flags.incomplete` before
 //!    anything else; the parent must exist first), then extracted while its tar-split is written
 //!    in the same pass — several layers at once — and finished in order (a child is finished
-//!    only after its parent). The compressed stream is verified by the pipeline; the decoded
-//!    stream is verified here against the diffID.
+//!    only after its parent). The pipeline's [`LayerInput::decode`] hands the extractor the
+//!    uncompressed tar, verified against the diffID.
 //! 3. The image record is created with the config digest as ID (and as digest the index's
 //!    when the image was chosen from one, else the manifest's), then its big data (config, the
 //!    index as `manifest-<index digest>` when there was one, `manifest-<digest>`, `manifest`,
@@ -17,61 +17,18 @@
 //! While a layer is incomplete the store's `layers.lock` stays write-locked (as in
 //! containers/storage's own `PutLayer`), because any podman process would otherwise delete the
 //! half-written layer.
-//!
-//! Reading an image: manifest and config from big data; each layer as the uncompressed tar,
-//! rebuilt bit for bit from its tar-split with file bodies from the layer's `diff/` (falling back
-//! to the lower layers), CRC-checked per file and diffID-checked by the pipeline.
 
-use std::io::{self, BufReader, Read};
-use std::path::PathBuf;
+use std::io;
 use std::sync::{Condvar, Mutex};
 
-use oci_spec::image::Descriptor;
-
-use super::{ids, ImageRecord, LayerDigests, LayerHandle, NewImage, NewLayer, Store};
-use crate::compression::{decoder, BoxRead, Compression};
+use super::{ids, LayerDigests, LayerHandle, NewImage, NewLayer, Store};
 use crate::copy::{
-    CommitResult, FinalImage, ImagePlan, ImageSink, ImageSource, ImageWriter, LayerForm,
-    LayerInput, LayerStream, StoredLayer,
+    CommitResult, FinalImage, ImagePlan, ImageSink, ImageWriter, LayerForm, LayerInput, StoredLayer,
 };
-use crate::digest::{Digest, VerifiedReader};
+use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::layer_tar::{extract_layer, normalize_path, ExtractOptions, WhiteoutMode};
-use crate::manifest::RawManifest;
-use crate::tar_split::{Assembler, TarSplitWriter};
-use crate::transport::StorageImage;
-
-impl Store {
-    /// The image a transport name refers to (name, ID, `NAME@ID`, ID prefix).
-    pub fn resolve(&self, image: &StorageImage) -> Result<ImageRecord> {
-        match image {
-            StorageImage::Named(r) => self.image(&r.to_string()),
-            StorageImage::Id(id) => self.image(id),
-            StorageImage::NamedWithId(_, id) => self.image(id),
-            StorageImage::IdPrefix { prefix, .. } => self.image(prefix),
-            StorageImage::NameOrIdPrefix { name, prefix } => self
-                .image(prefix)
-                .or_else(|_| self.image(&name.to_string())),
-        }
-    }
-}
-
-/// A store location for naming: `containers-storage:[overlay@ROOT+RUNROOT]`.
-fn store_prefix(store: &Store) -> String {
-    match store.run_root() {
-        Some(rr) => format!(
-            "containers-storage:[overlay@{}+{}]",
-            store.graph_root().display(),
-            rr.display()
-        ),
-        None => format!(
-            "containers-storage:[overlay@{}]",
-            store.graph_root().display()
-        ),
-    }
-}
-
-// ----- sink ------------------------------------------------------------------------------------
+use crate::layer_tar::{extract_layer, ExtractOptions, WhiteoutMode};
+use crate::tar_split::TarSplitWriter;
 
 /// A containers-storage store as a copy destination, writing one image name.
 pub struct StorageSink {
@@ -95,8 +52,8 @@ impl StorageSink {
 impl ImageSink for StorageSink {
     fn name(&self) -> String {
         format!(
-            "{}{}",
-            store_prefix(&self.store),
+            "containers-storage:{}{}",
+            self.store.spec(),
             self.name.as_deref().unwrap_or("")
         )
     }
@@ -181,68 +138,24 @@ impl StorageWriter<'_> {
     }
 
     fn write_layer(&self, input: LayerInput<'_>, handle: &LayerHandle<'_>) -> Result<LayerDigests> {
-        let i = input.index;
-        let plan = &self.plan.layers[i];
-        let what = format!(
-            "layer {} ({}) of {}",
-            i + 1,
-            plan.descriptor.digest(),
-            self.plan.source_name
-        );
+        let plan = &self.plan.layers[input.index];
+        let what = input.label.to_string();
         let form = input.form;
-        let mut reader = input.reader;
         let tar_split = handle.create_tar_split()?;
         let mut ts = TarSplitWriter::new(io::BufWriter::new(tar_split));
         let writable = WritableRoot::new(handle.diff_dir(), &what)?;
         // Tar-entry errors print "layer {layer}: tar entry ..."; don't say "layer" twice.
         let tar_layer = what.strip_prefix("layer ").unwrap_or(&what);
-        let extracted = (|| -> Result<_> {
-            let (compression, decoded) = match form {
-                LayerForm::Blob => decoder(&mut reader, &what)?,
-                LayerForm::Diff => (
-                    Compression::Uncompressed,
-                    Box::new(&mut reader) as BoxRead<'_>,
-                ),
-            };
-            match form {
-                // The pipeline verified the blob; its decoded stream is verified (and counted)
-                // here.
-                LayerForm::Blob => {
-                    let mut verified = VerifiedReader::new(
-                        decoded,
-                        &plan.diff_id,
-                        None,
-                        format!("uncompressed {what}"),
-                    )?;
-                    let stats = extract_layer(
-                        &mut verified,
-                        handle.diff_dir(),
-                        &self.extract,
-                        tar_layer,
-                        Some(&mut ts),
-                    )?;
-                    Ok((compression, stats, Some(verified.count())))
-                }
-                // A Diff stream is the pipeline's verified reader itself; it counts too.
-                LayerForm::Diff => {
-                    let stats = extract_layer(
-                        decoded,
-                        handle.diff_dir(),
-                        &self.extract,
-                        tar_layer,
-                        Some(&mut ts),
-                    )?;
-                    Ok((compression, stats, None))
-                }
-            }
-        })();
-        let (compression, stats, decoded_size) = match extracted {
-            Ok(v) => v,
-            Err(e) => return Err(corruption_or(&mut reader, e)),
-        };
-        reader.drain()?;
+        let decoded = input.decode(|tar| {
+            extract_layer(
+                tar,
+                handle.diff_dir(),
+                &self.extract,
+                tar_layer,
+                Some(&mut ts),
+            )
+        })?;
         writable.restore(handle.diff_dir(), &what)?;
-        let diff_size = decoded_size.unwrap_or_else(|| reader.count());
         let out = ts.finish()?;
         let file = out.into_inner().map_err(|e| {
             Error::from_io(format!("writing the tar-split of {what}"), e.into_error())
@@ -251,23 +164,20 @@ impl StorageWriter<'_> {
             .ctx(|| format!("syncing the tar-split of {what}"))?;
         let (compressed_digest, compressed_size) = match form {
             LayerForm::Blob => (plan.descriptor.digest().clone(), plan.descriptor.size()),
-            LayerForm::Diff => (plan.diff_id.clone(), diff_size),
+            LayerForm::Diff => (plan.diff_id.clone(), decoded.diff_size),
         };
         Ok(LayerDigests {
             compressed_digest: Some(compressed_digest),
             compressed_size: Some(compressed_size),
             diff_digest: plan.diff_id.clone(),
-            diff_size,
-            compression,
-            uid_set: stats.uids,
-            gid_set: stats.gids,
+            diff_size: decoded.diff_size,
+            compression: decoded.compression,
+            uid_set: decoded.value.uids,
+            gid_set: decoded.value.gids,
         })
     }
 }
 
-/// A corrupt or truncated blob usually breaks decompression or the tar before its end, with a
-/// message about the symptom. Read the rest of the verified stream: if the blob's digest or
-/// size is wrong, that is the error to report; otherwise `e` stands.
 /// The diff directory made writable for extraction when not running as root.
 ///
 /// containers/storage creates `diff/` read-only (0555, or the parent's mode); root writes into
@@ -319,13 +229,6 @@ impl WritableRoot {
             })?;
         }
         Ok(())
-    }
-}
-
-fn corruption_or(reader: &mut VerifiedReader<BoxRead<'_>>, e: Error) -> Error {
-    match reader.drain() {
-        Err(d @ (Error::DigestMismatch { .. } | Error::SizeMismatch { .. })) => d,
-        _ => e,
     }
 }
 
@@ -441,145 +344,5 @@ impl ImageWriter for StorageWriter<'_> {
             store.add_names(&id, std::slice::from_ref(name))?;
         }
         Ok(CommitResult { image_id: Some(id) })
-    }
-}
-
-// ----- source ----------------------------------------------------------------------------------
-
-/// An image in a containers-storage store, as a copy source.
-pub struct StorageSource {
-    store: Store,
-    image: ImageRecord,
-    query: String,
-}
-
-impl StorageSource {
-    /// Open the image `image` in `store`.
-    pub fn open(store: Store, image: &StorageImage) -> Result<Self> {
-        let record = store.resolve(image).map_err(|e| match e {
-            Error::NotFound { what, .. } => Error::NotFound {
-                what,
-                hint: format!(
-                    "list the images with `stowage image cmd list --storage-root {}`",
-                    store.graph_root().display()
-                ),
-            },
-            other => other,
-        })?;
-        Ok(StorageSource {
-            store,
-            image: record,
-            query: image.to_string(),
-        })
-    }
-
-    /// The image record.
-    pub fn image(&self) -> &ImageRecord {
-        &self.image
-    }
-}
-
-impl ImageSource for StorageSource {
-    fn name(&self) -> String {
-        format!("{}{}", store_prefix(&self.store), self.query)
-    }
-
-    fn manifest(&self) -> Result<RawManifest> {
-        self.store.image_manifest(&self.image)
-    }
-
-    fn child_manifest(&self, descriptor: &Descriptor) -> Result<RawManifest> {
-        let bytes = self
-            .store
-            .image_manifest_bytes_by_digest(&self.image, descriptor.digest())?;
-        RawManifest::parse(bytes, Some(descriptor.media_type().as_ref()), &self.name())
-    }
-
-    fn open_blob(&self, descriptor: &Descriptor) -> Result<BoxRead<'_>> {
-        let key = descriptor.digest().to_string();
-        let bytes = self
-            .store
-            .big_data(&self.image.id, &key)?
-            .ok_or_else(|| Error::NotFound {
-                what: format!("blob {key} of {}", self.name()),
-                hint: "the image's big data is incomplete; pull it again".into(),
-            })?;
-        Ok(Box::new(io::Cursor::new(bytes)))
-    }
-
-    fn open_layer(
-        &self,
-        index: usize,
-        _descriptor: &Descriptor,
-        diff_id: &Digest,
-    ) -> Result<LayerStream<'_>> {
-        let guard = self.store.lock_layers_shared()?;
-        let layers = self.store.image_layers(&self.image)?;
-        let layer = layers.get(index).ok_or_else(|| Error::Malformed {
-            what: self.name(),
-            reason: format!(
-                "the manifest has more layers than the store's layer chain ({})",
-                layers.len()
-            ),
-        })?;
-        if layer.diff_digest != diff_id.to_string() {
-            return Err(Error::Malformed {
-                what: format!("layer {} of {}", layer.id, self.name()),
-                reason: format!(
-                    "its diff-digest is {:?}, the config says {diff_id}",
-                    layer.diff_digest
-                ),
-            });
-        }
-        let tar_split = self
-            .store
-            .open_tar_split(&layer.id)?
-            .ok_or_else(|| Error::NotFound {
-                what: format!("tar-split of layer {} of {}", layer.id, self.name()),
-                hint: "the layer cannot be exported bit for bit; pull the image again".into(),
-            })?;
-        let mut dirs = vec![self.store.layer_diff_dir(&layer.id)?];
-        for lower in self.store.layer_lowers(&layer.id)? {
-            dirs.push(self.store.layer_diff_dir(&lower)?);
-        }
-        let layer_name = format!("layer {} of {}", layer.id, self.name());
-        let getter = move |name: &[u8], _size: u64| -> Result<Box<dyn Read + Send>> {
-            let rel: PathBuf = normalize_path(name)?;
-            for dir in &dirs {
-                match dir.open(&rel) {
-                    Ok(f) => {
-                        return Ok(Box::new(BufReader::with_capacity(128 * 1024, f.into_std())))
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => {
-                        return Err(Error::from_io(
-                            format!("opening {} in {layer_name}", rel.display()),
-                            e,
-                        ))
-                    }
-                }
-            }
-            Err(Error::NotFound {
-                what: format!("file {} of {layer_name}", rel.display()),
-                hint: "the layer's diff directory is damaged".into(),
-            })
-        };
-        let assembler = Assembler::new(BufReader::new(tar_split.into_std()), getter);
-        Ok(LayerStream::Diff(Box::new(Guarded {
-            inner: assembler,
-            _guard: guard,
-        })))
-    }
-}
-
-/// A reader that keeps the layers read lock while it is alive.
-struct Guarded<R, G> {
-    inner: R,
-    _guard: G,
-}
-
-impl<R: Read, G> Read for Guarded<R, G> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
     }
 }

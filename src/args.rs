@@ -1,0 +1,136 @@
+//! Flags → engine options: the one place where the command line's values become the engine's
+//! option structs (ripgrep's "low args → high args" step). `commands.rs` and `image.rs` both
+//! use it; neither uses the other.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use stowage_engine::bootc::{self, System};
+use stowage_engine::compression::Compression;
+use stowage_engine::copy::CopyOptions;
+use stowage_engine::endpoint::EndpointOptions;
+use stowage_engine::manifest::PlatformSpec;
+use stowage_engine::registry::{Credentials, RegistryOptions};
+
+use crate::cli::{CompressFormat, PlatformOpts, RegistryOpts, RemoteOpts, StorageOpts, SystemOpts};
+
+/// The engine's compression for a `--dest-compress-format` choice.
+pub fn compression(compress: Option<CompressFormat>) -> Option<Compression> {
+    compress.map(|c| match c {
+        CompressFormat::Gzip => Compression::Gzip,
+        CompressFormat::Zstd => Compression::Zstd,
+    })
+}
+
+/// Endpoint options for `copy`/`inspect`: the default containers-storage from `--storage-root`
+/// and `--runroot`, and the destination compression.
+pub fn endpoint_options(
+    storage: &StorageOpts,
+    compress: Option<CompressFormat>,
+) -> EndpointOptions {
+    EndpointOptions {
+        dest_compression: compression(compress),
+        storage_root: storage.storage_root.clone(),
+        storage_runroot: storage.runroot.clone(),
+        ..Default::default()
+    }
+}
+
+fn seconds(what: &str, v: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(v)
+        .ok()
+        .filter(|d| !d.is_zero() || what == "--retry-delay")
+        .with_context(|| format!("{what} {v}: expected a positive number of seconds"))
+}
+
+/// Registry options for one side of an operation.
+pub fn registry_options(
+    opts: &RegistryOpts,
+    creds: Option<&str>,
+    tls_verify: Option<bool>,
+    cert_dir: Option<&Path>,
+) -> Result<RegistryOptions> {
+    let credentials = match creds {
+        Some(c) => Some(
+            Credentials::parse(c)
+                .with_context(|| "credentials must be USER[:PASSWORD] with a non-empty user")?,
+        ),
+        None => None,
+    };
+    Ok(RegistryOptions {
+        credentials,
+        tls_verify,
+        cert_dir: cert_dir.map(|p| p.to_path_buf()),
+        authfile: opts.authfile.clone(),
+        registries_conf: opts.registries_conf.clone(),
+        host: stowage_engine::registry::config::HostPaths::from_env(),
+        retry_times: opts.retry_times,
+        retry_delay: seconds("--retry-delay", opts.retry_delay)?,
+        connect_timeout: seconds("--connect-timeout", opts.connect_timeout)?,
+        idle_timeout: seconds("--idle-timeout", opts.idle_timeout)?,
+        ..RegistryOptions::default()
+    })
+}
+
+impl RemoteOpts {
+    /// The engine's registry options for these flags.
+    pub fn options(&self) -> Result<RegistryOptions> {
+        registry_options(
+            &self.registry,
+            self.creds.as_deref(),
+            self.tls_verify,
+            self.cert_dir.as_deref(),
+        )
+    }
+
+    /// Likewise, with bootc's `/etc/ostree/auth.json` as the default auth file.
+    pub fn bootc_options(&self) -> Result<RegistryOptions> {
+        Ok(bootc::registry_options(self.options()?))
+    }
+}
+
+/// The platform to choose from multi-arch images.
+pub fn platform(opts: &PlatformOpts) -> PlatformSpec {
+    let mut p = PlatformSpec::host();
+    if let Some(os) = &opts.override_os {
+        p.os = os.clone();
+    }
+    if let Some(arch) = &opts.override_arch {
+        if *arch != p.architecture {
+            p.variant = None;
+        }
+        p.architecture = arch.clone();
+    }
+    if let Some(v) = &opts.override_variant {
+        p.variant = Some(v.clone());
+    }
+    p
+}
+
+/// Copy options for the platform flags (and `--jobs` when given).
+pub fn copy_options(opts: Option<&PlatformOpts>, jobs: Option<u16>) -> CopyOptions {
+    let mut c = CopyOptions::default();
+    if let Some(p) = opts {
+        c.platform = platform(p);
+    }
+    if let Some(j) = jobs {
+        c.jobs = j as usize;
+    }
+    c
+}
+
+impl SystemOpts {
+    /// The bootc system these flags describe.
+    pub fn system(&self) -> System {
+        let mut s = System::default();
+        s.sysroot = self.sysroot.clone();
+        s.storage_root = self.bootc_storage.clone();
+        s.storage_runroot = self.bootc_runroot.clone();
+        s.host_storage_root = self.host_storage.clone();
+        s.host_storage_runroot = self.host_runroot.clone();
+        s.ostree_repo = self.ostree_repo.clone();
+        s.root = self.root.clone();
+        s
+    }
+}
