@@ -79,10 +79,9 @@ fn is_root() -> bool {
 }
 
 fn options() -> CopyOptions {
-    CopyOptions {
-        jobs: 3,
-        platform: PlatformSpec::host(),
-    }
+    let mut o = CopyOptions::default();
+    o.jobs = 3;
+    o
 }
 
 /// The layers of `tag` in the layout at `path`, with their uncompressed sizes.

@@ -29,12 +29,11 @@ pub fn endpoint_options(
     storage: &StorageOpts,
     compress: Option<CompressFormat>,
 ) -> EndpointOptions {
-    EndpointOptions {
-        dest_compression: compression(compress),
-        storage_root: storage.storage_root.clone(),
-        storage_runroot: storage.runroot.clone(),
-        ..Default::default()
-    }
+    let mut o = EndpointOptions::default();
+    o.dest_compression = compression(compress);
+    o.storage_root = storage.storage_root.clone();
+    o.storage_runroot = storage.runroot.clone();
+    o
 }
 
 fn seconds(what: &str, v: f64) -> Result<Duration> {
@@ -58,19 +57,17 @@ pub fn registry_options(
         ),
         None => None,
     };
-    Ok(RegistryOptions {
-        credentials,
-        tls_verify,
-        cert_dir: cert_dir.map(|p| p.to_path_buf()),
-        authfile: opts.authfile.clone(),
-        registries_conf: opts.registries_conf.clone(),
-        host: stowage_engine::registry::config::HostPaths::from_env(),
-        retry_times: opts.retry_times,
-        retry_delay: seconds("--retry-delay", opts.retry_delay)?,
-        connect_timeout: seconds("--connect-timeout", opts.connect_timeout)?,
-        idle_timeout: seconds("--idle-timeout", opts.idle_timeout)?,
-        ..RegistryOptions::default()
-    })
+    let mut o = RegistryOptions::default();
+    o.credentials = credentials;
+    o.tls_verify = tls_verify;
+    o.cert_dir = cert_dir.map(|p| p.to_path_buf());
+    o.authfile = opts.authfile.clone();
+    o.registries_conf = opts.registries_conf.clone();
+    o.retry_times = opts.retry_times;
+    o.retry_delay = seconds("--retry-delay", opts.retry_delay)?;
+    o.connect_timeout = seconds("--connect-timeout", opts.connect_timeout)?;
+    o.idle_timeout = seconds("--idle-timeout", opts.idle_timeout)?;
+    Ok(o)
 }
 
 impl RemoteOpts {

@@ -311,6 +311,7 @@ pub struct CommitResult {
 
 /// Options for [`copy_image`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct CopyOptions {
     /// Layers transferred at once.
     pub jobs: usize,

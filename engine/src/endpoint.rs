@@ -18,6 +18,7 @@ use crate::transport::{ImageRef, StorageImage, StoreSpec};
 
 /// Settings that apply to every endpoint.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct EndpointOptions {
     /// Layer compression for destinations that store compressed blobs (`None`: keep what the
     /// source has; gzip when the source only has uncompressed diffs).

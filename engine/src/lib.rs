@@ -11,10 +11,29 @@
 //!    [`oci_archive`] (an OCI layout in a tar);
 //! 3. the [`copy`] pipeline that joins any source to any sink, and [`endpoint`] that opens
 //!    a source or sink for a parsed transport name;
-//! 4. [`inspect`]: skopeo-inspect-shaped summaries; [`bootc`]: bootc's store locations, bound
-//!    images and image list.
+//! 4. [`inspect`]: skopeo-inspect-shaped summaries; [`bootc`]: bootc's stores and its `image`
+//!    commands (list, copy-to-storage, pull-from-default-storage, cmd pull/push).
+//!
+//! # Example
+//!
+//! Copy an image from a registry into podman's store, as `stowage copy` does:
+//!
+//! ```no_run
+//! use stowage_engine::{copy_between, CopyOptions, EndpointOptions, ImageRef};
+//!
+//! # fn main() -> stowage_engine::Result<()> {
+//! let src = ImageRef::parse("docker://quay.io/fedora/fedora-bootc:42")?;
+//! let dst = ImageRef::parse(
+//!     "containers-storage:[overlay@/var/lib/containers/storage+/run/containers/storage]quay.io/fedora/fedora-bootc:42",
+//! )?;
+//! let report = copy_between(&src, &dst, &EndpointOptions::default(), &CopyOptions::default(), None)?;
+//! println!("{} layers copied, manifest {}", report.layers_copied, report.manifest_digest);
+//! # Ok(())
+//! # }
+//! ```
 
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 pub mod bootc;
 pub mod compression;
@@ -35,4 +54,11 @@ pub mod registry;
 pub mod tar_split;
 pub mod transport;
 
+pub use copy::{copy_image, plan_image, CopyOptions, CopyReport, ImageSink, ImageSource};
+pub use cstorage::Store;
+pub use digest::Digest;
+pub use endpoint::{copy_between, open_sink, open_source, EndpointOptions};
 pub use error::{Error, Result};
+pub use reference::Reference;
+pub use registry::RegistryOptions;
+pub use transport::ImageRef;

@@ -227,6 +227,11 @@ impl LockFile {
 }
 
 /// Apply a whole-file lock of `l_type` (`F_RDLCK`/`F_WRLCK`), waiting for it; OFD first.
+///
+/// The one place outside tests where the engine uses `unsafe`: rustix's `fcntl_lock` issues
+/// `F_SETLKW`, not the OFD lock containers/storage interop needs (module doc, step 2), and
+/// the whole `nix` crate is not worth one call.
+#[allow(unsafe_code)]
 fn fcntl_lock(fd: &OwnedFd, l_type: libc::c_short) -> std::io::Result<()> {
     // SAFETY: `flock` is plain old data; all-zero is a valid value that we then fill in.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
@@ -308,6 +313,7 @@ impl Drop for WriteGuard<'_> {
 }
 
 #[cfg(test)]
+#[allow(unsafe_code)] // F_GETLK probes of the lock state, as fcntl_lock's calls.
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;

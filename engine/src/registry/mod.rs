@@ -45,6 +45,7 @@ use config::{Endpoint, HostPaths, RegistriesConf};
 
 /// Registry settings for one side of a copy (skopeo's `--src-*` / `--dest-*` flags).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RegistryOptions {
     /// `--creds USER:PASS`: used for every registry this side talks to.
     pub credentials: Option<Credentials>,
