@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use super::*;
 use crate::compression::Compression;
 use crate::digest::sha256_of;
+use crate::error::Error;
 
 fn digests_for(content: &[u8]) -> LayerDigests {
     LayerDigests {
