@@ -124,8 +124,10 @@ fn chain(all: &[LayerRecord], top: &str, root: &Path) -> Result<Vec<LayerRecord>
     Ok(out)
 }
 
-/// Split `name[:tag][@digest]` into (repository, tag, digest).
-pub(crate) fn split_name(name: &str) -> (&str, Option<&str>, Option<&str>) {
+/// Split a stored image name `repository[:tag][@digest]` into (repository, tag, digest) as
+/// written: no normalisation, no validation (unlike [`crate::reference`], whose
+/// `split_domain_path` splits a name into registry domain and path).
+pub(crate) fn split_repo_tag_digest(name: &str) -> (&str, Option<&str>, Option<&str>) {
     let (rest, digest) = match name.split_once('@') {
         Some((r, d)) => (r, Some(d)),
         None => (name, None),
@@ -148,7 +150,7 @@ pub(super) fn resolve_image(images: &[ImageRecord], query: &str) -> Result<usize
     {
         return Ok(i);
     }
-    let (repo, tag, digest) = split_name(query);
+    let (repo, tag, digest) = split_repo_tag_digest(query);
     if tag.is_none() && digest.is_none() {
         let latest = format!("{query}:latest");
         if let Some(i) = images.iter().position(|i| i.names.contains(&latest)) {
@@ -159,7 +161,7 @@ pub(super) fn resolve_image(images: &[ImageRecord], query: &str) -> Result<usize
         if parse_digest(d).is_ok() {
             if let Some(i) = images.iter().position(|i| {
                 i.digests().iter().any(|x| x == d)
-                    && i.names.iter().any(|n| split_name(n).0 == repo)
+                    && i.names.iter().any(|n| split_repo_tag_digest(n).0 == repo)
             }) {
                 return Ok(i);
             }

@@ -62,7 +62,7 @@ pub use image_write::NewImage;
 pub use images::{ImageRecord, NameOp};
 pub use layer_write::{LayerHandle, NewLayer, MAX_LOWER_DEPTH};
 pub use layers::{LayerDigests, LayerRecord};
-pub(crate) use lookup::{name_matches, split_name};
+pub(crate) use lookup::{name_matches, split_repo_tag_digest};
 pub use store::{Store, DRIVER};
 
 #[cfg(test)]

@@ -8,5 +8,9 @@ pub use super::auth_file::find_credentials;
 pub use super::certs_d::{certs_d_for, read_cert_dir};
 pub use super::host_paths::HostPaths;
 pub use super::registries_conf::{
-    Endpoint, MirrorConf, PullFromMirror, RegistriesConf, RegistryConf,
+    MirrorConf, PullFromMirror, RegistriesConf, RegistryConf, RegistryLocation,
 };
+
+/// The old name of [`RegistryLocation`] (it collided with [`crate::endpoint`]); kept only
+/// until `registry/sink.rs` uses the new name.
+pub use super::registries_conf::RegistryLocation as Endpoint;

@@ -44,7 +44,9 @@ pub use auth_file::find_credentials;
 pub use certs_d::{certs_d_for, read_cert_dir};
 pub use client::{ClientSettings, RegistryClient};
 pub use host_paths::HostPaths;
-pub use registries_conf::{Endpoint, MirrorConf, PullFromMirror, RegistriesConf, RegistryConf};
+pub use registries_conf::{
+    MirrorConf, PullFromMirror, RegistriesConf, RegistryConf, RegistryLocation,
+};
 pub use sink::RegistrySink;
 pub use source::RegistrySource;
 
@@ -110,19 +112,19 @@ impl RegistryOptions {
     }
 
     /// Where to pull `reference` from, mirrors first (blocked registries are an error).
-    pub fn pull_endpoints(&self, reference: &Reference) -> Result<Vec<Endpoint>> {
+    pub fn pull_endpoints(&self, reference: &Reference) -> Result<Vec<RegistryLocation>> {
         self.registries()?.pull_endpoints(reference)
     }
 
     /// Where to push `reference` (blocked registries are an error).
-    pub fn push_endpoint(&self, reference: &Reference) -> Result<Endpoint> {
+    pub fn push_endpoint(&self, reference: &Reference) -> Result<RegistryLocation> {
         self.registries()?.push_endpoint(reference)
     }
 
     /// The client settings for `endpoint`: `--creds` or the auth files' entry for it;
     /// `--tls-verify` or, when not given, the endpoint's `insecure`; `--cert-dir` or its
     /// certs.d directory.
-    pub fn client_settings(&self, endpoint: &Endpoint) -> Result<ClientSettings> {
+    pub fn client_settings(&self, endpoint: &RegistryLocation) -> Result<ClientSettings> {
         let credentials = match &self.credentials {
             Some(c) => Some(c.clone()),
             None => find_credentials(

@@ -121,9 +121,11 @@ pub struct RegistriesConf {
     pub registries: Vec<RegistryConf>,
 }
 
-/// Where to pull from or push to: a registry host and the repository path there.
+/// One place a pull or push of an image goes, after registries.conf's rewriting: a registry
+/// host and the repository path there, either a mirror or the image's own location. (Not to
+/// be confused with [`crate::endpoint`], which names a whole store of any transport.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
+pub struct RegistryLocation {
     /// `host[:port]`.
     pub registry: String,
     /// The repository path on that registry.
@@ -134,7 +136,7 @@ pub struct Endpoint {
     pub mirror: bool,
 }
 
-impl Endpoint {
+impl RegistryLocation {
     /// `host/repo`.
     pub fn name(&self) -> String {
         format!("{}/{}", self.registry, self.repo)
@@ -217,10 +219,10 @@ impl RegistriesConf {
     }
 
     /// Where to pull `reference` from, in order (mirrors first). Fails when it is blocked.
-    pub fn pull_endpoints(&self, reference: &Reference) -> Result<Vec<Endpoint>> {
+    pub fn pull_endpoints(&self, reference: &Reference) -> Result<Vec<RegistryLocation>> {
         let name = reference.name();
         let Some(entry) = self.find(&name) else {
-            return Ok(vec![Endpoint {
+            return Ok(vec![RegistryLocation {
                 registry: reference.domain().to_string(),
                 repo: reference.path().to_string(),
                 insecure: false,
@@ -263,7 +265,7 @@ impl RegistriesConf {
     }
 
     /// Where to push `reference` (the location, never a mirror). Fails when it is blocked.
-    pub fn push_endpoint(&self, reference: &Reference) -> Result<Endpoint> {
+    pub fn push_endpoint(&self, reference: &Reference) -> Result<RegistryLocation> {
         let all = self.pull_endpoints(reference)?;
         Ok(all
             .into_iter()
@@ -413,7 +415,7 @@ fn rewrite(
     name: &str,
     insecure: bool,
     mirror: bool,
-) -> Result<Endpoint> {
+) -> Result<RegistryLocation> {
     let prefix = entry.effective_prefix().unwrap_or("");
     let rest = if prefix.starts_with("*.") {
         // Wildcard entries have no location rewrite; mirrors replace the host.
@@ -432,7 +434,7 @@ fn rewrite(
         what: format!("registries.conf entry for {prefix}"),
         reason: format!("{name} rewritten with location {location:?} has no repository path"),
     })?;
-    Ok(Endpoint {
+    Ok(RegistryLocation {
         registry: registry.to_string(),
         repo: repo.to_string(),
         insecure,
@@ -513,7 +515,7 @@ location = "wild-mirror.example.com"
         assert!(conf.push_endpoint(&r("blocked.example.com/x:1")).is_err());
         // Wildcards.
         let eps = conf.pull_endpoints(&r("a.wild.example.com/x/y:1")).unwrap();
-        let names: Vec<String> = eps.iter().map(Endpoint::name).collect();
+        let names: Vec<String> = eps.iter().map(RegistryLocation::name).collect();
         assert_eq!(
             names,
             vec!["wild-mirror.example.com/x/y", "a.wild.example.com/x/y"]
