@@ -57,3 +57,6 @@ pub use whiteout::WhiteoutMode;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(doc)]
+use crate::error::Error;
