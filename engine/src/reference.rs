@@ -345,7 +345,7 @@ fn split_grammar(s: &str) -> std::result::Result<GrammarParts<'_>, GrammarError>
         }
         _ => (name_tag, None),
     };
-    let (domain, path) = split_name(name).ok_or(GrammarError::Format)?;
+    let (domain, path) = split_domain_path(name).ok_or(GrammarError::Format)?;
     if let Some(tag) = tag {
         if !is_valid_tag(tag) {
             return Err(GrammarError::Tag);
@@ -382,7 +382,7 @@ fn finish_parts(parts: GrammarParts<'_>) -> std::result::Result<Reference, Gramm
 /// Split a name into (domain, path) as the anchored name grammar does: the first component is
 /// the domain when it is a valid domain and something follows; otherwise the whole name must
 /// be a path and the domain is empty. `None` when neither reading works.
-fn split_name(name: &str) -> Option<(&str, &str)> {
+fn split_domain_path(name: &str) -> Option<(&str, &str)> {
     if let Some((first, rest)) = name.split_once('/') {
         if is_valid_domain(first) && is_valid_path(rest) {
             return Some((first, rest));

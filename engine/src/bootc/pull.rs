@@ -19,7 +19,7 @@ use crate::endpoint::{copy_between, EndpointOptions};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::reference::Reference;
-use crate::registry::config::RegistriesConf;
+use crate::registry::RegistriesConf;
 use crate::transport::{has_transport, DefaultTransport, ImageRef, StorageImage};
 
 use super::System;

@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::gotime::GoTime;
-use super::{split_name, ContainerRecord, ImageRecord, LayerRecord, Store, DRIVER};
+use super::{split_repo_tag_digest, ContainerRecord, ImageRecord, LayerRecord, Store, DRIVER};
 use crate::error::{Error, Result};
 use crate::manifest::{DOCKER_MANIFEST, OCI_MANIFEST};
 
@@ -369,7 +369,7 @@ fn repo_digests(rec: &ImageRecord) -> Vec<String> {
         digests.push(rec.digest.clone());
     }
     for name in &rec.names {
-        let repo = split_name(name).0;
+        let repo = split_repo_tag_digest(name).0;
         for d in &digests {
             let s = format!("{repo}@{d}");
             if !out.contains(&s) {
@@ -385,7 +385,7 @@ fn repo_digests(rec: &ImageRecord) -> Vec<String> {
 fn repo_tags(rec: &ImageRecord) -> Vec<String> {
     rec.names
         .iter()
-        .filter(|n| split_name(n).1.is_some())
+        .filter(|n| split_repo_tag_digest(n).1.is_some())
         .cloned()
         .collect()
 }
@@ -662,7 +662,7 @@ pub fn local_name(name: &str) -> Result<crate::reference::Reference> {
 /// `podman tag`: give the image `query` the fully-qualified `names`.
 pub fn tag(store: &Store, query: &str, names: &[String]) -> Result<ImageRecord> {
     for n in names {
-        if n.starts_with("sha256:") || split_name(n).2.is_some() {
+        if n.starts_with("sha256:") || split_repo_tag_digest(n).2.is_some() {
             return Err(Error::InvalidReference {
                 input: n.clone(),
                 reason: "tag by digest not supported".into(),
@@ -719,9 +719,10 @@ pub fn remove_image(store: &Store, query: &str, force: bool) -> Result<RemoveRep
                 .iter()
                 .find(|n| super::name_matches(n, query))
                 .or_else(|| {
-                    img.names
-                        .iter()
-                        .find(|n| query.contains('@') && split_name(n).0 == split_name(query).0)
+                    img.names.iter().find(|n| {
+                        query.contains('@')
+                            && split_repo_tag_digest(n).0 == split_repo_tag_digest(query).0
+                    })
                 })
                 .cloned()
                 .unwrap_or_else(|| query.to_string());

@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use super::*;
 use crate::compression::Compression;
 use crate::digest::sha256_of;
+use crate::error::Error;
 
 fn digests_for(content: &[u8]) -> LayerDigests {
     LayerDigests {
@@ -686,17 +687,17 @@ fn rmi_by_id_with_several_names_needs_force() {
 }
 
 #[test]
-fn split_name_cases() {
+fn split_repo_tag_digest_cases() {
     assert_eq!(
-        split_name("localhost/x:1"),
+        split_repo_tag_digest("localhost/x:1"),
         ("localhost/x", Some("1"), None)
     );
     assert_eq!(
-        split_name("localhost:5000/x"),
+        split_repo_tag_digest("localhost:5000/x"),
         ("localhost:5000/x", None, None)
     );
     assert_eq!(
-        split_name("localhost:5000/x:t@sha256:ab"),
+        split_repo_tag_digest("localhost:5000/x:t@sha256:ab"),
         ("localhost:5000/x", Some("t"), Some("sha256:ab"))
     );
 }

@@ -12,9 +12,10 @@
 //! Layout:
 //! 1. [`auth`]: credentials, `WWW-Authenticate` challenges, bearer tokens (Basic
 //!    credentials or an OAuth2 refresh token);
-//! 2. [`config`]: auth.json credentials (and credential helpers), registries.conf
-//!    (mirrors, insecure, blocked, search registries) and certs.d, read the way
-//!    containers/image reads them;
+//! 2. the host's configuration, read the way containers/image reads it: [`host_paths`]
+//!    (where it lives), [`auth_file`] (auth.json credentials and credential helpers),
+//!    [`registries_conf`] (mirrors, insecure, blocked, search registries) and [`certs_d`]
+//!    (TLS material), with the main types re-exported here;
 //! 3. [`client`]: one registry host: ping, auth, retries with backoff, redirects without
 //!    leaking `Authorization`, connect and idle timeouts (async, on a process-wide tokio
 //!    runtime, with blocking entry points);
@@ -25,8 +26,11 @@
 //! This module knows nothing of other stores; [`crate::endpoint`] connects it to them.
 
 pub mod auth;
+pub mod auth_file;
+pub mod certs_d;
 pub mod client;
-pub mod config;
+pub mod host_paths;
+pub mod registries_conf;
 pub mod sink;
 pub mod source;
 pub mod stream;
@@ -35,13 +39,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use auth::Credentials;
+pub use auth_file::find_credentials;
+pub use certs_d::{certs_d_for, read_cert_dir};
 pub use client::{ClientSettings, RegistryClient};
+pub use host_paths::HostPaths;
+pub use registries_conf::{
+    MirrorConf, PullFromMirror, RegistriesConf, RegistryConf, RegistryLocation,
+};
 pub use sink::RegistrySink;
 pub use source::RegistrySource;
 
 use crate::error::Result;
 use crate::reference::Reference;
-use config::{Endpoint, HostPaths, RegistriesConf};
 
 /// Registry settings for one side of a copy (skopeo's `--src-*` / `--dest-*` flags).
 #[derive(Debug, Clone)]
@@ -103,22 +112,22 @@ impl RegistryOptions {
     }
 
     /// Where to pull `reference` from, mirrors first (blocked registries are an error).
-    pub fn pull_endpoints(&self, reference: &Reference) -> Result<Vec<Endpoint>> {
+    pub fn pull_endpoints(&self, reference: &Reference) -> Result<Vec<RegistryLocation>> {
         self.registries()?.pull_endpoints(reference)
     }
 
     /// Where to push `reference` (blocked registries are an error).
-    pub fn push_endpoint(&self, reference: &Reference) -> Result<Endpoint> {
+    pub fn push_endpoint(&self, reference: &Reference) -> Result<RegistryLocation> {
         self.registries()?.push_endpoint(reference)
     }
 
     /// The client settings for `endpoint`: `--creds` or the auth files' entry for it;
     /// `--tls-verify` or, when not given, the endpoint's `insecure`; `--cert-dir` or its
     /// certs.d directory.
-    pub fn client_settings(&self, endpoint: &Endpoint) -> Result<ClientSettings> {
+    pub fn client_settings(&self, endpoint: &RegistryLocation) -> Result<ClientSettings> {
         let credentials = match &self.credentials {
             Some(c) => Some(c.clone()),
-            None => config::find_credentials(
+            None => find_credentials(
                 &self.host,
                 self.authfile.as_deref(),
                 &endpoint.registry,
@@ -128,9 +137,9 @@ impl RegistryOptions {
         let cert_dir = self
             .cert_dir
             .clone()
-            .or_else(|| config::certs_d_for(&self.host, &endpoint.registry));
+            .or_else(|| certs_d_for(&self.host, &endpoint.registry));
         let tls = match &cert_dir {
-            Some(dir) => config::read_cert_dir(dir)?,
+            Some(dir) => read_cert_dir(dir)?,
             None => Default::default(),
         };
         Ok(ClientSettings {

@@ -29,7 +29,7 @@ use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
 use super::client::RegistryClient;
-use super::config::Endpoint;
+use super::RegistryLocation;
 use super::RegistryOptions;
 use crate::compression::Compression;
 use crate::copy::{
@@ -43,7 +43,7 @@ use crate::reference::Reference;
 /// A registry repository opened for writing.
 pub struct RegistrySink {
     reference: Reference,
-    endpoint: Endpoint,
+    endpoint: RegistryLocation,
     client: RegistryClient,
     compression: Option<Compression>,
     chunk_size: usize,
@@ -73,7 +73,7 @@ impl RegistrySink {
     }
 
     /// The push location.
-    pub fn endpoint(&self) -> &Endpoint {
+    pub fn endpoint(&self) -> &RegistryLocation {
         &self.endpoint
     }
 

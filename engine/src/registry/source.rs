@@ -18,8 +18,8 @@ use std::sync::OnceLock;
 use oci_spec::image::Descriptor;
 
 use super::client::RegistryClient;
-use super::config::Endpoint;
 use super::stream::{BlobReader, BlobRequest};
+use super::RegistryLocation;
 use super::RegistryOptions;
 use crate::compression::BoxRead;
 use crate::copy::{ImageSource, LayerStream};
@@ -47,7 +47,7 @@ pub struct RegistrySource {
 }
 
 struct Candidate {
-    endpoint: Endpoint,
+    endpoint: RegistryLocation,
     client: RegistryClient,
 }
 
@@ -79,7 +79,7 @@ impl RegistrySource {
 
     /// The endpoint blobs are read from: the one that served the manifest (the first
     /// candidate before that).
-    pub fn endpoint(&self) -> &Endpoint {
+    pub fn endpoint(&self) -> &RegistryLocation {
         &self.current().endpoint
     }
 

@@ -1,0 +1,84 @@
+//! Reading and replacing the store's JSON files: `overlay-layers/layers.json`,
+//! `overlay-images/images.json` and `overlay-containers/containers.json`.
+//!
+//! 1. Loading reads the whole file (an absent file or directory is an empty list) and parses
+//!    it with the record module's parser ([`layers`](super::layers),
+//!    [`images`](super::images), [`containers`](super::containers)); errors name the file.
+//! 2. Saving serialises the records, replaces the file atomically (temp file, fsync, rename)
+//!    and writes a fresh last-writer token into the lock file whose write guard the caller
+//!    holds, so other processes see the change.
+//!
+//! The caller holds the lock: these helpers take none themselves, except
+//! [`Store::read_containers_locked`].
+
+use super::lockfile::WriteGuard;
+use super::store::{CONTAINERS_DIR, IMAGES_DIR, LAYERS_DIR};
+use super::{containers, files, images, layers, ContainerRecord, ImageRecord, LayerRecord, Store};
+use crate::error::{Error, Result};
+
+impl Store {
+    pub(super) fn read_json_file(&self, dir: &str, file: &str) -> Result<Vec<u8>> {
+        let Some(d) = self.subdir(dir)? else {
+            return Ok(Vec::new());
+        };
+        Ok(files::read_optional(&d, file)
+            .map_err(|e| Error::io_path("reading", self.graph_root.join(dir).join(file), e))?
+            .unwrap_or_default())
+    }
+
+    /// Read and parse one of the store's JSON files (an absent file is an empty list); errors
+    /// name the file's path.
+    pub(super) fn load_json<T>(
+        &self,
+        dir: &str,
+        file: &str,
+        parse: fn(&[u8], &str) -> Result<Vec<T>>,
+    ) -> Result<Vec<T>> {
+        let data = self.read_json_file(dir, file)?;
+        parse(
+            &data,
+            &self.graph_root.join(dir).join(file).display().to_string(),
+        )
+    }
+
+    pub(super) fn write_json_file(
+        &self,
+        dir: &str,
+        file: &str,
+        data: &[u8],
+        guard: &WriteGuard<'_>,
+    ) -> Result<()> {
+        let d = self.required_subdir(dir)?;
+        files::atomic_write(&d, file, data, 0o600)
+            .map_err(|e| Error::io_path("writing", self.graph_root.join(dir).join(file), e))?;
+        guard.touch()
+    }
+
+    pub(super) fn load_layers(&self) -> Result<Vec<LayerRecord>> {
+        self.load_json(LAYERS_DIR, "layers.json", layers::parse)
+    }
+
+    pub(super) fn save_layers(&self, l: &[LayerRecord], guard: &WriteGuard<'_>) -> Result<()> {
+        self.write_json_file(LAYERS_DIR, "layers.json", &layers::serialize(l), guard)
+    }
+
+    pub(super) fn load_images(&self) -> Result<Vec<ImageRecord>> {
+        self.load_json(IMAGES_DIR, "images.json", images::parse)
+    }
+
+    pub(super) fn save_images(&self, i: &[ImageRecord], guard: &WriteGuard<'_>) -> Result<()> {
+        self.write_json_file(IMAGES_DIR, "images.json", &images::serialize(i), guard)
+    }
+
+    pub(super) fn load_containers(&self) -> Result<Vec<ContainerRecord>> {
+        self.load_json(CONTAINERS_DIR, "containers.json", containers::parse)
+    }
+
+    pub(super) fn read_containers_locked(&self) -> Result<Vec<ContainerRecord>> {
+        if self.subdir(CONTAINERS_DIR)?.is_none() {
+            return Ok(Vec::new());
+        }
+        let _g = self.containers_lock.read()?;
+        self.load_containers()
+    }
+}

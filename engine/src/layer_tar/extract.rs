@@ -1,0 +1,687 @@
+//! Writing layer entries below a destination directory (see the parent module for the rules).
+//!
+//! 1. [`extract_layer`] walks the entries ([`super::entry`]) and hands each to the extractor,
+//!    recording a tar-split on the way when asked.
+//! 2. Per entry: duplicates are refused or replaced, parents are opened (created 0755) through
+//!    `cap_std::fs::Dir` so nothing escapes the destination, whiteouts go to
+//!    [`super::whiteout`], and every other node is created with `*at` calls on the parent's fd
+//!    (files with `O_EXCL`, hard links with `linkat` inside the destination), then owner,
+//!    mode, xattrs and mtime.
+//! 3. Directory modes and mtimes are deferred and applied deepest first at the end.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Read, Write};
+use std::ops::Bound;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use cap_std::fs::Dir;
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags};
+use rustix::io::Errno;
+
+use super::entry::{bad, parse_entry, EntryKind, EntryMeta, Node};
+use super::whiteout::WhiteoutMode;
+use crate::error::{Error, Result};
+use crate::tar_split::{self, TarSplitWriter};
+
+/// Options for [`extract_layer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtractOptions {
+    /// How whiteouts are written.
+    pub whiteouts: WhiteoutMode,
+    /// Set owners from the tar headers (needs root).
+    pub chown: bool,
+    /// Set extended attributes from the tar. Attributes the filesystem does not support, and
+    /// (when not root) attributes the user may not set (`trusted.*`, `security.*`), are
+    /// skipped and counted in [`ExtractStats::skipped_xattrs`].
+    pub xattrs: bool,
+    /// Create device nodes; when false they are skipped and counted in
+    /// [`ExtractStats::skipped_devices`].
+    pub devices: bool,
+    /// containers-storage semantics: a path listed twice is an error. When false the last
+    /// entry wins.
+    pub reject_duplicates: bool,
+}
+
+impl ExtractOptions {
+    /// Defaults for the current user: owners and device nodes only as root (euid 0), xattrs
+    /// always (as non-root only `user.*` ones can succeed), duplicates rejected.
+    pub fn for_current_user(whiteouts: WhiteoutMode) -> Self {
+        let root = is_root();
+        ExtractOptions {
+            whiteouts,
+            chown: root,
+            xattrs: true,
+            devices: root,
+            reject_duplicates: true,
+        }
+    }
+}
+
+/// What an extraction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExtractStats {
+    /// Tar entries (PAX global headers not counted).
+    pub entries: u64,
+    /// Regular files written.
+    pub files: u64,
+    /// Bytes of regular-file content written.
+    pub file_bytes: u64,
+    /// Owners named in the headers, except of entries whose basename starts with `.wh.`
+    /// (containers-storage's `uidset`).
+    pub uids: BTreeSet<u32>,
+    /// Groups, likewise (`gidset`).
+    pub gids: BTreeSet<u32>,
+    /// Device nodes not created because [`ExtractOptions::devices`] is off.
+    pub skipped_devices: u64,
+    /// Extended attributes not set (unsupported by the filesystem, not permitted for this
+    /// user, xattrs disabled, or overlay attributes that would change the overlay's meaning).
+    pub skipped_xattrs: u64,
+}
+
+/// Whether this process runs as root (euid 0).
+pub(super) fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Extract a layer tar into `dest` (see the module docs for the rules), recording its
+/// tar-split into `tar_split` when given (then duplicates are always refused, by the
+/// tar-split writer). Reads the stream to EOF. `layer` names the layer in errors.
+pub fn extract_layer<R: Read, W: Write>(
+    tar_stream: R,
+    dest: &Dir,
+    opts: &ExtractOptions,
+    layer: &str,
+    tar_split: Option<&mut TarSplitWriter<W>>,
+) -> Result<ExtractStats> {
+    let mut x = Extractor {
+        dest,
+        opts,
+        layer,
+        root: is_root(),
+        stats: ExtractStats::default(),
+        seen: BTreeSet::new(),
+        deferred: BTreeMap::new(),
+        buf: vec![0u8; 128 * 1024],
+    };
+    tar_split::split_entries(
+        tar_stream,
+        layer,
+        tar_split,
+        |entry, body| match parse_entry(entry, body, layer)? {
+            Some((meta, node)) => x.entry(&meta, node, entry),
+            None => Ok(()),
+        },
+    )?;
+    x.finish()
+}
+
+/// Directory metadata applied at the end.
+pub(super) struct DirMeta {
+    mode: u32,
+    mtime: (i64, u32),
+}
+
+pub(super) struct Extractor<'a> {
+    pub(super) dest: &'a Dir,
+    pub(super) opts: &'a ExtractOptions,
+    pub(super) layer: &'a str,
+    pub(super) root: bool,
+    pub(super) stats: ExtractStats,
+    /// Every path this layer lists so far (duplicates, and what Apply-mode whiteouts keep).
+    pub(super) seen: BTreeSet<PathBuf>,
+    /// Directories of this layer whose mode and mtime are set at the end.
+    pub(super) deferred: BTreeMap<PathBuf, DirMeta>,
+    pub(super) buf: Vec<u8>,
+}
+
+/// Where extended attributes are set.
+enum XattrTarget<'a> {
+    /// An open regular file or directory.
+    Fd(BorrowedFd<'a>),
+    /// `/proc/self/fd/<parent>/<name>` for nodes that cannot be opened (symlinks, devices).
+    Path(&'a OsStr),
+}
+
+fn timestamps((secs, nsec): (i64, u32)) -> Timestamps {
+    let t = Timespec {
+        tv_sec: secs,
+        tv_nsec: nsec.into(),
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+/// Open directory `path` below `dest`; the empty path is `dest` itself.
+fn open_rel_dir(dest: &Dir, path: &Path) -> io::Result<Dir> {
+    if path.as_os_str().is_empty() {
+        dest.try_clone()
+    } else {
+        dest.open_dir(path)
+    }
+}
+
+fn dir_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+}
+
+impl Extractor<'_> {
+    pub(super) fn bad(&self, meta: &EntryMeta, reason: impl Into<String>) -> Error {
+        bad(self.layer, &meta.raw_name, reason)
+    }
+
+    pub(super) fn io(&self, meta: &EntryMeta, op: &str, e: impl Into<io::Error>) -> Error {
+        Error::Io {
+            context: format!(
+                "layer {}: tar entry {:?}: {op}",
+                self.layer,
+                String::from_utf8_lossy(&meta.raw_name)
+            ),
+            source: e.into(),
+        }
+    }
+
+    /// Errors opening a parent are the tar's fault when they come from its layout (an escape
+    /// through a symlink, a file where a directory should be, a loop).
+    fn parent_err(&self, meta: &EntryMeta, dir: &Path, e: io::Error) -> Error {
+        use io::ErrorKind as K;
+        let raw = e.raw_os_error();
+        let layout = matches!(
+            e.kind(),
+            K::PermissionDenied | K::InvalidInput | K::AlreadyExists
+        ) || [Errno::NOTDIR, Errno::LOOP, Errno::EXIST, Errno::XDEV]
+            .iter()
+            .any(|n| Some(n.raw_os_error()) == raw)
+            || e.to_string().contains("outside of the filesystem");
+        if layout {
+            self.bad(
+                meta,
+                format!(
+                    "cannot use {:?} as its parent directory: {e} (a symlink pointing outside \
+                     the layer, or a non-directory, is in the way)",
+                    dir.display()
+                ),
+            )
+        } else {
+            self.io(
+                meta,
+                &format!("opening parent directory {}", dir.display()),
+                e,
+            )
+        }
+    }
+
+    /// Open directory `dir` (relative to dest), creating missing components with mode 0755.
+    pub(super) fn open_dirs(&self, meta: &EntryMeta, dir: &Path) -> Result<Dir> {
+        if dir.as_os_str().is_empty() {
+            return self
+                .dest
+                .try_clone()
+                .map_err(|e| self.io(meta, "reopening the destination", e));
+        }
+        match self.dest.open_dir(dir) {
+            Ok(d) => return Ok(d),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.parent_err(meta, dir, e)),
+        }
+        let mut prefix = PathBuf::new();
+        for comp in dir.components() {
+            let parent = if prefix.as_os_str().is_empty() {
+                self.dest
+                    .try_clone()
+                    .map_err(|e| self.io(meta, "reopening the destination", e))?
+            } else {
+                self.dest
+                    .open_dir(&prefix)
+                    .map_err(|e| self.parent_err(meta, &prefix, e))?
+            };
+            prefix.push(comp);
+            match rustix::fs::statat(&parent, comp.as_os_str(), AtFlags::empty()) {
+                Ok(_) => continue,
+                Err(Errno::NOENT) => {}
+                Err(e) => return Err(self.parent_err(meta, &prefix, e.into())),
+            }
+            match rustix::fs::mkdirat(&parent, comp.as_os_str(), Mode::from_raw_mode(0o755)) {
+                Ok(()) => {}
+                Err(e) => return Err(self.parent_err(meta, &prefix, e.into())),
+            }
+            // Exactly 0755 whatever the umask.
+            let fd = rustix::fs::openat(&parent, comp.as_os_str(), dir_flags(), Mode::empty())
+                .map_err(|e| self.parent_err(meta, &prefix, e.into()))?;
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o755))
+                .map_err(|e| self.io(meta, &format!("chmod {}", prefix.display()), e))?;
+        }
+        self.dest
+            .open_dir(dir)
+            .map_err(|e| self.parent_err(meta, dir, e))
+    }
+
+    /// The parent directory of non-root `path` (created if missing) and the final component.
+    pub(super) fn parent_of<'p>(
+        &self,
+        meta: &EntryMeta,
+        path: &'p Path,
+    ) -> Result<(Dir, &'p OsStr)> {
+        let name = path
+            .file_name()
+            .ok_or_else(|| self.bad(meta, "the entry has no file name"))?;
+        let parent = self.open_dirs(meta, path.parent().unwrap_or(Path::new("")))?;
+        Ok((parent, name))
+    }
+
+    /// Forget deferred directory metadata at or below `path` (it was removed or replaced).
+    fn forget_under(&mut self, path: &Path) {
+        let doomed: Vec<PathBuf> = self
+            .deferred
+            .range::<Path, _>((Bound::Included(path), Bound::Unbounded))
+            .map(|(p, _)| p)
+            .take_while(|p| p.starts_with(path))
+            .cloned()
+            .collect();
+        for p in doomed {
+            self.deferred.remove(&p);
+        }
+    }
+
+    /// Remove whatever is at `parent/name` (a directory recursively); nothing if absent.
+    pub(super) fn remove_existing(
+        &mut self,
+        meta: &EntryMeta,
+        parent: &Dir,
+        name: &OsStr,
+        path: &Path,
+    ) -> Result<()> {
+        match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(self.io(meta, &format!("stat {}", path.display()), e)),
+            Ok(st) => {
+                if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                    parent
+                        .remove_dir_all(name)
+                        .map_err(|e| self.io(meta, &format!("removing {}", path.display()), e))?;
+                    self.forget_under(path);
+                } else {
+                    rustix::fs::unlinkat(parent, name, AtFlags::empty())
+                        .map_err(|e| self.io(meta, &format!("removing {}", path.display()), e))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn uid_gid(&self, meta: &EntryMeta) -> Result<(u32, u32)> {
+        let uid = u32::try_from(meta.uid)
+            .map_err(|_| self.bad(meta, format!("uid {} out of range", meta.uid)))?;
+        let gid = u32::try_from(meta.gid)
+            .map_err(|_| self.bad(meta, format!("gid {} out of range", meta.gid)))?;
+        Ok((uid, gid))
+    }
+
+    pub(super) fn owner(&self, meta: &EntryMeta) -> Result<(Option<Uid>, Option<Gid>)> {
+        let (uid, gid) = self.uid_gid(meta)?;
+        Ok((Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))))
+    }
+
+    fn set_xattrs(&mut self, meta: &EntryMeta, target: XattrTarget<'_>) -> Result<()> {
+        for (name, value) in &meta.xattrs {
+            let overlay_attr =
+                name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.");
+            if !self.opts.xattrs
+                || (overlay_attr && matches!(self.opts.whiteouts, WhiteoutMode::Overlay { .. }))
+            {
+                self.stats.skipped_xattrs += 1;
+                continue;
+            }
+            let r = match target {
+                XattrTarget::Fd(fd) => {
+                    rustix::fs::fsetxattr(fd, name.as_str(), value, XattrFlags::empty())
+                }
+                XattrTarget::Path(p) => {
+                    rustix::fs::lsetxattr(p, name.as_str(), value, XattrFlags::empty())
+                }
+            };
+            match r {
+                Ok(()) => {}
+                // Not supported here; not permitted for this user or on this node type
+                // (user.* only exist on regular files and directories); /proc missing.
+                Err(Errno::NOTSUP) => self.stats.skipped_xattrs += 1,
+                Err(Errno::PERM | Errno::ACCESS)
+                    if !self.root || matches!(target, XattrTarget::Path(_)) =>
+                {
+                    self.stats.skipped_xattrs += 1
+                }
+                Err(Errno::NOENT) if matches!(target, XattrTarget::Path(_)) => {
+                    self.stats.skipped_xattrs += 1
+                }
+                Err(e) => return Err(self.io(meta, &format!("setting xattr {name}"), e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn proc_path(parent: &Dir, name: &OsStr) -> OsString {
+        let mut p = OsString::from(format!("/proc/self/fd/{}/", parent.as_raw_fd()));
+        p.push(name);
+        p
+    }
+
+    /// Owner, mode, xattrs and mtime of a node created at `parent/name` that cannot be opened
+    /// (symlink, device, fifo).
+    fn finish_node(
+        &mut self,
+        meta: &EntryMeta,
+        parent: &Dir,
+        name: &OsStr,
+        chmod: bool,
+    ) -> Result<()> {
+        if self.opts.chown {
+            let (u, g) = self.owner(meta)?;
+            rustix::fs::chownat(parent, name, u, g, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| self.io(meta, "chown", e))?;
+        }
+        if chmod {
+            rustix::fs::chmodat(
+                parent,
+                name,
+                Mode::from_raw_mode(meta.mode),
+                AtFlags::empty(),
+            )
+            .map_err(|e| self.io(meta, "chmod", e))?;
+        }
+        if !meta.xattrs.is_empty() {
+            let p = Self::proc_path(parent, name);
+            self.set_xattrs(meta, XattrTarget::Path(&p))?;
+        }
+        rustix::fs::utimensat(
+            parent,
+            name,
+            &timestamps((meta.mtime, meta.mtime_nsec)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| self.io(meta, "setting mtime", e))
+    }
+
+    fn entry(&mut self, meta: &EntryMeta, node: Node, body: &mut dyn Read) -> Result<()> {
+        self.stats.entries += 1;
+        let whiteout_name = meta
+            .path
+            .file_name()
+            .is_some_and(|n| n.as_bytes().starts_with(b".wh."));
+        if !whiteout_name {
+            let (uid, gid) = self.uid_gid(meta)?;
+            self.stats.uids.insert(uid);
+            self.stats.gids.insert(gid);
+        }
+        if !self.seen.insert(meta.path.clone()) && self.opts.reject_duplicates {
+            return Err(self.bad(
+                meta,
+                "duplicate path in layer; containers-storage cannot store it (rebuild the \
+                 image without listing a path twice)",
+            ));
+        }
+        match (&meta.kind, &self.opts.whiteouts) {
+            (EntryKind::Whiteout { target }, WhiteoutMode::Overlay { .. }) => {
+                if meta.size > 0 {
+                    return Err(self.bad(meta, "whiteout entry with content"));
+                }
+                self.overlay_whiteout(meta, target)
+            }
+            (EntryKind::OpaqueWhiteout { dir }, WhiteoutMode::Overlay { opaque_xattr }) => {
+                self.overlay_opaque(meta, dir, opaque_xattr)
+            }
+            (EntryKind::Whiteout { target }, WhiteoutMode::Apply) => {
+                self.parent_of(meta, &meta.path)?;
+                self.prune(meta, target)
+            }
+            (EntryKind::OpaqueWhiteout { dir }, WhiteoutMode::Apply) => {
+                self.parent_of(meta, &meta.path)?;
+                self.prune_children(meta, dir)
+            }
+            // Files mode, and every non-whiteout entry: extract the node as it is.
+            _ => self.node(meta, node, body),
+        }
+    }
+
+    /// A real (non-`O_PATH`) fd for directory `dir`, which must exist and not be a symlink.
+    pub(super) fn open_dir_fd(&self, meta: &EntryMeta, dir: &Path) -> Result<OwnedFd> {
+        if dir.as_os_str().is_empty() {
+            return rustix::fs::openat(self.dest, ".", dir_flags(), Mode::empty())
+                .map_err(|e| self.io(meta, "opening the layer root", e));
+        }
+        let (parent, name) = self.parent_of(meta, dir)?;
+        rustix::fs::openat(&parent, name, dir_flags(), Mode::empty()).map_err(|e| match e {
+            Errno::LOOP | Errno::NOTDIR => {
+                self.bad(meta, format!("{:?} is not a directory", dir.display()))
+            }
+            e => self.io(meta, &format!("opening {}", dir.display()), e),
+        })
+    }
+
+    /// Create the node of a (non-whiteout, or Files-mode whiteout) entry.
+    fn node(&mut self, meta: &EntryMeta, node: Node, body: &mut dyn Read) -> Result<()> {
+        let path = &meta.path;
+        if let Node::Directory = node {
+            return self.directory(meta);
+        }
+        let (parent, name) = self.parent_of(meta, path)?;
+        match node {
+            Node::Directory => self.directory(meta),
+            Node::Regular => {
+                self.remove_existing(meta, &parent, name, path)?;
+                self.regular(meta, &parent, name, body)
+            }
+            Node::Symlink(target) => {
+                self.remove_existing(meta, &parent, name, path)?;
+                rustix::fs::symlinkat(target.as_os_str(), &parent, name)
+                    .map_err(|e| self.io(meta, "creating symlink", e))?;
+                self.finish_node(meta, &parent, name, false)
+            }
+            Node::Hardlink(target) => {
+                if &target == path {
+                    return Err(self.bad(meta, "hard link to itself"));
+                }
+                let missing = |this: &Self| {
+                    this.bad(
+                        meta,
+                        format!(
+                            "hard link target {:?} does not exist in the layer (it must be \
+                             listed before the link)",
+                            target.display()
+                        ),
+                    )
+                };
+                let tparent =
+                    match open_rel_dir(self.dest, target.parent().unwrap_or(Path::new(""))) {
+                        Ok(d) => d,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(missing(self)),
+                        Err(e) => return Err(self.parent_err(meta, &target, e)),
+                    };
+                let tname = target.file_name().unwrap_or_default();
+                let target_is_symlink =
+                    match rustix::fs::statat(&tparent, tname, AtFlags::SYMLINK_NOFOLLOW) {
+                        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                            return Err(self.bad(
+                                meta,
+                                format!("hard link target {:?} is a directory", target.display()),
+                            ))
+                        }
+                        Ok(st) => FileType::from_raw_mode(st.st_mode) == FileType::Symlink,
+                        Err(Errno::NOENT) => return Err(missing(self)),
+                        Err(e) => return Err(self.io(meta, "stat hard link target", e)),
+                    };
+                self.remove_existing(meta, &parent, name, path)?;
+                rustix::fs::linkat(&tparent, tname, &parent, name, AtFlags::empty()).map_err(
+                    |e| match e {
+                        Errno::NOENT => missing(self),
+                        e => self.io(meta, &format!("linking to {}", target.display()), e),
+                    },
+                )?;
+                // containers/storage (and Docker) apply the link header's owner, mode, xattrs
+                // and mtime to the shared inode; do the same so stores match podman's. A link to
+                // a symlink is never chmodded (that would follow it).
+                self.finish_node(meta, &parent, name, !target_is_symlink)
+            }
+            Node::Char(major, minor) | Node::Block(major, minor) => {
+                if !self.opts.devices {
+                    self.stats.skipped_devices += 1;
+                    return Ok(());
+                }
+                let ft = if matches!(node, Node::Char(..)) {
+                    FileType::CharacterDevice
+                } else {
+                    FileType::BlockDevice
+                };
+                self.remove_existing(meta, &parent, name, path)?;
+                rustix::fs::mknodat(
+                    &parent,
+                    name,
+                    ft,
+                    Mode::from_raw_mode(meta.mode),
+                    rustix::fs::makedev(major, minor),
+                )
+                .map_err(|e| self.io(meta, "creating device node (needs root)", e))?;
+                self.finish_node(meta, &parent, name, true)
+            }
+            Node::Fifo => {
+                self.remove_existing(meta, &parent, name, path)?;
+                rustix::fs::mknodat(
+                    &parent,
+                    name,
+                    FileType::Fifo,
+                    Mode::from_raw_mode(meta.mode),
+                    0,
+                )
+                .map_err(|e| self.io(meta, "creating fifo", e))?;
+                self.finish_node(meta, &parent, name, true)
+            }
+        }
+    }
+
+    fn regular(
+        &mut self,
+        meta: &EntryMeta,
+        parent: &Dir,
+        name: &OsStr,
+        body: &mut dyn Read,
+    ) -> Result<()> {
+        let fd = rustix::fs::openat(
+            parent,
+            name,
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| self.io(meta, "creating file", e))?;
+        let mut file = std::fs::File::from(fd);
+        let mut written = 0u64;
+        loop {
+            let n = match body.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(Error::from_io(
+                        format!("layer {}: reading the tar stream", self.layer),
+                        e,
+                    ))
+                }
+            };
+            file.write_all(&self.buf[..n])
+                .map_err(|e| self.io(meta, "writing file", e))?;
+            written += n as u64;
+        }
+        if written != meta.size {
+            return Err(self.bad(
+                meta,
+                format!(
+                    "the tar stream ends after {written} of {} content bytes",
+                    meta.size
+                ),
+            ));
+        }
+        if self.opts.chown {
+            let (u, g) = self.owner(meta)?;
+            rustix::fs::fchown(&file, u, g).map_err(|e| self.io(meta, "chown", e))?;
+        }
+        // After chown, which clears setuid/setgid.
+        rustix::fs::fchmod(&file, Mode::from_raw_mode(meta.mode))
+            .map_err(|e| self.io(meta, "chmod", e))?;
+        self.set_xattrs(meta, XattrTarget::Fd(file.as_fd()))?;
+        rustix::fs::futimens(&file, &timestamps((meta.mtime, meta.mtime_nsec)))
+            .map_err(|e| self.io(meta, "setting mtime", e))?;
+        self.stats.files += 1;
+        self.stats.file_bytes += written;
+        Ok(())
+    }
+
+    fn directory(&mut self, meta: &EntryMeta) -> Result<()> {
+        let path = &meta.path;
+        let fd = if path.as_os_str().is_empty() {
+            self.open_dir_fd(meta, path)?
+        } else {
+            let (parent, name) = self.parent_of(meta, path)?;
+            match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
+                Ok(_) => {
+                    self.remove_existing(meta, &parent, name, path)?;
+                    self.mkdir(meta, &parent, name)?;
+                }
+                Err(Errno::NOENT) => self.mkdir(meta, &parent, name)?,
+                Err(e) => return Err(self.io(meta, "stat", e)),
+            }
+            rustix::fs::openat(&parent, name, dir_flags(), Mode::empty())
+                .map_err(|e| self.io(meta, "opening directory", e))?
+        };
+        if self.opts.chown {
+            let (u, g) = self.owner(meta)?;
+            rustix::fs::fchown(&fd, u, g).map_err(|e| self.io(meta, "chown", e))?;
+        }
+        self.set_xattrs(meta, XattrTarget::Fd(fd.as_fd()))?;
+        self.deferred.insert(
+            path.clone(),
+            DirMeta {
+                mode: meta.mode,
+                mtime: (meta.mtime, meta.mtime_nsec),
+            },
+        );
+        Ok(())
+    }
+
+    fn mkdir(&self, meta: &EntryMeta, parent: &Dir, name: &OsStr) -> Result<()> {
+        // Owner-writable until the deferred chmod at the end.
+        rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o700))
+            .map_err(|e| self.io(meta, "creating directory", e))
+    }
+
+    /// Apply directory modes and mtimes, deepest first.
+    fn finish(self) -> Result<ExtractStats> {
+        let io = |path: &Path, op: &str, e: io::Error| Error::Io {
+            context: format!("layer {}: {op} directory {:?}", self.layer, path.display()),
+            source: e,
+        };
+        for (path, m) in self.deferred.iter().rev() {
+            let fd = if path.as_os_str().is_empty() {
+                rustix::fs::openat(self.dest, ".", dir_flags(), Mode::empty())
+                    .map_err(|e| io(path, "opening", e.into()))?
+            } else {
+                let parent = open_rel_dir(self.dest, path.parent().unwrap_or(Path::new("")))
+                    .map_err(|e| io(path, "opening the parent of", e))?;
+                let name = path.file_name().unwrap_or_default();
+                match rustix::fs::openat(&parent, name, dir_flags(), Mode::empty()) {
+                    Ok(fd) => fd,
+                    // Replaced by a later entry of a kind that is not a directory.
+                    Err(Errno::NOENT | Errno::LOOP | Errno::NOTDIR) => continue,
+                    Err(e) => return Err(io(path, "opening", e.into())),
+                }
+            };
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(m.mode))
+                .map_err(|e| io(path, "chmod", e.into()))?;
+            rustix::fs::futimens(&fd, &timestamps(m.mtime))
+                .map_err(|e| io(path, "setting mtime of", e.into()))?;
+        }
+        Ok(self.stats)
+    }
+}
