@@ -563,9 +563,9 @@ fn rewrite_manifest(plan: &ImagePlan, stored: &[StoredLayer]) -> Result<RawManif
         new.set_media_type(Some(MediaType::ImageManifest));
     }
     new.set_config(config);
-    let bytes = serde_json::to_vec(&new).map_err(|e| Error::Malformed {
+    let bytes = serde_json::to_vec(&new).map_err(|e| Error::Json {
         what: format!("rewritten manifest of {}", plan.source_name),
-        reason: e.to_string(),
+        source: e,
     })?;
     RawManifest::parse(
         bytes,

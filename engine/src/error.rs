@@ -84,6 +84,26 @@ pub enum Error {
         /// The parser's complaint.
         reason: String,
     },
+    /// JSON (a manifest, config, index, store record, token) that does not parse as what it
+    /// should be.
+    #[error("{what}: malformed JSON: {source}")]
+    Json {
+        /// What was being parsed or written.
+        what: String,
+        /// The parser's error (line, column, what was expected).
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An HTTP client failure that is not a status code: TLS material that does not load, a
+    /// connection or protocol error after the retries.
+    #[error("{what}: {source}")]
+    Http {
+        /// The operation and URL or file.
+        what: String,
+        /// The client's error; its sources name the TLS or socket cause.
+        #[source]
+        source: reqwest::Error,
+    },
     /// A tar entry that is unsafe or unrepresentable.
     #[error("layer {layer}: tar entry {entry:?}: {reason}")]
     BadTarEntry {
@@ -101,6 +121,26 @@ pub enum Error {
         what: String,
         /// What the user can do.
         hint: String,
+    },
+    /// A directory that should be an OCI image layout but has no `oci-layout` file.
+    #[error("{}/oci-layout: not found; {} is not an OCI image layout{hint}", path.display(), path.display())]
+    NotOciLayout {
+        /// The directory.
+        path: PathBuf,
+        /// More context (`; is it an OCI archive?`), or empty.
+        hint: String,
+    },
+    /// A layer to be written is already recorded in the store.
+    #[error("layer {id}: {}", match state {
+        ExistingLayer::Complete => "already exists; reuse it instead of writing it again",
+        ExistingLayer::BeingWritten => "is being written by another thread of this process",
+        ExistingLayer::Incomplete => "is left incomplete by an interrupted writer; open the store again to clean it up",
+    })]
+    LayerExists {
+        /// The layer ID.
+        id: String,
+        /// What state it is in.
+        state: ExistingLayer,
     },
     /// A request that conflicts with the state of a store.
     #[error("{what}: {reason}")]
@@ -152,6 +192,17 @@ pub enum Error {
     },
 }
 
+/// The state of a layer found by [`Error::LayerExists`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExistingLayer {
+    /// Finished: usable as it is.
+    Complete,
+    /// Being written by this process right now.
+    BeingWritten,
+    /// Left incomplete by a writer that died; the next open of the store removes it.
+    Incomplete,
+}
+
 impl Error {
     /// An I/O error about `path`.
     pub fn io_path(op: &str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
@@ -183,14 +234,22 @@ impl Error {
     }
 }
 
-/// Attach context to `io::Result`s.
+/// Attach context to I/O results (std's and rustix's).
 pub trait IoContext<T> {
     /// On error, say what was being done (`"reading blobs/sha256/…"`).
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T>;
+
+    /// On error, say which operation on which path failed: `.at("reading", &path)` gives
+    /// "reading /the/path: <cause>".
+    fn at(self, op: &str, path: impl AsRef<std::path::Path>) -> Result<T>;
 }
 
-impl<T> IoContext<T> for std::io::Result<T> {
+impl<T, E: Into<std::io::Error>> IoContext<T> for std::result::Result<T, E> {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| Error::from_io(context(), e))
+        self.map_err(|e| Error::from_io(context(), e.into()))
+    }
+
+    fn at(self, op: &str, path: impl AsRef<std::path::Path>) -> Result<T> {
+        self.map_err(|e| Error::from_io(format!("{op} {}", path.as_ref().display()), e.into()))
     }
 }

@@ -167,9 +167,9 @@ pub struct RawConfig {
 impl RawConfig {
     /// Parse config bytes.
     pub fn parse(bytes: Vec<u8>, what: &str) -> Result<Self> {
-        let parsed = serde_json::from_slice(&bytes).map_err(|e| Error::Malformed {
+        let parsed = serde_json::from_slice(&bytes).map_err(|e| Error::Json {
             what: format!("config of {what}"),
-            reason: e.to_string(),
+            source: e,
         })?;
         Ok(RawConfig { bytes, parsed })
     }

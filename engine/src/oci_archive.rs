@@ -37,8 +37,7 @@ fn unpack_archive(archive: &Path, into: &Path) -> Result<()> {
         },
         _ => Error::io_path("opening", archive, e),
     })?;
-    let dir = Dir::open_ambient_dir(into, ambient_authority())
-        .map_err(|e| Error::io_path("opening", into, e))?;
+    let dir = Dir::open_ambient_dir(into, ambient_authority()).at("opening", into)?;
     let opts = ExtractOptions {
         whiteouts: WhiteoutMode::Files,
         chown: false,
@@ -64,7 +63,7 @@ fn temp_dir_near(path: &Path) -> Result<tempfile::TempDir> {
     tempfile::Builder::new()
         .prefix(".stowage-oci-archive-")
         .tempdir_in(parent)
-        .map_err(|e| Error::io_path("creating a temporary directory in", parent, e))
+        .at("creating a temporary directory in", parent)
 }
 
 /// An image in an OCI archive, as a copy source.
@@ -85,9 +84,9 @@ impl OciArchiveSource {
             })?;
         unpack_archive(path, temp.path())?;
         let inner = OciSource::open(temp.path(), tag).map_err(|e| match e {
-            Error::NotFound { what, hint } if what.contains("oci-layout") => Error::NotFound {
+            Error::NotOciLayout { .. } => Error::NotFound {
                 what: format!("oci-layout in OCI archive {}", path.display()),
-                hint: format!("{hint}; is it an OCI archive?"),
+                hint: "the archive holds no OCI image layout; is it an OCI archive?".into(),
             },
             other => other,
         })?;
@@ -168,7 +167,7 @@ impl OciArchiveSink {
         let tmp = tempfile::Builder::new()
             .prefix(".stowage-oci-archive-")
             .tempfile_in(parent)
-            .map_err(|e| Error::io_path("creating a temporary file in", parent, e))?;
+            .at("creating a temporary file in", parent)?;
         let what = || format!("writing OCI archive {}", self.archive.display());
         let mut builder = tar::Builder::new(BufWriter::with_capacity(256 * 1024, tmp.as_file()));
         builder.follow_symlinks(false);

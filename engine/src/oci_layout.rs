@@ -57,9 +57,9 @@ impl OciDir {
         let layout = dir
             .read_to_string(LAYOUT_FILE)
             .map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => Error::NotFound {
-                    what: format!("{}/{LAYOUT_FILE}", path.display()),
-                    hint: format!("{} is not an OCI image layout", path.display()),
+                io::ErrorKind::NotFound => Error::NotOciLayout {
+                    path: path.to_path_buf(),
+                    hint: String::new(),
                 },
                 _ => Error::io_path("reading", path.join(LAYOUT_FILE), e),
             })?;
@@ -73,18 +73,12 @@ impl OciDir {
     /// Open the layout at `path`, creating the directory, `oci-layout`, `blobs/sha256` and an
     /// empty `index.json` where missing.
     pub fn create(path: &Path) -> Result<Self> {
-        std::fs::create_dir_all(path)
-            .map_err(|e| Error::io_path("creating OCI layout", path, e))?;
-        let dir = Dir::open_ambient_dir(path, ambient_authority())
-            .map_err(|e| Error::io_path("opening", path, e))?;
+        std::fs::create_dir_all(path).at("creating OCI layout", path)?;
+        let dir = Dir::open_ambient_dir(path, ambient_authority()).at("opening", path)?;
         match dir.read_to_string(LAYOUT_FILE) {
             Ok(s) => check_layout_file(&s, path)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let non_empty = dir
-                    .entries()
-                    .map_err(|e| Error::io_path("listing", path, e))?
-                    .next()
-                    .is_some();
+                let non_empty = dir.entries().at("listing", path)?.next().is_some();
                 if non_empty && !dir.exists(INDEX_FILE) && !dir.exists("blobs") {
                     return Err(Error::Conflict {
                         what: format!("OCI layout {}", path.display()),
@@ -97,7 +91,7 @@ impl OciDir {
             Err(e) => return Err(Error::io_path("reading", path.join(LAYOUT_FILE), e)),
         }
         dir.create_dir_all("blobs/sha256")
-            .map_err(|e| Error::io_path("creating", path.join("blobs/sha256"), e))?;
+            .at("creating", path.join("blobs/sha256"))?;
         if !dir.exists(INDEX_FILE) {
             let empty = serde_json::json!({"schemaVersion": 2, "manifests": []});
             write_atomic(
@@ -164,7 +158,7 @@ impl OciDir {
         let file = self.open_blob(digest)?;
         let len = file
             .metadata()
-            .map_err(|e| Error::io_path("stat", self.path.join(Self::blob_path(digest)), e))?
+            .at("stat", self.path.join(Self::blob_path(digest)))?
             .len();
         if len > max {
             return Err(Error::Malformed {
@@ -222,18 +216,18 @@ impl OciDir {
                 ),
             });
         }
-        serde_json::from_slice(&bytes).map_err(|e| Error::Malformed {
+        serde_json::from_slice(&bytes).map_err(|e| Error::Json {
             what: format!("{}/{INDEX_FILE}", self.path.display()),
-            reason: e.to_string(),
+            source: e,
         })
     }
 
     /// The parsed `index.json`.
     pub fn read_index(&self) -> Result<ImageIndex> {
         let value = self.read_index_value()?;
-        serde_json::from_value(value).map_err(|e| Error::Malformed {
+        serde_json::from_value(value).map_err(|e| Error::Json {
             what: format!("{}/{INDEX_FILE}", self.path.display()),
-            reason: e.to_string(),
+            source: e,
         })
     }
 
@@ -354,9 +348,9 @@ impl OciDir {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| Error::io_path("locking", &self.path, e.into()))?;
+        .at("locking", &self.path)?;
         rustix::fs::flock(&fd, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| Error::io_path("locking", &self.path, e.into()))?;
+            .at("locking", &self.path)?;
         Ok(IndexLock { _fd: fd })
     }
 }
@@ -367,9 +361,9 @@ struct IndexLock {
 }
 
 fn check_layout_file(content: &str, path: &Path) -> Result<()> {
-    let v: Value = serde_json::from_str(content).map_err(|e| Error::Malformed {
+    let v: Value = serde_json::from_str(content).map_err(|e| Error::Json {
         what: format!("{}/{LAYOUT_FILE}", path.display()),
-        reason: e.to_string(),
+        source: e,
     })?;
     match v.get("imageLayoutVersion").and_then(|v| v.as_str()) {
         Some(ver) if ver.starts_with("1.") => Ok(()),

@@ -167,9 +167,9 @@ impl<W: Write> TarSplitWriter<W> {
 
     fn emit(&mut self, entry: &JsonEntry) -> Result<()> {
         self.line.clear();
-        serde_json::to_writer(&mut self.line, entry).map_err(|e| Error::Malformed {
+        serde_json::to_writer(&mut self.line, entry).map_err(|e| Error::Json {
             what: "tar-split record".into(),
-            reason: e.to_string(),
+            source: e,
         })?;
         self.line.push(b'\n');
         self.gz.write_all(&self.line).map_err(|e| Error::Io {

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
 
 use super::BOUND_IMAGES_DIR;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 
 /// A logically bound image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,14 +39,14 @@ pub fn bound_images(root: &Path) -> Result<Vec<BoundImage>> {
     let mut names: Vec<_> = entries
         .map(|e| e.map(|e| e.file_name()))
         .collect::<std::io::Result<_>>()
-        .map_err(|e| Error::io_path("listing", &dir_path, e))?;
+        .at("listing", &dir_path)?;
     names.sort();
     let root_fd = rustix::fs::open(
         root,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| Error::io_path("opening", root, e.into()))?;
+    .at("opening", root)?;
     let mut out = Vec::new();
     for name in names {
         let path = dir_path.join(&name);
@@ -54,8 +54,7 @@ pub fn bound_images(root: &Path) -> Result<Vec<BoundImage>> {
             what: format!("bound image {}", path.display()),
             reason,
         };
-        let meta =
-            std::fs::symlink_metadata(&path).map_err(|e| Error::io_path("stat", &path, e))?;
+        let meta = std::fs::symlink_metadata(&path).at("stat", &path)?;
         if !meta.file_type().is_symlink() {
             return Err(bad("not a symlink; bound images are declared by symlinks to .image or .container files".into()));
         }
@@ -72,11 +71,11 @@ pub fn bound_images(root: &Path) -> Result<Vec<BoundImage>> {
             Mode::empty(),
             ResolveFlags::IN_ROOT,
         )
-        .map_err(|e| Error::io_path("opening (inside the root)", &path, e.into()))?;
+        .at("opening (inside the root)", &path)?;
         let mut text = String::new();
         std::fs::File::from(fd)
             .read_to_string(&mut text)
-            .map_err(|e| Error::io_path("reading", &path, e))?;
+            .at("reading", &path)?;
         let image = quadlet_image(&text, section).map_err(bad)?;
         out.push(BoundImage {
             image,

@@ -520,11 +520,10 @@ pub fn inspect_image(store: &Store, query: &str) -> Result<ImageInspect> {
     let info = &cat.images[i];
     let rec = &info.rec;
     let raw_config = store.image_config(rec)?;
-    let config: Value =
-        serde_json::from_slice(&raw_config.bytes).map_err(|e| Error::Malformed {
-            what: format!("config of image {}", rec.id),
-            reason: e.to_string(),
-        })?;
+    let config: Value = serde_json::from_slice(&raw_config.bytes).map_err(|e| Error::Json {
+        what: format!("config of image {}", rec.id),
+        source: e,
+    })?;
     let manifest = store.image_manifest(rec)?;
     let manifest_json: Value = serde_json::from_slice(&manifest.bytes).unwrap_or(Value::Null);
     let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();

@@ -81,9 +81,9 @@ pub fn parse(data: &[u8], what: &str) -> Result<Vec<ContainerRecord>> {
     if data.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
-    serde_json::from_slice(data).map_err(|e| Error::Malformed {
+    serde_json::from_slice(data).map_err(|e| Error::Json {
         what: what.to_string(),
-        reason: e.to_string(),
+        source: e,
     })
 }
 

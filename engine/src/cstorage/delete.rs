@@ -61,11 +61,10 @@ impl Store {
                     .ctx(|| format!("removing overlay/l/{link}"))?;
             }
         }
-        files::remove_tree(&overlay, id)
-            .map_err(|e| Error::io_path("removing", self.layer_path(id), e))?;
+        files::remove_tree(&overlay, id).at("removing", self.layer_path(id))?;
         if let Some(ld) = self.subdir(LAYERS_DIR)? {
             files::remove_file_if_exists(&ld, tar_split_name(id))
-                .map_err(|e| Error::io_path("removing", self.tar_split_path(id), e))?;
+                .at("removing", self.tar_split_path(id))?;
             files::remove_tree(&ld, id).map_err(|e| {
                 Error::io_path("removing", self.graph_root.join(LAYERS_DIR).join(id), e)
             })?;
@@ -151,9 +150,9 @@ impl Store {
         if data.iter().all(u8::is_ascii_whitespace) {
             return Ok(Vec::new());
         }
-        let mps: Vec<MountPoint> = serde_json::from_slice(&data).map_err(|e| Error::Malformed {
+        let mps: Vec<MountPoint> = serde_json::from_slice(&data).map_err(|e| Error::Json {
             what: dir.join("mountpoints.json").display().to_string(),
-            reason: e.to_string(),
+            source: e,
         })?;
         Ok(mps
             .into_iter()

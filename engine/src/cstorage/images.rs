@@ -200,9 +200,9 @@ pub fn parse(data: &[u8], what: &str) -> Result<Vec<ImageRecord>> {
     if data.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
-    let images: Vec<ImageRecord> = serde_json::from_slice(data).map_err(|e| Error::Malformed {
+    let images: Vec<ImageRecord> = serde_json::from_slice(data).map_err(|e| Error::Json {
         what: what.to_string(),
-        reason: e.to_string(),
+        source: e,
     })?;
     for img in &images {
         for d in img.digests() {

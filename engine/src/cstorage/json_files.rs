@@ -14,7 +14,7 @@
 use super::lockfile::WriteGuard;
 use super::store::{CONTAINERS_DIR, IMAGES_DIR, LAYERS_DIR};
 use super::{containers, files, images, layers, ContainerRecord, ImageRecord, LayerRecord, Store};
-use crate::error::{Error, Result};
+use crate::error::{IoContext, Result};
 
 impl Store {
     pub(super) fn read_json_file(&self, dir: &str, file: &str) -> Result<Vec<u8>> {
@@ -22,7 +22,7 @@ impl Store {
             return Ok(Vec::new());
         };
         Ok(files::read_optional(&d, file)
-            .map_err(|e| Error::io_path("reading", self.graph_root.join(dir).join(file), e))?
+            .at("reading", self.graph_root.join(dir).join(file))?
             .unwrap_or_default())
     }
 
@@ -50,7 +50,7 @@ impl Store {
     ) -> Result<()> {
         let d = self.required_subdir(dir)?;
         files::atomic_write(&d, file, data, 0o600)
-            .map_err(|e| Error::io_path("writing", self.graph_root.join(dir).join(file), e))?;
+            .at("writing", self.graph_root.join(dir).join(file))?;
         guard.touch()
     }
 

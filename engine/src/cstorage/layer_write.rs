@@ -20,7 +20,7 @@ use cap_std::fs::{Permissions, PermissionsExt};
 use super::layer_read::tar_split_name;
 use super::store::{DRIVER, LAYERS_DIR, LINK_DIR};
 use super::{ids, layers, GoTime, LayerDigests, LayerRecord, Store};
-use crate::error::{Error, Result};
+use crate::error::{Error, ExistingLayer, IoContext, Result};
 
 /// Most lower layers the overlay driver allows below a layer (`maxDepth`).
 pub const MAX_LOWER_DEPTH: usize = 128;
@@ -52,14 +52,14 @@ impl Store {
         let g = self.layers_lock.write()?;
         let mut all = self.load_layers()?;
         if let Some(existing) = all.iter().find(|l| l.id == new.id) {
-            return Err(Error::Conflict {
-                what: format!("layer {}", new.id),
-                reason: if self.layers_lock.is_pinned(&new.id) {
-                    "is being written by another thread of this process".into()
+            return Err(Error::LayerExists {
+                id: new.id.clone(),
+                state: if self.layers_lock.is_pinned(&new.id) {
+                    ExistingLayer::BeingWritten
                 } else if existing.is_incomplete() {
-                    "is left incomplete by an interrupted writer; open the store again to clean it up".into()
+                    ExistingLayer::Incomplete
                 } else {
-                    "already exists; reuse it instead of writing it again".into()
+                    ExistingLayer::Complete
                 },
             });
         }
@@ -346,7 +346,7 @@ impl LayerHandle<'_> {
         let mut o = OpenOptions::new();
         o.write(true).create(true).truncate(true).mode(0o600);
         dir.open_with(tar_split_name(&self.id), &o)
-            .map_err(|e| Error::io_path("creating", self.tar_split_path(), e))
+            .at("creating", self.tar_split_path())
     }
 
     /// Whether whiteouts must be stored as `.wh.*` files (fuse-overlayfs stores) rather than

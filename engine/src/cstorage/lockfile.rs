@@ -39,7 +39,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 
 use rand::RngCore;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 
 /// Length of the last-writer token.
 pub const TOKEN_LEN: usize = 64;
@@ -192,7 +192,7 @@ impl LockFile {
                             .recursive(true)
                             .mode(0o700)
                             .create(parent)
-                            .map_err(|e| Error::io_path("creating lock directory", parent, e))?;
+                            .at("creating lock directory", parent)?;
                     }
                 }
                 match opts.open(path) {
@@ -210,7 +210,7 @@ impl LockFile {
             KernelMode::Write => libc::F_WRLCK,
             _ => libc::F_RDLCK,
         };
-        fcntl_lock(&fd, l_type as libc::c_short).map_err(|e| Error::io_path("locking", path, e))?;
+        fcntl_lock(&fd, l_type as libc::c_short).at("locking", path)?;
         st.fd = Some(fd);
         st.mode = mode;
         Ok(())

@@ -23,7 +23,8 @@ use std::sync::{Condvar, Mutex};
 
 use super::{ids, LayerDigests, LayerHandle, NewImage, NewLayer, Store};
 use crate::copy::{
-    CommitResult, FinalImage, ImagePlan, ImageSink, ImageWriter, LayerForm, LayerInput, StoredLayer,
+    CommitResult, FinalImage, ImagePlan, ImageSink, ImageWriter, LayerForm, LayerInput, LayerLabel,
+    StoredLayer,
 };
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
@@ -119,8 +120,13 @@ impl StorageWriter<'_> {
             match (states[i], at_least) {
                 (LayerState::Failed, _) => {
                     let cause = self.causes.lock().unwrap()[i].clone().unwrap_or_default();
+                    let above = LayerLabel {
+                        index: i + 1,
+                        digest: self.plan.layers[i + 1].descriptor.digest().clone(),
+                        image: self.plan.source_name.clone(),
+                    };
                     return Err(Error::Conflict {
-                        what: format!("layer {} of {}", i + 2, self.plan.source_name),
+                        what: above.to_string(),
                         reason: format!(
                             "not stored because layer {} below it failed: {cause}",
                             i + 1
@@ -262,7 +268,7 @@ impl ImageWriter for StorageWriter<'_> {
                 Ok(h) => h,
                 // Another writer stored the layer after `existing_layer` found it missing (a
                 // concurrent copy of an image sharing it): reuse it, as containers/image does.
-                Err(Error::Conflict { .. }) if self.store().layer(&new.id).is_ok() => {
+                Err(Error::LayerExists { .. }) if self.store().layer(&new.id).is_ok() => {
                     return Ok(());
                 }
                 Err(e) => {

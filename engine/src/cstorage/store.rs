@@ -103,8 +103,7 @@ impl Store {
     /// else overlay); anything but overlay is refused. Incomplete layers left by an
     /// interrupted writer are deleted, as containers/storage does.
     pub fn open(graph_root: &Path, run_root: Option<&Path>, driver: Option<&str>) -> Result<Store> {
-        let graph_root = std::path::absolute(graph_root)
-            .map_err(|e| Error::io_path("resolving", graph_root, e))?;
+        let graph_root = std::path::absolute(graph_root).at("resolving", graph_root)?;
         if let Some(d) = driver {
             check_driver(&graph_root, None, Some(d))?;
         }
@@ -112,9 +111,9 @@ impl Store {
             .recursive(true)
             .mode(0o700)
             .create(&graph_root)
-            .map_err(|e| Error::io_path("creating storage root", &graph_root, e))?;
+            .at("creating storage root", &graph_root)?;
         let root = Dir::open_ambient_dir(&graph_root, ambient_authority())
-            .map_err(|e| Error::io_path("opening storage root", &graph_root, e))?;
+            .at("opening storage root", &graph_root)?;
         check_driver(&graph_root, Some(&root), driver)?;
         mkdir(&root, DRIVER, 0o700)?;
         let overlay = root.open_dir(DRIVER).ctx(|| "opening overlay/".into())?;
@@ -123,12 +122,12 @@ impl Store {
         mkdir(&root, IMAGES_DIR, 0o700)?;
         let run_root = match run_root {
             Some(rr) => {
-                let rr = std::path::absolute(rr).map_err(|e| Error::io_path("resolving", rr, e))?;
+                let rr = std::path::absolute(rr).at("resolving", rr)?;
                 std::fs::DirBuilder::new()
                     .recursive(true)
                     .mode(0o700)
                     .create(&rr)
-                    .map_err(|e| Error::io_path("creating run root", &rr, e))?;
+                    .at("creating run root", &rr)?;
                 Some(rr)
             }
             None => None,
@@ -141,8 +140,7 @@ impl Store {
     /// Open the store at `graph_root` for reading only: nothing is created, no lock file is
     /// written, and a missing root is an empty store.
     pub fn open_read_only(graph_root: &Path, driver: Option<&str>) -> Result<Store> {
-        let graph_root = std::path::absolute(graph_root)
-            .map_err(|e| Error::io_path("resolving", graph_root, e))?;
+        let graph_root = std::path::absolute(graph_root).at("resolving", graph_root)?;
         let root = match Dir::open_ambient_dir(&graph_root, ambient_authority()) {
             Ok(d) => Some(d),
             Err(e) if e.kind() == ErrorKind::NotFound => None,

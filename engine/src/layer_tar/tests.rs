@@ -16,7 +16,7 @@ use super::entry::parse_pax_time;
 use super::extract::is_root;
 use super::*;
 use crate::digest::{sha256_of, VerifiedReader};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::tar_split::test_tar::{header, TarBuf};
 use crate::tar_split::{Assembler, TarSplitWriter};
 
@@ -786,9 +786,7 @@ fn extraction_with_tar_split_reassembles_bit_identical() {
     let dir = d.dir.try_clone().unwrap();
     let mut asm = Assembler::new(ts.as_slice(), move |name: &[u8], _| {
         let path = normalize_path(name)?;
-        let f = dir
-            .open(&path)
-            .map_err(|e| Error::io_path("open", &path, e))?;
+        let f = dir.open(&path).at("open", &path)?;
         Ok(Box::new(f) as Box<dyn Read + Send>)
     });
     let mut rebuilt = Vec::new();

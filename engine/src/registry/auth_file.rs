@@ -23,7 +23,7 @@ use serde::Deserialize;
 
 use super::auth::Credentials;
 use super::host_paths::HostPaths;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 
 impl HostPaths {
     /// The auth files to read, in order, and whether each is in Docker's legacy format.
@@ -115,14 +115,14 @@ fn run_credential_helper(
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| Error::io_path("running credential helper", &exe, e))?;
+        .at("running credential helper", &exe)?;
     if let Some(mut stdin) = child.stdin.take() {
         // A helper that exits without reading is reported by its exit status below.
         let _ = stdin.write_all(registry.as_bytes());
     }
     let out = child
         .wait_with_output()
-        .map_err(|e| Error::io_path("running credential helper", &exe, e))?;
+        .at("running credential helper", &exe)?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         if stdout.contains("credentials not found") {
@@ -146,9 +146,9 @@ fn run_credential_helper(
         #[serde(rename = "Secret", default)]
         secret: String,
     }
-    let a: HelperAnswer = serde_json::from_slice(&out.stdout).map_err(|e| Error::Malformed {
+    let a: HelperAnswer = serde_json::from_slice(&out.stdout).map_err(|e| Error::Json {
         what: format!("answer of {program} for {registry}"),
-        reason: e.to_string(),
+        source: e,
     })?;
     if a.secret.is_empty() {
         return Ok(None);

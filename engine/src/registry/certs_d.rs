@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use super::client::TlsFiles;
 use super::host_paths::HostPaths;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 
 impl HostPaths {
     /// The directories whose `HOST[:PORT]` subdirectory holds a registry's certificates.
@@ -52,9 +52,7 @@ pub fn read_cert_dir(dir: &Path) -> Result<TlsFiles> {
         .filter_map(|e| e.file_name().into_string().ok())
         .collect();
     names.sort();
-    let read = |name: &str| {
-        std::fs::read(dir.join(name)).map_err(|e| Error::io_path("reading", dir.join(name), e))
-    };
+    let read = |name: &str| std::fs::read(dir.join(name)).at("reading", dir.join(name));
     for name in &names {
         if name.ends_with(".crt") {
             files

@@ -223,11 +223,10 @@ impl RegistryClient {
         };
         let mut roots = root_certificates();
         for (path, pem) in &settings.tls.ca_pems {
-            let certs =
-                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| Error::Malformed {
-                    what: format!("CA certificate {path}"),
-                    reason: e.to_string(),
-                })?;
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| Error::Http {
+                what: format!("CA certificate {path}"),
+                source: e,
+            })?;
             roots.extend(certs);
         }
         let mut builder = reqwest::Client::builder()
@@ -242,9 +241,9 @@ impl RegistryClient {
             builder = builder.no_proxy();
         }
         if let Some((path, pem)) = &settings.tls.identity_pem {
-            let identity = reqwest::Identity::from_pem(pem).map_err(|e| Error::Malformed {
+            let identity = reqwest::Identity::from_pem(pem).map_err(|e| Error::Http {
                 what: format!("client certificate and key {path}"),
-                reason: e.to_string(),
+                source: e,
             })?;
             builder = builder.identity(identity);
         }
@@ -630,11 +629,10 @@ impl RegistryClient {
                 hint: String::new(),
             });
         }
-        let parsed: TokenResponse =
-            serde_json::from_slice(&body).map_err(|e| Error::Malformed {
-                what: format!("token from {realm}"),
-                reason: e.to_string(),
-            })?;
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| Error::Json {
+            what: format!("token from {realm}"),
+            source: e,
+        })?;
         let value = parsed
             .bearer()
             .ok_or_else(|| Error::Malformed {

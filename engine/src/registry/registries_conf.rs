@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::host_paths::HostPaths;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::reference::Reference;
 
 /// When mirrors may be used.
@@ -179,8 +179,7 @@ impl RegistriesConf {
             };
             files.sort();
             for f in files {
-                let text = std::fs::read_to_string(&f)
-                    .map_err(|e| Error::io_path("reading registries.conf drop-in", &f, e))?;
+                let text = std::fs::read_to_string(&f).at("reading registries.conf drop-in", &f)?;
                 conf.merge(parse_conf(&text, &f)?);
             }
         }

@@ -178,11 +178,10 @@ impl RegistrySource {
                 let (body, headers) = client
                     .get_small(url.clone(), None, &scope, MAX_MANIFEST_SIZE, &what)
                     .await?;
-                let list: TagList =
-                    serde_json::from_slice(&body).map_err(|e| Error::Malformed {
-                        what: what.clone(),
-                        reason: e.to_string(),
-                    })?;
+                let list: TagList = serde_json::from_slice(&body).map_err(|e| Error::Json {
+                    what: what.clone(),
+                    source: e,
+                })?;
                 tags.extend(list.tags.unwrap_or_default());
                 let next = headers
                     .get(reqwest::header::LINK)
