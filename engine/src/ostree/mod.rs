@@ -1,101 +1,31 @@
-//! ostree repositories: the parts stowage reads today.
+//! ostree repositories in pure Rust: no libostree, no glib.
 //!
-//! stowage will import images as ostree commits the way ostree-rs-ext does (a later issue).
-//! What exists now is the read side that `stowage image list` needs:
-//! 1. [`Repo::open`] checks that a directory is an ostree repository (`config`, `objects/`,
-//!    `refs/`);
-//! 2. [`Repo::list_refs`] lists refs under a prefix, as `ostree refs PREFIX` does (loose refs
-//!    under `refs/heads/`; ostree keeps no packed refs);
-//! 3. [`container::list_images`] turns the `ostree/container/image/*` refs that ostree-rs-ext
-//!    writes back into image references ([`refescape`]).
+//! The format is libostree 2022.7's, checked against its CLI (see `docs/formats.md`):
+//! 1. [`gvariant`]: GVariant normal form, the serialization of every metadata object;
+//! 2. [`object`]: checksums, object paths, and the dirmeta/dirtree/commit/file-header shapes;
+//! 3. [`config`]: the `config` keyfile and the repository modes (bare, bare-user, archive);
+//! 4. [`repo`]: [`Repo::init`] / [`Repo::open`], reading objects and refs;
+//! 5. [`txn`]: write transactions (staging in `tmp/`, rename into `objects/`, refs last,
+//!    locks shared with ostree, stale staging cleaned);
+//! 6. [`mtree`]: building trees (from a directory or entry by entry from streams) and commits;
+//! 7. [`checkout`]: walking, checking out and verifying (fsck) commits;
+//! 8. [`container::list_images`] and [`refescape`]: the ostree-rs-ext image refs.
 
+pub mod checkout;
+pub mod config;
 pub mod container;
+pub mod fsutil;
+pub mod gvariant;
+pub mod lock;
+pub mod mtree;
+pub mod object;
 pub mod refescape;
+pub mod repo;
+pub mod txn;
 
-use std::path::{Path, PathBuf};
-
-use cap_std::ambient_authority;
-use cap_std::fs::Dir;
-
-use crate::error::{Error, Result};
-
-/// An ostree repository.
-#[derive(Debug)]
-pub struct Repo {
-    dir: Dir,
-    path: PathBuf,
-}
-
-impl Repo {
-    /// Open the repository at `path`.
-    pub fn open(path: &Path) -> Result<Self> {
-        let dir = Dir::open_ambient_dir(path, ambient_authority()).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::NotFound {
-                what: format!("ostree repository {}", path.display()),
-                hint: "pass --ostree-repo (or --sysroot) to point at the repository".into(),
-            },
-            _ => Error::io_path("opening ostree repository", path, e),
-        })?;
-        for required in ["config", "objects", "refs"] {
-            if !dir.exists(required) {
-                return Err(Error::NotFound {
-                    what: format!("{}/{required}", path.display()),
-                    hint: format!("{} is not an ostree repository", path.display()),
-                });
-            }
-        }
-        Ok(Repo {
-            dir,
-            path: path.to_path_buf(),
-        })
-    }
-
-    /// The repository's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Local refs under `prefix` (e.g. `ostree/container/image`), with their commit checksums,
-    /// sorted by name. A missing prefix gives an empty list.
-    pub fn list_refs(&self, prefix: &str) -> Result<Vec<(String, String)>> {
-        let mut out = Vec::new();
-        let base = Path::new("refs/heads").join(prefix);
-        let dir = match self.dir.open_dir(&base) {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(Error::io_path("opening", self.path.join(&base), e)),
-        };
-        walk_refs(&dir, prefix, &self.path.join(&base), &mut out)?;
-        out.sort();
-        Ok(out)
-    }
-}
-
-fn walk_refs(dir: &Dir, name: &str, path: &Path, out: &mut Vec<(String, String)>) -> Result<()> {
-    for entry in dir
-        .entries()
-        .map_err(|e| Error::io_path("listing", path, e))?
-    {
-        let entry = entry.map_err(|e| Error::io_path("listing", path, e))?;
-        let file_name = entry.file_name();
-        let Some(part) = file_name.to_str() else {
-            continue;
-        };
-        let full = format!("{name}/{part}");
-        let ft = entry
-            .file_type()
-            .map_err(|e| Error::io_path("stat", path.join(part), e))?;
-        if ft.is_dir() {
-            let sub = entry
-                .open_dir()
-                .map_err(|e| Error::io_path("opening", path.join(part), e))?;
-            walk_refs(&sub, &full, &path.join(part), out)?;
-        } else if ft.is_file() {
-            let checksum = dir
-                .read_to_string(part)
-                .map_err(|e| Error::io_path("reading", path.join(part), e))?;
-            out.push((full, checksum.trim().to_string()));
-        }
-    }
-    Ok(())
-}
+pub use checkout::{CheckoutMode, FsckReport, WalkEntry};
+pub use config::RepoMode;
+pub use mtree::{CommitFilter, CommitSpec, MutableTree};
+pub use object::{Checksum, Commit, DirMeta, DirTree, FileMeta, ObjectType, Xattrs};
+pub use repo::{Content, Repo};
+pub use txn::{Transaction, TxnStats};

@@ -1,0 +1,366 @@
+//! Building trees and commits.
+//!
+//! 1. A [`MutableTree`] is an in-memory directory: its dirmeta checksum, files (name →
+//!    content checksum) and subdirectories, kept sorted by name (byte order, as ostree sorts).
+//! 2. It is filled either from a directory on disk ([`Transaction::write_dir_to_mtree`], what
+//!    `ostree commit --tree=dir=` does) or one entry at a time ([`Transaction::add_file`],
+//!    [`Transaction::add_symlink`], [`Transaction::add_dir`]), with file data streamed from a
+//!    reader — the shape a layer-tar importer needs. Missing parents are created with the
+//!    tree's default dirmeta.
+//! 3. [`Transaction::write_mtree`] writes the dirtree/dirmeta objects bottom-up and returns
+//!    the root's checksums; [`Transaction::write_commit`] writes the commit over them.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use cap_std::fs::{Dir, MetadataExt as _};
+
+use super::fsutil;
+use super::gvariant::Value;
+use super::object::{validate_name, Checksum, Commit, DirMeta, DirTree, FileMeta, Xattrs};
+use super::repo::dirmeta_from;
+use super::txn::Transaction;
+use crate::error::{Error, Result};
+
+/// An in-memory directory of a tree being built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MutableTree {
+    meta: Checksum,
+    files: BTreeMap<String, Checksum>,
+    dirs: BTreeMap<String, MutableTree>,
+}
+
+/// Split a relative path into validated components (`.` and empty ones dropped; `..` refused).
+pub fn path_components(path: &str) -> Result<Vec<&str>> {
+    let mut out = Vec::new();
+    for c in path.split('/') {
+        if c.is_empty() || c == "." {
+            continue;
+        }
+        if c == ".." {
+            return Err(Error::Malformed {
+                what: format!("tree path {path:?}"),
+                reason: "contains '..'; paths must stay inside the tree".into(),
+            });
+        }
+        validate_name(c, &format!("tree path {path:?}"))?;
+        out.push(c);
+    }
+    Ok(out)
+}
+
+impl MutableTree {
+    /// An empty directory with dirmeta `meta`.
+    pub fn new(meta: Checksum) -> MutableTree {
+        MutableTree {
+            meta,
+            files: BTreeMap::new(),
+            dirs: BTreeMap::new(),
+        }
+    }
+
+    /// This directory's dirmeta checksum.
+    pub fn meta(&self) -> Checksum {
+        self.meta
+    }
+
+    /// Replace this directory's dirmeta.
+    pub fn set_meta(&mut self, meta: Checksum) {
+        self.meta = meta;
+    }
+
+    /// Files and symlinks, sorted by name.
+    pub fn files(&self) -> &BTreeMap<String, Checksum> {
+        &self.files
+    }
+
+    /// Subdirectories, sorted by name.
+    pub fn dirs(&self) -> &BTreeMap<String, MutableTree> {
+        &self.dirs
+    }
+
+    /// The directory at `path` (creating it and missing parents with dirmeta `parent_meta`;
+    /// a file in the way is replaced).
+    pub fn ensure_dir(&mut self, path: &str, parent_meta: Checksum) -> Result<&mut MutableTree> {
+        let mut cur = self;
+        for c in path_components(path)? {
+            cur.files.remove(c);
+            cur = cur
+                .dirs
+                .entry(c.to_string())
+                .or_insert_with(|| MutableTree::new(parent_meta));
+        }
+        Ok(cur)
+    }
+
+    /// Put a file at `path` (parents created with `parent_meta`; whatever was there is
+    /// replaced).
+    pub fn insert_file(
+        &mut self,
+        path: &str,
+        checksum: Checksum,
+        parent_meta: Checksum,
+    ) -> Result<()> {
+        let comps = path_components(path)?;
+        let Some((name, parents)) = comps.split_last() else {
+            return Err(Error::Malformed {
+                what: format!("tree path {path:?}"),
+                reason: "names no file".into(),
+            });
+        };
+        let dir = self.ensure_dir(&parents.join("/"), parent_meta)?;
+        dir.dirs.remove(*name);
+        dir.files.insert(name.to_string(), checksum);
+        Ok(())
+    }
+
+    /// Remove the file or directory at `path`; whether something was there.
+    pub fn remove(&mut self, path: &str) -> Result<bool> {
+        let comps = path_components(path)?;
+        let Some((name, parents)) = comps.split_last() else {
+            return Ok(false);
+        };
+        let mut cur = self;
+        for p in parents {
+            match cur.dirs.get_mut(*p) {
+                Some(d) => cur = d,
+                None => return Ok(false),
+            }
+        }
+        Ok(cur.files.remove(*name).is_some() | cur.dirs.remove(*name).is_some())
+    }
+}
+
+/// What to record when committing a directory from disk (the `ostree commit` options).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitFilter {
+    /// Record this owner instead of the files' (`--owner-uid`).
+    pub owner_uid: Option<u32>,
+    /// Record this group instead of the files' (`--owner-gid`).
+    pub owner_gid: Option<u32>,
+    /// Leave xattrs out (`--no-xattrs`).
+    pub no_xattrs: bool,
+}
+
+/// The fields of a commit besides its root (see [`Commit`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CommitSpec {
+    /// Parent commit.
+    pub parent: Option<Checksum>,
+    /// Subject.
+    pub subject: String,
+    /// Body.
+    pub body: String,
+    /// Seconds since the epoch.
+    pub timestamp: u64,
+    /// `a{sv}` metadata, in the order to store it.
+    pub metadata: Vec<(String, Value)>,
+}
+
+impl Transaction<'_> {
+    /// The checksum of the default dirmeta (`0:0`, `0755`), written if needed.
+    pub fn default_dirmeta(&mut self) -> Result<Checksum> {
+        self.write_dirmeta(&DirMeta::default_dir())
+    }
+
+    /// Write a file's content from a stream and put it at `path` in `tree`.
+    pub fn add_file(
+        &mut self,
+        tree: &mut MutableTree,
+        path: &str,
+        meta: &FileMeta,
+        size: u64,
+        data: impl Read,
+    ) -> Result<Checksum> {
+        path_components(path)?;
+        let c = self.write_content(meta, size, data)?;
+        let parent = self.default_dirmeta()?;
+        tree.insert_file(path, c, parent)?;
+        Ok(c)
+    }
+
+    /// Write a symlink and put it at `path` in `tree`.
+    pub fn add_symlink(
+        &mut self,
+        tree: &mut MutableTree,
+        path: &str,
+        meta: &FileMeta,
+    ) -> Result<Checksum> {
+        self.add_file(tree, path, meta, 0, std::io::empty())
+    }
+
+    /// Create (or update the metadata of) the directory at `path` in `tree`; `""` is the root.
+    pub fn add_dir(
+        &mut self,
+        tree: &mut MutableTree,
+        path: &str,
+        meta: &DirMeta,
+    ) -> Result<Checksum> {
+        let c = self.write_dirmeta(meta)?;
+        let parent = self.default_dirmeta()?;
+        tree.ensure_dir(path, parent)?.set_meta(c);
+        Ok(c)
+    }
+
+    /// Write `tree`'s dirtree objects bottom-up; returns (root dirtree, root dirmeta).
+    pub fn write_mtree(&mut self, tree: &MutableTree) -> Result<(Checksum, Checksum)> {
+        let mut dt = DirTree::default();
+        dt.files = tree.files.iter().map(|(n, c)| (n.clone(), *c)).collect();
+        for (name, sub) in &tree.dirs {
+            let (t, m) = self.write_mtree(sub)?;
+            dt.dirs.push((name.clone(), t, m));
+        }
+        Ok((self.write_dirtree(&dt)?, tree.meta))
+    }
+
+    /// Write a commit of `tree`; returns its checksum.
+    pub fn write_commit(&mut self, tree: &MutableTree, spec: &CommitSpec) -> Result<Checksum> {
+        let (root_tree, root_meta) = self.write_mtree(tree)?;
+        if let Some(p) = spec.parent {
+            if !self.has_object(&p, super::object::ObjectType::Commit)? {
+                return Err(Error::NotFound {
+                    what: format!("parent commit {p} in {}", self.repo().path().display()),
+                    hint: "import the parent first, or commit without a parent".into(),
+                });
+            }
+        }
+        self.write_commit_object(&Commit {
+            metadata: spec.metadata.clone(),
+            parent: spec.parent,
+            related: Vec::new(),
+            subject: spec.subject.clone(),
+            body: spec.body.clone(),
+            timestamp: spec.timestamp,
+            root_tree,
+            root_meta,
+        })
+    }
+
+    /// Fill a tree from the directory `path` on disk, as `ostree commit --tree=dir=` does: the
+    /// root's own owner/mode/xattrs become the tree's dirmeta; regular files, symlinks and
+    /// directories are taken; anything else is an error naming it.
+    pub fn write_dir_to_mtree(
+        &mut self,
+        path: &Path,
+        filter: &CommitFilter,
+    ) -> Result<MutableTree> {
+        let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority())
+            .map_err(|e| Error::io_path("opening", path, e))?;
+        let meta = self.dirmeta_of(&dir, path, filter)?;
+        let c = self.write_dirmeta(&meta)?;
+        let mut tree = MutableTree::new(c);
+        self.fill_from_dir(&dir, path, &mut tree, filter)?;
+        Ok(tree)
+    }
+
+    fn dirmeta_of(&mut self, dir: &Dir, path: &Path, filter: &CommitFilter) -> Result<DirMeta> {
+        let st = dir
+            .dir_metadata()
+            .map_err(|e| Error::io_path("stat", path, e))?;
+        let xattrs = if filter.no_xattrs {
+            Xattrs::new()
+        } else {
+            fsutil::read_xattrs_fd(dir.as_fd(), path)?
+        };
+        Ok(dirmeta_from(
+            filter.owner_uid.unwrap_or(st.uid()),
+            filter.owner_gid.unwrap_or(st.gid()),
+            st.mode(),
+            xattrs,
+        ))
+    }
+
+    fn fill_from_dir(
+        &mut self,
+        dir: &Dir,
+        path: &Path,
+        tree: &mut MutableTree,
+        filter: &CommitFilter,
+    ) -> Result<()> {
+        for entry in dir
+            .entries()
+            .map_err(|e| Error::io_path("listing", path, e))?
+        {
+            let entry = entry.map_err(|e| Error::io_path("listing", path, e))?;
+            let os_name = entry.file_name();
+            let child = path.join(&os_name);
+            let name = os_name.into_string().map_err(|_| Error::Unsupported {
+                transport: "ostree".into(),
+                reason: format!(
+                    "{}: file name is not UTF-8; ostree stores only UTF-8 names",
+                    child.display()
+                ),
+            })?;
+            validate_name(&name, &child.display().to_string())?;
+            let st = entry
+                .metadata()
+                .map_err(|e| Error::io_path("stat", &child, e))?;
+            let uid = filter.owner_uid.unwrap_or(st.uid());
+            let gid = filter.owner_gid.unwrap_or(st.gid());
+            let ft = st.file_type();
+            if ft.is_dir() {
+                let sub = dir
+                    .open_dir(&name)
+                    .map_err(|e| Error::io_path("opening", &child, e))?;
+                let meta = self.dirmeta_of(&sub, &child, filter)?;
+                let c = self.write_dirmeta(&meta)?;
+                let mut subtree = MutableTree::new(c);
+                self.fill_from_dir(&sub, &child, &mut subtree, filter)?;
+                tree.files.remove(&name);
+                tree.dirs.insert(name, subtree);
+            } else if ft.is_symlink() {
+                let target = dir
+                    .read_link_contents(&name)
+                    .map_err(|e| Error::io_path("readlink", &child, e))?;
+                let target =
+                    target
+                        .into_os_string()
+                        .into_string()
+                        .map_err(|_| Error::Unsupported {
+                            transport: "ostree".into(),
+                            reason: format!(
+                                "{}: symlink target is not UTF-8; ostree stores only UTF-8 targets",
+                                child.display()
+                            ),
+                        })?;
+                let xattrs = if filter.no_xattrs {
+                    Xattrs::new()
+                } else {
+                    fsutil::read_xattrs_path(&child)?
+                };
+                let c = self.write_content(
+                    &FileMeta::symlink(uid, gid, target, xattrs),
+                    0,
+                    std::io::empty(),
+                )?;
+                tree.dirs.remove(&name);
+                tree.files.insert(name, c);
+            } else if ft.is_file() {
+                let file = dir
+                    .open(&name)
+                    .map_err(|e| Error::io_path("opening", &child, e))?
+                    .into_std();
+                let xattrs = if filter.no_xattrs {
+                    Xattrs::new()
+                } else {
+                    fsutil::read_xattrs_fd(file.as_fd(), &child)?
+                };
+                let meta = FileMeta::regular(uid, gid, st.mode(), xattrs);
+                let c = self.write_content(&meta, st.len(), file)?;
+                tree.dirs.remove(&name);
+                tree.files.insert(name, c);
+            } else {
+                return Err(Error::Unsupported {
+                    transport: "ostree".into(),
+                    reason: format!(
+                        "{}: not a regular file, symlink or directory; ostree cannot commit devices, fifos or sockets",
+                        child.display()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,600 @@
+//! Write transactions: staged objects, renamed into place, then refs.
+//!
+//! The same protocol as libostree 2022.7 (checked with strace), so the two interlock:
+//! 1. [`Repo::begin`] takes the repository lock `.lock` shared (OFD lock), removes staging
+//!    directories left by writers that died (those whose `-lock` can be taken), and creates
+//!    `tmp/staging-<boot id>-<random>` with its `-lock` held exclusive.
+//! 2. Each object is written to a temporary file in the staging directory while it is hashed
+//!    (content streams through: nothing is buffered whole), given its per-mode metadata, and
+//!    renamed to `staging/XX/<rest>.<ext>`; an object already in the repository or already
+//!    staged is not written again.
+//! 3. [`Transaction::commit`] runs `syncfs`, renames every staged object into `objects/XX/`,
+//!    fsyncs those directories, and only then moves the refs (each written atomically and
+//!    fsynced). A writer killed at any point leaves only complete objects in `objects/` and
+//!    refs pointing at complete commits.
+//! 4. Dropping a transaction without committing removes its staging directory.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt as _};
+
+use super::config::RepoMode;
+use super::fsutil::{self, random_suffix};
+use super::lock::{OfdLock, Wait};
+use super::object::{Checksum, Commit, ContentHasher, DirMeta, DirTree, FileMeta, ObjectType};
+use super::repo::{Repo, OSTREEMETA_XATTR};
+use crate::error::{Error, Result};
+
+/// Compression level of archive `.filez` objects (raw deflate, as ostree 2022.7 writes).
+pub const ARCHIVE_DEFLATE_LEVEL: u32 = 6;
+
+/// What a transaction did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxnStats {
+    /// Objects written.
+    pub written: u64,
+    /// Objects that were already present (or staged) and were not written again.
+    pub reused: u64,
+    /// Content bytes written (uncompressed).
+    pub content_bytes: u64,
+}
+
+/// An open write transaction on a [`Repo`].
+pub struct Transaction<'r> {
+    repo: &'r Repo,
+    tmp: Dir,
+    staging: Dir,
+    staging_name: String,
+    staged: HashSet<(Checksum, ObjectType)>,
+    staged_dirs: HashSet<String>,
+    refs: Vec<(String, Option<Checksum>)>,
+    stats: TxnStats,
+    finished: bool,
+    _staging_lock: OfdLock,
+    _repo_lock: OfdLock,
+}
+
+impl std::fmt::Debug for Transaction<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("repo", &self.repo.path)
+            .field("staging", &self.staging_name)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "00000000-0000-0000-0000-000000000000".into())
+}
+
+impl Repo {
+    /// Start a write transaction (see the module docs for the protocol).
+    pub fn begin(&self) -> Result<Transaction<'_>> {
+        let repo_lock = OfdLock::acquire(
+            &self.dir,
+            ".lock",
+            0o660,
+            false,
+            Wait::Block,
+            &self.path.join(".lock").display().to_string(),
+        )?
+        .expect("blocking lock");
+        let tmp_path = self.path.join("tmp");
+        match self.dir.create_dir("tmp") {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io_path("creating", &tmp_path, e)),
+        }
+        let tmp = self
+            .dir
+            .open_dir("tmp")
+            .map_err(|e| Error::io_path("opening", &tmp_path, e))?;
+        clean_stale_staging(&tmp, &tmp_path)?;
+        let prefix = format!("staging-{}-", boot_id());
+        let (staging_name, staging_lock) = loop {
+            let name = format!("{prefix}{}", random_suffix(6));
+            match tmp.create_dir(&name) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::io_path("creating", tmp_path.join(&name), e)),
+            }
+            let lock_name = format!("{name}-lock");
+            let lock = OfdLock::acquire(
+                &tmp,
+                &lock_name,
+                0o600,
+                true,
+                Wait::NoWait,
+                &tmp_path.join(&lock_name).display().to_string(),
+            )?;
+            match lock {
+                Some(l) => break (name, l),
+                None => continue,
+            }
+        };
+        let staging = tmp
+            .open_dir(&staging_name)
+            .map_err(|e| Error::io_path("opening", tmp_path.join(&staging_name), e))?;
+        Ok(Transaction {
+            repo: self,
+            tmp,
+            staging,
+            staging_name,
+            staged: HashSet::new(),
+            staged_dirs: HashSet::new(),
+            refs: Vec::new(),
+            stats: TxnStats::default(),
+            finished: false,
+            _staging_lock: staging_lock,
+            _repo_lock: repo_lock,
+        })
+    }
+}
+
+/// Remove `tmp/staging-*` directories whose lock nobody holds (their writer died).
+fn clean_stale_staging(tmp: &Dir, tmp_path: &Path) -> Result<()> {
+    let entries = tmp
+        .entries()
+        .map_err(|e| Error::io_path("listing", tmp_path, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io_path("listing", tmp_path, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with("staging-") || name.ends_with("-lock") {
+            continue;
+        }
+        if !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            continue;
+        }
+        let lock_name = format!("{name}-lock");
+        let lock_path = tmp_path.join(&lock_name);
+        let Some(lock) = OfdLock::acquire(
+            tmp,
+            &lock_name,
+            0o600,
+            true,
+            Wait::NoWait,
+            &lock_path.display().to_string(),
+        )?
+        else {
+            continue;
+        };
+        tmp.remove_dir_all(name).map_err(|e| {
+            Error::io_path("removing stale staging directory", tmp_path.join(name), e)
+        })?;
+        let _ = tmp.remove_file(&lock_name);
+        drop(lock);
+    }
+    Ok(())
+}
+
+/// Reads a stream through a content hasher, counting bytes.
+struct Hashing<'a, R> {
+    inner: R,
+    hasher: &'a mut ContentHasher,
+}
+
+impl<R: Read> Read for Hashing<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl<'r> Transaction<'r> {
+    /// The repository.
+    pub fn repo(&self) -> &'r Repo {
+        self.repo
+    }
+
+    /// What was written so far.
+    pub fn stats(&self) -> TxnStats {
+        self.stats
+    }
+
+    fn staging_path(&self) -> PathBuf {
+        self.repo.path.join("tmp").join(&self.staging_name)
+    }
+
+    /// Whether the object is in the repository or staged in this transaction.
+    pub fn has_object(&self, checksum: &Checksum, ty: ObjectType) -> Result<bool> {
+        Ok(self.staged.contains(&(*checksum, ty)) || self.repo.has_object(checksum, ty)?)
+    }
+
+    fn new_temp(&self) -> Result<(String, std::fs::File)> {
+        let mut opts = OpenOptions::new();
+        opts.write(true).read(true).create_new(true).mode(0o600);
+        loop {
+            let name = format!(".tmp-{}", random_suffix(10));
+            match self.staging.open_with(&name, &opts) {
+                Ok(f) => return Ok((name, f.into_std())),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(Error::io_path(
+                        "creating",
+                        self.staging_path().join(&name),
+                        e,
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Rename a finished temp file (or symlink) to its object name in the staging directory.
+    fn stage(&mut self, temp: &str, checksum: Checksum, ty: ObjectType) -> Result<()> {
+        let rel = self.repo.object_path(&checksum, ty);
+        let rel = rel
+            .strip_prefix("objects/")
+            .expect("object paths start with objects/");
+        let (sub, _) = rel.split_once('/').expect("XX/rest");
+        if self.staged_dirs.insert(sub.to_string()) {
+            match self.staging.create_dir(sub) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io_path("creating", self.staging_path().join(sub), e)),
+            }
+        }
+        self.staging
+            .rename(temp, &self.staging, rel)
+            .map_err(|e| Error::io_path("staging", self.staging_path().join(rel), e))?;
+        self.staged.insert((checksum, ty));
+        self.stats.written += 1;
+        Ok(())
+    }
+
+    /// Write a metadata object from its serialized bytes; returns its checksum.
+    pub fn write_metadata(&mut self, ty: ObjectType, bytes: &[u8]) -> Result<Checksum> {
+        let checksum = Checksum::of(bytes);
+        if self.has_object(&checksum, ty)? {
+            self.stats.reused += 1;
+            return Ok(checksum);
+        }
+        let (temp, mut f) = self.new_temp()?;
+        let path = self.staging_path().join(&temp);
+        let r = (|| {
+            f.write_all(bytes)
+                .map_err(|e| Error::io_path("writing", &path, e))?;
+            rustix::fs::fchmod(f.as_fd(), rustix::fs::Mode::from_raw_mode(0o644))
+                .map_err(|e| Error::io_path("chmod", &path, e.into()))
+        })();
+        drop(f);
+        if let Err(e) = r {
+            let _ = self.staging.remove_file(&temp);
+            return Err(e);
+        }
+        self.stage(&temp, checksum, ty)?;
+        Ok(checksum)
+    }
+
+    /// Write a dirmeta object.
+    pub fn write_dirmeta(&mut self, meta: &DirMeta) -> Result<Checksum> {
+        self.write_metadata(ObjectType::DirMeta, &meta.to_bytes())
+    }
+
+    /// Write a dirtree object.
+    pub fn write_dirtree(&mut self, tree: &DirTree) -> Result<Checksum> {
+        self.write_metadata(ObjectType::DirTree, &tree.to_bytes())
+    }
+
+    /// Write a commit object.
+    pub fn write_commit_object(&mut self, commit: &Commit) -> Result<Checksum> {
+        self.write_metadata(ObjectType::Commit, &commit.to_bytes())
+    }
+
+    /// Write a content object: `meta` plus exactly `size` bytes streamed from `data` (nothing
+    /// for a symlink). The data is hashed as it is written; returns the checksum.
+    pub fn write_content(
+        &mut self,
+        meta: &FileMeta,
+        size: u64,
+        data: impl Read,
+    ) -> Result<Checksum> {
+        meta.validate("content object")?;
+        if meta.is_symlink() {
+            return self.write_symlink(meta);
+        }
+        let mut hasher = ContentHasher::new(meta);
+        let (temp, mut file) = self.new_temp()?;
+        let path = self.staging_path().join(&temp);
+        let result = self.write_regular(&mut file, meta, size, data, &mut hasher, &path);
+        let checksum = match result {
+            Ok(()) => hasher.finish(),
+            Err(e) => {
+                drop(file);
+                let _ = self.staging.remove_file(&temp);
+                return Err(e);
+            }
+        };
+        if self.has_object(&checksum, ObjectType::File)? {
+            drop(file);
+            let _ = self.staging.remove_file(&temp);
+            self.stats.reused += 1;
+            return Ok(checksum);
+        }
+        if let Err(e) = self.finish_regular(&file, meta, &path) {
+            drop(file);
+            let _ = self.staging.remove_file(&temp);
+            return Err(e);
+        }
+        drop(file);
+        self.stats.content_bytes += size;
+        self.stage(&temp, checksum, ObjectType::File)?;
+        Ok(checksum)
+    }
+
+    fn write_regular(
+        &self,
+        file: &mut std::fs::File,
+        meta: &FileMeta,
+        size: u64,
+        data: impl Read,
+        hasher: &mut ContentHasher,
+        path: &Path,
+    ) -> Result<()> {
+        let mut src = Hashing {
+            inner: data.take(size + 1),
+            hasher,
+        };
+        let copied = if self.repo.mode() == RepoMode::Archive {
+            let mut w = std::io::BufWriter::with_capacity(128 * 1024, &mut *file);
+            w.write_all(&meta.archive_header(size))
+                .map_err(|e| Error::io_path("writing", path, e))?;
+            let mut enc = flate2::write::DeflateEncoder::new(
+                w,
+                flate2::Compression::new(ARCHIVE_DEFLATE_LEVEL),
+            );
+            let n = std::io::copy(&mut src, &mut enc)
+                .map_err(|e| Error::from_io(format!("writing {}", path.display()), e))?;
+            enc.finish()
+                .and_then(|mut w| w.flush())
+                .map_err(|e| Error::io_path("writing", path, e))?;
+            n
+        } else {
+            std::io::copy(&mut src, file)
+                .map_err(|e| Error::from_io(format!("writing {}", path.display()), e))?
+        };
+        if copied != size {
+            return Err(Error::Malformed {
+                what: format!("content object for a {size}-byte file"),
+                reason: format!(
+                    "the stream {} ({} bytes); the source is truncated or its size is wrong",
+                    if copied < size {
+                        "ended early"
+                    } else {
+                        "is longer"
+                    },
+                    copied
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn finish_regular(&self, file: &std::fs::File, meta: &FileMeta, path: &Path) -> Result<()> {
+        let fd = file.as_fd();
+        let chmod = |m: u32| {
+            rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode(m))
+                .map_err(|e| Error::io_path("chmod", path, e.into()))
+        };
+        match self.repo.mode() {
+            RepoMode::Bare => {
+                rustix::fs::fchown(
+                    fd,
+                    Some(rustix::fs::Uid::from_raw(meta.uid)),
+                    Some(rustix::fs::Gid::from_raw(meta.gid)),
+                )
+                .map_err(|e| bare_owner_error(e, meta, path))?;
+                chmod(meta.mode & 0o7777)?;
+                fsutil::set_xattrs_fd(fd, &meta.xattrs, path)?;
+                fsutil::zero_mtime(fd, path)
+            }
+            RepoMode::BareUser => {
+                rustix::fs::fsetxattr(
+                    fd,
+                    OSTREEMETA_XATTR,
+                    &meta.ostreemeta(),
+                    rustix::fs::XattrFlags::empty(),
+                )
+                .map_err(|e| {
+                    Error::io_path(&format!("setting {OSTREEMETA_XATTR} on"), path, e.into())
+                })?;
+                // ostree: (mode & (S_IFREG | 0775)) | S_IRUSR
+                chmod((meta.mode & 0o775) | 0o400)?;
+                fsutil::zero_mtime(fd, path)
+            }
+            RepoMode::Archive => chmod(0o644),
+        }
+    }
+
+    fn write_symlink(&mut self, meta: &FileMeta) -> Result<Checksum> {
+        let checksum = ContentHasher::new(meta).finish();
+        if self.has_object(&checksum, ObjectType::File)? {
+            self.stats.reused += 1;
+            return Ok(checksum);
+        }
+        let temp = format!(".tmp-{}", random_suffix(10));
+        let path = self.staging_path().join(&temp);
+        let result = (|| match self.repo.mode() {
+            RepoMode::Bare => {
+                self.staging
+                    .symlink(&meta.symlink_target, &temp)
+                    .map_err(|e| Error::io_path("creating symlink", &path, e))?;
+                rustix::fs::chownat(
+                    &self.staging,
+                    temp.as_str(),
+                    Some(rustix::fs::Uid::from_raw(meta.uid)),
+                    Some(rustix::fs::Gid::from_raw(meta.gid)),
+                    rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(|e| bare_owner_error(e, meta, &path))?;
+                fsutil::set_xattrs_path(&path, &meta.xattrs)
+            }
+            RepoMode::BareUser | RepoMode::Archive => {
+                let mut opts = OpenOptions::new();
+                opts.write(true).create_new(true).mode(0o644);
+                let mut f = self
+                    .staging
+                    .open_with(&temp, &opts)
+                    .map_err(|e| Error::io_path("creating", &path, e))?
+                    .into_std();
+                rustix::fs::fchmod(f.as_fd(), rustix::fs::Mode::from_raw_mode(0o644))
+                    .map_err(|e| Error::io_path("chmod", &path, e.into()))?;
+                if self.repo.mode() == RepoMode::Archive {
+                    f.write_all(&meta.archive_header(0))
+                        .map_err(|e| Error::io_path("writing", &path, e))?;
+                    Ok(())
+                } else {
+                    // bare-user keeps a symlink as a regular file holding the target and a NUL.
+                    let mut body = meta.symlink_target.as_bytes().to_vec();
+                    body.push(0);
+                    f.write_all(&body)
+                        .map_err(|e| Error::io_path("writing", &path, e))?;
+                    let fd = f.as_fd();
+                    rustix::fs::fsetxattr(
+                        fd,
+                        OSTREEMETA_XATTR,
+                        &meta.ostreemeta(),
+                        rustix::fs::XattrFlags::empty(),
+                    )
+                    .map_err(|e| {
+                        Error::io_path(&format!("setting {OSTREEMETA_XATTR} on"), &path, e.into())
+                    })?;
+                    fsutil::zero_mtime(fd, &path)
+                }
+            }
+        })();
+        if let Err(e) = result {
+            let _ = self.staging.remove_file(&temp);
+            return Err(e);
+        }
+        self.stage(&temp, checksum, ObjectType::File)?;
+        Ok(checksum)
+    }
+
+    /// Point `name` (under `refs/heads/`) at `commit` when the transaction commits, or delete
+    /// it with `None`. The commit must exist by then.
+    pub fn set_ref(&mut self, name: &str, commit: Option<Checksum>) -> Result<()> {
+        super::repo::validate_ref(name)?;
+        self.refs.push((name.to_string(), commit));
+        Ok(())
+    }
+
+    /// Make every staged object durable and visible, then move the refs.
+    pub fn commit(mut self) -> Result<TxnStats> {
+        let staging_path = self.staging_path();
+        rustix::fs::syncfs(self.staging.as_fd())
+            .map_err(|e| Error::io_path("syncfs", &staging_path, e.into()))?;
+        let objects_path = self.repo.path.join("objects");
+        let objects = self
+            .repo
+            .dir
+            .open_dir("objects")
+            .map_err(|e| Error::io_path("opening", &objects_path, e))?;
+        let mut subs: Vec<&String> = self.staged_dirs.iter().collect();
+        subs.sort();
+        for sub in subs {
+            let from = self
+                .staging
+                .open_dir(sub)
+                .map_err(|e| Error::io_path("opening", staging_path.join(sub), e))?;
+            match objects.create_dir(sub) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io_path("creating", objects_path.join(sub), e)),
+            }
+            let to = objects
+                .open_dir(sub)
+                .map_err(|e| Error::io_path("opening", objects_path.join(sub), e))?;
+            for entry in from
+                .entries()
+                .map_err(|e| Error::io_path("listing", staging_path.join(sub), e))?
+            {
+                let entry =
+                    entry.map_err(|e| Error::io_path("listing", staging_path.join(sub), e))?;
+                let name = entry.file_name();
+                from.rename(&name, &to, &name).map_err(|e| {
+                    Error::io_path("renaming into", objects_path.join(sub).join(&name), e)
+                })?;
+            }
+            fsutil::fsync_dir(&to, &objects_path.join(sub))?;
+        }
+        fsutil::fsync_dir(&objects, &objects_path)?;
+        let refs = std::mem::take(&mut self.refs);
+        for (name, target) in refs {
+            self.apply_ref(&name, target)?;
+        }
+        self.finished = true;
+        self.remove_staging();
+        Ok(self.stats)
+    }
+
+    fn apply_ref(&self, name: &str, target: Option<Checksum>) -> Result<()> {
+        let rel = format!("refs/heads/{name}");
+        let full = self.repo.path.join(&rel);
+        match target {
+            None => match self.repo.dir.remove_file(&rel) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::io_path("removing ref", full, e)),
+            },
+            Some(c) => {
+                if !self.repo.has_object(&c, ObjectType::Commit)? {
+                    return Err(Error::NotFound {
+                        what: format!("commit {c} for ref {name}"),
+                        hint: "write the commit in this transaction before pointing a ref at it"
+                            .into(),
+                    });
+                }
+                if let Some((parent, _)) = rel.rsplit_once('/') {
+                    self.repo
+                        .dir
+                        .create_dir_all(parent)
+                        .map_err(|e| Error::io_path("creating", self.repo.path.join(parent), e))?;
+                }
+                fsutil::write_atomic(
+                    &self.repo.dir,
+                    &rel,
+                    format!("{c}\n").as_bytes(),
+                    0o644,
+                    &full,
+                )
+            }
+        }
+    }
+
+    fn remove_staging(&self) {
+        let _ = self.tmp.remove_dir_all(&self.staging_name);
+        let _ = self.tmp.remove_file(format!("{}-lock", self.staging_name));
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.remove_staging();
+        }
+    }
+}
+
+fn bare_owner_error(e: rustix::io::Errno, meta: &FileMeta, path: &Path) -> Error {
+    if e == rustix::io::Errno::PERM {
+        Error::Unsupported {
+            transport: "ostree".into(),
+            reason: format!(
+                "storing {} owned by {}:{} in a bare repository needs root (chown was refused); run as root or use a bare-user repository",
+                path.display(),
+                meta.uid,
+                meta.gid
+            ),
+        }
+    } else {
+        Error::io_path("chown", path, e.into())
+    }
+}
