@@ -4,7 +4,7 @@
 //! layouts, containers-storage and ostree repositories, in process and without helper binaries.
 //!
 //! Layers of the crate, bottom up (see `docs/architecture.md`):
-//! 1. shared ground: [`error`], [`digest`] (digests and verified readers), [`compression`],
+//! 1. shared ground: [`error`], [`fs_lock`] (fcntl record locks), [`digest`] (digests and verified readers), [`compression`],
 //!    [`reference`](mod@reference) and [`transport`] (names), [`manifest`] (OCI/Docker
 //!    documents), [`layer_tar`] (safe layer-tar walking and extraction), [`tar_split`];
 //! 2. one module per store or transport, each knowing only its own format: [`oci_layout`],
@@ -33,6 +33,7 @@
 //! ```
 
 #![warn(missing_docs)]
+// `unsafe` only in `fs_lock` (fcntl OFD locks), which allows it locally.
 #![deny(unsafe_code)]
 
 pub mod bootc;
@@ -42,6 +43,7 @@ pub mod cstorage;
 pub mod digest;
 pub mod endpoint;
 pub mod error;
+pub mod fs_lock;
 pub mod inspect;
 pub mod layer_tar;
 pub mod manifest;

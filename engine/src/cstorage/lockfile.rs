@@ -12,8 +12,8 @@
 //!    POSIX record locks Go takes, and belongs to the file description rather than the process,
 //!    so closing some other descriptor of the file never drops it. On kernels without OFD
 //!    locks (before Linux 3.15) the classic `F_SETLKW` is used. `flock(2)` would be wrong: it
-//!    does not interact with fcntl locks at all. (`rustix::fs::fcntl_lock` issues `F_SETLKW`,
-//!    not OFD, hence the direct `libc::fcntl` call.)
+//!    does not interact with fcntl locks at all. The lock call itself is
+//!    [`crate::fs_lock::lock`], shared with the ostree store.
 //! 3. Inside the process, all [`LockFile`]s for one path share one state (a registry keyed by
 //!    path): readers share, a writer is exclusive, and threads wait on a condition variable.
 //!    The kernel lock is taken when the first guard appears and dropped when the last goes.
@@ -31,7 +31,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +40,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use rand::RngCore;
 
 use crate::error::{Error, IoContext, Result};
+use crate::fs_lock::{self, LockKind, Wait};
 
 /// Length of the last-writer token.
 pub const TOKEN_LEN: usize = 64;
@@ -206,11 +207,11 @@ impl LockFile {
                 }
             }
         };
-        let l_type = match mode {
-            KernelMode::Write => libc::F_WRLCK,
-            _ => libc::F_RDLCK,
+        let kind = match mode {
+            KernelMode::Write => LockKind::Exclusive,
+            _ => LockKind::Shared,
         };
-        fcntl_lock(&fd, l_type as libc::c_short).at("locking", path)?;
+        fs_lock::lock(fd.as_fd(), kind, Wait::Block).at("locking", path)?;
         st.fd = Some(fd);
         st.mode = mode;
         Ok(())
@@ -223,36 +224,6 @@ impl LockFile {
             st.mode = KernelMode::None;
         }
         self.shared.cond.notify_all();
-    }
-}
-
-/// Apply a whole-file lock of `l_type` (`F_RDLCK`/`F_WRLCK`), waiting for it; OFD first.
-///
-/// The one place outside tests where the engine uses `unsafe`: rustix's `fcntl_lock` issues
-/// `F_SETLKW`, not the OFD lock containers/storage interop needs (module doc, step 2), and
-/// the whole `nix` crate is not worth one call.
-#[allow(unsafe_code)]
-fn fcntl_lock(fd: &OwnedFd, l_type: libc::c_short) -> std::io::Result<()> {
-    // SAFETY: `flock` is plain old data; all-zero is a valid value that we then fill in.
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = l_type;
-    fl.l_whence = libc::SEEK_SET as libc::c_short;
-    fl.l_start = 0;
-    fl.l_len = 0;
-    fl.l_pid = 0; // required to be 0 for OFD locks
-    let mut cmd = libc::F_OFD_SETLKW;
-    loop {
-        // SAFETY: fd is a valid open descriptor and `fl` a valid flock for the call.
-        let r = unsafe { libc::fcntl(fd.as_raw_fd(), cmd, &fl as *const libc::flock) };
-        if r == 0 {
-            return Ok(());
-        }
-        let err = std::io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EINVAL) if cmd == libc::F_OFD_SETLKW => cmd = libc::F_SETLKW,
-            _ => return Err(err),
-        }
     }
 }
 
@@ -313,9 +284,9 @@ impl Drop for WriteGuard<'_> {
 }
 
 #[cfg(test)]
-#[allow(unsafe_code)] // F_GETLK probes of the lock state, as fcntl_lock's calls.
 mod tests {
     use super::*;
+    use crate::fs_lock::Held;
     use std::sync::atomic::AtomicUsize;
 
     #[test]
@@ -372,25 +343,11 @@ mod tests {
             .write(true)
             .open(&path)
             .unwrap();
-        // The lock type a POSIX F_GETLK query for a whole-file write lock reports.
-        let probe = || {
-            // SAFETY: a zeroed flock is valid; the fields that matter are set below.
-            let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-            fl.l_type = libc::F_WRLCK as libc::c_short;
-            fl.l_whence = libc::SEEK_SET as libc::c_short;
-            // SAFETY: valid fd and flock.
-            let r =
-                unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut fl as *mut libc::flock) };
-            assert_eq!(r, 0);
-            fl.l_type
-        };
-        assert_eq!(
-            probe(),
-            libc::F_WRLCK as libc::c_short,
-            "lock is visible to POSIX F_GETLK"
-        );
+        // What a POSIX F_GETLK query for a whole-file write lock reports.
+        let probe = || fs_lock::probe(f.as_fd(), LockKind::Exclusive).unwrap();
+        assert_eq!(probe(), Held::Exclusive, "lock is visible to POSIX F_GETLK");
         drop(g);
-        assert_eq!(probe(), libc::F_UNLCK as libc::c_short, "released on drop");
+        assert_eq!(probe(), Held::Free, "released on drop");
     }
 
     #[test]
@@ -404,24 +361,18 @@ mod tests {
                 .write(true)
                 .open(&path)
                 .unwrap();
-            // SAFETY: zeroed flock is valid.
-            let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-            fl.l_type = libc::F_RDLCK as libc::c_short;
-            fl.l_whence = libc::SEEK_SET as libc::c_short;
-            // SAFETY: valid fd and flock.
-            unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut fl as *mut libc::flock) };
-            fl.l_type
+            fs_lock::probe(f.as_fd(), LockKind::Shared).unwrap()
         };
         {
             let g = lock.write().unwrap();
             g.pin("layer-a");
         }
-        assert_eq!(query(), libc::F_WRLCK as libc::c_short);
+        assert_eq!(query(), Held::Exclusive);
         assert!(lock.is_pinned("layer-a"));
         // Readers of this process still get in while the pin holds the kernel lock.
         drop(lock.read().unwrap());
         lock.unpin("layer-a");
-        assert_eq!(query(), libc::F_UNLCK as libc::c_short);
+        assert_eq!(query(), Held::Free);
     }
 
     #[test]

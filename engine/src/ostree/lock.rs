@@ -10,12 +10,13 @@
 //!    the process dies, so a killed writer never leaves a lock behind.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 
 use cap_std::fs::OpenOptionsExt as _;
 use cap_std::fs::{Dir, OpenOptions};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
+use crate::fs_lock::{self, LockKind};
 
 /// A held OFD lock on a file.
 #[derive(Debug)]
@@ -49,30 +50,19 @@ impl OfdLock {
             .open_with(name, &opts)
             .map_err(|e| Error::io_path("opening lock file", what, e))?
             .into_std();
-        // SAFETY: `flock` is plain data; zeroed is a valid value for every field.
-        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-        fl.l_type = if exclusive {
-            libc::F_WRLCK
+        let kind = if exclusive {
+            LockKind::Exclusive
         } else {
-            libc::F_RDLCK
-        } as libc::c_short;
-        fl.l_whence = libc::SEEK_SET as libc::c_short;
-        let cmd = match wait {
-            Wait::Block => libc::F_OFD_SETLKW,
-            Wait::NoWait => libc::F_OFD_SETLK,
+            LockKind::Shared
         };
-        loop {
-            // SAFETY: a valid fd and a pointer to a live, initialised `flock`.
-            let r = unsafe { libc::fcntl(file.as_raw_fd(), cmd, &fl as *const libc::flock) };
-            if r == 0 {
-                return Ok(Some(OfdLock { _file: file }));
-            }
-            let e = std::io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EAGAIN) | Some(libc::EACCES) if wait == Wait::NoWait => return Ok(None),
-                _ => return Err(Error::io_path("locking", what, e)),
-            }
+        let wait = match wait {
+            Wait::Block => fs_lock::Wait::Block,
+            Wait::NoWait => fs_lock::Wait::NoWait,
+        };
+        if fs_lock::lock(file.as_fd(), kind, wait).at("locking", what)? {
+            Ok(Some(OfdLock { _file: file }))
+        } else {
+            Ok(None)
         }
     }
 }
