@@ -3,7 +3,7 @@
 //! This is the one place that knows every store: it maps an [`ImageRef`] to the store
 //! module that implements it. Stores themselves never import each other.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::compression::Compression;
@@ -12,6 +12,8 @@ use crate::cstorage::{StorageSink, StorageSource, Store};
 use crate::error::{Error, Result};
 use crate::oci_archive::{OciArchiveSink, OciArchiveSource};
 use crate::oci_layout::{OciSink, OciSource};
+use crate::ostree::import::ImportOptions;
+use crate::ostree::OstreeSink;
 use crate::progress::{Observed, Progress};
 use crate::registry::{RegistryOptions, RegistrySink, RegistrySource};
 use crate::transport::{ImageRef, StorageImage, StoreSpec};
@@ -128,7 +130,12 @@ pub fn open_sink(r: &ImageRef, options: &EndpointOptions) -> Result<Box<dyn Imag
                 name,
             )))
         }
-        _ => Err(not_yet(r, "destination")),
+        ImageRef::Ostree { repo, image } => Ok(Box::new(OstreeSink::open(
+            repo.as_deref()
+                .unwrap_or(Path::new(crate::transport::DEFAULT_OSTREE_REPO)),
+            image.clone(),
+            ImportOptions::default(),
+        )?)),
     }
 }
 

@@ -71,12 +71,15 @@ pub enum ImageRef {
         /// Which image.
         image: StorageImage,
     },
-    /// `ostree:[REPO]IMGREF`: an image stored in an ostree repository.
+    /// `ostree:[REPO]IMGREF`: an image stored in an ostree repository (ostree-rs-ext's
+    /// container store).
     Ostree {
         /// The repository; `None` for [`DEFAULT_OSTREE_REPO`].
         repo: Option<PathBuf>,
-        /// The image, normalised with a default `:latest` tag.
-        image: Reference,
+        /// The image, normalised with a default `:latest` tag. `None` (`ostree:[REPO]`, as a
+        /// destination): the image is recorded under its source's name, as
+        /// `ostree container image pull` does.
+        image: Option<Reference>,
     },
 }
 
@@ -578,13 +581,16 @@ fn parse_ostree(s: &str, rest: &str) -> Result<ImageRef> {
             ));
         }
     }
-    if image.is_empty() {
+    if image.is_empty() && repo.is_none() {
         return Err(invalid(
             s,
-            "no image after the ostree repository: expected ostree:[REPO]IMAGE",
+            "no image and no repository: expected ostree:[REPO]IMAGE or ostree:[REPO]",
         ));
     }
-    let image = Reference::parse_with_default_tag(image).map_err(|e| in_name(s, e))?;
+    let image = match image {
+        "" => None,
+        i => Some(Reference::parse_with_default_tag(i).map_err(|e| in_name(s, e))?),
+    };
     Ok(ImageRef::Ostree {
         repo: repo.map(PathBuf::from),
         image,
@@ -615,7 +621,10 @@ impl fmt::Display for ImageRef {
                 if let Some(r) = repo {
                     write!(f, "[{}]", r.display())?;
                 }
-                write!(f, "{image}")
+                match image {
+                    Some(i) => write!(f, "{i}"),
+                    None => Ok(()),
+                }
             }
         }
     }
@@ -968,7 +977,7 @@ mod tests {
             i,
             ImageRef::Ostree {
                 repo: None,
-                image: r("busybox:latest")
+                image: Some(r("busybox:latest"))
             }
         );
         assert_eq!(i.to_string(), "ostree:docker.io/library/busybox:latest");
@@ -981,7 +990,7 @@ mod tests {
             bracket_form,
             ImageRef::Ostree {
                 repo: Some("/srv/repo".into()),
-                image: r("quay.io/a/b:1")
+                image: Some(r("quay.io/a/b:1"))
             }
         );
         assert_eq!(c_image_form.to_string(), "ostree:[/srv/repo]quay.io/a/b:1");
@@ -991,7 +1000,15 @@ mod tests {
             i,
             ImageRef::Ostree {
                 repo: Some("repo".into()),
-                image: r("x:latest")
+                image: Some(r("x:latest"))
+            }
+        );
+        // No image: a destination that records the source's name.
+        assert_eq!(
+            round_trip("ostree:[/srv/repo]"),
+            ImageRef::Ostree {
+                repo: Some("/srv/repo".into()),
+                image: None
             }
         );
         // A digested image in the c/image form.
@@ -1001,7 +1018,7 @@ mod tests {
             i,
             ImageRef::Ostree {
                 repo: Some("/r".into()),
-                image: r(&d)
+                image: Some(r(&d))
             }
         );
     }
@@ -1009,8 +1026,7 @@ mod tests {
     #[test]
     fn ostree_errors() {
         let cases = [
-            ("ostree:", "no image"),
-            ("ostree:[/r]", "no image"),
+            ("ostree:", "no image and no repository"),
             ("ostree:[]x", "empty ostree repository"),
             ("ostree:[/r", "no closing ']'"),
             ("ostree:[/r]x@/s", "given twice"),

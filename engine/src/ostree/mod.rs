@@ -9,18 +9,26 @@
 //!    locks shared with ostree, stale staging cleaned);
 //! 6. [`mtree`]: building trees (from a directory or entry by entry from streams) and commits;
 //! 7. [`checkout`]: walking, checking out and verifying (fsck) commits;
-//! 8. [`container::list_images`] and [`refescape`]: the ostree-rs-ext image refs.
+//! 8. [`container::list_images`] and [`refescape`]: the ostree-rs-ext image refs;
+//! 9. the ostree-rs-ext container store as a copy destination: [`import`] (a layer tar → a
+//!    layer commit, with ostree-rs-ext's path rules), [`merge`] (layer commits → the image's
+//!    root, whiteouts applied), [`canon_json`] (the manifest and config as stored in commit
+//!    metadata) and [`sink`] ([`OstreeSink`], `ostree:[REPO]IMGREF`).
 
+pub mod canon_json;
 pub mod checkout;
 pub mod config;
 pub mod container;
 pub mod fsutil;
 pub mod gvariant;
+pub mod import;
 pub mod lock;
+pub mod merge;
 pub mod mtree;
 pub mod object;
 pub mod refescape;
 pub mod repo;
+pub mod sink;
 pub mod txn;
 
 pub use checkout::{CheckoutMode, FsckReport, WalkEntry};
@@ -28,4 +36,5 @@ pub use config::RepoMode;
 pub use mtree::{CommitFilter, CommitSpec, MutableTree};
 pub use object::{Checksum, Commit, DirMeta, DirTree, FileMeta, ObjectType, Xattrs};
 pub use repo::{Content, Repo};
+pub use sink::OstreeSink;
 pub use txn::{Transaction, TxnStats};

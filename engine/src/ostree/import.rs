@@ -1,0 +1,258 @@
+//! One container layer tar → one ostree layer commit, with ostree-rs-ext's rules for
+//! derived layers (`tar/write.rs` `filter_tar` + `ostree commit --tree=tar=`).
+//!
+//! 1. Entries are read with [`layer_tar::read_entries`]: paths normalised, `..` and escapes
+//!    refused, PAX and GNU long names resolved; the stream is read to its end (the pipeline
+//!    verifies it).
+//! 2. Paths are mapped: `etc/…` → `usr/etc/…` (hard-link targets too); `var/…` is kept, or
+//!    moved to `usr/share/factory/var/…` with [`VarHandling::FactoryVar`] (what ostree-rs-ext
+//!    does against an ostree older than 2024.3).
+//! 3. Filtering: the toplevels `run`, `tmp`, `proc`, `sys`, `dev` keep their directory but
+//!    drop their content; the number of entries dropped per toplevel is returned
+//!    ([`LayerImport::filtered`]). Other toplevels are kept (an image without an ostree base
+//!    has no `/usr`-only rule). A device node or fifo outside those toplevels cannot be
+//!    stored in ostree and fails the import, naming the entry.
+//! 4. Whiteouts (`.wh.NAME`, `.wh..wh..opq`) are committed as the plain empty files they are
+//!    in the tar; they take effect only when layers are merged ([`super::merge`]).
+//! 5. Regular files stream into content objects (owner, mode, xattrs from PAX
+//!    `SCHILY.xattr.*`); symlinks become symlink objects; directories get a dirmeta of their
+//!    own owner, mode and xattrs; missing parents get ostree's default (`0:0`, `0755`), as
+//!    `--tar-autocreate-parents` makes them. A hard link is the same content object at a
+//!    second path; its target must come earlier in the same layer.
+//! 6. The caller commits the tree ([`Transaction::write_commit`]) and points the layer's
+//!    blob ref at it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::mtree::MutableTree;
+use super::object::{mode, Checksum, DirMeta, FileMeta, Xattrs};
+use super::txn::Transaction;
+use crate::error::{Error, Result};
+use crate::layer_tar::{self, EntryKind, EntryMeta};
+
+/// Toplevel directories whose content ostree-rs-ext drops (the directory itself stays).
+pub const EXCLUDED_TOPLEVELS: [&str; 5] = ["run", "tmp", "proc", "sys", "dev"];
+
+/// Where a layer's `/var` goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VarHandling {
+    /// Keep it as `var` (ostree-rs-ext with ostree 2024.3 or newer).
+    #[default]
+    Keep,
+    /// Move it to `usr/share/factory/var` (ostree-rs-ext with an older ostree).
+    FactoryVar,
+}
+
+/// Options of [`import_layer`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ImportOptions {
+    /// Where `/var` goes.
+    pub var: VarHandling,
+}
+
+/// What [`import_layer`] built.
+#[derive(Debug)]
+pub struct LayerImport {
+    /// The layer's tree, ready to commit.
+    pub tree: MutableTree,
+    /// Entries dropped per toplevel (`run`, `tmp`, …), as ostree-rs-ext reports them.
+    pub filtered: BTreeMap<String, u64>,
+    /// Entries stored.
+    pub entries: u64,
+}
+
+/// The ostree path of a layer path (step 2 of the module doc), or `None` when it is filtered
+/// out (step 3); `toplevel` is set to the toplevel it was filtered under.
+fn map_path(path: &Path, opts: &ImportOptions) -> Result<MappedPath> {
+    let s = path.to_str().ok_or_else(|| Error::BadTarEntry {
+        layer: String::new(),
+        entry: path.display().to_string(),
+        reason: "the name is not UTF-8, which ostree cannot store".into(),
+    })?;
+    if s.is_empty() {
+        return Ok(MappedPath::Root);
+    }
+    let (top, rest) = match s.split_once('/') {
+        Some((t, r)) => (t, Some(r)),
+        None => (s, None),
+    };
+    if EXCLUDED_TOPLEVELS.contains(&top) {
+        return Ok(match rest {
+            None => MappedPath::Kept(top.to_string()),
+            Some(_) => MappedPath::Filtered(top.to_string()),
+        });
+    }
+    let mapped = match (top, opts.var) {
+        ("etc", _) => format!("usr/etc{}", rest.map(|r| format!("/{r}")).unwrap_or_default()),
+        ("var", VarHandling::FactoryVar) => format!(
+            "usr/share/factory/var{}",
+            rest.map(|r| format!("/{r}")).unwrap_or_default()
+        ),
+        _ => s.to_string(),
+    };
+    Ok(MappedPath::Kept(mapped))
+}
+
+enum MappedPath {
+    Root,
+    Kept(String),
+    Filtered(String),
+}
+
+fn xattrs_of(meta: &EntryMeta) -> Xattrs {
+    Xattrs::from_pairs(
+        meta.xattrs
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.clone())),
+    )
+}
+
+fn id(v: u64, what: &str, entry: &EntryMeta, layer: &str) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::BadTarEntry {
+        layer: layer.to_string(),
+        entry: entry.path.display().to_string(),
+        reason: format!("{what} {v} does not fit ostree's 32 bits"),
+    })
+}
+
+/// Read the layer tar `tar` into content objects of `txn` and a tree (module doc, steps 1–5).
+/// `layer` names the layer in errors.
+pub fn import_layer(
+    txn: &mut Transaction<'_>,
+    tar: &mut dyn std::io::Read,
+    layer: &str,
+    opts: &ImportOptions,
+) -> Result<LayerImport> {
+    let default_meta = txn.default_dirmeta()?;
+    let mut tree = MutableTree::new(default_meta);
+    let mut filtered: BTreeMap<String, u64> = BTreeMap::new();
+    let mut entries = 0u64;
+    // Content checksums by ostree path, for hard links.
+    let mut files: BTreeMap<String, Checksum> = BTreeMap::new();
+    layer_tar::read_entries(tar, layer, |meta, body| {
+        let bad = |reason: String| Error::BadTarEntry {
+            layer: layer.to_string(),
+            entry: meta.path.display().to_string(),
+            reason,
+        };
+        let target = match map_path(&meta.path, opts).map_err(|e| match e {
+            Error::BadTarEntry { entry, reason, .. } => Error::BadTarEntry {
+                layer: layer.to_string(),
+                entry,
+                reason,
+            },
+            other => other,
+        })? {
+            MappedPath::Filtered(top) => {
+                *filtered.entry(top).or_default() += 1;
+                return Ok(());
+            }
+            MappedPath::Root => None,
+            MappedPath::Kept(p) => Some(p),
+        };
+        let uid = id(meta.uid, "uid", meta, layer)?;
+        let gid = id(meta.gid, "gid", meta, layer)?;
+        entries += 1;
+        match &meta.kind {
+            EntryKind::Directory => {
+                let dm = DirMeta {
+                    uid,
+                    gid,
+                    mode: mode::S_IFDIR | (meta.mode & 0o7777),
+                    xattrs: xattrs_of(meta),
+                };
+                txn.add_dir(&mut tree, target.as_deref().unwrap_or(""), &dm)?;
+            }
+            kind => {
+                let Some(path) = target else {
+                    return Err(bad("the root of the layer must be a directory".into()));
+                };
+                let checksum = match kind {
+                    EntryKind::Regular
+                    | EntryKind::Whiteout { .. }
+                    | EntryKind::OpaqueWhiteout { .. } => {
+                        let fm = FileMeta::regular(uid, gid, meta.mode, xattrs_of(meta));
+                        txn.add_file(&mut tree, &path, &fm, meta.size, body)?
+                    }
+                    EntryKind::Symlink { target } => {
+                        let t = target.to_str().ok_or_else(|| {
+                            bad("the symlink target is not UTF-8, which ostree cannot store".into())
+                        })?;
+                        let fm = FileMeta::symlink(uid, gid, t, xattrs_of(meta));
+                        txn.add_symlink(&mut tree, &path, &fm)?
+                    }
+                    EntryKind::Hardlink { target } => {
+                        let mapped = match map_path(target, opts)? {
+                            MappedPath::Kept(p) => p,
+                            _ => {
+                                return Err(bad(format!(
+                                    "hard link to {} which is not stored in the layer",
+                                    target.display()
+                                )))
+                            }
+                        };
+                        let c = *files.get(&mapped).ok_or_else(|| {
+                            bad(format!(
+                                "hard link to {}, which is not a file earlier in this layer",
+                                target.display()
+                            ))
+                        })?;
+                        let parent = txn.default_dirmeta()?;
+                        tree.insert_file(&path, c, parent)?;
+                        c
+                    }
+                    EntryKind::CharDevice { .. }
+                    | EntryKind::BlockDevice { .. }
+                    | EntryKind::Fifo => {
+                        return Err(bad(
+                            "device nodes and fifos can only be under /dev, /run or /tmp in an \
+                             ostree commit (their content is dropped there)"
+                                .into(),
+                        ))
+                    }
+                    EntryKind::Directory => unreachable!("handled above"),
+                };
+                files.insert(path, checksum);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(LayerImport {
+        tree,
+        filtered,
+        entries,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapped(p: &str, var: VarHandling) -> Option<String> {
+        match map_path(Path::new(p), &ImportOptions { var }).unwrap() {
+            MappedPath::Kept(s) => Some(s),
+            MappedPath::Root => Some(String::new()),
+            MappedPath::Filtered(_) => None,
+        }
+    }
+
+    #[test]
+    fn paths_map_like_ostree_rs_ext() {
+        let k = VarHandling::Keep;
+        assert_eq!(mapped("etc", k).unwrap(), "usr/etc");
+        assert_eq!(mapped("etc/passwd", k).unwrap(), "usr/etc/passwd");
+        assert_eq!(mapped("etcx/a", k).unwrap(), "etcx/a");
+        assert_eq!(mapped("var/lib/x", k).unwrap(), "var/lib/x");
+        assert_eq!(
+            mapped("var/lib/x", VarHandling::FactoryVar).unwrap(),
+            "usr/share/factory/var/lib/x"
+        );
+        assert_eq!(mapped("tmp", k).unwrap(), "tmp");
+        assert_eq!(mapped("tmp/x", k), None);
+        assert_eq!(mapped("dev/null", k), None);
+        assert_eq!(mapped("opt/app", k).unwrap(), "opt/app");
+        assert_eq!(mapped("", k).unwrap(), "");
+    }
+}

@@ -1,0 +1,130 @@
+//! Merging layer commits into an image's root tree, as ostree-rs-ext's merge commit does
+//! (a union checkout of each layer with whiteouts processed, then a commit of the result) —
+//! done on trees, without checking anything out.
+//!
+//! 1. Start from an empty tree; apply each layer commit, bottom first.
+//! 2. Per directory of a layer: its dirmeta replaces the merged one. If the directory holds
+//!    `.wh..wh..opq`, everything the lower layers put in it goes. Each `.wh.NAME` removes
+//!    `NAME` (file or whole directory) of the lower layers. Both are handled before the
+//!    layer's own entries, so a layer that whites out a name and adds it again keeps its own.
+//! 3. Files and symlinks replace whatever was at their path (a directory too); directories
+//!    replace a file and merge with a directory. Whiteout files themselves are not kept.
+//! 4. [`cleanup_root`] drops zero-sized `usr/etc/hostname` and `usr/etc/resolv.conf`
+//!    (runtime-injected by builders), as ostree-rs-ext does before committing.
+
+use super::mtree::MutableTree;
+use super::object::Checksum;
+use super::repo::Repo;
+use super::txn::Transaction;
+use crate::error::{Error, Result};
+
+/// The whiteout prefix.
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+/// The opaque-directory marker.
+pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// Merge the trees of `layers` (commit checksums, bottom first) into one tree (steps 1–3).
+pub fn merge_layers(
+    repo: &Repo,
+    txn: &mut Transaction<'_>,
+    layers: &[Checksum],
+) -> Result<MutableTree> {
+    let default_meta = txn.default_dirmeta()?;
+    let mut merged = MutableTree::new(default_meta);
+    for commit in layers {
+        let c = repo.read_commit(commit)?;
+        apply_dir(
+            repo,
+            &mut merged,
+            "",
+            &c.root_tree,
+            &c.root_meta,
+            default_meta,
+            0,
+        )?;
+    }
+    Ok(merged)
+}
+
+fn apply_dir(
+    repo: &Repo,
+    merged: &mut MutableTree,
+    path: &str,
+    tree: &Checksum,
+    meta: &Checksum,
+    default_meta: Checksum,
+    depth: usize,
+) -> Result<()> {
+    if depth > 4096 {
+        return Err(Error::Malformed {
+            what: format!("layer tree at {path:?}"),
+            reason: "nested more than 4096 directories deep".into(),
+        });
+    }
+    let dt = repo.read_dirtree(tree)?;
+    let dir = merged.ensure_dir(path, default_meta)?;
+    dir.set_meta(*meta);
+    if dt.files.iter().any(|(n, _)| n == OPAQUE_MARKER) {
+        let names: Vec<String> = dir
+            .files()
+            .keys()
+            .chain(dir.dirs().keys())
+            .cloned()
+            .collect();
+        for n in names {
+            merged.remove(&join(path, &n))?;
+        }
+    }
+    for (name, _) in &dt.files {
+        if let Some(target) = name.strip_prefix(WHITEOUT_PREFIX) {
+            if name != OPAQUE_MARKER && !target.is_empty() {
+                merged.remove(&join(path, target))?;
+            }
+        }
+    }
+    for (name, checksum) in &dt.files {
+        if name.starts_with(WHITEOUT_PREFIX) {
+            continue;
+        }
+        merged.insert_file(&join(path, name), *checksum, default_meta)?;
+    }
+    for (name, t, m) in &dt.dirs {
+        apply_dir(
+            repo,
+            merged,
+            &join(path, name),
+            t,
+            m,
+            default_meta,
+            depth + 1,
+        )?;
+    }
+    Ok(())
+}
+
+/// Drop zero-sized `usr/etc/hostname` and `usr/etc/resolv.conf` (step 4).
+pub fn cleanup_root(repo: &Repo, tree: &mut MutableTree) -> Result<()> {
+    for name in ["hostname", "resolv.conf"] {
+        let checksum = tree
+            .dirs()
+            .get("usr")
+            .and_then(|u| u.dirs().get("etc"))
+            .and_then(|e| e.files().get(name))
+            .copied();
+        if let Some(c) = checksum {
+            let content = repo.open_content(&c)?;
+            if content.meta.is_regular() && content.size == 0 {
+                tree.remove(&format!("usr/etc/{name}"))?;
+            }
+        }
+    }
+    Ok(())
+}
