@@ -153,7 +153,8 @@ impl Repo {
         }
         let dm = self.read_dirmeta(meta)?;
         let dt = self.read_dirtree(tree)?;
-        rustix::fs::fchmod(dir.as_fd(), rustix::fs::Mode::from_raw_mode(0o700))
+        let dfd = fsutil::dir_fd(dir, path)?;
+        rustix::fs::fchmod(&dfd, rustix::fs::Mode::from_raw_mode(0o700))
             .map_err(|e| Error::io_path("chmod", path, e.into()))?;
         for (name, checksum) in &dt.files {
             self.checkout_file(dir, name, &path.join(name), checksum, mode)?;
@@ -167,7 +168,7 @@ impl Repo {
                 .map_err(|e| Error::io_path("opening", &child, e))?;
             self.checkout_dir(&sub, &child, t, m, mode, depth + 1)?;
         }
-        let fd = dir.as_fd();
+        let fd = dfd.as_fd();
         let perms = match mode {
             CheckoutMode::Bare => {
                 rustix::fs::fchown(

@@ -6,7 +6,7 @@
 //!    the directory.
 
 use std::io::Write as _;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt as _};
@@ -154,9 +154,23 @@ pub fn zero_mtime(fd: BorrowedFd<'_>, path: &Path) -> Result<()> {
     rustix::fs::futimens(fd, &ts).map_err(|e| Error::io_path("setting mtime of", path, e.into()))
 }
 
+/// A readable fd of a directory (cap-std's `Dir` may hold an `O_PATH` fd, which `fsync`,
+/// `fchmod` and the xattr calls refuse).
+pub fn dir_fd(dir: &Dir, path: &Path) -> Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io_path("opening", path, e.into()))
+}
+
 /// fsync a directory.
 pub fn fsync_dir(dir: &Dir, path: &Path) -> Result<()> {
-    rustix::fs::fsync(dir.as_fd()).map_err(|e| Error::io_path("fsync", path, e.into()))
+    let fd = dir_fd(dir, path)?;
+    rustix::fs::fsync(&fd).map_err(|e| Error::io_path("fsync", path, e.into()))
 }
 
 /// Replace `name` in `dir` with `data` atomically: temp file, fsync, rename, fsync `dir`.

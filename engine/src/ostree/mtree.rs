@@ -262,7 +262,7 @@ impl Transaction<'_> {
         let xattrs = if filter.no_xattrs {
             Xattrs::new()
         } else {
-            fsutil::read_xattrs_fd(dir.as_fd(), path)?
+            fsutil::read_xattrs_fd(fsutil::dir_fd(dir, path)?.as_fd(), path)?
         };
         Ok(dirmeta_from(
             filter.owner_uid.unwrap_or(st.uid()),

@@ -164,9 +164,12 @@ impl Repo {
     /// Whether the object is stored.
     pub fn has_object(&self, checksum: &Checksum, ty: ObjectType) -> Result<bool> {
         let p = self.object_path(checksum, ty);
-        self.dir
-            .try_exists(&p)
-            .map_err(|e| Error::io_path("checking", self.path.join(p), e))
+        // Not `try_exists`: it follows symlinks, and bare repositories store symlinks as such.
+        match self.dir.symlink_metadata(&p) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io_path("checking", self.path.join(p), e)),
+        }
     }
 
     /// The bytes of a metadata object, as stored (no verification).

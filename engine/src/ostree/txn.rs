@@ -489,7 +489,7 @@ impl<'r> Transaction<'r> {
     /// Make every staged object durable and visible, then move the refs.
     pub fn commit(mut self) -> Result<TxnStats> {
         let staging_path = self.staging_path();
-        rustix::fs::syncfs(self.staging.as_fd())
+        rustix::fs::syncfs(fsutil::dir_fd(&self.staging, &staging_path)?)
             .map_err(|e| Error::io_path("syncfs", &staging_path, e.into()))?;
         let objects_path = self.repo.path.join("objects");
         let objects = self
