@@ -104,6 +104,9 @@ mod tests {
             "{\"a\":\"x\\\"y\\\\z\nw\",\"b\":[1,{\"a\":null,\"z\":true}]}"
         );
         let f: Value = serde_json::from_str("{\"a\": 1.5}").unwrap();
-        assert!(to_string(&f, "t").unwrap_err().to_string().contains("not an integer"));
+        assert!(to_string(&f, "t")
+            .unwrap_err()
+            .to_string()
+            .contains("not an integer"));
     }
 }

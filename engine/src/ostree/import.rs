@@ -85,7 +85,10 @@ fn map_path(path: &Path, opts: &ImportOptions) -> Result<MappedPath> {
         });
     }
     let mapped = match (top, opts.var) {
-        ("etc", _) => format!("usr/etc{}", rest.map(|r| format!("/{r}")).unwrap_or_default()),
+        ("etc", _) => format!(
+            "usr/etc{}",
+            rest.map(|r| format!("/{r}")).unwrap_or_default()
+        ),
         ("var", VarHandling::FactoryVar) => format!(
             "usr/share/factory/var{}",
             rest.map(|r| format!("/{r}")).unwrap_or_default()
@@ -169,51 +172,50 @@ pub fn import_layer(
                 let Some(path) = target else {
                     return Err(bad("the root of the layer must be a directory".into()));
                 };
-                let checksum = match kind {
-                    EntryKind::Regular
-                    | EntryKind::Whiteout { .. }
-                    | EntryKind::OpaqueWhiteout { .. } => {
-                        let fm = FileMeta::regular(uid, gid, meta.mode, xattrs_of(meta));
-                        txn.add_file(&mut tree, &path, &fm, meta.size, body)?
-                    }
-                    EntryKind::Symlink { target } => {
-                        let t = target.to_str().ok_or_else(|| {
+                let checksum =
+                    match kind {
+                        EntryKind::Regular
+                        | EntryKind::Whiteout { .. }
+                        | EntryKind::OpaqueWhiteout { .. } => {
+                            let fm = FileMeta::regular(uid, gid, meta.mode, xattrs_of(meta));
+                            txn.add_file(&mut tree, &path, &fm, meta.size, body)?
+                        }
+                        EntryKind::Symlink { target } => {
+                            let t = target.to_str().ok_or_else(|| {
                             bad("the symlink target is not UTF-8, which ostree cannot store".into())
                         })?;
-                        let fm = FileMeta::symlink(uid, gid, t, xattrs_of(meta));
-                        txn.add_symlink(&mut tree, &path, &fm)?
-                    }
-                    EntryKind::Hardlink { target } => {
-                        let mapped = match map_path(target, opts)? {
-                            MappedPath::Kept(p) => p,
-                            _ => {
-                                return Err(bad(format!(
-                                    "hard link to {} which is not stored in the layer",
+                            let fm = FileMeta::symlink(uid, gid, t, xattrs_of(meta));
+                            txn.add_symlink(&mut tree, &path, &fm)?
+                        }
+                        EntryKind::Hardlink { target } => {
+                            let mapped = match map_path(target, opts)? {
+                                MappedPath::Kept(p) => p,
+                                _ => {
+                                    return Err(bad(format!(
+                                        "hard link to {} which is not stored in the layer",
+                                        target.display()
+                                    )))
+                                }
+                            };
+                            let c = *files.get(&mapped).ok_or_else(|| {
+                                bad(format!(
+                                    "hard link to {}, which is not a file earlier in this layer",
                                     target.display()
-                                )))
-                            }
-                        };
-                        let c = *files.get(&mapped).ok_or_else(|| {
-                            bad(format!(
-                                "hard link to {}, which is not a file earlier in this layer",
-                                target.display()
-                            ))
-                        })?;
-                        let parent = txn.default_dirmeta()?;
-                        tree.insert_file(&path, c, parent)?;
-                        c
-                    }
-                    EntryKind::CharDevice { .. }
-                    | EntryKind::BlockDevice { .. }
-                    | EntryKind::Fifo => {
-                        return Err(bad(
+                                ))
+                            })?;
+                            let parent = txn.default_dirmeta()?;
+                            tree.insert_file(&path, c, parent)?;
+                            c
+                        }
+                        EntryKind::CharDevice { .. }
+                        | EntryKind::BlockDevice { .. }
+                        | EntryKind::Fifo => return Err(bad(
                             "device nodes and fifos can only be under /dev, /run or /tmp in an \
                              ostree commit (their content is dropped there)"
                                 .into(),
-                        ))
-                    }
-                    EntryKind::Directory => unreachable!("handled above"),
-                };
+                        )),
+                        EntryKind::Directory => unreachable!("handled above"),
+                    };
                 files.insert(path, checksum);
             }
         }

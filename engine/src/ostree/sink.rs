@@ -149,8 +149,8 @@ impl ImageWriter for OstreeWriter<'_> {
         let tar_layer = label.strip_prefix("layer ").unwrap_or(&label).to_string();
         let repo = &self.sink.repo;
         let mut txn = repo.begin()?;
-        let decoded =
-            input.decode(|tar| import::import_layer(&mut txn, tar, &tar_layer, &self.sink.options))?;
+        let decoded = input
+            .decode(|tar| import::import_layer(&mut txn, tar, &tar_layer, &self.sink.options))?;
         let spec = CommitSpec {
             metadata: vec![(
                 "ostree.importer.version".to_string(),
@@ -177,7 +177,8 @@ impl ImageWriter for OstreeWriter<'_> {
             .map(|c| c.expect("every layer stored before commit"))
             .collect();
         let name = &self.plan.source_name;
-        let manifest = canon_json::canonicalize(&image.manifest.bytes, &format!("manifest of {name}"))?;
+        let manifest =
+            canon_json::canonicalize(&image.manifest.bytes, &format!("manifest of {name}"))?;
         let config = canon_json::canonicalize(&image.config.bytes, &format!("config of {name}"))?;
         let timestamp = image
             .config
@@ -197,7 +198,10 @@ impl ImageWriter for OstreeWriter<'_> {
         merge::cleanup_root(repo, &mut tree)?;
         let spec = CommitSpec {
             metadata: vec![
-                ("ostree.container.image-config".to_string(), Value::str(config)),
+                (
+                    "ostree.container.image-config".to_string(),
+                    Value::str(config),
+                ),
                 (
                     "ostree.importer.version".to_string(),
                     Value::str(IMPORTER_VERSION),

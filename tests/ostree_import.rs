@@ -1,0 +1,461 @@
+//! `stowage copy … ostree:[REPO]IMGREF`: images imported into an ostree repository as
+//! ostree-rs-ext's container store holds them, checked with Debian's `ostree` CLI (2022.7).
+//!
+//! 1. Every single-platform fixture (plus the multi-arch one and a Docker schema 2 image) is
+//!    imported into a fresh bare-user repository, and a second time into an archive one:
+//!    `ostree fsck` passes; `ostree refs` lists one `ostree/container/blob/sha256_3A_<hex>`
+//!    ref per layer and the image ref `ostree/container/image/docker_3A__2F__2F_localhost/…`;
+//!    `ostree show --print-metadata-key` gives the manifest digest, the manifest and config
+//!    (canonical JSON) and the importer version; `ostree ls -R` of the image commit equals
+//!    the fixture's flattened tree after ostree-rs-ext's mapping (`etc` → `usr/etc`, content of
+//!    `dev`, `proc`, `run`, `sys`, `tmp` dropped, hard links as the same file), with owners
+//!    and modes; the files of `ostree checkout -U` have the fixture's contents; and
+//!    `stowage image list --type host` shows the image.
+//! 2. Importing again reuses every layer (its blob ref), and a second image sharing layers
+//!    reuses them too.
+//! 3. `ostree:[REPO]` with no image records the source's name, as ostree-rs-ext does.
+//! 4. Bad input: a missing repository and a corrupt layer fail with clear errors, leave no
+//!    refs behind, and the repository still passes `ostree fsck`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::{cmd, fixture, oracle, run, run_failing, stowage, tempdir};
+use serde_json::Value;
+use stowage_fixtures::tree::{describe_dir, TreeEntry, TreeKind};
+use stowage_fixtures::FixtureInfo;
+
+const IMPORT_FIXTURES: [&str; 9] = [
+    "basic",
+    "whiteouts",
+    "links",
+    "names",
+    "devices",
+    "basic-zstd",
+    "zstd-multiframe",
+    "multiarch",
+    "docker-schema2",
+];
+
+fn ostree(repo: &Path, args: &[&str]) -> String {
+    let mut c = cmd("ostree", args);
+    c.arg(format!("--repo={}", repo.display()));
+    String::from_utf8(run(c).stdout).unwrap()
+}
+
+fn init(repo: &Path, mode: &str) {
+    run(cmd(
+        "ostree",
+        [
+            "init",
+            &format!("--repo={}", repo.display()),
+            &format!("--mode={mode}"),
+        ],
+    ));
+}
+
+fn image_ref(name: &str) -> String {
+    format!("ostree/container/image/docker_3A__2F__2F_localhost/{name}_3A_1")
+}
+
+/// One line of `ostree ls -R`: (path, "type+mode uid gid size [-> target]").
+fn ls_tree(repo: &Path, r: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for line in ostree(repo, &["ls", "-R", r]).lines() {
+        let mut f = line.split_whitespace();
+        let (Some(mode), Some(uid), Some(gid), Some(size)) =
+            (f.next(), f.next(), f.next(), f.next())
+        else {
+            panic!("unexpected ostree ls line {line:?}");
+        };
+        let rest: Vec<&str> = f.collect();
+        let rest = rest.join(" ");
+        let (path, target) = match rest.split_once(" -> ") {
+            Some((p, t)) => (p.to_string(), Some(t.to_string())),
+            None => (rest, None),
+        };
+        let path = path.trim_start_matches('/').to_string();
+        let size = if mode.starts_with('-') { size } else { "0" };
+        let mut desc = format!("{mode} {uid}:{gid} {size}");
+        if let Some(t) = target {
+            desc.push_str(&format!(" -> {t}"));
+        }
+        out.insert(path, desc);
+    }
+    out
+}
+
+/// The fixture's flattened tree as ostree-rs-ext stores it (module doc, step 1), in the
+/// `ostree ls -R` form of [`ls_tree`].
+fn expected_tree(info: &FixtureInfo) -> BTreeMap<String, String> {
+    let map = |p: &str| -> Option<String> {
+        let (top, rest) = p.split_once('/').map_or((p, None), |(t, r)| (t, Some(r)));
+        if ["dev", "proc", "run", "sys", "tmp"].contains(&top) && rest.is_some() {
+            return None;
+        }
+        Some(match (top, rest) {
+            ("etc", None) => "usr/etc".into(),
+            ("etc", Some(r)) => format!("usr/etc/{r}"),
+            _ => p.to_string(),
+        })
+    };
+    let by_path: BTreeMap<&str, &TreeEntry> =
+        info.tree.iter().map(|e| (e.path.as_str(), e)).collect();
+    let mut out = BTreeMap::new();
+    out.insert(String::new(), "d00755 0:0 0".to_string());
+    for e in &info.tree {
+        let Some(path) = map(&e.path) else { continue };
+        let (kind, size, target) = match &e.kind {
+            TreeKind::Dir => ('d', 0, None),
+            TreeKind::File { size, .. } => ('-', *size, None),
+            TreeKind::Hardlink { to } => match &by_path[to.as_str()].kind {
+                TreeKind::File { size, .. } => ('-', *size, None),
+                other => panic!("hard link to {other:?}"),
+            },
+            TreeKind::Symlink { target } => ('l', 0, Some(target.clone())),
+            other => panic!("{}: {other:?} outside the dropped toplevels", e.path),
+        };
+        let (mode, uid, gid) = match &e.kind {
+            TreeKind::Hardlink { to } => {
+                let t = by_path[to.as_str()];
+                (t.mode, t.uid, t.gid)
+            }
+            TreeKind::Symlink { .. } => (0o777, e.uid, e.gid),
+            _ => (e.mode, e.uid, e.gid),
+        };
+        let mut desc = format!("{kind}{mode:05o} {uid}:{gid} {size}");
+        if let Some(t) = target {
+            desc.push_str(&format!(" -> {t}"));
+        }
+        // Parents the tar did not list are made by ostree as 0:0 0755.
+        let mut parent = Path::new(&path).parent();
+        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            out.entry(p.to_str().unwrap().to_string())
+                .or_insert_with(|| "d00755 0:0 0".to_string());
+            parent = p.parent();
+        }
+        out.insert(path, desc);
+    }
+    // Runtime files ostree-rs-ext drops when they are empty.
+    for f in ["usr/etc/hostname", "usr/etc/resolv.conf"] {
+        if out
+            .get(f)
+            .is_some_and(|d| d.starts_with('-') && d.ends_with(" 0"))
+        {
+            out.remove(f);
+        }
+    }
+    out
+}
+
+/// sha256 of every regular file of a checkout (hard links resolved to their content).
+fn checkout_contents(dir: &Path) -> BTreeMap<String, String> {
+    let entries = describe_dir(dir).unwrap();
+    let by_path: BTreeMap<String, TreeEntry> = entries
+        .iter()
+        .map(|e| (e.path.clone(), e.clone()))
+        .collect();
+    entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            TreeKind::File { sha256, .. } => Some((e.path.clone(), sha256.clone())),
+            TreeKind::Hardlink { to } => match &by_path[to].kind {
+                TreeKind::File { sha256, .. } => Some((e.path.clone(), sha256.clone())),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+fn expected_contents(info: &FixtureInfo) -> BTreeMap<String, String> {
+    let expected = expected_tree(info);
+    let by_path: BTreeMap<&str, &TreeEntry> =
+        info.tree.iter().map(|e| (e.path.as_str(), e)).collect();
+    let mut out = BTreeMap::new();
+    for e in &info.tree {
+        let sha = match &e.kind {
+            TreeKind::File { sha256, .. } => sha256,
+            TreeKind::Hardlink { to } => match &by_path[to.as_str()].kind {
+                TreeKind::File { sha256, .. } => sha256,
+                _ => continue,
+            },
+            _ => continue,
+        };
+        let path = match e.path.split_once('/') {
+            Some(("etc", r)) => format!("usr/etc/{r}"),
+            _ => e.path.clone(),
+        };
+        if expected.contains_key(&path) {
+            out.insert(path, sha.clone());
+        }
+    }
+    out
+}
+
+fn show_key(repo: &Path, r: &str, key: &str) -> String {
+    let out = ostree(repo, &["show", &format!("--print-metadata-key={key}"), r]);
+    // GVariant text: 'value' with \' and \\ escapes (and \n etc. for control characters).
+    let t = out.trim();
+    let inner = t
+        .strip_prefix('\'')
+        .and_then(|s| s.strip_suffix('\''))
+        .unwrap_or_else(|| panic!("{key}: not a quoted string: {t}"));
+    let mut s = String::new();
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('n') => s.push('\n'),
+                Some('t') => s.push('\t'),
+                Some(o) => s.push(o),
+                None => {}
+            }
+        } else {
+            s.push(c);
+        }
+    }
+    s
+}
+
+/// Sorted-key JSON without whitespace, for comparing what ostree printed with the fixture.
+fn canonical(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let sorted: BTreeMap<_, _> = m.iter().map(|(k, v)| (k.clone(), canonical(v))).collect();
+            Value::Object(sorted.into_iter().collect())
+        }
+        Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
+}
+
+fn check_import(info: &FixtureInfo, repo: &Path, mode: &str) {
+    let name = &info.name;
+    let r = image_ref(name);
+    let fsck = ostree(repo, &["fsck"]);
+    assert!(fsck.contains("no errors found"), "{name} ({mode}): {fsck}");
+    let refs = ostree(repo, &["refs"]);
+    assert!(
+        refs.lines().any(|l| l == r),
+        "{name}: {r} missing in\n{refs}"
+    );
+    let layers = match info.platforms.first() {
+        Some(_) => common::host_platform(info).layers.clone(),
+        None => info.layers.clone(),
+    };
+    for l in &layers {
+        let blob = format!("ostree/container/blob/sha256_3A_{}", l.digest.digest());
+        assert!(
+            refs.lines().any(|x| x == blob),
+            "{name}: {blob} missing in\n{refs}"
+        );
+    }
+    // Metadata keys.
+    let manifest_digest = show_key(repo, &r, "ostree.manifest-digest");
+    let manifest: Value = serde_json::from_str(&show_key(repo, &r, "ostree.manifest")).unwrap();
+    let config: Value =
+        serde_json::from_str(&show_key(repo, &r, "ostree.container.image-config")).unwrap();
+    assert!(
+        show_key(repo, &r, "ostree.importer.version").starts_with("stowage "),
+        "{name}"
+    );
+    let inspect: Value =
+        serde_json::from_slice(&run(stowage().args(["inspect", "--raw", &info.oci_ref()])).stdout)
+            .unwrap();
+    let expected_manifest = match info.platforms.first() {
+        Some(_) => {
+            let p = common::host_platform(info);
+            assert_eq!(manifest_digest, p.manifest_digest.to_string(), "{name}");
+            None
+        }
+        None => {
+            assert_eq!(manifest_digest, info.manifest_digest.to_string(), "{name}");
+            Some(inspect)
+        }
+    };
+    if let Some(m) = expected_manifest {
+        assert_eq!(
+            canonical(&manifest),
+            canonical(&m),
+            "{name}: ostree.manifest"
+        );
+    }
+    let config_raw: Value = serde_json::from_slice(
+        &run(stowage().args(["inspect", "--config", &info.oci_ref()])).stdout,
+    )
+    .unwrap();
+    assert_eq!(canonical(&config), canonical(&config_raw), "{name}: config");
+    // The tree as ostree stores it.
+    let got = ls_tree(repo, &r);
+    let want = expected_tree(info);
+    if got != want {
+        let diff: Vec<String> = want
+            .iter()
+            .filter(|(k, v)| got.get(*k) != Some(v))
+            .map(|(k, v)| format!("want {k:?} {v}, got {:?}", got.get(k)))
+            .chain(
+                got.iter()
+                    .filter(|(k, _)| !want.contains_key(*k))
+                    .map(|(k, v)| format!("unexpected {k:?} {v}")),
+            )
+            .collect();
+        panic!(
+            "{name} ({mode}): ostree ls -R differs:\n{}",
+            diff.join("\n")
+        );
+    }
+    // The content, through ostree's own checkout.
+    let tmp = tempdir();
+    let co = tmp.path().join("co");
+    ostree(repo, &["checkout", "-U", &r, co.to_str().unwrap()]);
+    assert_eq!(
+        checkout_contents(&co),
+        expected_contents(info),
+        "{name} ({mode}): checked-out contents"
+    );
+}
+
+#[test]
+fn imports_fixtures_as_ostree_rs_ext_stores_them() {
+    if !oracle("ostree", "imports_fixtures_as_ostree_rs_ext_stores_them") {
+        return;
+    }
+    for mode in ["bare-user", "archive"] {
+        let tmp = tempdir();
+        let repo = tmp.path().join("repo");
+        init(&repo, mode);
+        for name in IMPORT_FIXTURES {
+            let info = fixture(name);
+            let dst = format!("ostree:[{}]localhost/{name}:1", repo.display());
+            run(stowage().args(["copy", &info.oci_ref(), &dst]));
+            check_import(info, &repo, mode);
+        }
+        // stowage lists what it imported as bootc's host images.
+        let listed: Value = serde_json::from_slice(
+            &run(stowage().args([
+                "image",
+                "--ostree-repo",
+                repo.to_str().unwrap(),
+                "list",
+                "--type",
+                "host",
+                "--format",
+                "json",
+            ]))
+            .stdout,
+        )
+        .unwrap();
+        let names: Vec<&str> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["image"].as_str().unwrap())
+            .collect();
+        for name in IMPORT_FIXTURES {
+            let want = format!("docker://localhost/{name}:1");
+            assert!(names.contains(&want.as_str()), "{want} not in {names:?}");
+        }
+    }
+}
+
+#[test]
+fn layers_are_reused_and_unnamed_destinations_record_the_source() {
+    if !oracle(
+        "ostree",
+        "layers_are_reused_and_unnamed_destinations_record_the_source",
+    ) {
+        return;
+    }
+    let tmp = tempdir();
+    let repo = tmp.path().join("repo");
+    init(&repo, "bare-user");
+    let basic = fixture("basic");
+    let dst = format!("ostree:[{}]localhost/basic:1", repo.display());
+    run(stowage().args(["copy", &basic.oci_ref(), &dst]));
+    let again = run(cmd(
+        env!("CARGO_BIN_EXE_stowage"),
+        ["copy", &basic.oci_ref(), &dst],
+    ));
+    let msg = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        msg.contains(&format!("reused {}", basic.layers.len())),
+        "second import should reuse every layer: {msg}"
+    );
+    // No image in the destination: the source's name is the image's name.
+    let unnamed = format!("ostree:[{}]", repo.display());
+    run(stowage().args(["copy", &basic.oci_ref(), &unnamed]));
+    let refs = ostree(&repo, &["refs"]);
+    let escaped = stowage_engine::ostree::refescape::prefix_escape(
+        "ostree/container/image",
+        &basic.oci_ref(),
+    )
+    .unwrap();
+    assert!(
+        refs.lines().any(|l| l == escaped),
+        "{escaped} not in\n{refs}"
+    );
+    let fsck = ostree(&repo, &["fsck"]);
+    assert!(fsck.contains("no errors found"), "{fsck}");
+}
+
+#[test]
+fn bad_input_leaves_the_repository_intact() {
+    if !oracle("ostree", "bad_input_leaves_the_repository_intact") {
+        return;
+    }
+    let tmp = tempdir();
+    let basic = fixture("basic");
+    // A repository that does not exist.
+    let missing = tmp.path().join("nope");
+    let out = run_failing(stowage().args([
+        "copy",
+        &basic.oci_ref(),
+        &format!("ostree:[{}]localhost/x:1", missing.display()),
+    ]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&missing.display().to_string()) && err.contains("ostree init"),
+        "{err}"
+    );
+    assert!(!missing.exists());
+    // A layer whose bytes were changed: the digest check fails, no ref is written.
+    let layout = tmp.path().join("layout");
+    common::copy_tree(&basic.layout, &layout);
+    let last = basic.layers.last().unwrap();
+    let blob = layout.join("blobs/sha256").join(last.digest.digest());
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x55;
+    std::fs::write(&blob, bytes).unwrap();
+    let repo = tmp.path().join("repo");
+    init(&repo, "bare-user");
+    let out = run_failing(stowage().args([
+        "copy",
+        &format!("oci:{}:basic", layout.display()),
+        &format!("ostree:[{}]localhost/basic:1", repo.display()),
+    ]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&last.digest.to_string()), "{err}");
+    let refs = ostree(&repo, &["refs"]);
+    assert!(
+        !refs.contains("ostree/container/image")
+            && !refs.contains(&format!("sha256_3A_{}", last.digest.digest())),
+        "refs after a failed import:\n{refs}"
+    );
+    let fsck = ostree(&repo, &["fsck"]);
+    assert!(fsck.contains("no errors found"), "{fsck}");
+    let tmp_entries: Vec<_> = std::fs::read_dir(repo.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with("staging-"))
+        .collect();
+    assert!(
+        tmp_entries
+            .iter()
+            .all(|n| n.to_string_lossy().ends_with("-lock")),
+        "staging left behind: {tmp_entries:?}"
+    );
+}
