@@ -16,6 +16,11 @@
 //! 3. `ostree:[REPO]` with no image records the source's name, as ostree-rs-ext does.
 //! 4. Bad input: a missing repository and a corrupt layer fail with clear errors, leave no
 //!    refs behind, and the repository still passes `ostree fsck`.
+//! 5. Export: each imported image copied back out to containers-storage is the original for
+//!    podman (same `Digest`, image ID and `RootFS.Layers`: every rebuilt layer tar hashed to
+//!    its diffID, which the pipeline checks before anything is committed), and to an OCI
+//!    layout it has the original config (compressing the layers anew gives new blob digests,
+//!    as from containers-storage).
 
 mod common;
 
@@ -458,4 +463,64 @@ fn bad_input_leaves_the_repository_intact() {
             .all(|n| n.to_string_lossy().ends_with("-lock")),
         "staging left behind: {tmp_entries:?}"
     );
+}
+
+#[test]
+fn exports_the_original_image() {
+    if !oracle("ostree", "exports_the_original_image")
+        || !oracle("podman", "exports_the_original_image")
+    {
+        return;
+    }
+    let tmp = tempdir();
+    let repo = tmp.path().join("repo");
+    init(&repo, "bare-user");
+    let store = common::PodmanStore::new();
+    for name in [
+        "basic",
+        "whiteouts",
+        "links",
+        "names",
+        "devices",
+        "docker-schema2",
+    ] {
+        let info = fixture(name);
+        let src = format!("ostree:[{}]localhost/{name}:1", repo.display());
+        run(stowage().args(["copy", &info.oci_ref(), &src]));
+        // To containers-storage: podman sees the original image.
+        let dst = store.reference(&format!("localhost/{name}:1"));
+        run(stowage().args(["copy", &src, &dst]));
+        let inspect = store.image_inspect(&format!("localhost/{name}:1"));
+        assert_eq!(
+            inspect["Digest"],
+            info.manifest_digest.to_string(),
+            "{name}"
+        );
+        assert_eq!(inspect["Id"], info.config_digest.digest(), "{name}");
+        let layers: Vec<String> = info.diff_ids().iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            inspect["RootFS"]["Layers"],
+            serde_json::json!(layers),
+            "{name}"
+        );
+        // To an OCI layout: the same config (so the same diffIDs), verified layer by layer.
+        let out = tmp.path().join(format!("oci-{name}"));
+        run(stowage().args(["copy", &src, &format!("oci:{}:{name}", out.display())]));
+        let mut config = run(stowage().args([
+            "inspect",
+            "--config",
+            &format!("oci:{}:{name}", out.display()),
+        ]))
+        .stdout;
+        assert_eq!(
+            config.pop(),
+            Some(b'\n'),
+            "{name}: inspect --config ends with a newline"
+        );
+        assert_eq!(
+            format!("sha256:{}", stowage_fixtures::sha256_hex(&config)),
+            info.config_digest.to_string(),
+            "{name}: config"
+        );
+    }
 }

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::oci_archive::{OciArchiveSink, OciArchiveSource};
 use crate::oci_layout::{OciSink, OciSource};
 use crate::ostree::import::ImportOptions;
-use crate::ostree::OstreeSink;
+use crate::ostree::{OstreeSink, OstreeSource};
 use crate::progress::{Observed, Progress};
 use crate::registry::{RegistryOptions, RegistrySink, RegistrySource};
 use crate::transport::{ImageRef, StorageImage, StoreSpec};
@@ -71,16 +71,6 @@ fn storage(spec: &Option<StoreSpec>, options: &EndpointOptions, write: bool) -> 
     }
 }
 
-fn not_yet(r: &ImageRef, direction: &str) -> Error {
-    Error::Unsupported {
-        transport: r.to_string(),
-        reason: format!(
-            "the {} transport cannot be used as a {direction} yet",
-            r.transport_name()
-        ),
-    }
-}
-
 /// Open `r` for reading.
 pub fn open_source(r: &ImageRef, options: &EndpointOptions) -> Result<Box<dyn ImageSource>> {
     match r {
@@ -96,7 +86,19 @@ pub fn open_source(r: &ImageRef, options: &EndpointOptions) -> Result<Box<dyn Im
             storage(store, options, false)?,
             image,
         )?)),
-        _ => Err(not_yet(r, "source")),
+        ImageRef::Ostree {
+            repo,
+            image: Some(image),
+        } => Ok(Box::new(OstreeSource::open(
+            repo.as_deref()
+                .unwrap_or(Path::new(crate::transport::DEFAULT_OSTREE_REPO)),
+            image,
+            ImportOptions::default(),
+        )?)),
+        ImageRef::Ostree { image: None, .. } => Err(Error::InvalidTransport {
+            input: r.to_string(),
+            reason: "name the image to read from the repository: ostree:[REPO]IMAGE (stowage image list --type host lists them)".into(),
+        }),
     }
 }
 

@@ -10,7 +10,7 @@
 //!    extraction.
 
 use std::ffi::{OsStr, OsString};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
@@ -343,17 +343,33 @@ pub(super) fn parse_entry<R: Read>(
 pub fn read_entries<R: Read>(
     tar_stream: R,
     layer: &str,
+    f: impl FnMut(&EntryMeta, &mut dyn Read) -> Result<()>,
+) -> Result<()> {
+    walk(tar_stream, layer, None::<&mut TarSplitWriter<io::Sink>>, f)
+}
+
+/// [`read_entries`], recording the tar's tar-split in `split` in the same pass (so the exact
+/// tar can be rebuilt later from the split and the file bodies).
+pub fn read_entries_recording<R: Read, W: Write>(
+    tar_stream: R,
+    layer: &str,
+    split: &mut TarSplitWriter<W>,
+    f: impl FnMut(&EntryMeta, &mut dyn Read) -> Result<()>,
+) -> Result<()> {
+    walk(tar_stream, layer, Some(split), f)
+}
+
+fn walk<R: Read, W: Write>(
+    tar_stream: R,
+    layer: &str,
+    split: Option<&mut TarSplitWriter<W>>,
     mut f: impl FnMut(&EntryMeta, &mut dyn Read) -> Result<()>,
 ) -> Result<()> {
-    let no_split: Option<&mut TarSplitWriter<io::Sink>> = None;
-    tar_split::split_entries(
-        tar_stream,
-        layer,
-        no_split,
-        |entry, body| match parse_entry(entry, body, layer)? {
+    tar_split::split_entries(tar_stream, layer, split, |entry, body| {
+        match parse_entry(entry, body, layer)? {
             Some((meta, _)) => f(&meta, entry),
             None => Ok(()),
-        },
-    )?;
+        }
+    })?;
     Ok(())
 }

@@ -19,17 +19,23 @@
 //!    own owner, mode and xattrs; missing parents get ostree's default (`0:0`, `0755`), as
 //!    `--tar-autocreate-parents` makes them. A hard link is the same content object at a
 //!    second path; its target must come earlier in the same layer.
-//! 6. The caller commits the tree ([`Transaction::write_commit`]) and points the layer's
-//!    blob ref at it.
+//! 6. In the same pass the layer's tar-split is recorded, and it, with the bodies of the
+//!    files step 3 dropped, goes into a second tree, [`LayerImport::export_data`]: what
+//!    rebuilds the layer tar bit for bit ([`super::source`]). ostree-rs-ext regenerates
+//!    layers on export and changes their digests; this keeps them.
+//! 7. The caller commits both trees ([`Transaction::write_commit`]) and points the layer's
+//!    blob ref at the layer commit.
 
 use std::collections::BTreeMap;
+use std::io::{Seek, SeekFrom};
 use std::path::Path;
 
 use super::mtree::MutableTree;
 use super::object::{mode, Checksum, DirMeta, FileMeta, Xattrs};
 use super::txn::Transaction;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::layer_tar::{self, EntryKind, EntryMeta};
+use crate::tar_split::TarSplitWriter;
 
 /// Toplevel directories whose content ostree-rs-ext drops (the directory itself stays).
 pub const EXCLUDED_TOPLEVELS: [&str; 5] = ["run", "tmp", "proc", "sys", "dev"];
@@ -52,11 +58,19 @@ pub struct ImportOptions {
     pub var: VarHandling,
 }
 
+/// The tar-split's name in an export-data tree.
+pub const TAR_SPLIT_FILE: &str = "tar-split.gz";
+/// Where the bodies of filtered files go in an export-data tree.
+pub const FILTERED_DIR: &str = "filtered";
+
 /// What [`import_layer`] built.
 #[derive(Debug)]
 pub struct LayerImport {
     /// The layer's tree, ready to commit.
     pub tree: MutableTree,
+    /// The export data: [`TAR_SPLIT_FILE`] and, under [`FILTERED_DIR`], the bodies of the
+    /// regular files that were filtered out of `tree`, by their tar path.
+    pub export_data: MutableTree,
     /// Entries dropped per toplevel (`run`, `tmp`, …), as ostree-rs-ext reports them.
     pub filtered: BTreeMap<String, u64>,
     /// Entries stored.
@@ -65,7 +79,7 @@ pub struct LayerImport {
 
 /// The ostree path of a layer path (step 2 of the module doc), or `None` when it is filtered
 /// out (step 3); `toplevel` is set to the toplevel it was filtered under.
-fn map_path(path: &Path, opts: &ImportOptions) -> Result<MappedPath> {
+pub(super) fn map_path(path: &Path, opts: &ImportOptions) -> Result<MappedPath> {
     let s = path.to_str().ok_or_else(|| Error::BadTarEntry {
         layer: String::new(),
         entry: path.display().to_string(),
@@ -98,9 +112,13 @@ fn map_path(path: &Path, opts: &ImportOptions) -> Result<MappedPath> {
     Ok(MappedPath::Kept(mapped))
 }
 
-enum MappedPath {
+/// Where a tar path goes in the layer commit.
+pub(super) enum MappedPath {
+    /// The root directory.
     Root,
+    /// This path of the tree.
     Kept(String),
+    /// Dropped, under this toplevel.
     Filtered(String),
 }
 
@@ -130,11 +148,15 @@ pub fn import_layer(
 ) -> Result<LayerImport> {
     let default_meta = txn.default_dirmeta()?;
     let mut tree = MutableTree::new(default_meta);
+    let mut export_data = MutableTree::new(default_meta);
     let mut filtered: BTreeMap<String, u64> = BTreeMap::new();
     let mut entries = 0u64;
     // Content checksums by ostree path, for hard links.
     let mut files: BTreeMap<String, Checksum> = BTreeMap::new();
-    layer_tar::read_entries(tar, layer, |meta, body| {
+    let tmp = txn.repo().path().join("tmp");
+    let split_file = tempfile::tempfile_in(&tmp).at("creating a temporary file in", &tmp)?;
+    let mut split = TarSplitWriter::new(std::io::BufWriter::new(split_file));
+    layer_tar::read_entries_recording(tar, layer, &mut split, |meta, body| {
         let bad = |reason: String| Error::BadTarEntry {
             layer: layer.to_string(),
             entry: meta.path.display().to_string(),
@@ -150,6 +172,11 @@ pub fn import_layer(
         })? {
             MappedPath::Filtered(top) => {
                 *filtered.entry(top).or_default() += 1;
+                if meta.kind == EntryKind::Regular && meta.size > 0 {
+                    let keep = format!("{FILTERED_DIR}/{}", meta.path.display());
+                    let fm = FileMeta::regular(0, 0, 0o644, Xattrs::new());
+                    txn.add_file(&mut export_data, &keep, &fm, meta.size, body)?;
+                }
                 return Ok(());
             }
             MappedPath::Root => None,
@@ -221,8 +248,21 @@ pub fn import_layer(
         }
         Ok(())
     })?;
+    let mut split_file = split
+        .finish()?
+        .into_inner()
+        .map_err(|e| Error::from_io(format!("writing the tar-split of {layer}"), e.into_error()))?;
+    let size = split_file
+        .seek(SeekFrom::End(0))
+        .ctx(|| format!("writing the tar-split of {layer}"))?;
+    split_file
+        .seek(SeekFrom::Start(0))
+        .ctx(|| format!("reading the tar-split of {layer}"))?;
+    let fm = FileMeta::regular(0, 0, 0o644, Xattrs::new());
+    txn.add_file(&mut export_data, TAR_SPLIT_FILE, &fm, size, split_file)?;
     Ok(LayerImport {
         tree,
+        export_data,
         filtered,
         entries,
     })

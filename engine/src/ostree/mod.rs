@@ -13,7 +13,8 @@
 //! 9. the ostree-rs-ext container store as a copy destination: [`import`] (a layer tar → a
 //!    layer commit, with ostree-rs-ext's path rules), [`merge`] (layer commits → the image's
 //!    root, whiteouts applied), [`canon_json`] (the manifest and config as stored in commit
-//!    metadata) and [`sink`] ([`OstreeSink`], `ostree:[REPO]IMGREF`).
+//!    metadata) and [`sink`] ([`OstreeSink`], `ostree:[REPO]IMGREF`);
+//! 10. and as a copy source, exported bit for bit: [`source`] ([`OstreeSource`]).
 
 pub mod canon_json;
 pub mod checkout;
@@ -29,6 +30,7 @@ pub mod object;
 pub mod refescape;
 pub mod repo;
 pub mod sink;
+pub mod source;
 pub mod txn;
 
 pub use checkout::{CheckoutMode, FsckReport, WalkEntry};
@@ -37,4 +39,5 @@ pub use mtree::{CommitFilter, CommitSpec, MutableTree};
 pub use object::{Checksum, Commit, DirMeta, DirTree, FileMeta, ObjectType, Xattrs};
 pub use repo::{Content, Repo};
 pub use sink::OstreeSink;
+pub use source::OstreeSource;
 pub use txn::{Transaction, TxnStats};

@@ -16,10 +16,15 @@
 //! 3. IMGREF is `docker://` + the destination's image reference, or, for `ostree:[REPO]` with
 //!    no image, the source's own name, as ostree-rs-ext records the image it pulled.
 //!
+//! 4. For a bit-exact export ([`super::source`]) each layer also gets an export-data commit
+//!    (its tar-split and the bodies of filtered files) under `stowage/layer-data/<escaped
+//!    digest>`, and the merge commit keeps the manifest and config bytes as served
+//!    (`stowage.manifest`, `stowage.image-config`, `ay`).
+//!
 //! A copy killed at any point leaves only complete objects and refs to complete commits
 //! ([`super::txn`]): blob refs of the layers that finished, no image ref; running it again
-//! reuses those layers. Not yet: ostree-encapsulated images (`ostree.final-diffid`), SELinux
-//! relabeling from the merged tree's policy, and the data for a bit-exact export.
+//! reuses those layers. Not yet: ostree-encapsulated images (`ostree.final-diffid`) and
+//! SELinux relabeling from the merged tree's policy.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -46,6 +51,21 @@ pub const IMPORTER_VERSION: &str = concat!("stowage ", env!("CARGO_PKG_VERSION")
 pub fn blob_ref(digest: &Digest) -> Result<String> {
     refescape::prefix_escape(container::LAYER_PREFIX, digest.as_ref())
 }
+
+/// Ref prefix of stowage's per-layer export data (tar-split and filtered file bodies), which
+/// rebuilds a layer bit for bit. ostree and ostree-rs-ext ignore refs outside their prefixes.
+pub const LAYER_DATA_PREFIX: &str = "stowage/layer-data";
+
+/// The ref of a layer's export data: `stowage/layer-data/<escaped digest>`.
+pub fn layer_data_ref(digest: &Digest) -> Result<String> {
+    refescape::prefix_escape(LAYER_DATA_PREFIX, digest.as_ref())
+}
+
+/// Merge-commit metadata key holding the manifest exactly as the source served it (the
+/// ostree-rs-ext keys hold canonical JSON, whose digest differs).
+pub const META_MANIFEST_BYTES: &str = "stowage.manifest";
+/// Merge-commit metadata key holding the config exactly as the source served it.
+pub const META_CONFIG_BYTES: &str = "stowage.image-config";
 
 /// The ref of an image: `ostree/container/image/<escaped imgref>`.
 pub fn image_ref(imgref: &str) -> Result<String> {
@@ -110,11 +130,17 @@ impl ImageSink for OstreeSink {
             .iter()
             .map(|l| blob_ref(l.descriptor.digest()))
             .collect::<Result<Vec<_>>>()?;
+        let data_refs = plan
+            .layers
+            .iter()
+            .map(|l| layer_data_ref(l.descriptor.digest()))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Box::new(OstreeWriter {
             sink: self,
             plan: plan.clone(),
             image_ref,
             blob_refs,
+            data_refs,
             commits: Mutex::new(vec![None; plan.layers.len()]),
         }))
     }
@@ -125,6 +151,7 @@ struct OstreeWriter<'s> {
     plan: ImagePlan,
     image_ref: String,
     blob_refs: Vec<String>,
+    data_refs: Vec<String>,
     commits: Mutex<Vec<Option<Checksum>>>,
 }
 
@@ -134,8 +161,15 @@ impl ImageWriter for OstreeWriter<'_> {
         let Some(commit) = repo.read_ref(&self.blob_refs[index])? else {
             return Ok(None);
         };
-        if !repo.has_object(&commit, ObjectType::Commit)? {
+        // A layer imported by another tool has no export data: import it again, so the image
+        // can be exported bit for bit.
+        let Some(data) = repo.read_ref(&self.data_refs[index])? else {
             return Ok(None);
+        };
+        for c in [&commit, &data] {
+            if !repo.has_object(c, ObjectType::Commit)? {
+                return Ok(None);
+            }
         }
         self.commits.lock().unwrap()[index] = Some(commit);
         Ok(Some(StoredLayer {
@@ -159,7 +193,22 @@ impl ImageWriter for OstreeWriter<'_> {
             ..CommitSpec::default()
         };
         let commit = txn.write_commit(&decoded.value.tree, &spec)?;
+        let data_spec = CommitSpec {
+            metadata: vec![
+                (
+                    "stowage.diff-id".to_string(),
+                    Value::str(self.plan.layers[index].diff_id.to_string()),
+                ),
+                (
+                    "stowage.layer-commit".to_string(),
+                    Value::str(commit.to_hex()),
+                ),
+            ],
+            ..CommitSpec::default()
+        };
+        let data = txn.write_commit(&decoded.value.export_data, &data_spec)?;
         txn.set_ref(&self.blob_refs[index], Some(commit))?;
+        txn.set_ref(&self.data_refs[index], Some(data))?;
         txn.commit()?;
         self.commits.lock().unwrap()[index] = Some(commit);
         Ok(StoredLayer {
@@ -210,6 +259,14 @@ impl ImageWriter for OstreeWriter<'_> {
                 (
                     "ostree.manifest-digest".to_string(),
                     Value::str(image.manifest.digest.to_string()),
+                ),
+                (
+                    META_CONFIG_BYTES.to_string(),
+                    Value::Bytes(image.config.bytes.clone()),
+                ),
+                (
+                    META_MANIFEST_BYTES.to_string(),
+                    Value::Bytes(image.manifest.bytes.clone()),
                 ),
             ],
             timestamp,

@@ -1,0 +1,211 @@
+//! An image of an ostree repository's container store as a copy source:
+//! `ostree:[REPO]IMGREF`, exported bit for bit.
+//!
+//! 1. The image ref `ostree/container/image/<escaped docker://IMGREF>` names the merge
+//!    commit; its metadata gives the manifest and config exactly as they were imported
+//!    (`stowage.manifest`, `stowage.image-config`). Their digests are checked against
+//!    `ostree.manifest-digest` and the manifest's config descriptor.
+//! 2. Each layer is found by its blob ref; its export data (`stowage/layer-data/…`: the
+//!    tar-split and the bodies of files the import filtered out) rebuilds the uncompressed
+//!    layer tar byte for byte, with file bodies read from the layer commit's content objects
+//!    (each checked against the tar-split's CRC-64). The stream is a
+//!    [`LayerStream::Diff`]: the pipeline verifies it against the diffID, and a sink that
+//!    keeps compressed blobs compresses it (as from containers-storage).
+//! 3. An image imported by another tool (ostree-rs-ext) has no such data; it is refused with
+//!    an error that says so. Regenerating its layers from the trees (what ostree-rs-ext's
+//!    export does, with new digests) is not implemented yet.
+
+use std::collections::HashMap;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::Descriptor;
+
+use super::checkout::WalkEntry;
+use super::import::{map_path, ImportOptions, MappedPath, FILTERED_DIR, TAR_SPLIT_FILE};
+use super::object::Checksum;
+use super::repo::Repo;
+use super::sink::{blob_ref, image_ref, layer_data_ref, META_CONFIG_BYTES, META_MANIFEST_BYTES};
+use crate::compression::BoxRead;
+use crate::copy::{ImageSource, LayerStream};
+use crate::digest::{sha256_of, Digest};
+use crate::error::{Error, Result};
+use crate::layer_tar::normalize_path;
+use crate::manifest::RawManifest;
+use crate::reference::Reference;
+use crate::tar_split::Assembler;
+use crate::transport::ImageRef;
+
+/// An image in an ostree repository, as a copy source.
+pub struct OstreeSource {
+    repo: Repo,
+    name: String,
+    manifest: Vec<u8>,
+    config: Vec<u8>,
+    options: ImportOptions,
+}
+
+impl OstreeSource {
+    /// Open `image` of the repository at `path`.
+    pub fn open(path: &Path, image: &Reference, options: ImportOptions) -> Result<Self> {
+        let repo = Repo::open(path)?;
+        let name = ImageRef::Ostree {
+            repo: Some(PathBuf::from(path)),
+            image: Some(image.clone()),
+        }
+        .to_string();
+        let imgref = format!("docker://{image}");
+        let r = image_ref(&imgref)?;
+        let commit = repo.read_ref(&r)?.ok_or_else(|| Error::NotFound {
+            what: format!("image {imgref} in {}", path.display()),
+            hint: format!(
+                "list the repository's images with `stowage image --ostree-repo {} list --type host`",
+                path.display()
+            ),
+        })?;
+        let c = repo.read_commit(&commit)?;
+        let bytes = |key: &str| -> Result<Vec<u8>> {
+            c.meta(key)
+                .and_then(|v| v.as_bytes())
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| Error::Unsupported {
+                    transport: name.clone(),
+                    reason: format!(
+                        "the image was imported without stowage's export data (no {key} in \
+                         commit {commit}), as ostree-rs-ext imports images; exporting it would \
+                         mean regenerating its layers, which stowage does not do yet — pull the \
+                         image again with `stowage copy … {name}`"
+                    ),
+                })
+        };
+        let manifest = bytes(META_MANIFEST_BYTES)?;
+        let config = bytes(META_CONFIG_BYTES)?;
+        if let Some(d) = c.meta_str("ostree.manifest-digest") {
+            let actual = sha256_of(&manifest);
+            if actual.to_string() != d {
+                return Err(Error::Malformed {
+                    what: format!("commit {commit} of {name}"),
+                    reason: format!(
+                        "its manifest hashes to {actual}, but ostree.manifest-digest says {d}"
+                    ),
+                });
+            }
+        }
+        Ok(OstreeSource {
+            repo,
+            name,
+            manifest,
+            config,
+            options,
+        })
+    }
+
+    /// The layer commit and the export-data commit of the layer `digest`.
+    fn layer_commits(&self, digest: &Digest) -> Result<(Checksum, Checksum)> {
+        let missing = |what: &str| Error::NotFound {
+            what: format!("{what} of layer {digest} of {}", self.name),
+            hint: "the repository lost the layer's refs; import the image again".into(),
+        };
+        let layer = self
+            .repo
+            .read_ref(&blob_ref(digest)?)?
+            .ok_or_else(|| missing("the blob ref"))?;
+        let data = self
+            .repo
+            .read_ref(&layer_data_ref(digest)?)?
+            .ok_or_else(|| missing("the export data"))?;
+        let meta = self.repo.read_commit(&data)?;
+        if meta.meta_str("stowage.layer-commit") != Some(layer.to_hex().as_str()) {
+            return Err(Error::Malformed {
+                what: format!("export data {data} of layer {digest} of {}", self.name),
+                reason: format!(
+                    "it belongs to layer commit {:?}, but the blob ref points at {layer}",
+                    meta.meta_str("stowage.layer-commit")
+                ),
+            });
+        }
+        Ok((layer, data))
+    }
+
+    fn files_of(&self, commit: &Checksum) -> Result<HashMap<String, Checksum>> {
+        let mut files = HashMap::new();
+        self.repo.walk(commit, &mut |e| {
+            if let WalkEntry::File { path, checksum } = e {
+                files.insert(path.clone(), *checksum);
+            }
+            Ok(())
+        })?;
+        Ok(files)
+    }
+}
+
+impl ImageSource for OstreeSource {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn manifest(&self) -> Result<RawManifest> {
+        RawManifest::parse(self.manifest.clone(), None, &self.name)
+    }
+
+    fn child_manifest(&self, descriptor: &Descriptor) -> Result<RawManifest> {
+        Err(Error::NotFound {
+            what: format!("manifest {} in {}", descriptor.digest(), self.name),
+            hint: "an ostree repository keeps one platform's manifest per image".into(),
+        })
+    }
+
+    fn open_blob(&self, descriptor: &Descriptor) -> Result<BoxRead<'_>> {
+        if descriptor.digest() == &sha256_of(&self.config) {
+            return Ok(Box::new(std::io::Cursor::new(self.config.clone())));
+        }
+        Err(Error::NotFound {
+            what: format!("blob {} of {}", descriptor.digest(), self.name),
+            hint: "only the config is kept as a blob".into(),
+        })
+    }
+
+    fn open_layer(
+        &self,
+        index: usize,
+        descriptor: &Descriptor,
+        _diff_id: &Digest,
+    ) -> Result<LayerStream<'_>> {
+        let (layer, data) = self.layer_commits(descriptor.digest())?;
+        let files = self.files_of(&layer)?;
+        let extra = self.files_of(&data)?;
+        let split = extra.get(TAR_SPLIT_FILE).ok_or_else(|| Error::NotFound {
+            what: format!("{TAR_SPLIT_FILE} in export data {data} of {}", self.name),
+            hint: "import the image again".into(),
+        })?;
+        let split = self.repo.open_content(split)?;
+        let label = format!(
+            "layer {} ({}) of {}",
+            index + 1,
+            descriptor.digest(),
+            self.name
+        );
+        let repo = &self.repo;
+        let options = self.options.clone();
+        let getter = move |name: &[u8], _size: u64| -> Result<Box<dyn Read + Send>> {
+            let path = normalize_path(name)?;
+            let checksum = match map_path(&path, &options)? {
+                MappedPath::Kept(p) => files.get(&p),
+                MappedPath::Filtered(_) => extra.get(&format!("{FILTERED_DIR}/{}", path.display())),
+                MappedPath::Root => None,
+            };
+            let checksum = checksum.ok_or_else(|| Error::NotFound {
+                what: format!("file {} of {label}", path.display()),
+                hint: "the layer commit is missing a file of its tar-split; import the image again"
+                    .into(),
+            })?;
+            let content = repo.open_content(checksum)?;
+            Ok(Box::new(BufReader::with_capacity(
+                128 * 1024,
+                content.reader,
+            )))
+        };
+        let assembler = Assembler::new(BufReader::new(split.reader), getter);
+        Ok(LayerStream::Diff(Box::new(assembler)))
+    }
+}
