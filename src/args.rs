@@ -128,6 +128,7 @@ impl SystemOpts {
         s.host_storage_runroot = self.host_runroot.clone();
         s.ostree_repo = self.ostree_repo.clone();
         s.root = self.root.clone();
+        s.kernel_cmdline = self.kernel_cmdline.clone();
         s
     }
 }

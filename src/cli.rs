@@ -99,6 +99,14 @@ pub struct SystemOpts {
     /// The deployment root whose bound images are listed.
     #[arg(long, global = true, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
+    /// The kernel command line whose `ostree=` names the booted deployment.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        default_value = "/proc/cmdline"
+    )]
+    pub kernel_cmdline: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -136,8 +144,8 @@ pub enum ImageCommand {
     },
     /// Copy an image into the host's containers-storage (default target localhost/bootc).
     CopyToStorage {
-        /// The image to copy, in transport syntax. The booted image is the default in bootc;
-        /// stowage cannot export it from ostree yet, so give the source.
+        /// The image to copy, in transport syntax [default: the booted deployment's image,
+        /// exported from the ostree repository].
         #[arg(long)]
         source: Option<String>,
         /// Target name or transport string.

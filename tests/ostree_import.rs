@@ -524,3 +524,70 @@ fn exports_the_original_image() {
         );
     }
 }
+
+#[test]
+fn copy_to_storage_exports_the_booted_image() {
+    if !oracle("ostree", "copy_to_storage_exports_the_booted_image")
+        || !oracle("podman", "copy_to_storage_exports_the_booted_image")
+    {
+        return;
+    }
+    let tmp = tempdir();
+    let sysroot = tmp.path().join("sysroot");
+    let repo = sysroot.join("ostree/repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    init(&repo, "bare-user");
+    let info = fixture("basic");
+    run(stowage().args([
+        "copy",
+        &info.oci_ref(),
+        &format!("ostree:[{}]quay.io/example/os:1", repo.display()),
+    ]));
+    // A booted deployment as ostree lays it out, deployed from that image.
+    let deploy = sysroot.join("ostree/deploy/example/deploy");
+    std::fs::create_dir_all(deploy.join("0123abcd.0")).unwrap();
+    std::fs::write(
+        deploy.join("0123abcd.0.origin"),
+        "[origin]\ncontainer-image-reference=ostree-unverified-registry:quay.io/example/os:1\n",
+    )
+    .unwrap();
+    let boot = sysroot.join("ostree/boot.1/example/bootcsum");
+    std::fs::create_dir_all(&boot).unwrap();
+    std::os::unix::fs::symlink("../../../deploy/example/deploy/0123abcd.0", boot.join("0"))
+        .unwrap();
+    let cmdline = tmp.path().join("cmdline");
+    std::fs::write(
+        &cmdline,
+        "BOOT_IMAGE=(hd0,gpt3)/boot/vmlinuz rw ostree=/ostree/boot.1/example/bootcsum/0 quiet\n",
+    )
+    .unwrap();
+    let store = common::PodmanStore::new();
+    let image_args = |cmdline: &Path| {
+        vec![
+            "image".to_string(),
+            "--sysroot".into(),
+            sysroot.display().to_string(),
+            "--kernel-cmdline".into(),
+            cmdline.display().to_string(),
+            "--host-storage".into(),
+            store.root.display().to_string(),
+            "--host-runroot".into(),
+            store.runroot.display().to_string(),
+            "copy-to-storage".into(),
+        ]
+    };
+    run(stowage().args(image_args(&cmdline)));
+    let inspect = store.image_inspect("localhost/bootc");
+    assert_eq!(inspect["Digest"], info.manifest_digest.to_string());
+    let layers: Vec<String> = info.diff_ids().iter().map(|d| d.to_string()).collect();
+    assert_eq!(inspect["RootFS"]["Layers"], serde_json::json!(layers));
+    // Not booted from ostree: a clear error that says to name the source.
+    let plain = tmp.path().join("plain-cmdline");
+    std::fs::write(&plain, "BOOT_IMAGE=/vmlinuz root=/dev/vda1 quiet\n").unwrap();
+    let out = run_failing(stowage().args(image_args(&plain)));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("booted deployment") && err.contains("--source"),
+        "{err}"
+    );
+}

@@ -9,13 +9,16 @@
 //! 4. [`pull`]: `image cmd pull`: each image's candidates (a short name gives one per
 //!    unqualified-search registry, as podman resolves it) and its name in bootc's store, all
 //!    images pulled at once.
-//! 5. [`transfer`]: `image copy-to-storage`, `image pull-from-default-storage` (a zero-copy
+//! 5. [`booted`]: the booted deployment (`ostree=` on the kernel command line) and the image
+//!    its `.origin` names, the default source of `image copy-to-storage`.
+//! 6. [`transfer`]: `image copy-to-storage`, `image pull-from-default-storage` (a zero-copy
 //!    clone between stores, falling back to the pipeline when the stores' whiteout forms
 //!    differ) and `image cmd push`.
 //!
 //! Registry credentials: bootc reads `/etc/ostree/auth.json` ([`AUTHFILE`]) instead of the
 //! user's; [`registry_options`] applies that default.
 
+pub mod booted;
 pub mod bound;
 pub mod list;
 pub mod pull;
@@ -65,6 +68,8 @@ pub struct System {
     pub ostree_repo: Option<PathBuf>,
     /// The deployment root whose bound images count.
     pub root: PathBuf,
+    /// The kernel command line to find the booted deployment in (`/proc/cmdline`).
+    pub kernel_cmdline: PathBuf,
 }
 
 impl Default for System {
@@ -77,6 +82,7 @@ impl Default for System {
             host_storage_runroot: PathBuf::from(HOST_RUNROOT),
             ostree_repo: None,
             root: PathBuf::from("/"),
+            kernel_cmdline: PathBuf::from("/proc/cmdline"),
         }
     }
 }
@@ -132,6 +138,15 @@ impl System {
             storage_runroot: self.host_storage_runroot.clone(),
             ..Default::default()
         }
+    }
+
+    /// The booted deployment and its image; `None` when the kernel command line names no
+    /// ostree deployment (or cannot be read: not a booted system).
+    pub fn booted_image(&self) -> Result<Option<booted::BootedImage>> {
+        let Ok(cmdline) = std::fs::read_to_string(&self.kernel_cmdline) else {
+            return Ok(None);
+        };
+        booted::booted_image(&self.sysroot, &cmdline)
     }
 
     /// `bootc image list`: the images of the requested kinds.

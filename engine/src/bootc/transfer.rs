@@ -1,8 +1,9 @@
 //! Moving images between a bootc system's stores: `image copy-to-storage`,
 //! `image pull-from-default-storage` and `image cmd push`.
 //!
-//! 1. [`copy_to_storage`]: an image (today one named with `--source`) into the host's default
-//!    containers-storage, named `localhost/bootc` unless told otherwise.
+//! 1. [`copy_to_storage`]: an image into the host's default containers-storage, named
+//!    `localhost/bootc` unless told otherwise; by default the booted deployment's image,
+//!    exported from the ostree repository ([`super::booted`]).
 //! 2. [`pull_from_default_storage`]: an image of the host's store into bootc's, keeping its ID,
 //!    digests and names. Layer trees are cloned ([`clone::clone_image`]: reflink, else hard
 //!    link, else copy); when the two stores keep whiteouts in different forms the image goes
@@ -47,14 +48,22 @@ pub fn copy_to_storage(
     copy: &CopyOptions,
     progress: Option<&Arc<dyn Progress>>,
 ) -> Result<Transfer> {
-    let Some(source) = source else {
-        return Err(Error::Unsupported {
-            transport: "ostree:".into(),
-            reason: "copying the booted image needs stowage's ostree export, which is not implemented yet; \
-                     name the image with --source (e.g. --source oci:/path:tag or --source docker://quay.io/org/image:tag)".into(),
-        });
+    let source = match source {
+        Some(s) => ImageRef::parse(s)?,
+        None => {
+            let booted = system.booted_image()?.ok_or_else(|| Error::NotFound {
+                what: format!(
+                    "a booted deployment (no ostree= on the kernel command line {})",
+                    system.kernel_cmdline.display()
+                ),
+                hint: "this is not a booted bootc system; name the image to copy with --source (e.g. --source docker://quay.io/org/image:tag or --source ostree:[REPO]IMAGE)".into(),
+            })?;
+            ImageRef::Ostree {
+                repo: Some(system.ostree_repo()),
+                image: Some(booted.image),
+            }
+        }
     };
-    let source = ImageRef::parse(source)?;
     let destination = ImageRef::parse_with_default(
         target,
         &DefaultTransport::ContainersStorage(Some(system.host_storage_spec())),
