@@ -52,6 +52,18 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Images of a bootc system: list, copy to and from its stores, manage bootc's storage.
     Image(ImageArgs),
+    /// Delete an image from its store (skopeo delete): ostree:[REPO]IMAGE removes the image
+    /// ref, the layers only it used and the objects nothing references any more;
+    /// containers-storage:NAME removes the image and its unshared layers.
+    Delete(DeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The image, in transport syntax.
+    pub image: String,
+    #[command(flatten)]
+    pub storage: StorageOpts,
 }
 
 /// Where the bootc system's stores are.

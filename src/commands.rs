@@ -6,12 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use stowage_engine::copy::plan_image;
-use stowage_engine::endpoint::{copy_between, open_source};
+use stowage_engine::endpoint::{copy_between, delete as delete_image, open_source, Deleted};
 use stowage_engine::registry::RegistrySource;
 use stowage_engine::transport::ImageRef;
 
 use crate::args::{copy_options, endpoint_options, platform, registry_options};
-use crate::cli::{CopyArgs, GlobalOpts, InspectArgs};
+use crate::cli::{CopyArgs, DeleteArgs, GlobalOpts, InspectArgs};
 
 fn parse_ref(s: &str) -> Result<ImageRef> {
     Ok(ImageRef::parse(s)?)
@@ -92,5 +92,32 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
     let summary = stowage_engine::inspect::inspect(&plan, name, tags);
     serde_json::to_writer_pretty(&mut out, &summary)?;
     writeln!(out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stowage delete IMAGE`.
+pub fn delete(global: &GlobalOpts, args: DeleteArgs) -> Result<ExitCode> {
+    let r = parse_ref(&args.image)?;
+    let opts = endpoint_options(&args.storage, None);
+    let done = delete_image(&r, &opts).with_context(|| format!("deleting {r}"))?;
+    if !global.quiet {
+        match done {
+            Deleted::Ostree(d) => eprintln!(
+                "Deleted {r}: {} layer ref(s) no other image used, {} object(s) ({} bytes) pruned, {} kept",
+                d.layer_refs_removed.len(),
+                d.pruned.removed,
+                d.pruned.bytes_freed,
+                d.pruned.kept
+            ),
+            Deleted::Storage(d) => {
+                for n in d.untagged {
+                    eprintln!("Untagged: {n}");
+                }
+                for id in d.deleted {
+                    eprintln!("Deleted: {id}");
+                }
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

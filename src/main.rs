@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         cli::Command::Copy(args) => commands::copy(&cli.global, args),
         cli::Command::Inspect(args) => commands::inspect(args),
         cli::Command::Image(args) => image::run(&cli.global, args),
+        cli::Command::Delete(args) => commands::delete(&cli.global, args),
     };
     match result {
         Ok(code) => code,

@@ -161,3 +161,45 @@ pub fn copy_between(
         None => copy_image(source.as_ref(), sink.as_ref(), copy),
     }
 }
+
+/// What [`delete`] removed.
+#[derive(Debug, Clone)]
+pub enum Deleted {
+    /// An ostree container-store image: its ref, the layer refs only it used, and the objects
+    /// nothing references any more.
+    Ostree(crate::ostree::container::DeleteReport),
+    /// A containers-storage image (and the layers only it used).
+    Storage(crate::cstorage::catalog::RemoveReport),
+}
+
+/// `stowage delete IMAGE` (skopeo delete): remove `r` from its store.
+pub fn delete(r: &ImageRef, options: &EndpointOptions) -> Result<Deleted> {
+    match r {
+        ImageRef::Ostree {
+            repo,
+            image: Some(image),
+        } => {
+            let path = repo
+                .as_deref()
+                .unwrap_or(Path::new(crate::transport::DEFAULT_OSTREE_REPO));
+            let repo = crate::ostree::Repo::open(path)?;
+            Ok(Deleted::Ostree(crate::ostree::container::delete_image(
+                &repo, image,
+            )?))
+        }
+        ImageRef::ContainersStorage { store, image } => {
+            let store = storage(store, options, true)?;
+            let record = store.resolve(image)?;
+            Ok(Deleted::Storage(crate::cstorage::catalog::remove_image(
+                &store, &record.id, true,
+            )?))
+        }
+        other => Err(Error::Unsupported {
+            transport: other.to_string(),
+            reason: format!(
+                "deleting from the {} transport is not supported; stowage deletes from ostree: and containers-storage:",
+                other.transport_name()
+            ),
+        }),
+    }
+}

@@ -1,12 +1,20 @@
 //! The ostree-rs-ext container image store inside an ostree repository.
 
+use std::collections::HashSet;
+
+use super::prune::PruneStats;
+use super::sink::{blob_ref, image_ref, layer_data_ref, LAYER_DATA_PREFIX};
 use super::{refescape, Repo};
-use crate::error::Result;
+use crate::digest::parse_digest;
+use crate::error::{Error, Result};
+use crate::reference::Reference;
 
 /// Ref prefix of pulled images (the merge commits).
 pub const IMAGE_PREFIX: &str = "ostree/container/image";
 /// Ref prefix of layer blobs.
 pub const LAYER_PREFIX: &str = "ostree/container/blob";
+/// Ref prefix of base images other tools keep as GC roots.
+pub const BASE_IMAGE_PREFIX: &str = "ostree/container/baseimage";
 
 /// The images ostree-rs-ext has pulled into `repo`, as transport strings
 /// (`docker://quay.io/x/y:tag`, `oci:/path`, ...).
@@ -15,6 +23,80 @@ pub fn list_images(repo: &Repo) -> Result<Vec<String>> {
         .into_iter()
         .map(|(name, _)| refescape::unprefix_unescape(IMAGE_PREFIX, &name))
         .collect()
+}
+
+/// What [`delete_image`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteReport {
+    /// Layer refs (blob and export data) no remaining image needed, removed.
+    pub layer_refs_removed: Vec<String>,
+    /// What pruning the objects did.
+    pub pruned: PruneStats,
+}
+
+/// `ostree container image remove` + `prune-layers` + `ostree prune --refs-only`: remove the
+/// image `image`'s ref, then the layer refs no other image uses ([`gc_layers`]), then every
+/// object nothing references any more ([`Repo::prune`]).
+pub fn delete_image(repo: &Repo, image: &Reference) -> Result<DeleteReport> {
+    let imgref = format!("docker://{image}");
+    let r = image_ref(&imgref)?;
+    if repo.read_ref(&r)?.is_none() {
+        return Err(Error::NotFound {
+            what: format!("image {imgref} in {}", repo.path().display()),
+            hint: format!(
+                "list the repository's images with `stowage image --ostree-repo {} list --type host`",
+                repo.path().display()
+            ),
+        });
+    }
+    let mut txn = repo.begin()?;
+    txn.set_ref(&r, None)?;
+    txn.commit()?;
+    let layer_refs_removed = gc_layers(repo)?;
+    let pruned = repo.prune()?;
+    Ok(DeleteReport {
+        layer_refs_removed,
+        pruned,
+    })
+}
+
+/// Remove the layer refs (`ostree/container/blob/…` and stowage's `stowage/layer-data/…`)
+/// whose layer no image (nor `ostree/container/baseimage/…` root) lists in its manifest, as
+/// ostree-rs-ext's `gc_image_layers` does. Returns the refs removed.
+pub fn gc_layers(repo: &Repo) -> Result<Vec<String>> {
+    let mut wanted: HashSet<String> = HashSet::new();
+    for prefix in [IMAGE_PREFIX, BASE_IMAGE_PREFIX] {
+        for (name, hex) in repo.list_refs(prefix)? {
+            let commit = super::Checksum::from_hex(&hex)?;
+            let c = repo.read_commit(&commit)?;
+            let Some(manifest) = c.meta_str("ostree.manifest") else {
+                continue;
+            };
+            let m: serde_json::Value = serde_json::from_str(manifest).map_err(|e| Error::Json {
+                what: format!("ostree.manifest of {name}"),
+                source: e,
+            })?;
+            for l in m["layers"].as_array().into_iter().flatten() {
+                if let Some(d) = l["digest"].as_str() {
+                    let d = parse_digest(d)?;
+                    wanted.insert(blob_ref(&d)?);
+                    wanted.insert(layer_data_ref(&d)?);
+                }
+            }
+        }
+    }
+    let mut removed = Vec::new();
+    let mut txn = repo.begin()?;
+    for prefix in [LAYER_PREFIX, LAYER_DATA_PREFIX] {
+        for (name, _) in repo.list_refs(prefix)? {
+            if !wanted.contains(&name) {
+                txn.set_ref(&name, None)?;
+                removed.push(name);
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(removed)
 }
 
 #[cfg(test)]

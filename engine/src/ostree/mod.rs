@@ -14,7 +14,9 @@
 //!    layer commit, with ostree-rs-ext's path rules), [`merge`] (layer commits → the image's
 //!    root, whiteouts applied), [`canon_json`] (the manifest and config as stored in commit
 //!    metadata) and [`sink`] ([`OstreeSink`], `ostree:[REPO]IMGREF`);
-//! 10. and as a copy source, exported bit for bit: [`source`] ([`OstreeSource`]).
+//! 10. and as a copy source, exported bit for bit: [`source`] ([`OstreeSource`]);
+//! 11. removing images ([`container::delete_image`], [`container::gc_layers`]) and
+//!     unreachable objects ([`prune`]).
 
 pub mod canon_json;
 pub mod checkout;
@@ -27,6 +29,7 @@ pub mod lock;
 pub mod merge;
 pub mod mtree;
 pub mod object;
+pub mod prune;
 pub mod refescape;
 pub mod repo;
 pub mod sink;
