@@ -806,12 +806,77 @@ fn killed_writer_leaves_a_valid_repo() {
     ostree(&["fsck", &repo_arg]);
     repo.fsck_commit(&c).unwrap();
 
-    // A live transaction's staging directory is not touched by another writer.
+    // A live transaction's staging directory is not touched by another writer, and it holds
+    // `.lock` shared the way ostree does: an exclusive OFD lock (what `ostree prune` takes)
+    // is refused while it is open and granted after.
     let held = repo.begin().unwrap();
+    assert!(
+        !exclusive_lock_free(&rs.join(".lock")),
+        "stowage's transaction must hold .lock"
+    );
     let mine = staging_dirs(&rs);
     let other = repo.begin().unwrap();
     drop(other);
     assert_eq!(staging_dirs(&rs), mine);
     drop(held);
     assert!(staging_dirs(&rs).is_empty());
+    assert!(exclusive_lock_free(&rs.join(".lock")));
+}
+
+/// Whether an exclusive OFD lock on `path` could be taken now (probe with F_OFD_GETLK).
+fn exclusive_lock_free(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    // SAFETY: plain-data struct, zero is valid for every field.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: valid fd and a live, initialised `flock`.
+    let r = unsafe {
+        libc::fcntl(
+            f.as_raw_fd(),
+            libc::F_OFD_GETLK,
+            &mut fl as *mut libc::flock,
+        )
+    };
+    assert_eq!(r, 0, "F_OFD_GETLK: {}", std::io::Error::last_os_error());
+    fl.l_type == libc::F_UNLCK as libc::c_short
+}
+
+#[test]
+fn ostree_and_stowage_share_the_repo_lock() {
+    let test = "ostree_and_stowage_share_the_repo_lock";
+    if !oracle("ostree", test) {
+        return;
+    }
+    let tmp = tempdir();
+    let rs = tmp.path().join("repo");
+    let repo = Repo::init(&rs, RepoMode::Archive).unwrap();
+    // With a zero lock timeout ostree fails at once instead of waiting for the lock.
+    let mut config = std::fs::read_to_string(rs.join("config")).unwrap();
+    config.push_str("lock-timeout-secs=0\n");
+    std::fs::write(rs.join("config"), config).unwrap();
+    let repo_arg = format!("--repo={}", rs.display());
+    let tx = repo.begin().unwrap();
+    let out = run_failing(cmd("ostree", ["prune", &repo_arg, "--refs-only"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Locking repo exclusive failed"), "{err}");
+    // ostree's own writers take the lock shared, as stowage does: both can run at once.
+    let d = tmp.path().join("tree");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("f"), "f\n").unwrap();
+    ostree(&[
+        "commit",
+        &repo_arg,
+        &format!("--tree=dir={}", d.display()),
+        "--branch=o",
+        "--timestamp=@1",
+    ]);
+    tx.commit().unwrap();
+    ostree(&["prune", &repo_arg, "--refs-only"]);
+    ostree(&["fsck", &repo_arg]);
 }
