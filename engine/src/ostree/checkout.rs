@@ -6,7 +6,7 @@
 //!    a private mode, file contents copied from the objects (no hard links into the repository),
 //!    and each directory's real mode, owner and xattrs applied after its children. In
 //!    [`CheckoutMode::User`] (as `ostree checkout -U`) owners and xattrs are not applied and
-//!    setuid/setgid bits are dropped.
+//!    files lose their setuid/setgid bits (directories keep theirs).
 //! 3. [`Repo::fsck_commit`] re-hashes every object a commit reaches — metadata objects must
 //!    hash to their names and be in normal form, content must hash (header + data) to its
 //!    name — and reports how many were checked.
@@ -47,7 +47,8 @@ pub enum WalkEntry {
 pub enum CheckoutMode {
     /// Owners, modes and xattrs as stored (needs root for other owners).
     Bare,
-    /// As the current user: no chown, no xattrs, setuid/setgid dropped (`ostree checkout -U`).
+    /// As the current user: no chown, no xattrs, setuid/setgid dropped from files (not from
+    /// directories), as `ostree checkout -U` does.
     User,
 }
 
@@ -180,7 +181,8 @@ impl Repo {
                 fsutil::set_xattrs_fd(fd, &dm.xattrs, path)?;
                 dm.mode & 0o7777
             }
-            CheckoutMode::User => dm.mode & 0o1777,
+            // ostree -U keeps a directory's setgid (and other) bits.
+            CheckoutMode::User => dm.mode & 0o7777,
         };
         rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode(perms))
             .map_err(|e| Error::io_path("chmod", path, e.into()))
@@ -242,6 +244,7 @@ impl Repo {
                 fsutil::set_xattrs_fd(fd, &meta.xattrs, path)?;
                 meta.mode & 0o7777
             }
+            // ostree -U drops setuid and setgid from files.
             CheckoutMode::User => meta.mode & 0o1777,
         };
         rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode(perms))
