@@ -472,6 +472,7 @@ fn commit_metadata_and_parent_match_ostree() {
             .iter()
             .map(|(k, v)| format!("--add-metadata-string={k}={v}")),
     );
+    args.push("--add-detached-metadata-string=ostree-ext.cached.manifest-digest=sha256:abc".into());
     let second = ostree(&args.iter().map(String::as_str).collect::<Vec<_>>())
         .trim()
         .to_string();
@@ -525,6 +526,34 @@ fn commit_metadata_and_parent_match_ostree() {
     };
     let s = stowage_commit(&srepo, &d, &filter, &spec, "x/y");
     assert_eq!(s.to_hex(), second);
+    // Detached metadata (`.commitmeta`, named by the commit): read ostree's, write the same bytes.
+    let detached = repo
+        .read_commit_detached_metadata(&second_c)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        detached,
+        vec![(
+            "ostree-ext.cached.manifest-digest".to_string(),
+            Value::str("sha256:abc")
+        )]
+    );
+    assert_eq!(srepo.read_commit_detached_metadata(&s).unwrap(), None);
+    let mut tx = srepo.begin().unwrap();
+    tx.write_commit_detached_metadata(&s, &detached).unwrap();
+    tx.commit().unwrap();
+    let rel = srepo.object_path(&s, ObjectType::CommitMeta);
+    assert_eq!(
+        std::fs::read(rs.join(&rel)).unwrap(),
+        std::fs::read(ro.join(&rel)).unwrap()
+    );
+    let show = ostree(&[
+        "show",
+        &format!("--repo={}", rs.display()),
+        "--print-detached-metadata-key=ostree-ext.cached.manifest-digest",
+        "x/y",
+    ]);
+    assert_eq!(show.trim(), "'sha256:abc'");
     // The order ostree stored the keys in is the order of the command line.
     let keys: Vec<&str> = c.metadata.iter().map(|(k, _)| k.as_str()).collect();
     let want: Vec<Value> = meta_args.iter().map(|(_, v)| Value::str(*v)).collect();
@@ -675,6 +704,10 @@ fn kill_child_helper() {
     };
     let (what, path) = spec.split_once(' ').unwrap();
     let repo = Repo::open(Path::new(path)).unwrap();
+    if what == "NONROOT" {
+        println!("RESULT {}", bare_write_as_caller(&repo));
+        return;
+    }
     let meta = stowage_engine::ostree::FileMeta::regular(0, 0, 0o644, Default::default());
     let filter_spec = |n: u64| CommitSpec {
         timestamp: n,
@@ -890,4 +923,77 @@ fn ostree_and_stowage_share_the_repo_lock() {
     tx.commit().unwrap();
     ostree(&["prune", &repo_arg, "--refs-only"]);
     ostree(&["fsck", &repo_arg]);
+}
+
+/// In a bare repository, write a file owned by someone else (must fail, naming the fix) and
+/// one owned by the caller (must work); returns the first error's text.
+fn bare_write_as_caller(repo: &Repo) -> String {
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
+    let mut tx = repo.begin().unwrap();
+    let other = stowage_engine::ostree::FileMeta::regular(1234, 5678, 0o644, Default::default());
+    let err = tx
+        .write_content(&other, 2, &b"x\n"[..])
+        .unwrap_err()
+        .to_string();
+    let mine = stowage_engine::ostree::FileMeta::regular(uid, gid, 0o644, Default::default());
+    let dm = stowage_engine::ostree::DirMeta {
+        uid,
+        gid,
+        ..stowage_engine::ostree::DirMeta::default_dir()
+    };
+    let root = tx.write_dirmeta(&dm).unwrap();
+    let mut tree = MutableTree::new(root);
+    tx.add_file(&mut tree, "mine", &mine, 2, &b"y\n"[..])
+        .unwrap();
+    let c = tx.write_commit(&tree, &CommitSpec::default()).unwrap();
+    tx.set_ref("mine", Some(c)).unwrap();
+    tx.commit().unwrap();
+    err.replace('\n', " ")
+}
+
+#[test]
+fn bare_mode_without_root_is_a_clear_error() {
+    let test = "bare_mode_without_root_is_a_clear_error";
+    if !oracle("ostree", test) {
+        return;
+    }
+    let tmp = tempdir();
+    let rs = tmp.path().join("repo");
+    let repo = Repo::init(&rs, RepoMode::Bare).unwrap();
+    let err = if is_root() {
+        // Run the writer as `nobody` in a re-exec of this binary.
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        run(cmd("chmod", ["-R", "a+rwX", &rs.display().to_string()]));
+        let mut child = Command::new(std::env::current_exe().unwrap());
+        child
+            .args([
+                "kill_child_helper",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, format!("NONROOT {}", rs.display()));
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut child, || {
+                if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = String::from_utf8(run(child).stdout).unwrap();
+        out.lines()
+            .find_map(|l| l.split_once("RESULT ").map(|(_, r)| r.to_string()))
+            .unwrap_or_else(|| panic!("no RESULT line in {out}"))
+    } else {
+        bare_write_as_caller(&repo)
+    };
+    assert!(
+        err.contains("needs root") && err.contains("bare-user") && err.contains("1234:5678"),
+        "{err}"
+    );
+    assert!(repo.read_ref("mine").unwrap().is_some());
+    ostree(&["fsck", &format!("--repo={}", rs.display())]);
 }

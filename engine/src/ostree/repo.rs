@@ -226,6 +226,33 @@ impl Repo {
         Commit::parse(&b, &self.describe(checksum, ObjectType::Commit))
     }
 
+    /// The detached metadata of `commit` (its `.commitmeta` object), if it has any.
+    pub fn read_commit_detached_metadata(
+        &self,
+        commit: &Checksum,
+    ) -> Result<Option<Vec<(String, gvariant::Value)>>> {
+        if !self.has_object(commit, ObjectType::CommitMeta)? {
+            return Ok(None);
+        }
+        let what = self.describe(commit, ObjectType::CommitMeta);
+        let b = self.read_metadata_bytes(commit, ObjectType::CommitMeta)?;
+        let ty = ObjectType::CommitMeta.variant_type().expect("a{sv}");
+        let v = gvariant::parse(&ty, &b).map_err(|e| Error::Malformed {
+            what: what.clone(),
+            reason: format!("not an a{{sv}} GVariant: {e}"),
+        })?;
+        let entries = v.as_dict_sv().ok_or_else(|| Error::Malformed {
+            what,
+            reason: "not a{sv}".into(),
+        })?;
+        Ok(Some(
+            entries
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        ))
+    }
+
     /// Read and parse a dirtree.
     pub fn read_dirtree(&self, checksum: &Checksum) -> Result<DirTree> {
         let b = self.read_metadata_bytes(checksum, ObjectType::DirTree)?;
