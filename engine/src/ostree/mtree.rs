@@ -160,11 +160,6 @@ pub struct CommitSpec {
 }
 
 impl Transaction<'_> {
-    /// The checksum of the default dirmeta (`0:0`, `0755`), written if needed.
-    pub fn default_dirmeta(&mut self) -> Result<Checksum> {
-        self.write_dirmeta(&DirMeta::default_dir())
-    }
-
     /// Write a file's content from a stream and put it at `path` in `tree`.
     pub fn add_file(
         &mut self,

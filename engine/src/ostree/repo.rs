@@ -102,6 +102,7 @@ impl Repo {
         }
         fsutil::write_atomic(
             &dir,
+            None,
             "config",
             init_config(mode).as_bytes(),
             0o644,

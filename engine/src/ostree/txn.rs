@@ -53,6 +53,7 @@ pub struct Transaction<'r> {
     staged_dirs: HashSet<String>,
     refs: Vec<(String, Option<Checksum>)>,
     stats: TxnStats,
+    default_dirmeta: Option<Checksum>,
     finished: bool,
     _staging_lock: OfdLock,
     _repo_lock: OfdLock,
@@ -131,6 +132,7 @@ impl Repo {
             staged_dirs: HashSet::new(),
             refs: Vec::new(),
             stats: TxnStats::default(),
+            default_dirmeta: None,
             finished: false,
             _staging_lock: staging_lock,
             _repo_lock: repo_lock,
@@ -303,6 +305,17 @@ impl<'r> Transaction<'r> {
             return Err(e);
         }
         self.stage(&temp, *commit, ObjectType::CommitMeta)
+    }
+
+    /// The checksum of the default dirmeta (`0:0`, `0755`, what missing parents get),
+    /// written once per transaction.
+    pub fn default_dirmeta(&mut self) -> Result<Checksum> {
+        if let Some(c) = self.default_dirmeta {
+            return Ok(c);
+        }
+        let c = self.write_dirmeta(&DirMeta::default_dir())?;
+        self.default_dirmeta = Some(c);
+        Ok(c)
     }
 
     /// Write a dirmeta object.
@@ -592,6 +605,7 @@ impl<'r> Transaction<'r> {
                 }
                 fsutil::write_atomic(
                     &self.repo.dir,
+                    Some(&self.staging),
                     &rel,
                     format!("{c}\n").as_bytes(),
                     0o644,
