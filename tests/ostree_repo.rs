@@ -820,6 +820,7 @@ fn killed_writer_leaves_a_valid_repo() {
     }
     kill(&mut child);
     ostree(&["fsck", &repo_arg]);
+    assert_eq!(ostree(&["refs", &repo_arg]), "loop\n", "no half-written ref is left");
     let head = repo
         .read_ref("loop")
         .unwrap()
