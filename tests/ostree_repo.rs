@@ -806,6 +806,21 @@ fn killed_writer_leaves_a_valid_repo() {
     kill(&mut child);
     assert!(object_names(&rs).is_empty());
     ostree(&["fsck", &repo_arg]);
+    // ostree itself may pick up the dead writer's staging directory (it reuses unlocked ones
+    // of the same boot); what it finds there must not break its commit.
+    let od = tmp.path().join("ostree-tree");
+    std::fs::create_dir_all(od.join("d0")).unwrap();
+    std::fs::write(od.join("d0/f0"), "file 0 of round 0\n").unwrap();
+    let oc = ostree(&[
+        "commit",
+        &repo_arg,
+        &format!("--tree=dir={}", od.display()),
+        "--branch=by-ostree",
+        "--timestamp=@3",
+    ]);
+    ostree(&["fsck", &repo_arg]);
+    repo.fsck_commit(&Checksum::from_hex(oc.trim()).unwrap())
+        .unwrap();
 
     // Killed while committing in a loop, at whatever point it had reached.
     let mut child = spawn_child("LOOP", &rs);
@@ -820,7 +835,11 @@ fn killed_writer_leaves_a_valid_repo() {
     }
     kill(&mut child);
     ostree(&["fsck", &repo_arg]);
-    assert_eq!(ostree(&["refs", &repo_arg]), "loop\n", "no half-written ref is left");
+    assert_eq!(
+        ostree(&["refs", &repo_arg]),
+        "by-ostree\nloop\n",
+        "no half-written ref is left"
+    );
     let head = repo
         .read_ref("loop")
         .unwrap()
