@@ -476,6 +476,14 @@ mod tests {
             tx.commit().unwrap();
 
             assert_eq!(repo.read_ref("a/b").unwrap(), Some(c));
+            assert_eq!(repo.resolve("a/b").unwrap(), c);
+            assert_eq!(repo.resolve(&c.to_hex()).unwrap(), c);
+            let e = repo.resolve("a/missing").unwrap_err().to_string();
+            assert!(
+                e.contains("ref a/missing") && e.contains("not found"),
+                "{e}"
+            );
+            assert!(repo.resolve(&Checksum::of(b"none").to_hex()).is_err());
             let commit = repo.read_commit(&c).unwrap();
             assert_eq!(
                 (commit.meta_str("k"), commit.meta("n")),

@@ -406,6 +406,30 @@ impl Repo {
         }
     }
 
+    /// A commit named by a ref or by its 64-hex checksum (which must be stored).
+    pub fn resolve(&self, rev: &str) -> Result<Checksum> {
+        if rev.len() == 64
+            && rev
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
+            let c = Checksum::from_hex(rev)?;
+            if self.has_object(&c, ObjectType::Commit)? {
+                return Ok(c);
+            }
+            return Err(not_found(
+                format!("commit {rev} in {}", self.path.display()),
+                "check the checksum with `ostree log`",
+            ));
+        }
+        self.read_ref(rev)?.ok_or_else(|| {
+            not_found(
+                format!("ref {rev} in {}", self.path.display()),
+                "list the refs with `ostree refs`",
+            )
+        })
+    }
+
     /// Local refs under `prefix` (e.g. `ostree/container/image`), with their commit checksums,
     /// sorted by name. A missing prefix gives an empty list.
     pub fn list_refs(&self, prefix: &str) -> Result<Vec<(String, String)>> {
