@@ -969,7 +969,23 @@ fn bare_write_as_caller(repo: &Repo) -> String {
     let c = tx.write_commit(&tree, &CommitSpec::default()).unwrap();
     tx.set_ref("mine", Some(c)).unwrap();
     tx.commit().unwrap();
-    err.replace('\n', " ")
+    // Checking out someone else's files with owners fails the same clear way; user mode works.
+    let archive = Repo::open(&PathBuf::from(format!("{}-archive", repo.path().display()))).unwrap();
+    let mut tx = archive.begin().unwrap();
+    let root = tx.default_dirmeta().unwrap();
+    let mut tree = MutableTree::new(root);
+    tx.add_file(&mut tree, "theirs", &other, 2, &b"x\n"[..])
+        .unwrap();
+    let c = tx.write_commit(&tree, &CommitSpec::default()).unwrap();
+    tx.commit().unwrap();
+    let co_err = archive
+        .checkout(&c, &archive.path().join("co-bare"), CheckoutMode::Bare)
+        .unwrap_err()
+        .to_string();
+    archive
+        .checkout(&c, &archive.path().join("co-user"), CheckoutMode::User)
+        .unwrap();
+    format!("{} | {}", err.replace('\n', " "), co_err.replace('\n', " "))
 }
 
 #[test]
@@ -981,10 +997,20 @@ fn bare_mode_without_root_is_a_clear_error() {
     let tmp = tempdir();
     let rs = tmp.path().join("repo");
     let repo = Repo::init(&rs, RepoMode::Bare).unwrap();
+    let ra = PathBuf::from(format!("{}-archive", rs.display()));
+    Repo::init(&ra, RepoMode::Archive).unwrap();
     let err = if is_root() {
         // Run the writer as `nobody` in a re-exec of this binary.
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        run(cmd("chmod", ["-R", "a+rwX", &rs.display().to_string()]));
+        run(cmd(
+            "chmod",
+            [
+                "-R",
+                "a+rwX",
+                &rs.display().to_string(),
+                &ra.display().to_string(),
+            ],
+        ));
         let mut child = Command::new(std::env::current_exe().unwrap());
         child
             .args([
@@ -1010,9 +1036,16 @@ fn bare_mode_without_root_is_a_clear_error() {
     } else {
         bare_write_as_caller(&repo)
     };
+    let (write_err, checkout_err) = err.split_once(" | ").unwrap();
     assert!(
-        err.contains("needs root") && err.contains("bare-user") && err.contains("1234:5678"),
-        "{err}"
+        write_err.contains("needs root")
+            && write_err.contains("bare-user")
+            && write_err.contains("1234:5678"),
+        "{write_err}"
+    );
+    assert!(
+        checkout_err.contains("needs root") && checkout_err.contains("ostree checkout -U"),
+        "{checkout_err}"
     );
     assert!(repo.read_ref("mine").unwrap().is_some());
     ostree(&["fsck", &format!("--repo={}", rs.display())]);

@@ -177,7 +177,7 @@ impl Repo {
                     Some(rustix::fs::Uid::from_raw(dm.uid)),
                     Some(rustix::fs::Gid::from_raw(dm.gid)),
                 )
-                .map_err(|e| Error::io_path("chown", path, e.into()))?;
+                .map_err(|e| chown_error(e, path))?;
                 fsutil::set_xattrs_fd(fd, &dm.xattrs, path)?;
                 dm.mode & 0o7777
             }
@@ -209,7 +209,7 @@ impl Repo {
                     Some(rustix::fs::Gid::from_raw(meta.gid)),
                     rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
                 )
-                .map_err(|e| Error::io_path("chown", path, e.into()))?;
+                .map_err(|e| chown_error(e, path))?;
                 fsutil::set_xattrs_path(path, &meta.xattrs)?;
             }
             return Ok(());
@@ -240,7 +240,7 @@ impl Repo {
                     Some(rustix::fs::Uid::from_raw(meta.uid)),
                     Some(rustix::fs::Gid::from_raw(meta.gid)),
                 )
-                .map_err(|e| Error::io_path("chown", path, e.into()))?;
+                .map_err(|e| chown_error(e, path))?;
                 fsutil::set_xattrs_fd(fd, &meta.xattrs, path)?;
                 meta.mode & 0o7777
             }
@@ -359,5 +359,19 @@ impl<R: Read> Read for Counting<R> {
         let n = self.inner.read(buf)?;
         self.n += n as u64;
         Ok(n)
+    }
+}
+
+fn chown_error(e: rustix::io::Errno, path: &Path) -> Error {
+    if e == rustix::io::Errno::PERM {
+        Error::Unsupported {
+            transport: "ostree".into(),
+            reason: format!(
+                "checking out {} with its stored owner needs root (chown was refused); check out in user mode (as `ostree checkout -U`) instead",
+                path.display()
+            ),
+        }
+    } else {
+        Error::io_path("chown", path, e.into())
     }
 }
