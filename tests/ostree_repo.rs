@@ -1050,3 +1050,146 @@ fn bare_mode_without_root_is_a_clear_error() {
     assert!(repo.read_ref("mine").unwrap().is_some());
     ostree(&["fsck", &format!("--repo={}", rs.display())]);
 }
+
+#[test]
+fn gvariant_metadata_of_every_type_matches_ostree() {
+    let test = "gvariant_metadata_of_every_type_matches_ostree";
+    if !oracle("ostree", test) {
+        return;
+    }
+    use stowage_engine::ostree::gvariant::Type;
+    let tmp = tempdir();
+    let d = tmp.path().join("tree");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("f"), "f\n").unwrap();
+    // (key, GVariant text for `ostree commit --add-metadata`, the value stowage must read).
+    let s = |v: &str| Value::str(v);
+    let cases: [(&str, &str, Value); 23] = [
+        ("b", "true", Value::Bool(true)),
+        ("y", "byte 0xff", Value::Byte(0xff)),
+        ("n", "int16 -2", Value::Int16(-2)),
+        ("q", "uint16 9", Value::UInt16(9)),
+        ("i", "int32 -1", Value::Int32(-1)),
+        ("u", "uint32 7", Value::UInt32(7)),
+        ("x", "int64 -9", Value::Int64(-9)),
+        ("t", "uint64 1700000000", Value::UInt64(1_700_000_000)),
+        ("d", "3.5", Value::Double(3.5)),
+        ("s", "'ünï'", s("ünï")),
+        ("o", "objectpath '/a/b'", Value::ObjectPath("/a/b".into())),
+        ("g", "signature 'a{sv}'", Value::Signature("a{sv}".into())),
+        (
+            "as",
+            "['a', 'bc']",
+            Value::str_array(["a".into(), "bc".into()]),
+        ),
+        ("empty", "@as []", Value::str_array(Vec::<String>::new())),
+        ("ay", "b'bytes'", Value::Bytes(b"bytes\0".to_vec())),
+        ("ay2", "[byte 1, 2, 0]", Value::Bytes(vec![1, 2, 0])),
+        (
+            "aas",
+            "[['x'], [], ['y', 'z']]",
+            Value::Array(
+                Type::parse("as").unwrap(),
+                vec![
+                    Value::str_array(["x".into()]),
+                    Value::str_array(Vec::<String>::new()),
+                    Value::str_array(["y".into(), "z".into()]),
+                ],
+            ),
+        ),
+        (
+            "vv",
+            "<<int32 -3>>",
+            Value::Variant(Box::new(Value::Variant(Box::new(Value::Int32(-3))))),
+        ),
+        (
+            "m",
+            "@ms 'x'",
+            Value::Maybe(Type::Str, Some(Box::new(s("x")))),
+        ),
+        ("mn", "@ms nothing", Value::Maybe(Type::Str, None)),
+        (
+            "mu",
+            "@mu 4",
+            Value::Maybe(Type::UInt32, Some(Box::new(Value::UInt32(4)))),
+        ),
+        (
+            "tup",
+            "('s', uint32 1, [byte 1, 2])",
+            Value::Tuple(vec![s("s"), Value::UInt32(1), Value::Bytes(vec![1, 2])]),
+        ),
+        (
+            "nested",
+            "{'k': <'v'>, 'n': <uint64 5>, 'deeper': <{'x': <true>}>}",
+            Value::dict_sv([
+                ("k".to_string(), s("v")),
+                ("n".to_string(), Value::UInt64(5)),
+                (
+                    "deeper".to_string(),
+                    Value::dict_sv([("x".to_string(), Value::Bool(true))]),
+                ),
+            ]),
+        ),
+    ];
+    let mut cases: Vec<(&str, String, Value)> = cases
+        .into_iter()
+        .map(|(k, t, v): (&str, &str, Value)| (k, t.to_string(), v))
+        .collect();
+    // Long enough for 4-byte framing offsets in the metadata dictionary.
+    cases.push((
+        "long",
+        format!("'{}'", "L".repeat(70_000)),
+        s(&"L".repeat(70_000)),
+    ));
+    let ro = tmp.path().join("ostree-repo");
+    let repo_arg = format!("--repo={}", ro.display());
+    ostree(&["init", &repo_arg, "--mode=archive"]);
+    let mut args = vec![
+        "commit".to_string(),
+        repo_arg.clone(),
+        format!("--tree=dir={}", d.display()),
+        "--timestamp=@5".into(),
+        "--orphan".into(),
+        "--no-bindings".into(),
+        "--no-xattrs".into(),
+        "--owner-uid=0".into(),
+        "--owner-gid=0".into(),
+    ];
+    args.extend(
+        cases
+            .iter()
+            .map(|(k, text, _)| format!("--add-metadata={k}={text}")),
+    );
+    let expected = ostree(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .trim()
+        .to_string();
+
+    let repo = Repo::open(&ro).unwrap();
+    let c = repo
+        .read_commit(&Checksum::from_hex(&expected).unwrap())
+        .unwrap();
+    let want: Vec<(String, Value)> = cases
+        .iter()
+        .map(|(k, _, v)| (k.to_string(), v.clone()))
+        .collect();
+    assert_eq!(c.metadata.len(), want.len());
+    for ((k, got), (_, w)) in c.metadata.iter().zip(&want) {
+        assert_eq!(got, w, "metadata {k}");
+    }
+    // Serializing the same values gives ostree's commit, byte for byte.
+    let rs = tmp.path().join("stowage-repo");
+    let srepo = Repo::init(&rs, RepoMode::Archive).unwrap();
+    let filter = CommitFilter {
+        owner_uid: Some(0),
+        owner_gid: Some(0),
+        no_xattrs: true,
+    };
+    let spec = CommitSpec {
+        timestamp: 5,
+        metadata: want,
+        ..Default::default()
+    };
+    let mine = stowage_commit(&srepo, &d, &filter, &spec, "m");
+    assert_eq!(mine.to_hex(), expected);
+    ostree(&["fsck", &format!("--repo={}", rs.display())]);
+}
