@@ -544,6 +544,57 @@ mod tests {
     }
 
     #[test]
+    fn parallel_transactions_share_a_repo() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Repo::init(tmp.path(), RepoMode::BareUser).unwrap();
+        let commits: Vec<Checksum> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|t| {
+                    let repo = &repo;
+                    s.spawn(move || {
+                        let mut tx = repo.begin().unwrap();
+                        let root = tx.default_dirmeta().unwrap();
+                        let mut tree = MutableTree::new(root);
+                        for i in 0..50 {
+                            // Half the files are the same in every thread: concurrent dedupe.
+                            let data = if i % 2 == 0 {
+                                format!("shared {i}")
+                            } else {
+                                format!("thread {t} file {i}")
+                            };
+                            tx.add_file(
+                                &mut tree,
+                                &format!("d/{i}"),
+                                &file(0o644),
+                                data.len() as u64,
+                                data.as_bytes(),
+                            )
+                            .unwrap();
+                        }
+                        let c = tx
+                            .write_commit(
+                                &tree,
+                                &CommitSpec {
+                                    timestamp: t,
+                                    ..Default::default()
+                                },
+                            )
+                            .unwrap();
+                        tx.set_ref(&format!("t{t}"), Some(c)).unwrap();
+                        tx.commit().unwrap();
+                        c
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (t, c) in commits.iter().enumerate() {
+            assert_eq!(repo.read_ref(&format!("t{t}")).unwrap(), Some(*c));
+            assert_eq!(repo.fsck_commit(c).unwrap().content_objects, 50);
+        }
+    }
+
+    #[test]
     fn dropped_and_dead_transactions_leave_no_staging() {
         let tmp = tempfile::tempdir().unwrap();
         let repo = Repo::init(tmp.path(), RepoMode::Archive).unwrap();
