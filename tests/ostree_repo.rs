@@ -694,10 +694,14 @@ fn corrupt_missing_and_wrong_mode_are_clear_errors() {
 
 const CHILD_ENV: &str = "STOWAGE_OSTREE_KILL_CHILD";
 
-/// Not a test by itself: the writer that `killed_writer_leaves_a_valid_repo` runs and kills.
+/// Not a test by itself: the child process that `killed_writer_leaves_a_valid_repo` and
+/// `bare_mode_without_root_is_a_clear_error` start (this binary re-executed with
+/// `--include-ignored` and [`CHILD_ENV`] set); a plain `cargo test` lists it as ignored.
 /// `STAGE <repo>`: stage objects of a fresh tree, print `STAGED`, wait to be killed.
 /// `LOOP <repo>`: commit ever-changing trees to ref `loop`, printing each commit.
+/// `NONROOT <repo>`: [`bare_write_as_caller`], printing `RESULT <errors>`.
 #[test]
+#[ignore = "child process of other tests, started by them"]
 fn kill_child_helper() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
         return;
@@ -753,6 +757,7 @@ fn spawn_child(kind: &str, repo: &Path) -> std::process::Child {
             "kill_child_helper",
             "--exact",
             "--nocapture",
+            "--include-ignored",
             "--test-threads=1",
         ])
         .env(CHILD_ENV, format!("{kind} {}", repo.display()))
@@ -1017,6 +1022,7 @@ fn bare_mode_without_root_is_a_clear_error() {
                 "kill_child_helper",
                 "--exact",
                 "--nocapture",
+                "--include-ignored",
                 "--test-threads=1",
             ])
             .env(CHILD_ENV, format!("NONROOT {}", rs.display()));
