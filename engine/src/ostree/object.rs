@@ -594,6 +594,17 @@ impl DirTree {
                 "entries are not sorted by name or repeat a name",
             ));
         }
+        // A name may not be both a file and a directory (a checkout would have to pick one).
+        if let Some(name) = tree
+            .files
+            .iter()
+            .find(|(n, _)| tree.dirs.binary_search_by(|d| d.0.as_str().cmp(n)).is_ok())
+        {
+            return Err(malformed(
+                what,
+                format!("{:?} is listed both as a file and as a directory", name.0),
+            ));
+        }
         Ok(tree)
     }
 }
@@ -746,6 +757,14 @@ mod tests {
             dirs: vec![],
         };
         assert!(DirTree::parse(&unsorted.to_bytes(), "t").is_err());
+        let both = DirTree {
+            files: vec![("a".into(), c)],
+            dirs: vec![("a".into(), c, c)],
+        };
+        assert!(DirTree::parse(&both.to_bytes(), "t")
+            .unwrap_err()
+            .to_string()
+            .contains("both"));
         assert_eq!(Checksum::from_hex(&c.to_hex()).unwrap(), c);
         assert!(Checksum::from_hex(&c.to_hex().to_uppercase()).is_err());
     }
