@@ -63,6 +63,12 @@ fn build_tree(d: &Path) -> bool {
     std::fs::write(d.join("B-upper"), "B\n").unwrap();
     std::os::unix::fs::symlink("hello", d.join("link")).unwrap();
     std::os::unix::fs::symlink("../../big", d.join("sub/deep/up")).unwrap();
+    std::fs::write(d.join("suid"), "u\n").unwrap();
+    std::fs::set_permissions(d.join("suid"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    std::fs::write(d.join("sgid"), "g\n").unwrap();
+    std::fs::set_permissions(d.join("sgid"), std::fs::Permissions::from_mode(0o2755)).unwrap();
+    std::fs::create_dir(d.join("sgid-dir")).unwrap();
+    std::fs::set_permissions(d.join("sgid-dir"), std::fs::Permissions::from_mode(0o2775)).unwrap();
     std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
     if is_root() {
         std::fs::write(d.join("owned"), "o\n").unwrap();
@@ -361,10 +367,15 @@ fn golden_commits_equal_ostree_in_every_mode() {
             }
             co.extend([expected.clone(), out.display().to_string()]);
             ostree(&co.iter().map(String::as_str).collect::<Vec<_>>());
+            // A user-mode checkout is owned by the caller and drops setuid/setgid from files
+            // (not from directories): compare modes and data.
             let mut want = scan(&d, full);
             if !full {
-                // A user-mode checkout is owned by the caller; compare modes and data only.
-                want = scan(&d, false);
+                for node in want.values_mut() {
+                    if let Node::File { perms, .. } = node {
+                        *perms &= 0o1777;
+                    }
+                }
             }
             assert_eq!(
                 scan(&out, full),
@@ -461,6 +472,7 @@ fn commit_metadata_and_parent_match_ostree() {
             .iter()
             .map(|(k, v)| format!("--add-metadata-string={k}={v}")),
     );
+    args.push("--add-detached-metadata-string=ostree-ext.cached.manifest-digest=sha256:abc".into());
     let second = ostree(&args.iter().map(String::as_str).collect::<Vec<_>>())
         .trim()
         .to_string();
@@ -514,6 +526,34 @@ fn commit_metadata_and_parent_match_ostree() {
     };
     let s = stowage_commit(&srepo, &d, &filter, &spec, "x/y");
     assert_eq!(s.to_hex(), second);
+    // Detached metadata (`.commitmeta`, named by the commit): read ostree's, write the same bytes.
+    let detached = repo
+        .read_commit_detached_metadata(&second_c)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        detached,
+        vec![(
+            "ostree-ext.cached.manifest-digest".to_string(),
+            Value::str("sha256:abc")
+        )]
+    );
+    assert_eq!(srepo.read_commit_detached_metadata(&s).unwrap(), None);
+    let mut tx = srepo.begin().unwrap();
+    tx.write_commit_detached_metadata(&s, &detached).unwrap();
+    tx.commit().unwrap();
+    let rel = srepo.object_path(&s, ObjectType::CommitMeta);
+    assert_eq!(
+        std::fs::read(rs.join(&rel)).unwrap(),
+        std::fs::read(ro.join(&rel)).unwrap()
+    );
+    let show = ostree(&[
+        "show",
+        &format!("--repo={}", rs.display()),
+        "--print-detached-metadata-key=ostree-ext.cached.manifest-digest",
+        "x/y",
+    ]);
+    assert_eq!(show.trim(), "'sha256:abc'");
     // The order ostree stored the keys in is the order of the command line.
     let keys: Vec<&str> = c.metadata.iter().map(|(k, _)| k.as_str()).collect();
     let want: Vec<Value> = meta_args.iter().map(|(_, v)| Value::str(*v)).collect();
@@ -654,16 +694,24 @@ fn corrupt_missing_and_wrong_mode_are_clear_errors() {
 
 const CHILD_ENV: &str = "STOWAGE_OSTREE_KILL_CHILD";
 
-/// Not a test by itself: the writer that `killed_writer_leaves_a_valid_repo` runs and kills.
+/// Not a test by itself: the child process that `killed_writer_leaves_a_valid_repo` and
+/// `bare_mode_without_root_is_a_clear_error` start (this binary re-executed with
+/// `--include-ignored` and [`CHILD_ENV`] set); a plain `cargo test` lists it as ignored.
 /// `STAGE <repo>`: stage objects of a fresh tree, print `STAGED`, wait to be killed.
 /// `LOOP <repo>`: commit ever-changing trees to ref `loop`, printing each commit.
+/// `NONROOT <repo>`: [`bare_write_as_caller`], printing `RESULT <errors>`.
 #[test]
+#[ignore = "child process of other tests, started by them"]
 fn kill_child_helper() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
         return;
     };
     let (what, path) = spec.split_once(' ').unwrap();
     let repo = Repo::open(Path::new(path)).unwrap();
+    if what == "NONROOT" {
+        println!("RESULT {}", bare_write_as_caller(&repo));
+        return;
+    }
     let meta = stowage_engine::ostree::FileMeta::regular(0, 0, 0o644, Default::default());
     let filter_spec = |n: u64| CommitSpec {
         timestamp: n,
@@ -709,6 +757,7 @@ fn spawn_child(kind: &str, repo: &Path) -> std::process::Child {
             "kill_child_helper",
             "--exact",
             "--nocapture",
+            "--include-ignored",
             "--test-threads=1",
         ])
         .env(CHILD_ENV, format!("{kind} {}", repo.display()))
@@ -762,6 +811,21 @@ fn killed_writer_leaves_a_valid_repo() {
     kill(&mut child);
     assert!(object_names(&rs).is_empty());
     ostree(&["fsck", &repo_arg]);
+    // ostree itself may pick up the dead writer's staging directory (it reuses unlocked ones
+    // of the same boot); what it finds there must not break its commit.
+    let od = tmp.path().join("ostree-tree");
+    std::fs::create_dir_all(od.join("d0")).unwrap();
+    std::fs::write(od.join("d0/f0"), "file 0 of round 0\n").unwrap();
+    let oc = ostree(&[
+        "commit",
+        &repo_arg,
+        &format!("--tree=dir={}", od.display()),
+        "--branch=by-ostree",
+        "--timestamp=@3",
+    ]);
+    ostree(&["fsck", &repo_arg]);
+    repo.fsck_commit(&Checksum::from_hex(oc.trim()).unwrap())
+        .unwrap();
 
     // Killed while committing in a loop, at whatever point it had reached.
     let mut child = spawn_child("LOOP", &rs);
@@ -776,6 +840,11 @@ fn killed_writer_leaves_a_valid_repo() {
     }
     kill(&mut child);
     ostree(&["fsck", &repo_arg]);
+    assert_eq!(
+        ostree(&["refs", &repo_arg]),
+        "by-ostree\nloop\n",
+        "no half-written ref is left"
+    );
     let head = repo
         .read_ref("loop")
         .unwrap()
@@ -806,12 +875,327 @@ fn killed_writer_leaves_a_valid_repo() {
     ostree(&["fsck", &repo_arg]);
     repo.fsck_commit(&c).unwrap();
 
-    // A live transaction's staging directory is not touched by another writer.
+    // A live transaction's staging directory is not touched by another writer, and it holds
+    // `.lock` shared the way ostree does: an exclusive OFD lock (what `ostree prune` takes)
+    // is refused while it is open and granted after.
     let held = repo.begin().unwrap();
+    assert!(
+        !exclusive_lock_free(&rs.join(".lock")),
+        "stowage's transaction must hold .lock"
+    );
     let mine = staging_dirs(&rs);
     let other = repo.begin().unwrap();
     drop(other);
     assert_eq!(staging_dirs(&rs), mine);
     drop(held);
     assert!(staging_dirs(&rs).is_empty());
+    assert!(exclusive_lock_free(&rs.join(".lock")));
+}
+
+/// Whether an exclusive OFD lock on `path` could be taken now (probe with F_OFD_GETLK).
+fn exclusive_lock_free(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    // SAFETY: plain-data struct, zero is valid for every field.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: valid fd and a live, initialised `flock`.
+    let r = unsafe {
+        libc::fcntl(
+            f.as_raw_fd(),
+            libc::F_OFD_GETLK,
+            &mut fl as *mut libc::flock,
+        )
+    };
+    assert_eq!(r, 0, "F_OFD_GETLK: {}", std::io::Error::last_os_error());
+    fl.l_type == libc::F_UNLCK as libc::c_short
+}
+
+#[test]
+fn ostree_and_stowage_share_the_repo_lock() {
+    let test = "ostree_and_stowage_share_the_repo_lock";
+    if !oracle("ostree", test) {
+        return;
+    }
+    let tmp = tempdir();
+    let rs = tmp.path().join("repo");
+    let repo = Repo::init(&rs, RepoMode::Archive).unwrap();
+    // With a zero lock timeout ostree fails at once instead of waiting for the lock.
+    let mut config = std::fs::read_to_string(rs.join("config")).unwrap();
+    config.push_str("lock-timeout-secs=0\n");
+    std::fs::write(rs.join("config"), config).unwrap();
+    let repo_arg = format!("--repo={}", rs.display());
+    let tx = repo.begin().unwrap();
+    let out = run_failing(cmd("ostree", ["prune", &repo_arg, "--refs-only"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Locking repo exclusive failed"), "{err}");
+    // ostree's own writers take the lock shared, as stowage does: both can run at once.
+    let d = tmp.path().join("tree");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("f"), "f\n").unwrap();
+    ostree(&[
+        "commit",
+        &repo_arg,
+        &format!("--tree=dir={}", d.display()),
+        "--branch=o",
+        "--timestamp=@1",
+    ]);
+    tx.commit().unwrap();
+    ostree(&["prune", &repo_arg, "--refs-only"]);
+    ostree(&["fsck", &repo_arg]);
+}
+
+/// In a bare repository, write a file owned by someone else (must fail, naming the fix) and
+/// one owned by the caller (must work); returns the first error's text.
+fn bare_write_as_caller(repo: &Repo) -> String {
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
+    let mut tx = repo.begin().unwrap();
+    let other = stowage_engine::ostree::FileMeta::regular(1234, 5678, 0o644, Default::default());
+    let err = tx
+        .write_content(&other, 2, &b"x\n"[..])
+        .unwrap_err()
+        .to_string();
+    let mine = stowage_engine::ostree::FileMeta::regular(uid, gid, 0o644, Default::default());
+    let dm = stowage_engine::ostree::DirMeta {
+        uid,
+        gid,
+        ..stowage_engine::ostree::DirMeta::default_dir()
+    };
+    let root = tx.write_dirmeta(&dm).unwrap();
+    let mut tree = MutableTree::new(root);
+    tx.add_file(&mut tree, "mine", &mine, 2, &b"y\n"[..])
+        .unwrap();
+    let c = tx.write_commit(&tree, &CommitSpec::default()).unwrap();
+    tx.set_ref("mine", Some(c)).unwrap();
+    tx.commit().unwrap();
+    // Checking out someone else's files with owners fails the same clear way; user mode works.
+    let archive = Repo::open(&PathBuf::from(format!("{}-archive", repo.path().display()))).unwrap();
+    let mut tx = archive.begin().unwrap();
+    let root = tx.default_dirmeta().unwrap();
+    let mut tree = MutableTree::new(root);
+    tx.add_file(&mut tree, "theirs", &other, 2, &b"x\n"[..])
+        .unwrap();
+    let c = tx.write_commit(&tree, &CommitSpec::default()).unwrap();
+    tx.commit().unwrap();
+    let co_err = archive
+        .checkout(&c, &archive.path().join("co-bare"), CheckoutMode::Bare)
+        .unwrap_err()
+        .to_string();
+    archive
+        .checkout(&c, &archive.path().join("co-user"), CheckoutMode::User)
+        .unwrap();
+    format!("{} | {}", err.replace('\n', " "), co_err.replace('\n', " "))
+}
+
+#[test]
+fn bare_mode_without_root_is_a_clear_error() {
+    let test = "bare_mode_without_root_is_a_clear_error";
+    if !oracle("ostree", test) {
+        return;
+    }
+    let tmp = tempdir();
+    let rs = tmp.path().join("repo");
+    let repo = Repo::init(&rs, RepoMode::Bare).unwrap();
+    let ra = PathBuf::from(format!("{}-archive", rs.display()));
+    Repo::init(&ra, RepoMode::Archive).unwrap();
+    let err = if is_root() {
+        // Run the writer as `nobody` in a re-exec of this binary.
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        run(cmd(
+            "chmod",
+            [
+                "-R",
+                "a+rwX",
+                &rs.display().to_string(),
+                &ra.display().to_string(),
+            ],
+        ));
+        let mut child = Command::new(std::env::current_exe().unwrap());
+        child
+            .args([
+                "kill_child_helper",
+                "--exact",
+                "--nocapture",
+                "--include-ignored",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, format!("NONROOT {}", rs.display()));
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut child, || {
+                if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = String::from_utf8(run(child).stdout).unwrap();
+        out.lines()
+            .find_map(|l| l.split_once("RESULT ").map(|(_, r)| r.to_string()))
+            .unwrap_or_else(|| panic!("no RESULT line in {out}"))
+    } else {
+        bare_write_as_caller(&repo)
+    };
+    let (write_err, checkout_err) = err.split_once(" | ").unwrap();
+    assert!(
+        write_err.contains("needs root")
+            && write_err.contains("bare-user")
+            && write_err.contains("1234:5678"),
+        "{write_err}"
+    );
+    assert!(
+        checkout_err.contains("needs root") && checkout_err.contains("ostree checkout -U"),
+        "{checkout_err}"
+    );
+    assert!(repo.read_ref("mine").unwrap().is_some());
+    ostree(&["fsck", &format!("--repo={}", rs.display())]);
+}
+
+#[test]
+fn gvariant_metadata_of_every_type_matches_ostree() {
+    let test = "gvariant_metadata_of_every_type_matches_ostree";
+    if !oracle("ostree", test) {
+        return;
+    }
+    use stowage_engine::ostree::gvariant::Type;
+    let tmp = tempdir();
+    let d = tmp.path().join("tree");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("f"), "f\n").unwrap();
+    // (key, GVariant text for `ostree commit --add-metadata`, the value stowage must read).
+    let s = |v: &str| Value::str(v);
+    let cases: [(&str, &str, Value); 23] = [
+        ("b", "true", Value::Bool(true)),
+        ("y", "byte 0xff", Value::Byte(0xff)),
+        ("n", "int16 -2", Value::Int16(-2)),
+        ("q", "uint16 9", Value::UInt16(9)),
+        ("i", "int32 -1", Value::Int32(-1)),
+        ("u", "uint32 7", Value::UInt32(7)),
+        ("x", "int64 -9", Value::Int64(-9)),
+        ("t", "uint64 1700000000", Value::UInt64(1_700_000_000)),
+        ("d", "3.5", Value::Double(3.5)),
+        ("s", "'ünï'", s("ünï")),
+        ("o", "objectpath '/a/b'", Value::ObjectPath("/a/b".into())),
+        ("g", "signature 'a{sv}'", Value::Signature("a{sv}".into())),
+        (
+            "as",
+            "['a', 'bc']",
+            Value::str_array(["a".into(), "bc".into()]),
+        ),
+        ("empty", "@as []", Value::str_array(Vec::<String>::new())),
+        ("ay", "b'bytes'", Value::Bytes(b"bytes\0".to_vec())),
+        ("ay2", "[byte 1, 2, 0]", Value::Bytes(vec![1, 2, 0])),
+        (
+            "aas",
+            "[['x'], [], ['y', 'z']]",
+            Value::Array(
+                Type::parse("as").unwrap(),
+                vec![
+                    Value::str_array(["x".into()]),
+                    Value::str_array(Vec::<String>::new()),
+                    Value::str_array(["y".into(), "z".into()]),
+                ],
+            ),
+        ),
+        (
+            "vv",
+            "<<int32 -3>>",
+            Value::Variant(Box::new(Value::Variant(Box::new(Value::Int32(-3))))),
+        ),
+        (
+            "m",
+            "@ms 'x'",
+            Value::Maybe(Type::Str, Some(Box::new(s("x")))),
+        ),
+        ("mn", "@ms nothing", Value::Maybe(Type::Str, None)),
+        (
+            "mu",
+            "@mu 4",
+            Value::Maybe(Type::UInt32, Some(Box::new(Value::UInt32(4)))),
+        ),
+        (
+            "tup",
+            "('s', uint32 1, [byte 1, 2])",
+            Value::Tuple(vec![s("s"), Value::UInt32(1), Value::Bytes(vec![1, 2])]),
+        ),
+        (
+            "nested",
+            "{'k': <'v'>, 'n': <uint64 5>, 'deeper': <{'x': <true>}>}",
+            Value::dict_sv([
+                ("k".to_string(), s("v")),
+                ("n".to_string(), Value::UInt64(5)),
+                (
+                    "deeper".to_string(),
+                    Value::dict_sv([("x".to_string(), Value::Bool(true))]),
+                ),
+            ]),
+        ),
+    ];
+    let mut cases: Vec<(&str, String, Value)> = cases
+        .into_iter()
+        .map(|(k, t, v): (&str, &str, Value)| (k, t.to_string(), v))
+        .collect();
+    // Long enough for 4-byte framing offsets in the metadata dictionary.
+    cases.push((
+        "long",
+        format!("'{}'", "L".repeat(70_000)),
+        s(&"L".repeat(70_000)),
+    ));
+    let ro = tmp.path().join("ostree-repo");
+    let repo_arg = format!("--repo={}", ro.display());
+    ostree(&["init", &repo_arg, "--mode=archive"]);
+    let mut args = vec![
+        "commit".to_string(),
+        repo_arg.clone(),
+        format!("--tree=dir={}", d.display()),
+        "--timestamp=@5".into(),
+        "--orphan".into(),
+        "--no-bindings".into(),
+        "--no-xattrs".into(),
+        "--owner-uid=0".into(),
+        "--owner-gid=0".into(),
+    ];
+    args.extend(
+        cases
+            .iter()
+            .map(|(k, text, _)| format!("--add-metadata={k}={text}")),
+    );
+    let expected = ostree(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .trim()
+        .to_string();
+
+    let repo = Repo::open(&ro).unwrap();
+    let c = repo
+        .read_commit(&Checksum::from_hex(&expected).unwrap())
+        .unwrap();
+    let want: Vec<(String, Value)> = cases
+        .iter()
+        .map(|(k, _, v)| (k.to_string(), v.clone()))
+        .collect();
+    assert_eq!(c.metadata.len(), want.len());
+    for ((k, got), (_, w)) in c.metadata.iter().zip(&want) {
+        assert_eq!(got, w, "metadata {k}");
+    }
+    // Serializing the same values gives ostree's commit, byte for byte.
+    let rs = tmp.path().join("stowage-repo");
+    let srepo = Repo::init(&rs, RepoMode::Archive).unwrap();
+    let filter = CommitFilter {
+        owner_uid: Some(0),
+        owner_gid: Some(0),
+        no_xattrs: true,
+    };
+    let spec = CommitSpec {
+        timestamp: 5,
+        metadata: want,
+        ..Default::default()
+    };
+    let mine = stowage_commit(&srepo, &d, &filter, &spec, "m");
+    assert_eq!(mine.to_hex(), expected);
+    ostree(&["fsck", &format!("--repo={}", rs.display())]);
 }

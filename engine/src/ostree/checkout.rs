@@ -6,7 +6,7 @@
 //!    a private mode, file contents copied from the objects (no hard links into the repository),
 //!    and each directory's real mode, owner and xattrs applied after its children. In
 //!    [`CheckoutMode::User`] (as `ostree checkout -U`) owners and xattrs are not applied and
-//!    setuid/setgid bits are dropped.
+//!    files lose their setuid/setgid bits (directories keep theirs).
 //! 3. [`Repo::fsck_commit`] re-hashes every object a commit reaches — metadata objects must
 //!    hash to their names and be in normal form, content must hash (header + data) to its
 //!    name — and reports how many were checked.
@@ -47,7 +47,8 @@ pub enum WalkEntry {
 pub enum CheckoutMode {
     /// Owners, modes and xattrs as stored (needs root for other owners).
     Bare,
-    /// As the current user: no chown, no xattrs, setuid/setgid dropped (`ostree checkout -U`).
+    /// As the current user: no chown, no xattrs, setuid/setgid dropped from files (not from
+    /// directories), as `ostree checkout -U` does.
     User,
 }
 
@@ -176,11 +177,12 @@ impl Repo {
                     Some(rustix::fs::Uid::from_raw(dm.uid)),
                     Some(rustix::fs::Gid::from_raw(dm.gid)),
                 )
-                .map_err(|e| Error::io_path("chown", path, e.into()))?;
+                .map_err(|e| chown_error(e, path))?;
                 fsutil::set_xattrs_fd(fd, &dm.xattrs, path)?;
                 dm.mode & 0o7777
             }
-            CheckoutMode::User => dm.mode & 0o1777,
+            // ostree -U keeps a directory's setgid (and other) bits.
+            CheckoutMode::User => dm.mode & 0o7777,
         };
         rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode(perms))
             .map_err(|e| Error::io_path("chmod", path, e.into()))
@@ -207,7 +209,7 @@ impl Repo {
                     Some(rustix::fs::Gid::from_raw(meta.gid)),
                     rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
                 )
-                .map_err(|e| Error::io_path("chown", path, e.into()))?;
+                .map_err(|e| chown_error(e, path))?;
                 fsutil::set_xattrs_path(path, &meta.xattrs)?;
             }
             return Ok(());
@@ -238,10 +240,11 @@ impl Repo {
                     Some(rustix::fs::Uid::from_raw(meta.uid)),
                     Some(rustix::fs::Gid::from_raw(meta.gid)),
                 )
-                .map_err(|e| Error::io_path("chown", path, e.into()))?;
+                .map_err(|e| chown_error(e, path))?;
                 fsutil::set_xattrs_fd(fd, &meta.xattrs, path)?;
                 meta.mode & 0o7777
             }
+            // ostree -U drops setuid and setgid from files.
             CheckoutMode::User => meta.mode & 0o1777,
         };
         rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode(perms))
@@ -356,5 +359,19 @@ impl<R: Read> Read for Counting<R> {
         let n = self.inner.read(buf)?;
         self.n += n as u64;
         Ok(n)
+    }
+}
+
+fn chown_error(e: rustix::io::Errno, path: &Path) -> Error {
+    if e == rustix::io::Errno::PERM {
+        Error::Unsupported {
+            transport: "ostree".into(),
+            reason: format!(
+                "checking out {} with its stored owner needs root (chown was refused); check out in user mode (as `ostree checkout -U`) instead",
+                path.display()
+            ),
+        }
+    } else {
+        Error::io_path("chown", path, e.into())
     }
 }

@@ -173,32 +173,39 @@ pub fn fsync_dir(dir: &Dir, path: &Path) -> Result<()> {
     rustix::fs::fsync(&fd).map_err(|e| Error::io_path("fsync", path, e.into()))
 }
 
-/// Replace `name` in `dir` with `data` atomically: temp file, fsync, rename, fsync `dir`.
-pub fn write_atomic(dir: &Dir, name: &str, data: &[u8], mode: u32, full: &Path) -> Result<()> {
+/// Replace `name` in `dir` with `data` atomically: a temp file in `tmp_dir` (same file
+/// system; `None` means `dir` itself), fsync, rename, fsync the target directory. Keeping the
+/// temp file out of `refs/` matters: a writer killed mid-way must not leave a file there that
+/// `ostree refs` would take for a ref.
+pub fn write_atomic(
+    dir: &Dir,
+    tmp_dir: Option<&Dir>,
+    name: &str,
+    data: &[u8],
+    mode: u32,
+    full: &Path,
+) -> Result<()> {
+    let tdir = tmp_dir.unwrap_or(dir);
     let tmp = format!(
         ".{}.tmp-{}",
         name.rsplit('/').next().unwrap_or(name),
         random_suffix(8)
     );
-    let tmp = match name.rsplit_once('/') {
-        Some((parent, _)) => format!("{parent}/{tmp}"),
-        None => tmp,
-    };
     let mut opts = OpenOptions::new();
     opts.write(true).create_new(true).mode(mode);
     let result = (|| {
-        let mut f = dir
+        let mut f = tdir
             .open_with(&tmp, &opts)
-            .map_err(|e| Error::io_path("creating", full, e))?;
+            .map_err(|e| Error::io_path("creating a temporary file for", full, e))?;
         f.write_all(data)
             .map_err(|e| Error::io_path("writing", full, e))?;
         f.sync_all().map_err(|e| Error::io_path("fsync", full, e))?;
         drop(f);
-        dir.rename(&tmp, dir, name)
+        tdir.rename(&tmp, dir, name)
             .map_err(|e| Error::io_path("renaming into place", full, e))
     })();
     if result.is_err() {
-        let _ = dir.remove_file(&tmp);
+        let _ = tdir.remove_file(&tmp);
     }
     result?;
     let parent = match name.rsplit_once('/') {

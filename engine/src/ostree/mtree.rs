@@ -160,11 +160,6 @@ pub struct CommitSpec {
 }
 
 impl Transaction<'_> {
-    /// The checksum of the default dirmeta (`0:0`, `0755`), written if needed.
-    pub fn default_dirmeta(&mut self) -> Result<Checksum> {
-        self.write_dirmeta(&DirMeta::default_dir())
-    }
-
     /// Write a file's content from a stream and put it at `path` in `tree`.
     pub fn add_file(
         &mut self,
@@ -206,8 +201,10 @@ impl Transaction<'_> {
 
     /// Write `tree`'s dirtree objects bottom-up; returns (root dirtree, root dirmeta).
     pub fn write_mtree(&mut self, tree: &MutableTree) -> Result<(Checksum, Checksum)> {
-        let mut dt = DirTree::default();
-        dt.files = tree.files.iter().map(|(n, c)| (n.clone(), *c)).collect();
+        let mut dt = DirTree {
+            files: tree.files.iter().map(|(n, c)| (n.clone(), *c)).collect(),
+            dirs: Vec::new(),
+        };
         for (name, sub) in &tree.dirs {
             let (t, m) = self.write_mtree(sub)?;
             dt.dirs.push((name.clone(), t, m));
@@ -362,5 +359,272 @@ impl Transaction<'_> {
             }
         }
         Ok(())
+    }
+}
+
+impl super::repo::Repo {
+    /// Load a committed tree back into a [`MutableTree`] (for layering changes on top of an
+    /// existing commit without checking it out).
+    pub fn read_mtree(&self, root_tree: &Checksum, root_meta: &Checksum) -> Result<MutableTree> {
+        self.read_mtree_at(root_tree, root_meta, 0)
+    }
+
+    fn read_mtree_at(&self, tree: &Checksum, meta: &Checksum, depth: usize) -> Result<MutableTree> {
+        if depth > 4096 {
+            return Err(Error::Malformed {
+                what: format!("dirtree {tree} in {}", self.path().display()),
+                reason: "nested more than 4096 directories deep".into(),
+            });
+        }
+        let dt = self.read_dirtree(tree)?;
+        let mut out = MutableTree::new(*meta);
+        out.files = dt.files.into_iter().collect();
+        for (name, t, m) in dt.dirs {
+            let sub = self.read_mtree_at(&t, &m, depth + 1)?;
+            out.dirs.insert(name, sub);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::checkout::CheckoutMode;
+    use super::super::config::RepoMode;
+    use super::super::object::ObjectType;
+    use super::super::repo::Repo;
+    use super::*;
+
+    fn file(perms: u32) -> FileMeta {
+        FileMeta::regular(0, 0, perms, Xattrs::new())
+    }
+
+    #[test]
+    fn mutable_tree_paths() {
+        let m = Checksum::of(b"m");
+        let c = Checksum::of(b"c");
+        let mut t = MutableTree::new(m);
+        t.insert_file("./a/b/c", c, m).unwrap();
+        t.insert_file("a//d", c, m).unwrap();
+        assert_eq!(
+            t.dirs()["a"].dirs()["b"].files().keys().collect::<Vec<_>>(),
+            ["c"]
+        );
+        assert!(t.insert_file("a/../x", c, m).is_err());
+        assert!(t.insert_file("", c, m).is_err());
+        // A file replaces a directory and the other way round, as later tar entries do.
+        t.insert_file("a/b", c, m).unwrap();
+        assert!(t.dirs()["a"].dirs().is_empty());
+        t.ensure_dir("a/b", m).unwrap();
+        assert!(t.dirs()["a"].files().get("b").is_none());
+        assert!(t.remove("a/d").unwrap());
+        assert!(!t.remove("a/d").unwrap());
+        assert!(!t.remove("nope/x").unwrap());
+    }
+
+    #[test]
+    fn streamed_entries_commit_read_back_and_check_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        for mode in [RepoMode::Archive, RepoMode::BareUser] {
+            let rp = tmp.path().join(mode.name());
+            let repo = Repo::init(&rp, mode).unwrap();
+            let mut tx = repo.begin().unwrap();
+            let root = tx.default_dirmeta().unwrap();
+            let mut tree = MutableTree::new(root);
+            let big = vec![b'z'; 300_000];
+            tx.add_file(
+                &mut tree,
+                "usr/bin/big",
+                &file(0o755),
+                big.len() as u64,
+                &big[..],
+            )
+            .unwrap();
+            tx.add_file(&mut tree, "usr/empty", &file(0o644), 0, std::io::empty())
+                .unwrap();
+            tx.add_symlink(
+                &mut tree,
+                "bin",
+                &FileMeta::symlink(0, 0, "usr/bin", Xattrs::new()),
+            )
+            .unwrap();
+            let dm = DirMeta {
+                mode: super::super::object::mode::S_IFDIR | 0o700,
+                ..DirMeta::default_dir()
+            };
+            tx.add_dir(&mut tree, "root", &dm).unwrap();
+            // A stream shorter or longer than its size is refused and leaves nothing staged.
+            let before = tx.stats();
+            assert!(tx
+                .add_file(&mut tree, "short", &file(0o644), 10, &b"abc"[..])
+                .is_err());
+            assert!(tx
+                .add_file(&mut tree, "long", &file(0o644), 1, &b"abc"[..])
+                .is_err());
+            assert_eq!(tx.stats(), before);
+            let spec = CommitSpec {
+                subject: "s".into(),
+                timestamp: 7,
+                metadata: vec![
+                    ("k".into(), Value::str("v")),
+                    ("n".into(), Value::UInt64(3)),
+                ],
+                ..Default::default()
+            };
+            let c = tx.write_commit(&tree, &spec).unwrap();
+            tx.set_ref("a/b", Some(c)).unwrap();
+            tx.commit().unwrap();
+
+            assert_eq!(repo.read_ref("a/b").unwrap(), Some(c));
+            assert_eq!(repo.resolve("a/b").unwrap(), c);
+            assert_eq!(repo.resolve(&c.to_hex()).unwrap(), c);
+            let e = repo.resolve("a/missing").unwrap_err().to_string();
+            assert!(
+                e.contains("ref a/missing") && e.contains("not found"),
+                "{e}"
+            );
+            assert!(repo.resolve(&Checksum::of(b"none").to_hex()).is_err());
+            let commit = repo.read_commit(&c).unwrap();
+            assert_eq!(
+                (commit.meta_str("k"), commit.meta("n")),
+                (Some("v"), Some(&Value::UInt64(3)))
+            );
+            assert_eq!(
+                repo.read_mtree(&commit.root_tree, &commit.root_meta)
+                    .unwrap(),
+                tree
+            );
+            let report = repo.fsck_commit(&c).unwrap();
+            assert_eq!(report.content_objects, 3);
+            let mut seen = Vec::new();
+            repo.walk(&c, &mut |e| {
+                seen.push(match e {
+                    super::super::checkout::WalkEntry::Dir { path, .. } => format!("{path}/"),
+                    super::super::checkout::WalkEntry::File { path, .. } => path.clone(),
+                });
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(
+                seen,
+                [
+                    "/",
+                    "bin",
+                    "root/",
+                    "usr/",
+                    "usr/empty",
+                    "usr/bin/",
+                    "usr/bin/big"
+                ]
+            );
+            let out = tmp.path().join(format!("co-{}", mode.name()));
+            repo.checkout(&c, &out, CheckoutMode::User).unwrap();
+            assert_eq!(std::fs::read(out.join("bin/big")).unwrap(), big);
+            assert_eq!(
+                std::fs::read_link(out.join("bin")).unwrap(),
+                Path::new("usr/bin")
+            );
+            use std::os::unix::fs::PermissionsExt;
+            let perms =
+                |p: &str| std::fs::metadata(out.join(p)).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(
+                (perms("usr/bin/big"), perms("usr/empty"), perms("root")),
+                (0o755, 0o644, 0o700)
+            );
+            assert!(
+                repo.checkout(&c, &out, CheckoutMode::User).is_err(),
+                "existing destination"
+            );
+            let content = repo
+                .open_content(&tree.dirs()["usr"].files()["empty"])
+                .unwrap();
+            assert_eq!((content.size, content.meta.mode), (0, 0o100644));
+            assert!(repo.has_object(&c, ObjectType::Commit).unwrap());
+        }
+    }
+
+    #[test]
+    fn parallel_transactions_share_a_repo() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Repo::init(tmp.path(), RepoMode::BareUser).unwrap();
+        let commits: Vec<Checksum> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|t| {
+                    let repo = &repo;
+                    s.spawn(move || {
+                        let mut tx = repo.begin().unwrap();
+                        let root = tx.default_dirmeta().unwrap();
+                        let mut tree = MutableTree::new(root);
+                        for i in 0..50 {
+                            // Half the files are the same in every thread: concurrent dedupe.
+                            let data = if i % 2 == 0 {
+                                format!("shared {i}")
+                            } else {
+                                format!("thread {t} file {i}")
+                            };
+                            tx.add_file(
+                                &mut tree,
+                                &format!("d/{i}"),
+                                &file(0o644),
+                                data.len() as u64,
+                                data.as_bytes(),
+                            )
+                            .unwrap();
+                        }
+                        let c = tx
+                            .write_commit(
+                                &tree,
+                                &CommitSpec {
+                                    timestamp: t,
+                                    ..Default::default()
+                                },
+                            )
+                            .unwrap();
+                        tx.set_ref(&format!("t{t}"), Some(c)).unwrap();
+                        tx.commit().unwrap();
+                        c
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (t, c) in commits.iter().enumerate() {
+            assert_eq!(repo.read_ref(&format!("t{t}")).unwrap(), Some(*c));
+            assert_eq!(repo.fsck_commit(c).unwrap().content_objects, 50);
+        }
+    }
+
+    #[test]
+    fn dropped_and_dead_transactions_leave_no_staging() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Repo::init(tmp.path(), RepoMode::Archive).unwrap();
+        let staging = || {
+            std::fs::read_dir(tmp.path().join("tmp"))
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with("staging-")
+                })
+                .count()
+        };
+        let mut tx = repo.begin().unwrap();
+        tx.write_content(&file(0o644), 3, &b"abc"[..]).unwrap();
+        assert_eq!(staging(), 2, "the staging dir and its lock");
+        drop(tx);
+        assert_eq!(staging(), 0);
+        assert!(std::fs::read_dir(tmp.path().join("objects"))
+            .unwrap()
+            .next()
+            .is_none());
+        // A staging dir nobody holds (its writer died) is removed by the next transaction.
+        std::fs::create_dir_all(tmp.path().join("tmp/staging-dead-xxxxxx/ab")).unwrap();
+        std::fs::write(tmp.path().join("tmp/staging-dead-xxxxxx/ab/partial"), "p").unwrap();
+        let tx = repo.begin().unwrap();
+        assert_eq!(staging(), 2);
+        tx.commit().unwrap();
+        assert_eq!(staging(), 0);
     }
 }

@@ -594,6 +594,17 @@ impl DirTree {
                 "entries are not sorted by name or repeat a name",
             ));
         }
+        // A name may not be both a file and a directory (a checkout would have to pick one).
+        if let Some(name) = tree
+            .files
+            .iter()
+            .find(|(n, _)| tree.dirs.binary_search_by(|d| d.0.as_str().cmp(n)).is_ok())
+        {
+            return Err(malformed(
+                what,
+                format!("{:?} is listed both as a file and as a directory", name.0),
+            ));
+        }
         Ok(tree)
     }
 }
@@ -746,7 +757,84 @@ mod tests {
             dirs: vec![],
         };
         assert!(DirTree::parse(&unsorted.to_bytes(), "t").is_err());
+        let both = DirTree {
+            files: vec![("a".into(), c)],
+            dirs: vec![("a".into(), c, c)],
+        };
+        assert!(DirTree::parse(&both.to_bytes(), "t")
+            .unwrap_err()
+            .to_string()
+            .contains("both"));
         assert_eq!(Checksum::from_hex(&c.to_hex()).unwrap(), c);
         assert!(Checksum::from_hex(&c.to_hex().to_uppercase()).is_err());
+    }
+}
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+
+    /// Mutations of valid objects (truncations, byte flips, insertions from a fixed-seed
+    /// generator) give errors or values, never a panic.
+    #[test]
+    fn mutated_objects_never_panic() {
+        let c = Checksum::of(b"x");
+        let x = Xattrs::from_pairs([(b"user.a".to_vec(), b"1".to_vec())]);
+        let samples: Vec<Vec<u8>> = vec![
+            DirTree {
+                files: vec![("a".into(), c)],
+                dirs: vec![("d".into(), c, c)],
+            }
+            .to_bytes(),
+            DirMeta {
+                uid: 1,
+                gid: 2,
+                mode: 0o40755,
+                xattrs: x.clone(),
+            }
+            .to_bytes(),
+            Commit {
+                metadata: vec![
+                    ("k".into(), Value::str_array(["a".into()])),
+                    ("v".into(), Value::Variant(Box::new(Value::Bool(true)))),
+                ],
+                parent: Some(c),
+                related: vec![],
+                subject: "s".into(),
+                body: "b".into(),
+                timestamp: 3,
+                root_tree: c,
+                root_meta: c,
+            }
+            .to_bytes(),
+            FileMeta::regular(0, 0, 0o644, x).archive_header(9)[8..].to_vec(),
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for s in &samples {
+            for round in 0..3000 {
+                let mut b = s.clone();
+                match round % 3 {
+                    0 => b.truncate(next() as usize % (s.len() + 1)),
+                    1 => {
+                        let i = next() as usize % b.len();
+                        b[i] = next() as u8;
+                    }
+                    _ => {
+                        let i = next() as usize % (b.len() + 1);
+                        b.insert(i, next() as u8);
+                    }
+                }
+                let _ = DirTree::parse(&b, "t");
+                let _ = DirMeta::parse(&b, "t");
+                let _ = Commit::parse(&b, "t");
+                let _ = FileMeta::parse_archive_header(&b, "t");
+            }
+        }
     }
 }

@@ -102,6 +102,7 @@ impl Repo {
         }
         fsutil::write_atomic(
             &dir,
+            None,
             "config",
             init_config(mode).as_bytes(),
             0o644,
@@ -224,6 +225,33 @@ impl Repo {
     pub fn read_commit(&self, checksum: &Checksum) -> Result<Commit> {
         let b = self.read_metadata_bytes(checksum, ObjectType::Commit)?;
         Commit::parse(&b, &self.describe(checksum, ObjectType::Commit))
+    }
+
+    /// The detached metadata of `commit` (its `.commitmeta` object), if it has any.
+    pub fn read_commit_detached_metadata(
+        &self,
+        commit: &Checksum,
+    ) -> Result<Option<Vec<(String, gvariant::Value)>>> {
+        if !self.has_object(commit, ObjectType::CommitMeta)? {
+            return Ok(None);
+        }
+        let what = self.describe(commit, ObjectType::CommitMeta);
+        let b = self.read_metadata_bytes(commit, ObjectType::CommitMeta)?;
+        let ty = ObjectType::CommitMeta.variant_type().expect("a{sv}");
+        let v = gvariant::parse(&ty, &b).map_err(|e| Error::Malformed {
+            what: what.clone(),
+            reason: format!("not an a{{sv}} GVariant: {e}"),
+        })?;
+        let entries = v.as_dict_sv().ok_or_else(|| Error::Malformed {
+            what,
+            reason: "not a{sv}".into(),
+        })?;
+        Ok(Some(
+            entries
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        ))
     }
 
     /// Read and parse a dirtree.
@@ -376,6 +404,30 @@ impl Repo {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io_path("reading", self.path.join(p), e)),
         }
+    }
+
+    /// A commit named by a ref or by its 64-hex checksum (which must be stored).
+    pub fn resolve(&self, rev: &str) -> Result<Checksum> {
+        if rev.len() == 64
+            && rev
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
+            let c = Checksum::from_hex(rev)?;
+            if self.has_object(&c, ObjectType::Commit)? {
+                return Ok(c);
+            }
+            return Err(not_found(
+                format!("commit {rev} in {}", self.path.display()),
+                "check the checksum with `ostree log`",
+            ));
+        }
+        self.read_ref(rev)?.ok_or_else(|| {
+            not_found(
+                format!("ref {rev} in {}", self.path.display()),
+                "list the refs with `ostree refs`",
+            )
+        })
     }
 
     /// Local refs under `prefix` (e.g. `ostree/container/image`), with their commit checksums,

@@ -23,6 +23,7 @@ use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt as _};
 
 use super::config::RepoMode;
 use super::fsutil::{self, random_suffix};
+use super::gvariant::Value;
 use super::lock::{OfdLock, Wait};
 use super::object::{Checksum, Commit, ContentHasher, DirMeta, DirTree, FileMeta, ObjectType};
 use super::repo::{Repo, OSTREEMETA_XATTR};
@@ -52,6 +53,7 @@ pub struct Transaction<'r> {
     staged_dirs: HashSet<String>,
     refs: Vec<(String, Option<Checksum>)>,
     stats: TxnStats,
+    default_dirmeta: Option<Checksum>,
     finished: bool,
     _staging_lock: OfdLock,
     _repo_lock: OfdLock,
@@ -130,6 +132,7 @@ impl Repo {
             staged_dirs: HashSet::new(),
             refs: Vec::new(),
             stats: TxnStats::default(),
+            default_dirmeta: None,
             finished: false,
             _staging_lock: staging_lock,
             _repo_lock: repo_lock,
@@ -249,8 +252,15 @@ impl<'r> Transaction<'r> {
         Ok(())
     }
 
-    /// Write a metadata object from its serialized bytes; returns its checksum.
+    /// Write a metadata object from its serialized bytes; returns its checksum. Detached
+    /// commit metadata is not content-addressed: use [`Self::write_commit_detached_metadata`].
     pub fn write_metadata(&mut self, ty: ObjectType, bytes: &[u8]) -> Result<Checksum> {
+        if matches!(ty, ObjectType::File | ObjectType::CommitMeta) {
+            return Err(Error::Unsupported {
+                transport: "ostree".into(),
+                reason: format!("write_metadata cannot write a {} object; use write_content or write_commit_detached_metadata", ty.ext(false)),
+            });
+        }
         let checksum = Checksum::of(bytes);
         if self.has_object(&checksum, ty)? {
             self.stats.reused += 1;
@@ -271,6 +281,41 @@ impl<'r> Transaction<'r> {
         }
         self.stage(&temp, checksum, ty)?;
         Ok(checksum)
+    }
+
+    /// Set (replace) the detached metadata `a{sv}` of `commit`: the `.commitmeta` object named
+    /// by the commit's checksum, moved into place when the transaction commits.
+    pub fn write_commit_detached_metadata(
+        &mut self,
+        commit: &Checksum,
+        metadata: &[(String, Value)],
+    ) -> Result<()> {
+        let bytes = Value::dict_sv(metadata.iter().cloned()).to_bytes();
+        let (temp, mut f) = self.new_temp()?;
+        let path = self.staging_path().join(&temp);
+        let r = (|| {
+            f.write_all(&bytes)
+                .map_err(|e| Error::io_path("writing", &path, e))?;
+            rustix::fs::fchmod(f.as_fd(), rustix::fs::Mode::from_raw_mode(0o644))
+                .map_err(|e| Error::io_path("chmod", &path, e.into()))
+        })();
+        drop(f);
+        if let Err(e) = r {
+            let _ = self.staging.remove_file(&temp);
+            return Err(e);
+        }
+        self.stage(&temp, *commit, ObjectType::CommitMeta)
+    }
+
+    /// The checksum of the default dirmeta (`0:0`, `0755`, what missing parents get),
+    /// written once per transaction.
+    pub fn default_dirmeta(&mut self) -> Result<Checksum> {
+        if let Some(c) = self.default_dirmeta {
+            return Ok(c);
+        }
+        let c = self.write_dirmeta(&DirMeta::default_dir())?;
+        self.default_dirmeta = Some(c);
+        Ok(c)
     }
 
     /// Write a dirmeta object.
@@ -560,6 +605,7 @@ impl<'r> Transaction<'r> {
                 }
                 fsutil::write_atomic(
                     &self.repo.dir,
+                    Some(&self.staging),
                     &rel,
                     format!("{c}\n").as_bytes(),
                     0o644,
