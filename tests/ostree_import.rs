@@ -591,3 +591,84 @@ fn copy_to_storage_exports_the_booted_image() {
         "{err}"
     );
 }
+
+#[test]
+fn delete_removes_refs_layers_and_objects_nothing_else_uses() {
+    if !oracle(
+        "ostree",
+        "delete_removes_refs_layers_and_objects_nothing_else_uses",
+    ) {
+        return;
+    }
+    let tmp = tempdir();
+    let repo = tmp.path().join("repo");
+    init(&repo, "bare-user");
+    let basic = fixture("basic");
+    let links = fixture("links");
+    let at = |name: &str| format!("ostree:[{}]{name}", repo.display());
+    run(stowage().args(["copy", &basic.oci_ref(), &at("localhost/a:1")]));
+    run(stowage().args(["copy", &basic.oci_ref(), &at("localhost/b:1")]));
+    run(stowage().args(["copy", &links.oci_ref(), &at("localhost/links:1")]));
+    let count_objects = || {
+        walkdir(&repo.join("objects"))
+            .into_iter()
+            .filter(|p| p.is_file())
+            .count()
+    };
+    let before = count_objects();
+    // a and b share their layers: deleting a keeps them.
+    run(stowage().args(["delete", &at("localhost/a:1")]));
+    let refs = ostree(&repo, &["refs"]);
+    assert!(!refs.contains("localhost/a_3A_1"), "{refs}");
+    for l in &basic.layers {
+        assert!(
+            refs.contains(&format!("sha256_3A_{}", l.digest.digest())),
+            "{refs}"
+        );
+    }
+    // Deleting b too removes basic's layers and their objects, and leaves links intact.
+    run(stowage().args(["delete", &at("localhost/b:1")]));
+    let refs = ostree(&repo, &["refs"]);
+    for l in &basic.layers {
+        assert!(
+            !refs.contains(&format!("sha256_3A_{}", l.digest.digest())),
+            "{refs}"
+        );
+    }
+    assert!(refs.contains("localhost/links_3A_1"), "{refs}");
+    assert!(count_objects() < before, "nothing was pruned");
+    let fsck = ostree(&repo, &["fsck"]);
+    assert!(fsck.contains("no errors found"), "{fsck}");
+    // ostree's own prune finds nothing more to remove.
+    let pruned = ostree(&repo, &["prune", "--refs-only"]);
+    assert!(
+        pruned.contains("Total objects: ") && pruned.contains("No unreachable objects"),
+        "{pruned}"
+    );
+    // links still exports.
+    let out = tmp.path().join("out");
+    run(stowage().args([
+        "copy",
+        &at("localhost/links:1"),
+        &format!("oci:{}:l", out.display()),
+    ]));
+    // A name that is not there: an error naming it.
+    let out = run_failing(stowage().args(["delete", &at("localhost/a:1")]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("docker://localhost/a:1") && err.contains("not found"),
+        "{err}"
+    );
+}
+
+fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walkdir(&p));
+        }
+        out.push(p);
+    }
+    out
+}
