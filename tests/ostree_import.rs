@@ -672,3 +672,53 @@ fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn an_import_killed_at_any_point_leaves_a_repository_that_fscks_and_completes() {
+    let test = "an_import_killed_at_any_point_leaves_a_repository_that_fscks_and_completes";
+    if !oracle("ostree", test) {
+        return;
+    }
+    let tmp = tempdir();
+    let repo = tmp.path().join("repo");
+    init(&repo, "bare-user");
+    // Two layers: 2,000 small files, then one of 8 MiB.
+    let info = fixture("many");
+    let dst = format!("ostree:[{}]localhost/many:1", repo.display());
+    for delay_ms in [15u64, 40, 80, 150, 250, 400, 650] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stowage"))
+            .args(["--quiet", "copy", &info.oci_ref(), &dst])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let fsck = ostree(&repo, &["fsck"]);
+        assert!(
+            fsck.contains("no errors found"),
+            "after a kill at {delay_ms} ms: {fsck}"
+        );
+        // Any ref that exists points at a complete commit (fsck read them all); the image ref
+        // appears only with every layer's.
+        let refs = ostree(&repo, &["refs"]);
+        if refs.contains("localhost/many_3A_1") {
+            for l in &info.layers {
+                assert!(
+                    refs.contains(&format!("sha256_3A_{}", l.digest.digest())),
+                    "{refs}"
+                );
+            }
+        }
+    }
+    // The same copy completes, and the result is the image.
+    run(stowage().args(["copy", &info.oci_ref(), &dst]));
+    check_import(info, &repo, "bare-user");
+    let staging: Vec<String> = std::fs::read_dir(repo.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("staging-") && !n.ends_with("-lock"))
+        .collect();
+    assert!(staging.is_empty(), "stale staging left behind: {staging:?}");
+}

@@ -168,9 +168,19 @@ fn clean_stale_staging(tmp: &Dir, tmp_path: &Path) -> Result<()> {
         else {
             continue;
         };
-        tmp.remove_dir_all(name).map_err(|e| {
-            Error::io_path("removing stale staging directory", tmp_path.join(name), e)
-        })?;
+        // Another writer cleaning at the same time may have removed it first (its lock file
+        // too, which taking the lock then created again).
+        match tmp.remove_dir_all(name) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::io_path(
+                    "removing stale staging directory",
+                    tmp_path.join(name),
+                    e,
+                ))
+            }
+        }
         let _ = tmp.remove_file(&lock_name);
         drop(lock);
     }
