@@ -2,18 +2,13 @@
 //! skopeo as the oracle: what stowage pulls must be what skopeo pulls (same manifest digest,
 //! diffIDs and blobs).
 
-#[path = "common/registry.rs"]
-mod registry_harness;
+mod common;
 
-use registry_harness::*;
+use common::*;
 use std::process::Command;
 
 const USER: &str = "tester";
 const PASS: &str = "s3cret:pass";
-
-fn skip(name: &str) -> bool {
-    !require_tools(name)
-}
 
 /// stowage and skopeo pull the same image into OCI layouts; the results must be identical.
 fn assert_same_pull(src: &str, stowage_args: &[&str], skopeo_args: &[&str]) {
@@ -21,7 +16,7 @@ fn assert_same_pull(src: &str, stowage_args: &[&str], skopeo_args: &[&str]) {
     let ours = tmp.path().join("ours");
     let theirs = tmp.path().join("theirs");
     let digestfile = tmp.path().join("digest");
-    run_ok(
+    run_stdout(
         stowage()
             .args(["copy", "--src-tls-verify=false", "--digestfile"])
             .arg(&digestfile)
@@ -29,7 +24,7 @@ fn assert_same_pull(src: &str, stowage_args: &[&str], skopeo_args: &[&str]) {
             .arg(src)
             .arg(format!("oci:{}:t", ours.display())),
     );
-    run_ok(
+    run_stdout(
         skopeo()
             .args(["copy", "-q", "--src-tls-verify=false"])
             .args(skopeo_args)
@@ -52,24 +47,23 @@ fn assert_same_pull(src: &str, stowage_args: &[&str], skopeo_args: &[&str]) {
 
 #[test]
 fn pull_anonymous_plain_http_matches_skopeo() {
-    if skip("pull_anonymous_plain_http_matches_skopeo") {
+    if !registry_tools("pull_anonymous_plain_http_matches_skopeo") {
         return;
     }
     let reg = Registry::start(Auth::None, None);
     let tmp = tempfile::tempdir().unwrap();
-    let img = two_layer_image(&tmp.path().join("src"), "v1");
     let name = format!("{}/test/app:v1", reg.addr);
-    skopeo_push(&tmp.path().join("src"), "v1", &name, None, &[]);
+    let img = seed_registry(&reg, tmp.path(), "test/app:v1", None);
     assert_same_pull(&format!("docker://{name}"), &[], &[]);
 
     // inspect: digest, tags, layers as skopeo reports them.
-    let ours: serde_json::Value = serde_json::from_str(&run_ok(stowage().args([
+    let ours: serde_json::Value = serde_json::from_str(&run_stdout(stowage().args([
         "inspect",
         "--tls-verify=false",
         &format!("docker://{name}"),
     ])))
     .unwrap();
-    let theirs: serde_json::Value = serde_json::from_str(&run_ok(skopeo().args([
+    let theirs: serde_json::Value = serde_json::from_str(&run_stdout(skopeo().args([
         "inspect",
         "--tls-verify=false",
         &format!("docker://{name}"),
@@ -89,7 +83,7 @@ fn pull_anonymous_plain_http_matches_skopeo() {
     }
     assert_eq!(ours["Digest"], img.manifest_digest.as_str());
     // --raw gives the manifest bytes unchanged.
-    let raw = run(stowage().args([
+    let raw = output(stowage().args([
         "inspect",
         "--raw",
         "--tls-verify=false",
@@ -108,13 +102,13 @@ fn pull_anonymous_plain_http_matches_skopeo() {
 
 #[test]
 fn pull_requires_tls_verify_false_for_plain_http() {
-    if skip("pull_requires_tls_verify_false_for_plain_http") {
+    if !registry_tools("pull_requires_tls_verify_false_for_plain_http") {
         return;
     }
     let reg = Registry::start(Auth::None, None);
     let tmp = tempfile::tempdir().unwrap();
     let dest = tmp.path().join("out");
-    let out = run(stowage().args([
+    let out = output(stowage().args([
         "copy",
         "--retry-times=0",
         &format!("docker://{}/x/y:z", reg.addr),
@@ -131,7 +125,7 @@ fn pull_requires_tls_verify_false_for_plain_http() {
 
 #[test]
 fn pull_basic_auth() {
-    if skip("pull_basic_auth") {
+    if !registry_tools("pull_basic_auth") {
         return;
     }
     let reg = Registry::start(
@@ -142,10 +136,9 @@ fn pull_basic_auth() {
         None,
     );
     let tmp = tempfile::tempdir().unwrap();
-    two_layer_image(&tmp.path().join("src"), "v1");
     let name = format!("{}/private/app:v1", reg.addr);
     let creds = format!("{USER}:{PASS}");
-    skopeo_push(&tmp.path().join("src"), "v1", &name, Some(&creds), &[]);
+    seed_registry(&reg, tmp.path(), "private/app:v1", Some(&creds));
 
     let dest = tmp.path().join("out");
     for bad in [None, Some(format!("{USER}:wrong"))] {
@@ -154,9 +147,10 @@ fn pull_basic_auth() {
         if let Some(b) = &bad {
             c.args(["--src-creds", b]);
         }
-        let out = run(c
-            .arg(format!("docker://{name}"))
-            .arg(format!("oci:{}:t", dest.display())));
+        let out = output(
+            c.arg(format!("docker://{name}"))
+                .arg(format!("oci:{}:t", dest.display())),
+        );
         assert!(!out.status.success(), "{bad:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -173,7 +167,7 @@ fn pull_basic_auth() {
         &["--src-creds", &creds],
         &["--src-creds", &creds],
     );
-    let out = run_ok(stowage().args([
+    let out = run_stdout(stowage().args([
         "inspect",
         "--tls-verify=false",
         "--creds",
@@ -185,12 +179,12 @@ fn pull_basic_auth() {
 
 #[test]
 fn pull_multi_platform_index() {
-    if skip("pull_multi_platform_index") {
+    if !registry_tools("pull_multi_platform_index") {
         return;
     }
     let reg = Registry::start(Auth::None, None);
     let tmp = tempfile::tempdir().unwrap();
-    let (index_digest, amd, arm) = build_index(&tmp.path().join("src"), "multi");
+    let (index_digest, amd, arm) = two_platform_index(&tmp.path().join("src"), "multi");
     let name = format!("{}/multi/app:1", reg.addr);
     skopeo_push(&tmp.path().join("src"), "multi", &name, None, &["--all"]);
     let src = format!("docker://{name}");
@@ -200,7 +194,7 @@ fn pull_multi_platform_index() {
             &["--override-arch", arch, "--override-os", "linux"],
             &["--override-arch", arch, "--override-os", "linux"],
         );
-        let out = run_ok(stowage().args([
+        let out = run_stdout(stowage().args([
             "inspect",
             "--tls-verify=false",
             "--override-arch",
@@ -216,7 +210,7 @@ fn pull_multi_platform_index() {
         );
         assert_eq!(v["Layers"][0], img.layers[0].as_str());
     }
-    let out = run(stowage().args([
+    let out = output(stowage().args([
         "inspect",
         "--tls-verify=false",
         "--override-arch",
@@ -233,7 +227,7 @@ fn pull_multi_platform_index() {
 
 #[test]
 fn pull_docker_schema2_and_missing() {
-    if skip("pull_docker_schema2_and_missing") {
+    if !registry_tools("pull_docker_schema2_and_missing") {
         return;
     }
     let reg = Registry::start(Auth::None, None);
@@ -247,13 +241,13 @@ fn pull_docker_schema2_and_missing() {
         None,
         &["--format", "v2s2"],
     );
-    let ours: serde_json::Value = serde_json::from_str(&run_ok(stowage().args([
+    let ours: serde_json::Value = serde_json::from_str(&run_stdout(stowage().args([
         "inspect",
         "--tls-verify=false",
         &format!("docker://{name}"),
     ])))
     .unwrap();
-    let theirs: serde_json::Value = serde_json::from_str(&run_ok(skopeo().args([
+    let theirs: serde_json::Value = serde_json::from_str(&run_stdout(skopeo().args([
         "inspect",
         "--tls-verify=false",
         &format!("docker://{name}"),
@@ -261,7 +255,7 @@ fn pull_docker_schema2_and_missing() {
     .unwrap();
     assert_eq!(ours["Digest"], theirs["Digest"]);
     assert_eq!(ours["Layers"], theirs["Layers"]);
-    let raw = run(stowage().args([
+    let raw = output(stowage().args([
         "inspect",
         "--raw",
         "--tls-verify=false",
@@ -275,7 +269,7 @@ fn pull_docker_schema2_and_missing() {
 
     // A pull of the schema2 image keeps its layers and diffIDs.
     let dest = tmp.path().join("out");
-    run_ok(stowage().args([
+    run_stdout(stowage().args([
         "copy",
         "--src-tls-verify=false",
         &format!("docker://{name}"),
@@ -285,7 +279,7 @@ fn pull_docker_schema2_and_missing() {
     assert_eq!(layout_diff_ids(&dest, "t"), src_ids);
 
     // A Docker manifest list: the platform is chosen from it like from an OCI index.
-    let (_, _, arm) = build_index(&tmp.path().join("multi"), "m");
+    let (_, _, arm) = two_platform_index(&tmp.path().join("multi"), "m");
     let list = format!("{}/docker/list:1", reg.addr);
     skopeo_push(
         &tmp.path().join("multi"),
@@ -294,7 +288,7 @@ fn pull_docker_schema2_and_missing() {
         None,
         &["--all", "--format", "v2s2"],
     );
-    let raw = run(stowage().args([
+    let raw = output(stowage().args([
         "inspect",
         "--raw",
         "--tls-verify=false",
@@ -305,14 +299,14 @@ fn pull_docker_schema2_and_missing() {
         top["mediaType"],
         "application/vnd.docker.distribution.manifest.list.v2+json"
     );
-    let ours: serde_json::Value = serde_json::from_str(&run_ok(stowage().args([
+    let ours: serde_json::Value = serde_json::from_str(&run_stdout(stowage().args([
         "inspect",
         "--tls-verify=false",
         "--override-arch=arm64",
         &format!("docker://{list}"),
     ])))
     .unwrap();
-    let theirs: serde_json::Value = serde_json::from_str(&run_ok(skopeo().args([
+    let theirs: serde_json::Value = serde_json::from_str(&run_stdout(skopeo().args([
         "inspect",
         "--tls-verify=false",
         "--override-arch=arm64",
@@ -329,7 +323,7 @@ fn pull_docker_schema2_and_missing() {
         format!("{}/docker/app:nope", reg.addr),
         format!("{}/no/such:v1", reg.addr),
     ] {
-        let out = run(stowage().args([
+        let out = output(stowage().args([
             "inspect",
             "--tls-verify=false",
             &format!("docker://{missing}"),
@@ -357,7 +351,7 @@ fn stowage_home(root: &std::path::Path) -> std::process::Command {
 
 #[test]
 fn pull_credentials_from_auth_files() {
-    if skip("pull_credentials_from_auth_files") {
+    if !registry_tools("pull_credentials_from_auth_files") {
         return;
     }
     let reg = Registry::start(
@@ -368,23 +362,22 @@ fn pull_credentials_from_auth_files() {
         None,
     );
     let tmp = tempfile::tempdir().unwrap();
-    two_layer_image(&tmp.path().join("src"), "v1");
     let name = format!("{}/private/app:v1", reg.addr);
-    skopeo_push(
-        &tmp.path().join("src"),
-        "v1",
-        &name,
+    seed_registry(
+        &reg,
+        tmp.path(),
+        "private/app:v1",
         Some(&format!("{USER}:{PASS}")),
-        &[],
     );
     let good = format!("{USER}:{PASS}");
     let bad = format!("{USER}:wrong");
     let pull = |cmd: &mut std::process::Command, n: u32| {
         let dest = tmp.path().join(format!("out{n}"));
-        run(cmd
-            .args(["--src-tls-verify=false", "--retry-times=0"])
-            .arg(format!("docker://{name}"))
-            .arg(format!("oci:{}:t", dest.display())))
+        output(
+            cmd.args(["--src-tls-verify=false", "--retry-times=0"])
+                .arg(format!("docker://{name}"))
+                .arg(format!("oci:{}:t", dest.display())),
+        )
     };
     let home = tmp.path().join("h");
     // ~/.docker/config.json alone.
@@ -457,21 +450,14 @@ fn pull_credentials_from_auth_files() {
 
 #[test]
 fn pull_through_registries_conf_mirrors() {
-    if skip("pull_through_registries_conf_mirrors") {
+    if !registry_tools("pull_through_registries_conf_mirrors") {
         return;
     }
     let mirror = Registry::start(Auth::None, None);
     let primary = Registry::start(Auth::None, None);
     let dead = free_port();
     let tmp = tempfile::tempdir().unwrap();
-    let img = two_layer_image(&tmp.path().join("src"), "v1");
-    skopeo_push(
-        &tmp.path().join("src"),
-        "v1",
-        &format!("{}/mirrored/img:v1", mirror.addr),
-        None,
-        &[],
-    );
+    let img = seed_registry(&mirror, tmp.path(), "mirrored/img:v1", None);
     let conf = tmp.path().join("registries.conf");
     std::fs::write(
         &conf,
@@ -503,7 +489,7 @@ blocked = true
     // The dead mirror is skipped, the second serves the image; registries.conf's insecure
     // allows plain http without --src-tls-verify.
     let ours = tmp.path().join("ours");
-    run_ok(
+    run_stdout(
         stowage_home(tmp.path())
             .args(["copy", "--retry-times=0", "--registries-conf"])
             .arg(&conf)
@@ -512,7 +498,7 @@ blocked = true
     );
     assert_eq!(layout_manifest_digest(&ours, "t"), img.manifest_digest);
     let theirs = tmp.path().join("theirs");
-    run_ok(
+    run_stdout(
         skopeo()
             .arg("--registries-conf")
             .arg(&conf)
@@ -523,10 +509,12 @@ blocked = true
     assert_eq!(layout_blobs(&ours), layout_blobs(&theirs));
 
     // An image no location has: the error lists every attempt.
-    let out = run(stowage_home(tmp.path())
-        .args(["inspect", "--retry-times=0", "--registries-conf"])
-        .arg(&conf)
-        .arg("docker://stowage.test/app/missing:v1"));
+    let out = output(
+        stowage_home(tmp.path())
+            .args(["inspect", "--retry-times=0", "--registries-conf"])
+            .arg(&conf)
+            .arg("docker://stowage.test/app/missing:v1"),
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -538,17 +526,19 @@ blocked = true
     );
 
     // Blocked.
-    let out = run(stowage_home(tmp.path())
-        .args(["inspect", "--registries-conf"])
-        .arg(&conf)
-        .arg("docker://stowage.test/blocked/x:v1"));
+    let out = output(
+        stowage_home(tmp.path())
+            .args(["inspect", "--registries-conf"])
+            .arg(&conf)
+            .arg("docker://stowage.test/blocked/x:v1"),
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("blocked"));
 }
 
 #[test]
 fn pull_over_tls_with_test_ca() {
-    if skip("pull_over_tls_with_test_ca") {
+    if !registry_tools("pull_over_tls_with_test_ca") {
         return;
     }
     let ca = test_ca();
@@ -559,7 +549,7 @@ fn pull_over_tls_with_test_ca() {
     std::fs::write(certs.join("ca.crt"), &ca.ca_pem).unwrap();
     let img = two_layer_image(&tmp.path().join("src"), "v1");
     let name = format!("{}/tls/app:v1", reg.addr);
-    run_ok(
+    run_stdout(
         skopeo()
             .args(["copy", "-q", "--dest-cert-dir"])
             .arg(&certs)
@@ -568,7 +558,7 @@ fn pull_over_tls_with_test_ca() {
     );
     let src = format!("docker://{name}");
     // Unknown CA: refused, with a hint.
-    let out = run(stowage_home(tmp.path()).args(["inspect", "--retry-times=0", &src]));
+    let out = output(stowage_home(tmp.path()).args(["inspect", "--retry-times=0", &src]));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -576,7 +566,7 @@ fn pull_over_tls_with_test_ca() {
         "{err}"
     );
     // --cert-dir.
-    let out = run_ok(
+    let out = run_stdout(
         stowage_home(tmp.path())
             .args(["inspect", "--cert-dir"])
             .arg(&certs)
@@ -591,18 +581,18 @@ fn pull_over_tls_with_test_ca() {
     std::fs::create_dir_all(&certs_d).unwrap();
     std::fs::write(certs_d.join("ca.crt"), &ca.ca_pem).unwrap();
     let ours = tmp.path().join("ours");
-    run_ok(
+    run_stdout(
         stowage_home(tmp.path())
             .args(["copy", &src])
             .arg(format!("oci:{}:t", ours.display())),
     );
     assert_eq!(layout_manifest_digest(&ours, "t"), img.manifest_digest);
     // --tls-verify=false: any certificate.
-    let out = run_ok(stowage().args(["inspect", "--tls-verify=false", &src]));
+    let out = run_stdout(stowage().args(["inspect", "--tls-verify=false", &src]));
     assert!(out.contains(&img.manifest_digest));
     // Compared with skopeo.
     let theirs = tmp.path().join("theirs");
-    run_ok(
+    run_stdout(
         skopeo()
             .args(["copy", "-q", "--src-cert-dir"])
             .arg(&certs)
@@ -614,23 +604,16 @@ fn pull_over_tls_with_test_ca() {
 }
 
 /// A token-auth registry with its token server; the image `tok/app:v1` pushed with skopeo.
-fn token_registry(tmp: &std::path::Path) -> (TokenServer, Registry, BuiltImage) {
+fn token_registry(tmp: &std::path::Path) -> (TokenServer, Registry, Built) {
     let tokens = TokenServer::start(USER, PASS);
     let reg = Registry::start(tokens.auth(), None);
-    let img = two_layer_image(&tmp.join("src"), "v1");
-    skopeo_push(
-        &tmp.join("src"),
-        "v1",
-        &format!("{}/tok/app:v1", reg.addr),
-        Some(&format!("{USER}:{PASS}")),
-        &[],
-    );
+    let img = seed_registry(&reg, tmp, "tok/app:v1", Some(&format!("{USER}:{PASS}")));
     (tokens, reg, img)
 }
 
 #[test]
 fn pull_bearer_token_auth_matches_skopeo() {
-    if skip("pull_bearer_token_auth_matches_skopeo") {
+    if !registry_tools("pull_bearer_token_auth_matches_skopeo") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -639,7 +622,7 @@ fn pull_bearer_token_auth_matches_skopeo() {
     let src = format!("docker://{}/tok/app:v1", reg.addr);
     assert_same_pull(&src, &["--src-creds", &creds], &["--src-creds", &creds]);
     // Anonymous: the token server refuses, and the error says so.
-    let out = run(stowage_home(tmp.path()).args([
+    let out = output(stowage_home(tmp.path()).args([
         "inspect",
         "--tls-verify=false",
         "--retry-times=0",
@@ -655,7 +638,7 @@ fn pull_bearer_token_auth_matches_skopeo() {
     let before = tokens.state.lock().unwrap().issued;
     tokens.state.lock().unwrap().expired_first = 1;
     let dest = tmp.path().join("expired");
-    run_ok(stowage_home(tmp.path()).args([
+    run_stdout(stowage_home(tmp.path()).args([
         "copy",
         "--src-tls-verify=false",
         "--src-creds",
@@ -677,21 +660,23 @@ fn pull_via(
 ) -> (std::process::Output, std::path::PathBuf) {
     let dest = tmp.join(dest_name);
     let t = std::time::Instant::now();
-    let out = run(stowage_home(tmp)
-        .args([
-            "copy",
-            "--src-tls-verify=false",
-            "--retry-delay=0.05",
-            "--jobs=1",
-        ])
-        .args(extra)
-        .arg(format!("docker://{}/{image}", proxy.addr()))
-        .arg(format!("oci:{}:t", dest.display())));
+    let out = output(
+        stowage_home(tmp)
+            .args([
+                "copy",
+                "--src-tls-verify=false",
+                "--retry-delay=0.05",
+                "--jobs=1",
+            ])
+            .args(extra)
+            .arg(format!("docker://{}/{image}", proxy.addr()))
+            .arg(format!("oci:{}:t", dest.display())),
+    );
     eprintln!("pull_via {image} {extra:?}: {:?}", t.elapsed());
     (out, dest)
 }
 
-fn assert_pulled(out: &std::process::Output, dest: &std::path::Path, img: &BuiltImage) {
+fn assert_pulled(out: &std::process::Output, dest: &std::path::Path, img: &Built) {
     assert!(
         out.status.success(),
         "{}",
@@ -705,20 +690,13 @@ fn assert_pulled(out: &std::process::Output, dest: &std::path::Path, img: &Built
 
 #[test]
 fn faults_truncated_bodies_resume_with_range() {
-    if skip("faults_truncated_bodies_resume_with_range") {
+    if !registry_tools("faults_truncated_bodies_resume_with_range") {
         return;
     }
     let reg = Registry::start(Auth::None, None);
     let proxy = FaultProxy::start(&reg.addr);
     let tmp = tempfile::tempdir().unwrap();
-    let img = two_layer_image(&tmp.path().join("src"), "v1");
-    skopeo_push(
-        &tmp.path().join("src"),
-        "v1",
-        &format!("{}/f/app:v1", reg.addr),
-        None,
-        &[],
-    );
+    let img = seed_registry(&reg, tmp.path(), "f/app:v1", None);
     let layer = img.layers[0].clone();
     // Cut twice at different places: each retry resumes where the last one stopped.
     proxy.add(&layer, Fault::Truncate(30_000), 1);
@@ -746,20 +724,13 @@ fn faults_truncated_bodies_resume_with_range() {
 
 #[test]
 fn faults_server_errors_are_retried() {
-    if skip("faults_server_errors_are_retried") {
+    if !registry_tools("faults_server_errors_are_retried") {
         return;
     }
     let reg = Registry::start(Auth::None, None);
     let proxy = FaultProxy::start(&reg.addr);
     let tmp = tempfile::tempdir().unwrap();
-    let img = two_layer_image(&tmp.path().join("src"), "v1");
-    skopeo_push(
-        &tmp.path().join("src"),
-        "v1",
-        &format!("{}/f/app:v1", reg.addr),
-        None,
-        &[],
-    );
+    let img = seed_registry(&reg, tmp.path(), "f/app:v1", None);
     proxy.add("/v2/", Fault::Status(503), 1);
     proxy.add("/manifests/", Fault::Status(500), 1);
     proxy.add(&img.layers[0], Fault::Status(503), 2);
@@ -772,29 +743,24 @@ fn faults_server_errors_are_retried() {
     proxy.add(&img.layers[1], Fault::Status(503), 10);
     let dest = tmp.path().join("dest");
     let other = tmp.path().join("other");
-    build_image(
-        &other,
-        "o",
-        &[vec![File {
-            path: "x",
-            data: b"x".to_vec(),
-        }]],
-    );
-    run_ok(stowage().args([
+    one_file_image(&other, "o", "x", b"x");
+    run_stdout(stowage().args([
         "copy",
         &format!("oci:{}:o", other.display()),
         &format!("oci:{}:o", dest.display()),
     ]));
     let before = std::fs::read(dest.join("index.json")).unwrap();
-    let out = run(stowage_home(tmp.path())
-        .args([
-            "copy",
-            "--src-tls-verify=false",
-            "--retry-delay=0.01",
-            "--retry-times=2",
-        ])
-        .arg(format!("docker://{}/f/app:v1", proxy.addr()))
-        .arg(format!("oci:{}:other", dest.display())));
+    let out = output(
+        stowage_home(tmp.path())
+            .args([
+                "copy",
+                "--src-tls-verify=false",
+                "--retry-delay=0.01",
+                "--retry-times=2",
+            ])
+            .arg(format!("docker://{}/f/app:v1", proxy.addr()))
+            .arg(format!("oci:{}:other", dest.display())),
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&img.layers[1]) && err.contains("503"), "{err}");
@@ -803,32 +769,18 @@ fn faults_server_errors_are_retried() {
 
 #[test]
 fn faults_corrupted_blob_is_an_error_and_not_stored() {
-    if skip("faults_corrupted_blob_is_an_error_and_not_stored") {
+    if !registry_tools("faults_corrupted_blob_is_an_error_and_not_stored") {
         return;
     }
     let reg = Registry::start(Auth::None, None);
     let proxy = FaultProxy::start(&reg.addr);
     let tmp = tempfile::tempdir().unwrap();
-    let img = two_layer_image(&tmp.path().join("src"), "v1");
-    skopeo_push(
-        &tmp.path().join("src"),
-        "v1",
-        &format!("{}/f/app:v1", reg.addr),
-        None,
-        &[],
-    );
+    let img = seed_registry(&reg, tmp.path(), "f/app:v1", None);
     // The destination already holds another image; it must be unchanged afterwards.
     let dest = tmp.path().join("dest");
     let other = tmp.path().join("other");
-    build_image(
-        &other,
-        "o",
-        &[vec![File {
-            path: "x",
-            data: b"x".to_vec(),
-        }]],
-    );
-    run_ok(stowage().args([
+    one_file_image(&other, "o", "x", b"x");
+    run_stdout(stowage().args([
         "copy",
         &format!("oci:{}:o", other.display()),
         &format!("oci:{}:o", dest.display()),
@@ -837,10 +789,12 @@ fn faults_corrupted_blob_is_an_error_and_not_stored() {
     let blobs_before = layout_blobs(&dest);
     // The second layer is corrupted, after the first was copied.
     proxy.add(&img.layers[1], Fault::Corrupt(1000), 1);
-    let out = run(stowage_home(tmp.path())
-        .args(["copy", "--src-tls-verify=false", "--jobs=1"])
-        .arg(format!("docker://{}/f/app:v1", proxy.addr()))
-        .arg(format!("oci:{}:t", dest.display())));
+    let out = output(
+        stowage_home(tmp.path())
+            .args(["copy", "--src-tls-verify=false", "--jobs=1"])
+            .arg(format!("docker://{}/f/app:v1", proxy.addr()))
+            .arg(format!("oci:{}:t", dest.display())),
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -868,20 +822,13 @@ fn faults_corrupted_blob_is_an_error_and_not_stored() {
 
 #[test]
 fn faults_stalls_time_out_and_trickles_complete() {
-    if skip("faults_stalls_time_out_and_trickles_complete") {
+    if !registry_tools("faults_stalls_time_out_and_trickles_complete") {
         return;
     }
     let reg = Registry::start(Auth::None, None);
     let proxy = FaultProxy::start(&reg.addr);
     let tmp = tempfile::tempdir().unwrap();
-    let img = two_layer_image(&tmp.path().join("src"), "v1");
-    skopeo_push(
-        &tmp.path().join("src"),
-        "v1",
-        &format!("{}/f/app:v1", reg.addr),
-        None,
-        &[],
-    );
+    let img = seed_registry(&reg, tmp.path(), "f/app:v1", None);
     // One stall mid-body: the idle timeout ends it, the retry resumes.
     proxy.add(&img.layers[0], Fault::Stall(10_000), 1);
     proxy.add(
@@ -939,7 +886,7 @@ fn faults_stalls_time_out_and_trickles_complete() {
 
 #[test]
 fn faults_redirects_do_not_leak_credentials() {
-    if skip("faults_redirects_do_not_leak_credentials") {
+    if !registry_tools("faults_redirects_do_not_leak_credentials") {
         return;
     }
     let reg = Registry::start(
@@ -952,15 +899,8 @@ fn faults_redirects_do_not_leak_credentials() {
     let proxy = FaultProxy::start(&reg.addr);
     let blobs = BlobServer::start(reg.storage());
     let tmp = tempfile::tempdir().unwrap();
-    let img = two_layer_image(&tmp.path().join("src"), "v1");
     let creds = format!("{USER}:{PASS}");
-    skopeo_push(
-        &tmp.path().join("src"),
-        "v1",
-        &format!("{}/f/app:v1", reg.addr),
-        Some(&creds),
-        &[],
-    );
+    let img = seed_registry(&reg, tmp.path(), "f/app:v1", Some(&creds));
     proxy.add("/blobs/", Fault::Redirect(blobs.addr().to_string()), 100);
     let (out, dest) = pull_via(
         &proxy,
@@ -989,7 +929,7 @@ fn faults_redirects_do_not_leak_credentials() {
 
 #[test]
 fn faults_token_rejected_mid_pull_is_refreshed() {
-    if skip("faults_token_rejected_mid_pull_is_refreshed") {
+    if !registry_tools("faults_token_rejected_mid_pull_is_refreshed") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -1024,39 +964,9 @@ fn faults_token_rejected_mid_pull_is_refreshed() {
     );
 }
 
-/// `skopeo inspect` of a registry image (plain http).
-fn skopeo_inspect(image: &str, creds: Option<&str>) -> serde_json::Value {
-    let mut c = skopeo();
-    c.args(["inspect", "--tls-verify=false"]);
-    if let Some(cr) = creds {
-        c.args(["--creds", cr]);
-    }
-    serde_json::from_str(&run_ok(c.arg(format!("docker://{image}")))).unwrap()
-}
-
-/// skopeo pulls `image` into a new layout under `tmp`; returns the layout.
-fn skopeo_pull(
-    image: &str,
-    creds: Option<&str>,
-    tmp: &std::path::Path,
-    name: &str,
-) -> std::path::PathBuf {
-    let dest = tmp.join(name);
-    let mut c = skopeo();
-    c.args(["copy", "-q", "--src-tls-verify=false"]);
-    if let Some(cr) = creds {
-        c.args(["--src-creds", cr]);
-    }
-    run_ok(
-        c.arg(format!("docker://{image}"))
-            .arg(format!("oci:{}:t", dest.display())),
-    );
-    dest
-}
-
 #[test]
 fn push_from_oci_layout_matches_skopeo() {
-    if skip("push_from_oci_layout_matches_skopeo") {
+    if !registry_tools("push_from_oci_layout_matches_skopeo") {
         return;
     }
     let reg = Registry::start(
@@ -1072,7 +982,7 @@ fn push_from_oci_layout_matches_skopeo() {
     let creds = format!("{USER}:{PASS}");
     let name = format!("{}/push/app:v1", reg.addr);
     // Without credentials: refused, nothing pushed under the tag.
-    let out = run(stowage_home(tmp.path()).args([
+    let out = output(stowage_home(tmp.path()).args([
         "copy",
         "--dest-tls-verify=false",
         "--retry-times=0",
@@ -1081,7 +991,7 @@ fn push_from_oci_layout_matches_skopeo() {
     ]));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized"));
-    run_ok(stowage_home(tmp.path()).args([
+    run_stdout(stowage_home(tmp.path()).args([
         "copy",
         "--dest-tls-verify=false",
         "--dest-creds",
@@ -1089,7 +999,7 @@ fn push_from_oci_layout_matches_skopeo() {
         &format!("oci:{}:v1", src.display()),
         &format!("docker://{name}"),
     ]));
-    let ours = skopeo_inspect(&name, Some(&creds));
+    let ours = skopeo_inspect_registry(&name, Some(&creds));
     assert_eq!(ours["Digest"], img.manifest_digest.as_str());
     // skopeo pushes the same image to another tag: the registry holds identical manifests.
     skopeo_push(
@@ -1099,7 +1009,7 @@ fn push_from_oci_layout_matches_skopeo() {
         Some(&creds),
         &[],
     );
-    let theirs = skopeo_inspect(&format!("{}/push/app:sk", reg.addr), Some(&creds));
+    let theirs = skopeo_inspect_registry(&format!("{}/push/app:sk", reg.addr), Some(&creds));
     assert_eq!(ours["Digest"], theirs["Digest"]);
     assert_eq!(ours["Layers"], theirs["Layers"]);
     // What comes back is what went in.
@@ -1110,7 +1020,7 @@ fn push_from_oci_layout_matches_skopeo() {
 
 #[test]
 fn push_reuses_existing_blobs_and_mounts_across_repositories() {
-    if skip("push_reuses_existing_blobs_and_mounts_across_repositories") {
+    if !registry_tools("push_reuses_existing_blobs_and_mounts_across_repositories") {
         return;
     }
     let reg = Registry::start(Auth::None, None);
@@ -1119,7 +1029,7 @@ fn push_reuses_existing_blobs_and_mounts_across_repositories() {
     let src = tmp.path().join("src");
     let img = two_layer_image(&src, "v1");
     let push = |from: &str, to: &str| {
-        run_ok(stowage_home(tmp.path()).args([
+        run_stdout(stowage_home(tmp.path()).args([
             "copy",
             "--src-tls-verify=false",
             "--dest-tls-verify=false",
@@ -1165,14 +1075,14 @@ fn push_reuses_existing_blobs_and_mounts_across_repositories() {
         "layers were not read from a"
     );
     assert_eq!(
-        skopeo_inspect(&format!("{}/b/app:v1", reg.addr), None)["Digest"],
+        skopeo_inspect_registry(&format!("{}/b/app:v1", reg.addr), None)["Digest"],
         img.manifest_digest.as_str()
     );
 }
 
 #[test]
 fn push_chunked_and_recompressed() {
-    if skip("push_chunked_and_recompressed") {
+    if !registry_tools("push_chunked_and_recompressed") {
         return;
     }
     let reg = Registry::start(Auth::None, None);
@@ -1180,20 +1090,13 @@ fn push_chunked_and_recompressed() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     // One layer larger than the 8 MiB upload chunk.
-    let img = build_image(
-        &src,
-        "big",
-        &[vec![File {
-            path: "big",
-            data: noise(7, 9 << 20),
-        }]],
-    );
+    let img = one_file_image(&src, "big", "big", SplitMix64::new(7).bytes(9 << 20));
     let source_ids = layout_diff_ids(&src, "big");
     for (tag, extra) in [
         ("gz", vec![]),
         ("zst", vec!["--dest-compress-format", "zstd"]),
     ] {
-        run_ok(
+        run_stdout(
             stowage_home(tmp.path())
                 .args(["copy", "--dest-tls-verify=false"])
                 .args(&extra)
@@ -1235,7 +1138,7 @@ fn push_chunked_and_recompressed() {
 
 #[test]
 fn push_with_token_auth_and_registries_conf() {
-    if skip("push_with_token_auth_and_registries_conf") {
+    if !registry_tools("push_with_token_auth_and_registries_conf") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -1243,7 +1146,7 @@ fn push_with_token_auth_and_registries_conf() {
     let creds = format!("{USER}:{PASS}");
     // Registry to registry inside a token registry: the mount needs pull access to the
     // source repository in the same token.
-    run_ok(stowage_home(tmp.path()).args([
+    run_stdout(stowage_home(tmp.path()).args([
         "copy",
         "--src-tls-verify=false",
         "--dest-tls-verify=false",
@@ -1255,7 +1158,7 @@ fn push_with_token_auth_and_registries_conf() {
         &format!("docker://{}/tok/copy:v1", reg.addr),
     ]));
     assert_eq!(
-        skopeo_inspect(&format!("{}/tok/copy:v1", reg.addr), Some(&creds))["Digest"],
+        skopeo_inspect_registry(&format!("{}/tok/copy:v1", reg.addr), Some(&creds))["Digest"],
         img.manifest_digest.as_str()
     );
     // registries.conf: pushes go to the location (never a mirror); blocked is refused.
@@ -1268,7 +1171,7 @@ fn push_with_token_auth_and_registries_conf() {
         ),
     )
     .unwrap();
-    run_ok(
+    run_stdout(
         stowage_home(tmp.path())
             .args(["copy", "--dest-creds", &creds, "--registries-conf"])
             .arg(&conf)
@@ -1276,26 +1179,31 @@ fn push_with_token_auth_and_registries_conf() {
             .arg("docker://stowage.test/p/app:v1"),
     );
     assert_eq!(
-        skopeo_inspect(&format!("{}/relocated/app:v1", reg.addr), Some(&creds))["Digest"],
+        skopeo_inspect_registry(&format!("{}/relocated/app:v1", reg.addr), Some(&creds))["Digest"],
         img.manifest_digest.as_str()
     );
-    let out = run(stowage_home(tmp.path())
-        .args(["copy", "--registries-conf"])
-        .arg(&conf)
-        .arg(format!("oci:{}:v1", tmp.path().join("src").display()))
-        .arg("docker://stowage.test/blocked/app:v1"));
+    let out = output(
+        stowage_home(tmp.path())
+            .args(["copy", "--registries-conf"])
+            .arg(&conf)
+            .arg(format!("oci:{}:v1", tmp.path().join("src").display()))
+            .arg("docker://stowage.test/blocked/app:v1"),
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("blocked"));
 }
 
 #[test]
 fn push_from_containers_storage_compresses_on_the_fly() {
-    if skip("push_from_containers_storage_compresses_on_the_fly") {
+    if !registry_tools("push_from_containers_storage_compresses_on_the_fly") {
         return;
     }
-    if !rustix::process::geteuid().is_root() {
+    if !is_root() {
         // Writing a containers-storage store (ownership, whiteout devices) needs root.
-        eprintln!("SKIP: push_from_containers_storage_compresses_on_the_fly: needs root");
+        skip(
+            "push_from_containers_storage_compresses_on_the_fly",
+            "needs root",
+        );
         return;
     }
     let reg = Registry::start(Auth::None, None);
@@ -1308,7 +1216,7 @@ fn push_from_containers_storage_compresses_on_the_fly() {
         tmp.path().join("root").display(),
         tmp.path().join("runroot").display()
     );
-    run_ok(stowage().args([
+    run_stdout(stowage().args([
         "copy",
         &format!("oci:{}:v1", src.display()),
         &format!("{store}cs/app:v1"),
@@ -1321,7 +1229,7 @@ fn push_from_containers_storage_compresses_on_the_fly() {
             "application/vnd.oci.image.layer.v1.tar+zstd",
         ),
     ] {
-        run_ok(
+        run_stdout(
             stowage()
                 .args(["copy", "--dest-tls-verify=false"])
                 .args(&extra)
@@ -1341,7 +1249,7 @@ fn push_from_containers_storage_compresses_on_the_fly() {
 
 #[test]
 fn push_retries_server_errors() {
-    if skip("push_retries_server_errors") {
+    if !registry_tools("push_retries_server_errors") {
         return;
     }
     let reg = Registry::start(Auth::None, None);
@@ -1351,7 +1259,7 @@ fn push_retries_server_errors() {
     let img = two_layer_image(&src, "v1");
     proxy.add("/blobs/uploads/", Fault::Status(503), 2);
     proxy.add("/manifests/v1", Fault::Status(500), 1);
-    run_ok(stowage_home(tmp.path()).args([
+    run_stdout(stowage_home(tmp.path()).args([
         "copy",
         "--dest-tls-verify=false",
         "--retry-delay=0.01",
@@ -1359,21 +1267,14 @@ fn push_retries_server_errors() {
         &format!("docker://{}/r/app:v1", proxy.addr()),
     ]));
     assert_eq!(
-        skopeo_inspect(&format!("{}/r/app:v1", reg.addr), None)["Digest"],
+        skopeo_inspect_registry(&format!("{}/r/app:v1", reg.addr), None)["Digest"],
         img.manifest_digest.as_str()
     );
     // Failing for good: an error, and the tag does not exist.
     proxy.add("/blobs/uploads/", Fault::Status(503), 100);
     let other = tmp.path().join("other");
-    build_image(
-        &other,
-        "o",
-        &[vec![File {
-            path: "y",
-            data: noise(9, 1000),
-        }]],
-    );
-    let out = run(stowage_home(tmp.path()).args([
+    one_file_image(&other, "o", "y", SplitMix64::new(9).bytes(1000));
+    let out = output(stowage_home(tmp.path()).args([
         "copy",
         "--dest-tls-verify=false",
         "--retry-delay=0.01",
@@ -1383,7 +1284,7 @@ fn push_retries_server_errors() {
     ]));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("503"));
-    let out = run(skopeo().args([
+    let out = output(skopeo().args([
         "inspect",
         "--tls-verify=false",
         &format!("docker://{}/r/other:v1", reg.addr),
@@ -1393,21 +1294,22 @@ fn push_retries_server_errors() {
 
 #[test]
 fn progress_json_lines_and_plain_lines() {
-    if skip("progress_json_lines_and_plain_lines") {
+    if !registry_tools("progress_json_lines_and_plain_lines") {
         return;
     }
     let reg = Registry::start(Auth::None, None);
     let tmp = tempfile::tempdir().unwrap();
-    let img = two_layer_image(&tmp.path().join("src"), "v1");
     let name = format!("{}/prog/app:v1", reg.addr);
-    skopeo_push(&tmp.path().join("src"), "v1", &name, None, &[]);
+    let img = seed_registry(&reg, tmp.path(), "prog/app:v1", None);
     let dest = tmp.path().join("out");
     let pull = |extra: &[&str]| {
-        run(stowage()
-            .args(["copy", "--src-tls-verify=false"])
-            .args(extra)
-            .arg(format!("docker://{name}"))
-            .arg(format!("oci:{}:t", dest.display())))
+        output(
+            stowage_progress()
+                .args(["copy", "--src-tls-verify=false"])
+                .args(extra)
+                .arg(format!("docker://{name}"))
+                .arg(format!("oci:{}:t", dest.display())),
+        )
     };
     // JSON Lines on fd 1 (stdout), plain lines on stderr (not a terminal here).
     let out = pull(&["--progress-fd", "1"]);
@@ -1474,7 +1376,7 @@ fn progress_json_lines_and_plain_lines() {
 
 #[test]
 fn auth_challenge_learned_from_a_later_401() {
-    if skip("auth_challenge_learned_from_a_later_401") {
+    if !registry_tools("auth_challenge_learned_from_a_later_401") {
         return;
     }
     let reg = Registry::start(
@@ -1486,15 +1388,8 @@ fn auth_challenge_learned_from_a_later_401() {
     );
     let proxy = FaultProxy::start(&reg.addr);
     let tmp = tempfile::tempdir().unwrap();
-    let img = two_layer_image(&tmp.path().join("src"), "v1");
     let creds = format!("{USER}:{PASS}");
-    skopeo_push(
-        &tmp.path().join("src"),
-        "v1",
-        &format!("{}/f/app:v1", reg.addr),
-        Some(&creds),
-        &[],
-    );
+    let img = seed_registry(&reg, tmp.path(), "f/app:v1", Some(&creds));
     // The ping is answered 200 without a challenge (anonymous pings allowed); the manifest
     // request then gets the registry's Basic challenge, and the client adopts it.
     proxy.add("=/v2/", Fault::Status(200), 1);
@@ -1516,7 +1411,7 @@ fn auth_challenge_learned_from_a_later_401() {
 
 #[test]
 fn pull_with_identity_token_from_auth_file() {
-    if skip("pull_with_identity_token_from_auth_file") {
+    if !registry_tools("pull_with_identity_token_from_auth_file") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -1534,7 +1429,7 @@ fn pull_with_identity_token_from_auth_file() {
     };
     write(REFRESH_TOKEN);
     let dest = tmp.path().join("out");
-    run_ok(
+    run_stdout(
         stowage_home(tmp.path())
             .args(["copy", "--src-tls-verify=false", "--authfile"])
             .arg(&authfile)
@@ -1544,15 +1439,17 @@ fn pull_with_identity_token_from_auth_file() {
     assert_eq!(layout_manifest_digest(&dest, "t"), img.manifest_digest);
     assert!(tokens.state.lock().unwrap().oauth_posts >= 1);
     write("revoked");
-    let out = run(stowage_home(tmp.path())
-        .args([
-            "inspect",
-            "--tls-verify=false",
-            "--retry-times=0",
-            "--authfile",
-        ])
-        .arg(&authfile)
-        .arg(format!("docker://{}/tok/app:v1", reg.addr)));
+    let out = output(
+        stowage_home(tmp.path())
+            .args([
+                "inspect",
+                "--tls-verify=false",
+                "--retry-times=0",
+                "--authfile",
+            ])
+            .arg(&authfile)
+            .arg(format!("docker://{}/tok/app:v1", reg.addr)),
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("identity token"), "{err}");
@@ -1563,24 +1460,17 @@ fn pull_with_identity_token_from_auth_file() {
 #[test]
 fn image_cmd_pull_and_push_with_bootc_storage() {
     let test = "image_cmd_pull_and_push_with_bootc_storage";
-    if skip(test) {
+    if !registry_tools(test) {
         return;
     }
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP: {test}: writing containers-storage needs root here");
+    if !is_root() {
+        skip(test, "writing containers-storage needs root here");
         return;
     }
     let reg = Registry::start(Auth::None, None);
     let tmp = tempfile::tempdir().unwrap();
     let a = two_layer_image(&tmp.path().join("a"), "v1");
-    let b = build_image(
-        &tmp.path().join("b"),
-        "v2",
-        &[vec![File {
-            path: "b/one",
-            data: b"one".to_vec(),
-        }]],
-    );
+    let b = one_file_image(&tmp.path().join("b"), "v2", "b/one", b"one");
     let name_a = format!("{}/bootc/a:v1", reg.addr);
     let name_b = format!("{}/bootc/b:v2", reg.addr);
     skopeo_push(&tmp.path().join("a"), "v1", &name_a, None, &[]);
@@ -1598,7 +1488,7 @@ fn image_cmd_pull_and_push_with_bootc_storage() {
             .args(args);
         c
     };
-    run_ok(&mut image(&[
+    run_stdout(&mut image(&[
         "cmd",
         "pull",
         "--tls-verify=false",
@@ -1610,13 +1500,13 @@ fn image_cmd_pull_and_push_with_bootc_storage() {
         c.arg("--root").arg(&root).arg("--runroot").arg(&runroot);
         c
     };
-    let have_podman = which("podman");
+    let have_podman = oracle("podman", test);
     for (name, img) in [(&name_a, &a), (&name_b, &b)] {
-        let out = run_ok(&mut image(&["cmd", "inspect", name]));
+        let out = run_stdout(&mut image(&["cmd", "inspect", name]));
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v[0]["Digest"], img.manifest_digest.as_str(), "{name}");
         if have_podman {
-            let out = run_ok(podman().args(["image", "inspect", name]));
+            let out = run_stdout(podman().args(["image", "inspect", name]));
             let p: serde_json::Value = serde_json::from_str(&out).unwrap();
             assert_eq!(
                 p[0]["Digest"],
@@ -1631,7 +1521,7 @@ fn image_cmd_pull_and_push_with_bootc_storage() {
     }
     // Push a back under a new name: the registry gets the same layers (diffIDs) and config.
     let pushed = format!("{}/bootc/pushed:1", reg.addr);
-    run_ok(&mut image(&[
+    run_stdout(&mut image(&[
         "cmd",
         "push",
         "--tls-verify=false",
@@ -1639,7 +1529,7 @@ fn image_cmd_pull_and_push_with_bootc_storage() {
         &pushed,
     ]));
     let out = tmp.path().join("out");
-    run_ok(
+    run_stdout(
         skopeo()
             .args(["copy", "-q", "--src-tls-verify=false"])
             .arg(format!("docker://{pushed}"))
@@ -1663,11 +1553,11 @@ fn image_cmd_pull_and_push_with_bootc_storage() {
     .unwrap();
     let mut c = image(&["cmd", "pull", "--registries-conf"]);
     c.arg(&conf).arg("bootc/b:v2");
-    run_ok(&mut c);
-    run_ok(&mut image(&["cmd", "exists", &name_b]));
+    run_stdout(&mut c);
+    run_stdout(&mut image(&["cmd", "exists", &name_b]));
     // A missing image fails that pull only, naming it, and exits 1.
     let missing = format!("{}/bootc/missing:1", reg.addr);
-    let o = run(&mut image(&[
+    let o = output(&mut image(&[
         "cmd",
         "pull",
         "--tls-verify=false",
@@ -1686,9 +1576,4 @@ fn image_cmd_pull_and_push_with_bootc_storage() {
             .arg(root.join("overlay"))
             .output();
     }
-}
-
-fn which(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
