@@ -443,19 +443,6 @@ fn stowage_copy(src: &str, store: &PodmanStore, name: &str) {
     run(stowage().arg("copy").arg(src).arg(store.reference(name)));
 }
 
-/// `stowage image --bootc-storage ROOT --bootc-runroot RUNROOT cmd ARGS...` on `store`.
-fn image_cmd(store: &PodmanStore, args: &[&str]) -> Command {
-    let mut c = stowage();
-    c.arg("image")
-        .arg("--bootc-storage")
-        .arg(&store.root)
-        .arg("--bootc-runroot")
-        .arg(&store.runroot)
-        .arg("cmd")
-        .args(args);
-    c
-}
-
 fn have_tools(test: &str) -> bool {
     require(test, &["podman", "skopeo"])
 }
@@ -636,17 +623,6 @@ fn sorted_rows(v: Value) -> Vec<Value> {
     rows
 }
 
-/// Keys of `skopeo inspect` that stowage must reproduce for a containers-storage image.
-const INSPECT_KEYS: [&str; 7] = [
-    "Digest",
-    "Created",
-    "Architecture",
-    "Os",
-    "Layers",
-    "Env",
-    "Labels",
-];
-
 #[test]
 fn images_written_by_skopeo_are_read_by_stowage() {
     let test = "images_written_by_skopeo_are_read_by_stowage";
@@ -688,7 +664,7 @@ fn images_written_by_skopeo_are_read_by_stowage() {
         );
     }
     // And so does the CLI.
-    let out = run(image_cmd(&store, &["list", "--format", "json"]));
+    let out = run(image_cmd(&store, &["cmd", "list", "--format", "json"]));
     let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         sorted_rows(cli),
@@ -703,7 +679,7 @@ fn images_written_by_skopeo_are_read_by_stowage() {
             store.image_inspect(&image),
             "{test}: engine inspect (left) vs podman image inspect {image}"
         );
-        let out = run(image_cmd(&store, &["inspect", &image]));
+        let out = run(image_cmd(&store, &["cmd", "inspect", &image]));
         let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(
             cli[0], ours,
@@ -798,7 +774,7 @@ fn skopeo_base_stowage_derived_then_removed_either_way() {
     check_podman_view(&store, "localhost/derived:1", &derived_exp);
 
     // `stowage image cmd rm` removes the base image: the derived one keeps all three layers.
-    run(image_cmd(&store, &["rm", "localhost/basic:1"]));
+    run(image_cmd(&store, &["cmd", "rm", "localhost/basic:1"]));
     assert!(image_records(&store)
         .iter()
         .all(|i| i["id"] != json!(basic_exp.id)));

@@ -9,16 +9,25 @@ use common::*;
 use serde_json::Value;
 use stowage_fixtures::tree::{describe_dir, render, RenderOptions};
 
-/// `stowage image --bootc-storage ROOT --bootc-runroot RUNROOT ARGS...`.
-fn image_cmd(bootc: &PodmanStore, args: &[&str]) -> std::process::Command {
-    let mut c = stowage();
-    c.arg("image")
-        .arg("--bootc-storage")
-        .arg(&bootc.root)
-        .arg("--bootc-runroot")
-        .arg(&bootc.runroot)
-        .args(args);
-    c
+/// Whether this test can write containers-storage stores (root: chown, whiteout devices);
+/// otherwise a `SKIP:` line (a failure under CI).
+fn can_write_stores(test: &str) -> bool {
+    if !is_root() {
+        skip(
+            test,
+            "writing containers-storage needs root here (chown, whiteout devices)",
+        );
+        return false;
+    }
+    true
+}
+
+/// Add `--host-storage ROOT --host-runroot RUNROOT` naming `host` to an image command.
+fn with_host_storage(c: &mut std::process::Command, host: &PodmanStore) {
+    c.arg("--host-storage")
+        .arg(&host.root)
+        .arg("--host-runroot")
+        .arg(&host.runroot);
 }
 
 fn json(out: &std::process::Output) -> Value {
@@ -59,11 +68,7 @@ fn assert_lists_agree(bootc: &PodmanStore) {
 #[test]
 fn pull_list_inspect_tag_rm_like_podman() {
     let test = "pull_list_inspect_tag_rm_like_podman";
-    if !is_root() {
-        skip(
-            test,
-            "writing containers-storage needs root here (chown, whiteout devices)",
-        );
+    if !can_write_stores(test) {
         return;
     }
     let bootc = PodmanStore::new();
@@ -205,8 +210,7 @@ fn pull_list_inspect_tag_rm_like_podman() {
 #[test]
 fn prune_removes_dangling_images_podman_made() {
     let test = "prune_removes_dangling_images_podman_made";
-    if !is_root() {
-        skip(test, "writing containers-storage needs root here");
+    if !can_write_stores(test) {
         return;
     }
     if !oracle("skopeo", test) || !oracle("podman", test) {
@@ -233,8 +237,7 @@ fn prune_removes_dangling_images_podman_made() {
 #[test]
 fn pull_from_default_storage_keeps_ids_and_tree() {
     let test = "pull_from_default_storage_keeps_ids_and_tree";
-    if !is_root() {
-        skip(test, "writing containers-storage needs root here");
+    if !can_write_stores(test) {
         return;
     }
     if !oracle("skopeo", test) || !oracle("podman", test) {
@@ -250,10 +253,7 @@ fn pull_from_default_storage_keeps_ids_and_tree() {
             .arg(fixture_ref(fx))
             .arg(host.reference(name)));
         let mut c = image_cmd(&bootc, &["pull-from-default-storage", name]);
-        c.arg("--host-storage")
-            .arg(&host.root)
-            .arg("--host-runroot")
-            .arg(&host.runroot);
+        with_host_storage(&mut c, &host);
         run(c);
         let a = host.image_inspect(name);
         let b = bootc.image_inspect(name);
@@ -313,10 +313,7 @@ fn pull_from_default_storage_keeps_ids_and_tree() {
     }
     // A second pull of the same image reuses everything and keeps working.
     let mut c = image_cmd(&bootc, &["pull-from-default-storage", "quay.io/ex/links:1"]);
-    c.arg("--host-storage")
-        .arg(&host.root)
-        .arg("--host-runroot")
-        .arg(&host.runroot);
+    with_host_storage(&mut c, &host);
     run(c);
     assert_lists_agree(&bootc);
 }
@@ -324,8 +321,7 @@ fn pull_from_default_storage_keeps_ids_and_tree() {
 #[test]
 fn copy_to_storage_defaults_to_localhost_bootc() {
     let test = "copy_to_storage_defaults_to_localhost_bootc";
-    if !is_root() {
-        skip(test, "writing containers-storage needs root here");
+    if !can_write_stores(test) {
         return;
     }
     if !oracle("podman", test) {
@@ -337,10 +333,7 @@ fn copy_to_storage_defaults_to_localhost_bootc() {
         &bootc,
         &["copy-to-storage", "--source", &fixture_ref("basic")],
     );
-    c.arg("--host-storage")
-        .arg(&host.root)
-        .arg("--host-runroot")
-        .arg(&host.runroot);
+    with_host_storage(&mut c, &host);
     run(c);
     let img = host.image_inspect("localhost/bootc");
     assert_eq!(
@@ -359,8 +352,7 @@ fn copy_to_storage_defaults_to_localhost_bootc() {
 #[test]
 fn image_list_shows_host_unified_and_logical() {
     let test = "image_list_shows_host_unified_and_logical";
-    if !is_root() {
-        skip(test, "writing containers-storage needs root here");
+    if !can_write_stores(test) {
         return;
     }
     let bootc = PodmanStore::new();
@@ -422,8 +414,7 @@ fn image_list_shows_host_unified_and_logical() {
 #[test]
 fn pull_from_default_storage_shares_file_data_when_it_can() {
     let test = "pull_from_default_storage_shares_file_data_when_it_can";
-    if !is_root() {
-        skip(test, "writing containers-storage needs root here");
+    if !can_write_stores(test) {
         return;
     }
     // Both stores on one filesystem and not bind-mounted by podman (stowage wrote the host
@@ -434,15 +425,13 @@ fn pull_from_default_storage_shares_file_data_when_it_can() {
         .arg("copy")
         .arg(fixture_ref("many"))
         .arg(host.reference("quay.io/ex/many:1")));
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_stowage"));
+    // Not quiet: the summary line on stderr says how the file data was shared.
+    let mut c = stowage_progress();
     c.args(["image", "--storage-root"])
         .arg(&bootc.root)
         .arg("--runroot")
         .arg(&bootc.runroot);
-    c.arg("--host-storage")
-        .arg(&host.root)
-        .arg("--host-runroot")
-        .arg(&host.runroot);
+    with_host_storage(&mut c, &host);
     c.args(["pull-from-default-storage", "quay.io/ex/many:1"]);
     let out = run(c);
     let msg = String::from_utf8_lossy(&out.stderr);
@@ -559,8 +548,7 @@ fn unprivileged_user_can_write_and_read_a_store() {
 #[test]
 fn copy_between_two_stores() {
     let test = "copy_between_two_stores";
-    if !is_root() {
-        skip(test, "writing containers-storage needs root here");
+    if !can_write_stores(test) {
         return;
     }
     let a = PodmanStore::new();

@@ -18,17 +18,6 @@ use serde_json::{json, Value};
 use stowage_fixtures::tree::{describe_dir, render, RenderOptions};
 use stowage_fixtures::FixtureInfo;
 
-/// Keys of `skopeo inspect` that stowage must reproduce exactly.
-const INSPECT_KEYS: [&str; 7] = [
-    "Digest",
-    "Created",
-    "Architecture",
-    "Os",
-    "Layers",
-    "Env",
-    "Labels",
-];
-
 /// `stowage inspect REF` agrees with `skopeo inspect REF`; `--raw` prints the manifest blob.
 fn assert_inspect_matches_skopeo(reference: &str, layout: &Path) {
     let ours = stowage_inspect(reference);

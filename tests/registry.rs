@@ -45,6 +45,26 @@ fn assert_same_pull(src: &str, stowage_args: &[&str], skopeo_args: &[&str]) {
     }
 }
 
+/// `inspect --tls-verify=false [EXTRA...] docker://IMAGE` by stowage and by skopeo, as JSON.
+fn inspect_both(extra: &[&str], image: &str) -> (serde_json::Value, serde_json::Value) {
+    let json = |mut c: Command| -> serde_json::Value {
+        c.args(["inspect", "--tls-verify=false"])
+            .args(extra)
+            .arg(format!("docker://{image}"));
+        serde_json::from_str(&run_stdout(c)).unwrap()
+    };
+    (json(stowage()), json(skopeo()))
+}
+
+/// `stowage inspect --raw --tls-verify=false docker://IMAGE` (whatever its exit status).
+fn raw_manifest(image: &str) -> std::process::Output {
+    output(
+        stowage()
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{image}")),
+    )
+}
+
 #[test]
 fn pull_anonymous_plain_http_matches_skopeo() {
     if !registry_tools("pull_anonymous_plain_http_matches_skopeo") {
@@ -57,18 +77,7 @@ fn pull_anonymous_plain_http_matches_skopeo() {
     assert_same_pull(&format!("docker://{name}"), &[], &[]);
 
     // inspect: digest, tags, layers as skopeo reports them.
-    let ours: serde_json::Value = serde_json::from_str(&run_stdout(stowage().args([
-        "inspect",
-        "--tls-verify=false",
-        &format!("docker://{name}"),
-    ])))
-    .unwrap();
-    let theirs: serde_json::Value = serde_json::from_str(&run_stdout(skopeo().args([
-        "inspect",
-        "--tls-verify=false",
-        &format!("docker://{name}"),
-    ])))
-    .unwrap();
+    let (ours, theirs) = inspect_both(&[], &name);
     for key in [
         "Name",
         "Digest",
@@ -83,12 +92,7 @@ fn pull_anonymous_plain_http_matches_skopeo() {
     }
     assert_eq!(ours["Digest"], img.manifest_digest.as_str());
     // --raw gives the manifest bytes unchanged.
-    let raw = output(stowage().args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{name}"),
-    ]));
+    let raw = raw_manifest(&name);
     assert!(raw.status.success());
     assert_eq!(sha256(&raw.stdout), img.manifest_digest);
 
@@ -108,13 +112,12 @@ fn pull_requires_tls_verify_false_for_plain_http() {
     let reg = Registry::start(Auth::None, None);
     let tmp = tempfile::tempdir().unwrap();
     let dest = tmp.path().join("out");
-    let out = output(stowage().args([
+    let out = run_failing(stowage().args([
         "copy",
         "--retry-times=0",
         &format!("docker://{}/x/y:z", reg.addr),
         &format!("oci:{}:t", dest.display()),
     ]));
-    assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("pinging container registry") && err.contains("--tls-verify=false"),
@@ -128,13 +131,7 @@ fn pull_basic_auth() {
     if !registry_tools("pull_basic_auth") {
         return;
     }
-    let reg = Registry::start(
-        Auth::Htpasswd {
-            user: USER.into(),
-            password: PASS.into(),
-        },
-        None,
-    );
+    let reg = Registry::start(Auth::htpasswd(USER, PASS), None);
     let tmp = tempfile::tempdir().unwrap();
     let name = format!("{}/private/app:v1", reg.addr);
     let creds = format!("{USER}:{PASS}");
@@ -147,11 +144,10 @@ fn pull_basic_auth() {
         if let Some(b) = &bad {
             c.args(["--src-creds", b]);
         }
-        let out = output(
+        let out = run_failing(
             c.arg(format!("docker://{name}"))
                 .arg(format!("oci:{}:t", dest.display())),
         );
-        assert!(!out.status.success(), "{bad:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             err.contains("unauthorized") && err.contains("--creds"),
@@ -210,14 +206,13 @@ fn pull_multi_platform_index() {
         );
         assert_eq!(v["Layers"][0], img.layers[0].as_str());
     }
-    let out = output(stowage().args([
+    let out = run_failing(stowage().args([
         "inspect",
         "--tls-verify=false",
         "--override-arch",
         "s390x",
         &src,
     ]));
-    assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("linux/arm64/v8") && err.contains("s390x"),
@@ -241,26 +236,10 @@ fn pull_docker_schema2_and_missing() {
         None,
         &["--format", "v2s2"],
     );
-    let ours: serde_json::Value = serde_json::from_str(&run_stdout(stowage().args([
-        "inspect",
-        "--tls-verify=false",
-        &format!("docker://{name}"),
-    ])))
-    .unwrap();
-    let theirs: serde_json::Value = serde_json::from_str(&run_stdout(skopeo().args([
-        "inspect",
-        "--tls-verify=false",
-        &format!("docker://{name}"),
-    ])))
-    .unwrap();
+    let (ours, theirs) = inspect_both(&[], &name);
     assert_eq!(ours["Digest"], theirs["Digest"]);
     assert_eq!(ours["Layers"], theirs["Layers"]);
-    let raw = output(stowage().args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{name}"),
-    ]));
+    let raw = raw_manifest(&name);
     let m: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
     assert_eq!(
         m["mediaType"],
@@ -288,31 +267,13 @@ fn pull_docker_schema2_and_missing() {
         None,
         &["--all", "--format", "v2s2"],
     );
-    let raw = output(stowage().args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{list}"),
-    ]));
+    let raw = raw_manifest(&list);
     let top: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
     assert_eq!(
         top["mediaType"],
         "application/vnd.docker.distribution.manifest.list.v2+json"
     );
-    let ours: serde_json::Value = serde_json::from_str(&run_stdout(stowage().args([
-        "inspect",
-        "--tls-verify=false",
-        "--override-arch=arm64",
-        &format!("docker://{list}"),
-    ])))
-    .unwrap();
-    let theirs: serde_json::Value = serde_json::from_str(&run_stdout(skopeo().args([
-        "inspect",
-        "--tls-verify=false",
-        "--override-arch=arm64",
-        &format!("docker://{list}"),
-    ])))
-    .unwrap();
+    let (ours, theirs) = inspect_both(&["--override-arch=arm64"], &list);
     assert_eq!(ours["Digest"], theirs["Digest"]);
     assert_eq!(ours["Layers"], theirs["Layers"]);
     assert_eq!(ours["Layers"][0], arm.layers[0].as_str());
@@ -323,12 +284,11 @@ fn pull_docker_schema2_and_missing() {
         format!("{}/docker/app:nope", reg.addr),
         format!("{}/no/such:v1", reg.addr),
     ] {
-        let out = output(stowage().args([
+        let out = run_failing(stowage().args([
             "inspect",
             "--tls-verify=false",
             &format!("docker://{missing}"),
         ]));
-        assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             err.contains("manifest unknown") || err.contains("name unknown"),
@@ -354,13 +314,7 @@ fn pull_credentials_from_auth_files() {
     if !registry_tools("pull_credentials_from_auth_files") {
         return;
     }
-    let reg = Registry::start(
-        Auth::Htpasswd {
-            user: USER.into(),
-            password: PASS.into(),
-        },
-        None,
-    );
+    let reg = Registry::start(Auth::htpasswd(USER, PASS), None);
     let tmp = tempfile::tempdir().unwrap();
     let name = format!("{}/private/app:v1", reg.addr);
     seed_registry(
@@ -509,13 +463,12 @@ blocked = true
     assert_eq!(layout_blobs(&ours), layout_blobs(&theirs));
 
     // An image no location has: the error lists every attempt.
-    let out = output(
+    let out = run_failing(
         stowage_home(tmp.path())
             .args(["inspect", "--retry-times=0", "--registries-conf"])
             .arg(&conf)
             .arg("docker://stowage.test/app/missing:v1"),
     );
-    assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(&format!("127.0.0.1:{dead}/app/missing"))
@@ -526,13 +479,12 @@ blocked = true
     );
 
     // Blocked.
-    let out = output(
+    let out = run_failing(
         stowage_home(tmp.path())
             .args(["inspect", "--registries-conf"])
             .arg(&conf)
             .arg("docker://stowage.test/blocked/x:v1"),
     );
-    assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("blocked"));
 }
 
@@ -558,8 +510,7 @@ fn pull_over_tls_with_test_ca() {
     );
     let src = format!("docker://{name}");
     // Unknown CA: refused, with a hint.
-    let out = output(stowage_home(tmp.path()).args(["inspect", "--retry-times=0", &src]));
-    assert!(!out.status.success());
+    let out = run_failing(stowage_home(tmp.path()).args(["inspect", "--retry-times=0", &src]));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("UnknownIssuer") && err.contains("--cert-dir"),
@@ -622,13 +573,12 @@ fn pull_bearer_token_auth_matches_skopeo() {
     let src = format!("docker://{}/tok/app:v1", reg.addr);
     assert_same_pull(&src, &["--src-creds", &creds], &["--src-creds", &creds]);
     // Anonymous: the token server refuses, and the error says so.
-    let out = output(stowage_home(tmp.path()).args([
+    let out = run_failing(stowage_home(tmp.path()).args([
         "inspect",
         "--tls-verify=false",
         "--retry-times=0",
         &src,
     ]));
-    assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("unauthorized") && err.contains("anonymous"),
@@ -688,15 +638,39 @@ fn assert_pulled(out: &std::process::Output, dest: &std::path::Path, img: &Built
     }
 }
 
+/// A registry with `auth` behind a [`FaultProxy`], and a temporary directory.
+fn proxied_registry(auth: Auth) -> (Registry, FaultProxy, tempfile::TempDir) {
+    let reg = Registry::start(auth, None);
+    let proxy = FaultProxy::start(&reg.addr);
+    (reg, proxy, tempfile::tempdir().unwrap())
+}
+
+/// A plain registry behind a [`FaultProxy`], holding `f/app:v1` ([`seed_registry`]).
+fn faulty_registry() -> (Registry, FaultProxy, tempfile::TempDir, Built) {
+    let (reg, proxy, tmp) = proxied_registry(Auth::None);
+    let img = seed_registry(&reg, tmp.path(), "f/app:v1", None);
+    (reg, proxy, tmp, img)
+}
+
+/// `DIR/dest`: a layout holding a one-file image (copied there by stowage) that shares no blob
+/// with the registry test images.
+fn layout_holding_another_image(dir: &std::path::Path) -> std::path::PathBuf {
+    let dest = dir.join("dest");
+    let other = dir.join("other");
+    one_file_image(&other, "o", "x", b"x");
+    run(stowage()
+        .arg("copy")
+        .arg(oci_ref(&other, "o"))
+        .arg(oci_ref(&dest, "o")));
+    dest
+}
+
 #[test]
 fn faults_truncated_bodies_resume_with_range() {
     if !registry_tools("faults_truncated_bodies_resume_with_range") {
         return;
     }
-    let reg = Registry::start(Auth::None, None);
-    let proxy = FaultProxy::start(&reg.addr);
-    let tmp = tempfile::tempdir().unwrap();
-    let img = seed_registry(&reg, tmp.path(), "f/app:v1", None);
+    let (_reg, proxy, tmp, img) = faulty_registry(); // _reg: alive while the proxy forwards
     let layer = img.layers[0].clone();
     // Cut twice at different places: each retry resumes where the last one stopped.
     proxy.add(&layer, Fault::Truncate(30_000), 1);
@@ -727,10 +701,7 @@ fn faults_server_errors_are_retried() {
     if !registry_tools("faults_server_errors_are_retried") {
         return;
     }
-    let reg = Registry::start(Auth::None, None);
-    let proxy = FaultProxy::start(&reg.addr);
-    let tmp = tempfile::tempdir().unwrap();
-    let img = seed_registry(&reg, tmp.path(), "f/app:v1", None);
+    let (_reg, proxy, tmp, img) = faulty_registry(); // _reg: alive while the proxy forwards
     proxy.add("/v2/", Fault::Status(503), 1);
     proxy.add("/manifests/", Fault::Status(500), 1);
     proxy.add(&img.layers[0], Fault::Status(503), 2);
@@ -741,16 +712,9 @@ fn faults_server_errors_are_retried() {
 
     // More failures than retries: a clear error naming the layer, and nothing committed.
     proxy.add(&img.layers[1], Fault::Status(503), 10);
-    let dest = tmp.path().join("dest");
-    let other = tmp.path().join("other");
-    one_file_image(&other, "o", "x", b"x");
-    run_stdout(stowage().args([
-        "copy",
-        &format!("oci:{}:o", other.display()),
-        &format!("oci:{}:o", dest.display()),
-    ]));
+    let dest = layout_holding_another_image(tmp.path());
     let before = std::fs::read(dest.join("index.json")).unwrap();
-    let out = output(
+    let out = run_failing(
         stowage_home(tmp.path())
             .args([
                 "copy",
@@ -761,7 +725,6 @@ fn faults_server_errors_are_retried() {
             .arg(format!("docker://{}/f/app:v1", proxy.addr()))
             .arg(format!("oci:{}:other", dest.display())),
     );
-    assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&img.layers[1]) && err.contains("503"), "{err}");
     assert_eq!(std::fs::read(dest.join("index.json")).unwrap(), before);
@@ -772,30 +735,19 @@ fn faults_corrupted_blob_is_an_error_and_not_stored() {
     if !registry_tools("faults_corrupted_blob_is_an_error_and_not_stored") {
         return;
     }
-    let reg = Registry::start(Auth::None, None);
-    let proxy = FaultProxy::start(&reg.addr);
-    let tmp = tempfile::tempdir().unwrap();
-    let img = seed_registry(&reg, tmp.path(), "f/app:v1", None);
-    // The destination already holds another image; it must be unchanged afterwards.
-    let dest = tmp.path().join("dest");
-    let other = tmp.path().join("other");
-    one_file_image(&other, "o", "x", b"x");
-    run_stdout(stowage().args([
-        "copy",
-        &format!("oci:{}:o", other.display()),
-        &format!("oci:{}:o", dest.display()),
-    ]));
+    let (_reg, proxy, tmp, img) = faulty_registry(); // _reg: alive while the proxy forwards
+                                                     // The destination already holds another image; it must be unchanged afterwards.
+    let dest = layout_holding_another_image(tmp.path());
     let index_before = std::fs::read(dest.join("index.json")).unwrap();
     let blobs_before = layout_blobs(&dest);
     // The second layer is corrupted, after the first was copied.
     proxy.add(&img.layers[1], Fault::Corrupt(1000), 1);
-    let out = output(
+    let out = run_failing(
         stowage_home(tmp.path())
             .args(["copy", "--src-tls-verify=false", "--jobs=1"])
             .arg(format!("docker://{}/f/app:v1", proxy.addr()))
             .arg(format!("oci:{}:t", dest.display())),
     );
-    assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("digest mismatch") && err.contains(&img.layers[1]),
@@ -825,11 +777,8 @@ fn faults_stalls_time_out_and_trickles_complete() {
     if !registry_tools("faults_stalls_time_out_and_trickles_complete") {
         return;
     }
-    let reg = Registry::start(Auth::None, None);
-    let proxy = FaultProxy::start(&reg.addr);
-    let tmp = tempfile::tempdir().unwrap();
-    let img = seed_registry(&reg, tmp.path(), "f/app:v1", None);
-    // One stall mid-body: the idle timeout ends it, the retry resumes.
+    let (_reg, proxy, tmp, img) = faulty_registry(); // _reg: alive while the proxy forwards
+                                                     // One stall mid-body: the idle timeout ends it, the retry resumes.
     proxy.add(&img.layers[0], Fault::Stall(10_000), 1);
     proxy.add(
         &img.layers[1],
@@ -889,13 +838,7 @@ fn faults_redirects_do_not_leak_credentials() {
     if !registry_tools("faults_redirects_do_not_leak_credentials") {
         return;
     }
-    let reg = Registry::start(
-        Auth::Htpasswd {
-            user: USER.into(),
-            password: PASS.into(),
-        },
-        None,
-    );
+    let reg = Registry::start(Auth::htpasswd(USER, PASS), None);
     let proxy = FaultProxy::start(&reg.addr);
     let blobs = BlobServer::start(reg.storage());
     let tmp = tempfile::tempdir().unwrap();
@@ -969,27 +912,20 @@ fn push_from_oci_layout_matches_skopeo() {
     if !registry_tools("push_from_oci_layout_matches_skopeo") {
         return;
     }
-    let reg = Registry::start(
-        Auth::Htpasswd {
-            user: USER.into(),
-            password: PASS.into(),
-        },
-        None,
-    );
+    let reg = Registry::start(Auth::htpasswd(USER, PASS), None);
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     let img = two_layer_image(&src, "v1");
     let creds = format!("{USER}:{PASS}");
     let name = format!("{}/push/app:v1", reg.addr);
     // Without credentials: refused, nothing pushed under the tag.
-    let out = output(stowage_home(tmp.path()).args([
+    let out = run_failing(stowage_home(tmp.path()).args([
         "copy",
         "--dest-tls-verify=false",
         "--retry-times=0",
         &format!("oci:{}:v1", src.display()),
         &format!("docker://{name}"),
     ]));
-    assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized"));
     run_stdout(stowage_home(tmp.path()).args([
         "copy",
@@ -1023,9 +959,7 @@ fn push_reuses_existing_blobs_and_mounts_across_repositories() {
     if !registry_tools("push_reuses_existing_blobs_and_mounts_across_repositories") {
         return;
     }
-    let reg = Registry::start(Auth::None, None);
-    let proxy = FaultProxy::start(&reg.addr);
-    let tmp = tempfile::tempdir().unwrap();
+    let (reg, proxy, tmp) = proxied_registry(Auth::None);
     let src = tmp.path().join("src");
     let img = two_layer_image(&src, "v1");
     let push = |from: &str, to: &str| {
@@ -1085,9 +1019,7 @@ fn push_chunked_and_recompressed() {
     if !registry_tools("push_chunked_and_recompressed") {
         return;
     }
-    let reg = Registry::start(Auth::None, None);
-    let proxy = FaultProxy::start(&reg.addr);
-    let tmp = tempfile::tempdir().unwrap();
+    let (reg, proxy, tmp) = proxied_registry(Auth::None);
     let src = tmp.path().join("src");
     // One layer larger than the 8 MiB upload chunk.
     let img = one_file_image(&src, "big", "big", SplitMix64::new(7).bytes(9 << 20));
@@ -1182,14 +1114,13 @@ fn push_with_token_auth_and_registries_conf() {
         skopeo_inspect_registry(&format!("{}/relocated/app:v1", reg.addr), Some(&creds))["Digest"],
         img.manifest_digest.as_str()
     );
-    let out = output(
+    let out = run_failing(
         stowage_home(tmp.path())
             .args(["copy", "--registries-conf"])
             .arg(&conf)
             .arg(format!("oci:{}:v1", tmp.path().join("src").display()))
             .arg("docker://stowage.test/blocked/app:v1"),
     );
-    assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("blocked"));
 }
 
@@ -1252,9 +1183,7 @@ fn push_retries_server_errors() {
     if !registry_tools("push_retries_server_errors") {
         return;
     }
-    let reg = Registry::start(Auth::None, None);
-    let proxy = FaultProxy::start(&reg.addr);
-    let tmp = tempfile::tempdir().unwrap();
+    let (reg, proxy, tmp) = proxied_registry(Auth::None);
     let src = tmp.path().join("src");
     let img = two_layer_image(&src, "v1");
     proxy.add("/blobs/uploads/", Fault::Status(503), 2);
@@ -1274,7 +1203,7 @@ fn push_retries_server_errors() {
     proxy.add("/blobs/uploads/", Fault::Status(503), 100);
     let other = tmp.path().join("other");
     one_file_image(&other, "o", "y", SplitMix64::new(9).bytes(1000));
-    let out = output(stowage_home(tmp.path()).args([
+    let out = run_failing(stowage_home(tmp.path()).args([
         "copy",
         "--dest-tls-verify=false",
         "--retry-delay=0.01",
@@ -1282,14 +1211,13 @@ fn push_retries_server_errors() {
         &format!("oci:{}:o", other.display()),
         &format!("docker://{}/r/other:v1", proxy.addr()),
     ]));
-    assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("503"));
-    let out = output(skopeo().args([
+    // Nothing was tagged.
+    run_failing(skopeo().args([
         "inspect",
         "--tls-verify=false",
         &format!("docker://{}/r/other:v1", reg.addr),
     ]));
-    assert!(!out.status.success(), "nothing was tagged");
 }
 
 #[test]
@@ -1379,15 +1307,7 @@ fn auth_challenge_learned_from_a_later_401() {
     if !registry_tools("auth_challenge_learned_from_a_later_401") {
         return;
     }
-    let reg = Registry::start(
-        Auth::Htpasswd {
-            user: USER.into(),
-            password: PASS.into(),
-        },
-        None,
-    );
-    let proxy = FaultProxy::start(&reg.addr);
-    let tmp = tempfile::tempdir().unwrap();
+    let (reg, proxy, tmp) = proxied_registry(Auth::htpasswd(USER, PASS));
     let creds = format!("{USER}:{PASS}");
     let img = seed_registry(&reg, tmp.path(), "f/app:v1", Some(&creds));
     // The ping is answered 200 without a challenge (anonymous pings allowed); the manifest
@@ -1439,7 +1359,7 @@ fn pull_with_identity_token_from_auth_file() {
     assert_eq!(layout_manifest_digest(&dest, "t"), img.manifest_digest);
     assert!(tokens.state.lock().unwrap().oauth_posts >= 1);
     write("revoked");
-    let out = output(
+    let out = run_failing(
         stowage_home(tmp.path())
             .args([
                 "inspect",
@@ -1450,7 +1370,6 @@ fn pull_with_identity_token_from_auth_file() {
             .arg(&authfile)
             .arg(format!("docker://{}/tok/app:v1", reg.addr)),
     );
-    assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("identity token"), "{err}");
 }

@@ -156,3 +156,28 @@ pub fn stowage_inspect(reference: &str) -> Value {
         )
     })
 }
+
+/// `stowage image --bootc-storage ROOT --bootc-runroot RUNROOT ARGS...` with `bootc` as
+/// bootc's storage.
+pub fn image_cmd(bootc: &PodmanStore, args: &[&str]) -> Command {
+    let mut c = stowage();
+    c.arg("image")
+        .arg("--bootc-storage")
+        .arg(&bootc.root)
+        .arg("--bootc-runroot")
+        .arg(&bootc.runroot)
+        .args(args);
+    c
+}
+
+/// Keys of `skopeo inspect` that `stowage inspect` must reproduce exactly (OCI layouts and
+/// containers-storage alike).
+pub const INSPECT_KEYS: [&str; 7] = [
+    "Digest",
+    "Created",
+    "Architecture",
+    "Os",
+    "Layers",
+    "Env",
+    "Labels",
+];

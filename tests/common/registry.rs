@@ -60,6 +60,16 @@ pub enum Auth {
     },
 }
 
+impl Auth {
+    /// htpasswd basic auth with the one user `user`.
+    pub fn htpasswd(user: &str, password: &str) -> Auth {
+        Auth::Htpasswd {
+            user: user.to_string(),
+            password: password.to_string(),
+        }
+    }
+}
+
 /// TLS for the registry's listener.
 #[derive(Clone, Debug)]
 pub struct Tls {
