@@ -25,7 +25,7 @@ use stowage_engine::digest::sha256_of;
 use stowage_engine::oci_layout::OciDir;
 use stowage_fixtures::builder::{History, ImageBuilder};
 use stowage_fixtures::layer::{compress, LayerCompression, LayerSpec};
-use stowage_fixtures::tools::{output, require, PodmanStore};
+use stowage_fixtures::tools::{require, run, PodmanStore};
 
 /// A two-layer OCI layout at `dir` with tags `t1` and `t0` (t1's parent image): a config
 /// with the fields podman reshapes (ports, user, hostname), fractional creation times, a
@@ -199,16 +199,10 @@ fn podman_and_skopeo_agree_with_the_store() {
         compare_with_podman(&env, &store);
     }
     // Untagged with a child: an intermediate image, hidden without --all.
-    assert!(output(env.podman(["untag", "localhost/oracle-base:1"]))
-        .status
-        .success());
+    run(env.podman(["untag", "localhost/oracle-base:1"]));
     compare_with_podman(&env, &Store::open_read_only(&env.root, None).unwrap());
     // podman's own tag, seen by the engine.
-    assert!(
-        output(env.podman(["tag", "localhost/oracle:1", "quay.io/example/oracle:2"]))
-            .status
-            .success()
-    );
+    run(env.podman(["tag", "localhost/oracle:1", "quay.io/example/oracle:2"]));
     {
         let store = Store::open(&env.root, Some(&env.runroot), None).unwrap();
         compare_with_podman(&env, &store);
@@ -244,19 +238,9 @@ fn podman_and_skopeo_agree_with_the_store() {
         .unwrap();
         compare_with_podman(&env, &store);
     }
-    let out = output(env.podman(["rmi", "localhost/oracle:extra"]));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run(env.podman(["rmi", "localhost/oracle:extra"]));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Untagged: localhost/oracle:extra"));
-    let out = output(env.podman(["rmi", "localhost/oracle:1"]));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run(env.podman(["rmi", "localhost/oracle:1"]));
     assert_store_empty(&env);
 
     // 5. An image written through the engine's layer and image API.
@@ -328,17 +312,8 @@ fn podman_and_skopeo_agree_with_the_store() {
             .add_names(&id, &["localhost/written:1".into()])
             .unwrap();
         compare_with_podman(&env, &store);
-        assert!(
-            output(env.podman(["image", "exists", "localhost/written:1"]))
-                .status
-                .success()
-        );
+        run(env.podman(["image", "exists", "localhost/written:1"]));
     }
-    let out = output(env.podman(["rmi", "localhost/written:1"]));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run(env.podman(["rmi", "localhost/written:1"]));
     assert_store_empty(&env);
 }
