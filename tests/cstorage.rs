@@ -30,7 +30,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -815,18 +815,12 @@ struct Lister {
 impl Lister {
     fn start(store: &PodmanStore) -> Lister {
         let stop = Arc::new(AtomicBool::new(false));
-        let (root, runroot, flag) = (store.root.clone(), store.runroot.clone(), stop.clone());
+        let mut list = store.podman(["images", "--format", "json"]);
+        let flag = stop.clone();
         let handle = std::thread::spawn(move || {
             let mut n = 0;
             loop {
-                let out = run(Command::new("podman")
-                    .arg("--root")
-                    .arg(&root)
-                    .arg("--runroot")
-                    .arg(&runroot)
-                    .arg("--storage-driver")
-                    .arg("overlay")
-                    .args(["images", "--format", "json"]));
+                let out = run(&mut list);
                 let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
                     panic!(
                         "torn podman images output ({e}): {}",

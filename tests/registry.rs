@@ -1395,15 +1395,16 @@ fn image_cmd_pull_and_push_with_bootc_storage() {
     skopeo_push(&tmp.path().join("a"), "v1", &name_a, None, &[]);
     skopeo_push(&tmp.path().join("b"), "v2", &name_b, None, &[]);
 
-    let root = tmp.path().join("storage");
-    let runroot = tmp.path().join("run");
+    // bootc's storage; podman reads it, and dropping it unmounts what podman mounted.
+    let store = PodmanStore::new();
+    let (root, runroot) = (&store.root, &store.runroot);
     let image = |args: &[&str]| {
         let mut c = stowage();
         c.arg("image")
             .arg("--storage-root")
-            .arg(&root)
+            .arg(root)
             .arg("--runroot")
-            .arg(&runroot)
+            .arg(runroot)
             .args(args);
         c
     };
@@ -1414,18 +1415,13 @@ fn image_cmd_pull_and_push_with_bootc_storage() {
         &name_a,
         &name_b,
     ]));
-    let podman = || {
-        let mut c = Command::new("podman");
-        c.arg("--root").arg(&root).arg("--runroot").arg(&runroot);
-        c
-    };
     let have_podman = oracle("podman", test);
     for (name, img) in [(&name_a, &a), (&name_b, &b)] {
         let out = run_stdout(&mut image(&["cmd", "inspect", name]));
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v[0]["Digest"], img.manifest_digest.as_str(), "{name}");
         if have_podman {
-            let out = run_stdout(podman().args(["image", "inspect", name]));
+            let out = run_stdout(store.podman(["image", "inspect", name]));
             let p: serde_json::Value = serde_json::from_str(&out).unwrap();
             assert_eq!(
                 p[0]["Digest"],
@@ -1489,10 +1485,4 @@ fn image_cmd_pull_and_push_with_bootc_storage() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    if have_podman {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(root.join("overlay"))
-            .output();
-    }
 }
