@@ -1,6 +1,9 @@
 //! Integration tests of the native registry client against a real docker-registry, with
 //! skopeo as the oracle: what stowage pulls must be what skopeo pulls (same manifest digest,
 //! diffIDs and blobs).
+//!
+//! stowage runs with its progress lines on stderr ([`stowage_progress`]), so every pull and push
+//! here also goes through the progress reporting.
 
 mod common;
 
@@ -17,7 +20,7 @@ fn assert_same_pull(src: &str, stowage_args: &[&str], skopeo_args: &[&str]) {
     let theirs = tmp.path().join("theirs");
     let digestfile = tmp.path().join("digest");
     run_stdout(
-        stowage()
+        stowage_progress()
             .args(["copy", "--src-tls-verify=false", "--digestfile"])
             .arg(&digestfile)
             .args(stowage_args)
@@ -53,13 +56,13 @@ fn inspect_both(extra: &[&str], image: &str) -> (serde_json::Value, serde_json::
             .arg(format!("docker://{image}"));
         serde_json::from_str(&run_stdout(c)).unwrap()
     };
-    (json(stowage()), json(skopeo()))
+    (json(stowage_progress()), json(skopeo()))
 }
 
 /// `stowage inspect --raw --tls-verify=false docker://IMAGE` (whatever its exit status).
 fn raw_manifest(image: &str) -> std::process::Output {
     output(
-        stowage()
+        stowage_progress()
             .args(["inspect", "--raw", "--tls-verify=false"])
             .arg(format!("docker://{image}")),
     )
@@ -112,7 +115,7 @@ fn pull_requires_tls_verify_false_for_plain_http() {
     let reg = Registry::start(Auth::None, None);
     let tmp = tempfile::tempdir().unwrap();
     let dest = tmp.path().join("out");
-    let out = run_failing(stowage().args([
+    let out = run_failing(stowage_progress().args([
         "copy",
         "--retry-times=0",
         &format!("docker://{}/x/y:z", reg.addr),
@@ -139,7 +142,7 @@ fn pull_basic_auth() {
 
     let dest = tmp.path().join("out");
     for bad in [None, Some(format!("{USER}:wrong"))] {
-        let mut c = stowage();
+        let mut c = stowage_progress();
         c.args(["copy", "--src-tls-verify=false"]);
         if let Some(b) = &bad {
             c.args(["--src-creds", b]);
@@ -163,7 +166,7 @@ fn pull_basic_auth() {
         &["--src-creds", &creds],
         &["--src-creds", &creds],
     );
-    let out = run_stdout(stowage().args([
+    let out = run_stdout(stowage_progress().args([
         "inspect",
         "--tls-verify=false",
         "--creds",
@@ -190,7 +193,7 @@ fn pull_multi_platform_index() {
             &["--override-arch", arch, "--override-os", "linux"],
             &["--override-arch", arch, "--override-os", "linux"],
         );
-        let out = run_stdout(stowage().args([
+        let out = run_stdout(stowage_progress().args([
             "inspect",
             "--tls-verify=false",
             "--override-arch",
@@ -206,7 +209,7 @@ fn pull_multi_platform_index() {
         );
         assert_eq!(v["Layers"][0], img.layers[0].as_str());
     }
-    let out = run_failing(stowage().args([
+    let out = run_failing(stowage_progress().args([
         "inspect",
         "--tls-verify=false",
         "--override-arch",
@@ -248,7 +251,7 @@ fn pull_docker_schema2_and_missing() {
 
     // A pull of the schema2 image keeps its layers and diffIDs.
     let dest = tmp.path().join("out");
-    run_stdout(stowage().args([
+    run_stdout(stowage_progress().args([
         "copy",
         "--src-tls-verify=false",
         &format!("docker://{name}"),
@@ -284,7 +287,7 @@ fn pull_docker_schema2_and_missing() {
         format!("{}/docker/app:nope", reg.addr),
         format!("{}/no/such:v1", reg.addr),
     ] {
-        let out = run_failing(stowage().args([
+        let out = run_failing(stowage_progress().args([
             "inspect",
             "--tls-verify=false",
             &format!("docker://{missing}"),
@@ -301,7 +304,7 @@ fn pull_docker_schema2_and_missing() {
 /// A stowage command with a private HOME and XDG_RUNTIME_DIR under `root`, so that auth.json
 /// and certs.d lookups see only the test's files.
 fn stowage_home(root: &std::path::Path) -> std::process::Command {
-    let mut c = stowage();
+    let mut c = stowage_progress();
     c.env("HOME", root.join("home"))
         .env("XDG_RUNTIME_DIR", root.join("run"))
         .env_remove("XDG_CONFIG_HOME")
@@ -539,7 +542,7 @@ fn pull_over_tls_with_test_ca() {
     );
     assert_eq!(layout_manifest_digest(&ours, "t"), img.manifest_digest);
     // --tls-verify=false: any certificate.
-    let out = run_stdout(stowage().args(["inspect", "--tls-verify=false", &src]));
+    let out = run_stdout(stowage_progress().args(["inspect", "--tls-verify=false", &src]));
     assert!(out.contains(&img.manifest_digest));
     // Compared with skopeo.
     let theirs = tmp.path().join("theirs");
@@ -658,7 +661,7 @@ fn layout_holding_another_image(dir: &std::path::Path) -> std::path::PathBuf {
     let dest = dir.join("dest");
     let other = dir.join("other");
     one_file_image(&other, "o", "x", b"x");
-    run(stowage()
+    run(stowage_progress()
         .arg("copy")
         .arg(oci_ref(&other, "o"))
         .arg(oci_ref(&dest, "o")));
@@ -1147,7 +1150,7 @@ fn push_from_containers_storage_compresses_on_the_fly() {
         tmp.path().join("root").display(),
         tmp.path().join("runroot").display()
     );
-    run_stdout(stowage().args([
+    run_stdout(stowage_progress().args([
         "copy",
         &format!("oci:{}:v1", src.display()),
         &format!("{store}cs/app:v1"),
@@ -1161,7 +1164,7 @@ fn push_from_containers_storage_compresses_on_the_fly() {
         ),
     ] {
         run_stdout(
-            stowage()
+            stowage_progress()
                 .args(["copy", "--dest-tls-verify=false"])
                 .args(&extra)
                 .arg(format!("{store}cs/app:v1"))
@@ -1399,7 +1402,7 @@ fn image_cmd_pull_and_push_with_bootc_storage() {
     let store = PodmanStore::new();
     let (root, runroot) = (&store.root, &store.runroot);
     let image = |args: &[&str]| {
-        let mut c = stowage();
+        let mut c = stowage_progress();
         c.arg("image")
             .arg("--storage-root")
             .arg(root)
