@@ -41,7 +41,7 @@ use sha2::{Digest as _, Sha256};
 use stowage_engine::cstorage::{catalog, Store};
 use stowage_fixtures::builder::{History, ImageBuilder};
 use stowage_fixtures::layer::{Entry, Kind, LayerCompression, LayerSpec};
-use stowage_fixtures::tree::{describe_dir, flatten, render, RenderOptions, TreeEntry};
+use stowage_fixtures::tree::{flatten, render, RenderOptions, TreeEntry};
 use stowage_fixtures::FixtureInfo;
 
 // ----- expectations ----------------------------------------------------------------------------
@@ -249,18 +249,6 @@ fn check_podman_view(store: &PodmanStore, name: &str, exp: &Expected) -> i64 {
         .unwrap_or_else(|| panic!("{name}: no Size in {row}"))
 }
 
-/// `podman image mount` of `name` described as the fixture trees are, then unmounted.
-fn mounted_tree(store: &PodmanStore, name: &str) -> String {
-    let out = run(store.podman(["image", "mount", name]));
-    let path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    let tree = describe_dir(&path);
-    run(store.podman(["image", "unmount", name]));
-    render(
-        &tree.unwrap_or_else(|e| panic!("describing the mount of {name}: {e:#}")),
-        RenderOptions::default(),
-    )
-}
-
 /// As root, the mounted image `name` is exactly `exp.tree`.
 fn check_tree(test: &str, store: &PodmanStore, name: &str, exp: &Expected) {
     if !is_root() {
@@ -268,7 +256,7 @@ fn check_tree(test: &str, store: &PodmanStore, name: &str, exp: &Expected) {
         return;
     }
     assert_eq!(
-        mounted_tree(store, name),
+        mounted_tree(store, name, RenderOptions::default()),
         render(&exp.tree, RenderOptions::default()),
         "{test}: podman image mount of {name} (left) differs from the expected tree"
     );
@@ -445,6 +433,11 @@ fn stowage_copy(src: &str, store: &PodmanStore, name: &str) {
 
 fn have_tools(test: &str) -> bool {
     require(test, &["podman", "skopeo"])
+}
+
+/// With podman and skopeo installed ([`have_tools`]): an empty store and a scratch directory.
+fn fresh_store(test: &str) -> Option<(PodmanStore, tempfile::TempDir)> {
+    have_tools(test).then(|| (PodmanStore::new(), tempdir()))
 }
 
 // ----- 1. stowage writes, podman and skopeo read -----------------------------------------------
@@ -626,11 +619,9 @@ fn sorted_rows(v: Value) -> Vec<Value> {
 #[test]
 fn images_written_by_skopeo_are_read_by_stowage() {
     let test = "images_written_by_skopeo_are_read_by_stowage";
-    if !have_tools(test) {
+    let Some((store, scratch)) = fresh_store(test) else {
         return;
-    }
-    let store = PodmanStore::new();
-    let scratch = tempdir();
+    };
     let names = [
         "basic",
         "whiteouts",
@@ -709,11 +700,9 @@ fn layer_count(store: &PodmanStore) -> usize {
 #[test]
 fn stowage_base_skopeo_derived_then_removed_either_way() {
     let test = "stowage_base_skopeo_derived_then_removed_either_way";
-    if !have_tools(test) {
+    let Some((store, scratch)) = fresh_store(test) else {
         return;
-    }
-    let store = PodmanStore::new();
-    let scratch = tempdir();
+    };
     let basic = fixture("basic");
     let basic_exp = expected(basic);
     let zstd_exp = expected(fixture("basic-zstd"));
@@ -755,11 +744,9 @@ fn stowage_base_skopeo_derived_then_removed_either_way() {
 #[test]
 fn skopeo_base_stowage_derived_then_removed_either_way() {
     let test = "skopeo_base_stowage_derived_then_removed_either_way";
-    if !have_tools(test) {
+    let Some((store, scratch)) = fresh_store(test) else {
         return;
-    }
-    let store = PodmanStore::new();
-    let scratch = tempdir();
+    };
     let basic = fixture("basic");
     let basic_exp = expected(basic);
     let (derived_img, derived_exp) = derived("basic", "etc/motd", scratch.path());
@@ -952,11 +939,9 @@ fn open_fifo_writer(fifo: &Path, child: &mut Child, what: &str) -> std::fs::File
 #[test]
 fn concurrent_copies_sharing_layers_while_podman_lists() {
     let test = "concurrent_copies_sharing_layers_while_podman_lists";
-    if !have_tools(test) {
+    let Some((store, scratch)) = fresh_store(test) else {
         return;
-    }
-    let store = PodmanStore::new();
-    let scratch = tempdir();
+    };
     let many = fixture("many");
     let many_exp = expected(many);
     let (derived_img, derived_exp) = derived("many", "srv/d00/s0/f0.bin", scratch.path());
@@ -1032,11 +1017,9 @@ fn concurrent_copies_sharing_layers_while_podman_lists() {
 #[test]
 fn simultaneous_copies_sharing_layers() {
     let test = "simultaneous_copies_sharing_layers";
-    if !have_tools(test) {
+    let Some((store, scratch)) = fresh_store(test) else {
         return;
-    }
-    let store = PodmanStore::new();
-    let scratch = tempdir();
+    };
     let basic = fixture("basic");
     let (derived_img, derived_exp) = derived("basic", "etc/motd", scratch.path());
     let sources = [
@@ -1088,11 +1071,9 @@ fn simultaneous_copies_sharing_layers() {
 /// and leave the store as it was (apart from complete layers below the bad one), readable by
 /// podman and stowage, with nothing outside the graph root touched.
 fn rejected(test: &str, build: impl FnOnce(&Path, &Path) -> (String, Vec<String>)) {
-    if !have_tools(test) {
+    let Some((store, scratch)) = fresh_store(test) else {
         return;
-    }
-    let store = PodmanStore::new();
-    let scratch = tempdir();
+    };
     let links = fixture("links");
     let links_exp = expected(links);
     stowage_copy(&links.oci_ref(), &store, "localhost/links:1");
@@ -1258,11 +1239,9 @@ enum NextWriter {
 /// SIGKILL stowage while it extracts the first layer of `many` (fed through a FIFO, half of it
 /// given), then check the store, and that the next write by `next` removes what was left.
 fn killed_mid_layer(test: &str, next: NextWriter) {
-    if !have_tools(test) {
+    let Some((store, scratch)) = fresh_store(test) else {
         return;
-    }
-    let store = PodmanStore::new();
-    let scratch = tempdir();
+    };
     let many = fixture("many");
     let layout = scratch.path().join("many");
     copy_tree(&many.layout, &layout);

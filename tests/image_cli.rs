@@ -3,11 +3,9 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
 use serde_json::Value;
-use stowage_fixtures::tree::{describe_dir, render, RenderOptions};
+use stowage_fixtures::tree::{render, RenderOptions};
 
 /// Whether this test can write containers-storage stores (root: chown, whiteout devices);
 /// otherwise a `SKIP:` line (a failure under CI).
@@ -272,26 +270,13 @@ fn pull_from_default_storage_keeps_ids_and_tree() {
             );
         }
         // The flattened tree podman mounts is the fixture's.
-        let mount = String::from_utf8(run(bootc.podman(["image", "mount", name])).stdout).unwrap();
         let opts = RenderOptions {
             owners: true,
+            mtimes: false,
             ..RenderOptions::default()
         };
-        let have = render(
-            &describe_dir(Path::new(mount.trim())).unwrap(),
-            RenderOptions {
-                mtimes: false,
-                ..opts
-            },
-        );
-        let want = render(
-            &fixture(fx).tree,
-            RenderOptions {
-                mtimes: false,
-                ..opts
-            },
-        );
-        run(bootc.podman(["image", "unmount", name]));
+        let have = mounted_tree(&bootc, name, opts);
+        let want = render(&fixture(fx).tree, opts);
         assert_eq!(have, want, "{name}: podman image mount of bootc's copy");
         // And it exports bit for bit.
         let out = tempdir();
@@ -459,15 +444,11 @@ fn pull_from_default_storage_shares_file_data_when_it_can() {
         let b = bootc.image_inspect("quay.io/ex/many:1");
         let config: Value = serde_json::from_slice(&a).unwrap();
         assert_eq!(b["RootFS"]["Layers"], config["rootfs"]["diff_ids"]);
-        let mount =
-            String::from_utf8(run(bootc.podman(["image", "mount", "quay.io/ex/many:1"])).stdout)
-                .unwrap();
         let opts = RenderOptions {
             mtimes: false,
             ..RenderOptions::default()
         };
-        let have = render(&describe_dir(Path::new(mount.trim())).unwrap(), opts);
-        run(bootc.podman(["image", "unmount", "quay.io/ex/many:1"]));
+        let have = mounted_tree(&bootc, "quay.io/ex/many:1", opts);
         assert_eq!(have, render(&fixture("many").tree, opts));
     }
 }
@@ -569,10 +550,7 @@ fn copy_between_two_stores() {
     for k in ["Id", "Digest", "RootFS", "Config", "Size"] {
         assert_eq!(ia[k], ib[k], "{k}");
     }
-    let mount =
-        String::from_utf8(run(b.podman(["image", "mount", "quay.io/x/w:2"])).stdout).unwrap();
     let opts = RenderOptions::default();
-    let have = render(&describe_dir(Path::new(mount.trim())).unwrap(), opts);
-    run(b.podman(["image", "unmount", "quay.io/x/w:2"]));
+    let have = mounted_tree(&b, "quay.io/x/w:2", opts);
     assert_eq!(have, render(&fixture("whiteouts").tree, opts));
 }

@@ -25,6 +25,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::Value;
+use stowage_fixtures::tree::{describe_dir, render, RenderOptions};
 use stowage_fixtures::{FixtureInfo, FixtureSet};
 
 pub use images::*;
@@ -181,3 +182,16 @@ pub const INSPECT_KEYS: [&str; 7] = [
     "Env",
     "Labels",
 ];
+
+/// `podman image mount` of `name` in `store`, described as the fixture trees are (with `opts`),
+/// then unmounted.
+pub fn mounted_tree(store: &PodmanStore, name: &str, opts: RenderOptions) -> String {
+    let out = run(store.podman(["image", "mount", name]));
+    let path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let tree = describe_dir(&path);
+    run(store.podman(["image", "unmount", name]));
+    render(
+        &tree.unwrap_or_else(|e| panic!("describing the mount of {name}: {e:#}")),
+        opts,
+    )
+}
