@@ -11,6 +11,7 @@
 #   FILESYSTEMS space-separated NAME=DIR pairs to pull into (default "tmpfs=/dev/shm disk=/var/tmp")
 #   TOOLS       the pullers to compare (default "stowage skopeo podman")
 #   STOWAGE     a stowage binary to use instead of building one
+#   FIXTURES    a stowage-fixtures binary to use instead of building one
 #   REGISTRY_DIR where the registry keeps its blobs (default a new directory in /dev/shm, so that
 #               serving them costs no disk reads; removed on exit)
 #   LARGE_MIB   sizes in MiB of the one-layer images for the memory test (default "64 1024";
@@ -22,7 +23,8 @@
 # Not run in CI: needs root (overlay stores), docker-registry, skopeo, podman, python3, and
 # for the first run network access to deb.debian.org (fixtures/make-os-image.sh).
 #
-# 1. Build release `stowage` (unless STOWAGE is set) and the OS image (unless cached).
+# 1. Build release `stowage` (unless STOWAGE is set), release `stowage-fixtures` (the test-image
+#    builder, for step 5) and the OS image (unless cached).
 # 2. Start Debian's `docker-registry` on 127.0.0.1 with a free port, plain http, filesystem
 #    storage in REGISTRY_DIR; it is stopped when the script exits (also on error or Ctrl-C).
 # 3. Push the OS image as os:gzip and os:zstd with `skopeo copy --preserve-digests`
@@ -42,8 +44,8 @@
 #    disk runs start after `sync` and SETTLE seconds without deletions.
 # 5. Memory with one large layer: for each size in LARGE_MIB, an image whose only layer is one
 #    file of base64 text of pseudo-random bytes (deflate gets it to ~76%, so inflate does real
-#    Huffman decoding; zstd likewise) is written once into CACHE (gzip by this script, zstd by
-#    skopeo), pushed, and pulled LARGE_RUNS times by each tool into LARGE_FS; peak RSS and
+#    Huffman decoding; zstd likewise) is written once into CACHE (gzip by `stowage-fixtures
+#    --large-text`, zstd by skopeo), pushed, and pulled LARGE_RUNS times by each tool into LARGE_FS; peak RSS and
 #    time are recorded, each result is checked, and the store is removed after each pull.
 # 6. Print Markdown tables (medians, minima, ratios TOOL/stowage, CPU, RSS); raw numbers in OUT.
 set -euo pipefail
@@ -70,8 +72,9 @@ ensure_gnu_time
 mkdir -p "$CACHE" "$OUT"
 raise_autogroup
 
-# 1. stowage and the OS image
+# 1. stowage, the image builder and the OS image
 build_stowage
+build_fixtures
 ensure_os_image
 
 # 2. the registry
@@ -206,82 +209,14 @@ done
 
 # 5. one large layer
 # make_large DIR MIB: an OCI layout DIR/gzip (tag `large`) with one gzip layer holding
-# big/data, MIB MiB of base64 text of pseudo-random bytes; DIR/zstd converted by skopeo.
+# big/data, MIB MiB of base64 text of pseudo-random bytes, streamed to disk by the one test-image
+# builder (`stowage-fixtures DIR --large-text MIB`); DIR/zstd converted by skopeo.
 make_large() {
     local dir=$1 mib=$2
     rm -rf "$dir"
     mkdir -p "$dir"
     log "writing a one-layer image of $mib MiB into $dir"
-    python3 - "$dir/gzip" "$mib" <<'EOF'
-import base64, hashlib, io, json, os, platform, random, sys, tarfile, zlib
-out, mib = sys.argv[1], int(sys.argv[2])
-blobs = os.path.join(out, "blobs", "sha256")
-os.makedirs(blobs)
-size = mib << 20
-
-class Text(io.RawIOBase):
-    """`size` bytes of base64 text of seeded pseudo-random bytes."""
-    def __init__(self):
-        self.rng, self.left, self.buf = random.Random(20261122), size, b""
-    def readable(self):
-        return True
-    def read(self, n=-1):
-        n = self.left if n < 0 else min(n, self.left)
-        while len(self.buf) < n:
-            self.buf += base64.encodebytes(self.rng.randbytes(3 << 18))
-        data, self.buf = self.buf[:n], self.buf[n:]
-        self.left -= n
-        return data
-
-class Sink:
-    """Hashes the tar, gzips it (level 1) into a temporary blob, hashes that."""
-    def __init__(self):
-        self.diff, self.blob = hashlib.sha256(), hashlib.sha256()
-        self.z = zlib.compressobj(1, zlib.DEFLATED, 31)
-        self.f = open(os.path.join(blobs, "tmp"), "wb")
-        self.n = 0
-    def _out(self, b):
-        self.blob.update(b)
-        self.f.write(b)
-        self.n += len(b)
-    def write(self, b):
-        self.diff.update(b)
-        self._out(self.z.compress(b))
-        return len(b)
-    def close(self):
-        self._out(self.z.flush())
-        self.f.close()
-
-sink = Sink()
-with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT, bufsize=1 << 20) as tar:
-    d = tarfile.TarInfo("big")
-    d.type, d.mode, d.mtime = tarfile.DIRTYPE, 0o755, 1700000000
-    tar.addfile(d)
-    f = tarfile.TarInfo("big/data")
-    f.size, f.mode, f.mtime = size, 0o644, 1700000000
-    tar.addfile(f, Text())
-sink.close()
-layer = sink.blob.hexdigest()
-os.rename(os.path.join(blobs, "tmp"), os.path.join(blobs, layer))
-
-def put(obj):
-    data = json.dumps(obj, separators=(",", ":")).encode()
-    h = hashlib.sha256(data).hexdigest()
-    open(os.path.join(blobs, h), "wb").write(data)
-    return {"digest": "sha256:" + h, "size": len(data)}
-
-arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
-config = put({"architecture": arch, "os": "linux", "config": {},
-              "rootfs": {"type": "layers", "diff_ids": ["sha256:" + sink.diff.hexdigest()]}})
-manifest = put({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
-                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                            "digest": "sha256:" + layer, "size": sink.n}]})
-json.dump({"imageLayoutVersion": "1.0.0"}, open(os.path.join(out, "oci-layout"), "w"))
-json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-           **manifest, "annotations": {"org.opencontainers.image.ref.name": "large"}}]},
-          open(os.path.join(out, "index.json"), "w"))
-EOF
+    "$FIXTURES" "$dir/gzip" --large-text "$mib" >&2
     skopeo copy -q --dest-compress-format zstd "oci:$dir/gzip:large" "oci:$dir/zstd:large" >&2
 }
 

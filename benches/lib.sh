@@ -87,6 +87,17 @@ build_stowage() {
     [ -x "$STOWAGE" ] || die "no stowage binary at $STOWAGE"
 }
 
+# build_fixtures: set FIXTURES to a release build of stowage-fixtures (the one test-image
+# builder) unless it is already set.
+build_fixtures() {
+    if [ -z "${FIXTURES:-}" ]; then
+        log "building stowage-fixtures (release)"
+        (cd "$REPO" && cargo build --release --locked -p stowage-fixtures --bin stowage-fixtures) >&2
+        FIXTURES=${CARGO_TARGET_DIR:-$REPO/target}/release/stowage-fixtures
+    fi
+    [ -x "$FIXTURES" ] || die "no stowage-fixtures binary at $FIXTURES"
+}
+
 # ensure_os_image: CACHE/os/{gzip,zstd} (OCI layouts, tag `os`), built once.
 ensure_os_image() {
     if [ ! -f "$CACHE/os/gzip/index.json" ] || [ ! -f "$CACHE/os/zstd/index.json" ]; then

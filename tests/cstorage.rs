@@ -30,7 +30,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,8 +39,9 @@ use common::*;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use stowage_engine::cstorage::{catalog, Store};
-use stowage_fixtures::layer::{compress, Entry, Kind, LayerCompression, LayerSpec};
-use stowage_fixtures::tree::{describe_dir, flatten, render, RenderOptions, TreeEntry};
+use stowage_fixtures::builder::{History, ImageBuilder};
+use stowage_fixtures::layer::{Entry, Kind, LayerCompression, LayerSpec};
+use stowage_fixtures::tree::{flatten, render, RenderOptions, TreeEntry};
 use stowage_fixtures::FixtureInfo;
 
 // ----- expectations ----------------------------------------------------------------------------
@@ -109,39 +110,21 @@ fn skopeo_source(info: &FixtureInfo, scratch: &Path) -> String {
     }
 }
 
-/// An image written by [`build_layout`].
-#[derive(Debug, Clone)]
-struct Built {
-    /// `oci:DIR:TAG`.
-    reference: String,
-    manifest: String,
-    config: String,
-    diff_ids: Vec<String>,
-    /// Blob digest of each layer.
-    layers: Vec<String>,
-}
-
-impl Built {
-    fn expected(&self, tree: Vec<TreeEntry>) -> Expected {
-        Expected {
-            id: hex_of(&self.config),
-            digest: self.manifest.clone(),
-            config: self.config.clone(),
-            diff_ids: self.diff_ids.clone(),
-            tree,
-        }
+/// What the image `built` must look like in a store, with the flattened `tree`.
+fn expected_of(built: &Built, tree: Vec<TreeEntry>) -> Expected {
+    Expected {
+        id: hex_of(&built.config_digest),
+        digest: built.manifest_digest.clone(),
+        config: built.config_digest.clone(),
+        diff_ids: built.diff_ids.clone(),
+        tree,
     }
-}
-
-fn write_blob(layout: &Path, bytes: &[u8]) -> (String, u64) {
-    let digest = format!("sha256:{}", stowage_fixtures::sha256_hex(bytes));
-    std::fs::write(blob_path(layout, &digest), bytes).unwrap();
-    (digest, bytes.len() as u64)
 }
 
 /// Write an OCI layout at `dir` holding one image tagged `tag`: the layers of `base` (a
 /// single-manifest fixture) if given, then `tars` gzip-compressed. The config is the base's (or
-/// a minimal one) with the new diffIDs and the label `org.stowage.test=<label>`.
+/// a minimal one for the host's architecture) with the new diffIDs and history entries, and the
+/// label `org.stowage.test=<label>`.
 fn build_layout(
     dir: &Path,
     tag: &str,
@@ -149,95 +132,15 @@ fn build_layout(
     tars: &[Vec<u8>],
     label: &str,
 ) -> Built {
-    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    let (mut config, mut layers) = match base {
-        Some(info) => {
-            let manifest: Value = serde_json::from_slice(
-                &std::fs::read(blob_path(&info.layout, info.manifest_digest.as_ref())).unwrap(),
-            )
-            .unwrap();
-            let config: Value = serde_json::from_slice(
-                &std::fs::read(blob_path(&info.layout, info.config_digest.as_ref())).unwrap(),
-            )
-            .unwrap();
-            let layers = manifest["layers"].as_array().unwrap().clone();
-            for l in &layers {
-                let d = l["digest"].as_str().unwrap();
-                std::fs::copy(blob_path(&info.layout, d), blob_path(dir, d)).unwrap();
-            }
-            (config, layers)
-        }
-        None => (
-            json!({
-                "created": stowage_fixtures::CREATED,
-                "architecture": host_arch(),
-                "os": "linux",
-                "config": {},
-                "rootfs": {"type": "layers", "diff_ids": []},
-                "history": [],
-            }),
-            Vec::new(),
-        ),
+    let mut image = match base {
+        Some(info) => ImageBuilder::from_layout(&info.layout, info.manifest_digest.as_ref())
+            .unwrap_or_else(|e| panic!("reading fixture {}: {e:#}", info.name)),
+        None => ImageBuilder::new().platform(&host_arch(), None),
     };
     for tar in tars {
-        let blob = compress(tar, LayerCompression::Gzip).unwrap();
-        let (digest, size) = write_blob(dir, &blob);
-        layers.push(json!({
-            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-            "digest": digest,
-            "size": size,
-        }));
-        let diff_id = format!("sha256:{}", stowage_fixtures::sha256_hex(tar));
-        config["rootfs"]["diff_ids"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!(diff_id));
-        config["history"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"created": stowage_fixtures::CREATED, "created_by": label}));
+        image = image.tar_layer(tar.clone(), LayerCompression::Gzip, History::new(label));
     }
-    config["config"]["Labels"]["org.stowage.test"] = json!(label);
-    let config_bytes = serde_json::to_vec(&config).unwrap();
-    let (config_digest, config_size) = write_blob(dir, &config_bytes);
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": stowage_engine::manifest::OCI_MANIFEST,
-        "config": {
-            "mediaType": stowage_engine::manifest::OCI_CONFIG,
-            "digest": config_digest,
-            "size": config_size,
-        },
-        "layers": layers,
-    }))
-    .unwrap();
-    let (manifest_digest, manifest_size) = write_blob(dir, &manifest);
-    let index = json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": stowage_engine::manifest::OCI_MANIFEST,
-            "digest": manifest_digest,
-            "size": manifest_size,
-            "annotations": {"org.opencontainers.image.ref.name": tag},
-        }],
-    });
-    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
-    Built {
-        reference: oci_ref(dir, tag),
-        manifest: manifest_digest,
-        config: config_digest,
-        diff_ids: config["rootfs"]["diff_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d.as_str().unwrap().to_string())
-            .collect(),
-        layers: layers
-            .iter()
-            .map(|l| l["digest"].as_str().unwrap().to_string())
-            .collect(),
-    }
+    write_layout(dir, tag, image.label("org.stowage.test", label))
 }
 
 /// The layer a derived image adds on top of a fixture: a new file and symlink next to
@@ -252,45 +155,29 @@ fn extra_layer(existing: &str) -> LayerSpec {
     l
 }
 
-/// `base` plus [`extra_layer`] (whiting out `existing`), written at `dir` under `tag`, and
-/// its expected tree.
-fn derived(
-    base: &FixtureInfo,
-    base_specs: Vec<LayerSpec>,
-    existing: &str,
-    dir: &Path,
-    tag: &str,
-) -> (Built, Expected) {
+/// Fixture `name` (`basic` or `many`) plus [`extra_layer`] (whiting out `existing`), written
+/// at `SCRATCH/derived` under the tag `derived`, and its expected tree.
+fn derived(name: &str, existing: &str, scratch: &Path) -> (Built, Expected) {
+    let base = fixture(name);
+    let mut specs = match name {
+        "basic" => stowage_fixtures::images::basic(),
+        "many" => stowage_fixtures::images::many(),
+        other => panic!("no layer specs known for fixture {other}"),
+    };
     let extra = extra_layer(existing);
     let built = build_layout(
-        dir,
-        tag,
+        &scratch.join("derived"),
+        "derived",
         Some(base),
         &[extra.to_tar().unwrap()],
         &format!("derived from {}", base.name),
     );
-    let mut specs = base_specs;
     specs.push(extra);
-    let exp = built.expected(flatten(&specs).unwrap());
+    let exp = expected_of(&built, flatten(&specs).unwrap());
     (built, exp)
 }
 
 // ----- store helpers ---------------------------------------------------------------------------
-
-fn podman_json<I, S>(store: &PodmanStore, args: I) -> Value
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
-{
-    let mut c = store.podman(args);
-    let out = run(&mut c);
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "podman printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
 
 fn json_file(path: &Path) -> Vec<Value> {
     match std::fs::read(path) {
@@ -322,7 +209,7 @@ fn engine_store(store: &PodmanStore) -> Store {
 
 /// The row of `podman images` holding `name`.
 fn podman_row(store: &PodmanStore, name: &str) -> Value {
-    let list = podman_json(store, ["images", "--format", "json"]);
+    let list = store.podman_json(["images", "--format", "json"]);
     list.as_array()
         .unwrap()
         .iter()
@@ -362,18 +249,6 @@ fn check_podman_view(store: &PodmanStore, name: &str, exp: &Expected) -> i64 {
         .unwrap_or_else(|| panic!("{name}: no Size in {row}"))
 }
 
-/// `podman image mount` of `name` described as the fixture trees are, then unmounted.
-fn mounted_tree(store: &PodmanStore, name: &str) -> String {
-    let out = run(store.podman(["image", "mount", name]));
-    let path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    let tree = describe_dir(&path);
-    run(store.podman(["image", "unmount", name]));
-    render(
-        &tree.unwrap_or_else(|e| panic!("describing the mount of {name}: {e:#}")),
-        RenderOptions::default(),
-    )
-}
-
 /// As root, the mounted image `name` is exactly `exp.tree`.
 fn check_tree(test: &str, store: &PodmanStore, name: &str, exp: &Expected) {
     if !is_root() {
@@ -381,7 +256,7 @@ fn check_tree(test: &str, store: &PodmanStore, name: &str, exp: &Expected) {
         return;
     }
     assert_eq!(
-        mounted_tree(store, name),
+        mounted_tree(store, name, RenderOptions::default()),
         render(&exp.tree, RenderOptions::default()),
         "{test}: podman image mount of {name} (left) differs from the expected tree"
     );
@@ -442,7 +317,7 @@ fn check_export(store: &PodmanStore, name: &str, exp: &Expected, by: Exporter) {
 /// Layers, images and `overlay/l` are all empty, as podman sees too.
 fn assert_store_empty(store: &PodmanStore, what: &str) {
     assert_eq!(
-        podman_json(store, ["images", "--all", "--format", "json"]),
+        store.podman_json(["images", "--all", "--format", "json"]),
         json!([]),
         "{what}: podman still lists images"
     );
@@ -556,27 +431,13 @@ fn stowage_copy(src: &str, store: &PodmanStore, name: &str) {
     run(stowage().arg("copy").arg(src).arg(store.reference(name)));
 }
 
-fn skopeo_copy(src: &str, store: &PodmanStore, name: &str) {
-    run(cmd("skopeo", ["copy", "-q"])
-        .arg(src)
-        .arg(store.reference(name)));
-}
-
-/// `stowage image --bootc-storage ROOT --bootc-runroot RUNROOT cmd ARGS...` on `store`.
-fn image_cmd(store: &PodmanStore, args: &[&str]) -> Command {
-    let mut c = stowage();
-    c.arg("image")
-        .arg("--bootc-storage")
-        .arg(&store.root)
-        .arg("--bootc-runroot")
-        .arg(&store.runroot)
-        .arg("cmd")
-        .args(args);
-    c
-}
-
 fn have_tools(test: &str) -> bool {
-    oracle("podman", test) && oracle("skopeo", test)
+    require(test, &["podman", "skopeo"])
+}
+
+/// With podman and skopeo installed ([`have_tools`]): an empty store and a scratch directory.
+fn fresh_store(test: &str) -> Option<(PodmanStore, tempfile::TempDir)> {
+    have_tools(test).then(|| (PodmanStore::new(), tempdir()))
 }
 
 // ----- 1. stowage writes, podman and skopeo read -----------------------------------------------
@@ -671,7 +532,7 @@ fn stowage_writes(name: &str) {
     let ours = PodmanStore::new();
     stowage_copy(&info.oci_ref(), &ours, &image);
     let theirs = PodmanStore::new();
-    skopeo_copy(&skopeo_source(info, scratch.path()), &theirs, &image);
+    theirs.skopeo_copy(&[], &skopeo_source(info, scratch.path()), &image);
 
     // Records as skopeo writes them; what podman shows, with the same size.
     compare_records(&ours, &theirs, &test);
@@ -755,25 +616,12 @@ fn sorted_rows(v: Value) -> Vec<Value> {
     rows
 }
 
-/// Keys of `skopeo inspect` that stowage must reproduce for a containers-storage image.
-const INSPECT_KEYS: [&str; 7] = [
-    "Digest",
-    "Created",
-    "Architecture",
-    "Os",
-    "Layers",
-    "Env",
-    "Labels",
-];
-
 #[test]
 fn images_written_by_skopeo_are_read_by_stowage() {
     let test = "images_written_by_skopeo_are_read_by_stowage";
-    if !have_tools(test) {
+    let Some((store, scratch)) = fresh_store(test) else {
         return;
-    }
-    let store = PodmanStore::new();
-    let scratch = tempdir();
+    };
     let names = [
         "basic",
         "whiteouts",
@@ -784,9 +632,9 @@ fn images_written_by_skopeo_are_read_by_stowage() {
         "basic-zstd",
     ];
     for name in names {
-        skopeo_copy(
+        store.skopeo_copy(
+            &[],
             &skopeo_source(fixture(name), scratch.path()),
-            &store,
             &format!("localhost/{name}:1"),
         );
     }
@@ -799,7 +647,7 @@ fn images_written_by_skopeo_are_read_by_stowage() {
         if all {
             args.push("--all");
         }
-        let theirs = podman_json(&store, &args);
+        let theirs = store.podman_json(&args);
         assert_eq!(
             sorted_rows(ours),
             sorted_rows(theirs),
@@ -807,11 +655,11 @@ fn images_written_by_skopeo_are_read_by_stowage() {
         );
     }
     // And so does the CLI.
-    let out = run(image_cmd(&store, &["list", "--format", "json"]));
+    let out = run(image_cmd(&store, &["cmd", "list", "--format", "json"]));
     let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         sorted_rows(cli),
-        sorted_rows(podman_json(&store, ["images", "--format", "json"])),
+        sorted_rows(store.podman_json(["images", "--format", "json"])),
         "{test}: stowage image cmd list (left) vs podman images"
     );
     for name in names {
@@ -822,7 +670,7 @@ fn images_written_by_skopeo_are_read_by_stowage() {
             store.image_inspect(&image),
             "{test}: engine inspect (left) vs podman image inspect {image}"
         );
-        let out = run(image_cmd(&store, &["inspect", &image]));
+        let out = run(image_cmd(&store, &["cmd", "inspect", &image]));
         let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(
             cli[0], ours,
@@ -852,26 +700,18 @@ fn layer_count(store: &PodmanStore) -> usize {
 #[test]
 fn stowage_base_skopeo_derived_then_removed_either_way() {
     let test = "stowage_base_skopeo_derived_then_removed_either_way";
-    if !have_tools(test) {
+    let Some((store, scratch)) = fresh_store(test) else {
         return;
-    }
-    let store = PodmanStore::new();
-    let scratch = tempdir();
+    };
     let basic = fixture("basic");
     let basic_exp = expected(basic);
     let zstd_exp = expected(fixture("basic-zstd"));
-    let (derived_img, derived_exp) = derived(
-        basic,
-        stowage_fixtures::images::basic(),
-        "etc/motd",
-        &scratch.path().join("derived"),
-        "derived",
-    );
+    let (derived_img, derived_exp) = derived("basic", "etc/motd", scratch.path());
 
     stowage_copy(&basic.oci_ref(), &store, "localhost/basic:1");
-    skopeo_copy(&derived_img.reference, &store, "localhost/derived:1");
+    store.skopeo_copy(&[], &derived_img.reference, "localhost/derived:1");
     // basic-zstd has the same layers as basic (same diffIDs), another config.
-    skopeo_copy(&fixture("basic-zstd").oci_ref(), &store, "localhost/zstd:1");
+    store.skopeo_copy(&[], &fixture("basic-zstd").oci_ref(), "localhost/zstd:1");
     assert_eq!(
         layer_count(&store),
         3,
@@ -904,22 +744,14 @@ fn stowage_base_skopeo_derived_then_removed_either_way() {
 #[test]
 fn skopeo_base_stowage_derived_then_removed_either_way() {
     let test = "skopeo_base_stowage_derived_then_removed_either_way";
-    if !have_tools(test) {
+    let Some((store, scratch)) = fresh_store(test) else {
         return;
-    }
-    let store = PodmanStore::new();
-    let scratch = tempdir();
+    };
     let basic = fixture("basic");
     let basic_exp = expected(basic);
-    let (derived_img, derived_exp) = derived(
-        basic,
-        stowage_fixtures::images::basic(),
-        "etc/motd",
-        &scratch.path().join("derived"),
-        "derived",
-    );
+    let (derived_img, derived_exp) = derived("basic", "etc/motd", scratch.path());
 
-    skopeo_copy(&basic.oci_ref(), &store, "localhost/basic:1");
+    store.skopeo_copy(&[], &basic.oci_ref(), "localhost/basic:1");
     stowage_copy(&derived_img.reference, &store, "localhost/derived:1");
     assert_eq!(
         layer_count(&store),
@@ -929,7 +761,7 @@ fn skopeo_base_stowage_derived_then_removed_either_way() {
     check_podman_view(&store, "localhost/derived:1", &derived_exp);
 
     // `stowage image cmd rm` removes the base image: the derived one keeps all three layers.
-    run(image_cmd(&store, &["rm", "localhost/basic:1"]));
+    run(image_cmd(&store, &["cmd", "rm", "localhost/basic:1"]));
     assert!(image_records(&store)
         .iter()
         .all(|i| i["id"] != json!(basic_exp.id)));
@@ -945,7 +777,7 @@ fn skopeo_base_stowage_derived_then_removed_either_way() {
     );
 
     // skopeo adds the base again (reusing the layers), podman removes the derived image.
-    skopeo_copy(&basic.oci_ref(), &store, "localhost/basic:1");
+    store.skopeo_copy(&[], &basic.oci_ref(), "localhost/basic:1");
     run(store.podman(["rmi", "localhost/derived:1"]));
     assert_eq!(layer_count(&store), 2);
     assert_store_consistent(&store, test);
@@ -970,18 +802,12 @@ struct Lister {
 impl Lister {
     fn start(store: &PodmanStore) -> Lister {
         let stop = Arc::new(AtomicBool::new(false));
-        let (root, runroot, flag) = (store.root.clone(), store.runroot.clone(), stop.clone());
+        let mut list = store.podman(["images", "--format", "json"]);
+        let flag = stop.clone();
         let handle = std::thread::spawn(move || {
             let mut n = 0;
             loop {
-                let out = run(Command::new("podman")
-                    .arg("--root")
-                    .arg(&root)
-                    .arg("--runroot")
-                    .arg(&runroot)
-                    .arg("--storage-driver")
-                    .arg("overlay")
-                    .args(["images", "--format", "json"]));
+                let out = run(&mut list);
                 let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
                     panic!(
                         "torn podman images output ({e}): {}",
@@ -1113,24 +939,16 @@ fn open_fifo_writer(fifo: &Path, child: &mut Child, what: &str) -> std::fs::File
 #[test]
 fn concurrent_copies_sharing_layers_while_podman_lists() {
     let test = "concurrent_copies_sharing_layers_while_podman_lists";
-    if !have_tools(test) {
+    let Some((store, scratch)) = fresh_store(test) else {
         return;
-    }
-    let store = PodmanStore::new();
-    let scratch = tempdir();
+    };
     let many = fixture("many");
     let many_exp = expected(many);
-    let (derived_img, derived_exp) = derived(
-        many,
-        stowage_fixtures::images::many(),
-        "srv/d00/s0/f0.bin",
-        &scratch.path().join("derived"),
-        "derived",
-    );
+    let (derived_img, derived_exp) = derived("many", "srv/d00/s0/f0.bin", scratch.path());
     let layout = scratch.path().join("derived");
     let (fifo, bytes) = blob_to_fifo(&layout, &derived_img.layers[0]);
     // An empty store podman has initialised, so the listing loop starts at once.
-    podman_json(&store, ["images", "--format", "json"]);
+    store.podman_json(["images", "--format", "json"]);
     let lister = Lister::start(&store);
 
     // B: the derived image. It checks which layers the store has (none), then blocks opening
@@ -1199,19 +1017,11 @@ fn concurrent_copies_sharing_layers_while_podman_lists() {
 #[test]
 fn simultaneous_copies_sharing_layers() {
     let test = "simultaneous_copies_sharing_layers";
-    if !have_tools(test) {
+    let Some((store, scratch)) = fresh_store(test) else {
         return;
-    }
-    let store = PodmanStore::new();
-    let scratch = tempdir();
+    };
     let basic = fixture("basic");
-    let (derived_img, derived_exp) = derived(
-        basic,
-        stowage_fixtures::images::basic(),
-        "etc/motd",
-        &scratch.path().join("derived"),
-        "derived",
-    );
+    let (derived_img, derived_exp) = derived("basic", "etc/motd", scratch.path());
     let sources = [
         (basic.oci_ref(), "localhost/basic:1", expected(basic)),
         (
@@ -1261,15 +1071,13 @@ fn simultaneous_copies_sharing_layers() {
 /// and leave the store as it was (apart from complete layers below the bad one), readable by
 /// podman and stowage, with nothing outside the graph root touched.
 fn rejected(test: &str, build: impl FnOnce(&Path, &Path) -> (String, Vec<String>)) {
-    if !have_tools(test) {
+    let Some((store, scratch)) = fresh_store(test) else {
         return;
-    }
-    let store = PodmanStore::new();
-    let scratch = tempdir();
+    };
     let links = fixture("links");
     let links_exp = expected(links);
     stowage_copy(&links.oci_ref(), &store, "localhost/links:1");
-    podman_json(&store, ["images", "--format", "json"]);
+    store.podman_json(["images", "--format", "json"]);
     plant_canaries(&store);
     let outside = outside_root(&store);
     let images_before = image_records(&store);
@@ -1296,7 +1104,7 @@ fn rejected(test: &str, build: impl FnOnce(&Path, &Path) -> (String, Vec<String>
         "{test}: images changed"
     );
     assert_store_consistent(&store, test);
-    let rows = podman_json(&store, ["images", "--format", "json"]);
+    let rows = store.podman_json(["images", "--format", "json"]);
     assert_eq!(
         rows.as_array().unwrap().len(),
         1,
@@ -1431,11 +1239,9 @@ enum NextWriter {
 /// SIGKILL stowage while it extracts the first layer of `many` (fed through a FIFO, half of it
 /// given), then check the store, and that the next write by `next` removes what was left.
 fn killed_mid_layer(test: &str, next: NextWriter) {
-    if !have_tools(test) {
+    let Some((store, scratch)) = fresh_store(test) else {
         return;
-    }
-    let store = PodmanStore::new();
-    let scratch = tempdir();
+    };
     let many = fixture("many");
     let layout = scratch.path().join("many");
     copy_tree(&many.layout, &layout);
@@ -1472,10 +1278,7 @@ fn killed_mid_layer(test: &str, next: NextWriter) {
         "{test}: {left:#?}"
     );
     assert!(image_records(&store).is_empty());
-    assert_eq!(
-        podman_json(&store, ["images", "--format", "json"]),
-        json!([])
-    );
+    assert_eq!(store.podman_json(["images", "--format", "json"]), json!([]));
     let engine = Store::open_read_only(&store.root, Some("overlay")).unwrap();
     assert!(catalog::list_images(&engine, true).unwrap().is_empty());
     assert!(engine.layers().unwrap().is_empty());
@@ -1485,7 +1288,7 @@ fn killed_mid_layer(test: &str, next: NextWriter) {
     let basic_exp = expected(basic);
     match next {
         NextWriter::Stowage => stowage_copy(&basic.oci_ref(), &store, "localhost/basic:1"),
-        NextWriter::Skopeo => skopeo_copy(&basic.oci_ref(), &store, "localhost/basic:1"),
+        NextWriter::Skopeo => store.skopeo_copy(&[], &basic.oci_ref(), "localhost/basic:1"),
     }
     assert_store_consistent(&store, test);
     assert_eq!(

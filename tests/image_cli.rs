@@ -3,22 +3,29 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
 use serde_json::Value;
-use stowage_fixtures::tree::{describe_dir, render, RenderOptions};
+use stowage_fixtures::tree::{render, RenderOptions};
 
-/// `stowage image --bootc-storage ROOT --bootc-runroot RUNROOT ARGS...`.
-fn image_cmd(bootc: &PodmanStore, args: &[&str]) -> std::process::Command {
-    let mut c = stowage();
-    c.arg("image")
-        .arg("--bootc-storage")
-        .arg(&bootc.root)
-        .arg("--bootc-runroot")
-        .arg(&bootc.runroot)
-        .args(args);
-    c
+/// Whether this test can write containers-storage stores (root: chown, whiteout devices);
+/// otherwise a `SKIP:` line (a failure under CI).
+fn can_write_stores(test: &str) -> bool {
+    if !is_root() {
+        skip(
+            test,
+            "writing containers-storage needs root here (chown, whiteout devices)",
+        );
+        return false;
+    }
+    true
+}
+
+/// Add `--host-storage ROOT --host-runroot RUNROOT` naming `host` to an image command.
+fn with_host_storage(c: &mut std::process::Command, host: &PodmanStore) {
+    c.arg("--host-storage")
+        .arg(&host.root)
+        .arg("--host-runroot")
+        .arg(&host.runroot);
 }
 
 fn json(out: &std::process::Output) -> Value {
@@ -59,11 +66,7 @@ fn assert_lists_agree(bootc: &PodmanStore) {
 #[test]
 fn pull_list_inspect_tag_rm_like_podman() {
     let test = "pull_list_inspect_tag_rm_like_podman";
-    if !is_root() {
-        skip(
-            test,
-            "writing containers-storage needs root here (chown, whiteout devices)",
-        );
+    if !can_write_stores(test) {
         return;
     }
     let bootc = PodmanStore::new();
@@ -205,8 +208,7 @@ fn pull_list_inspect_tag_rm_like_podman() {
 #[test]
 fn prune_removes_dangling_images_podman_made() {
     let test = "prune_removes_dangling_images_podman_made";
-    if !is_root() {
-        skip(test, "writing containers-storage needs root here");
+    if !can_write_stores(test) {
         return;
     }
     if !oracle("skopeo", test) || !oracle("podman", test) {
@@ -233,8 +235,7 @@ fn prune_removes_dangling_images_podman_made() {
 #[test]
 fn pull_from_default_storage_keeps_ids_and_tree() {
     let test = "pull_from_default_storage_keeps_ids_and_tree";
-    if !is_root() {
-        skip(test, "writing containers-storage needs root here");
+    if !can_write_stores(test) {
         return;
     }
     if !oracle("skopeo", test) || !oracle("podman", test) {
@@ -250,10 +251,7 @@ fn pull_from_default_storage_keeps_ids_and_tree() {
             .arg(fixture_ref(fx))
             .arg(host.reference(name)));
         let mut c = image_cmd(&bootc, &["pull-from-default-storage", name]);
-        c.arg("--host-storage")
-            .arg(&host.root)
-            .arg("--host-runroot")
-            .arg(&host.runroot);
+        with_host_storage(&mut c, &host);
         run(c);
         let a = host.image_inspect(name);
         let b = bootc.image_inspect(name);
@@ -272,26 +270,13 @@ fn pull_from_default_storage_keeps_ids_and_tree() {
             );
         }
         // The flattened tree podman mounts is the fixture's.
-        let mount = String::from_utf8(run(bootc.podman(["image", "mount", name])).stdout).unwrap();
         let opts = RenderOptions {
             owners: true,
+            mtimes: false,
             ..RenderOptions::default()
         };
-        let have = render(
-            &describe_dir(Path::new(mount.trim())).unwrap(),
-            RenderOptions {
-                mtimes: false,
-                ..opts
-            },
-        );
-        let want = render(
-            &fixture(fx).tree,
-            RenderOptions {
-                mtimes: false,
-                ..opts
-            },
-        );
-        run(bootc.podman(["image", "unmount", name]));
+        let have = mounted_tree(&bootc, name, opts);
+        let want = render(&fixture(fx).tree, opts);
         assert_eq!(have, want, "{name}: podman image mount of bootc's copy");
         // And it exports bit for bit.
         let out = tempdir();
@@ -313,10 +298,7 @@ fn pull_from_default_storage_keeps_ids_and_tree() {
     }
     // A second pull of the same image reuses everything and keeps working.
     let mut c = image_cmd(&bootc, &["pull-from-default-storage", "quay.io/ex/links:1"]);
-    c.arg("--host-storage")
-        .arg(&host.root)
-        .arg("--host-runroot")
-        .arg(&host.runroot);
+    with_host_storage(&mut c, &host);
     run(c);
     assert_lists_agree(&bootc);
 }
@@ -324,8 +306,7 @@ fn pull_from_default_storage_keeps_ids_and_tree() {
 #[test]
 fn copy_to_storage_defaults_to_localhost_bootc() {
     let test = "copy_to_storage_defaults_to_localhost_bootc";
-    if !is_root() {
-        skip(test, "writing containers-storage needs root here");
+    if !can_write_stores(test) {
         return;
     }
     if !oracle("podman", test) {
@@ -337,10 +318,7 @@ fn copy_to_storage_defaults_to_localhost_bootc() {
         &bootc,
         &["copy-to-storage", "--source", &fixture_ref("basic")],
     );
-    c.arg("--host-storage")
-        .arg(&host.root)
-        .arg("--host-runroot")
-        .arg(&host.runroot);
+    with_host_storage(&mut c, &host);
     run(c);
     let img = host.image_inspect("localhost/bootc");
     assert_eq!(
@@ -359,8 +337,7 @@ fn copy_to_storage_defaults_to_localhost_bootc() {
 #[test]
 fn image_list_shows_host_unified_and_logical() {
     let test = "image_list_shows_host_unified_and_logical";
-    if !is_root() {
-        skip(test, "writing containers-storage needs root here");
+    if !can_write_stores(test) {
         return;
     }
     let bootc = PodmanStore::new();
@@ -422,8 +399,7 @@ fn image_list_shows_host_unified_and_logical() {
 #[test]
 fn pull_from_default_storage_shares_file_data_when_it_can() {
     let test = "pull_from_default_storage_shares_file_data_when_it_can";
-    if !is_root() {
-        skip(test, "writing containers-storage needs root here");
+    if !can_write_stores(test) {
         return;
     }
     // Both stores on one filesystem and not bind-mounted by podman (stowage wrote the host
@@ -434,15 +410,13 @@ fn pull_from_default_storage_shares_file_data_when_it_can() {
         .arg("copy")
         .arg(fixture_ref("many"))
         .arg(host.reference("quay.io/ex/many:1")));
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_stowage"));
+    // Not quiet: the summary line on stderr says how the file data was shared.
+    let mut c = stowage_progress();
     c.args(["image", "--storage-root"])
         .arg(&bootc.root)
         .arg("--runroot")
         .arg(&bootc.runroot);
-    c.arg("--host-storage")
-        .arg(&host.root)
-        .arg("--host-runroot")
-        .arg(&host.runroot);
+    with_host_storage(&mut c, &host);
     c.args(["pull-from-default-storage", "quay.io/ex/many:1"]);
     let out = run(c);
     let msg = String::from_utf8_lossy(&out.stderr);
@@ -470,15 +444,11 @@ fn pull_from_default_storage_shares_file_data_when_it_can() {
         let b = bootc.image_inspect("quay.io/ex/many:1");
         let config: Value = serde_json::from_slice(&a).unwrap();
         assert_eq!(b["RootFS"]["Layers"], config["rootfs"]["diff_ids"]);
-        let mount =
-            String::from_utf8(run(bootc.podman(["image", "mount", "quay.io/ex/many:1"])).stdout)
-                .unwrap();
         let opts = RenderOptions {
             mtimes: false,
             ..RenderOptions::default()
         };
-        let have = render(&describe_dir(Path::new(mount.trim())).unwrap(), opts);
-        run(bootc.podman(["image", "unmount", "quay.io/ex/many:1"]));
+        let have = mounted_tree(&bootc, "quay.io/ex/many:1", opts);
         assert_eq!(have, render(&fixture("many").tree, opts));
     }
 }
@@ -559,8 +529,7 @@ fn unprivileged_user_can_write_and_read_a_store() {
 #[test]
 fn copy_between_two_stores() {
     let test = "copy_between_two_stores";
-    if !is_root() {
-        skip(test, "writing containers-storage needs root here");
+    if !can_write_stores(test) {
         return;
     }
     let a = PodmanStore::new();
@@ -581,10 +550,7 @@ fn copy_between_two_stores() {
     for k in ["Id", "Digest", "RootFS", "Config", "Size"] {
         assert_eq!(ia[k], ib[k], "{k}");
     }
-    let mount =
-        String::from_utf8(run(b.podman(["image", "mount", "quay.io/x/w:2"])).stdout).unwrap();
     let opts = RenderOptions::default();
-    let have = render(&describe_dir(Path::new(mount.trim())).unwrap(), opts);
-    run(b.podman(["image", "unmount", "quay.io/x/w:2"]));
+    let have = mounted_tree(&b, "quay.io/x/w:2", opts);
     assert_eq!(have, render(&fixture("whiteouts").tree, opts));
 }

@@ -18,17 +18,6 @@ use serde_json::{json, Value};
 use stowage_fixtures::tree::{describe_dir, render, RenderOptions};
 use stowage_fixtures::FixtureInfo;
 
-/// Keys of `skopeo inspect` that stowage must reproduce exactly.
-const INSPECT_KEYS: [&str; 7] = [
-    "Digest",
-    "Created",
-    "Architecture",
-    "Os",
-    "Layers",
-    "Env",
-    "Labels",
-];
-
 /// `stowage inspect REF` agrees with `skopeo inspect REF`; `--raw` prints the manifest blob.
 fn assert_inspect_matches_skopeo(reference: &str, layout: &Path) {
     let ours = stowage_inspect(reference);
@@ -509,7 +498,7 @@ fn unknown_layer_media_type_is_rejected() {
             serde_json::from_slice(&std::fs::read(blob_path(src, &digest)).unwrap()).unwrap();
         manifest["layers"][0]["mediaType"] = json!(UNKNOWN);
         let bytes = serde_json::to_vec(&manifest).unwrap();
-        let new_digest = format!("sha256:{}", stowage_fixtures::sha256_hex(&bytes));
+        let new_digest = sha256(&bytes);
         std::fs::write(blob_path(src, &new_digest), &bytes).unwrap();
         let mut index: Value =
             serde_json::from_slice(&std::fs::read(src.join("index.json")).unwrap()).unwrap();

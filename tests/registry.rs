@@ -1,19 +1,17 @@
 //! Integration tests of the native registry client against a real docker-registry, with
 //! skopeo as the oracle: what stowage pulls must be what skopeo pulls (same manifest digest,
 //! diffIDs and blobs).
+//!
+//! stowage runs with its progress lines on stderr ([`stowage_progress`]), so every pull and push
+//! here also goes through the progress reporting.
 
-#[path = "common/registry.rs"]
-mod registry_harness;
+mod common;
 
-use registry_harness::*;
+use common::*;
 use std::process::Command;
 
 const USER: &str = "tester";
 const PASS: &str = "s3cret:pass";
-
-fn skip(name: &str) -> bool {
-    !require_tools(name)
-}
 
 /// stowage and skopeo pull the same image into OCI layouts; the results must be identical.
 fn assert_same_pull(src: &str, stowage_args: &[&str], skopeo_args: &[&str]) {
@@ -21,15 +19,15 @@ fn assert_same_pull(src: &str, stowage_args: &[&str], skopeo_args: &[&str]) {
     let ours = tmp.path().join("ours");
     let theirs = tmp.path().join("theirs");
     let digestfile = tmp.path().join("digest");
-    run_ok(
-        stowage()
+    run_stdout(
+        stowage_progress()
             .args(["copy", "--src-tls-verify=false", "--digestfile"])
             .arg(&digestfile)
             .args(stowage_args)
             .arg(src)
             .arg(format!("oci:{}:t", ours.display())),
     );
-    run_ok(
+    run_stdout(
         skopeo()
             .args(["copy", "-q", "--src-tls-verify=false"])
             .args(skopeo_args)
@@ -50,31 +48,39 @@ fn assert_same_pull(src: &str, stowage_args: &[&str], skopeo_args: &[&str]) {
     }
 }
 
+/// `inspect --tls-verify=false [EXTRA...] docker://IMAGE` by stowage and by skopeo, as JSON.
+fn inspect_both(extra: &[&str], image: &str) -> (serde_json::Value, serde_json::Value) {
+    let json = |mut c: Command| -> serde_json::Value {
+        c.args(["inspect", "--tls-verify=false"])
+            .args(extra)
+            .arg(format!("docker://{image}"));
+        serde_json::from_str(&run_stdout(c)).unwrap()
+    };
+    (json(stowage_progress()), json(skopeo()))
+}
+
+/// `stowage inspect --raw --tls-verify=false docker://IMAGE` (whatever its exit status).
+fn raw_manifest(image: &str) -> std::process::Output {
+    output(
+        stowage_progress()
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{image}")),
+    )
+}
+
 #[test]
 fn pull_anonymous_plain_http_matches_skopeo() {
-    if skip("pull_anonymous_plain_http_matches_skopeo") {
+    if !registry_tools("pull_anonymous_plain_http_matches_skopeo") {
         return;
     }
     let reg = Registry::start(Auth::None, None);
     let tmp = tempfile::tempdir().unwrap();
-    let img = two_layer_image(&tmp.path().join("src"), "v1");
     let name = format!("{}/test/app:v1", reg.addr);
-    skopeo_push(&tmp.path().join("src"), "v1", &name, None, &[]);
+    let img = seed_registry(&reg, tmp.path(), "test/app:v1", None);
     assert_same_pull(&format!("docker://{name}"), &[], &[]);
 
     // inspect: digest, tags, layers as skopeo reports them.
-    let ours: serde_json::Value = serde_json::from_str(&run_ok(stowage().args([
-        "inspect",
-        "--tls-verify=false",
-        &format!("docker://{name}"),
-    ])))
-    .unwrap();
-    let theirs: serde_json::Value = serde_json::from_str(&run_ok(skopeo().args([
-        "inspect",
-        "--tls-verify=false",
-        &format!("docker://{name}"),
-    ])))
-    .unwrap();
+    let (ours, theirs) = inspect_both(&[], &name);
     for key in [
         "Name",
         "Digest",
@@ -89,12 +95,7 @@ fn pull_anonymous_plain_http_matches_skopeo() {
     }
     assert_eq!(ours["Digest"], img.manifest_digest.as_str());
     // --raw gives the manifest bytes unchanged.
-    let raw = run(stowage().args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{name}"),
-    ]));
+    let raw = raw_manifest(&name);
     assert!(raw.status.success());
     assert_eq!(sha256(&raw.stdout), img.manifest_digest);
 
@@ -108,19 +109,18 @@ fn pull_anonymous_plain_http_matches_skopeo() {
 
 #[test]
 fn pull_requires_tls_verify_false_for_plain_http() {
-    if skip("pull_requires_tls_verify_false_for_plain_http") {
+    if !registry_tools("pull_requires_tls_verify_false_for_plain_http") {
         return;
     }
     let reg = Registry::start(Auth::None, None);
     let tmp = tempfile::tempdir().unwrap();
     let dest = tmp.path().join("out");
-    let out = run(stowage().args([
+    let out = run_failing(stowage_progress().args([
         "copy",
         "--retry-times=0",
         &format!("docker://{}/x/y:z", reg.addr),
         &format!("oci:{}:t", dest.display()),
     ]));
-    assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("pinging container registry") && err.contains("--tls-verify=false"),
@@ -131,33 +131,26 @@ fn pull_requires_tls_verify_false_for_plain_http() {
 
 #[test]
 fn pull_basic_auth() {
-    if skip("pull_basic_auth") {
+    if !registry_tools("pull_basic_auth") {
         return;
     }
-    let reg = Registry::start(
-        Auth::Htpasswd {
-            user: USER.into(),
-            password: PASS.into(),
-        },
-        None,
-    );
+    let reg = Registry::start(Auth::htpasswd(USER, PASS), None);
     let tmp = tempfile::tempdir().unwrap();
-    two_layer_image(&tmp.path().join("src"), "v1");
     let name = format!("{}/private/app:v1", reg.addr);
     let creds = format!("{USER}:{PASS}");
-    skopeo_push(&tmp.path().join("src"), "v1", &name, Some(&creds), &[]);
+    seed_registry(&reg, tmp.path(), "private/app:v1", Some(&creds));
 
     let dest = tmp.path().join("out");
     for bad in [None, Some(format!("{USER}:wrong"))] {
-        let mut c = stowage();
+        let mut c = stowage_progress();
         c.args(["copy", "--src-tls-verify=false"]);
         if let Some(b) = &bad {
             c.args(["--src-creds", b]);
         }
-        let out = run(c
-            .arg(format!("docker://{name}"))
-            .arg(format!("oci:{}:t", dest.display())));
-        assert!(!out.status.success(), "{bad:?}");
+        let out = run_failing(
+            c.arg(format!("docker://{name}"))
+                .arg(format!("oci:{}:t", dest.display())),
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             err.contains("unauthorized") && err.contains("--creds"),
@@ -173,7 +166,7 @@ fn pull_basic_auth() {
         &["--src-creds", &creds],
         &["--src-creds", &creds],
     );
-    let out = run_ok(stowage().args([
+    let out = run_stdout(stowage_progress().args([
         "inspect",
         "--tls-verify=false",
         "--creds",
@@ -185,12 +178,12 @@ fn pull_basic_auth() {
 
 #[test]
 fn pull_multi_platform_index() {
-    if skip("pull_multi_platform_index") {
+    if !registry_tools("pull_multi_platform_index") {
         return;
     }
     let reg = Registry::start(Auth::None, None);
     let tmp = tempfile::tempdir().unwrap();
-    let (index_digest, amd, arm) = build_index(&tmp.path().join("src"), "multi");
+    let (index_digest, amd, arm) = two_platform_index(&tmp.path().join("src"), "multi");
     let name = format!("{}/multi/app:1", reg.addr);
     skopeo_push(&tmp.path().join("src"), "multi", &name, None, &["--all"]);
     let src = format!("docker://{name}");
@@ -200,7 +193,7 @@ fn pull_multi_platform_index() {
             &["--override-arch", arch, "--override-os", "linux"],
             &["--override-arch", arch, "--override-os", "linux"],
         );
-        let out = run_ok(stowage().args([
+        let out = run_stdout(stowage_progress().args([
             "inspect",
             "--tls-verify=false",
             "--override-arch",
@@ -216,14 +209,13 @@ fn pull_multi_platform_index() {
         );
         assert_eq!(v["Layers"][0], img.layers[0].as_str());
     }
-    let out = run(stowage().args([
+    let out = run_failing(stowage_progress().args([
         "inspect",
         "--tls-verify=false",
         "--override-arch",
         "s390x",
         &src,
     ]));
-    assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("linux/arm64/v8") && err.contains("s390x"),
@@ -233,7 +225,7 @@ fn pull_multi_platform_index() {
 
 #[test]
 fn pull_docker_schema2_and_missing() {
-    if skip("pull_docker_schema2_and_missing") {
+    if !registry_tools("pull_docker_schema2_and_missing") {
         return;
     }
     let reg = Registry::start(Auth::None, None);
@@ -247,26 +239,10 @@ fn pull_docker_schema2_and_missing() {
         None,
         &["--format", "v2s2"],
     );
-    let ours: serde_json::Value = serde_json::from_str(&run_ok(stowage().args([
-        "inspect",
-        "--tls-verify=false",
-        &format!("docker://{name}"),
-    ])))
-    .unwrap();
-    let theirs: serde_json::Value = serde_json::from_str(&run_ok(skopeo().args([
-        "inspect",
-        "--tls-verify=false",
-        &format!("docker://{name}"),
-    ])))
-    .unwrap();
+    let (ours, theirs) = inspect_both(&[], &name);
     assert_eq!(ours["Digest"], theirs["Digest"]);
     assert_eq!(ours["Layers"], theirs["Layers"]);
-    let raw = run(stowage().args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{name}"),
-    ]));
+    let raw = raw_manifest(&name);
     let m: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
     assert_eq!(
         m["mediaType"],
@@ -275,7 +251,7 @@ fn pull_docker_schema2_and_missing() {
 
     // A pull of the schema2 image keeps its layers and diffIDs.
     let dest = tmp.path().join("out");
-    run_ok(stowage().args([
+    run_stdout(stowage_progress().args([
         "copy",
         "--src-tls-verify=false",
         &format!("docker://{name}"),
@@ -285,7 +261,7 @@ fn pull_docker_schema2_and_missing() {
     assert_eq!(layout_diff_ids(&dest, "t"), src_ids);
 
     // A Docker manifest list: the platform is chosen from it like from an OCI index.
-    let (_, _, arm) = build_index(&tmp.path().join("multi"), "m");
+    let (_, _, arm) = two_platform_index(&tmp.path().join("multi"), "m");
     let list = format!("{}/docker/list:1", reg.addr);
     skopeo_push(
         &tmp.path().join("multi"),
@@ -294,31 +270,13 @@ fn pull_docker_schema2_and_missing() {
         None,
         &["--all", "--format", "v2s2"],
     );
-    let raw = run(stowage().args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{list}"),
-    ]));
+    let raw = raw_manifest(&list);
     let top: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
     assert_eq!(
         top["mediaType"],
         "application/vnd.docker.distribution.manifest.list.v2+json"
     );
-    let ours: serde_json::Value = serde_json::from_str(&run_ok(stowage().args([
-        "inspect",
-        "--tls-verify=false",
-        "--override-arch=arm64",
-        &format!("docker://{list}"),
-    ])))
-    .unwrap();
-    let theirs: serde_json::Value = serde_json::from_str(&run_ok(skopeo().args([
-        "inspect",
-        "--tls-verify=false",
-        "--override-arch=arm64",
-        &format!("docker://{list}"),
-    ])))
-    .unwrap();
+    let (ours, theirs) = inspect_both(&["--override-arch=arm64"], &list);
     assert_eq!(ours["Digest"], theirs["Digest"]);
     assert_eq!(ours["Layers"], theirs["Layers"]);
     assert_eq!(ours["Layers"][0], arm.layers[0].as_str());
@@ -329,12 +287,11 @@ fn pull_docker_schema2_and_missing() {
         format!("{}/docker/app:nope", reg.addr),
         format!("{}/no/such:v1", reg.addr),
     ] {
-        let out = run(stowage().args([
+        let out = run_failing(stowage_progress().args([
             "inspect",
             "--tls-verify=false",
             &format!("docker://{missing}"),
         ]));
-        assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             err.contains("manifest unknown") || err.contains("name unknown"),
@@ -347,7 +304,7 @@ fn pull_docker_schema2_and_missing() {
 /// A stowage command with a private HOME and XDG_RUNTIME_DIR under `root`, so that auth.json
 /// and certs.d lookups see only the test's files.
 fn stowage_home(root: &std::path::Path) -> std::process::Command {
-    let mut c = stowage();
+    let mut c = stowage_progress();
     c.env("HOME", root.join("home"))
         .env("XDG_RUNTIME_DIR", root.join("run"))
         .env_remove("XDG_CONFIG_HOME")
@@ -357,34 +314,27 @@ fn stowage_home(root: &std::path::Path) -> std::process::Command {
 
 #[test]
 fn pull_credentials_from_auth_files() {
-    if skip("pull_credentials_from_auth_files") {
+    if !registry_tools("pull_credentials_from_auth_files") {
         return;
     }
-    let reg = Registry::start(
-        Auth::Htpasswd {
-            user: USER.into(),
-            password: PASS.into(),
-        },
-        None,
-    );
+    let reg = Registry::start(Auth::htpasswd(USER, PASS), None);
     let tmp = tempfile::tempdir().unwrap();
-    two_layer_image(&tmp.path().join("src"), "v1");
     let name = format!("{}/private/app:v1", reg.addr);
-    skopeo_push(
-        &tmp.path().join("src"),
-        "v1",
-        &name,
+    seed_registry(
+        &reg,
+        tmp.path(),
+        "private/app:v1",
         Some(&format!("{USER}:{PASS}")),
-        &[],
     );
     let good = format!("{USER}:{PASS}");
     let bad = format!("{USER}:wrong");
     let pull = |cmd: &mut std::process::Command, n: u32| {
         let dest = tmp.path().join(format!("out{n}"));
-        run(cmd
-            .args(["--src-tls-verify=false", "--retry-times=0"])
-            .arg(format!("docker://{name}"))
-            .arg(format!("oci:{}:t", dest.display())))
+        output(
+            cmd.args(["--src-tls-verify=false", "--retry-times=0"])
+                .arg(format!("docker://{name}"))
+                .arg(format!("oci:{}:t", dest.display())),
+        )
     };
     let home = tmp.path().join("h");
     // ~/.docker/config.json alone.
@@ -457,21 +407,14 @@ fn pull_credentials_from_auth_files() {
 
 #[test]
 fn pull_through_registries_conf_mirrors() {
-    if skip("pull_through_registries_conf_mirrors") {
+    if !registry_tools("pull_through_registries_conf_mirrors") {
         return;
     }
     let mirror = Registry::start(Auth::None, None);
     let primary = Registry::start(Auth::None, None);
     let dead = free_port();
     let tmp = tempfile::tempdir().unwrap();
-    let img = two_layer_image(&tmp.path().join("src"), "v1");
-    skopeo_push(
-        &tmp.path().join("src"),
-        "v1",
-        &format!("{}/mirrored/img:v1", mirror.addr),
-        None,
-        &[],
-    );
+    let img = seed_registry(&mirror, tmp.path(), "mirrored/img:v1", None);
     let conf = tmp.path().join("registries.conf");
     std::fs::write(
         &conf,
@@ -503,7 +446,7 @@ blocked = true
     // The dead mirror is skipped, the second serves the image; registries.conf's insecure
     // allows plain http without --src-tls-verify.
     let ours = tmp.path().join("ours");
-    run_ok(
+    run_stdout(
         stowage_home(tmp.path())
             .args(["copy", "--retry-times=0", "--registries-conf"])
             .arg(&conf)
@@ -512,7 +455,7 @@ blocked = true
     );
     assert_eq!(layout_manifest_digest(&ours, "t"), img.manifest_digest);
     let theirs = tmp.path().join("theirs");
-    run_ok(
+    run_stdout(
         skopeo()
             .arg("--registries-conf")
             .arg(&conf)
@@ -523,11 +466,12 @@ blocked = true
     assert_eq!(layout_blobs(&ours), layout_blobs(&theirs));
 
     // An image no location has: the error lists every attempt.
-    let out = run(stowage_home(tmp.path())
-        .args(["inspect", "--retry-times=0", "--registries-conf"])
-        .arg(&conf)
-        .arg("docker://stowage.test/app/missing:v1"));
-    assert!(!out.status.success());
+    let out = run_failing(
+        stowage_home(tmp.path())
+            .args(["inspect", "--retry-times=0", "--registries-conf"])
+            .arg(&conf)
+            .arg("docker://stowage.test/app/missing:v1"),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(&format!("127.0.0.1:{dead}/app/missing"))
@@ -538,17 +482,18 @@ blocked = true
     );
 
     // Blocked.
-    let out = run(stowage_home(tmp.path())
-        .args(["inspect", "--registries-conf"])
-        .arg(&conf)
-        .arg("docker://stowage.test/blocked/x:v1"));
-    assert!(!out.status.success());
+    let out = run_failing(
+        stowage_home(tmp.path())
+            .args(["inspect", "--registries-conf"])
+            .arg(&conf)
+            .arg("docker://stowage.test/blocked/x:v1"),
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("blocked"));
 }
 
 #[test]
 fn pull_over_tls_with_test_ca() {
-    if skip("pull_over_tls_with_test_ca") {
+    if !registry_tools("pull_over_tls_with_test_ca") {
         return;
     }
     let ca = test_ca();
@@ -559,7 +504,7 @@ fn pull_over_tls_with_test_ca() {
     std::fs::write(certs.join("ca.crt"), &ca.ca_pem).unwrap();
     let img = two_layer_image(&tmp.path().join("src"), "v1");
     let name = format!("{}/tls/app:v1", reg.addr);
-    run_ok(
+    run_stdout(
         skopeo()
             .args(["copy", "-q", "--dest-cert-dir"])
             .arg(&certs)
@@ -568,15 +513,14 @@ fn pull_over_tls_with_test_ca() {
     );
     let src = format!("docker://{name}");
     // Unknown CA: refused, with a hint.
-    let out = run(stowage_home(tmp.path()).args(["inspect", "--retry-times=0", &src]));
-    assert!(!out.status.success());
+    let out = run_failing(stowage_home(tmp.path()).args(["inspect", "--retry-times=0", &src]));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("UnknownIssuer") && err.contains("--cert-dir"),
         "{err}"
     );
     // --cert-dir.
-    let out = run_ok(
+    let out = run_stdout(
         stowage_home(tmp.path())
             .args(["inspect", "--cert-dir"])
             .arg(&certs)
@@ -591,18 +535,18 @@ fn pull_over_tls_with_test_ca() {
     std::fs::create_dir_all(&certs_d).unwrap();
     std::fs::write(certs_d.join("ca.crt"), &ca.ca_pem).unwrap();
     let ours = tmp.path().join("ours");
-    run_ok(
+    run_stdout(
         stowage_home(tmp.path())
             .args(["copy", &src])
             .arg(format!("oci:{}:t", ours.display())),
     );
     assert_eq!(layout_manifest_digest(&ours, "t"), img.manifest_digest);
     // --tls-verify=false: any certificate.
-    let out = run_ok(stowage().args(["inspect", "--tls-verify=false", &src]));
+    let out = run_stdout(stowage_progress().args(["inspect", "--tls-verify=false", &src]));
     assert!(out.contains(&img.manifest_digest));
     // Compared with skopeo.
     let theirs = tmp.path().join("theirs");
-    run_ok(
+    run_stdout(
         skopeo()
             .args(["copy", "-q", "--src-cert-dir"])
             .arg(&certs)
@@ -614,23 +558,16 @@ fn pull_over_tls_with_test_ca() {
 }
 
 /// A token-auth registry with its token server; the image `tok/app:v1` pushed with skopeo.
-fn token_registry(tmp: &std::path::Path) -> (TokenServer, Registry, BuiltImage) {
+fn token_registry(tmp: &std::path::Path) -> (TokenServer, Registry, Built) {
     let tokens = TokenServer::start(USER, PASS);
     let reg = Registry::start(tokens.auth(), None);
-    let img = two_layer_image(&tmp.join("src"), "v1");
-    skopeo_push(
-        &tmp.join("src"),
-        "v1",
-        &format!("{}/tok/app:v1", reg.addr),
-        Some(&format!("{USER}:{PASS}")),
-        &[],
-    );
+    let img = seed_registry(&reg, tmp, "tok/app:v1", Some(&format!("{USER}:{PASS}")));
     (tokens, reg, img)
 }
 
 #[test]
 fn pull_bearer_token_auth_matches_skopeo() {
-    if skip("pull_bearer_token_auth_matches_skopeo") {
+    if !registry_tools("pull_bearer_token_auth_matches_skopeo") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -639,13 +576,12 @@ fn pull_bearer_token_auth_matches_skopeo() {
     let src = format!("docker://{}/tok/app:v1", reg.addr);
     assert_same_pull(&src, &["--src-creds", &creds], &["--src-creds", &creds]);
     // Anonymous: the token server refuses, and the error says so.
-    let out = run(stowage_home(tmp.path()).args([
+    let out = run_failing(stowage_home(tmp.path()).args([
         "inspect",
         "--tls-verify=false",
         "--retry-times=0",
         &src,
     ]));
-    assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("unauthorized") && err.contains("anonymous"),
@@ -655,7 +591,7 @@ fn pull_bearer_token_auth_matches_skopeo() {
     let before = tokens.state.lock().unwrap().issued;
     tokens.state.lock().unwrap().expired_first = 1;
     let dest = tmp.path().join("expired");
-    run_ok(stowage_home(tmp.path()).args([
+    run_stdout(stowage_home(tmp.path()).args([
         "copy",
         "--src-tls-verify=false",
         "--src-creds",
@@ -677,21 +613,23 @@ fn pull_via(
 ) -> (std::process::Output, std::path::PathBuf) {
     let dest = tmp.join(dest_name);
     let t = std::time::Instant::now();
-    let out = run(stowage_home(tmp)
-        .args([
-            "copy",
-            "--src-tls-verify=false",
-            "--retry-delay=0.05",
-            "--jobs=1",
-        ])
-        .args(extra)
-        .arg(format!("docker://{}/{image}", proxy.addr()))
-        .arg(format!("oci:{}:t", dest.display())));
+    let out = output(
+        stowage_home(tmp)
+            .args([
+                "copy",
+                "--src-tls-verify=false",
+                "--retry-delay=0.05",
+                "--jobs=1",
+            ])
+            .args(extra)
+            .arg(format!("docker://{}/{image}", proxy.addr()))
+            .arg(format!("oci:{}:t", dest.display())),
+    );
     eprintln!("pull_via {image} {extra:?}: {:?}", t.elapsed());
     (out, dest)
 }
 
-fn assert_pulled(out: &std::process::Output, dest: &std::path::Path, img: &BuiltImage) {
+fn assert_pulled(out: &std::process::Output, dest: &std::path::Path, img: &Built) {
     assert!(
         out.status.success(),
         "{}",
@@ -703,22 +641,39 @@ fn assert_pulled(out: &std::process::Output, dest: &std::path::Path, img: &Built
     }
 }
 
+/// A registry with `auth` behind a [`FaultProxy`], and a temporary directory.
+fn proxied_registry(auth: Auth) -> (Registry, FaultProxy, tempfile::TempDir) {
+    let reg = Registry::start(auth, None);
+    let proxy = FaultProxy::start(&reg.addr);
+    (reg, proxy, tempfile::tempdir().unwrap())
+}
+
+/// A plain registry behind a [`FaultProxy`], holding `f/app:v1` ([`seed_registry`]).
+fn faulty_registry() -> (Registry, FaultProxy, tempfile::TempDir, Built) {
+    let (reg, proxy, tmp) = proxied_registry(Auth::None);
+    let img = seed_registry(&reg, tmp.path(), "f/app:v1", None);
+    (reg, proxy, tmp, img)
+}
+
+/// `DIR/dest`: a layout holding a one-file image (copied there by stowage) that shares no blob
+/// with the registry test images.
+fn layout_holding_another_image(dir: &std::path::Path) -> std::path::PathBuf {
+    let dest = dir.join("dest");
+    let other = dir.join("other");
+    one_file_image(&other, "o", "x", b"x");
+    run(stowage_progress()
+        .arg("copy")
+        .arg(oci_ref(&other, "o"))
+        .arg(oci_ref(&dest, "o")));
+    dest
+}
+
 #[test]
 fn faults_truncated_bodies_resume_with_range() {
-    if skip("faults_truncated_bodies_resume_with_range") {
+    if !registry_tools("faults_truncated_bodies_resume_with_range") {
         return;
     }
-    let reg = Registry::start(Auth::None, None);
-    let proxy = FaultProxy::start(&reg.addr);
-    let tmp = tempfile::tempdir().unwrap();
-    let img = two_layer_image(&tmp.path().join("src"), "v1");
-    skopeo_push(
-        &tmp.path().join("src"),
-        "v1",
-        &format!("{}/f/app:v1", reg.addr),
-        None,
-        &[],
-    );
+    let (_reg, proxy, tmp, img) = faulty_registry(); // _reg: alive while the proxy forwards
     let layer = img.layers[0].clone();
     // Cut twice at different places: each retry resumes where the last one stopped.
     proxy.add(&layer, Fault::Truncate(30_000), 1);
@@ -746,20 +701,10 @@ fn faults_truncated_bodies_resume_with_range() {
 
 #[test]
 fn faults_server_errors_are_retried() {
-    if skip("faults_server_errors_are_retried") {
+    if !registry_tools("faults_server_errors_are_retried") {
         return;
     }
-    let reg = Registry::start(Auth::None, None);
-    let proxy = FaultProxy::start(&reg.addr);
-    let tmp = tempfile::tempdir().unwrap();
-    let img = two_layer_image(&tmp.path().join("src"), "v1");
-    skopeo_push(
-        &tmp.path().join("src"),
-        "v1",
-        &format!("{}/f/app:v1", reg.addr),
-        None,
-        &[],
-    );
+    let (_reg, proxy, tmp, img) = faulty_registry(); // _reg: alive while the proxy forwards
     proxy.add("/v2/", Fault::Status(503), 1);
     proxy.add("/manifests/", Fault::Status(500), 1);
     proxy.add(&img.layers[0], Fault::Status(503), 2);
@@ -770,32 +715,19 @@ fn faults_server_errors_are_retried() {
 
     // More failures than retries: a clear error naming the layer, and nothing committed.
     proxy.add(&img.layers[1], Fault::Status(503), 10);
-    let dest = tmp.path().join("dest");
-    let other = tmp.path().join("other");
-    build_image(
-        &other,
-        "o",
-        &[vec![File {
-            path: "x",
-            data: b"x".to_vec(),
-        }]],
-    );
-    run_ok(stowage().args([
-        "copy",
-        &format!("oci:{}:o", other.display()),
-        &format!("oci:{}:o", dest.display()),
-    ]));
+    let dest = layout_holding_another_image(tmp.path());
     let before = std::fs::read(dest.join("index.json")).unwrap();
-    let out = run(stowage_home(tmp.path())
-        .args([
-            "copy",
-            "--src-tls-verify=false",
-            "--retry-delay=0.01",
-            "--retry-times=2",
-        ])
-        .arg(format!("docker://{}/f/app:v1", proxy.addr()))
-        .arg(format!("oci:{}:other", dest.display())));
-    assert!(!out.status.success());
+    let out = run_failing(
+        stowage_home(tmp.path())
+            .args([
+                "copy",
+                "--src-tls-verify=false",
+                "--retry-delay=0.01",
+                "--retry-times=2",
+            ])
+            .arg(format!("docker://{}/f/app:v1", proxy.addr()))
+            .arg(format!("oci:{}:other", dest.display())),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&img.layers[1]) && err.contains("503"), "{err}");
     assert_eq!(std::fs::read(dest.join("index.json")).unwrap(), before);
@@ -803,45 +735,22 @@ fn faults_server_errors_are_retried() {
 
 #[test]
 fn faults_corrupted_blob_is_an_error_and_not_stored() {
-    if skip("faults_corrupted_blob_is_an_error_and_not_stored") {
+    if !registry_tools("faults_corrupted_blob_is_an_error_and_not_stored") {
         return;
     }
-    let reg = Registry::start(Auth::None, None);
-    let proxy = FaultProxy::start(&reg.addr);
-    let tmp = tempfile::tempdir().unwrap();
-    let img = two_layer_image(&tmp.path().join("src"), "v1");
-    skopeo_push(
-        &tmp.path().join("src"),
-        "v1",
-        &format!("{}/f/app:v1", reg.addr),
-        None,
-        &[],
-    );
-    // The destination already holds another image; it must be unchanged afterwards.
-    let dest = tmp.path().join("dest");
-    let other = tmp.path().join("other");
-    build_image(
-        &other,
-        "o",
-        &[vec![File {
-            path: "x",
-            data: b"x".to_vec(),
-        }]],
-    );
-    run_ok(stowage().args([
-        "copy",
-        &format!("oci:{}:o", other.display()),
-        &format!("oci:{}:o", dest.display()),
-    ]));
+    let (_reg, proxy, tmp, img) = faulty_registry(); // _reg: alive while the proxy forwards
+                                                     // The destination already holds another image; it must be unchanged afterwards.
+    let dest = layout_holding_another_image(tmp.path());
     let index_before = std::fs::read(dest.join("index.json")).unwrap();
     let blobs_before = layout_blobs(&dest);
     // The second layer is corrupted, after the first was copied.
     proxy.add(&img.layers[1], Fault::Corrupt(1000), 1);
-    let out = run(stowage_home(tmp.path())
-        .args(["copy", "--src-tls-verify=false", "--jobs=1"])
-        .arg(format!("docker://{}/f/app:v1", proxy.addr()))
-        .arg(format!("oci:{}:t", dest.display())));
-    assert!(!out.status.success());
+    let out = run_failing(
+        stowage_home(tmp.path())
+            .args(["copy", "--src-tls-verify=false", "--jobs=1"])
+            .arg(format!("docker://{}/f/app:v1", proxy.addr()))
+            .arg(format!("oci:{}:t", dest.display())),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("digest mismatch") && err.contains(&img.layers[1]),
@@ -868,21 +777,11 @@ fn faults_corrupted_blob_is_an_error_and_not_stored() {
 
 #[test]
 fn faults_stalls_time_out_and_trickles_complete() {
-    if skip("faults_stalls_time_out_and_trickles_complete") {
+    if !registry_tools("faults_stalls_time_out_and_trickles_complete") {
         return;
     }
-    let reg = Registry::start(Auth::None, None);
-    let proxy = FaultProxy::start(&reg.addr);
-    let tmp = tempfile::tempdir().unwrap();
-    let img = two_layer_image(&tmp.path().join("src"), "v1");
-    skopeo_push(
-        &tmp.path().join("src"),
-        "v1",
-        &format!("{}/f/app:v1", reg.addr),
-        None,
-        &[],
-    );
-    // One stall mid-body: the idle timeout ends it, the retry resumes.
+    let (_reg, proxy, tmp, img) = faulty_registry(); // _reg: alive while the proxy forwards
+                                                     // One stall mid-body: the idle timeout ends it, the retry resumes.
     proxy.add(&img.layers[0], Fault::Stall(10_000), 1);
     proxy.add(
         &img.layers[1],
@@ -939,28 +838,15 @@ fn faults_stalls_time_out_and_trickles_complete() {
 
 #[test]
 fn faults_redirects_do_not_leak_credentials() {
-    if skip("faults_redirects_do_not_leak_credentials") {
+    if !registry_tools("faults_redirects_do_not_leak_credentials") {
         return;
     }
-    let reg = Registry::start(
-        Auth::Htpasswd {
-            user: USER.into(),
-            password: PASS.into(),
-        },
-        None,
-    );
+    let reg = Registry::start(Auth::htpasswd(USER, PASS), None);
     let proxy = FaultProxy::start(&reg.addr);
     let blobs = BlobServer::start(reg.storage());
     let tmp = tempfile::tempdir().unwrap();
-    let img = two_layer_image(&tmp.path().join("src"), "v1");
     let creds = format!("{USER}:{PASS}");
-    skopeo_push(
-        &tmp.path().join("src"),
-        "v1",
-        &format!("{}/f/app:v1", reg.addr),
-        Some(&creds),
-        &[],
-    );
+    let img = seed_registry(&reg, tmp.path(), "f/app:v1", Some(&creds));
     proxy.add("/blobs/", Fault::Redirect(blobs.addr().to_string()), 100);
     let (out, dest) = pull_via(
         &proxy,
@@ -989,7 +875,7 @@ fn faults_redirects_do_not_leak_credentials() {
 
 #[test]
 fn faults_token_rejected_mid_pull_is_refreshed() {
-    if skip("faults_token_rejected_mid_pull_is_refreshed") {
+    if !registry_tools("faults_token_rejected_mid_pull_is_refreshed") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -1024,64 +910,27 @@ fn faults_token_rejected_mid_pull_is_refreshed() {
     );
 }
 
-/// `skopeo inspect` of a registry image (plain http).
-fn skopeo_inspect(image: &str, creds: Option<&str>) -> serde_json::Value {
-    let mut c = skopeo();
-    c.args(["inspect", "--tls-verify=false"]);
-    if let Some(cr) = creds {
-        c.args(["--creds", cr]);
-    }
-    serde_json::from_str(&run_ok(c.arg(format!("docker://{image}")))).unwrap()
-}
-
-/// skopeo pulls `image` into a new layout under `tmp`; returns the layout.
-fn skopeo_pull(
-    image: &str,
-    creds: Option<&str>,
-    tmp: &std::path::Path,
-    name: &str,
-) -> std::path::PathBuf {
-    let dest = tmp.join(name);
-    let mut c = skopeo();
-    c.args(["copy", "-q", "--src-tls-verify=false"]);
-    if let Some(cr) = creds {
-        c.args(["--src-creds", cr]);
-    }
-    run_ok(
-        c.arg(format!("docker://{image}"))
-            .arg(format!("oci:{}:t", dest.display())),
-    );
-    dest
-}
-
 #[test]
 fn push_from_oci_layout_matches_skopeo() {
-    if skip("push_from_oci_layout_matches_skopeo") {
+    if !registry_tools("push_from_oci_layout_matches_skopeo") {
         return;
     }
-    let reg = Registry::start(
-        Auth::Htpasswd {
-            user: USER.into(),
-            password: PASS.into(),
-        },
-        None,
-    );
+    let reg = Registry::start(Auth::htpasswd(USER, PASS), None);
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     let img = two_layer_image(&src, "v1");
     let creds = format!("{USER}:{PASS}");
     let name = format!("{}/push/app:v1", reg.addr);
     // Without credentials: refused, nothing pushed under the tag.
-    let out = run(stowage_home(tmp.path()).args([
+    let out = run_failing(stowage_home(tmp.path()).args([
         "copy",
         "--dest-tls-verify=false",
         "--retry-times=0",
         &format!("oci:{}:v1", src.display()),
         &format!("docker://{name}"),
     ]));
-    assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized"));
-    run_ok(stowage_home(tmp.path()).args([
+    run_stdout(stowage_home(tmp.path()).args([
         "copy",
         "--dest-tls-verify=false",
         "--dest-creds",
@@ -1089,7 +938,7 @@ fn push_from_oci_layout_matches_skopeo() {
         &format!("oci:{}:v1", src.display()),
         &format!("docker://{name}"),
     ]));
-    let ours = skopeo_inspect(&name, Some(&creds));
+    let ours = skopeo_inspect_registry(&name, Some(&creds));
     assert_eq!(ours["Digest"], img.manifest_digest.as_str());
     // skopeo pushes the same image to another tag: the registry holds identical manifests.
     skopeo_push(
@@ -1099,7 +948,7 @@ fn push_from_oci_layout_matches_skopeo() {
         Some(&creds),
         &[],
     );
-    let theirs = skopeo_inspect(&format!("{}/push/app:sk", reg.addr), Some(&creds));
+    let theirs = skopeo_inspect_registry(&format!("{}/push/app:sk", reg.addr), Some(&creds));
     assert_eq!(ours["Digest"], theirs["Digest"]);
     assert_eq!(ours["Layers"], theirs["Layers"]);
     // What comes back is what went in.
@@ -1110,16 +959,14 @@ fn push_from_oci_layout_matches_skopeo() {
 
 #[test]
 fn push_reuses_existing_blobs_and_mounts_across_repositories() {
-    if skip("push_reuses_existing_blobs_and_mounts_across_repositories") {
+    if !registry_tools("push_reuses_existing_blobs_and_mounts_across_repositories") {
         return;
     }
-    let reg = Registry::start(Auth::None, None);
-    let proxy = FaultProxy::start(&reg.addr);
-    let tmp = tempfile::tempdir().unwrap();
+    let (reg, proxy, tmp) = proxied_registry(Auth::None);
     let src = tmp.path().join("src");
     let img = two_layer_image(&src, "v1");
     let push = |from: &str, to: &str| {
-        run_ok(stowage_home(tmp.path()).args([
+        run_stdout(stowage_home(tmp.path()).args([
             "copy",
             "--src-tls-verify=false",
             "--dest-tls-verify=false",
@@ -1165,35 +1012,26 @@ fn push_reuses_existing_blobs_and_mounts_across_repositories() {
         "layers were not read from a"
     );
     assert_eq!(
-        skopeo_inspect(&format!("{}/b/app:v1", reg.addr), None)["Digest"],
+        skopeo_inspect_registry(&format!("{}/b/app:v1", reg.addr), None)["Digest"],
         img.manifest_digest.as_str()
     );
 }
 
 #[test]
 fn push_chunked_and_recompressed() {
-    if skip("push_chunked_and_recompressed") {
+    if !registry_tools("push_chunked_and_recompressed") {
         return;
     }
-    let reg = Registry::start(Auth::None, None);
-    let proxy = FaultProxy::start(&reg.addr);
-    let tmp = tempfile::tempdir().unwrap();
+    let (reg, proxy, tmp) = proxied_registry(Auth::None);
     let src = tmp.path().join("src");
     // One layer larger than the 8 MiB upload chunk.
-    let img = build_image(
-        &src,
-        "big",
-        &[vec![File {
-            path: "big",
-            data: noise(7, 9 << 20),
-        }]],
-    );
+    let img = one_file_image(&src, "big", "big", SplitMix64::new(7).bytes(9 << 20));
     let source_ids = layout_diff_ids(&src, "big");
     for (tag, extra) in [
         ("gz", vec![]),
         ("zst", vec!["--dest-compress-format", "zstd"]),
     ] {
-        run_ok(
+        run_stdout(
             stowage_home(tmp.path())
                 .args(["copy", "--dest-tls-verify=false"])
                 .args(&extra)
@@ -1235,7 +1073,7 @@ fn push_chunked_and_recompressed() {
 
 #[test]
 fn push_with_token_auth_and_registries_conf() {
-    if skip("push_with_token_auth_and_registries_conf") {
+    if !registry_tools("push_with_token_auth_and_registries_conf") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -1243,7 +1081,7 @@ fn push_with_token_auth_and_registries_conf() {
     let creds = format!("{USER}:{PASS}");
     // Registry to registry inside a token registry: the mount needs pull access to the
     // source repository in the same token.
-    run_ok(stowage_home(tmp.path()).args([
+    run_stdout(stowage_home(tmp.path()).args([
         "copy",
         "--src-tls-verify=false",
         "--dest-tls-verify=false",
@@ -1255,7 +1093,7 @@ fn push_with_token_auth_and_registries_conf() {
         &format!("docker://{}/tok/copy:v1", reg.addr),
     ]));
     assert_eq!(
-        skopeo_inspect(&format!("{}/tok/copy:v1", reg.addr), Some(&creds))["Digest"],
+        skopeo_inspect_registry(&format!("{}/tok/copy:v1", reg.addr), Some(&creds))["Digest"],
         img.manifest_digest.as_str()
     );
     // registries.conf: pushes go to the location (never a mirror); blocked is refused.
@@ -1268,7 +1106,7 @@ fn push_with_token_auth_and_registries_conf() {
         ),
     )
     .unwrap();
-    run_ok(
+    run_stdout(
         stowage_home(tmp.path())
             .args(["copy", "--dest-creds", &creds, "--registries-conf"])
             .arg(&conf)
@@ -1276,26 +1114,30 @@ fn push_with_token_auth_and_registries_conf() {
             .arg("docker://stowage.test/p/app:v1"),
     );
     assert_eq!(
-        skopeo_inspect(&format!("{}/relocated/app:v1", reg.addr), Some(&creds))["Digest"],
+        skopeo_inspect_registry(&format!("{}/relocated/app:v1", reg.addr), Some(&creds))["Digest"],
         img.manifest_digest.as_str()
     );
-    let out = run(stowage_home(tmp.path())
-        .args(["copy", "--registries-conf"])
-        .arg(&conf)
-        .arg(format!("oci:{}:v1", tmp.path().join("src").display()))
-        .arg("docker://stowage.test/blocked/app:v1"));
-    assert!(!out.status.success());
+    let out = run_failing(
+        stowage_home(tmp.path())
+            .args(["copy", "--registries-conf"])
+            .arg(&conf)
+            .arg(format!("oci:{}:v1", tmp.path().join("src").display()))
+            .arg("docker://stowage.test/blocked/app:v1"),
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("blocked"));
 }
 
 #[test]
 fn push_from_containers_storage_compresses_on_the_fly() {
-    if skip("push_from_containers_storage_compresses_on_the_fly") {
+    if !registry_tools("push_from_containers_storage_compresses_on_the_fly") {
         return;
     }
-    if !rustix::process::geteuid().is_root() {
+    if !is_root() {
         // Writing a containers-storage store (ownership, whiteout devices) needs root.
-        eprintln!("SKIP: push_from_containers_storage_compresses_on_the_fly: needs root");
+        skip(
+            "push_from_containers_storage_compresses_on_the_fly",
+            "needs root",
+        );
         return;
     }
     let reg = Registry::start(Auth::None, None);
@@ -1308,7 +1150,7 @@ fn push_from_containers_storage_compresses_on_the_fly() {
         tmp.path().join("root").display(),
         tmp.path().join("runroot").display()
     );
-    run_ok(stowage().args([
+    run_stdout(stowage_progress().args([
         "copy",
         &format!("oci:{}:v1", src.display()),
         &format!("{store}cs/app:v1"),
@@ -1321,8 +1163,8 @@ fn push_from_containers_storage_compresses_on_the_fly() {
             "application/vnd.oci.image.layer.v1.tar+zstd",
         ),
     ] {
-        run_ok(
-            stowage()
+        run_stdout(
+            stowage_progress()
                 .args(["copy", "--dest-tls-verify=false"])
                 .args(&extra)
                 .arg(format!("{store}cs/app:v1"))
@@ -1341,17 +1183,15 @@ fn push_from_containers_storage_compresses_on_the_fly() {
 
 #[test]
 fn push_retries_server_errors() {
-    if skip("push_retries_server_errors") {
+    if !registry_tools("push_retries_server_errors") {
         return;
     }
-    let reg = Registry::start(Auth::None, None);
-    let proxy = FaultProxy::start(&reg.addr);
-    let tmp = tempfile::tempdir().unwrap();
+    let (reg, proxy, tmp) = proxied_registry(Auth::None);
     let src = tmp.path().join("src");
     let img = two_layer_image(&src, "v1");
     proxy.add("/blobs/uploads/", Fault::Status(503), 2);
     proxy.add("/manifests/v1", Fault::Status(500), 1);
-    run_ok(stowage_home(tmp.path()).args([
+    run_stdout(stowage_home(tmp.path()).args([
         "copy",
         "--dest-tls-verify=false",
         "--retry-delay=0.01",
@@ -1359,21 +1199,14 @@ fn push_retries_server_errors() {
         &format!("docker://{}/r/app:v1", proxy.addr()),
     ]));
     assert_eq!(
-        skopeo_inspect(&format!("{}/r/app:v1", reg.addr), None)["Digest"],
+        skopeo_inspect_registry(&format!("{}/r/app:v1", reg.addr), None)["Digest"],
         img.manifest_digest.as_str()
     );
     // Failing for good: an error, and the tag does not exist.
     proxy.add("/blobs/uploads/", Fault::Status(503), 100);
     let other = tmp.path().join("other");
-    build_image(
-        &other,
-        "o",
-        &[vec![File {
-            path: "y",
-            data: noise(9, 1000),
-        }]],
-    );
-    let out = run(stowage_home(tmp.path()).args([
+    one_file_image(&other, "o", "y", SplitMix64::new(9).bytes(1000));
+    let out = run_failing(stowage_home(tmp.path()).args([
         "copy",
         "--dest-tls-verify=false",
         "--retry-delay=0.01",
@@ -1381,33 +1214,33 @@ fn push_retries_server_errors() {
         &format!("oci:{}:o", other.display()),
         &format!("docker://{}/r/other:v1", proxy.addr()),
     ]));
-    assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("503"));
-    let out = run(skopeo().args([
+    // Nothing was tagged.
+    run_failing(skopeo().args([
         "inspect",
         "--tls-verify=false",
         &format!("docker://{}/r/other:v1", reg.addr),
     ]));
-    assert!(!out.status.success(), "nothing was tagged");
 }
 
 #[test]
 fn progress_json_lines_and_plain_lines() {
-    if skip("progress_json_lines_and_plain_lines") {
+    if !registry_tools("progress_json_lines_and_plain_lines") {
         return;
     }
     let reg = Registry::start(Auth::None, None);
     let tmp = tempfile::tempdir().unwrap();
-    let img = two_layer_image(&tmp.path().join("src"), "v1");
     let name = format!("{}/prog/app:v1", reg.addr);
-    skopeo_push(&tmp.path().join("src"), "v1", &name, None, &[]);
+    let img = seed_registry(&reg, tmp.path(), "prog/app:v1", None);
     let dest = tmp.path().join("out");
     let pull = |extra: &[&str]| {
-        run(stowage()
-            .args(["copy", "--src-tls-verify=false"])
-            .args(extra)
-            .arg(format!("docker://{name}"))
-            .arg(format!("oci:{}:t", dest.display())))
+        output(
+            stowage_progress()
+                .args(["copy", "--src-tls-verify=false"])
+                .args(extra)
+                .arg(format!("docker://{name}"))
+                .arg(format!("oci:{}:t", dest.display())),
+        )
     };
     // JSON Lines on fd 1 (stdout), plain lines on stderr (not a terminal here).
     let out = pull(&["--progress-fd", "1"]);
@@ -1474,27 +1307,12 @@ fn progress_json_lines_and_plain_lines() {
 
 #[test]
 fn auth_challenge_learned_from_a_later_401() {
-    if skip("auth_challenge_learned_from_a_later_401") {
+    if !registry_tools("auth_challenge_learned_from_a_later_401") {
         return;
     }
-    let reg = Registry::start(
-        Auth::Htpasswd {
-            user: USER.into(),
-            password: PASS.into(),
-        },
-        None,
-    );
-    let proxy = FaultProxy::start(&reg.addr);
-    let tmp = tempfile::tempdir().unwrap();
-    let img = two_layer_image(&tmp.path().join("src"), "v1");
+    let (reg, proxy, tmp) = proxied_registry(Auth::htpasswd(USER, PASS));
     let creds = format!("{USER}:{PASS}");
-    skopeo_push(
-        &tmp.path().join("src"),
-        "v1",
-        &format!("{}/f/app:v1", reg.addr),
-        Some(&creds),
-        &[],
-    );
+    let img = seed_registry(&reg, tmp.path(), "f/app:v1", Some(&creds));
     // The ping is answered 200 without a challenge (anonymous pings allowed); the manifest
     // request then gets the registry's Basic challenge, and the client adopts it.
     proxy.add("=/v2/", Fault::Status(200), 1);
@@ -1516,7 +1334,7 @@ fn auth_challenge_learned_from_a_later_401() {
 
 #[test]
 fn pull_with_identity_token_from_auth_file() {
-    if skip("pull_with_identity_token_from_auth_file") {
+    if !registry_tools("pull_with_identity_token_from_auth_file") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -1534,7 +1352,7 @@ fn pull_with_identity_token_from_auth_file() {
     };
     write(REFRESH_TOKEN);
     let dest = tmp.path().join("out");
-    run_ok(
+    run_stdout(
         stowage_home(tmp.path())
             .args(["copy", "--src-tls-verify=false", "--authfile"])
             .arg(&authfile)
@@ -1544,16 +1362,17 @@ fn pull_with_identity_token_from_auth_file() {
     assert_eq!(layout_manifest_digest(&dest, "t"), img.manifest_digest);
     assert!(tokens.state.lock().unwrap().oauth_posts >= 1);
     write("revoked");
-    let out = run(stowage_home(tmp.path())
-        .args([
-            "inspect",
-            "--tls-verify=false",
-            "--retry-times=0",
-            "--authfile",
-        ])
-        .arg(&authfile)
-        .arg(format!("docker://{}/tok/app:v1", reg.addr)));
-    assert!(!out.status.success());
+    let out = run_failing(
+        stowage_home(tmp.path())
+            .args([
+                "inspect",
+                "--tls-verify=false",
+                "--retry-times=0",
+                "--authfile",
+            ])
+            .arg(&authfile)
+            .arg(format!("docker://{}/tok/app:v1", reg.addr)),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("identity token"), "{err}");
 }
@@ -1563,60 +1382,49 @@ fn pull_with_identity_token_from_auth_file() {
 #[test]
 fn image_cmd_pull_and_push_with_bootc_storage() {
     let test = "image_cmd_pull_and_push_with_bootc_storage";
-    if skip(test) {
+    if !registry_tools(test) {
         return;
     }
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP: {test}: writing containers-storage needs root here");
+    if !is_root() {
+        skip(test, "writing containers-storage needs root here");
         return;
     }
     let reg = Registry::start(Auth::None, None);
     let tmp = tempfile::tempdir().unwrap();
     let a = two_layer_image(&tmp.path().join("a"), "v1");
-    let b = build_image(
-        &tmp.path().join("b"),
-        "v2",
-        &[vec![File {
-            path: "b/one",
-            data: b"one".to_vec(),
-        }]],
-    );
+    let b = one_file_image(&tmp.path().join("b"), "v2", "b/one", b"one");
     let name_a = format!("{}/bootc/a:v1", reg.addr);
     let name_b = format!("{}/bootc/b:v2", reg.addr);
     skopeo_push(&tmp.path().join("a"), "v1", &name_a, None, &[]);
     skopeo_push(&tmp.path().join("b"), "v2", &name_b, None, &[]);
 
-    let root = tmp.path().join("storage");
-    let runroot = tmp.path().join("run");
+    // bootc's storage; podman reads it, and dropping it unmounts what podman mounted.
+    let store = PodmanStore::new();
+    let (root, runroot) = (&store.root, &store.runroot);
     let image = |args: &[&str]| {
-        let mut c = stowage();
+        let mut c = stowage_progress();
         c.arg("image")
             .arg("--storage-root")
-            .arg(&root)
+            .arg(root)
             .arg("--runroot")
-            .arg(&runroot)
+            .arg(runroot)
             .args(args);
         c
     };
-    run_ok(&mut image(&[
+    run_stdout(&mut image(&[
         "cmd",
         "pull",
         "--tls-verify=false",
         &name_a,
         &name_b,
     ]));
-    let podman = || {
-        let mut c = Command::new("podman");
-        c.arg("--root").arg(&root).arg("--runroot").arg(&runroot);
-        c
-    };
-    let have_podman = which("podman");
+    let have_podman = oracle("podman", test);
     for (name, img) in [(&name_a, &a), (&name_b, &b)] {
-        let out = run_ok(&mut image(&["cmd", "inspect", name]));
+        let out = run_stdout(&mut image(&["cmd", "inspect", name]));
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v[0]["Digest"], img.manifest_digest.as_str(), "{name}");
         if have_podman {
-            let out = run_ok(podman().args(["image", "inspect", name]));
+            let out = run_stdout(store.podman(["image", "inspect", name]));
             let p: serde_json::Value = serde_json::from_str(&out).unwrap();
             assert_eq!(
                 p[0]["Digest"],
@@ -1631,7 +1439,7 @@ fn image_cmd_pull_and_push_with_bootc_storage() {
     }
     // Push a back under a new name: the registry gets the same layers (diffIDs) and config.
     let pushed = format!("{}/bootc/pushed:1", reg.addr);
-    run_ok(&mut image(&[
+    run_stdout(&mut image(&[
         "cmd",
         "push",
         "--tls-verify=false",
@@ -1639,7 +1447,7 @@ fn image_cmd_pull_and_push_with_bootc_storage() {
         &pushed,
     ]));
     let out = tmp.path().join("out");
-    run_ok(
+    run_stdout(
         skopeo()
             .args(["copy", "-q", "--src-tls-verify=false"])
             .arg(format!("docker://{pushed}"))
@@ -1663,11 +1471,11 @@ fn image_cmd_pull_and_push_with_bootc_storage() {
     .unwrap();
     let mut c = image(&["cmd", "pull", "--registries-conf"]);
     c.arg(&conf).arg("bootc/b:v2");
-    run_ok(&mut c);
-    run_ok(&mut image(&["cmd", "exists", &name_b]));
+    run_stdout(&mut c);
+    run_stdout(&mut image(&["cmd", "exists", &name_b]));
     // A missing image fails that pull only, naming it, and exits 1.
     let missing = format!("{}/bootc/missing:1", reg.addr);
-    let o = run(&mut image(&[
+    let o = output(&mut image(&[
         "cmd",
         "pull",
         "--tls-verify=false",
@@ -1680,15 +1488,4 @@ fn image_cmd_pull_and_push_with_bootc_storage() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    if have_podman {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(root.join("overlay"))
-            .output();
-    }
-}
-
-fn which(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }

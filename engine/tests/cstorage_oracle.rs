@@ -14,8 +14,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use serde_json::{json, Value};
 use stowage_engine::compression::Compression;
@@ -23,158 +22,57 @@ use stowage_engine::cstorage::{
     catalog, ids, images, GoTime, LayerDigests, NewImage, NewLayer, Store,
 };
 use stowage_engine::digest::sha256_of;
+use stowage_engine::oci_layout::OciDir;
+use stowage_fixtures::builder::{History, ImageBuilder};
+use stowage_fixtures::layer::{compress, LayerCompression, LayerSpec};
+use stowage_fixtures::tools::{require, run, PodmanStore};
 
-fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-struct Env {
-    _tmp: tempfile::TempDir,
-    base: PathBuf,
-    root: PathBuf,
-    run: PathBuf,
-}
-
-impl Env {
-    fn podman(&self, args: &[&str]) -> std::process::Output {
-        let mut cmd = Command::new("podman");
-        cmd.arg("--root")
-            .arg(&self.root)
-            .arg("--runroot")
-            .arg(&self.run)
-            .arg("--storage-driver")
-            .arg("overlay")
-            .args(args);
-        cmd.output().expect("running podman")
-    }
-
-    fn podman_json(&self, args: &[&str]) -> Value {
-        let out = self.podman(args);
-        assert!(
-            out.status.success(),
-            "podman {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("podman prints JSON")
-    }
-
-    fn skopeo_copy(&self, extra: &[&str], src: &str, name: &str) {
-        let dest = format!(
-            "containers-storage:[overlay@{}+{}]{name}",
-            self.root.display(),
-            self.run.display()
-        );
-        let out = Command::new("skopeo")
-            .arg("copy")
-            .arg("--quiet")
-            .args(extra)
-            .arg(src)
-            .arg(&dest)
-            .output()
-            .expect("running skopeo");
-        assert!(
-            out.status.success(),
-            "skopeo copy {src} {dest}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        // podman may have made R/overlay a private mount point.
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.root.join("overlay"))
-            .output();
-        let _ = std::fs::remove_dir_all(&self.base);
-    }
-}
-
-fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in files {
-        let mut h = tar::Header::new_ustar();
-        h.set_mtime(1_700_000_000);
-        h.set_uid(0);
-        h.set_gid(0);
-        if name.ends_with('/') {
-            h.set_entry_type(tar::EntryType::Directory);
-            h.set_mode(0o755);
-            h.set_size(0);
-            b.append_data(&mut h, name, &[][..]).unwrap();
-        } else {
-            h.set_entry_type(tar::EntryType::Regular);
-            h.set_mode(0o644);
-            h.set_size(data.len() as u64);
-            b.append_data(&mut h, name, *data).unwrap();
-        }
-    }
-    b.into_inner().unwrap()
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
-
-/// A two-layer OCI layout at `dir` with tags `t1` and `t0` (t1's parent image); returns t1's
+/// A two-layer OCI layout at `dir` with tags `t1` and `t0` (t1's parent image): a config
+/// with the fields podman reshapes (ports, user, hostname), fractional creation times, a
+/// commented and an empty-layer history entry, and a manifest annotation. Returns t1's
 /// (manifest digest, config digest, diffIDs).
 fn make_oci_layout(dir: &Path) -> (String, String, Vec<String>) {
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let put = |b: &[u8]| {
-        let d = sha256_of(b);
-        std::fs::write(blobs.join(d.digest()), b).unwrap();
-        d.to_string()
-    };
-    let l1 = tar_of(&[("etc/", b""), ("etc/hello.txt", b"hello world\n")]);
-    let l2 = tar_of(&[("etc/", b""), ("etc/b", b"b\n")]);
-    let mut layers = vec![];
-    let mut diff_ids = vec![];
-    for l in [&l1, &l2] {
-        diff_ids.push(sha256_of(l).to_string());
-        let gz = gzip(l);
-        layers.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": put(&gz), "size": gz.len()}));
-    }
-    let history = json!([{"created": "2023-11-14T22:13:20Z", "created_by": "l1", "comment": "first"},
-                         {"created": "2023-11-14T22:13:20.5Z", "created_by": "l2"},
-                         {"created": "2023-11-14T22:13:20.5Z", "created_by": "env", "empty_layer": true}]);
+    let layout = OciDir::create(dir).unwrap();
+    let mut l1 = LayerSpec::new("l1");
+    l1.file("etc/hello.txt", "hello world\n");
+    let mut l2 = LayerSpec::new("l2");
+    l2.file("etc/b", "b\n");
+    let gz = LayerCompression::Gzip;
     // t1: the image; t0: its parent in podman's sense (same layers, one history entry less).
-    let mut index = vec![];
-    let mut t1 = (String::new(), String::new());
-    for (tag, entries, label) in [("t1", 3, "b"), ("t0", 2, "base")] {
-        let config = json!({
-            "created": "2023-11-14T22:13:20.5Z", "author": "oracle", "architecture": "amd64", "os": "linux",
-            "config": {"User": "1000", "ExposedPorts": {"80/tcp": {}}, "Env": ["PATH=/bin"], "Cmd": ["/bin/sh"],
-                       "WorkingDir": "/", "Labels": {"a": label}, "Hostname": "dropped-by-podman"},
-            "rootfs": {"type": "layers", "diff_ids": diff_ids},
-            "history": history.as_array().unwrap()[..entries],
-        });
-        let cb = serde_json::to_vec(&config).unwrap();
-        let cd = put(&cb);
-        let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cb.len()},
-            "layers": layers, "annotations": {"org.example": tag}});
-        let mb = serde_json::to_vec(&manifest).unwrap();
-        let md = put(&mb);
-        index.push(json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": mb.len(), "annotations": {"org.opencontainers.image.ref.name": tag}}));
+    let mut t1 = None;
+    for (tag, label) in [("t1", "b"), ("t0", "base")] {
+        let mut image = ImageBuilder::new()
+            .created("2023-11-14T22:13:20.5Z")
+            .author("oracle")
+            .runtime_config(json!({
+                "User": "1000", "ExposedPorts": {"80/tcp": {}}, "Env": ["PATH=/bin"],
+                "Cmd": ["/bin/sh"], "WorkingDir": "/", "Labels": {"a": label},
+                "Hostname": "dropped-by-podman"}))
+            .layer_with_history(
+                &l1,
+                gz,
+                History::new("l1")
+                    .at("2023-11-14T22:13:20Z")
+                    .comment("first"),
+            )
+            .layer(&l2, gz)
+            .annotation("org.example", tag);
         if tag == "t1" {
-            t1 = (md, cd);
+            image = image.empty_layer(History::new("env"));
+        }
+        let image = image.build().unwrap();
+        image.write(&layout, Some(tag)).unwrap();
+        if tag == "t1" {
+            t1 = Some(image);
         }
     }
-    std::fs::write(
-        dir.join("index.json"),
-        serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": index})).unwrap(),
+    let t1 = t1.expect("t1 was built");
+    let diff_ids = t1.diff_ids().iter().map(|d| d.to_string()).collect();
+    (
+        t1.manifest_digest.to_string(),
+        t1.config_digest.to_string(),
+        diff_ids,
     )
-    .unwrap();
-    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    (t1.0, t1.1, diff_ids)
 }
 
 /// Sort a `podman images` JSON array so row order (unstable in podman for equal times)
@@ -185,12 +83,12 @@ fn sorted(v: Value) -> Vec<Value> {
     rows
 }
 
-fn compare_with_podman(env: &Env, store: &Store) {
+fn compare_with_podman(env: &PodmanStore, store: &Store) {
     let ours = serde_json::to_value(catalog::list_images(store, false).unwrap()).unwrap();
-    let theirs = env.podman_json(&["images", "--format", "json"]);
+    let theirs = env.podman_json(["images", "--format", "json"]);
     assert_eq!(sorted(ours), sorted(theirs), "podman images --format json");
     let ours_all = serde_json::to_value(catalog::list_images(store, true).unwrap()).unwrap();
-    let theirs_all = env.podman_json(&["images", "--all", "--format", "json"]);
+    let theirs_all = env.podman_json(["images", "--all", "--format", "json"]);
     assert_eq!(
         sorted(ours_all),
         sorted(theirs_all),
@@ -198,7 +96,7 @@ fn compare_with_podman(env: &Env, store: &Store) {
     );
     for img in store.images().unwrap() {
         let ours = serde_json::to_value(catalog::inspect_image(store, &img.id).unwrap()).unwrap();
-        let theirs = env.podman_json(&["image", "inspect", &img.id]);
+        let theirs = env.podman_json(["image", "inspect", &img.id]);
         assert_eq!(ours, theirs[0], "podman image inspect {}", img.id);
         // Key order too.
         let ok: Vec<&String> = ours.as_object().unwrap().keys().collect();
@@ -207,9 +105,9 @@ fn compare_with_podman(env: &Env, store: &Store) {
     }
 }
 
-fn assert_store_empty(env: &Env) {
+fn assert_store_empty(env: &PodmanStore) {
     assert_eq!(
-        env.podman_json(&["images", "--all", "--format", "json"]),
+        env.podman_json(["images", "--all", "--format", "json"]),
         json!([])
     );
     let layers = std::fs::read_to_string(env.root.join("overlay-layers/layers.json")).unwrap();
@@ -226,25 +124,14 @@ fn assert_store_empty(env: &Env) {
 
 #[test]
 fn podman_and_skopeo_agree_with_the_store() {
-    if !have("podman") || !have("skopeo") {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("podman and skopeo are required for the containers-storage oracle test in CI");
-        }
-        eprintln!("skipping containers-storage oracle test: podman or skopeo not installed");
+    if !require(
+        "podman_and_skopeo_agree_with_the_store",
+        &["podman", "skopeo"],
+    ) {
         return;
     }
-    let tmp = tempfile::Builder::new()
-        .prefix("stowage-cs-oracle")
-        .tempdir()
-        .unwrap();
-    let base = tmp.path().to_path_buf();
-    let env = Env {
-        root: base.join("root"),
-        run: base.join("run"),
-        base,
-        _tmp: tmp,
-    };
-    let oci = env.base.join("oci");
+    let env = PodmanStore::new();
+    let oci = env.dir().join("oci");
     let (md, cd, diff_ids) = make_oci_layout(&oci);
     let src = format!("oci:{}:t1", oci.display());
 
@@ -312,18 +199,12 @@ fn podman_and_skopeo_agree_with_the_store() {
         compare_with_podman(&env, &store);
     }
     // Untagged with a child: an intermediate image, hidden without --all.
-    assert!(env
-        .podman(&["untag", "localhost/oracle-base:1"])
-        .status
-        .success());
+    run(env.podman(["untag", "localhost/oracle-base:1"]));
     compare_with_podman(&env, &Store::open_read_only(&env.root, None).unwrap());
     // podman's own tag, seen by the engine.
-    assert!(env
-        .podman(&["tag", "localhost/oracle:1", "quay.io/example/oracle:2"])
-        .status
-        .success());
+    run(env.podman(["tag", "localhost/oracle:1", "quay.io/example/oracle:2"]));
     {
-        let store = Store::open(&env.root, Some(&env.run), None).unwrap();
+        let store = Store::open(&env.root, Some(&env.runroot), None).unwrap();
         compare_with_podman(&env, &store);
 
         // 3. The engine removes everything; podman sees an empty store.
@@ -348,7 +229,7 @@ fn podman_and_skopeo_agree_with_the_store() {
     // 4. Names added by the engine are understood by podman rmi.
     env.skopeo_copy(&[], &src, "localhost/oracle:1");
     {
-        let store = Store::open(&env.root, Some(&env.run), None).unwrap();
+        let store = Store::open(&env.root, Some(&env.runroot), None).unwrap();
         catalog::tag(
             &store,
             "localhost/oracle:1",
@@ -357,25 +238,24 @@ fn podman_and_skopeo_agree_with_the_store() {
         .unwrap();
         compare_with_podman(&env, &store);
     }
-    let out = env.podman(&["rmi", "localhost/oracle:extra"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run(env.podman(["rmi", "localhost/oracle:extra"]));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Untagged: localhost/oracle:extra"));
-    let out = env.podman(&["rmi", "localhost/oracle:1"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run(env.podman(["rmi", "localhost/oracle:1"]));
     assert_store_empty(&env);
 
     // 5. An image written through the engine's layer and image API.
     {
-        let store = Store::open(&env.root, Some(&env.run), None).unwrap();
-        let diff = sha256_of(b"engine layer tar");
+        let store = Store::open(&env.root, Some(&env.runroot), None).unwrap();
+        // The image as a pull would have it: one uncompressed layer holding /hello.
+        let mut hello = LayerSpec::new("stowage");
+        hello.file("hello", "from stowage\n");
+        let image = ImageBuilder::new()
+            .runtime_config(json!({"Cmd": ["/hello"]}))
+            .layer(&hello, LayerCompression::None)
+            .build()
+            .unwrap();
+        let layer = &image.layers[0];
+        let diff = layer.diff_id.clone();
         let layer_id = ids::layer_id(None, &diff);
         let h = store
             .begin_layer(&NewLayer {
@@ -386,31 +266,25 @@ fn podman_and_skopeo_agree_with_the_store() {
             .unwrap();
         h.diff_dir().write("hello", b"from stowage\n").unwrap();
         // The real tar-split writer lives in another module; podman does not read it here.
-        h.create_tar_split().unwrap().write_all(&gzip(b"")).unwrap();
+        let empty = compress(b"", LayerCompression::Gzip).unwrap();
+        h.create_tar_split().unwrap().write_all(&empty).unwrap();
         store
             .finish_layer(
                 h,
                 &LayerDigests {
-                    compressed_digest: Some(diff.clone()),
-                    compressed_size: Some(2048),
+                    compressed_digest: Some(layer.digest.clone()),
+                    compressed_size: Some(layer.size),
                     diff_digest: diff.clone(),
-                    diff_size: 2048,
+                    diff_size: layer.size,
                     compression: Compression::Uncompressed,
                     uid_set: BTreeSet::from([0]),
                     gid_set: BTreeSet::from([0]),
                 },
             )
             .unwrap();
-        let config = serde_json::to_vec(&json!({
-            "created": "2024-01-02T03:04:05Z", "architecture": "amd64", "os": "linux",
-            "config": {"Cmd": ["/hello"]}, "rootfs": {"type": "layers", "diff_ids": [diff.to_string()]},
-            "history": [{"created": "2024-01-02T03:04:05Z", "created_by": "stowage"}]})).unwrap();
-        let cdig = sha256_of(&config);
-        let manifest = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cdig.to_string(), "size": config.len()},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": diff.to_string(), "size": 2048}]})).unwrap();
-        let mdig = sha256_of(&manifest);
-        let id = ids::image_id(&cdig);
+        let (config, cdig) = (&image.config, &image.config_digest);
+        let (manifest, mdig) = (&image.manifest, &image.manifest_digest);
+        let id = ids::image_id(cdig);
         store
             .create_image(&NewImage {
                 id: id.clone(),
@@ -421,15 +295,15 @@ fn podman_and_skopeo_agree_with_the_store() {
                 names: vec![],
             })
             .unwrap();
-        store.set_big_data(&id, cdig.as_ref(), &config).unwrap();
+        store.set_big_data(&id, cdig.as_ref(), config).unwrap();
         store
-            .set_big_data(&id, &images::manifest_key(&mdig), &manifest)
+            .set_big_data(&id, &images::manifest_key(mdig), manifest)
             .unwrap();
         store
-            .set_big_data(&id, images::MANIFEST_KEY, &manifest)
+            .set_big_data(&id, images::MANIFEST_KEY, manifest)
             .unwrap();
         store
-            .set_big_data(&id, &images::signature_key(&mdig), b"")
+            .set_big_data(&id, &images::signature_key(mdig), b"")
             .unwrap();
         store
             .set_image_metadata(&id, &format!(r#"{{"signatures-sizes":{{"{mdig}":[]}}}}"#))
@@ -438,16 +312,8 @@ fn podman_and_skopeo_agree_with_the_store() {
             .add_names(&id, &["localhost/written:1".into()])
             .unwrap();
         compare_with_podman(&env, &store);
-        assert!(env
-            .podman(&["image", "exists", "localhost/written:1"])
-            .status
-            .success());
+        run(env.podman(["image", "exists", "localhost/written:1"]));
     }
-    let out = env.podman(&["rmi", "localhost/written:1"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run(env.podman(["rmi", "localhost/written:1"]));
     assert_store_empty(&env);
 }

@@ -1,47 +1,29 @@
-//! Test harness for registry tests: a real `docker-registry` on 127.0.0.1, skopeo, small
-//! OCI test images, and the stowage binary.
+//! Registries for the tests: a real `docker-registry` on 127.0.0.1, and the servers around it
+//! that the tests need to provoke what real registries do.
 //!
-//! 1. [`require_tools`] checks that docker-registry and skopeo exist; without them a test
-//!    prints `SKIP:` and returns, unless `CI=true`, where it fails.
+//! 1. [`registry_tools`] checks that docker-registry and skopeo exist (else `SKIP:`, or a
+//!    failure under `CI=true`).
 //! 2. [`Registry::start`] writes a config (storage in a temp dir, a free loopback port,
 //!    optional htpasswd / token auth and TLS), runs `docker-registry serve`, waits until the
-//!    port accepts connections, and kills the process on drop.
-//! 3. [`build_image`] and [`build_index`] write deterministic OCI layouts to push with
-//!    skopeo; [`stowage`] and [`skopeo`] run the binaries.
-
-#![allow(dead_code)]
+//!    port accepts connections, and kills the process on drop; [`test_ca`] makes the TLS
+//!    certificates, [`TokenServer`] the bearer tokens, [`FaultProxy`] and [`BlobServer`] the
+//!    faults and redirects.
+//! 3. [`seed_registry`] pushes a test image with skopeo; [`skopeo_push`], [`skopeo_pull`] and
+//!    [`skopeo_inspect_registry`] are skopeo's side of the comparisons.
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use sha2::{Digest as _, Sha256};
+use crate::common::images::{two_layer_image, Built};
+use crate::common::{require, run, run_stdout, skopeo};
 
-/// Whether the external tools are present. Prints `SKIP:` when not (and panics under CI).
-pub fn require_tools(test: &str) -> bool {
-    let missing: Vec<&str> = ["docker-registry", "skopeo"]
-        .into_iter()
-        .filter(|t| which(t).is_none())
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!("SKIP: {test}: {} not installed", missing.join(", "));
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{msg} (CI=true requires them)");
-    }
-    eprintln!("{msg}");
-    false
-}
-
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(tool))
-            .find(|p| p.is_file())
-    })
+/// Whether docker-registry and skopeo are installed; prints `SKIP:` when not (and panics
+/// under CI).
+pub fn registry_tools(test: &str) -> bool {
+    require(test, &["docker-registry", "skopeo"])
 }
 
 /// A free TCP port on 127.0.0.1.
@@ -76,6 +58,16 @@ pub enum Auth {
         /// PEM of the certificate whose key signs tokens.
         root_cert_pem: String,
     },
+}
+
+impl Auth {
+    /// htpasswd basic auth with the one user `user`.
+    pub fn htpasswd(user: &str, password: &str) -> Auth {
+        Auth::Htpasswd {
+            user: user.to_string(),
+            password: password.to_string(),
+        }
+    }
 }
 
 /// TLS for the registry's listener.
@@ -210,257 +202,6 @@ impl Drop for Registry {
     }
 }
 
-/// Run a command, returning its output.
-pub fn run(cmd: &mut Command) -> Output {
-    cmd.stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
-}
-
-/// Run a command that must succeed; returns stdout.
-pub fn run_ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// A `skopeo` command.
-pub fn skopeo() -> Command {
-    let mut c = Command::new("skopeo");
-    c.env_remove("REGISTRY_AUTH_FILE");
-    for v in PROXY_VARS {
-        c.env_remove(v);
-    }
-    c
-}
-
-/// Environment variables that would send loopback traffic to an HTTP proxy.
-const PROXY_VARS: [&str; 6] = [
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-];
-
-/// A `stowage` command (the binary under test), with no auth file or proxy from the
-/// caller's environment.
-pub fn stowage() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_stowage"));
-    c.env_remove("REGISTRY_AUTH_FILE");
-    for v in PROXY_VARS {
-        c.env_remove(v);
-    }
-    c
-}
-
-/// sha256 digest string of `bytes`.
-pub fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
-/// One file in a test layer.
-pub struct File<'a> {
-    /// Path in the layer.
-    pub path: &'a str,
-    /// Content.
-    pub data: Vec<u8>,
-}
-
-/// Deterministic pseudo-random bytes (so layers do not compress to nothing).
-pub fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-/// A gzip-compressed layer tar of `files`: (blob, diffID).
-pub fn layer(files: &[File<'_>]) -> (Vec<u8>, String) {
-    let mut tar = tar::Builder::new(Vec::new());
-    for f in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(f.data.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(1_700_000_000);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_entry_type(tar::EntryType::Regular);
-        tar.append_data(&mut h, f.path, f.data.as_slice()).unwrap();
-    }
-    let raw = tar.into_inner().unwrap();
-    let diff_id = sha256(&raw);
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&raw).unwrap();
-    (gz.finish().unwrap(), diff_id)
-}
-
-/// An image's pieces as written into a layout.
-pub struct BuiltImage {
-    /// Manifest digest.
-    pub manifest_digest: String,
-    /// Manifest size.
-    pub manifest_size: usize,
-    /// Layer blob digests.
-    pub layers: Vec<String>,
-    /// Layer diffIDs.
-    pub diff_ids: Vec<String>,
-}
-
-fn write_blob(layout: &Path, bytes: &[u8]) -> String {
-    let d = sha256(bytes);
-    let dir = layout.join("blobs/sha256");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(d.strip_prefix("sha256:").unwrap()), bytes).unwrap();
-    d
-}
-
-fn write_index(layout: &Path, entries: Vec<serde_json::Value>) {
-    std::fs::create_dir_all(layout).unwrap();
-    std::fs::write(
-        layout.join("oci-layout"),
-        r#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
-    let index = serde_json::json!({"schemaVersion": 2, "manifests": entries});
-    std::fs::write(
-        layout.join("index.json"),
-        serde_json::to_vec(&index).unwrap(),
-    )
-    .unwrap();
-}
-
-/// Write the blobs of a single-platform image (layers made from `layers`, seeded by
-/// `seed`) into `layout` and return it (not yet in index.json).
-pub fn write_image_blobs(layout: &Path, arch: &str, layers: &[Vec<File<'_>>]) -> BuiltImage {
-    let mut descs = Vec::new();
-    let mut digests = Vec::new();
-    let mut diff_ids = Vec::new();
-    for files in layers {
-        let (blob, diff_id) = layer(files);
-        let d = write_blob(layout, &blob);
-        descs.push(serde_json::json!({
-            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-            "digest": d, "size": blob.len()}));
-        digests.push(d);
-        diff_ids.push(diff_id);
-    }
-    let config = serde_json::json!({
-        "created": "2026-11-01T00:00:00Z",
-        "architecture": arch,
-        "os": "linux",
-        "config": {"Env": ["PATH=/usr/bin:/bin"], "Labels": {"test": "stowage"}},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": layers.iter().map(|_| serde_json::json!({"created": "2026-11-01T00:00:00Z", "created_by": "test"})).collect::<Vec<_>>(),
-    });
-    let config_bytes = serde_json::to_vec(&config).unwrap();
-    let config_digest = write_blob(layout, &config_bytes);
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_bytes.len()},
-        "layers": descs,
-    });
-    let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
-    let manifest_digest = write_blob(layout, &manifest_bytes);
-    BuiltImage {
-        manifest_digest,
-        manifest_size: manifest_bytes.len(),
-        layers: digests,
-        diff_ids,
-    }
-}
-
-/// A one-platform image in a new layout at `layout`, tagged `tag`.
-pub fn build_image(layout: &Path, tag: &str, layers: &[Vec<File<'_>>]) -> BuiltImage {
-    let img = write_image_blobs(layout, "amd64", layers);
-    write_index(
-        layout,
-        vec![serde_json::json!({
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": img.manifest_digest, "size": img.manifest_size,
-            "annotations": {"org.opencontainers.image.ref.name": tag}})],
-    );
-    img
-}
-
-/// A multi-platform image (amd64 and arm64/v8) in a new layout, tagged `tag`; returns the
-/// index digest and the two images.
-pub fn build_index(layout: &Path, tag: &str) -> (String, BuiltImage, BuiltImage) {
-    let amd = write_image_blobs(
-        layout,
-        "amd64",
-        &[vec![File {
-            path: "arch",
-            data: b"amd64\n".to_vec(),
-        }]],
-    );
-    let arm = write_image_blobs(
-        layout,
-        "arm64",
-        &[vec![File {
-            path: "arch",
-            data: b"arm64\n".to_vec(),
-        }]],
-    );
-    let index = serde_json::json!({
-    "schemaVersion": 2,
-    "mediaType": "application/vnd.oci.image.index.v1+json",
-    "manifests": [
-        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": amd.manifest_digest, "size": amd.manifest_size,
-         "platform": {"architecture": "amd64", "os": "linux"}},
-        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": arm.manifest_digest, "size": arm.manifest_size,
-         "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}},
-    ]});
-    let bytes = serde_json::to_vec(&index).unwrap();
-    let digest = write_blob(layout, &bytes);
-    write_index(
-        layout,
-        vec![serde_json::json!({
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "digest": digest, "size": bytes.len(),
-            "annotations": {"org.opencontainers.image.ref.name": tag}})],
-    );
-    (digest, amd, arm)
-}
-
-/// A typical two-layer test image (about 300 KiB of incompressible data).
-pub fn two_layer_image(layout: &Path, tag: &str) -> BuiltImage {
-    build_image(
-        layout,
-        tag,
-        &[
-            vec![
-                File {
-                    path: "etc/hello",
-                    data: b"hello\n".to_vec(),
-                },
-                File {
-                    path: "usr/lib/big",
-                    data: noise(1, 200_000),
-                },
-            ],
-            vec![File {
-                path: "usr/lib/more",
-                data: noise(2, 100_000),
-            }],
-        ],
-    )
-}
-
 /// Push `oci:LAYOUT:TAG` to `docker://DEST` with skopeo over plain http, with `creds`.
 pub fn skopeo_push(layout: &Path, tag: &str, dest: &str, creds: Option<&str>, extra: &[&str]) {
     let mut c = skopeo();
@@ -471,61 +212,40 @@ pub fn skopeo_push(layout: &Path, tag: &str, dest: &str, creds: Option<&str>, ex
     c.args(extra);
     c.arg(format!("oci:{}:{tag}", layout.display()));
     c.arg(format!("docker://{dest}"));
-    run_ok(&mut c);
+    run(c);
 }
 
-/// The manifest digest of the single entry (or the entry tagged `tag`) of an OCI layout.
-pub fn layout_manifest_digest(layout: &Path, tag: &str) -> String {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
-        .unwrap_or_else(|| panic!("no tag {tag} in {}", layout.display()))["digest"]
-        .as_str()
-        .unwrap()
-        .to_string()
+/// [`two_layer_image`] written to `DIR/src` (tag `v1`) and pushed by skopeo to
+/// `REGISTRY/name`, with `creds` if given.
+pub fn seed_registry(reg: &Registry, dir: &Path, name: &str, creds: Option<&str>) -> Built {
+    let src = dir.join("src");
+    let img = two_layer_image(&src, "v1");
+    skopeo_push(&src, "v1", &format!("{}/{name}", reg.addr), creds, &[]);
+    img
 }
 
-/// Read a blob of a layout.
-pub fn layout_blob(layout: &Path, digest: &str) -> Vec<u8> {
-    std::fs::read(
-        layout
-            .join("blobs/sha256")
-            .join(digest.strip_prefix("sha256:").unwrap()),
-    )
-    .unwrap()
+/// `skopeo inspect` of a registry image (plain http).
+pub fn skopeo_inspect_registry(image: &str, creds: Option<&str>) -> serde_json::Value {
+    let mut c = skopeo();
+    c.args(["inspect", "--tls-verify=false"]);
+    if let Some(cr) = creds {
+        c.args(["--creds", cr]);
+    }
+    serde_json::from_str(&run_stdout(c.arg(format!("docker://{image}")))).unwrap()
 }
 
-/// The set of blob digests in a layout.
-pub fn layout_blobs(layout: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(layout.join("blobs/sha256"))
-        .map(|rd| {
-            rd.map(|e| format!("sha256:{}", e.unwrap().file_name().to_string_lossy()))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-/// The diffIDs of the image tagged `tag` in a layout.
-pub fn layout_diff_ids(layout: &Path, tag: &str) -> Vec<String> {
-    let m: serde_json::Value =
-        serde_json::from_slice(&layout_blob(layout, &layout_manifest_digest(layout, tag))).unwrap();
-    let config: serde_json::Value = serde_json::from_slice(&layout_blob(
-        layout,
-        m["config"]["digest"].as_str().unwrap(),
-    ))
-    .unwrap();
-    config["rootfs"]["diff_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect()
+/// skopeo pulls `image` (plain http) into the new layout `DIR/name`, tag `t`; returns it.
+pub fn skopeo_pull(image: &str, creds: Option<&str>, dir: &Path, name: &str) -> PathBuf {
+    let dest = dir.join(name);
+    let mut c = skopeo();
+    c.args(["copy", "-q", "--src-tls-verify=false"]);
+    if let Some(cr) = creds {
+        c.args(["--src-creds", cr]);
+    }
+    run(c
+        .arg(format!("docker://{image}"))
+        .arg(format!("oci:{}:t", dest.display())));
+    dest
 }
 
 /// A CA generated for one test, and a server certificate it signed for 127.0.0.1 and
