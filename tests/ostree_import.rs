@@ -722,3 +722,121 @@ fn an_import_killed_at_any_point_leaves_a_repository_that_fscks_and_completes() 
         .collect();
     assert!(staging.is_empty(), "stale staging left behind: {staging:?}");
 }
+
+/// A one-layer image of `entries` exactly as given (no parent directories added).
+fn raw_layer(dir: &Path, entries: Vec<stowage_fixtures::layer::Entry>) -> String {
+    use stowage_fixtures::builder::{History, ImageBuilder};
+    use stowage_fixtures::layer::{LayerCompression, LayerSpec};
+    let spec = LayerSpec {
+        entries,
+        created_by: "bad layer".into(),
+    };
+    common::write_layout(
+        dir,
+        "bad",
+        ImageBuilder::new().tar_layer(
+            spec.to_tar().unwrap(),
+            LayerCompression::Gzip,
+            History::new("bad layer"),
+        ),
+    )
+    .reference
+}
+
+#[test]
+fn hostile_layers_are_refused_and_leave_the_repository_as_it_was() {
+    let test = "hostile_layers_are_refused_and_leave_the_repository_as_it_was";
+    if !oracle("ostree", test) {
+        return;
+    }
+    use stowage_fixtures::layer::{Entry, Kind};
+    let file = |p: &str, c: &str| Entry::new(p, Kind::File(c.as_bytes().to_vec()));
+    let tmp = tempdir();
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let cases: Vec<(&str, Vec<Entry>, Vec<&str>)> = vec![
+        (
+            "dotdot",
+            vec![file("ok", "fine\n"), file("../x", "escaped\n")],
+            vec!["../x"],
+        ),
+        (
+            "deep-dotdot",
+            vec![file("../../../../x", "escaped\n")],
+            vec!["../../../../x"],
+        ),
+        (
+            "below-a-symlink",
+            vec![
+                Entry::new("up", Kind::Symlink("../../../..".into())),
+                file("up/x", "through a symlink\n"),
+            ],
+            vec!["up/x", "symlink"],
+        ),
+        (
+            "below-an-absolute-symlink",
+            vec![
+                Entry::new("abs", Kind::Symlink(outside.display().to_string())),
+                file("abs/x", "through an absolute symlink\n"),
+            ],
+            vec!["abs/x"],
+        ),
+        (
+            "hardlink-out",
+            vec![Entry::new("l", Kind::Hardlink("../../etc/passwd".into()))],
+            vec!["l"],
+        ),
+        (
+            "hardlink-to-nothing",
+            vec![Entry::new("l", Kind::Hardlink("missing".into()))],
+            vec!["l", "hard link"],
+        ),
+        (
+            "device-outside-dev",
+            vec![Entry::new(
+                "opt/null",
+                Kind::CharDevice { major: 1, minor: 3 },
+            )],
+            vec!["opt/null", "device"],
+        ),
+        (
+            "duplicate",
+            vec![file("dup", "1\n"), file("dup", "2\n")],
+            vec!["dup"],
+        ),
+    ];
+    let repo = tmp.path().join("repo");
+    init(&repo, "bare-user");
+    // A good image first: it must survive every refused one.
+    let basic = fixture("basic");
+    let good = format!("ostree:[{}]localhost/basic:1", repo.display());
+    run(stowage().args(["copy", &basic.oci_ref(), &good]));
+    let refs_before = ostree(&repo, &["refs"]);
+    for (name, entries, want) in cases {
+        let layout = tmp.path().join(name);
+        let src = raw_layer(&layout, entries);
+        let out = run_failing(stowage().args([
+            "copy",
+            &src,
+            &format!("ostree:[{}]localhost/{name}:1", repo.display()),
+        ]));
+        let err = String::from_utf8_lossy(&out.stderr);
+        for w in want {
+            assert!(err.contains(w), "{name}: {w:?} not in {err}");
+        }
+        assert!(!err.contains("panicked"), "{name}: {err}");
+        assert_eq!(
+            ostree(&repo, &["refs"]),
+            refs_before,
+            "{name}: refs changed"
+        );
+        let fsck = ostree(&repo, &["fsck"]);
+        assert!(fsck.contains("no errors found"), "{name}: {fsck}");
+        assert_eq!(
+            std::fs::read_dir(&outside).unwrap().count(),
+            0,
+            "{name}: something was written outside"
+        );
+    }
+    check_import(basic, &repo, "bare-user");
+}

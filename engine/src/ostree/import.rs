@@ -14,7 +14,9 @@
 //!    stored in ostree and fails the import, naming the entry.
 //! 4. Whiteouts (`.wh.NAME`, `.wh..wh..opq`) are committed as the plain empty files they are
 //!    in the tar; they take effect only when layers are merged ([`super::merge`]).
-//! 5. Regular files stream into content objects (owner, mode, xattrs from PAX
+//! 5. An entry below a path this layer made a file or symlink is refused (a runtime unpacking
+//!    the layer would follow the link, possibly out of the root).
+//!    Regular files stream into content objects (owner, mode, xattrs from PAX
 //!    `SCHILY.xattr.*`); symlinks become symlink objects; directories get a dirmeta of their
 //!    own owner, mode and xattrs; missing parents get ostree's default (`0:0`, `0755`), as
 //!    `--tar-autocreate-parents` makes them. A hard link is the same content object at a
@@ -184,6 +186,22 @@ pub fn import_layer(
         };
         let uid = id(meta.uid, "uid", meta, layer)?;
         let gid = id(meta.gid, "gid", meta, layer)?;
+        // An entry below something this layer made a file or symlink (`up -> /`, then
+        // `up/x`): an unpacking runtime would follow the link out of the root. ostree never
+        // follows it, but the layer means something else than a tree of its own: refuse it,
+        // as containers-storage does.
+        if let Some(p) = &target {
+            let mut ancestor = Path::new(p).parent();
+            while let Some(a) = ancestor.filter(|a| !a.as_os_str().is_empty()) {
+                if files.contains_key(a.to_str().unwrap_or_default()) {
+                    return Err(bad(format!(
+                        "{} is a file or symlink earlier in this layer; nothing can be below it",
+                        a.display()
+                    )));
+                }
+                ancestor = a.parent();
+            }
+        }
         entries += 1;
         match &meta.kind {
             EntryKind::Directory => {
