@@ -329,8 +329,11 @@ fn copy_to_storage_defaults_to_localhost_bootc() {
         img["Digest"],
         Value::String(fixture("basic").manifest_digest.to_string())
     );
-    // Without --source the booted image would be exported from ostree: a clear error for now.
-    let out = run_failing(image_cmd(&bootc, &["copy-to-storage"]));
+    // Without --source the booted deployment's image is the source; a kernel command line
+    // without ostree= (not booted from ostree): a clear error saying to name --source.
+    let mut c = image_cmd(&bootc, &["copy-to-storage"]);
+    c.args(["--kernel-cmdline", "/dev/null"]);
+    let out = run_failing(c);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--source"));
 }
 
