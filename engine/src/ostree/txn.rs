@@ -3,7 +3,8 @@
 //! The same protocol as libostree 2022.7 (checked with strace), so the two interlock:
 //! 1. [`Repo::begin`] takes the repository lock `.lock` shared (OFD lock), removes staging
 //!    directories left by writers that died (those whose `-lock` can be taken), and creates
-//!    `tmp/staging-<boot id>-<random>` with its `-lock` held exclusive.
+//!    `tmp/staging-<boot id>-<random>`, taking its `-lock` exclusive *before* creating the
+//!    directory, so no concurrent cleaner can take it for stale.
 //! 2. Each object is written to a temporary file in the staging directory while it is hashed
 //!    (content streams through: nothing is buffered whole), given its per-mode metadata, and
 //!    renamed to `staging/XX/<rest>.<ext>`; an object already in the repository or already
@@ -99,13 +100,11 @@ impl Repo {
             .map_err(|e| Error::io_path("opening", &tmp_path, e))?;
         clean_stale_staging(&tmp, &tmp_path)?;
         let prefix = format!("staging-{}-", boot_id());
+        // The lock first, then the directory: a writer cleaning stale staging directories
+        // (another transaction of this process, or another process) skips a directory whose
+        // lock is held, so it can never remove one between its creation and its locking.
         let (staging_name, staging_lock) = loop {
             let name = format!("{prefix}{}", random_suffix(6));
-            match tmp.create_dir(&name) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(Error::io_path("creating", tmp_path.join(&name), e)),
-            }
             let lock_name = format!("{name}-lock");
             let lock = OfdLock::acquire(
                 &tmp,
@@ -115,9 +114,11 @@ impl Repo {
                 Wait::NoWait,
                 &tmp_path.join(&lock_name).display().to_string(),
             )?;
-            match lock {
-                Some(l) => break (name, l),
-                None => continue,
+            let Some(lock) = lock else { continue };
+            match tmp.create_dir(&name) {
+                Ok(()) => break (name, lock),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::io_path("creating", tmp_path.join(&name), e)),
             }
         };
         let staging = tmp
