@@ -319,14 +319,19 @@ fn stowage_pulls_into_containers_storage_inside_an_initramfs_under_qemu() {
         "/init did not finish; console:\n{console}"
     );
     let done_line = console.lines().find(|l| l.contains(DONE)).unwrap();
+    let init_line = console
+        .lines()
+        .find_map(|l| l.find("stowage-initramfs: init started").map(|at| &l[at..]))
+        .unwrap_or("");
     eprintln!(
         "{test}: kernel {}, initramfs {initrd_size} bytes (stowage {} bytes), modules {order:?}",
         kernel.display(),
         std::fs::metadata(&binary).unwrap().len()
     );
     eprintln!(
-        "{test}: boot to done {:.1} s on the host (qemu start to exit, software emulation); guest: {}",
+        "{test}: boot to done {:.1} s on the host (qemu start to exit, software emulation); guest: {}; {}",
         elapsed.as_secs_f64(),
+        init_line.trim(),
         done_line.trim()
     );
     // The guest's `image cmd list` table names the image.
