@@ -247,6 +247,9 @@ impl RegistryClient {
             })?;
             builder = builder.identity(identity);
         }
+        // rustls's process-wide provider is ring (docs/performance.md, section 8), unless the
+        // program embedding the engine installed another one first.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = builder.build().map_err(|e| Error::Network {
             what: format!("setting up the HTTP client for {registry}"),
             reason: SendError::Http(e).to_string(),
