@@ -169,23 +169,16 @@ impl Repo {
                 .map_err(|e| Error::io_path("opening", &child, e))?;
             self.checkout_dir(&sub, &child, t, m, mode, depth + 1)?;
         }
-        let fd = dfd.as_fd();
-        let perms = match mode {
-            CheckoutMode::Bare => {
-                rustix::fs::fchown(
-                    fd,
-                    Some(rustix::fs::Uid::from_raw(dm.uid)),
-                    Some(rustix::fs::Gid::from_raw(dm.gid)),
-                )
-                .map_err(|e| chown_error(e, path))?;
-                fsutil::set_xattrs_fd(fd, &dm.xattrs, path)?;
-                dm.mode & 0o7777
-            }
-            // ostree -U keeps a directory's setgid (and other) bits.
-            CheckoutMode::User => dm.mode & 0o7777,
-        };
-        rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode(perms))
-            .map_err(|e| Error::io_path("chmod", path, e.into()))
+        // ostree -U keeps a directory's setgid (and other) bits.
+        apply_meta(
+            dfd.as_fd(),
+            mode,
+            (dm.uid, dm.gid),
+            &dm.xattrs,
+            dm.mode & 0o7777,
+            dm.mode & 0o7777,
+            path,
+        )
     }
 
     fn checkout_file(
@@ -232,23 +225,16 @@ impl Repo {
                 ),
             });
         }
-        let fd = f.as_fd();
-        let perms = match mode {
-            CheckoutMode::Bare => {
-                rustix::fs::fchown(
-                    fd,
-                    Some(rustix::fs::Uid::from_raw(meta.uid)),
-                    Some(rustix::fs::Gid::from_raw(meta.gid)),
-                )
-                .map_err(|e| chown_error(e, path))?;
-                fsutil::set_xattrs_fd(fd, &meta.xattrs, path)?;
-                meta.mode & 0o7777
-            }
-            // ostree -U drops setuid and setgid from files.
-            CheckoutMode::User => meta.mode & 0o1777,
-        };
-        rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode(perms))
-            .map_err(|e| Error::io_path("chmod", path, e.into()))
+        // ostree -U drops setuid and setgid from files.
+        apply_meta(
+            f.as_fd(),
+            mode,
+            (meta.uid, meta.gid),
+            &meta.xattrs,
+            meta.mode & 0o7777,
+            meta.mode & 0o1777,
+            path,
+        )
     }
 
     /// Re-hash every object `commit` reaches (not its parents); the first bad one is an error
@@ -374,4 +360,32 @@ fn chown_error(e: rustix::io::Errno, path: &Path) -> Error {
     } else {
         Error::io_path("chown", path, e.into())
     }
+}
+
+/// Give a checked-out node its owner and xattrs (bare mode only) and then its permission bits:
+/// `bare_perms` in bare mode, `user_perms` in user mode (`ostree checkout -U`).
+fn apply_meta(
+    fd: std::os::fd::BorrowedFd<'_>,
+    mode: CheckoutMode,
+    (uid, gid): (u32, u32),
+    xattrs: &super::object::Xattrs,
+    bare_perms: u32,
+    user_perms: u32,
+    path: &Path,
+) -> Result<()> {
+    let perms = match mode {
+        CheckoutMode::Bare => {
+            rustix::fs::fchown(
+                fd,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+            )
+            .map_err(|e| chown_error(e, path))?;
+            fsutil::set_xattrs_fd(fd, xattrs, path)?;
+            bare_perms
+        }
+        CheckoutMode::User => user_perms,
+    };
+    rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode(perms))
+        .map_err(|e| Error::io_path("chmod", path, e.into()))
 }

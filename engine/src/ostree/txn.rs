@@ -28,7 +28,7 @@ use super::gvariant::Value;
 use super::lock::{OfdLock, Wait};
 use super::object::{Checksum, Commit, ContentHasher, DirMeta, DirTree, FileMeta, ObjectType};
 use super::repo::{Repo, OSTREEMETA_XATTR};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 
 /// Compression level of archive `.filez` objects (raw deflate, as ostree 2022.7 writes).
 pub const ARCHIVE_DEFLATE_LEVEL: u32 = 6;
@@ -277,20 +277,7 @@ impl<'r> Transaction<'r> {
             self.stats.reused += 1;
             return Ok(checksum);
         }
-        let (temp, mut f) = self.new_temp()?;
-        let path = self.staging_path().join(&temp);
-        let r = (|| {
-            f.write_all(bytes)
-                .map_err(|e| Error::io_path("writing", &path, e))?;
-            rustix::fs::fchmod(f.as_fd(), rustix::fs::Mode::from_raw_mode(0o644))
-                .map_err(|e| Error::io_path("chmod", &path, e.into()))
-        })();
-        drop(f);
-        if let Err(e) = r {
-            let _ = self.staging.remove_file(&temp);
-            return Err(e);
-        }
-        self.stage(&temp, checksum, ty)?;
+        self.stage_bytes(bytes, checksum, ty)?;
         Ok(checksum)
     }
 
@@ -302,20 +289,23 @@ impl<'r> Transaction<'r> {
         metadata: &[(String, Value)],
     ) -> Result<()> {
         let bytes = Value::dict_sv(metadata.iter().cloned()).to_bytes();
+        self.stage_bytes(&bytes, *commit, ObjectType::CommitMeta)
+    }
+
+    /// Write a metadata object's bytes to a staged file (mode 0644) named `checksum`.
+    fn stage_bytes(&mut self, bytes: &[u8], checksum: Checksum, ty: ObjectType) -> Result<()> {
         let (temp, mut f) = self.new_temp()?;
         let path = self.staging_path().join(&temp);
         let r = (|| {
-            f.write_all(&bytes)
-                .map_err(|e| Error::io_path("writing", &path, e))?;
-            rustix::fs::fchmod(f.as_fd(), rustix::fs::Mode::from_raw_mode(0o644))
-                .map_err(|e| Error::io_path("chmod", &path, e.into()))
+            f.write_all(bytes).at("writing", &path)?;
+            rustix::fs::fchmod(f.as_fd(), rustix::fs::Mode::from_raw_mode(0o644)).at("chmod", &path)
         })();
         drop(f);
         if let Err(e) = r {
             let _ = self.staging.remove_file(&temp);
             return Err(e);
         }
-        self.stage(&temp, *commit, ObjectType::CommitMeta)
+        self.stage(&temp, checksum, ty)
     }
 
     /// The checksum of the default dirmeta (`0:0`, `0755`, what missing parents get),
