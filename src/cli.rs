@@ -181,19 +181,30 @@ pub enum ImageCommand {
 pub enum CmdCommand {
     /// List images (podman images).
     #[command(alias = "ls")]
+    ///
+    /// With `-q` (the global quiet flag) and the table format, only the image IDs, one per
+    /// line, as `podman images -q` prints them for `$(…)` loops.
     List {
         #[arg(long, value_enum, default_value = "table")]
         format: OutputFormat,
         /// Show intermediate images too.
         #[arg(short, long)]
         all: bool,
+        /// Leave out the table's header line.
+        #[arg(short = 'n', long)]
+        noheading: bool,
+        /// Print full image IDs instead of their first 12 digits.
+        #[arg(long)]
+        no_trunc: bool,
     },
-    /// Show images as podman image inspect does.
+    /// Show images as podman image inspect does. Images that are not found are named on
+    /// stderr and make the exit code 125; the others are still printed.
     Inspect {
         #[arg(required = true)]
         images: Vec<String>,
     },
-    /// Exit 0 when the image exists, 1 when it does not.
+    /// Exit 0 when the image exists, 1 when it does not, 125 on an error (an invalid name, an
+    /// unreadable store), as podman.
     Exists { image: String },
     /// Add names to an image.
     Tag {

@@ -138,38 +138,66 @@ fn cmd(global: &GlobalOpts, sys: &System, command: CmdCommand) -> Result<ExitCod
         })
     };
     match command {
-        CmdCommand::List { format, all } => {
+        CmdCommand::List {
+            format,
+            all,
+            noheading,
+            no_trunc,
+        } => {
             let store = read_bootc_store()?;
             let images = catalog::list_images(&store, all)?;
             let mut out = std::io::stdout().lock();
+            if global.quiet && format == OutputFormat::Table {
+                // `podman images -q`: each image's ID once, in listing order (an explicit
+                // `--format json` still prints JSON).
+                let mut seen = BTreeSet::new();
+                for img in &images {
+                    if seen.insert(img.id.as_str()) {
+                        writeln!(out, "{}", short_id(&img.id, no_trunc))?;
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             match format {
                 OutputFormat::Json => {
                     serde_json::to_writer_pretty(&mut out, &images)?;
                     writeln!(out)?;
                 }
-                OutputFormat::Table => print_images_table(&mut out, &images)?,
+                OutputFormat::Table => print_images_table(&mut out, &images, noheading, no_trunc)?,
             }
             Ok(ExitCode::SUCCESS)
         }
         CmdCommand::Inspect { images } => {
             let store = read_bootc_store()?;
             let mut all = Vec::new();
+            let mut missing = false;
             for i in &images {
-                all.push(
-                    catalog::inspect_image(&store, i).with_context(|| format!("inspecting {i}"))?,
-                );
+                match catalog::inspect_image(&store, i) {
+                    Ok(v) => all.push(v),
+                    Err(e) => {
+                        eprintln!("Error: inspecting {i}: {e}");
+                        missing = true;
+                    }
+                }
             }
             let mut out = std::io::stdout().lock();
             serde_json::to_writer_pretty(&mut out, &all)?;
             writeln!(out)?;
-            Ok(ExitCode::SUCCESS)
+            Ok(if missing {
+                ExitCode::from(PODMAN_ERROR)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         CmdCommand::Exists { image } => {
             let store = read_bootc_store()?;
-            Ok(if catalog::image_exists(&store, &image)? {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
+            Ok(match catalog::image_exists(&store, &image) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("Error: {image}: {e}");
+                    ExitCode::from(PODMAN_ERROR)
+                }
             })
         }
         CmdCommand::Tag { image, names } => {
@@ -237,14 +265,20 @@ fn cmd(global: &GlobalOpts, sys: &System, command: CmdCommand) -> Result<ExitCod
             let mut failed = false;
             for r in results {
                 match r {
-                    Ok(pulled) => report_transfer(
-                        global,
-                        &Transfer {
-                            source: pulled.candidate.source,
-                            destination: pulled.candidate.destination,
-                            report: pulled.report,
-                        },
-                    ),
+                    Ok(pulled) => {
+                        // podman pull prints the image ID on stdout, for `id=$(… pull …)`.
+                        if let Some(id) = &pulled.report.image_id {
+                            println!("{id}");
+                        }
+                        report_transfer(
+                            global,
+                            &Transfer {
+                                source: pulled.candidate.source,
+                                destination: pulled.candidate.destination,
+                                report: pulled.report,
+                            },
+                        )
+                    }
                     Err(e) => {
                         eprintln!("Error: {}", crate::render_error(&anyhow::Error::new(e)));
                         failed = true;
@@ -284,7 +318,25 @@ fn cmd(global: &GlobalOpts, sys: &System, command: CmdCommand) -> Result<ExitCod
 }
 
 /// `podman images` table: REPOSITORY, TAG, IMAGE ID, CREATED, SIZE; one row per name.
-fn print_images_table(out: &mut impl Write, images: &[catalog::ImageSummary]) -> Result<()> {
+/// The exit code podman gives an error of its own (as opposed to 1 for "does not exist").
+const PODMAN_ERROR: u8 = 125;
+
+/// An image ID as podman lists it: the first 12 digits, or with `--no-trunc` the whole
+/// `sha256:…`.
+fn short_id(id: &str, no_trunc: bool) -> String {
+    if no_trunc {
+        format!("sha256:{id}")
+    } else {
+        id[..id.len().min(12)].to_string()
+    }
+}
+
+fn print_images_table(
+    out: &mut impl Write,
+    images: &[catalog::ImageSummary],
+    noheading: bool,
+    no_trunc: bool,
+) -> Result<()> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -297,7 +349,7 @@ fn print_images_table(out: &mut impl Write, images: &[catalog::ImageSummary]) ->
         }
         let created = format!("{} ago", human_duration(now - img.created));
         let size = human_size(img.size as f64);
-        let id = img.id.chars().take(12).collect::<String>();
+        let id = short_id(&img.id, no_trunc);
         if img.names.is_empty() {
             rows.push(["<none>".into(), "<none>".into(), id, created, size]);
             continue;
@@ -331,7 +383,9 @@ fn print_images_table(out: &mut impl Write, images: &[catalog::ImageSummary]) ->
             w3 = widths[3]
         )
     };
-    writeln!(out, "{}", line(header))?;
+    if !noheading {
+        writeln!(out, "{}", line(header))?;
+    }
     for r in &rows {
         writeln!(out, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4]]))?;
     }

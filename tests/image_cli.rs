@@ -557,3 +557,70 @@ fn copy_between_two_stores() {
     let have = mounted_tree(&b, "quay.io/x/w:2", opts);
     assert_eq!(have, render(&fixture("whiteouts").tree, opts));
 }
+
+#[test]
+fn scripting_like_podman() {
+    let test = "scripting_like_podman";
+    if !can_write_stores(test) || !oracle("podman", test) {
+        return;
+    }
+    let bootc = PodmanStore::new();
+    // `image cmd pull` prints the image ID on stdout, as `podman pull` does.
+    let mut ids = Vec::new();
+    for name in ["basic", "links"] {
+        let out = run(image_cmd(&bootc, &["cmd", "pull", &fixture_ref(name)]));
+        let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        assert_eq!(
+            id,
+            fixture(name).config_digest.digest(),
+            "{name}: pull printed {id:?}"
+        );
+        ids.push(id);
+    }
+    // `list -q` and `list -q --no-trunc` print what `podman images -q [--no-trunc]` prints.
+    for extra in [&[][..], &["--no-trunc"][..]] {
+        let mut args = vec!["cmd", "list"];
+        args.extend_from_slice(extra);
+        let ours = String::from_utf8(run(image_cmd(&bootc, &args)).stdout).unwrap();
+        let mut pargs = vec!["images", "-q"];
+        pargs.extend_from_slice(extra);
+        let theirs = String::from_utf8(run(bootc.podman(&pargs)).stdout).unwrap();
+        assert_eq!(ours, theirs, "list -q {extra:?}");
+        assert_eq!(ours.lines().count(), 2, "{ours}");
+    }
+    // --noheading leaves out the header line of the table.
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_stowage"));
+    c.arg("image")
+        .arg("--bootc-storage")
+        .arg(&bootc.root)
+        .arg("--bootc-runroot")
+        .arg(&bootc.runroot)
+        .args(["cmd", "list", "--noheading"]);
+    let table = String::from_utf8(run(c).stdout).unwrap();
+    assert_eq!(table.lines().count(), 2, "{table}");
+    assert!(!table.contains("REPOSITORY"), "{table}");
+    // exists: absent is 1, an invalid name is an error (125), as podman.
+    for (name, code) in [("localhost/nothere:1", 1), ("Not:Valid::Name", 125)] {
+        let ours = image_cmd(&bootc, &["cmd", "exists", name])
+            .output()
+            .unwrap();
+        let theirs = bootc.podman(["image", "exists", name]).output().unwrap();
+        assert_eq!(ours.status.code(), Some(code), "stowage exists {name}");
+        assert_eq!(theirs.status.code(), Some(code), "podman exists {name}");
+    }
+    // inspect A nope B: A and B printed, nope named, exit 125 — as podman.
+    let ours = image_cmd(&bootc, &["cmd", "inspect", &ids[0], "nope", &ids[1]])
+        .output()
+        .unwrap();
+    let theirs = bootc
+        .podman(["image", "inspect", &ids[0], "nope", &ids[1]])
+        .output()
+        .unwrap();
+    assert_eq!(ours.status.code(), theirs.status.code());
+    assert_eq!(ours.status.code(), Some(125));
+    let printed = json(&ours);
+    assert_eq!(printed.as_array().unwrap().len(), 2, "{printed}");
+    assert_eq!(printed[0]["Id"], ids[0].as_str());
+    assert_eq!(printed[1]["Id"], ids[1].as_str());
+    assert!(String::from_utf8_lossy(&ours.stderr).contains("nope"));
+}

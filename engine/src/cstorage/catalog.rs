@@ -632,7 +632,16 @@ pub fn inspect_image(store: &Store, query: &str) -> Result<ImageInspect> {
 }
 
 /// `podman image exists`: whether `query` names an image.
+/// A name that is neither an image ID (prefix) nor a valid image name is an error, not
+/// "absent", as in podman.
 pub fn image_exists(store: &Store, query: &str) -> Result<bool> {
+    let hex = !query.is_empty()
+        && query
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    if !hex && crate::reference::Reference::parse(query).is_err() {
+        local_name(query)?;
+    }
     match store.image(query) {
         Ok(_) => Ok(true),
         Err(Error::NotFound { .. }) => Ok(false),
