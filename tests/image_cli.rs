@@ -624,3 +624,49 @@ fn scripting_like_podman() {
     assert_eq!(printed[1]["Id"], ids[1].as_str());
     assert!(String::from_utf8_lossy(&ours.stderr).contains("nope"));
 }
+
+#[test]
+fn misleading_errors_name_the_thing_and_the_fix() {
+    let tmp = tempdir();
+    let stderr_of = |args: &[&str]| -> String {
+        String::from_utf8_lossy(&run_failing(stowage().args(args)).stderr).into_owned()
+    };
+    // A misspelt transport is not read as a docker reference.
+    let err = stderr_of(&["inspect", "containers-storge:foo"]);
+    assert!(
+        err.contains("did you mean containers-storage:foo?"),
+        "{err}"
+    );
+    assert!(!err.contains("did you mean docker://"), "{err}");
+    // A store root that is a file.
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "not a store").unwrap();
+    let dst = format!(
+        "containers-storage:[overlay@{}+{}]localhost/x:1",
+        file.display(),
+        tmp.path().join("run").display()
+    );
+    let err = stderr_of(&["copy", &fixture_ref("basic"), &dst]);
+    assert!(
+        err.contains(&file.display().to_string()) && err.contains("is not a directory"),
+        "{err}"
+    );
+    assert!(!err.contains("File exists"), "{err}");
+    // An index.json that is empty, or a JSON array.
+    for (name, content, want) in [("empty", "", "is empty"), ("array", "[]", "JSON array")] {
+        let layout = tmp.path().join(name);
+        std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+        std::fs::write(
+            layout.join("oci-layout"),
+            r#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .unwrap();
+        std::fs::write(layout.join("index.json"), content).unwrap();
+        let err = stderr_of(&["inspect", &format!("oci:{}", layout.display())]);
+        assert!(
+            err.contains("index.json") && err.contains(want),
+            "{name}: {err}"
+        );
+        assert!(!err.contains("invalid length"), "{name}: {err}");
+    }
+}

@@ -216,10 +216,35 @@ impl OciDir {
                 ),
             });
         }
-        serde_json::from_slice(&bytes).map_err(|e| Error::Json {
-            what: format!("{}/{INDEX_FILE}", self.path.display()),
+        let what = format!("{}/{INDEX_FILE}", self.path.display());
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(Error::Malformed {
+                what,
+                reason: "the file is empty, so the layout holds no image index; copy an image \
+                         into it again, or remove the directory to start afresh"
+                    .into(),
+            });
+        }
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| Error::Json {
+            what: what.clone(),
             source: e,
-        })
+        })?;
+        if !value.is_object() {
+            return Err(Error::Malformed {
+                what,
+                reason: format!(
+                    "holds a JSON {} where an OCI image index ({{\"schemaVersion\": 2, \"manifests\": [...]}}) belongs",
+                    match value {
+                        Value::Array(_) => "array",
+                        Value::String(_) => "string",
+                        Value::Number(_) => "number",
+                        Value::Bool(_) => "boolean",
+                        _ => "null",
+                    }
+                ),
+            });
+        }
+        Ok(value)
     }
 
     /// The parsed `index.json`.

@@ -147,13 +147,47 @@ fn in_name(input: &str, e: Error) -> Error {
     }
 }
 
-/// " ; did you mean docker://INPUT?" when `input` is a valid docker reference.
+/// "; did you mean …?": the known transport `input`'s transport is a misspelling of (one or two
+/// letters off: `containers-storge:x` → `containers-storage:x`), else `docker://INPUT` when
+/// `input` is a valid docker reference (`busybox:1` → `docker://busybox:1`).
 fn docker_hint(input: &str) -> String {
+    if let Some((t, rest)) = input.split_once(':') {
+        let known = [
+            "docker",
+            "oci",
+            "oci-archive",
+            "containers-storage",
+            "ostree",
+        ];
+        if let Some(k) = known
+            .iter()
+            .filter(|k| t.len() > 3 && edit_distance(t, k) <= 2)
+            .min_by_key(|k| edit_distance(t, k))
+        {
+            return format!("; did you mean {k}:{rest}?");
+        }
+    }
     if Reference::parse(input).is_ok() {
         format!("; did you mean docker://{input}?")
     } else {
         String::new()
     }
+}
+
+/// Levenshtein distance of two short ASCII strings.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<u8> = b.bytes().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, &cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 impl ImageRef {
@@ -1067,5 +1101,23 @@ mod tests {
                 other => panic!("{s}: {other:?}"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod hint_tests {
+    use super::*;
+
+    #[test]
+    fn misspelt_transports_get_the_right_hint() {
+        let msg = |s: &str| ImageRef::parse(s).unwrap_err().to_string();
+        let m = msg("containers-storge:foo");
+        assert!(m.contains("did you mean containers-storage:foo?"), "{m}");
+        assert!(!m.contains("did you mean docker://"), "{m}");
+        let m = msg("dokcer://busybox");
+        assert!(m.contains("did you mean docker://busybox?"), "{m}");
+        let m = msg("busybox:1");
+        assert!(m.contains("did you mean docker://busybox:1?"), "{m}");
+        assert_eq!(edit_distance("oci-achive", "oci-archive"), 1);
     }
 }

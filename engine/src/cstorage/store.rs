@@ -97,6 +97,20 @@ fn check_driver(graph_root: &Path, root: Option<&Dir>, driver: Option<&str>) -> 
     }
 }
 
+/// An error naming `path` when something other than a directory is there (creating the
+/// directory would otherwise fail with a bare "File exists").
+fn not_a_directory(path: &Path, what: &str) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_dir() => Err(Error::Conflict {
+            what: format!("{what} {}", path.display()),
+            reason:
+                "is not a directory (a file is there); point at a directory, or remove the file"
+                    .into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 impl Store {
     /// Open (creating if needed) the store at `graph_root` for reading and writing.
     /// `driver` is the storage driver asked for (`None`: the one already used at the root,
@@ -107,6 +121,7 @@ impl Store {
         if let Some(d) = driver {
             check_driver(&graph_root, None, Some(d))?;
         }
+        not_a_directory(&graph_root, "storage root")?;
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -123,6 +138,7 @@ impl Store {
         let run_root = match run_root {
             Some(rr) => {
                 let rr = std::path::absolute(rr).at("resolving", rr)?;
+                not_a_directory(&rr, "run root")?;
                 std::fs::DirBuilder::new()
                     .recursive(true)
                     .mode(0o700)

@@ -409,7 +409,7 @@ impl RegistryClient {
                 || joined.contains("UnknownIssuer")
                 || joined.contains("invalid peer certificate"))
         {
-            "; if the registry uses plain http or a self-signed certificate, pass --tls-verify=false or add its CA with --cert-dir"
+            "; if the registry uses plain http or a self-signed certificate, pass --tls-verify=false (copy: --src-tls-verify=false or --dest-tls-verify=false, for the side that talks to it) or add its CA with --cert-dir (copy: --src-cert-dir / --dest-cert-dir)"
         } else {
             ""
         };
