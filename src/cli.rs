@@ -223,8 +223,16 @@ pub enum CmdCommand {
         #[arg(required = true)]
         images: Vec<String>,
     },
-    /// Remove dangling (unnamed) images.
-    Prune,
+    /// Remove dangling (unnamed) images, or with `-a` every image no container uses. Asks
+    /// first when stdin is a terminal, as podman does, unless `-f`.
+    Prune {
+        /// Remove every unused image, not only dangling ones.
+        #[arg(short, long)]
+        all: bool,
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        force: bool,
+    },
     /// Pull images into bootc's storage (several at once).
     Pull {
         #[arg(required = true)]

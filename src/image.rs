@@ -1,7 +1,7 @@
 //! `stowage image …`: bootc's image commands, done by the engine.
 
 use std::collections::BTreeSet;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -239,9 +239,27 @@ fn cmd(global: &GlobalOpts, sys: &System, command: CmdCommand) -> Result<ExitCod
                 ExitCode::SUCCESS
             })
         }
-        CmdCommand::Prune => {
+        CmdCommand::Prune { all, force } => {
             let store = bootc_store()?;
-            for id in catalog::prune(&store)? {
+            if !force && std::io::stdin().is_terminal() {
+                let what = if all {
+                    "all images not used by any container"
+                } else {
+                    "all dangling images"
+                };
+                eprint!("WARNING! This command removes {what}.\nAre you sure you want to continue? [y/N] ");
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+            let scope = if all {
+                catalog::PruneScope::Unused
+            } else {
+                catalog::PruneScope::Dangling
+            };
+            for id in catalog::prune(&store, scope)? {
                 println!("{id}");
             }
             Ok(ExitCode::SUCCESS)

@@ -670,3 +670,44 @@ fn misleading_errors_name_the_thing_and_the_fix() {
         assert!(!err.contains("invalid length"), "{name}: {err}");
     }
 }
+
+#[test]
+fn prune_all_removes_what_podman_prune_all_removes() {
+    let test = "prune_all_removes_what_podman_prune_all_removes";
+    if !can_write_stores(test) || !oracle("podman", test) {
+        return;
+    }
+    let ours = PodmanStore::new();
+    let theirs = PodmanStore::new();
+    for name in ["basic", "links", "whiteouts"] {
+        for store in [&ours, &theirs] {
+            run(image_cmd(store, &["cmd", "pull", &fixture_ref(name)]));
+        }
+    }
+    // Without -a nothing is dangling: nothing goes.
+    let out = run(image_cmd(&ours, &["cmd", "prune", "-f"]));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let sorted = |out: std::process::Output| {
+        let mut v: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    let removed = sorted(run(image_cmd(&ours, &["cmd", "prune", "-a", "-f"])));
+    let podman_removed = sorted(run(theirs.podman(["image", "prune", "-a", "-f"])));
+    assert_eq!(removed.len(), 3, "{removed:?}");
+    assert_eq!(removed, podman_removed);
+    let left = run(ours.podman(["images", "-q"]));
+    assert!(
+        left.stdout.is_empty(),
+        "podman still lists {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}

@@ -766,14 +766,26 @@ fn remove_recursive(store: &Store, id: &str, report: &mut RemoveReport) -> Resul
     Ok(())
 }
 
-/// `podman image prune`: remove dangling images not used by containers, repeating until
-/// none is left. Returns the removed image IDs.
-pub fn prune(store: &Store) -> Result<Vec<String>> {
+/// Which images [`prune`] removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PruneScope {
+    /// Dangling images (no name, no child): `podman image prune`.
+    Dangling,
+    /// Every image no container uses, named or not: `podman image prune -a`.
+    Unused,
+}
+
+/// `podman image prune [-a]`: remove the images of `scope` that no container uses,
+/// repeating until none is left (removing a child can leave its parent dangling). Returns the
+/// removed image IDs.
+pub fn prune(store: &Store, scope: PruneScope) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     loop {
         let cat = Catalog::load(store)?;
         let victims: Vec<String> = (0..cat.images.len())
-            .filter(|&i| cat.is_dangling(i) && cat.container_count(i) == 0)
+            .filter(|&i| {
+                cat.container_count(i) == 0 && (scope == PruneScope::Unused || cat.is_dangling(i))
+            })
             .map(|i| cat.images[i].rec.id.clone())
             .collect();
         if victims.is_empty() {

@@ -648,7 +648,9 @@ fn ops_list_inspect_tag_untag_rmi_prune() {
     let p = all.iter().find(|s| s.id == parent).unwrap();
     assert!(!p.dangling);
     assert!(
-        catalog::prune(&store).unwrap().is_empty(),
+        catalog::prune(&store, catalog::PruneScope::Dangling)
+            .unwrap()
+            .is_empty(),
         "intermediate images are not pruned"
     );
 
@@ -667,7 +669,10 @@ fn ops_list_inspect_tag_untag_rmi_prune() {
     let d = put_image(&store, &[b"z"], "d", &[]);
     let list = catalog::list_images(&store, false).unwrap();
     assert!(list[0].dangling);
-    assert_eq!(catalog::prune(&store).unwrap(), vec![d]);
+    assert_eq!(
+        catalog::prune(&store, catalog::PruneScope::Dangling).unwrap(),
+        vec![d]
+    );
     assert!(matches!(
         catalog::remove_image(&store, "localhost/gone:1", false),
         Err(Error::NotFound { .. })
