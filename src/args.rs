@@ -67,6 +67,7 @@ pub fn registry_options(
     o.retry_delay = seconds("--retry-delay", opts.retry_delay)?;
     o.connect_timeout = seconds("--connect-timeout", opts.connect_timeout)?;
     o.idle_timeout = seconds("--idle-timeout", opts.idle_timeout)?;
+    o.min_rate = opts.min_rate;
     Ok(o)
 }
 

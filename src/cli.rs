@@ -325,6 +325,10 @@ pub struct RegistryOpts {
     /// Fail a connection attempt after this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
     pub connect_timeout: f64,
+    /// Fail a blob download that averages less than this many bytes per second over all its
+    /// attempts (it has 2 × --idle-timeout + SIZE / RATE seconds; 0: no limit).
+    #[arg(long, value_name = "BYTES_PER_SECOND", default_value_t = 65536)]
+    pub min_rate: u64,
 }
 
 #[derive(Debug, Args)]

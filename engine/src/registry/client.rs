@@ -80,7 +80,14 @@ pub struct ClientSettings {
     pub connect_timeout: Duration,
     /// Longest wait for response headers or for the next chunk of a body.
     pub idle_timeout: Duration,
+    /// The slowest average rate a blob download may have, in bytes per second: a blob of
+    /// `size` bytes must arrive within `2 × idle_timeout + size / min_rate` over all its
+    /// attempts, or the download fails (0: no deadline).
+    pub min_rate: u64,
 }
+
+/// Default [`ClientSettings::min_rate`]: 64 KiB/s (a 100 MB layer may take 26 minutes).
+pub const DEFAULT_MIN_RATE: u64 = 64 << 10;
 
 impl Default for ClientSettings {
     fn default() -> Self {
@@ -92,6 +99,7 @@ impl Default for ClientSettings {
             retry_delay: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            min_rate: DEFAULT_MIN_RATE,
         }
     }
 }

@@ -78,6 +78,9 @@ pub struct RegistryOptions {
     pub connect_timeout: Duration,
     /// Longest wait for response headers or the next chunk of a body.
     pub idle_timeout: Duration,
+    /// `--min-rate`: the slowest average rate (bytes/s) a blob download may have before it
+    /// fails ([`ClientSettings::min_rate`]; 0: no deadline).
+    pub min_rate: u64,
     /// Blobs up to this size are pushed in one request; larger ones in chunks of this size
     /// (one chunk per layer in memory at a time).
     pub upload_chunk_size: usize,
@@ -100,6 +103,7 @@ impl Default for RegistryOptions {
             retry_delay: c.retry_delay,
             connect_timeout: c.connect_timeout,
             idle_timeout: c.idle_timeout,
+            min_rate: c.min_rate,
             upload_chunk_size: DEFAULT_UPLOAD_CHUNK_SIZE,
         }
     }
@@ -150,6 +154,7 @@ impl RegistryOptions {
             retry_delay: self.retry_delay,
             connect_timeout: self.connect_timeout,
             idle_timeout: self.idle_timeout,
+            min_rate: self.min_rate,
         })
     }
 }

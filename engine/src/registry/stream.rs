@@ -11,10 +11,17 @@
 //!    `Range: bytes=N-`. A `206` starting at N continues the stream; a `200` (the server
 //!    ignores ranges) is read from the start with the first N bytes skipped. Either way the
 //!    consumer sees one continuous stream.
-//! 3. Attempts that made progress do not use up the retry budget, so a long layer over a
-//!    flaky link still completes; attempts that made none do, so a dead server ends in an
-//!    error within `(retries + 1)` idle timeouts plus backoff, never a hang.
-//! 4. The reader does not verify: the copy pipeline wraps it in a
+//! 3. Attempts that made real progress do not use up the retry budget, so a long layer over a
+//!    flaky link still completes; attempts that made none, or only a little, do: an attempt
+//!    counts as progress only when it brought at least [`progress_bytes`] (an eighth of the
+//!    blob, at least 64 KiB and at most 32 MiB). A server that always sends part of what is
+//!    left and then goes silent (each retry "progressing" by half) thus ends after a handful
+//!    of attempts instead of never.
+//! 4. Over all its attempts, a blob of `size` bytes has
+//!    `2 × idle_timeout + size / min_rate` ([`ClientSettings::min_rate`](super::client::ClientSettings::min_rate),
+//!    default 64 KiB/s, `--min-rate`) to arrive; past that the download fails naming the blob
+//!    and what was received. A slow but steady link above the minimum rate is never cut.
+//! 5. The reader does not verify: the copy pipeline wraps it in a
 //!    [`VerifiedReader`](crate::digest::VerifiedReader), so corrupted bytes are an error at
 //!    end of stream and nothing is committed.
 //!
@@ -128,6 +135,13 @@ enum AttemptEnd {
     Transient(String),
 }
 
+/// The bytes an attempt must bring to count as progress (module doc, step 3).
+pub fn progress_bytes(size: Option<u64>) -> u64 {
+    const MIN: u64 = 64 << 10;
+    const MAX: u64 = 32 << 20;
+    size.map_or(MIN, |s| (s / 8).clamp(MIN, MAX))
+}
+
 /// Download with retries and resume; returns when everything was sent.
 async fn pump(
     client: &RegistryClient,
@@ -140,16 +154,42 @@ async fn pump(
     let mut failures: u32 = 0;
     let mut restarts: u32 = 0;
     let mut ranges_work = true;
+    let progress = progress_bytes(req.expected_size);
+    let deadline = match (settings.min_rate, req.expected_size) {
+        (0, _) => None,
+        (rate, size) => Some(
+            tokio::time::Instant::now()
+                + settings.idle_timeout * 2
+                + std::time::Duration::from_secs_f64(size.unwrap_or(0) as f64 / rate as f64),
+        ),
+    };
+    let too_slow =
+        |sent: u64, restarts: u32| Error::Network {
+            what: req.what.clone(),
+            reason: format!(
+            "the download is slower than the minimum rate of {} bytes/s ({sent}{} bytes received \
+             after {restarts} attempts); check the network or the registry, or lower --min-rate",
+            settings.min_rate,
+            req.expected_size.map(|s| format!(" of {s}")).unwrap_or_default()
+        ),
+        };
     loop {
         let before = sent;
-        let end = attempt(client, req, tx, budget, &mut sent, &mut ranges_work).await?;
+        let run = attempt(client, req, tx, budget, &mut sent, &mut ranges_work);
+        let end = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, run).await {
+                Ok(end) => end?,
+                Err(_) => return Err(too_slow(sent, restarts + 1)),
+            },
+            None => run.await?,
+        };
         let reason = match end {
             None => return Ok(()),
             Some(AttemptEnd::Closed) => return Ok(()),
             Some(AttemptEnd::Transient(reason)) => reason,
         };
         restarts += 1;
-        if sent == before {
+        if sent - before < progress {
             failures += 1;
         }
         if failures > settings.retry_times || restarts > MAX_RESTARTS {
@@ -158,7 +198,11 @@ async fn pump(
                 reason: format!("{reason} (after {restarts} attempts, {sent} bytes received)",),
             });
         }
-        tokio::time::sleep(settings.backoff(failures.max(1))).await;
+        let pause = settings.backoff(failures.max(1));
+        if deadline.is_some_and(|d| tokio::time::Instant::now() + pause > d) {
+            return Err(too_slow(sent, restarts));
+        }
+        tokio::time::sleep(pause).await;
     }
 }
 
@@ -280,6 +324,8 @@ mod tests {
         Cut(usize),
         /// Headers and this many bytes, then silence (until the client hangs up).
         Stall(usize),
+        /// Headers and half of what is asked for, then silence: each retry "progresses".
+        StallHalf,
         /// The whole blob with 200, ignoring any Range.
         IgnoreRange,
         /// A 503.
@@ -378,6 +424,12 @@ mod tests {
             Answer::Stall(k) => {
                 let _ = s.write_all(&body[..k.min(body.len())]);
                 let _ = s.flush();
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let _ = std::io::Read::read(&mut s, &mut b);
+            }
+            Answer::StallHalf => {
+                let _ = s.write_all(&body[..body.len().div_ceil(2)]);
+                let _ = s.flush();
                 // Silence until the client gives up and closes (bounded).
                 s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
                 let _ = std::io::Read::read(&mut s, &mut b);
@@ -389,11 +441,22 @@ mod tests {
     }
 
     fn fetch(addr: &str, blob_len: usize, retry_times: u32) -> std::io::Result<Vec<u8>> {
+        fetch_at_least(addr, blob_len, retry_times, 0)
+    }
+
+    /// [`fetch`] with a minimum rate (bytes/s; 0: none).
+    fn fetch_at_least(
+        addr: &str,
+        blob_len: usize,
+        retry_times: u32,
+        min_rate: u64,
+    ) -> std::io::Result<Vec<u8>> {
         let settings = ClientSettings {
             tls_verify: false,
             retry_times,
             retry_delay: Duration::from_millis(5),
             idle_timeout: Duration::from_secs(1),
+            min_rate,
             ..Default::default()
         };
         let client = RegistryClient::new(addr, settings).unwrap();
@@ -475,6 +538,51 @@ mod tests {
             3,
             "first attempt and two retries"
         );
+    }
+
+    #[test]
+    fn a_server_that_sends_half_of_what_is_left_and_stalls_ends_in_an_error() {
+        // Before: every retry brought half of the rest, counted as progress, and waited an
+        // idle timeout: the pull never ended. Now such attempts count against the budget.
+        let blob = blob();
+        let (addr, ranges) = serve(blob.clone(), vec![Answer::StallHalf; 100]);
+        let err = fetch(&addr, blob.len(), 3).unwrap_err();
+        let msg = Error::from_io("x", err).to_string();
+        assert!(
+            msg.contains("test blob") && msg.contains("bytes received"),
+            "{msg}"
+        );
+        // The bound: the first attempt and three retries, each at most one idle timeout.
+        assert_eq!(
+            ranges.lock().unwrap().len(),
+            4,
+            "first attempt and three retries"
+        );
+    }
+
+    #[test]
+    fn a_download_slower_than_the_minimum_rate_fails_naming_the_blob() {
+        // Retries allowed without end, but the blob must average 50 kB/s: 100 kB has
+        // 2 × 1 s + 2 s.
+        let blob = blob();
+        let (addr, _) = serve(blob.clone(), vec![Answer::StallHalf; 100]);
+        let err = fetch_at_least(&addr, blob.len(), 1000, 50_000).unwrap_err();
+        let msg = Error::from_io("x", err).to_string();
+        assert!(
+            msg.contains("minimum rate of 50000 bytes/s") && msg.contains("test blob"),
+            "{msg}"
+        );
+        // A steady link faster than the minimum completes.
+        let (addr, _) = serve(blob.clone(), vec![Answer::Full]);
+        assert_eq!(fetch_at_least(&addr, blob.len(), 3, 50_000).unwrap(), blob);
+    }
+
+    #[test]
+    fn progress_needs_a_meaningful_share() {
+        assert_eq!(progress_bytes(None), 64 << 10);
+        assert_eq!(progress_bytes(Some(100_000)), 64 << 10);
+        assert_eq!(progress_bytes(Some(80 << 20)), 10 << 20);
+        assert_eq!(progress_bytes(Some(10 << 30)), 32 << 20);
     }
 
     #[test]
