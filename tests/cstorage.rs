@@ -1329,3 +1329,94 @@ fn killed_copy_is_cleaned_up_by_the_next_skopeo_write() {
         NextWriter::Skopeo,
     );
 }
+
+/// Layers as real tools write them (issue 10): a tar that ends right after the last file's
+/// data (what Debian's `umoci insert` writes), with only its padding, with one end block, or
+/// with bytes after the end blocks. skopeo stores each into a podman store; stowage must too,
+/// with the same diffID, and export it byte for byte (the pipeline checks the diffID of the
+/// rebuilt tar). A tar cut inside a file's data stays an error.
+#[test]
+fn layers_ending_early_or_with_trailing_bytes_are_stored_as_podman_stores_them() {
+    let test = "layers_ending_early_or_with_trailing_bytes_are_stored_as_podman_stores_them";
+    let Some((store, dir)) = fresh_store(test) else {
+        return;
+    };
+    use stowage_fixtures::builder::{History, ImageBuilder};
+    use stowage_fixtures::layer::LayerCompression;
+    // The last file has 700 bytes: 324 bytes of padding after it.
+    let mut spec = LayerSpec::new("quirks");
+    spec.file("etc/a", b"first\n".to_vec());
+    spec.file("z", vec![b'z'; 700]);
+    let full = spec.to_tar().unwrap();
+    assert!(
+        full.ends_with(&[0u8; 1024]),
+        "tar::Builder ends with two zero blocks"
+    );
+    let data_end = full.len() - 1024 - 324;
+    let mut garbage = full.clone();
+    garbage.extend_from_slice(b"trailing bytes after the end of the archive\n");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("no-padding-no-end-blocks", full[..data_end].to_vec()),
+        ("padding-no-end-blocks", full[..full.len() - 1024].to_vec()),
+        ("one-end-block", full[..full.len() - 512].to_vec()),
+        ("trailing-garbage", garbage),
+    ];
+    for (name, tar) in cases {
+        let diff_id = format!("sha256:{}", stowage_fixtures::sha256_hex(&tar));
+        let layout = dir.path().join(name);
+        let built = write_layout(
+            &layout,
+            name,
+            ImageBuilder::new().tar_layer(tar, LayerCompression::Gzip, History::new(name)),
+        );
+        // skopeo (containers/storage) stores it: the oracle.
+        let theirs = PodmanStore::new();
+        run(skopeo().args([
+            "copy",
+            &built.reference,
+            &theirs.reference(&format!("localhost/{name}:1")),
+        ]));
+        let podman_view = theirs.image_inspect(&format!("localhost/{name}:1"));
+        assert_eq!(
+            podman_view["RootFS"]["Layers"][0],
+            diff_id.as_str(),
+            "{name}: skopeo"
+        );
+        // stowage stores it the same way.
+        let dst = store.reference(&format!("localhost/{name}:1"));
+        run(stowage().args(["copy", &built.reference, &dst]));
+        let ours = store.image_inspect(&format!("localhost/{name}:1"));
+        assert_eq!(
+            ours["RootFS"]["Layers"][0],
+            diff_id.as_str(),
+            "{name}: stowage"
+        );
+        assert_eq!(ours["Id"], podman_view["Id"], "{name}");
+        // And gives it back byte for byte: an uncompressed export must hash to the diffID.
+        let out = dir.path().join(format!("{name}-out"));
+        run(stowage().args(["copy", &dst, &format!("oci:{}:x", out.display())]));
+        assert_eq!(
+            layout_diff_ids(&out, "x"),
+            vec![diff_id.clone()],
+            "{name}: exported diffID"
+        );
+    }
+    // Cut inside the last file's data: refused, naming the entry.
+    let layout = dir.path().join("cut");
+    let built = write_layout(
+        &layout,
+        "cut",
+        ImageBuilder::new().tar_layer(
+            full[..data_end - 100].to_vec(),
+            LayerCompression::Gzip,
+            History::new("cut"),
+        ),
+    );
+    let out = run_failing(stowage().args([
+        "copy",
+        &built.reference,
+        &store.reference("localhost/cut:1"),
+    ]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("\"z\"") || err.contains("z"), "{err}");
+}

@@ -570,13 +570,28 @@ struct RecState {
     content_left: u64,
     /// CRC of the current entry's content so far.
     crc: Crc64Iso,
-    /// Bytes handed out in total.
+    /// Bytes handed out in total (read from the stream; zeros made up at its end excluded).
     total: u64,
+    /// Zero bytes the reader may still make up when the stream ends between entries (see
+    /// [`RecordingReader`]); 0 once the archive's end has been parsed.
+    synthetic_left: usize,
 }
+
+/// Zeros made up for a stream that ends right after an entry: the rest of a 512-byte block
+/// and the two end-of-archive blocks.
+const SYNTHETIC_END: usize = 511 + 1024;
 
 /// The reader handed to the `tar` crate: sorts the bytes it hands out into raw segment bytes
 /// and file content (see the module docs). It buffers the underlying stream itself; the
 /// classification happens on the bytes given to the tar parser, so this is not read-ahead.
+///
+/// Layers as some tools write them (Debian's `umoci insert`) end right after the last file's
+/// data: no padding to 512 bytes, no end-of-archive blocks. containers/storage stores them.
+/// When the stream ends outside an entry's content, this reader hands the parser the zeros
+/// such a tar lacks (at most [`SYNTHETIC_END`]), without recording them: the tar-split, the
+/// byte count and the digest (taken on the real stream by the pipeline) stay those of the
+/// bytes that were there, so the layer is rebuilt exactly as it came. A stream that ends
+/// inside an entry's content is still an error.
 pub(crate) struct RecordingReader<R> {
     inner: BufReader<R>,
     state: Rc<RefCell<RecState>>,
@@ -592,6 +607,12 @@ impl<R: Read> Read for RecordingReader<R> {
             buf.len()
         };
         let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 && st.content_left == 0 && st.synthetic_left > 0 {
+            let k = want.min(st.synthetic_left);
+            buf[..k].fill(0);
+            st.synthetic_left -= k;
+            return Ok(k);
+        }
         st.total += n as u64;
         if st.content_left > 0 {
             st.crc.update(&buf[..n]);
@@ -616,6 +637,7 @@ impl Recorder {
             content_left: 0,
             crc: Crc64Iso::new(),
             total: 0,
+            synthetic_left: SYNTHETIC_END,
         }));
         (
             Recorder {
@@ -656,6 +678,11 @@ impl Recorder {
 
     fn total(&self) -> u64 {
         self.state.borrow().total
+    }
+
+    /// The archive's end was parsed: from now on the stream's own end is its end.
+    fn end_of_archive(&self) {
+        self.state.borrow_mut().synthetic_left = 0;
     }
 }
 
@@ -783,6 +810,7 @@ pub(crate) fn split_entries<R: Read, W: Write>(
         }
     }
     // End of archive: record the end blocks, record padding and anything after, to EOF.
+    recorder.end_of_archive();
     let mut reader = archive.into_inner();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
