@@ -141,7 +141,7 @@ impl Progress for Bars {
         let bar = self.multi.add(ProgressBar::new(total));
         bar.set_style(
             ProgressStyle::with_template(
-                "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                "[{bar:20}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {wide_msg}",
             )
             .expect("static template")
             .progress_chars("=> "),
@@ -164,7 +164,7 @@ impl Progress for Bars {
         };
         bar.set_style(
             ProgressStyle::with_template(
-                "Copying blob {prefix} [{bar:25}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                "{prefix} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
             )
             .expect("static template")
             .progress_chars("=> "),
