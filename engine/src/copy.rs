@@ -96,15 +96,17 @@ pub struct LayerLabel {
     pub image: String,
 }
 
+impl LayerLabel {
+    /// The label without its leading word, for the tar walkers, whose entry errors already
+    /// say "layer …: tar entry …": `2 (sha256:…) of IMAGE`.
+    pub fn for_tar_errors(&self) -> String {
+        format!("{} ({}) of {}", self.index + 1, self.digest, self.image)
+    }
+}
+
 impl std::fmt::Display for LayerLabel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "layer {} ({}) of {}",
-            self.index + 1,
-            self.digest,
-            self.image
-        )
+        write!(f, "layer {}", self.for_tar_errors())
     }
 }
 

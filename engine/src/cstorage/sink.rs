@@ -146,18 +146,17 @@ impl StorageWriter<'_> {
     fn write_layer(&self, input: LayerInput<'_>, handle: &LayerHandle<'_>) -> Result<LayerDigests> {
         let plan = &self.plan.layers[input.index];
         let what = input.label.to_string();
+        let tar_layer = input.label.for_tar_errors();
         let form = input.form;
         let tar_split = handle.create_tar_split()?;
         let mut ts = TarSplitWriter::new(io::BufWriter::new(tar_split));
         let writable = WritableRoot::new(handle.diff_dir(), &what)?;
-        // Tar-entry errors print "layer {layer}: tar entry ..."; don't say "layer" twice.
-        let tar_layer = what.strip_prefix("layer ").unwrap_or(&what);
         let decoded = input.decode(|tar| {
             extract_layer(
                 tar,
                 handle.diff_dir(),
                 &self.extract,
-                tar_layer,
+                &tar_layer,
                 Some(&mut ts),
             )
         })?;

@@ -88,12 +88,9 @@ impl Repo {
         visit: &mut dyn FnMut(&WalkEntry) -> Result<()>,
         depth: usize,
     ) -> Result<()> {
-        if depth > 4096 {
-            return Err(Error::Malformed {
-                what: format!("tree at {path:?} in {}", self.path.display()),
-                reason: "nested more than 4096 directories deep".into(),
-            });
-        }
+        super::object::check_tree_depth(depth, || {
+            format!("tree at {path:?} in {}", self.path.display())
+        })?;
         visit(&WalkEntry::Dir {
             path: path.to_string(),
             meta: self.read_dirmeta(meta)?,
@@ -146,12 +143,9 @@ impl Repo {
         mode: CheckoutMode,
         depth: usize,
     ) -> Result<()> {
-        if depth > 4096 {
-            return Err(Error::Malformed {
-                what: format!("tree at {} in {}", path.display(), self.path.display()),
-                reason: "nested more than 4096 directories deep".into(),
-            });
-        }
+        super::object::check_tree_depth(depth, || {
+            format!("tree at {} in {}", path.display(), self.path.display())
+        })?;
         let dm = self.read_dirmeta(meta)?;
         let dt = self.read_dirtree(tree)?;
         let dfd = fsutil::dir_fd(dir, path)?;
@@ -265,12 +259,9 @@ impl Repo {
         path: &mut PathBuf,
         depth: usize,
     ) -> Result<()> {
-        if depth > 4096 {
-            return Err(Error::Malformed {
-                what: format!("tree at {} in {}", path.display(), self.path.display()),
-                reason: "nested more than 4096 directories deep".into(),
-            });
-        }
+        super::object::check_tree_depth(depth, || {
+            format!("tree at {} in {}", path.display(), self.path.display())
+        })?;
         if seen.insert((*meta, ObjectType::DirMeta)) {
             self.read_verified(meta, ObjectType::DirMeta)?;
             report.metadata_objects += 1;

@@ -112,22 +112,26 @@ pub fn read_xattrs_path(path: &Path) -> Result<Xattrs> {
 
 /// Set every xattr in `xattrs` on an open file.
 pub fn set_xattrs_fd(fd: BorrowedFd<'_>, xattrs: &Xattrs, path: &Path) -> Result<()> {
-    for (k, v) in xattrs.iter() {
-        rustix::fs::fsetxattr(fd, k, v, rustix::fs::XattrFlags::empty()).map_err(|e| {
-            Error::io_path(
-                &format!("setting xattr {} on", String::from_utf8_lossy(k)),
-                path,
-                e.into(),
-            )
-        })?;
-    }
-    Ok(())
+    set_each(xattrs, path, |k, v| {
+        rustix::fs::fsetxattr(fd, k, v, rustix::fs::XattrFlags::empty())
+    })
 }
 
 /// Set every xattr in `xattrs` on `path` itself (not following a symlink).
 pub fn set_xattrs_path(path: &Path, xattrs: &Xattrs) -> Result<()> {
+    set_each(xattrs, path, |k, v| {
+        rustix::fs::lsetxattr(path, k, v, rustix::fs::XattrFlags::empty())
+    })
+}
+
+/// Call `set` for each xattr, naming the xattr and `path` in an error.
+fn set_each(
+    xattrs: &Xattrs,
+    path: &Path,
+    set: impl Fn(&[u8], &[u8]) -> rustix::io::Result<()>,
+) -> Result<()> {
     for (k, v) in xattrs.iter() {
-        rustix::fs::lsetxattr(path, k, v, rustix::fs::XattrFlags::empty()).map_err(|e| {
+        set(k, v).map_err(|e| {
             Error::io_path(
                 &format!("setting xattr {} on", String::from_utf8_lossy(k)),
                 path,

@@ -248,8 +248,7 @@ pub fn import_layer(
                                     target.display()
                                 ))
                             })?;
-                            let parent = txn.default_dirmeta()?;
-                            tree.insert_file(&path, c, parent)?;
+                            tree.insert_file(&path, c, default_meta)?;
                             c
                         }
                         EntryKind::CharDevice { .. }

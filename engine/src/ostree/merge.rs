@@ -16,7 +16,7 @@ use super::mtree::MutableTree;
 use super::object::Checksum;
 use super::repo::Repo;
 use super::txn::Transaction;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The whiteout prefix.
 pub const WHITEOUT_PREFIX: &str = ".wh.";
@@ -63,12 +63,7 @@ fn apply_dir(
     default_meta: Checksum,
     depth: usize,
 ) -> Result<()> {
-    if depth > 4096 {
-        return Err(Error::Malformed {
-            what: format!("layer tree at {path:?}"),
-            reason: "nested more than 4096 directories deep".into(),
-        });
-    }
+    super::object::check_tree_depth(depth, || format!("layer tree at {path:?}"))?;
     let dt = repo.read_dirtree(tree)?;
     let dir = merged.ensure_dir(path, default_meta)?;
     dir.set_meta(*meta);

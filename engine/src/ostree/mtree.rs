@@ -370,12 +370,9 @@ impl super::repo::Repo {
     }
 
     fn read_mtree_at(&self, tree: &Checksum, meta: &Checksum, depth: usize) -> Result<MutableTree> {
-        if depth > 4096 {
-            return Err(Error::Malformed {
-                what: format!("dirtree {tree} in {}", self.path().display()),
-                reason: "nested more than 4096 directories deep".into(),
-            });
-        }
+        super::object::check_tree_depth(depth, || {
+            format!("dirtree {tree} in {}", self.path().display())
+        })?;
         let dt = self.read_dirtree(tree)?;
         let mut out = MutableTree::new(*meta);
         out.files = dt.files.into_iter().collect();

@@ -149,6 +149,21 @@ pub fn object_path(checksum: &Checksum, ty: ObjectType, archive: bool) -> String
     format!("objects/{}/{}.{}", &hex[..2], &hex[2..], ty.ext(archive))
 }
 
+/// The deepest directory nesting stowage follows in a tree (a hostile or corrupt repository
+/// could otherwise recurse without end).
+pub const MAX_TREE_DEPTH: usize = 4096;
+
+/// An error when `depth` is past [`MAX_TREE_DEPTH`]; `what` names the tree (called lazily).
+pub fn check_tree_depth(depth: usize, what: impl FnOnce() -> String) -> Result<()> {
+    if depth > MAX_TREE_DEPTH {
+        return Err(Error::Malformed {
+            what: what(),
+            reason: format!("nested more than {MAX_TREE_DEPTH} directories deep"),
+        });
+    }
+    Ok(())
+}
+
 /// Extended attributes, kept sorted by name as ostree canonicalises them. Names are stored
 /// without the trailing NUL that the serialized form carries.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

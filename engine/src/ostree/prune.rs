@@ -148,12 +148,9 @@ impl Repo {
         if !reachable.insert((*tree, ObjectType::DirTree)) {
             return Ok(());
         }
-        if depth > 4096 {
-            return Err(Error::Malformed {
-                what: format!("dirtree {tree} in {}", self.path.display()),
-                reason: "nested more than 4096 directories deep".into(),
-            });
-        }
+        super::object::check_tree_depth(depth, || {
+            format!("dirtree {tree} in {}", self.path.display())
+        })?;
         let dt = self.read_dirtree(tree)?;
         for (_, c) in &dt.files {
             reachable.insert((*c, ObjectType::File));

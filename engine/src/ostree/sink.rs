@@ -179,8 +179,7 @@ impl ImageWriter for OstreeWriter<'_> {
 
     fn put_layer(&self, input: LayerInput<'_>) -> Result<StoredLayer> {
         let index = input.index;
-        let label = input.label.to_string();
-        let tar_layer = label.strip_prefix("layer ").unwrap_or(&label).to_string();
+        let tar_layer = input.label.for_tar_errors();
         let repo = &self.sink.repo;
         let mut txn = repo.begin()?;
         let decoded = input
