@@ -11,9 +11,10 @@ use stowage_engine::compression::Compression;
 use stowage_engine::copy::CopyOptions;
 use stowage_engine::endpoint::EndpointOptions;
 use stowage_engine::manifest::PlatformSpec;
+use stowage_engine::ostree::import::{ImportOptions, VarHandling};
 use stowage_engine::registry::{Credentials, RegistryOptions};
 
-use crate::cli::{CompressFormat, PlatformOpts, RegistryOpts, RemoteOpts, StorageOpts, SystemOpts};
+use crate::cli::{CompressFormat, OstreeVar, PlatformOpts, RegistryOpts, RemoteOpts, StorageOpts, SystemOpts};
 
 /// The engine's compression for a `--dest-compress-format` choice.
 pub fn compression(compress: Option<CompressFormat>) -> Option<Compression> {
@@ -41,6 +42,16 @@ fn seconds(what: &str, v: f64) -> Result<Duration> {
         .ok()
         .filter(|d| !d.is_zero() || what == "--retry-delay")
         .with_context(|| format!("{what} {v}: expected a positive number of seconds"))
+}
+
+/// The ostree import options of `--ostree-var`.
+pub fn ostree_import(var: OstreeVar) -> ImportOptions {
+    let mut o = ImportOptions::default();
+    o.var = match var {
+        OstreeVar::Keep => VarHandling::Keep,
+        OstreeVar::Factory => VarHandling::FactoryVar,
+    };
+    o
 }
 
 /// Registry options for one side of an operation.

@@ -286,6 +286,16 @@ pub enum CompressFormat {
     Zstd,
 }
 
+/// Where an ostree import puts the layers' `/var`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OstreeVar {
+    /// Keep it as `var` (what ostree-rs-ext does with ostree 2024.3 and newer).
+    Keep,
+    /// Move it to `usr/share/factory/var` (ostree-rs-ext with an older ostree, which
+    /// copies it to /var at boot with systemd-tmpfiles).
+    Factory,
+}
+
 /// Platform overrides for multi-arch images.
 #[derive(Debug, Args)]
 pub struct PlatformOpts {
@@ -343,6 +353,9 @@ pub struct CopyArgs {
     /// Write the digest of the stored manifest to this file.
     #[arg(long, value_name = "PATH")]
     pub digestfile: Option<std::path::PathBuf>,
+    /// For an ostree: destination, where the layers' /var goes.
+    #[arg(long, value_enum, default_value = "keep")]
+    pub ostree_var: OstreeVar,
     /// Layers transferred at once.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,

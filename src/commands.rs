@@ -22,6 +22,7 @@ pub fn copy(global: &GlobalOpts, args: CopyArgs) -> Result<ExitCode> {
     let src = parse_ref(&args.source)?;
     let dst = parse_ref(&args.destination)?;
     let mut opts = endpoint_options(&args.storage, args.dest_compress_format);
+    opts.ostree_import = crate::args::ostree_import(args.ostree_var);
     opts.src_registry = registry_options(
         &args.registry,
         args.src_creds.as_deref(),

@@ -300,6 +300,10 @@ pub trait ImageWriter: Send + Sync {
     /// Store a layer the writer does not have, consuming `input` through one of its methods
     /// (which verify it). Called from several threads at once, in any order.
     fn put_layer(&self, input: LayerInput<'_>) -> Result<StoredLayer>;
+    /// Layer `index` failed (in the source, in verification, or in [`Self::put_layer`]): a
+    /// writer whose layers wait for one another must wake the waiters, so a failure anywhere
+    /// ends the copy instead of leaving a layer waiting for one that will never come.
+    fn layer_failed(&self, _index: usize, _error: &Error) {}
     /// Make the image visible.
     fn commit(self: Box<Self>, image: &FinalImage) -> Result<CommitResult>;
 }
@@ -507,6 +511,7 @@ pub fn copy_image(
                     return;
                 }
                 if let Err(e) = work(i) {
+                    writer.layer_failed(i, &e);
                     failed.store(true, Ordering::Relaxed);
                     let mut slot = first_error.lock().unwrap();
                     if slot.as_ref().is_none_or(|(j, _)| i < *j) {

@@ -33,6 +33,8 @@ pub struct EndpointOptions {
     pub src_registry: RegistryOptions,
     /// Registry settings for a `docker://` destination.
     pub dest_registry: RegistryOptions,
+    /// How an `ostree:` destination imports layers.
+    pub ostree_import: ImportOptions,
 }
 
 impl Default for EndpointOptions {
@@ -43,6 +45,7 @@ impl Default for EndpointOptions {
             storage_runroot: PathBuf::from("/run/containers/storage"),
             src_registry: RegistryOptions::default(),
             dest_registry: RegistryOptions::default(),
+            ostree_import: ImportOptions::default(),
         }
     }
 }
@@ -93,7 +96,6 @@ pub fn open_source(r: &ImageRef, options: &EndpointOptions) -> Result<Box<dyn Im
             repo.as_deref()
                 .unwrap_or(Path::new(crate::transport::DEFAULT_OSTREE_REPO)),
             image,
-            ImportOptions::default(),
         )?)),
         ImageRef::Ostree { image: None, .. } => Err(Error::InvalidTransport {
             input: r.to_string(),
@@ -136,7 +138,7 @@ pub fn open_sink(r: &ImageRef, options: &EndpointOptions) -> Result<Box<dyn Imag
             repo.as_deref()
                 .unwrap_or(Path::new(crate::transport::DEFAULT_OSTREE_REPO)),
             image.clone(),
-            ImportOptions::default(),
+            options.ostree_import.clone(),
         )?)),
     }
 }

@@ -252,6 +252,12 @@ impl ImageWriter for StorageWriter<'_> {
         }
     }
 
+    fn layer_failed(&self, index: usize, error: &Error) {
+        if self.states.lock().unwrap()[index] != LayerState::Failed {
+            self.fail(index, error);
+        }
+    }
+
     fn put_layer(&self, input: LayerInput<'_>) -> Result<StoredLayer> {
         let i = input.index;
         let result = (|| {

@@ -58,6 +58,11 @@ pub enum VarHandling {
 pub struct ImportOptions {
     /// Where `/var` goes.
     pub var: VarHandling,
+    /// Keep only `usr`, `etc` (as `usr/etc`), `var` and the excluded toplevels' directories,
+    /// dropping every other toplevel with its content: what ostree-rs-ext does to the derived
+    /// layers of an ostree-encapsulated image whose base root is not transient. Plain images
+    /// (no ostree base) keep every toplevel.
+    pub usr_only: bool,
 }
 
 /// The tar-split's name in an export-data tree.
@@ -109,6 +114,8 @@ pub(super) fn map_path(path: &Path, opts: &ImportOptions) -> Result<MappedPath> 
             "usr/share/factory/var{}",
             rest.map(|r| format!("/{r}")).unwrap_or_default()
         ),
+        ("usr" | "var", _) => s.to_string(),
+        _ if opts.usr_only => return Ok(MappedPath::Filtered(top.to_string())),
         _ => s.to_string(),
     };
     Ok(MappedPath::Kept(mapped))
@@ -155,9 +162,7 @@ pub fn import_layer(
     let mut entries = 0u64;
     // Content checksums by ostree path, for hard links.
     let mut files: BTreeMap<String, Checksum> = BTreeMap::new();
-    let tmp = txn.repo().path().join("tmp");
-    let split_file = tempfile::tempfile_in(&tmp).at("creating a temporary file in", &tmp)?;
-    let mut split = TarSplitWriter::new(std::io::BufWriter::new(split_file));
+    let mut split = new_split(txn)?;
     layer_tar::read_entries_recording(tar, layer, &mut split, |meta, body| {
         let bad = |reason: String| Error::BadTarEntry {
             layer: layer.to_string(),
@@ -265,6 +270,32 @@ pub fn import_layer(
         }
         Ok(())
     })?;
+    store_split(txn, &mut export_data, split, layer)?;
+    Ok(LayerImport {
+        tree,
+        export_data,
+        filtered,
+        entries,
+    })
+}
+
+/// A tar-split recorder writing to an unnamed temporary file in the repository's `tmp/`.
+pub(super) type SplitRecorder = TarSplitWriter<std::io::BufWriter<std::fs::File>>;
+
+/// Start recording a layer's tar-split (see [`store_split`]).
+pub(super) fn new_split(txn: &Transaction<'_>) -> Result<SplitRecorder> {
+    let tmp = txn.repo().path().join("tmp");
+    let split_file = tempfile::tempfile_in(&tmp).at("creating a temporary file in", &tmp)?;
+    Ok(TarSplitWriter::new(std::io::BufWriter::new(split_file)))
+}
+
+/// Finish a recorded tar-split and store it as [`TAR_SPLIT_FILE`] of `export_data`.
+pub(super) fn store_split(
+    txn: &mut Transaction<'_>,
+    export_data: &mut MutableTree,
+    split: SplitRecorder,
+    layer: &str,
+) -> Result<()> {
     let mut split_file = split
         .finish()?
         .into_inner()
@@ -276,13 +307,8 @@ pub fn import_layer(
         .seek(SeekFrom::Start(0))
         .ctx(|| format!("reading the tar-split of {layer}"))?;
     let fm = FileMeta::regular(0, 0, 0o644, Xattrs::new());
-    txn.add_file(&mut export_data, TAR_SPLIT_FILE, &fm, size, split_file)?;
-    Ok(LayerImport {
-        tree,
-        export_data,
-        filtered,
-        entries,
-    })
+    txn.add_file(export_data, TAR_SPLIT_FILE, &fm, size, split_file)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -290,7 +316,11 @@ mod tests {
     use super::*;
 
     fn mapped(p: &str, var: VarHandling) -> Option<String> {
-        match map_path(Path::new(p), &ImportOptions { var }).unwrap() {
+        let opts = ImportOptions {
+            var,
+            ..ImportOptions::default()
+        };
+        match map_path(Path::new(p), &opts).unwrap() {
             MappedPath::Kept(s) => Some(s),
             MappedPath::Root => Some(String::new()),
             MappedPath::Filtered(_) => None,
@@ -313,5 +343,25 @@ mod tests {
         assert_eq!(mapped("dev/null", k), None);
         assert_eq!(mapped("opt/app", k).unwrap(), "opt/app");
         assert_eq!(mapped("", k).unwrap(), "");
+    }
+
+    #[test]
+    fn usr_only_drops_other_toplevels_with_their_directory() {
+        let opts = ImportOptions {
+            usr_only: true,
+            ..ImportOptions::default()
+        };
+        let m = |p: &str| match map_path(Path::new(p), &opts).unwrap() {
+            MappedPath::Kept(s) => Some(s),
+            MappedPath::Root => Some(String::new()),
+            MappedPath::Filtered(_) => None,
+        };
+        assert_eq!(m("usr/bin/sh").unwrap(), "usr/bin/sh");
+        assert_eq!(m("etc/x").unwrap(), "usr/etc/x");
+        assert_eq!(m("var/lib").unwrap(), "var/lib");
+        assert_eq!(m("tmp").unwrap(), "tmp");
+        assert_eq!(m("opt"), None);
+        assert_eq!(m("opt/app/bin"), None);
+        assert_eq!(m("").unwrap(), "");
     }
 }

@@ -38,7 +38,21 @@ pub fn merge_layers(
     layers: &[Checksum],
 ) -> Result<MutableTree> {
     let default_meta = txn.default_dirmeta()?;
-    let mut merged = MutableTree::new(default_meta);
+    merge_onto(repo, txn, MutableTree::new(default_meta), layers)
+}
+
+/// Merge the trees of `layers` (bottom first) onto `base`, as [`merge_layers`] does onto an
+/// empty tree: the derived layers of an ostree-encapsulated image go onto its commit's tree
+/// (whose own `.wh.` files, if any, are kept: ostree-rs-ext checks the base out without
+/// processing whiteouts).
+pub fn merge_onto(
+    repo: &Repo,
+    txn: &mut Transaction<'_>,
+    base: MutableTree,
+    layers: &[Checksum],
+) -> Result<MutableTree> {
+    let default_meta = txn.default_dirmeta()?;
+    let mut merged = base;
     for commit in layers {
         let c = repo.read_commit(commit)?;
         apply_dir(

@@ -13,7 +13,9 @@
 //! 9. the ostree-rs-ext container store as a copy destination: [`import`] (a layer tar → a
 //!    layer commit, with ostree-rs-ext's path rules), [`merge`] (layer commits → the image's
 //!    root, whiteouts applied), [`canon_json`] (the manifest and config as stored in commit
-//!    metadata) and [`sink`] ([`OstreeSink`], `ostree:[REPO]IMGREF`);
+//!    metadata) and [`sink`] ([`OstreeSink`], `ostree:[REPO]IMGREF`); ostree-encapsulated
+//!    images (bootc base images: the ostree commit and object sets as layers) through
+//!    [`encapsulated`];
 //! 10. and as a copy source, exported bit for bit: [`source`] ([`OstreeSource`]);
 //! 11. removing images ([`container::delete_image`], [`container::gc_layers`]) and
 //!     unreachable objects ([`prune`]).
@@ -22,6 +24,7 @@ pub mod canon_json;
 pub mod checkout;
 pub mod config;
 pub mod container;
+pub mod encapsulated;
 pub mod fsutil;
 pub mod gvariant;
 pub mod import;

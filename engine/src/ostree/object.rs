@@ -217,6 +217,12 @@ impl Xattrs {
         )
     }
 
+    /// Parse serialized `a(ayay)` xattrs (a `.file-xattrs` object of ostree-rs-ext's tar
+    /// format), keeping their order.
+    pub fn parse(data: &[u8], what: &str) -> Result<Xattrs> {
+        Xattrs::from_value(&parse_as("a(ayay)", data, what)?, what)
+    }
+
     fn from_value(v: &Value, what: &str) -> Result<Xattrs> {
         let items = v
             .as_array()

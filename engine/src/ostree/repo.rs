@@ -390,6 +390,47 @@ impl Repo {
         }
     }
 
+    /// Whether `commit` is marked partial (`state/<checksum>.commitpartial`): some of the
+    /// objects it references may be missing, and ostree's fsck does not count them as errors.
+    pub fn is_commit_partial(&self, commit: &Checksum) -> Result<bool> {
+        let rel = format!("state/{}.commitpartial", commit.to_hex());
+        match self.dir.symlink_metadata(&rel) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io_path("reading", self.path.join(rel), e)),
+        }
+    }
+
+    /// Mark `commit` partial or complete, as libostree's `mark_commit_partial` does (an empty
+    /// `state/<checksum>.commitpartial` file; durable before this returns).
+    pub fn set_commit_partial(&self, commit: &Checksum, partial: bool) -> Result<()> {
+        let rel = format!("state/{}.commitpartial", commit.to_hex());
+        let full = self.path.join(&rel);
+        if partial {
+            match self.dir.create_dir("state") {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io_path("creating", self.path.join("state"), e)),
+            }
+            let f = self
+                .dir
+                .create(&rel)
+                .map_err(|e| Error::io_path("creating", &full, e))?;
+            f.sync_all().map_err(|e| Error::io_path("syncing", &full, e))?;
+        } else {
+            match self.dir.remove_file(&rel) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(Error::io_path("removing", &full, e)),
+            }
+        }
+        let state = self
+            .dir
+            .open_dir("state")
+            .map_err(|e| Error::io_path("opening", self.path.join("state"), e))?;
+        super::fsutil::fsync_dir(&state, &self.path.join("state"))
+    }
+
     /// The commit a ref under `refs/heads/` points to, if the ref exists.
     pub fn read_ref(&self, name: &str) -> Result<Option<Checksum>> {
         validate_ref(name)?;

@@ -21,14 +21,23 @@
 //!    digest>`, and the merge commit keeps the manifest and config bytes as served
 //!    (`stowage.manifest`, `stowage.image-config`, `ay`).
 //!
+//! 5. An ostree-encapsulated image ([`encapsulated`]: config label `ostree.final-diffid`)
+//!    imports differently: layer 0 carries the image's own ostree commit, whose objects go in
+//!    as they are (checked against their names) and whose checksum the blob ref names (marked
+//!    partial until the image is complete); the object-set layers become ostree-rs-ext's flat
+//!    object-set commits; derived layers wait for the commit layer (its `prepare-root.conf`
+//!    decides whether toplevels besides `/usr` are kept) and import as in step 1. The merge
+//!    starts from the base commit's tree, applies the derived layers, and has the base as its
+//!    parent. The merged root equals ostree-rs-ext's (`tests/ostree_encapsulated.rs`).
+//!
 //! A copy killed at any point leaves only complete objects and refs to complete commits
 //! ([`super::txn`]): blob refs of the layers that finished, no image ref; running it again
-//! reuses those layers. Not yet: ostree-encapsulated images (`ostree.final-diffid`) and
-//! SELinux relabeling from the merged tree's policy.
+//! reuses those layers. Not yet: SELinux relabeling from the merged tree's policy.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
+use super::encapsulated::{self, LayerRole, META_LAYER_KIND};
 use super::gvariant::Value;
 use super::import::{self, ImportOptions};
 use super::merge;
@@ -135,6 +144,7 @@ impl ImageSink for OstreeSink {
             .iter()
             .map(|l| layer_data_ref(l.descriptor.digest()))
             .collect::<Result<Vec<_>>>()?;
+        let roles = encapsulated::layer_roles(plan)?;
         Ok(Box::new(OstreeWriter {
             sink: self,
             plan: plan.clone(),
@@ -142,6 +152,10 @@ impl ImageSink for OstreeSink {
             blob_refs,
             data_refs,
             commits: Mutex::new(vec![None; plan.layers.len()]),
+            encapsulated: roles.first() == Some(&LayerRole::Commit),
+            roles,
+            base: Mutex::new(BaseState::Pending),
+            base_changed: Condvar::new(),
         }))
     }
 }
@@ -153,11 +167,142 @@ struct OstreeWriter<'s> {
     blob_refs: Vec<String>,
     data_refs: Vec<String>,
     commits: Mutex<Vec<Option<Checksum>>>,
+    /// What each layer is ([`encapsulated::layer_roles`]).
+    roles: Vec<LayerRole>,
+    /// Whether layer 0 is an ostree commit layer.
+    encapsulated: bool,
+    /// The commit layer's outcome, which derived layers of an encapsulated image wait for
+    /// (whether the base root is transient decides which toplevels they keep).
+    base: Mutex<BaseState>,
+    base_changed: Condvar,
+}
+
+/// Where the commit layer of an encapsulated image is.
+#[derive(Debug, Clone)]
+enum BaseState {
+    Pending,
+    Ready { transient: bool },
+    Failed(String),
+}
+
+/// Export-data metadata key set on derived layers imported with [`ImportOptions::usr_only`].
+pub const META_USR_ONLY: &str = "stowage.usr-only";
+/// Export-data metadata key set on derived layers imported with
+/// [`import::VarHandling::FactoryVar`].
+pub const META_FACTORY_VAR: &str = "stowage.factory-var";
+
+/// The export-data metadata recording how a derived layer was mapped (absent keys: the
+/// defaults), which the export needs to find each file again.
+fn mapping_meta(options: &ImportOptions) -> Vec<(String, Value)> {
+    let mut meta = Vec::new();
+    if options.usr_only {
+        meta.push((META_USR_ONLY.to_string(), Value::str("true")));
+    }
+    if options.var == import::VarHandling::FactoryVar {
+        meta.push((META_FACTORY_VAR.to_string(), Value::str("true")));
+    }
+    meta
+}
+
+/// The mapping options recorded by [`mapping_meta`] in the export-data commit `data`.
+pub fn recorded_mapping(data: &super::object::Commit) -> ImportOptions {
+    let mut o = ImportOptions::default();
+    o.usr_only = data.meta(META_USR_ONLY).is_some();
+    if data.meta(META_FACTORY_VAR).is_some() {
+        o.var = import::VarHandling::FactoryVar;
+    }
+    o
+}
+
+impl OstreeWriter<'_> {
+    fn set_base(&self, state: BaseState) {
+        *self.base.lock().unwrap() = state;
+        self.base_changed.notify_all();
+    }
+
+    /// The import options of derived layer `index`: those of the sink, and for an
+    /// encapsulated image, once its commit layer is in, `usr_only` unless its root is
+    /// transient.
+    fn derived_options(&self, index: usize) -> Result<ImportOptions> {
+        let mut options = self.sink.options.clone();
+        if !self.encapsulated {
+            return Ok(options);
+        }
+        let mut state = self.base.lock().unwrap();
+        loop {
+            match &*state {
+                BaseState::Pending => state = self.base_changed.wait(state).unwrap(),
+                BaseState::Ready { transient } => {
+                    options.usr_only = !transient;
+                    return Ok(options);
+                }
+                BaseState::Failed(cause) => {
+                    return Err(Error::Conflict {
+                        what: crate::copy::LayerLabel {
+                            index,
+                            digest: self.plan.layers[index].descriptor.digest().clone(),
+                            image: self.plan.source_name.clone(),
+                        }
+                        .to_string(),
+                        reason: format!(
+                            "not imported because the image's ostree commit layer failed: {cause}"
+                        ),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Write `tree` as the layer commit of `index` and `export_data` as its export-data
+    /// commit, point both refs at them and commit `txn`; returns the layer commit.
+    fn finish_layer(
+        &self,
+        mut txn: super::txn::Transaction<'_>,
+        index: usize,
+        layer_commit: LayerCommit<'_>,
+        export_data: &super::mtree::MutableTree,
+        extra_meta: Vec<(String, Value)>,
+    ) -> Result<Checksum> {
+        let commit = match layer_commit {
+            LayerCommit::Write(tree, spec) => txn.write_commit(tree, &spec)?,
+            LayerCommit::Existing(c) => c,
+        };
+        let mut metadata = vec![
+            (
+                "stowage.diff-id".to_string(),
+                Value::str(self.plan.layers[index].diff_id.to_string()),
+            ),
+            (
+                "stowage.layer-commit".to_string(),
+                Value::str(commit.to_hex()),
+            ),
+        ];
+        metadata.extend(extra_meta);
+        let data_spec = CommitSpec {
+            metadata,
+            ..CommitSpec::default()
+        };
+        let data = txn.write_commit(export_data, &data_spec)?;
+        txn.set_ref(&self.blob_refs[index], Some(commit))?;
+        txn.set_ref(&self.data_refs[index], Some(data))?;
+        txn.commit()?;
+        self.commits.lock().unwrap()[index] = Some(commit);
+        Ok(commit)
+    }
+}
+
+/// The layer commit [`OstreeWriter::finish_layer`] records.
+enum LayerCommit<'t> {
+    /// Write this tree as a commit.
+    Write(&'t super::mtree::MutableTree, CommitSpec),
+    /// A commit the layer carried (an encapsulated image's own commit).
+    Existing(Checksum),
 }
 
 impl ImageWriter for OstreeWriter<'_> {
     fn existing_layer(&self, index: usize) -> Result<Option<StoredLayer>> {
         let repo = &self.sink.repo;
+        let role = self.roles[index];
         let Some(commit) = repo.read_ref(&self.blob_refs[index])? else {
             return Ok(None);
         };
@@ -171,6 +316,25 @@ impl ImageWriter for OstreeWriter<'_> {
                 return Ok(None);
             }
         }
+        let data_commit = repo.read_commit(&data)?;
+        if LayerRole::from_kind_name(data_commit.meta_str(META_LAYER_KIND)) != Some(role) {
+            return Ok(None);
+        }
+        match role {
+            LayerRole::Commit => self.set_base(BaseState::Ready {
+                transient: encapsulated::root_is_transient(repo, &commit)?,
+            }),
+            LayerRole::Derived => {
+                // Imported with other path rules (another --ostree-var, or a base whose root
+                // differs): import it again with these.
+                let wanted = self.derived_options(index)?;
+                let recorded = recorded_mapping(&data_commit);
+                if (wanted.usr_only, wanted.var) != (recorded.usr_only, recorded.var) {
+                    return Ok(None);
+                }
+            }
+            LayerRole::ObjectSet => {}
+        }
         self.commits.lock().unwrap()[index] = Some(commit);
         Ok(Some(StoredLayer {
             descriptor: self.plan.layers[index].descriptor.clone(),
@@ -179,40 +343,74 @@ impl ImageWriter for OstreeWriter<'_> {
 
     fn put_layer(&self, input: LayerInput<'_>) -> Result<StoredLayer> {
         let index = input.index;
+        let role = self.roles[index];
         let tar_layer = input.label.for_tar_errors();
         let repo = &self.sink.repo;
-        let mut txn = repo.begin()?;
-        let decoded = input
-            .decode(|tar| import::import_layer(&mut txn, tar, &tar_layer, &self.sink.options))?;
-        let spec = CommitSpec {
-            metadata: vec![(
-                "ostree.importer.version".to_string(),
-                Value::str(IMPORTER_VERSION),
-            )],
-            ..CommitSpec::default()
-        };
-        let commit = txn.write_commit(&decoded.value.tree, &spec)?;
-        let data_spec = CommitSpec {
-            metadata: vec![
-                (
-                    "stowage.diff-id".to_string(),
-                    Value::str(self.plan.layers[index].diff_id.to_string()),
-                ),
-                (
-                    "stowage.layer-commit".to_string(),
-                    Value::str(commit.to_hex()),
-                ),
-            ],
-            ..CommitSpec::default()
-        };
-        let data = txn.write_commit(&decoded.value.export_data, &data_spec)?;
-        txn.set_ref(&self.blob_refs[index], Some(commit))?;
-        txn.set_ref(&self.data_refs[index], Some(data))?;
-        txn.commit()?;
-        self.commits.lock().unwrap()[index] = Some(commit);
+        let mut kind_meta = Vec::new();
+        if let Some(kind) = role.kind_name() {
+            kind_meta.push((META_LAYER_KIND.to_string(), Value::str(kind)));
+        }
+        match role {
+            LayerRole::Commit | LayerRole::ObjectSet => {
+                let mut txn = repo.begin()?;
+                let decoded = input.decode(|tar| {
+                    encapsulated::import_object_layer(&mut txn, tar, &tar_layer, role)
+                })?;
+                let imported = decoded.value;
+                if let Some(commit) = imported.commit {
+                    self.finish_layer(
+                        txn,
+                        index,
+                        LayerCommit::Existing(commit),
+                        &imported.export_data,
+                        kind_meta,
+                    )?;
+                    self.set_base(BaseState::Ready {
+                        transient: encapsulated::root_is_transient(repo, &commit)?,
+                    });
+                } else {
+                    let default_meta = txn.default_dirmeta()?;
+                    let tree = encapsulated::object_set_tree(&imported.objects, default_meta)?;
+                    self.finish_layer(
+                        txn,
+                        index,
+                        LayerCommit::Write(&tree, CommitSpec::default()),
+                        &imported.export_data,
+                        kind_meta,
+                    )?;
+                }
+            }
+            LayerRole::Derived => {
+                let options = self.derived_options(index)?;
+                kind_meta.extend(mapping_meta(&options));
+                let mut txn = repo.begin()?;
+                let decoded =
+                    input.decode(|tar| import::import_layer(&mut txn, tar, &tar_layer, &options))?;
+                let spec = CommitSpec {
+                    metadata: vec![(
+                        "ostree.importer.version".to_string(),
+                        Value::str(IMPORTER_VERSION),
+                    )],
+                    ..CommitSpec::default()
+                };
+                self.finish_layer(
+                    txn,
+                    index,
+                    LayerCommit::Write(&decoded.value.tree, spec),
+                    &decoded.value.export_data,
+                    kind_meta,
+                )?;
+            }
+        }
         Ok(StoredLayer {
             descriptor: self.plan.layers[index].descriptor.clone(),
         })
+    }
+
+    fn layer_failed(&self, index: usize, error: &Error) {
+        if self.roles[index] == LayerRole::Commit {
+            self.set_base(BaseState::Failed(error.to_string()));
+        }
     }
 
     fn commit(self: Box<Self>, image: &FinalImage) -> Result<CommitResult> {
@@ -242,7 +440,27 @@ impl ImageWriter for OstreeWriter<'_> {
                     .unwrap_or(0)
             });
         let mut txn = repo.begin()?;
-        let mut tree = merge::merge_layers(repo, &mut txn, &layers)?;
+        let (parent, mut tree) = if self.encapsulated {
+            // The image's own commit, complete now that every layer is in, is the base; the
+            // derived layers go on top of it, and it becomes the merge commit's parent.
+            let base = layers[0];
+            encapsulated::check_complete(repo, &base, name)?;
+            repo.set_commit_partial(&base, false)?;
+            let c = repo.read_commit(&base)?;
+            let derived: Vec<Checksum> = layers
+                .iter()
+                .zip(&self.roles)
+                .filter(|(_, r)| **r == LayerRole::Derived)
+                .map(|(c, _)| *c)
+                .collect();
+            let base_tree = repo.read_mtree(&c.root_tree, &c.root_meta)?;
+            (
+                Some(base),
+                merge::merge_onto(repo, &mut txn, base_tree, &derived)?,
+            )
+        } else {
+            (None, merge::merge_layers(repo, &mut txn, &layers)?)
+        };
         merge::cleanup_root(repo, &mut tree)?;
         let spec = CommitSpec {
             metadata: vec![
@@ -269,6 +487,7 @@ impl ImageWriter for OstreeWriter<'_> {
                 ),
             ],
             timestamp,
+            parent,
             ..CommitSpec::default()
         };
         let commit = txn.write_commit(&tree, &spec)?;

@@ -11,6 +11,9 @@
 //!    (each checked against the tar-split's CRC-64). The stream is a
 //!    [`LayerStream::Diff`]: the pipeline verifies it against the diffID, and a sink that
 //!    keeps compressed blobs compresses it (as from containers-storage).
+//!    The layers of an ostree-encapsulated image rebuild the same way, their bodies read
+//!    from the objects their entries name (`sysroot/ostree/repo/objects/…`) or kept in the
+//!    export data ([`super::encapsulated::body_source`]).
 //! 3. An image imported by another tool (ostree-rs-ext) has no such data; it is refused with
 //!    an error that says so. Regenerating its layers from the trees (what ostree-rs-ext's
 //!    export does, with new digests) is not implemented yet.
@@ -22,7 +25,8 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::Descriptor;
 
 use super::checkout::WalkEntry;
-use super::import::{map_path, ImportOptions, MappedPath, FILTERED_DIR, TAR_SPLIT_FILE};
+use super::encapsulated::{self, LayerRole, META_LAYER_KIND};
+use super::import::{map_path, MappedPath, FILTERED_DIR, TAR_SPLIT_FILE};
 use super::object::Checksum;
 use super::repo::Repo;
 use super::sink::{blob_ref, image_ref, layer_data_ref, META_CONFIG_BYTES, META_MANIFEST_BYTES};
@@ -42,12 +46,11 @@ pub struct OstreeSource {
     name: String,
     manifest: Vec<u8>,
     config: Vec<u8>,
-    options: ImportOptions,
 }
 
 impl OstreeSource {
     /// Open `image` of the repository at `path`.
-    pub fn open(path: &Path, image: &Reference, options: ImportOptions) -> Result<Self> {
+    pub fn open(path: &Path, image: &Reference) -> Result<Self> {
         let repo = Repo::open(path)?;
         let name = ImageRef::Ostree {
             repo: Some(PathBuf::from(path)),
@@ -96,7 +99,6 @@ impl OstreeSource {
             name,
             manifest,
             config,
-            options,
         })
     }
 
@@ -172,7 +174,6 @@ impl ImageSource for OstreeSource {
         _diff_id: &Digest,
     ) -> Result<LayerStream<'_>> {
         let (layer, data) = self.layer_commits(descriptor.digest())?;
-        let files = self.files_of(&layer)?;
         let extra = self.files_of(&data)?;
         let split = extra.get(TAR_SPLIT_FILE).ok_or_else(|| Error::NotFound {
             what: format!("{TAR_SPLIT_FILE} in export data {data} of {}", self.name),
@@ -186,12 +187,37 @@ impl ImageSource for OstreeSource {
             self.name
         );
         let repo = &self.repo;
-        let options = self.options.clone();
+        let data_commit = repo.read_commit(&data)?;
+        let kind = data_commit.meta_str(META_LAYER_KIND);
+        let role = LayerRole::from_kind_name(kind).ok_or_else(|| Error::Malformed {
+            what: format!("export data {data} of {label}"),
+            reason: format!("unknown layer kind {kind:?}; written by a newer stowage?"),
+        })?;
+        let files = if role == LayerRole::Derived {
+            self.files_of(&layer)?
+        } else {
+            HashMap::new()
+        };
+        let options = super::sink::recorded_mapping(&data_commit);
         let getter = move |name: &[u8], _size: u64| -> Result<Box<dyn Read + Send>> {
             let path = normalize_path(name)?;
+            let kept = extra.get(&format!("{FILTERED_DIR}/{}", path.display()));
+            if role != LayerRole::Derived {
+                // An ostree layer: bodies are objects, or kept in the export data.
+                if let Some(c) = kept {
+                    let content = repo.open_content(c)?;
+                    return Ok(Box::new(content.reader));
+                }
+                let p = path.to_str().unwrap_or_default();
+                return encapsulated::body_source(repo, p)?.ok_or_else(|| Error::NotFound {
+                    what: format!("object {} of {label}", path.display()),
+                    hint: "the repository lost an object of the layer; import the image again"
+                        .into(),
+                });
+            }
             let checksum = match map_path(&path, &options)? {
                 MappedPath::Kept(p) => files.get(&p),
-                MappedPath::Filtered(_) => extra.get(&format!("{FILTERED_DIR}/{}", path.display())),
+                MappedPath::Filtered(_) => kept,
                 MappedPath::Root => None,
             };
             let checksum = checksum.ok_or_else(|| Error::NotFound {

@@ -53,6 +53,7 @@ pub struct Transaction<'r> {
     staged: HashSet<(Checksum, ObjectType)>,
     staged_dirs: HashSet<String>,
     refs: Vec<(String, Option<Checksum>)>,
+    partial: Vec<Checksum>,
     stats: TxnStats,
     default_dirmeta: Option<Checksum>,
     finished: bool,
@@ -132,6 +133,7 @@ impl Repo {
             staged: HashSet::new(),
             staged_dirs: HashSet::new(),
             refs: Vec::new(),
+            partial: Vec::new(),
             stats: TxnStats::default(),
             default_dirmeta: None,
             finished: false,
@@ -532,8 +534,19 @@ impl<'r> Transaction<'r> {
         Ok(())
     }
 
+    /// Mark `commit` partial (`state/<checksum>.commitpartial`, as libostree does for a
+    /// commit whose objects are not all present yet) when the transaction commits: the marker
+    /// is written before any object is moved into place, so the commit is never visible
+    /// without it. [`Repo::set_commit_partial`] removes it once the objects are complete.
+    pub fn mark_partial(&mut self, commit: Checksum) {
+        self.partial.push(commit);
+    }
+
     /// Make every staged object durable and visible, then move the refs.
     pub fn commit(mut self) -> Result<TxnStats> {
+        for c in std::mem::take(&mut self.partial) {
+            self.repo.set_commit_partial(&c, true)?;
+        }
         let staging_path = self.staging_path();
         rustix::fs::syncfs(fsutil::dir_fd(&self.staging, &staging_path)?)
             .map_err(|e| Error::io_path("syncfs", &staging_path, e.into()))?;
