@@ -13,7 +13,11 @@ use stowage_engine::endpoint::EndpointOptions;
 use stowage_engine::manifest::PlatformSpec;
 use stowage_engine::registry::{Credentials, RegistryOptions};
 
-use crate::cli::{CompressFormat, PlatformOpts, RegistryOpts, RemoteOpts, StorageOpts, SystemOpts};
+use stowage_engine::cstorage::catalog::{ListOptions, SortKey};
+
+use crate::cli::{
+    CompressFormat, PlatformOpts, RegistryOpts, RemoteOpts, SortBy, StorageOpts, SystemOpts,
+};
 
 /// The engine's compression for a `--dest-compress-format` choice.
 pub fn compression(compress: Option<CompressFormat>) -> Option<Compression> {
@@ -132,4 +136,19 @@ impl SystemOpts {
         s.kernel_cmdline = self.kernel_cmdline.clone();
         s
     }
+}
+
+/// `image cmd list`'s listing options.
+pub fn list_options(all: bool, filters: &[String], sort: SortBy) -> ListOptions {
+    let mut o = ListOptions::default();
+    o.all = all;
+    o.filters = filters.to_vec();
+    o.sort = match sort {
+        SortBy::Created => SortKey::Created,
+        SortBy::Id => SortKey::Id,
+        SortBy::Repository => SortKey::Repository,
+        SortBy::Size => SortKey::Size,
+        SortBy::Tag => SortKey::Tag,
+    };
+    o
 }

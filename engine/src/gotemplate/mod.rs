@@ -26,7 +26,7 @@ mod parse;
 mod value;
 
 pub use eval::Template;
-pub use value::{Data, Field, Shape, Struct};
+pub use value::{go_time, go_time_unix, unix_of_rfc3339, Data, Field, Shape, Struct};
 
 /// An error of parsing or executing a template, as Go words it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -290,3 +290,15 @@ pub fn to_text(d: &Data) -> String {
     print_value(d, &mut s);
     s
 }
+
+/// [`go_time`] of a Unix time, in UTC (podman's `CreatedAt` where the zone is UTC).
+pub fn go_time_unix(secs: i64) -> String {
+    DateTime::from_timestamp(secs, 0)
+        .map(|t| go_time(&t.fixed_offset()))
+        .unwrap_or_default()
+}
+
+/// The Unix time of an RFC 3339 timestamp, if it is one.
+pub fn unix_of_rfc3339(s: &str) -> Option<i64> {
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp())
+}
