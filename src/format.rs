@@ -64,7 +64,7 @@ fn image_row(row: &ImageRow, no_trunc: bool, now: i64) -> Data {
         .labels
         .as_ref()
         .map(|l| Data::any(&serde_json::Value::Object(l.clone())))
-        .unwrap_or(Data::Map(Default::default()));
+        .unwrap_or(Data::NilMap);
     let tags: Vec<String> = s
         .names
         .iter()

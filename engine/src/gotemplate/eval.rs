@@ -101,7 +101,7 @@ impl Template {
                             .map(|(k, x)| (Data::Str(k.clone()), x.clone()))
                             .collect(),
                         Data::Int(n) => (0..*n).map(|i| (Data::Int(i), Data::Int(i))).collect(),
-                        Data::Nil | Data::Missing => Vec::new(),
+                        Data::Nil | Data::Missing | Data::NilMap => Vec::new(),
                         other => {
                             return Err(TemplateError(format!(
                                 "template: {}: range can't iterate over {}",
@@ -227,6 +227,7 @@ impl Template {
                     }
                 },
                 Data::Map(m) => m.get(name).cloned().unwrap_or(Data::Missing),
+                Data::NilMap => Data::Missing,
                 Data::Nil | Data::Missing => {
                     return Err(self.exec_err(
                         Some((*at, &chain)),
@@ -272,6 +273,7 @@ impl Template {
                             .get(*i as usize)
                             .cloned()
                             .ok_or_else(|| err(format!("index out of range: {i}")))?,
+                        (Data::NilMap, _) => Data::Str(String::new()),
                         (Data::Nil | Data::Missing, _) => Data::Missing,
                         (x, _) => return Err(err(format!("can't index item of type {}", x.type_name()))),
                     };
@@ -283,6 +285,7 @@ impl Template {
                 Data::Int(match &args[0] {
                     Data::List(l) => l.len(),
                     Data::Map(m) => m.len(),
+                    Data::NilMap => 0,
                     Data::Str(s) => s.len(),
                     x => return Err(err(format!("len of type {}", x.type_name()))),
                 } as i64)

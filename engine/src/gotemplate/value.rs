@@ -28,6 +28,8 @@ pub enum Data {
     Map(BTreeMap<String, Data>),
     /// A struct: an unknown field is an error.
     Struct(Struct),
+    /// A nil map: prints `map[]` like an empty one, but its JSON is `null`.
+    NilMap,
 }
 
 /// A Go struct: its type name (for errors), its fields in order, and the JSON the `json`
@@ -103,20 +105,32 @@ impl Data {
                     .map(|(k, v)| (k.clone(), Data::from_json(v, &Shape::Any)))
                     .collect(),
             ),
-            (Shape::Struct { type_name, fields }, Value::Object(o)) => Data::Struct(Struct {
-                type_name: type_name.to_string(),
-                fields: fields
+            (Shape::Struct { type_name, fields }, Value::Object(o)) => {
+                // `json` prints the object as it came, except that maps inside it are
+                // encoded again, with sorted keys, as Go's encoder writes maps.
+                let mut encoded = o.clone();
+                let fields = fields
                     .iter()
                     .map(|f| {
-                        let v = o
-                            .get(f.json)
-                            .map(|v| Data::from_json(v, f.shape))
-                            .unwrap_or_else(|| Data::zero(f.shape));
+                        let v = match o.get(f.json) {
+                            Some(j) => {
+                                let d = Data::from_json(j, f.shape);
+                                if matches!(f.shape, Shape::Map | Shape::Struct { .. } | Shape::List(_)) {
+                                    encoded.insert(f.json.to_string(), d.to_json());
+                                }
+                                d
+                            }
+                            None => Data::zero(f.shape),
+                        };
                         (f.go.to_string(), v)
                     })
-                    .collect(),
-                json: Some(json.clone()),
-            }),
+                    .collect();
+                Data::Struct(Struct {
+                    type_name: type_name.to_string(),
+                    fields,
+                    json: Some(Value::Object(encoded)),
+                })
+            }
             (_, v) => Data::any(v),
         }
     }
@@ -143,7 +157,7 @@ impl Data {
             Shape::Int => Data::Int(0),
             Shape::Bool => Data::Bool(false),
             Shape::List(_) => Data::List(Vec::new()),
-            Shape::Map => Data::Map(BTreeMap::new()),
+            Shape::Map => Data::NilMap,
             Shape::Time | Shape::Any | Shape::Struct { .. } => Data::Nil,
         }
     }
@@ -158,6 +172,7 @@ impl Data {
             Data::Str(s) => !s.is_empty(),
             Data::List(l) => !l.is_empty(),
             Data::Map(m) => !m.is_empty(),
+            Data::NilMap => false,
             Data::Time(_) | Data::Struct(_) => true,
         }
     }
@@ -165,7 +180,7 @@ impl Data {
     /// The value as JSON (what the `json` function encodes).
     pub fn to_json(&self) -> Value {
         match self {
-            Data::Nil | Data::Missing => Value::Null,
+            Data::Nil | Data::Missing | Data::NilMap => Value::Null,
             Data::Bool(b) => Value::Bool(*b),
             Data::Int(i) => Value::from(*i),
             Data::Float(f) => Value::from(*f),
@@ -189,7 +204,7 @@ impl Data {
             Data::Str(_) => "string".into(),
             Data::Time(_) => "*time.Time".into(),
             Data::List(_) => "[]interface {}".into(),
-            Data::Map(_) => "map[string]string".into(),
+            Data::Map(_) | Data::NilMap => "map[string]string".into(),
             Data::Struct(s) => s.type_name.clone(),
         }
     }
@@ -244,6 +259,7 @@ pub fn print_value(d: &Data, out: &mut String) {
     match d {
         Data::Nil => out.push_str("<nil>"),
         Data::Missing => out.push_str("<no value>"),
+        Data::NilMap => out.push_str("map[]"),
         Data::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Data::Int(i) => out.push_str(&i.to_string()),
         Data::Float(f) => out.push_str(&go_float(*f)),
