@@ -140,15 +140,15 @@ impl SystemOpts {
 
 /// `image cmd list`'s listing options.
 pub fn list_options(all: bool, filters: &[String], sort: SortBy) -> ListOptions {
-    let mut o = ListOptions::default();
-    o.all = all;
-    o.filters = filters.to_vec();
-    o.sort = match sort {
+    ListOptions {
+        all,
+        filters: filters.to_vec(),
+        sort: match sort {
         SortBy::Created => SortKey::Created,
         SortBy::Id => SortKey::Id,
         SortBy::Repository => SortKey::Repository,
         SortBy::Size => SortKey::Size,
-        SortBy::Tag => SortKey::Tag,
-    };
-    o
+            SortBy::Tag => SortKey::Tag,
+        },
+    }
 }
