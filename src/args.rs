@@ -14,7 +14,12 @@ use stowage_engine::manifest::PlatformSpec;
 use stowage_engine::ostree::import::{ImportOptions, VarHandling};
 use stowage_engine::registry::{Credentials, RegistryOptions};
 
-use crate::cli::{CompressFormat, OstreeVar, PlatformOpts, RegistryOpts, RemoteOpts, StorageOpts, SystemOpts};
+use stowage_engine::cstorage::catalog::{ListOptions, SortKey};
+
+use crate::cli::{
+    CompressFormat, OstreeVar, PlatformOpts, RegistryOpts, RemoteOpts, SortBy, StorageOpts,
+    SystemOpts,
+};
 
 /// The engine's compression for a `--dest-compress-format` choice.
 pub fn compression(compress: Option<CompressFormat>) -> Option<Compression> {
@@ -142,5 +147,20 @@ impl SystemOpts {
         s.root = self.root.clone();
         s.kernel_cmdline = self.kernel_cmdline.clone();
         s
+    }
+}
+
+/// `image cmd list`'s listing options.
+pub fn list_options(all: bool, filters: &[String], sort: SortBy) -> ListOptions {
+    ListOptions {
+        all,
+        filters: filters.to_vec(),
+        sort: match sort {
+        SortBy::Created => SortKey::Created,
+        SortBy::Id => SortKey::Id,
+        SortBy::Repository => SortKey::Repository,
+        SortBy::Size => SortKey::Size,
+            SortBy::Tag => SortKey::Tag,
+        },
     }
 }

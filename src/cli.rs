@@ -138,6 +138,16 @@ pub enum ListType {
     Logical,
 }
 
+/// `image cmd list --sort` keys (podman's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SortBy {
+    Created,
+    Id,
+    Repository,
+    Size,
+    Tag,
+}
+
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
@@ -185,11 +195,24 @@ pub enum CmdCommand {
     /// With `-q` (the global quiet flag) and the table format, only the image IDs, one per
     /// line, as `podman images -q` prints them for `$(…)` loops.
     List {
-        #[arg(long, value_enum, default_value = "table")]
-        format: OutputFormat,
+        /// `table` (default), `json`, or a Go template: `{{.ID}}`, `{{.Repository}}:{{.Tag}}`,
+        /// `table {{.ID}}\t{{.Size}}` (with a header row), `{{json .}}`.
+        #[arg(long, value_name = "FORMAT")]
+        format: Option<String>,
         /// Show intermediate images too.
         #[arg(short, long)]
         all: bool,
+        /// Add the manifest digest column to the table.
+        #[arg(long)]
+        digests: bool,
+        /// Only images matching KEY=VALUE: reference=PATTERN, label=KEY[=VALUE],
+        /// dangling=true|false, before=IMAGE, since=IMAGE, id=ID, digest=DIGEST (repeatable;
+        /// the same key: any may match; different keys: all must).
+        #[arg(short = 'f', long, value_name = "KEY=VALUE")]
+        filter: Vec<String>,
+        /// Order of the rows.
+        #[arg(long, value_enum, default_value = "created")]
+        sort: SortBy,
         /// Leave out the table's header line.
         #[arg(short = 'n', long)]
         noheading: bool,
@@ -202,6 +225,10 @@ pub enum CmdCommand {
     Inspect {
         #[arg(required = true)]
         images: Vec<String>,
+        /// `json` (default) or a Go template over podman's inspect fields: `{{.Id}}`,
+        /// `{{.RepoTags}}`, `{{index .Config.Labels "KEY"}}`, `{{json .Config}}`.
+        #[arg(short, long, value_name = "FORMAT")]
+        format: Option<String>,
     },
     /// Exit 0 when the image exists, 1 when it does not, 125 on an error (an invalid name, an
     /// unreadable store), as podman.
@@ -407,6 +434,10 @@ pub struct InspectArgs {
     /// Do not list the repository's tags (docker:// images).
     #[arg(short = 'n', long)]
     pub no_tags: bool,
+    /// A Go template over skopeo inspect's fields (`{{.Digest}}`, `{{.Name}}`,
+    /// `{{index .Labels "KEY"}}`, `{{json .}}`).
+    #[arg(short, long, value_name = "FORMAT", conflicts_with_all = ["raw", "config"])]
+    pub format: Option<String>,
     #[command(flatten)]
     pub remote: RemoteOpts,
     #[command(flatten)]

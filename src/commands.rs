@@ -91,6 +91,14 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
         _ => (None, Vec::new()),
     };
     let summary = stowage_engine::inspect::inspect(&plan, name, tags);
+    if let Some(f) = args
+        .format
+        .as_deref()
+        .filter(|f| !stowage_engine::gotemplate::is_json_format(f))
+    {
+        out.write_all(crate::format::skopeo_inspect(f, &summary)?.as_bytes())?;
+        return Ok(ExitCode::SUCCESS);
+    }
     serde_json::to_writer_pretty(&mut out, &summary)?;
     writeln!(out)?;
     Ok(ExitCode::SUCCESS)

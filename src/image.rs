@@ -8,8 +8,9 @@ use anyhow::{Context, Result};
 use stowage_engine::bootc::transfer::{self, Method, Transfer};
 use stowage_engine::bootc::{pull, ImageType, System};
 use stowage_engine::cstorage::catalog;
+use stowage_engine::gotemplate;
 
-use crate::args::{compression, copy_options};
+use crate::args::{compression, copy_options, list_options};
 use crate::cli::{CmdCommand, GlobalOpts, ImageArgs, ImageCommand, ListType, OutputFormat};
 
 /// Run an `image` subcommand.
@@ -38,8 +39,23 @@ pub fn run(global: &GlobalOpts, args: ImageArgs) -> Result<ExitCode> {
 }
 
 fn list(sys: &System, list_type: ListType, format: OutputFormat) -> Result<ExitCode> {
+    let bootc_system = sys.is_bootc_system();
     let kinds: &[ImageType] = match list_type {
+        ListType::All if !bootc_system => {
+            eprintln!(
+                "Note: {} is not a bootc system (no ostree repository at {}): host images need one; \
+                 listing logical images (point --sysroot or --ostree-repo at the system to list its host images)",
+                sys.sysroot.display(),
+                sys.ostree_repo().display()
+            );
+            &[ImageType::Unified, ImageType::Logical]
+        }
         ListType::All => &[ImageType::Host, ImageType::Unified, ImageType::Logical],
+        ListType::Host if !bootc_system => anyhow::bail!(
+            "image list --type host requires a booted bootc system: no ostree repository at {}; \
+             point --sysroot (or --ostree-repo) at the system's physical root",
+            sys.ostree_repo().display()
+        ),
         ListType::Host => &[ImageType::Host],
         ListType::Unified => &[ImageType::Unified],
         ListType::Logical => &[ImageType::Logical],
@@ -52,15 +68,41 @@ fn list(sys: &System, list_type: ListType, format: OutputFormat) -> Result<ExitC
             writeln!(out)?;
         }
         OutputFormat::Table => {
-            let width = images
-                .iter()
-                .map(|i| i.image.len())
-                .max()
-                .unwrap_or(0)
-                .max("REPOSITORY".len());
-            writeln!(out, "{:width$}  TYPE", "REPOSITORY")?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let mut text = String::from("REPOSITORY\tTYPE\tDIGEST\tSIZE\tCREATED\tPRESENT\n");
             for i in &images {
-                writeln!(out, "{:width$}  {}", i.image, i.image_type.as_str())?;
+                let digest = i
+                    .digest
+                    .as_deref()
+                    .map(|d| d[..d.len().min("sha256:".len() + 12)].to_string())
+                    .unwrap_or_else(|| "-".into());
+                let size = i
+                    .size
+                    .map(|s| human_size(s as f64))
+                    .unwrap_or_else(|| "-".into());
+                let created = i
+                    .created
+                    .as_deref()
+                    .and_then(gotemplate::unix_of_rfc3339)
+                    .map(|t| format!("{} ago", human_duration(now - t)))
+                    .unwrap_or_else(|| "-".into());
+                let present = match i.present {
+                    Some(true) => "yes",
+                    Some(false) => "no",
+                    None => "",
+                };
+                text.push_str(&format!(
+                    "{}\t{}\t{digest}\t{size}\t{created}\t{present}\n",
+                    i.image,
+                    i.image_type.as_str()
+                ));
+            }
+            let table = gotemplate::tabwrite(&text, 0, 2);
+            for line in table.lines() {
+                writeln!(out, "{}", line.trim_end())?;
             }
         }
     }
@@ -141,34 +183,54 @@ fn cmd(global: &GlobalOpts, sys: &System, command: CmdCommand) -> Result<ExitCod
         CmdCommand::List {
             format,
             all,
+            digests,
+            filter,
+            sort,
             noheading,
             no_trunc,
         } => {
-            let store = read_bootc_store()?;
-            let images = catalog::list_images(&store, all)?;
+            let store = match read_bootc_store() {
+                Ok(s) => s,
+                Err(e) => return podman_error(&e),
+            };
+            let rows = match catalog::list_rows(&store, &list_options(all, &filter, sort)) {
+                Ok(r) => r,
+                Err(e) => return podman_error(&anyhow::Error::new(e)),
+            };
             let mut out = std::io::stdout().lock();
-            if global.quiet && format == OutputFormat::Table {
+            let json = format.as_deref().is_some_and(gotemplate::is_json_format);
+            if global.quiet && !json {
                 // `podman images -q`: each image's ID once, in listing order (an explicit
-                // `--format json` still prints JSON).
+                // JSON format still prints JSON).
                 let mut seen = BTreeSet::new();
-                for img in &images {
-                    if seen.insert(img.id.as_str()) {
-                        writeln!(out, "{}", short_id(&img.id, no_trunc))?;
+                for r in &rows {
+                    if seen.insert(r.summary.id.as_str()) {
+                        writeln!(out, "{}", short_id(&r.summary.id, no_trunc))?;
                     }
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            match format {
-                OutputFormat::Json => {
-                    serde_json::to_writer_pretty(&mut out, &images)?;
-                    writeln!(out)?;
-                }
-                OutputFormat::Table => print_images_table(&mut out, &images, noheading, no_trunc)?,
+            if json {
+                let images: Vec<_> = rows.iter().map(|r| &r.summary).collect();
+                serde_json::to_writer_pretty(&mut out, &images)?;
+                writeln!(out)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let f = match format.as_deref() {
+                None | Some("table") => crate::format::default_images_format(digests),
+                Some(f) => f,
+            };
+            match crate::format::image_rows(f, &rows, no_trunc, noheading) {
+                Ok(text) => out.write_all(text.as_bytes())?,
+                Err(e) => return podman_error(&anyhow::Error::new(e)),
             }
             Ok(ExitCode::SUCCESS)
         }
-        CmdCommand::Inspect { images } => {
-            let store = read_bootc_store()?;
+        CmdCommand::Inspect { images, format } => {
+            let store = match read_bootc_store() {
+                Ok(s) => s,
+                Err(e) => return podman_error(&e),
+            };
             let mut all = Vec::new();
             let mut missing = false;
             for i in &images {
@@ -181,8 +243,22 @@ fn cmd(global: &GlobalOpts, sys: &System, command: CmdCommand) -> Result<ExitCod
                 }
             }
             let mut out = std::io::stdout().lock();
-            serde_json::to_writer_pretty(&mut out, &all)?;
-            writeln!(out)?;
+            match format.as_deref() {
+                Some(f) if !gotemplate::is_json_format(f) => {
+                    match crate::format::image_inspect(f, &all) {
+                        Ok(text) => out.write_all(text.as_bytes())?,
+                        Err(e) => {
+                            return podman_error(
+                                &anyhow::Error::new(e).context("inspecting object: printing inspect output"),
+                            )
+                        }
+                    }
+                }
+                _ => {
+                    serde_json::to_writer_pretty(&mut out, &all)?;
+                    writeln!(out)?;
+                }
+            }
             Ok(if missing {
                 ExitCode::from(PODMAN_ERROR)
             } else {
@@ -190,7 +266,10 @@ fn cmd(global: &GlobalOpts, sys: &System, command: CmdCommand) -> Result<ExitCod
             })
         }
         CmdCommand::Exists { image } => {
-            let store = read_bootc_store()?;
+            let store = match read_bootc_store() {
+                Ok(s) => s,
+                Err(e) => return podman_error(&e),
+            };
             Ok(match catalog::image_exists(&store, &image) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(1),
@@ -335,7 +414,12 @@ fn cmd(global: &GlobalOpts, sys: &System, command: CmdCommand) -> Result<ExitCod
     }
 }
 
-/// `podman images` table: REPOSITORY, TAG, IMAGE ID, CREATED, SIZE; one row per name.
+/// Print `e` as podman prints its errors and exit with its code.
+fn podman_error(e: &anyhow::Error) -> Result<ExitCode> {
+    eprintln!("Error: {}", crate::render_error(e));
+    Ok(ExitCode::from(PODMAN_ERROR))
+}
+
 /// The exit code podman gives an error of its own (as opposed to 1 for "does not exist").
 const PODMAN_ERROR: u8 = 125;
 
@@ -349,69 +433,8 @@ fn short_id(id: &str, no_trunc: bool) -> String {
     }
 }
 
-fn print_images_table(
-    out: &mut impl Write,
-    images: &[catalog::ImageSummary],
-    noheading: bool,
-    no_trunc: bool,
-) -> Result<()> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let mut seen = BTreeSet::new();
-    let mut rows: Vec<[String; 5]> = Vec::new();
-    for img in images {
-        if !seen.insert(img.id.clone()) {
-            continue;
-        }
-        let created = format!("{} ago", human_duration(now - img.created));
-        let size = human_size(img.size as f64);
-        let id = short_id(&img.id, no_trunc);
-        if img.names.is_empty() {
-            rows.push(["<none>".into(), "<none>".into(), id, created, size]);
-            continue;
-        }
-        for name in &img.names {
-            let (repo, tag) = match name.rsplit_once(':') {
-                Some((r, t)) if !t.contains('/') => (r.to_string(), t.to_string()),
-                _ => (name.clone(), "<none>".into()),
-            };
-            rows.push([repo, tag, id.clone(), created.clone(), size.clone()]);
-        }
-    }
-    let header = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"];
-    let mut widths = header.map(str::len);
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let line = |cells: [&str; 5]| {
-        format!(
-            "{:w0$}  {:w1$}  {:w2$}  {:w3$}  {}",
-            cells[0],
-            cells[1],
-            cells[2],
-            cells[3],
-            cells[4],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3]
-        )
-    };
-    if !noheading {
-        writeln!(out, "{}", line(header))?;
-    }
-    for r in &rows {
-        writeln!(out, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4]]))?;
-    }
-    Ok(())
-}
-
 /// go-units `HumanDuration`, as podman prints CREATED.
-fn human_duration(secs: i64) -> String {
+pub(crate) fn human_duration(secs: i64) -> String {
     let s = secs.max(0);
     let (min, hour, day) = (60, 3600, 86400);
     match s {
@@ -430,7 +453,7 @@ fn human_duration(secs: i64) -> String {
 }
 
 /// go-units `HumanSizeWithPrecision(size, 3)`: decimal units, three significant digits.
-fn human_size(mut size: f64) -> String {
+pub(crate) fn human_size(mut size: f64) -> String {
     let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
     let mut i = 0;
     while size >= 1000.0 && i < units.len() - 1 {

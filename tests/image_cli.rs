@@ -380,23 +380,81 @@ fn image_list_shows_host_unified_and_logical() {
     )
     .unwrap();
 
+    // A second bound image that bootc's store has.
+    std::fs::write(
+        root.join("usr/share/containers/systemd/basic.container"),
+        "[Container]\nImage=localhost/oci:basic\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        "/usr/share/containers/systemd/basic.container",
+        root.join("usr/lib/bootc/bound-images.d/basic.container"),
+    )
+    .unwrap();
+
     let mut c = image_cmd(&bootc, &["list", "--format", "json"]);
     c.arg("--ostree-repo").arg(&repo).arg("--root").arg(&root);
     let all = json(&run(c));
+    let rows = all.as_array().unwrap();
+    let kinds: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r["image_type"].as_str().unwrap().to_string(), r["image"].as_str().unwrap().to_string()))
+        .collect();
     let mut want = vec![];
     if have_ostree {
-        want.push(serde_json::json!({"image_type": "host", "image": "docker://quay.io/fedora/fedora-bootc:42"}));
+        want.push(("host".to_string(), "docker://quay.io/fedora/fedora-bootc:42".to_string()));
     }
-    want.push(serde_json::json!({"image_type": "unified", "image": "localhost/oci:basic"}));
-    want.push(serde_json::json!({"image_type": "logical", "image": "quay.io/ex/db:1"}));
-    assert_eq!(all, Value::Array(want));
+    want.push(("unified".into(), "localhost/oci:basic".into()));
+    want.push(("logical".into(), "localhost/oci:basic".into()));
+    want.push(("logical".into(), "quay.io/ex/db:1".into()));
+    want.sort();
+    let mut got = kinds.clone();
+    got.sort();
+    assert_eq!(got, want, "image list rows (bootc's keys)");
+    // bootc's keys come first; the store's facts are podman's.
+    let first_keys: Vec<&String> = rows[0].as_object().unwrap().keys().take(2).collect();
+    assert_eq!(first_keys, ["image_type", "image"]);
+    if oracle("podman", test) {
+        let theirs = bootc.podman_json(["images", "--format", "json"]);
+        let basic = &theirs[0];
+        for r in rows.iter().filter(|r| r["image"] == "localhost/oci:basic") {
+            assert_eq!(r["digest"], basic["Digest"], "{r}");
+            assert_eq!(r["size"], basic["Size"], "{r}");
+            assert_eq!(r["created"], basic["CreatedAt"], "{r}");
+        }
+    }
+    let present: Vec<(String, Value)> = rows
+        .iter()
+        .filter(|r| r["image_type"] == "logical")
+        .map(|r| (r["image"].as_str().unwrap().to_string(), r["present"].clone()))
+        .collect();
+    assert!(present.contains(&("localhost/oci:basic".into(), Value::Bool(true))), "{present:?}");
+    assert!(present.contains(&("quay.io/ex/db:1".into(), Value::Bool(false))), "{present:?}");
+    assert!(rows.iter().filter(|r| r["image_type"] != "logical").all(|r| r.get("present").is_none()));
+
     let mut c = image_cmd(&bootc, &["list", "--type", "logical"]);
     c.arg("--ostree-repo").arg(&repo).arg("--root").arg(&root);
     let table = String::from_utf8(run(c).stdout).unwrap();
-    assert_eq!(
-        table.lines().collect::<Vec<_>>(),
-        ["REPOSITORY       TYPE", "quay.io/ex/db:1  logical"]
-    );
+    let lines: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0], ["REPOSITORY", "TYPE", "DIGEST", "SIZE", "CREATED", "PRESENT"]);
+    assert!(lines.contains(&vec!["quay.io/ex/db:1", "logical", "-", "-", "-", "no"]), "{table}");
+    let basic = lines.iter().find(|l| l[0] == "localhost/oci:basic").unwrap();
+    assert_eq!((basic[1], *basic.last().unwrap()), ("logical", "yes"), "{table}");
+    assert!(basic[2].starts_with("sha256:"), "{table}");
+
+    // Without a bootc system (no ostree repository): host images are an error, `all` lists
+    // the others and says why host images are missing.
+    let nowhere = tmp.path().join("no-repo");
+    let mut c = image_cmd(&bootc, &["list", "--type", "host"]);
+    c.arg("--ostree-repo").arg(&nowhere).arg("--root").arg(&root);
+    let out = run_failing(c);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bootc system") && err.contains(&nowhere.display().to_string()), "{err}");
+    let mut c = image_cmd(&bootc, &["list", "--format", "json"]);
+    c.arg("--ostree-repo").arg(&nowhere).arg("--root").arg(&root);
+    let out = run(c);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("host images need"));
+    assert!(json(&out).as_array().unwrap().iter().all(|r| r["image_type"] != "host"));
 }
 
 #[test]

@@ -70,7 +70,11 @@ fn storage(spec: &Option<StoreSpec>, options: &EndpointOptions, write: bool) -> 
     if write {
         Store::open(&root, Some(&runroot), driver.as_deref())
     } else {
-        Store::open_read_only(&root, driver.as_deref())
+        Store::open_existing(
+            &root,
+            driver.as_deref(),
+            "name the store with containers-storage:[overlay@ROOT+RUNROOT]NAME or --storage-root DIR",
+        )
     }
 }
 

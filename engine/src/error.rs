@@ -114,6 +114,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// An option value the operation cannot use (an image filter, a sort key).
+    #[error("{what}: {reason}")]
+    InvalidArgument {
+        /// The option and the value given.
+        what: String,
+        /// What is wrong and what would work.
+        reason: String,
+    },
     /// Something looked up that does not exist.
     #[error("{what}: not found{hint}", hint = if hint.is_empty() { String::new() } else { format!("; {hint}") })]
     NotFound {

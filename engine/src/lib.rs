@@ -44,6 +44,7 @@ pub mod digest;
 pub mod endpoint;
 pub mod error;
 pub mod fs_lock;
+pub mod gotemplate;
 pub mod inspect;
 pub mod layer_tar;
 pub mod manifest;

@@ -120,9 +120,14 @@ impl System {
         Store::open(&self.storage_root(), Some(&self.storage_runroot), None)
     }
 
-    /// bootc's store, opened for reading.
+    /// bootc's store, opened for reading. A store that does not exist is an error (saying
+    /// where it was looked for and which flags point elsewhere), not an empty store.
     pub fn read_storage(&self) -> Result<Store> {
-        Store::open_read_only(&self.storage_root(), None)
+        Store::open_existing(
+            &self.storage_root(),
+            None,
+            "point --storage-root (--bootc-storage) at bootc's store, or --sysroot at the bootc system",
+        )
     }
 
     /// The host's default store, opened for reading.
@@ -149,11 +154,18 @@ impl System {
         booted::booted_image(&self.sysroot, &cmdline)
     }
 
+    /// Whether this is a bootc system: its ostree repository exists (`--ostree-repo`, else
+    /// `SYSROOT/ostree/repo`). Host images need one.
+    pub fn is_bootc_system(&self) -> bool {
+        self.ostree_repo().is_dir()
+    }
+
     /// `bootc image list`: the images of the requested kinds.
     pub fn list_images(&self, kinds: &[ImageType]) -> Result<Vec<ImageOutput>> {
         let repo = self.ostree_repo();
         let storage = self.storage_root();
         let sources = ListSources {
+            bootc_storage: Some(storage.as_path()),
             ostree_repo: kinds.contains(&ImageType::Host).then_some(repo.as_path()),
             storage_root: kinds
                 .contains(&ImageType::Unified)

@@ -390,15 +390,206 @@ fn repo_tags(rec: &ImageRecord) -> Vec<String> {
         .collect()
 }
 
-/// `podman images --format json` (with `--all` when `all`).
+/// `podman images --format json` (with `--all` when `all`), newest first.
 pub fn list_images(store: &Store, all: bool) -> Result<Vec<ImageSummary>> {
+    let opts = ListOptions {
+        all,
+        ..ListOptions::default()
+    };
+    Ok(list_rows(store, &opts)?
+        .into_iter()
+        .map(|r| r.summary)
+        .collect())
+}
+
+/// One row of `podman images`: an image under one of its tagged names (or `<none>`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageRow {
+    /// The image.
+    pub summary: ImageSummary,
+    /// The name's repository, or `<none>`.
+    pub repository: String,
+    /// The name's tag, or `<none>`.
+    pub tag: String,
+}
+
+/// What `podman images --sort` orders by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SortKey {
+    /// Newest first (the default).
+    #[default]
+    Created,
+    /// Image ID, ascending.
+    Id,
+    /// Repository, ascending.
+    Repository,
+    /// Size, smallest first.
+    Size,
+    /// Tag, ascending.
+    Tag,
+}
+
+/// Options of [`list_rows`]: `podman images [-a] [--filter …] [--sort …]`.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    /// Intermediate images too.
+    pub all: bool,
+    /// `KEY=VALUE` filters: `reference=`, `label=KEY[=VALUE]`, `dangling=BOOL`,
+    /// `before=IMAGE`, `since=IMAGE`, `id=`, `digest=`. As in podman 4.3, filters with the
+    /// same key are alternatives (any may match) and different keys must all match.
+    pub filters: Vec<String>,
+    /// The order of the rows (ties keep the store's order).
+    pub sort: SortKey,
+}
+
+/// One parsed filter.
+enum Filter {
+    Reference(String),
+    Label(String, Option<String>),
+    Dangling(bool),
+    Before(i64),
+    Since(i64),
+    Id(String),
+    Digest(String),
+}
+
+impl Filter {
+    fn parse(store: &Store, cat: &Catalog, text: &str) -> Result<(String, Filter)> {
+        let invalid = |reason: String| Error::InvalidArgument {
+            what: format!("image filter {text:?}"),
+            reason,
+        };
+        let (key, value) = text.split_once('=').ok_or_else(|| {
+            invalid("expected KEY=VALUE (reference=, label=, dangling=, before=, since=, id=, digest=)".into())
+        })?;
+        let created_of = |v: &str| -> Result<i64> {
+            let img = store.image(v).map_err(|e| Error::NotFound {
+                what: format!("local image for filter {key:?}={v:?}"),
+                hint: format!("{e}; name an image of this store (`image cmd list` shows them)"),
+            })?;
+            let i = cat.images.iter().position(|x| x.rec.id == img.id);
+            Ok(i.and_then(|i| cat.images[i].rec.created).map(|t| t.unix()).unwrap_or(i64::MIN))
+        };
+        let f = match key {
+            "reference" => Filter::Reference(value.to_string()),
+            "label" => match value.split_once('=') {
+                Some((k, v)) => Filter::Label(k.to_string(), Some(v.to_string())),
+                None => Filter::Label(value.to_string(), None),
+            },
+            "dangling" => Filter::Dangling(match value {
+                "true" | "1" | "t" | "T" | "TRUE" | "True" => true,
+                "false" | "0" | "f" | "F" | "FALSE" | "False" => false,
+                _ => return Err(invalid(format!("non-boolean value {value:?} for dangling (use true or false)"))),
+            }),
+            "before" => Filter::Before(created_of(value)?),
+            "since" => Filter::Since(created_of(value)?),
+            "id" => Filter::Id(value.strip_prefix("sha256:").unwrap_or(value).to_string()),
+            "digest" => Filter::Digest(value.to_string()),
+            _ => {
+                return Err(invalid(format!(
+                    "unsupported image filter {key:?}; use reference=, label=, dangling=, before=, since=, id= or digest="
+                )))
+            }
+        };
+        Ok((key.to_string(), f))
+    }
+
+    fn matches(&self, s: &ImageSummary) -> bool {
+        match self {
+            Filter::Reference(pattern) => s
+                .names
+                .iter()
+                .any(|n| reference_candidates(n).iter().any(|c| glob_match(pattern, c))),
+            Filter::Label(k, v) => match (s.labels.as_ref().and_then(|l| l.get(k)), v) {
+                (Some(_), None) => true,
+                (Some(Value::String(have)), Some(want)) => have == want,
+                _ => false,
+            },
+            Filter::Dangling(d) => s.dangling == *d,
+            Filter::Before(t) => s.created < *t,
+            Filter::Since(t) => s.created > *t,
+            Filter::Id(id) => s.id.starts_with(id.as_str()),
+            Filter::Digest(d) => s.digest == *d || s.repo_digests.iter().any(|r| r.ends_with(&format!("@{d}"))),
+        }
+    }
+}
+
+/// The strings a `reference=` pattern is matched against for one name, as podman 4.3: the
+/// name and its repository, each also without the registry, and the last path component
+/// with and without the tag (`quay.io/a/b:1` → `quay.io/a/b:1`, `quay.io/a/b`, `a/b:1`,
+/// `a/b`, `b:1`, `b`).
+fn reference_candidates(name: &str) -> Vec<String> {
+    let (repo, tag, _) = split_repo_tag_digest(name);
+    let full = match tag {
+        Some(t) => format!("{repo}:{t}"),
+        None => repo.to_string(),
+    };
+    let mut out = vec![full.clone(), repo.to_string()];
+    if let Some((first, rest)) = full.split_once('/') {
+        if first.contains('.') || first.contains(':') || first == "localhost" {
+            out.push(rest.to_string());
+            out.push(split_repo_tag_digest(rest).0.to_string());
+        }
+    }
+    let last = full.rsplit('/').next().unwrap_or(&full).to_string();
+    out.push(split_repo_tag_digest(&last).0.to_string());
+    out.push(last);
+    out
+}
+
+/// Go's `path.Match`: `*` is any run of non-`/` characters, `?` one, `[…]` a class
+/// (`[^…]` negated, `a-z` ranges), `\\` escapes.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    fn go(p: &[char], n: &[char]) -> bool {
+        match p.first() {
+            None => n.is_empty(),
+            Some('*') => (0..=n.len())
+                .take_while(|&i| i == 0 || n[i - 1] != '/')
+                .any(|i| go(&p[1..], &n[i..])),
+            Some('?') => !n.is_empty() && n[0] != '/' && go(&p[1..], &n[1..]),
+            Some('[') => {
+                let Some(c) = n.first() else { return false };
+                let mut i = 1;
+                let negate = p.get(1) == Some(&'^');
+                if negate {
+                    i += 1;
+                }
+                let mut hit = false;
+                while i < p.len() && p[i] != ']' {
+                    let lo = p[i];
+                    if p.get(i + 1) == Some(&'-') && p.get(i + 2).is_some_and(|c| *c != ']') {
+                        hit |= lo <= *c && *c <= p[i + 2];
+                        i += 3;
+                    } else {
+                        hit |= lo == *c;
+                        i += 1;
+                    }
+                }
+                i < p.len() && hit != negate && go(&p[i + 1..], &n[1..])
+            }
+            Some('\\') if p.len() > 1 => n.first() == Some(&p[1]) && go(&p[2..], &n[1..]),
+            Some(c) => n.first() == Some(c) && go(&p[1..], &n[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    go(&p, &n)
+}
+
+/// `podman images` rows: each listed image once per tagged name (untagged ones once, as
+/// `<none>`), filtered and sorted as `opts` says.
+pub fn list_rows(store: &Store, opts: &ListOptions) -> Result<Vec<ImageRow>> {
     let cat = Catalog::load(store)?;
-    let mut out = Vec::new();
+    let mut filters: Vec<(String, Filter)> = Vec::new();
+    for f in &opts.filters {
+        filters.push(Filter::parse(store, &cat, f)?);
+    }
+    let mut rows = Vec::new();
     for (i, info) in cat.images.iter().enumerate() {
         let rec = &info.rec;
         let untagged = rec.names.is_empty();
         let children = untagged && cat.has_children(i);
-        if untagged && children && !all {
+        if untagged && children && !opts.all {
             continue; // intermediate image
         }
         let created = rec.created.map(|t| t.unix()).unwrap_or(-62_135_596_800);
@@ -426,14 +617,42 @@ pub fn list_images(store: &Store, all: bool) -> Result<Vec<ImageSummary>> {
                 .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
                 .unwrap_or_default(),
         };
-        // podman prints one row per tagged name (untagged images once).
-        let rows = repo_tags(rec).len().max(1);
-        for _ in 0..rows {
-            out.push(summary.clone());
+        let keys: BTreeMap<&str, ()> = filters.iter().map(|(k, _)| (k.as_str(), ())).collect();
+        let pass = keys.keys().all(|k| {
+            filters
+                .iter()
+                .filter(|(fk, _)| fk == k)
+                .any(|(_, f)| f.matches(&summary))
+        });
+        if !pass {
+            continue;
+        }
+        let tags = repo_tags(rec);
+        if tags.is_empty() {
+            rows.push(ImageRow {
+                summary,
+                repository: "<none>".into(),
+                tag: "<none>".into(),
+            });
+            continue;
+        }
+        for name in tags {
+            let (repo, tag, _) = split_repo_tag_digest(&name);
+            rows.push(ImageRow {
+                summary: summary.clone(),
+                repository: repo.to_string(),
+                tag: tag.unwrap_or("<none>").to_string(),
+            });
         }
     }
-    out.sort_by_key(|s| std::cmp::Reverse(s.created));
-    Ok(out)
+    match opts.sort {
+        SortKey::Created => rows.sort_by_key(|r| std::cmp::Reverse(r.summary.created)),
+        SortKey::Id => rows.sort_by(|a, b| a.summary.id.cmp(&b.summary.id)),
+        SortKey::Repository => rows.sort_by(|a, b| a.repository.cmp(&b.repository)),
+        SortKey::Size => rows.sort_by_key(|r| r.summary.size),
+        SortKey::Tag => rows.sort_by(|a, b| a.tag.cmp(&b.tag)),
+    }
+    Ok(rows)
 }
 
 /// The keys of an OCI image config's `config`, in Go's struct order.

@@ -153,6 +153,19 @@ impl Store {
         Ok(store)
     }
 
+    /// [`Store::open_read_only`] for a command that reads a store it expects to be there: a
+    /// missing graph root is an error naming it, with `hint` (the flag that points
+    /// elsewhere), instead of an empty store.
+    pub fn open_existing(graph_root: &Path, driver: Option<&str>, hint: &str) -> Result<Store> {
+        if !graph_root.exists() {
+            return Err(Error::NotFound {
+                what: format!("containers-storage at {}", graph_root.display()),
+                hint: format!("no store has been created there; {hint}"),
+            });
+        }
+        Store::open_read_only(graph_root, driver)
+    }
+
     /// Open the store at `graph_root` for reading only: nothing is created, no lock file is
     /// written, and a missing root is an empty store.
     pub fn open_read_only(graph_root: &Path, driver: Option<&str>) -> Result<Store> {

@@ -25,6 +25,52 @@ pub fn list_images(repo: &Repo) -> Result<Vec<String>> {
         .collect()
 }
 
+/// What [`image_summaries`] knows of one image.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageSummary {
+    /// The image as a transport string (`docker://quay.io/x/y:tag`).
+    pub name: String,
+    /// The manifest digest (`ostree.manifest-digest`).
+    pub digest: Option<String>,
+    /// The manifest's layer and config sizes (compressed, as in the registry).
+    pub size: Option<u64>,
+    /// The config's `created`.
+    pub created: Option<String>,
+}
+
+/// [`list_images`] with each image's digest, size and creation time, from the metadata
+/// ostree-rs-ext records on the image's merge commit (`ostree.manifest-digest`,
+/// `ostree.manifest`, `ostree.container.image-config`); what is missing stays `None`.
+pub fn image_summaries(repo: &Repo) -> Result<Vec<ImageSummary>> {
+    let mut out = Vec::new();
+    for (r, hex) in repo.list_refs(IMAGE_PREFIX)? {
+        let name = refescape::unprefix_unescape(IMAGE_PREFIX, &r)?;
+        let c = repo.read_commit(&super::Checksum::from_hex(&hex)?)?;
+        let json = |key: &str| -> Option<serde_json::Value> {
+            c.meta_str(key).and_then(|s| serde_json::from_str(s).ok())
+        };
+        let manifest = json("ostree.manifest");
+        let size = manifest.as_ref().map(|m| {
+            m["layers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .chain(std::iter::once(&m["config"]))
+                .filter_map(|d| d["size"].as_u64())
+                .sum()
+        });
+        let created = json("ostree.container.image-config")
+            .and_then(|c| c["created"].as_str().map(str::to_string));
+        out.push(ImageSummary {
+            name,
+            digest: c.meta_str("ostree.manifest-digest").map(str::to_string),
+            size,
+            created,
+        });
+    }
+    Ok(out)
+}
+
 /// What [`delete_image`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeleteReport {

@@ -1,0 +1,300 @@
+//! `--format` for `image cmd list`, `image cmd inspect` and `inspect`: the values podman's and
+//! skopeo's Go templates see (their Go field names and types), built from the engine's
+//! results, and the templates run on them with the engine's `gotemplate`.
+//!
+//! 1. [`image_rows`] renders `podman images` rows: podman's `imageReporter` fields (`ID`
+//!    truncated unless `--no-trunc`, `Created`/`Size` human-readable, `CreatedAt` as Go
+//!    prints a time), with a header row for `table` formats and tabwriter alignment.
+//! 2. [`image_inspect`] renders `podman image inspect` objects (`{{.Id}}` read as `{{.ID}}`,
+//!    as podman does).
+//! 3. [`skopeo_inspect`] renders `skopeo inspect` output.
+
+use stowage_engine::cstorage::catalog::{ImageInspect, ImageRow};
+use stowage_engine::gotemplate::{
+    headers_for, normalize_format, tabwrite, Data, Field, Shape, Struct, Template, TemplateError,
+};
+use stowage_engine::inspect::InspectOutput;
+
+/// `podman images`' default table (`--digests` adds the DIGEST column).
+pub fn default_images_format(digests: bool) -> &'static str {
+    if digests {
+        "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.Created}}\t{{.Size}}"
+    } else {
+        "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.Created}}\t{{.Size}}"
+    }
+}
+
+/// The fields podman's images table can name in a header (its `imageReporter` struct's
+/// fields; methods such as `CreatedAt` print `<no value>` there, as in podman).
+const IMAGE_HEADER_FIELDS: [&str; 17] = [
+    "Repository",
+    "Tag",
+    "ID",
+    "ParentId",
+    "RepoTags",
+    "RepoDigests",
+    "Created",
+    "Size",
+    "SharedSize",
+    "VirtualSize",
+    "Labels",
+    "Containers",
+    "ReadOnly",
+    "Dangling",
+    "Names",
+    "Digest",
+    "History",
+];
+
+fn strs(v: &[String]) -> Data {
+    Data::List(v.iter().cloned().map(Data::Str).collect())
+}
+
+/// One `podman images` row as podman's template sees it.
+fn image_row(row: &ImageRow, no_trunc: bool, now: i64) -> Data {
+    let s = &row.summary;
+    let id = if no_trunc {
+        format!("sha256:{}", s.id)
+    } else {
+        s.id[..s.id.len().min(12)].to_string()
+    };
+    let created_human = format!("{} ago", crate::image::human_duration(now - s.created));
+    let created_at = stowage_engine::gotemplate::go_time_unix(s.created);
+    let labels = s
+        .labels
+        .as_ref()
+        .map(|l| Data::any(&serde_json::Value::Object(l.clone())))
+        .unwrap_or(Data::NilMap);
+    let tags: Vec<String> = s
+        .names
+        .iter()
+        .filter(|n| !n.contains('@'))
+        .cloned()
+        .collect();
+    let f = |n: &str, d: Data| (n.to_string(), d);
+    Data::Struct(Struct {
+        type_name: "images.imageReporter".into(),
+        fields: vec![
+            f("Repository", Data::Str(row.repository.clone())),
+            f("Tag", Data::Str(row.tag.clone())),
+            f("ID", Data::Str(id)),
+            f("ParentId", Data::Str(s.parent_id.clone())),
+            f("RepoTags", strs(&tags)),
+            f("RepoDigests", strs(&s.repo_digests)),
+            f("Created", Data::Str(created_human.clone())),
+            f("Size", Data::Str(crate::image::human_size(s.size as f64))),
+            f("SharedSize", Data::Int(s.shared_size)),
+            f("VirtualSize", Data::Int(s.virtual_size)),
+            f("Labels", labels),
+            f("Containers", Data::Int(s.containers as i64)),
+            f("ReadOnly", Data::Bool(s.read_only)),
+            f("Dangling", Data::Bool(s.dangling)),
+            f("Names", strs(&s.names)),
+            f("Digest", Data::Str(s.digest.clone())),
+            f("History", Data::Str(s.history.join(", "))),
+            f("CreatedAt", Data::Str(created_at.clone())),
+            f("CreatedSince", Data::Str(created_human)),
+            f("CreatedTime", Data::Str(created_at)),
+            f("IsReadOnly", Data::Bool(s.read_only)),
+        ],
+        json: serde_json::to_value(s).ok(),
+    })
+}
+
+/// A user's format as podman runs it: a newline after each item unless it ends with one.
+fn with_newline(mut f: String) -> String {
+    if !f.ends_with('\n') {
+        f.push('\n');
+    }
+    f
+}
+
+/// `podman images --format FORMAT` (not JSON) of `rows`; `noheading` leaves out a table's
+/// header row.
+pub fn image_rows(
+    format: &str,
+    rows: &[ImageRow],
+    no_trunc: bool,
+    noheading: bool,
+) -> Result<String, TemplateError> {
+    let (text, table) = normalize_format(format);
+    let t = Template::parse("images", &with_newline(text), 11)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let mut out = String::new();
+    if table && !noheading {
+        out.push_str(&t.execute(&headers_for(
+            &IMAGE_HEADER_FIELDS,
+            &[("ID", "IMAGE ID"), ("ReadOnly", "R/O")],
+        ))?);
+    }
+    for r in rows {
+        out.push_str(&t.execute(&image_row(r, no_trunc, now))?);
+    }
+    Ok(if table { tabwrite(&out, 12, 2) } else { out })
+}
+
+static LIST_STR: Shape = Shape::List(&Shape::Str);
+static IMAGE_CONFIG: Shape = Shape::Struct {
+    type_name: "*v1.ImageConfig",
+    fields: &[
+        Field { go: "User", json: "User", shape: &Shape::Str },
+        Field { go: "ExposedPorts", json: "ExposedPorts", shape: &Shape::Map },
+        Field { go: "Env", json: "Env", shape: &LIST_STR },
+        Field { go: "Entrypoint", json: "Entrypoint", shape: &LIST_STR },
+        Field { go: "Cmd", json: "Cmd", shape: &LIST_STR },
+        Field { go: "Volumes", json: "Volumes", shape: &Shape::Map },
+        Field { go: "WorkingDir", json: "WorkingDir", shape: &Shape::Str },
+        Field { go: "Labels", json: "Labels", shape: &Shape::Map },
+        Field { go: "StopSignal", json: "StopSignal", shape: &Shape::Str },
+        Field { go: "ArgsEscaped", json: "ArgsEscaped", shape: &Shape::Bool },
+    ],
+};
+static HISTORY: Shape = Shape::List(&Shape::Struct {
+    type_name: "v1.History",
+    fields: &[
+        Field { go: "Created", json: "created", shape: &Shape::Time },
+        Field { go: "CreatedBy", json: "created_by", shape: &Shape::Str },
+        Field { go: "Author", json: "author", shape: &Shape::Str },
+        Field { go: "Comment", json: "comment", shape: &Shape::Str },
+        Field { go: "EmptyLayer", json: "empty_layer", shape: &Shape::Bool },
+    ],
+});
+/// podman's `inspect.ImageData`.
+static IMAGE_DATA: Shape = Shape::Struct {
+    type_name: "interface {}",
+    fields: &[
+        Field { go: "ID", json: "Id", shape: &Shape::Str },
+        Field { go: "Digest", json: "Digest", shape: &Shape::Str },
+        Field { go: "RepoTags", json: "RepoTags", shape: &LIST_STR },
+        Field { go: "RepoDigests", json: "RepoDigests", shape: &LIST_STR },
+        Field { go: "Parent", json: "Parent", shape: &Shape::Str },
+        Field { go: "Comment", json: "Comment", shape: &Shape::Str },
+        Field { go: "Created", json: "Created", shape: &Shape::Time },
+        Field { go: "Config", json: "Config", shape: &IMAGE_CONFIG },
+        Field { go: "Version", json: "Version", shape: &Shape::Str },
+        Field { go: "Author", json: "Author", shape: &Shape::Str },
+        Field { go: "Architecture", json: "Architecture", shape: &Shape::Str },
+        Field { go: "Os", json: "Os", shape: &Shape::Str },
+        Field { go: "Size", json: "Size", shape: &Shape::Int },
+        Field { go: "VirtualSize", json: "VirtualSize", shape: &Shape::Int },
+        Field {
+            go: "GraphDriver",
+            json: "GraphDriver",
+            shape: &Shape::Struct {
+                type_name: "*define.DriverData",
+                fields: &[
+                    Field { go: "Name", json: "Name", shape: &Shape::Str },
+                    Field { go: "Data", json: "Data", shape: &Shape::Map },
+                ],
+            },
+        },
+        Field {
+            go: "RootFS",
+            json: "RootFS",
+            shape: &Shape::Struct {
+                type_name: "*inspect.RootFS",
+                fields: &[
+                    Field { go: "Type", json: "Type", shape: &Shape::Str },
+                    Field { go: "Layers", json: "Layers", shape: &LIST_STR },
+                ],
+            },
+        },
+        Field { go: "Labels", json: "Labels", shape: &Shape::Map },
+        Field { go: "Annotations", json: "Annotations", shape: &Shape::Map },
+        Field { go: "ManifestType", json: "ManifestType", shape: &Shape::Str },
+        Field { go: "User", json: "User", shape: &Shape::Str },
+        Field { go: "History", json: "History", shape: &HISTORY },
+        Field { go: "NamesHistory", json: "NamesHistory", shape: &LIST_STR },
+        Field { go: "HealthCheck", json: "Healthcheck", shape: &Shape::Any },
+    ],
+};
+
+/// podman's `inspectNormalize` for images: `{{.Id}}` (spaces allowed inside the braces) is
+/// `{{.ID}}`, `.Config.Healthcheck` is `.HealthCheck`.
+fn inspect_normalize(format: &str) -> String {
+    let mut out = String::new();
+    let mut rest = format;
+    while let Some(i) = rest.find("{{") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let inner = after.trim_start();
+        if let Some(tail) = inner.strip_prefix(".Id") {
+            let t = tail.trim_start();
+            if let Some(end) = t.strip_prefix("}}") {
+                out.push_str("{{.ID}}");
+                rest = end;
+                continue;
+            }
+        }
+        out.push_str("{{");
+        rest = after;
+    }
+    out.push_str(rest);
+    out.replace(".Config.Healthcheck", ".HealthCheck")
+}
+
+/// `podman image inspect --format FORMAT` (not JSON) of `images`.
+pub fn image_inspect(format: &str, images: &[ImageInspect]) -> Result<String, TemplateError> {
+    let f = inspect_normalize(format);
+    let f = f.strip_prefix("table ").unwrap_or(&f).replace("\\t", "\t");
+    let t = Template::parse("inspect", &with_newline(f), 11)?;
+    let mut out = String::new();
+    for i in images {
+        let v = serde_json::to_value(i).map_err(|e| TemplateError(e.to_string()))?;
+        out.push_str(&t.execute(&Data::from_json(&v, &IMAGE_DATA))?);
+    }
+    Ok(out)
+}
+
+/// skopeo's inspect output.
+static SKOPEO_INSPECT: Shape = Shape::Struct {
+    type_name: "interface {}",
+    fields: &[
+        Field { go: "Name", json: "Name", shape: &Shape::Str },
+        Field { go: "Digest", json: "Digest", shape: &Shape::Str },
+        Field { go: "RepoTags", json: "RepoTags", shape: &LIST_STR },
+        Field { go: "Created", json: "Created", shape: &Shape::Time },
+        Field { go: "DockerVersion", json: "DockerVersion", shape: &Shape::Str },
+        Field { go: "Labels", json: "Labels", shape: &Shape::Map },
+        Field { go: "Architecture", json: "Architecture", shape: &Shape::Str },
+        Field { go: "Variant", json: "Variant", shape: &Shape::Str },
+        Field { go: "Os", json: "Os", shape: &Shape::Str },
+        Field { go: "Layers", json: "Layers", shape: &LIST_STR },
+        Field {
+            go: "LayersData",
+            json: "LayersData",
+            shape: &Shape::List(&Shape::Struct {
+                type_name: "types.ImageInspectLayer",
+                fields: &[
+                    Field { go: "MIMEType", json: "MIMEType", shape: &Shape::Str },
+                    Field { go: "Digest", json: "Digest", shape: &Shape::Str },
+                    Field { go: "Size", json: "Size", shape: &Shape::Int },
+                    Field { go: "Annotations", json: "Annotations", shape: &Shape::Map },
+                ],
+            }),
+        },
+        Field { go: "Env", json: "Env", shape: &LIST_STR },
+    ],
+};
+
+/// `skopeo inspect --format FORMAT` (not JSON) of `summary`.
+pub fn skopeo_inspect(format: &str, summary: &InspectOutput) -> Result<String, TemplateError> {
+    let t = Template::parse("skopeo inspect", &with_newline(format.replace("\\t", "\t")), 12)?;
+    let v = serde_json::to_value(summary).map_err(|e| TemplateError(e.to_string()))?;
+    t.execute(&Data::from_json(&v, &SKOPEO_INSPECT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inspect_normalize;
+
+    #[test]
+    fn id_is_read_as_podman_reads_it() {
+        assert_eq!(inspect_normalize("{{ .Id }} {{.Id}}x"), "{{.ID}} {{.ID}}x");
+        assert_eq!(inspect_normalize("{{.Ids}}"), "{{.Ids}}");
+        assert_eq!(inspect_normalize("{{.Config.Healthcheck}}"), "{{.HealthCheck}}");
+    }
+}
