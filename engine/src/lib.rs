@@ -37,6 +37,7 @@
 #![deny(unsafe_code)]
 
 pub mod bootc;
+pub mod cancel;
 pub mod compression;
 pub mod copy;
 pub mod cstorage;

@@ -142,6 +142,7 @@ impl ImageSink for OstreeSink {
             blob_refs,
             data_refs,
             commits: Mutex::new(vec![None; plan.layers.len()]),
+            written: Default::default(),
         }))
     }
 }
@@ -153,6 +154,8 @@ struct OstreeWriter<'s> {
     blob_refs: Vec<String>,
     data_refs: Vec<String>,
     commits: Mutex<Vec<Option<Checksum>>>,
+    /// Layers this writer imported and committed (kept if the copy stops).
+    written: std::sync::atomic::AtomicUsize,
 }
 
 impl ImageWriter for OstreeWriter<'_> {
@@ -210,9 +213,15 @@ impl ImageWriter for OstreeWriter<'_> {
         txn.set_ref(&self.data_refs[index], Some(data))?;
         txn.commit()?;
         self.commits.lock().unwrap()[index] = Some(commit);
+        self.written
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(StoredLayer {
             descriptor: self.plan.layers[index].descriptor.clone(),
         })
+    }
+
+    fn layers_kept(&self) -> usize {
+        self.written.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn commit(self: Box<Self>, image: &FinalImage) -> Result<CommitResult> {
