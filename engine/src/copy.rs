@@ -877,6 +877,60 @@ mod tests {
     }
 
     #[test]
+    fn a_cancelled_copy_stops_and_leaves_the_destination_unchanged() {
+        let tmp = tempfile::tempdir().unwrap();
+        image(&tmp.path().join("src"), 3);
+        let src = OciSource::open(&tmp.path().join("src"), Some("t")).unwrap();
+        let dst_path = tmp.path().join("dst");
+        let dst = OciSink::create(&dst_path, Some("x"), None).unwrap();
+        let before = listing(&dst_path);
+        let opts = CopyOptions::default();
+        opts.cancel.cancel();
+        let err = copy_image(&src, &dst, &opts).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Cancelled {
+                    reason: crate::cancel::CancelReason::Requested,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // Cancelled mid-stream: the plan is made, the first read of a layer fails.
+        let opts = CopyOptions::default();
+        let plan = plan_image(&src, &opts.platform).unwrap();
+        struct CancelOnRead<'a>(&'a OciSource, Cancel);
+        impl ImageSource for CancelOnRead<'_> {
+            fn name(&self) -> String {
+                self.0.name()
+            }
+            fn manifest(&self) -> Result<RawManifest> {
+                self.0.manifest()
+            }
+            fn child_manifest(&self, d: &Descriptor) -> Result<RawManifest> {
+                self.0.child_manifest(d)
+            }
+            fn open_blob(&self, d: &Descriptor) -> Result<BoxRead<'_>> {
+                self.0.open_blob(d)
+            }
+            fn open_layer(&self, i: usize, d: &Descriptor, id: &Digest) -> Result<LayerStream<'_>> {
+                let s = self.0.open_layer(i, d, id);
+                self.1.cancel();
+                s
+            }
+        }
+        let src2 = CancelOnRead(&src, opts.cancel.clone());
+        let err = copy_planned(&src2, &plan, &dst, &opts, Instant::now()).unwrap_err();
+        assert!(matches!(err, Error::Cancelled { .. }), "{err}");
+        assert!(
+            err.to_string().contains("nothing of the image was kept"),
+            "{err}"
+        );
+        assert_eq!(listing(&dst_path), before, "no temporary or blob left");
+    }
+
+    #[test]
     fn config_and_manifest_must_agree_on_layer_count() {
         let tmp = tempfile::tempdir().unwrap();
         let oci = OciDir::create(tmp.path()).unwrap();

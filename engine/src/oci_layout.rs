@@ -803,6 +803,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn stale_temporaries_go_and_live_ones_stay() {
+        let tmp = tempfile::tempdir().unwrap();
+        let oci = OciDir::create(tmp.path()).unwrap();
+        // A dead writer's file (nobody holds its lock) and a live writer's.
+        std::fs::write(tmp.path().join(".tmp-blob-dead"), b"x").unwrap();
+        let mut live = oci.blob_writer().unwrap();
+        live.write_all(b"partial").unwrap();
+        let live_name = live.temp_name.clone().unwrap();
+        let again = OciDir::create(tmp.path()).unwrap();
+        assert!(!tmp.path().join(".tmp-blob-dead").exists());
+        assert!(
+            tmp.path().join(&live_name).exists(),
+            "a live writer's file was removed"
+        );
+        assert_eq!(again.remove_stale_temporaries().unwrap(), 0);
+        // A finished (staged) blob keeps its lock until published.
+        let staged = live.finish(None).unwrap();
+        assert_eq!(again.remove_stale_temporaries().unwrap(), 0);
+        staged.publish().unwrap();
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with(TEMP_PREFIX))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
     fn create_write_tag_resolve() {
         let tmp = tempfile::tempdir().unwrap();
         let oci = OciDir::create(&tmp.path().join("l")).unwrap();

@@ -13,6 +13,11 @@
 //!    when the image was chosen from one, else the manifest's), then its big data (config, the
 //!    index as `manifest-<index digest>` when there was one, `manifest-<digest>`, `manifest`,
 //!    an empty signature), its metadata and its name — the order containers/image uses.
+//! 4. A layer whose stream fails verification while the pipeline will fetch it again
+//!    ([`LayerInput::will_retry_on_corruption`]) stays begun with its `diff/` emptied, so the
+//!    layers above, possibly extracting already, keep their parent and `lower` links; the
+//!    second stream is extracted into it. A layer that fails otherwise (or is reported by
+//!    `layer_failed`) is aborted, and the layers waiting on it fail naming it.
 //!
 //! While a layer is incomplete the store's `layers.lock` stays write-locked (as in
 //! containers/storage's own `PutLayer`), because any podman process would otherwise delete the
