@@ -35,7 +35,8 @@ pub fn copy(global: &GlobalOpts, args: CopyArgs) -> Result<ExitCode> {
         args.dest_tls_verify,
         args.dest_cert_dir.as_deref().or(args.cert_dir.as_deref()),
     )?;
-    let copy = copy_options(Some(&args.platform), Some(args.jobs));
+    let mut copy = copy_options(Some(&args.platform), Some(args.jobs));
+    copy.cancel = crate::interrupt::install()?;
     let progress = crate::progress::for_copy(global.quiet, args.progress_fd)?;
     let report = copy_between(&src, &dst, &opts, &copy, progress.as_ref())
         .with_context(|| format!("copying {src} to {dst}"))?;

@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod format;
 mod image;
+mod interrupt;
 mod progress;
 
 use std::process::ExitCode;
@@ -20,6 +21,32 @@ fn main() -> ExitCode {
         cli::Command::Image(args) => image::run(&cli.global, args),
         cli::Command::Delete(args) => commands::delete(&cli.global, args),
     };
+    if let Some(sig) = interrupt::received() {
+        // One line: what was stopped and what the destination keeps.
+        let line = match &result {
+            Ok(_) => "the command had completed when the signal arrived".to_string(),
+            Err(e) => match e
+                .chain()
+                .find_map(|c| c.downcast_ref::<stowage_engine::Error>())
+            {
+                Some(c @ stowage_engine::Error::Cancelled { .. }) => c.to_string(),
+                _ => render_error(e),
+            },
+        };
+        let name = if sig == 2 {
+            "SIGINT"
+        } else if sig == 15 {
+            "SIGTERM"
+        } else {
+            "a signal"
+        };
+        if line.starts_with("interrupted") {
+            eprintln!("stowage: {line}");
+        } else {
+            eprintln!("stowage: interrupted ({name}): {line}");
+        }
+        return ExitCode::from((128 + sig) as u8);
+    }
     match result {
         Ok(code) => code,
         // The reader of our output went away (`stowage inspect … | head`): nothing to report.

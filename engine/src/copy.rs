@@ -14,6 +14,12 @@
 //! 5. The writer commits: manifest, config and names become visible only now. A writer
 //!    dropped without commit leaves its store as it was (or with only state that the store's
 //!    own readers ignore and clean up, such as incomplete containers-storage layers).
+//! 6. A layer whose bytes fail verification (digest or size) is fetched again from the start,
+//!    once, when the source says a second read may differ ([`ImageSource::refetch_origin`]: a
+//!    registry); the second failure names the blob, where it came from and both digests.
+//! 7. [`CopyOptions::cancel`] stops the copy between layers and, through a
+//!    [`CancelReader`] on every layer stream, at the next chunk; the copy then ends with
+//!    [`Error::Cancelled`] saying what the destination keeps (see [`crate::cancel`]).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -23,6 +29,7 @@ use oci_spec::image::{Descriptor, ImageManifest, MediaType};
 
 use std::io::{Read, Write};
 
+use crate::cancel::{Cancel, CancelReader};
 use crate::compression::{decoder, BoxRead, Compression, Encoder};
 use crate::digest::{Digest, VerifiedReader};
 use crate::error::{Error, IoContext, Result};
@@ -57,6 +64,12 @@ pub trait ImageSource: Send + Sync {
         descriptor: &Descriptor,
         diff_id: &Digest,
     ) -> Result<LayerStream<'_>>;
+    /// Where the bytes come from when reading them again may give other bytes (a registry:
+    /// `registry HOST`); the pipeline then fetches a layer that fails verification once more.
+    /// `None` (the default) for local stores, whose bytes a second read would not change.
+    fn refetch_origin(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What the sink is given to start an image.
@@ -128,6 +141,10 @@ pub struct LayerInput<'a> {
     pub compression: Compression,
     /// The layer's name, for messages.
     pub label: LayerLabel,
+    /// When set, a digest or size mismatch of this input is followed by a second
+    /// [`ImageWriter::put_layer`] of the same layer with freshly fetched bytes: the writer may
+    /// keep what it set up for the layer (it must discard the content it wrote).
+    pub will_retry_on_corruption: bool,
     diff_id: Digest,
     reader: VerifiedReader<BoxRead<'a>>,
 }
@@ -161,6 +178,7 @@ impl<'a> LayerInput<'a> {
             form,
             compression,
             label,
+            will_retry_on_corruption: false,
             diff_id,
             reader,
         }
@@ -300,10 +318,16 @@ pub trait ImageWriter: Send + Sync {
     /// Store a layer the writer does not have, consuming `input` through one of its methods
     /// (which verify it). Called from several threads at once, in any order.
     fn put_layer(&self, input: LayerInput<'_>) -> Result<StoredLayer>;
-    /// Layer `index` failed (in the source, in verification, or in [`Self::put_layer`]): a
-    /// writer whose layers wait for one another must wake the waiters, so a failure anywhere
-    /// ends the copy instead of leaving a layer waiting for one that will never come.
+    /// Layer `index` will not be stored: it failed before or in [`put_layer`](Self::put_layer)
+    /// (opening the source, a second corrupt fetch, cancellation). Writers that make layers
+    /// wait for the one below them (containers-storage) release the waiters here.
     fn layer_failed(&self, _index: usize, _error: &Error) {}
+    /// How many layers this writer has stored durably so far, kept even if the copy stops
+    /// now (containers-storage and ostree commit layer by layer; an OCI layout publishes
+    /// nothing before the commit). Used in the message of an interrupted copy.
+    fn layers_kept(&self) -> usize {
+        0
+    }
     /// Make the image visible.
     fn commit(self: Box<Self>, image: &FinalImage) -> Result<CommitResult>;
 }
@@ -323,6 +347,8 @@ pub struct CopyOptions {
     pub jobs: usize,
     /// Platform to choose from an index.
     pub platform: PlatformSpec,
+    /// Set it to stop the copy (see [`crate::cancel`]).
+    pub cancel: Cancel,
 }
 
 impl Default for CopyOptions {
@@ -330,6 +356,7 @@ impl Default for CopyOptions {
         CopyOptions {
             jobs: 3,
             platform: PlatformSpec::host(),
+            cancel: Cancel::new(),
         }
     }
 }
@@ -438,8 +465,101 @@ pub fn copy_image(
     options: &CopyOptions,
 ) -> Result<CopyReport> {
     let start = Instant::now();
+    options
+        .cancel
+        .check(|| format!("copying {}", source.name()))?;
     let plan = plan_image(source, &options.platform)?;
-    let writer = sink.begin(&plan)?;
+    copy_planned(source, &plan, sink, options, start)
+}
+
+/// Steps 3–6 of the pipeline for a `plan` made by [`plan_image`] from `source`: lets a caller
+/// resolve the source before it opens (and so creates) the destination. `start` is when the
+/// copy began, for [`CopyReport::elapsed`].
+pub fn copy_planned(
+    source: &dyn ImageSource,
+    plan: &ImagePlan,
+    sink: &dyn ImageSink,
+    options: &CopyOptions,
+    start: Instant,
+) -> Result<CopyReport> {
+    let cancel = &options.cancel;
+    let what = || format!("copying {} to {}", plan.source_name, sink.name());
+    cancel.check(what)?;
+    let writer = sink.begin(plan)?;
+    let result = copy_layers(source, plan, writer.as_ref(), options);
+    let stored = match result {
+        Ok(stored) => stored,
+        Err(e) => {
+            return Err(match cancel.reason() {
+                Some(reason) => Error::Cancelled {
+                    what: what(),
+                    reason,
+                    kept: kept_message(writer.layers_kept(), plan.layers.len()),
+                },
+                None => e,
+            })
+        }
+    };
+    let (layers_copied, layer_bytes) = stored.1;
+    let stored = stored.0;
+    if let Some(reason) = cancel.reason() {
+        return Err(Error::Cancelled {
+            what: what(),
+            reason,
+            kept: kept_message(writer.layers_kept(), plan.layers.len()),
+        });
+    }
+    let manifest = rewrite_manifest(plan, &stored)?;
+    let final_image = FinalImage {
+        manifest,
+        index: plan.index.clone(),
+        config_descriptor: plan.config_descriptor.clone(),
+        config: plan.config.clone(),
+    };
+    let manifest_digest = final_image.manifest.digest.clone();
+    let commit = writer.commit(&final_image)?;
+    let n = plan.layers.len();
+    Ok(CopyReport {
+        manifest_digest,
+        source_manifest_digest: plan.manifest.digest.clone(),
+        image_id: commit.image_id,
+        layers_copied,
+        layers_reused: n - layers_copied,
+        layer_bytes,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// What an interrupted copy leaves in the destination, for [`Error::Cancelled`].
+fn kept_message(kept: usize, total: usize) -> String {
+    match kept {
+        0 => "nothing of the image was kept in the destination".into(),
+        k => format!(
+            "{k} of {total} layer(s) committed before the stop are kept in the destination (the next copy reuses them); the image itself was not written"
+        ),
+    }
+}
+
+/// `r`, failing its next read once `cancel` is set.
+fn guarded<'a>(r: BoxRead<'a>, cancel: &Cancel, label: &LayerLabel) -> BoxRead<'a> {
+    Box::new(CancelReader::new(r, cancel.clone(), label.to_string()))
+}
+
+/// A layer's bytes failed verification: the errors a second fetch may cure.
+fn is_corruption(e: &Error) -> bool {
+    matches!(e, Error::DigestMismatch { .. } | Error::SizeMismatch { .. })
+}
+
+/// Step 4: every layer the writer lacks, `options.jobs` at once. Returns the stored layers,
+/// how many were streamed and their bytes.
+#[allow(clippy::type_complexity)]
+fn copy_layers(
+    source: &dyn ImageSource,
+    plan: &ImagePlan,
+    writer: &dyn ImageWriter,
+    options: &CopyOptions,
+) -> Result<(Vec<StoredLayer>, (usize, u64))> {
+    let cancel = &options.cancel;
     let stored: Vec<Mutex<Option<StoredLayer>>> =
         plan.layers.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
@@ -450,9 +570,52 @@ pub fn copy_image(
     let copied = AtomicUsize::new(0);
     let bytes = std::sync::atomic::AtomicU64::new(0);
     let n = plan.layers.len();
+    let refetch = source.refetch_origin();
+
+    let open_input = |i: usize, label: &LayerLabel, retry: bool| -> Result<LayerInput<'_>> {
+        let layer = &plan.layers[i];
+        let guard = |r| guarded(r, cancel, label);
+        let mut input = match source.open_layer(i, &layer.descriptor, &layer.diff_id)? {
+            LayerStream::Blob(r) => {
+                let reader = VerifiedReader::new(
+                    guard(r),
+                    layer.descriptor.digest(),
+                    Some(layer.descriptor.size()),
+                    label.to_string(),
+                )?;
+                let compression =
+                    Compression::from_media_type(layer.descriptor.media_type().as_ref())?;
+                LayerInput::new(
+                    label.clone(),
+                    LayerForm::Blob,
+                    compression,
+                    layer.diff_id.clone(),
+                    reader,
+                )
+            }
+            LayerStream::Diff(r) => {
+                let reader = VerifiedReader::new(
+                    guard(r),
+                    &layer.diff_id,
+                    None,
+                    format!("uncompressed {label}"),
+                )?;
+                LayerInput::new(
+                    label.clone(),
+                    LayerForm::Diff,
+                    Compression::Uncompressed,
+                    layer.diff_id.clone(),
+                    reader,
+                )
+            }
+        };
+        input.will_retry_on_corruption = retry;
+        Ok(input)
+    };
 
     let work = |i: usize| -> Result<()> {
         let layer = &plan.layers[i];
+        cancel.check(|| format!("copying layers of {}", plan.source_name))?;
         if let Some(existing) = writer.existing_layer(i)? {
             *stored[i].lock().unwrap() = Some(existing);
             return Ok(());
@@ -462,37 +625,36 @@ pub fn copy_image(
             digest: layer.descriptor.digest().clone(),
             image: plan.source_name.clone(),
         };
-        let input = match source.open_layer(i, &layer.descriptor, &layer.diff_id)? {
-            LayerStream::Blob(r) => {
-                let reader = VerifiedReader::new(
-                    r,
-                    layer.descriptor.digest(),
-                    Some(layer.descriptor.size()),
-                    label.to_string(),
-                )?;
-                let compression =
-                    Compression::from_media_type(layer.descriptor.media_type().as_ref())?;
-                LayerInput::new(
-                    label,
-                    LayerForm::Blob,
-                    compression,
-                    layer.diff_id.clone(),
-                    reader,
-                )
+        let first = writer.put_layer(open_input(i, &label, refetch.is_some())?);
+        let result = match (first, &refetch) {
+            (Err(e), Some(origin)) if is_corruption(&e) && !cancel.is_cancelled() => {
+                match writer.put_layer(open_input(i, &label, false)?) {
+                    Err(Error::DigestMismatch {
+                        what,
+                        expected,
+                        actual,
+                    }) => Err(Error::DigestMismatch {
+                        what: format!("{what}, fetched twice from {origin}"),
+                        expected,
+                        actual,
+                    }),
+                    Err(Error::SizeMismatch {
+                        what,
+                        digest,
+                        expected,
+                        actual,
+                    }) => Err(Error::SizeMismatch {
+                        what: format!("{what}, fetched twice from {origin}"),
+                        digest,
+                        expected,
+                        actual,
+                    }),
+                    other => other,
+                }
             }
-            LayerStream::Diff(r) => {
-                let reader =
-                    VerifiedReader::new(r, &layer.diff_id, None, format!("uncompressed {label}"))?;
-                LayerInput::new(
-                    label,
-                    LayerForm::Diff,
-                    Compression::Uncompressed,
-                    layer.diff_id.clone(),
-                    reader,
-                )
-            }
+            (first, _) => first,
         };
-        let result = writer.put_layer(input)?;
+        let result = result?;
         *stored[i].lock().unwrap() = Some(result);
         copied.fetch_add(1, Ordering::Relaxed);
         bytes.fetch_add(layer.descriptor.size(), Ordering::Relaxed);
@@ -511,8 +673,8 @@ pub fn copy_image(
                     return;
                 }
                 if let Err(e) = work(i) {
-                    writer.layer_failed(i, &e);
                     failed.store(true, Ordering::Relaxed);
+                    writer.layer_failed(i, &e);
                     let mut slot = first_error.lock().unwrap();
                     if slot.as_ref().is_none_or(|(j, _)| i < *j) {
                         *slot = Some((i, e));
@@ -525,30 +687,17 @@ pub fn copy_image(
     if let Some((_, e)) = first_error.into_inner().unwrap() {
         return Err(e);
     }
-
     let stored: Vec<StoredLayer> = stored
         .into_iter()
         .map(|m| m.into_inner().unwrap().expect("every layer stored"))
         .collect();
-    let manifest = rewrite_manifest(&plan, &stored)?;
-    let final_image = FinalImage {
-        manifest,
-        index: plan.index.clone(),
-        config_descriptor: plan.config_descriptor.clone(),
-        config: plan.config.clone(),
-    };
-    let manifest_digest = final_image.manifest.digest.clone();
-    let commit = writer.commit(&final_image)?;
-    let layers_copied = copied.load(Ordering::Relaxed);
-    Ok(CopyReport {
-        manifest_digest,
-        source_manifest_digest: plan.manifest.digest.clone(),
-        image_id: commit.image_id,
-        layers_copied,
-        layers_reused: n - layers_copied,
-        layer_bytes: bytes.load(Ordering::Relaxed),
-        elapsed: start.elapsed(),
-    })
+    Ok((
+        stored,
+        (
+            copied.load(Ordering::Relaxed),
+            bytes.load(Ordering::Relaxed),
+        ),
+    ))
 }
 
 /// The manifest to store: the source's bytes when every layer kept its descriptor, otherwise
@@ -725,6 +874,60 @@ mod tests {
             before,
             "the destination changed after a failed copy"
         );
+    }
+
+    #[test]
+    fn a_cancelled_copy_stops_and_leaves_the_destination_unchanged() {
+        let tmp = tempfile::tempdir().unwrap();
+        image(&tmp.path().join("src"), 3);
+        let src = OciSource::open(&tmp.path().join("src"), Some("t")).unwrap();
+        let dst_path = tmp.path().join("dst");
+        let dst = OciSink::create(&dst_path, Some("x"), None).unwrap();
+        let before = listing(&dst_path);
+        let opts = CopyOptions::default();
+        opts.cancel.cancel();
+        let err = copy_image(&src, &dst, &opts).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Cancelled {
+                    reason: crate::cancel::CancelReason::Requested,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // Cancelled mid-stream: the plan is made, the first read of a layer fails.
+        let opts = CopyOptions::default();
+        let plan = plan_image(&src, &opts.platform).unwrap();
+        struct CancelOnRead<'a>(&'a OciSource, Cancel);
+        impl ImageSource for CancelOnRead<'_> {
+            fn name(&self) -> String {
+                self.0.name()
+            }
+            fn manifest(&self) -> Result<RawManifest> {
+                self.0.manifest()
+            }
+            fn child_manifest(&self, d: &Descriptor) -> Result<RawManifest> {
+                self.0.child_manifest(d)
+            }
+            fn open_blob(&self, d: &Descriptor) -> Result<BoxRead<'_>> {
+                self.0.open_blob(d)
+            }
+            fn open_layer(&self, i: usize, d: &Descriptor, id: &Digest) -> Result<LayerStream<'_>> {
+                let s = self.0.open_layer(i, d, id);
+                self.1.cancel();
+                s
+            }
+        }
+        let src2 = CancelOnRead(&src, opts.cancel.clone());
+        let err = copy_planned(&src2, &plan, &dst, &opts, Instant::now()).unwrap_err();
+        assert!(matches!(err, Error::Cancelled { .. }), "{err}");
+        assert!(
+            err.to_string().contains("nothing of the image was kept"),
+            "{err}"
+        );
+        assert_eq!(listing(&dst_path), before, "no temporary or blob left");
     }
 
     #[test]

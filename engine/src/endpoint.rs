@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::compression::Compression;
-use crate::copy::{copy_image, CopyOptions, CopyReport, ImageSink, ImageSource};
+use crate::copy::{copy_planned, plan_image, CopyOptions, CopyReport, ImageSink, ImageSource};
 use crate::cstorage::{StorageSink, StorageSource, Store};
 use crate::error::{Error, Result};
 use crate::oci_archive::{OciArchiveSink, OciArchiveSource};
@@ -147,8 +147,55 @@ pub fn open_sink(r: &ImageRef, options: &EndpointOptions) -> Result<Box<dyn Imag
     }
 }
 
+/// The directory a copy into `r` would create: the topmost missing ancestor of an OCI
+/// layout or a containers-storage graph root (and run root), or nothing when the destination
+/// exists already (an ostree repository must exist; an OCI archive is only written at commit).
+fn would_create(r: &ImageRef, options: &EndpointOptions) -> Vec<PathBuf> {
+    let topmost_missing = |p: &Path| -> Option<PathBuf> {
+        let p = std::path::absolute(p).ok()?;
+        let mut created = None;
+        for a in p.ancestors() {
+            if std::fs::symlink_metadata(a).is_ok() {
+                break;
+            }
+            created = Some(a.to_path_buf());
+        }
+        created
+    };
+    match r {
+        ImageRef::Oci { path, .. } => topmost_missing(path).into_iter().collect(),
+        ImageRef::ContainersStorage { store, .. } => {
+            let (root, runroot) = match store {
+                Some(s) => (
+                    s.graph_root.clone(),
+                    s.run_root
+                        .clone()
+                        .unwrap_or_else(|| options.storage_runroot.clone()),
+                ),
+                None => (
+                    options.storage_root.clone(),
+                    options.storage_runroot.clone(),
+                ),
+            };
+            [root, runroot]
+                .iter()
+                .filter_map(|p| topmost_missing(p))
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// Open `src` and `dst` and copy one image from the one to the other, telling `progress`
 /// (when given) what happens: `stowage copy SRC DST`.
+///
+/// 1. The source is opened and its manifest and config resolved first, so a missing image
+///    or tag fails before the destination is touched.
+/// 2. The destination is opened (an OCI layout or a containers-storage store is created
+///    when missing) and the layers copied ([`copy_planned`]); `copy.cancel` also stops the
+///    registry clients of both sides.
+/// 3. When the copy fails or is cancelled and the destination did not exist before, what the
+///    copy created is removed again: a failed copy leaves no new, empty destination behind.
 pub fn copy_between(
     src: &ImageRef,
     dst: &ImageRef,
@@ -156,15 +203,51 @@ pub fn copy_between(
     copy: &CopyOptions,
     progress: Option<&Arc<dyn Progress>>,
 ) -> Result<CopyReport> {
+    let start = std::time::Instant::now();
+    let mut options = options.clone();
+    options.src_registry.cancel = copy.cancel.clone();
+    options.dest_registry.cancel = copy.cancel.clone();
+    let options = &options;
     let source = open_source(src, options)?;
-    let sink = open_sink(dst, options)?;
-    match progress {
-        Some(p) => copy_image(
-            &Observed::source(source.as_ref(), p.clone()),
+    let observed;
+    let source: &dyn ImageSource = match progress {
+        Some(p) => {
+            observed = Observed::source(source.as_ref(), p.clone());
+            &observed
+        }
+        None => source.as_ref(),
+    };
+    copy.cancel.check(|| format!("copying {src} to {dst}"))?;
+    let plan = plan_image(source, &copy.platform)?;
+    let created = would_create(dst, options);
+    let result = open_sink(dst, options).and_then(|sink| match progress {
+        Some(p) => copy_planned(
+            source,
+            &plan,
             &Observed::sink(sink.as_ref(), p.clone()),
             copy,
+            start,
         ),
-        None => copy_image(source.as_ref(), sink.as_ref(), copy),
+        None => copy_planned(source, &plan, sink.as_ref(), copy, start),
+    });
+    match result {
+        Err(mut e) if !created.is_empty() => {
+            for dir in &created {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            if let Error::Cancelled { kept, .. } = &mut e {
+                *kept = format!(
+                    "the destination did not exist before and was removed ({})",
+                    created
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            Err(e)
+        }
+        other => other,
     }
 }
 

@@ -189,6 +189,18 @@ pub enum Error {
         /// What went wrong, and how many attempts were made.
         reason: String,
     },
+    /// The work was stopped through a [`Cancel`](crate::cancel::Cancel) token (the CLI sets
+    /// it on SIGINT/SIGTERM). Whatever was not committed has been removed.
+    #[error("{reason}: {what} stopped{}", if kept.is_empty() { String::new() } else { format!("; {kept}") })]
+    Cancelled {
+        /// What was stopped (`copying IMAGE to DEST`, a layer).
+        what: String,
+        /// Why.
+        reason: crate::cancel::CancelReason,
+        /// What the destination keeps (`2 layers committed before the stop are kept`), or
+        /// empty.
+        kept: String,
+    },
     /// An I/O error, with the path or operation it happened on.
     #[error("{context}: {source}")]
     Io {

@@ -4,7 +4,7 @@
 //! layouts, containers-storage and ostree repositories, in process and without helper binaries.
 //!
 //! Layers of the crate, bottom up (see `docs/architecture.md`):
-//! 1. shared ground: [`error`], [`fs_lock`] (fcntl record locks), [`digest`] (digests and verified readers), [`compression`],
+//! 1. shared ground: [`error`], [`cancel`] (stopping a copy), [`fs_lock`] (fcntl record locks), [`digest`] (digests and verified readers), [`compression`],
 //!    [`reference`](mod@reference) and [`transport`] (names), [`manifest`] (OCI/Docker
 //!    documents), [`layer_tar`] (safe layer-tar walking and extraction), [`tar_split`];
 //! 2. one module per store or transport, each knowing only its own format: [`oci_layout`],
@@ -37,6 +37,7 @@
 #![deny(unsafe_code)]
 
 pub mod bootc;
+pub mod cancel;
 pub mod compression;
 pub mod copy;
 pub mod cstorage;

@@ -11,6 +11,11 @@
 //! 3. `index.json` is replaced atomically (temporary file, fsync, rename) under an advisory
 //!    lock on the layout directory, so concurrent stowage writers never lose each other's tags.
 //!    Keys stowage does not know are preserved.
+//! 5. Every temporary file (`.tmp-*`) is created with an exclusive `flock` held as long as
+//!    its writer keeps it open. Opening a layout for writing removes the temporaries whose
+//!    lock can be taken — left by a writer that was killed — and never one a live writer
+//!    holds ([`OciDir::remove_stale_temporaries`]). An interrupted or failed copy removes its
+//!    own (drop handlers).
 //! 4. Tags are `org.opencontainers.image.ref.name` annotations, as skopeo and umoci use them;
 //!    adding a tag removes it from whichever entry had it before.
 
@@ -101,10 +106,43 @@ impl OciDir {
             )
             .ctx(|| format!("writing {}/{INDEX_FILE}", path.display()))?;
         }
-        Ok(OciDir {
+        let layout = OciDir {
             dir,
             path: path.to_path_buf(),
-        })
+        };
+        layout.remove_stale_temporaries()?;
+        Ok(layout)
+    }
+
+    /// Remove the temporary files (`.tmp-*` in the layout root) that writers which died left
+    /// behind (a SIGKILL, a power cut), and return how many. A live writer holds an exclusive
+    /// `flock` on each of its temporary files from creation until rename or removal; a file
+    /// whose lock can be taken has no live writer and goes. [`OciDir::create`] (every write
+    /// to a layout) runs this first.
+    pub fn remove_stale_temporaries(&self) -> Result<usize> {
+        use rustix::fs::{flock, FlockOperation};
+        let mut removed = 0;
+        for entry in self.dir.entries().at("listing", &self.path)? {
+            let entry = entry.at("listing", &self.path)?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !name.starts_with(TEMP_PREFIX) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            let Ok(file) = self.dir.open(name) else {
+                continue;
+            };
+            let file = file.into_std();
+            if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
+                continue; // a live writer's
+            }
+            match self.dir.remove_file(name) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io_path("removing", self.path.join(name), e)),
+            }
+        }
+        Ok(removed)
     }
 
     /// The layout's path.
@@ -399,14 +437,31 @@ fn check_layout_file(content: &str, path: &Path) -> Result<()> {
     }
 }
 
-/// Create a uniquely named temporary file in `dir`.
+/// Prefix of every temporary file stowage writes in a layout (blobs and `index.json`).
+pub const TEMP_PREFIX: &str = ".tmp-";
+
+/// Create a uniquely named temporary file in `dir`, holding an exclusive `flock` on it for as
+/// long as the file stays open, which tells [`OciDir::remove_stale_temporaries`] that its
+/// writer is alive.
 fn create_temp(dir: &Dir, prefix: &str) -> io::Result<(String, std::fs::File)> {
+    use rustix::fs::{flock, fstat, statat, AtFlags, FlockOperation};
     loop {
         let name = format!("{prefix}{:016x}", rand::random::<u64>());
-        match dir.open_with(&name, OpenOptions::new().write(true).create_new(true)) {
-            Ok(f) => return Ok((name, f.into_std())),
+        let file = match dir.open_with(&name, OpenOptions::new().write(true).create_new(true)) {
+            Ok(f) => f.into_std(),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
+        };
+        flock(&file, FlockOperation::LockExclusive)?;
+        // A cleaner may have locked and removed the file between its creation and our lock:
+        // then the name no longer refers to our file, and we start again with another.
+        let ours = fstat(&file)?;
+        match statat(dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if st.st_dev == ours.st_dev && st.st_ino == ours.st_ino => {
+                return Ok((name, file))
+            }
+            Ok(_) | Err(rustix::io::Errno::NOENT) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -453,10 +508,11 @@ impl<'a> BlobWriter<'a> {
             temp_name: Some(temp.clone()),
             digest,
             size,
+            _file: None,
         };
         let (digest, size, buf) = writer.finish();
         // From here on the staged blob owns the temporary file and removes it on error.
-        let blob = staged(digest.clone(), size);
+        let mut blob = staged(digest.clone(), size);
         let file = buf
             .into_inner()
             .map_err(|e| Error::from_io(format!("writing {temp}"), e.into_error()))?;
@@ -470,6 +526,7 @@ impl<'a> BlobWriter<'a> {
             }
         }
         file.sync_data().ctx(|| format!("syncing blob {digest}"))?;
+        blob._file = Some(file);
         Ok(blob)
     }
 }
@@ -480,6 +537,8 @@ pub struct StagedBlob<'a> {
     temp_name: Option<String>,
     digest: Digest,
     size: u64,
+    /// The open temporary file: its lock marks it as in use until published or dropped.
+    _file: Option<std::fs::File>,
 }
 
 impl StagedBlob<'_> {
@@ -742,6 +801,34 @@ impl ImageWriter for OciWriter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_temporaries_go_and_live_ones_stay() {
+        let tmp = tempfile::tempdir().unwrap();
+        let oci = OciDir::create(tmp.path()).unwrap();
+        // A dead writer's file (nobody holds its lock) and a live writer's.
+        std::fs::write(tmp.path().join(".tmp-blob-dead"), b"x").unwrap();
+        let mut live = oci.blob_writer().unwrap();
+        live.write_all(b"partial").unwrap();
+        let live_name = live.temp_name.clone().unwrap();
+        let again = OciDir::create(tmp.path()).unwrap();
+        assert!(!tmp.path().join(".tmp-blob-dead").exists());
+        assert!(
+            tmp.path().join(&live_name).exists(),
+            "a live writer's file was removed"
+        );
+        assert_eq!(again.remove_stale_temporaries().unwrap(), 0);
+        // A finished (staged) blob keeps its lock until published.
+        let staged = live.finish(None).unwrap();
+        assert_eq!(again.remove_stale_temporaries().unwrap(), 0);
+        staged.publish().unwrap();
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with(TEMP_PREFIX))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
 
     #[test]
     fn create_write_tag_resolve() {

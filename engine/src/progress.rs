@@ -98,6 +98,9 @@ impl ImageSource for ObservedSource<'_> {
             LayerStream::Diff(r) => LayerStream::Diff(wrap(r)),
         })
     }
+    fn refetch_origin(&self) -> Option<String> {
+        self.source.refetch_origin()
+    }
 }
 
 fn counting(inner: BoxRead<'_>, index: usize, progress: Arc<dyn Progress>) -> BoxRead<'_> {
@@ -169,6 +172,12 @@ impl ImageWriter for ObservedWriter<'_> {
     }
     fn put_layer(&self, input: LayerInput<'_>) -> Result<StoredLayer> {
         self.inner.put_layer(input)
+    }
+    fn layer_failed(&self, index: usize, error: &crate::error::Error) {
+        self.inner.layer_failed(index, error)
+    }
+    fn layers_kept(&self) -> usize {
+        self.inner.layers_kept()
     }
     fn commit(self: Box<Self>, image: &FinalImage) -> Result<CommitResult> {
         let progress = self.progress.clone();

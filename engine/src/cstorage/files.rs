@@ -64,12 +64,13 @@ pub fn remove_file_if_exists(dir: &Dir, name: impl AsRef<Path>) -> std::io::Resu
 
 /// Remove the tree `name` below `dir`, ignoring a missing one, and making read-only
 /// directories writable when that is what stops the removal.
-pub fn remove_tree(dir: &Dir, name: &str) -> std::io::Result<()> {
+pub fn remove_tree(dir: &Dir, name: impl AsRef<Path>) -> std::io::Result<()> {
+    let name = name.as_ref();
     match dir.remove_dir_all(name) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
         Err(e) if e.kind() == ErrorKind::PermissionDenied => {
-            make_writable(dir, Path::new(name))?;
+            make_writable(dir, name)?;
             dir.remove_dir_all(name)
         }
         Err(e) => Err(e),

@@ -335,6 +335,25 @@ impl LayerHandle<'_> {
             .expect("diff dir exists once begin_layer returned")
     }
 
+    /// Remove everything extracted into `diff/` so far (the directory itself stays), for a
+    /// second extraction of the layer after its first stream turned out corrupt.
+    pub fn empty_diff(&self) -> Result<()> {
+        let diff = self.diff_dir();
+        let path = self.store.layer_path(&self.id).join("diff");
+        for entry in diff.entries().at("listing", &path)? {
+            let entry = entry.at("listing", &path)?;
+            let name = entry.file_name();
+            let is_dir = entry.file_type().at("listing", &path)?.is_dir();
+            if is_dir {
+                super::files::remove_tree(diff, &name)
+            } else {
+                diff.remove_file(&name)
+            }
+            .at("removing", path.join(&name))?;
+        }
+        Ok(())
+    }
+
     /// Where the tar-split must be written (`overlay-layers/<id>.tar-split.gz`).
     pub fn tar_split_path(&self) -> PathBuf {
         self.store.tar_split_path(&self.id)

@@ -13,6 +13,11 @@
 //!    when the image was chosen from one, else the manifest's), then its big data (config, the
 //!    index as `manifest-<index digest>` when there was one, `manifest-<digest>`, `manifest`,
 //!    an empty signature), its metadata and its name — the order containers/image uses.
+//! 4. A layer whose stream fails verification while the pipeline will fetch it again
+//!    ([`LayerInput::will_retry_on_corruption`]) stays begun with its `diff/` emptied, so the
+//!    layers above, possibly extracting already, keep their parent and `lower` links; the
+//!    second stream is extracted into it. A layer that fails otherwise (or is reported by
+//!    `layer_failed`) is aborted, and the layers waiting on it fail naming it.
 //!
 //! While a layer is incomplete the store's `layers.lock` stays write-locked (as in
 //! containers/storage's own `PutLayer`), because any podman process would otherwise delete the
@@ -77,6 +82,8 @@ impl ImageSink for StorageSink {
             states: Mutex::new(states),
             causes: Mutex::new(vec![None; plan.layers.len()]),
             changed: Condvar::new(),
+            retained: Mutex::new(plan.layers.iter().map(|_| None).collect()),
+            finished: Default::default(),
         }))
     }
 }
@@ -98,6 +105,12 @@ struct StorageWriter<'s> {
     /// Why each failed layer failed, so the layers above it can say.
     causes: Mutex<Vec<Option<String>>>,
     changed: Condvar,
+    /// Layers whose first stream was corrupt, kept begun (diff emptied) for the pipeline's
+    /// second fetch, so the layers above, which may already be extracting on top of them,
+    /// keep a valid parent.
+    retained: Mutex<Vec<Option<LayerHandle<'s>>>>,
+    /// Layers this writer finished (kept if the copy stops).
+    finished: std::sync::atomic::AtomicUsize,
 }
 
 impl StorageWriter<'_> {
@@ -237,7 +250,7 @@ impl WritableRoot {
     }
 }
 
-impl ImageWriter for StorageWriter<'_> {
+impl<'s> ImageWriter for StorageWriter<'s> {
     fn existing_layer(&self, index: usize) -> Result<Option<StoredLayer>> {
         let id = &self.layer_ids[index];
         match self.store().layer(id) {
@@ -252,46 +265,68 @@ impl ImageWriter for StorageWriter<'_> {
         }
     }
 
-    fn layer_failed(&self, index: usize, error: &Error) {
-        if self.states.lock().unwrap()[index] != LayerState::Failed {
-            self.fail(index, error);
-        }
-    }
-
     fn put_layer(&self, input: LayerInput<'_>) -> Result<StoredLayer> {
         let i = input.index;
+        let will_retry = input.will_retry_on_corruption;
+        let store: &'s Store = &self.sink.store;
+        let kept_for_retry = std::cell::Cell::new(false);
         let result = (|| {
-            if i > 0 {
-                self.wait_for(i - 1, LayerState::Begun)?;
-            }
-            let new = NewLayer {
-                id: self.layer_ids[i].clone(),
-                parent: i.checked_sub(1).map(|p| self.layer_ids[p].clone()),
-                names: vec![],
-            };
-            let handle = match self.store().begin_layer(&new) {
-                Ok(h) => h,
-                // Another writer stored the layer after `existing_layer` found it missing (a
-                // concurrent copy of an image sharing it): reuse it, as containers/image does.
-                Err(Error::LayerExists { .. }) if self.store().layer(&new.id).is_ok() => {
-                    return Ok(());
-                }
-                Err(e) => {
-                    // The parent may have failed and been removed just after this layer saw it
-                    // begun ("parent layer not found"): then the parent's failure is the cause.
+            let retained = self.retained.lock().unwrap()[i].take();
+            let handle = match retained {
+                Some(h) => h,
+                None => {
                     if i > 0 {
-                        self.wait_for(i - 1, LayerState::Done)?;
+                        self.wait_for(i - 1, LayerState::Begun)?;
                     }
-                    return Err(e);
+                    let new = NewLayer {
+                        id: self.layer_ids[i].clone(),
+                        parent: i.checked_sub(1).map(|p| self.layer_ids[p].clone()),
+                        names: vec![],
+                    };
+                    match store.begin_layer(&new) {
+                        Ok(h) => h,
+                        // Another writer stored the layer after `existing_layer` found it
+                        // missing (a concurrent copy of an image sharing it): reuse it, as
+                        // containers/image does.
+                        Err(Error::LayerExists { .. }) if store.layer(&new.id).is_ok() => {
+                            return Ok(());
+                        }
+                        Err(e) => {
+                            // The parent may have failed and been removed just after this
+                            // layer saw it begun ("parent layer not found"): then the parent's
+                            // failure is the cause.
+                            if i > 0 {
+                                self.wait_for(i - 1, LayerState::Done)?;
+                            }
+                            return Err(e);
+                        }
+                    }
                 }
             };
             self.set_state(i, LayerState::Begun);
             // Dropping the handle on error aborts the layer (record, directories, link).
-            let digests = self.write_layer(input, &handle)?;
+            let digests = match self.write_layer(input, &handle) {
+                Ok(d) => d,
+                Err(e)
+                    if will_retry
+                        && matches!(
+                            e,
+                            Error::DigestMismatch { .. } | Error::SizeMismatch { .. }
+                        ) =>
+                {
+                    handle.empty_diff()?;
+                    self.retained.lock().unwrap()[i] = Some(handle);
+                    kept_for_retry.set(true);
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
             if i > 0 {
                 self.wait_for(i - 1, LayerState::Done)?;
             }
-            self.store().finish_layer(handle, &digests)?;
+            store.finish_layer(handle, &digests)?;
+            self.finished
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Ok(())
         })();
         match result {
@@ -301,11 +336,25 @@ impl ImageWriter for StorageWriter<'_> {
                     descriptor: self.plan.layers[i].descriptor.clone(),
                 })
             }
+            // Still begun: the pipeline offers the layer again.
+            Err(e) if kept_for_retry.get() => Err(e),
             Err(e) => {
                 self.fail(i, &e);
                 Err(e)
             }
         }
+    }
+
+    fn layer_failed(&self, index: usize, error: &Error) {
+        // A layer kept for a second fetch that will not come is removed now.
+        drop(self.retained.lock().unwrap()[index].take());
+        if self.states.lock().unwrap()[index] != LayerState::Done {
+            self.fail(index, error);
+        }
+    }
+
+    fn layers_kept(&self) -> usize {
+        self.finished.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn commit(self: Box<Self>, image: &FinalImage) -> Result<CommitResult> {

@@ -156,6 +156,7 @@ impl ImageSink for OstreeSink {
             roles,
             base: Mutex::new(BaseState::Pending),
             base_changed: Condvar::new(),
+            written: Default::default(),
         }))
     }
 }
@@ -175,6 +176,8 @@ struct OstreeWriter<'s> {
     /// (whether the base root is transient decides which toplevels they keep).
     base: Mutex<BaseState>,
     base_changed: Condvar,
+    /// Layers this writer imported and committed (kept if the copy stops).
+    written: std::sync::atomic::AtomicUsize,
 }
 
 /// Where the commit layer of an encapsulated image is.
@@ -287,6 +290,8 @@ impl OstreeWriter<'_> {
         txn.set_ref(&self.data_refs[index], Some(data))?;
         txn.commit()?;
         self.commits.lock().unwrap()[index] = Some(commit);
+        self.written
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(commit)
     }
 }
@@ -411,6 +416,10 @@ impl ImageWriter for OstreeWriter<'_> {
         if self.roles[index] == LayerRole::Commit {
             self.set_base(BaseState::Failed(error.to_string()));
         }
+    }
+
+    fn layers_kept(&self) -> usize {
+        self.written.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn commit(self: Box<Self>, image: &FinalImage) -> Result<CommitResult> {

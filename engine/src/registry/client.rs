@@ -84,6 +84,9 @@ pub struct ClientSettings {
     /// `size` bytes must arrive within `2 × idle_timeout + size / min_rate` over all its
     /// attempts, or the download fails (0: no deadline).
     pub min_rate: u64,
+    /// Set to stop blob downloads: a read waiting for the next chunk returns
+    /// [`Error::Cancelled`](crate::error::Error::Cancelled) at once.
+    pub cancel: crate::cancel::Cancel,
 }
 
 /// Default [`ClientSettings::min_rate`]: 64 KiB/s (a 100 MB layer may take 26 minutes).
@@ -100,6 +103,7 @@ impl Default for ClientSettings {
             connect_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             min_rate: DEFAULT_MIN_RATE,
+            cancel: Default::default(),
         }
     }
 }

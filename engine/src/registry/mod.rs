@@ -84,6 +84,10 @@ pub struct RegistryOptions {
     /// Blobs up to this size are pushed in one request; larger ones in chunks of this size
     /// (one chunk per layer in memory at a time).
     pub upload_chunk_size: usize,
+    /// Stops blob downloads when set ([`ClientSettings::cancel`]); the copy pipeline's
+    /// [`CopyOptions::cancel`](crate::copy::CopyOptions::cancel) is put here by
+    /// [`copy_between`](crate::endpoint::copy_between).
+    pub cancel: crate::cancel::Cancel,
 }
 
 /// Default [`RegistryOptions::upload_chunk_size`]: 8 MiB.
@@ -105,6 +109,7 @@ impl Default for RegistryOptions {
             idle_timeout: c.idle_timeout,
             min_rate: c.min_rate,
             upload_chunk_size: DEFAULT_UPLOAD_CHUNK_SIZE,
+            cancel: c.cancel,
         }
     }
 }
@@ -155,6 +160,7 @@ impl RegistryOptions {
             connect_timeout: self.connect_timeout,
             idle_timeout: self.idle_timeout,
             min_rate: self.min_rate,
+            cancel: self.cancel.clone(),
         })
     }
 }

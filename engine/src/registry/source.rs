@@ -293,6 +293,10 @@ impl ImageSource for RegistrySource {
             self.blob_reader(descriptor, what)?,
         )))
     }
+
+    fn refetch_origin(&self) -> Option<String> {
+        Some(format!("registry {}", self.current().endpoint.registry))
+    }
 }
 
 #[cfg(test)]

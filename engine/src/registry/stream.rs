@@ -25,6 +25,10 @@
 //!    [`VerifiedReader`](crate::digest::VerifiedReader), so corrupted bytes are an error at
 //!    end of stream and nothing is committed.
 //!
+//! 6. A read waits for the next chunk or for the client's
+//!    [`cancel`](super::client::ClientSettings::cancel) token, whichever comes first: a set
+//!    token ends the read with [`Error::Cancelled`] even while the connection is stalled.
+//!
 //! Dropping the reader aborts the task and its connection.
 
 use std::io::{self, Read};
@@ -57,6 +61,8 @@ pub struct BlobReader {
     permit: Option<OwnedSemaphorePermit>,
     done: bool,
     task: tokio::task::AbortHandle,
+    cancel: crate::cancel::Cancel,
+    what: String,
 }
 
 /// A piece of the body and its share of the read-ahead budget.
@@ -74,6 +80,8 @@ impl BlobReader {
     /// Start downloading. Errors (including a 404) arrive on the first `read`.
     pub(crate) fn open(client: &RegistryClient, request: BlobRequest) -> BlobReader {
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+        let cancel = client.settings().cancel.clone();
+        let what = request.what.clone();
         let client = client.clone();
         let budget = Arc::new(Semaphore::new(READ_AHEAD));
         let handle = super::client::runtime().spawn(async move {
@@ -87,6 +95,8 @@ impl BlobReader {
             permit: None,
             done: false,
             task: handle.abort_handle(),
+            cancel,
+            what,
         }
     }
 }
@@ -102,7 +112,20 @@ impl Read for BlobReader {
             if self.done {
                 return Ok(0);
             }
-            match self.rx.blocking_recv() {
+            let what = &self.what;
+            self.cancel.check(|| what.clone()).map_err(Error::into_io)?;
+            let (rx, cancel) = (&mut self.rx, &self.cancel);
+            let next = super::client::runtime().block_on(async {
+                tokio::select! {
+                    c = rx.recv() => Some(c),
+                    _ = cancel.cancelled() => None,
+                }
+            });
+            let Some(next) = next else {
+                self.task.abort();
+                return Err(self.cancel.check(|| what.clone()).unwrap_err().into_io());
+            };
+            match next {
                 Some(Ok((chunk, permit))) => {
                     self.current = chunk;
                     self.permit = Some(permit);
