@@ -26,22 +26,14 @@ pub struct GlobalOpts {
 /// The store that `containers-storage:NAME` (without `[overlay@ROOT+RUNROOT]`) means.
 #[derive(Debug, Args)]
 pub struct StorageOpts {
-    /// Graph root for `containers-storage:NAME` names without `[overlay@ROOT+RUNROOT]`.
-    #[arg(
-        long,
-        value_name = "DIR",
-        default_value = "/var/lib/containers/storage",
-        env = "STOWAGE_STORAGE_ROOT"
-    )]
-    pub storage_root: PathBuf,
-    /// Run root for `containers-storage:NAME` names without `[overlay@ROOT+RUNROOT]`.
-    #[arg(
-        long,
-        value_name = "DIR",
-        default_value = "/run/containers/storage",
-        env = "STOWAGE_STORAGE_RUNROOT"
-    )]
-    pub runroot: PathBuf,
+    /// Graph root for `containers-storage:NAME` names without `[overlay@ROOT+RUNROOT]`
+    /// [default: storage.conf's graphroot, as podman; `stowage info` shows it].
+    #[arg(long, value_name = "DIR", env = "STOWAGE_STORAGE_ROOT")]
+    pub storage_root: Option<PathBuf>,
+    /// Run root for `containers-storage:NAME` names without `[overlay@ROOT+RUNROOT]`
+    /// [default: storage.conf's runroot].
+    #[arg(long, value_name = "DIR", env = "STOWAGE_STORAGE_RUNROOT")]
+    pub runroot: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,6 +48,18 @@ pub enum Command {
     /// ref, the layers only it used and the objects nothing references any more;
     /// containers-storage:NAME removes the image and its unshared layers.
     Delete(DeleteArgs),
+    /// Show where the default containers-storage is (storage.conf, rootless defaults), like
+    /// `podman info`'s `store` section.
+    Info(InfoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+    #[command(flatten)]
+    pub storage: StorageOpts,
 }
 
 #[derive(Debug, Args)]
@@ -89,22 +93,12 @@ pub struct SystemOpts {
         default_value = "/run/bootc/storage"
     )]
     pub bootc_runroot: PathBuf,
-    /// The host's default containers-storage graph root.
-    #[arg(
-        long,
-        global = true,
-        value_name = "DIR",
-        default_value = "/var/lib/containers/storage"
-    )]
-    pub host_storage: PathBuf,
-    /// The host's default containers-storage run root.
-    #[arg(
-        long,
-        global = true,
-        value_name = "DIR",
-        default_value = "/run/containers/storage"
-    )]
-    pub host_runroot: PathBuf,
+    /// The host's default containers-storage graph root [default: storage.conf's, as podman].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub host_storage: Option<PathBuf>,
+    /// The host's default containers-storage run root [default: storage.conf's].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub host_runroot: Option<PathBuf>,
     /// The ostree repository [default: SYSROOT/ostree/repo].
     #[arg(long, global = true, value_name = "DIR")]
     pub ostree_repo: Option<PathBuf>,

@@ -11,7 +11,7 @@ use stowage_engine::registry::RegistrySource;
 use stowage_engine::transport::ImageRef;
 
 use crate::args::{copy_options, endpoint_options, platform, registry_options};
-use crate::cli::{CopyArgs, DeleteArgs, GlobalOpts, InspectArgs};
+use crate::cli::{CopyArgs, DeleteArgs, GlobalOpts, InfoArgs, InspectArgs, OutputFormat};
 
 fn parse_ref(s: &str) -> Result<ImageRef> {
     Ok(ImageRef::parse(s)?)
@@ -116,6 +116,65 @@ pub fn delete(global: &GlobalOpts, args: DeleteArgs) -> Result<ExitCode> {
                 for id in d.deleted {
                     eprintln!("Deleted: {id}");
                 }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stowage info`: the default containers-storage as storage.conf and the rootless defaults
+/// make it (with `--storage-root`/`--runroot` applied), in the shape of `podman info`'s
+/// `store` section.
+pub fn info(args: InfoArgs) -> Result<ExitCode> {
+    let opts = endpoint_options(&args.storage, None);
+    let c = opts
+        .default_store()
+        .context("resolving the default containers-storage")?;
+    let driver = c
+        .driver
+        .clone()
+        .unwrap_or_else(|| stowage_engine::cstorage::DRIVER.to_string());
+    let images = c
+        .open_read_only()
+        .and_then(|s| s.images())
+        .map(|i| i.len())
+        .ok();
+    let store = serde_json::json!({
+        "configFile": c.config_file,
+        "graphDriverName": driver,
+        "graphRoot": c.graph_root,
+        "runRoot": c.run_root,
+        "rootless": c.rootless,
+        "additionalImageStores": c.additional_image_stores,
+        "mountProgram": c.mount_program,
+        "imageStore": { "number": images },
+    });
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "store": store }))?;
+            writeln!(out)?;
+        }
+        OutputFormat::Table => {
+            writeln!(out, "store:")?;
+            writeln!(out, "  configFile: {}", c.config_file.display())?;
+            writeln!(out, "  graphDriverName: {driver}")?;
+            writeln!(out, "  graphRoot: {}", c.graph_root.display())?;
+            writeln!(out, "  runRoot: {}", c.run_root.display())?;
+            writeln!(out, "  rootless: {}", c.rootless)?;
+            for p in &c.additional_image_stores {
+                writeln!(out, "  additionalImageStore: {}", p.display())?;
+            }
+            if let Some(m) = &c.mount_program {
+                writeln!(
+                    out,
+                    "  mountProgram: {} (not needed: stowage does not mount)",
+                    m.display()
+                )?;
+            }
+            match images {
+                Some(n) => writeln!(out, "  images: {n}")?,
+                None => writeln!(out, "  images: unreadable with stowage (driver {driver})")?,
             }
         }
     }

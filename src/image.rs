@@ -83,7 +83,9 @@ fn pull_from_default_storage(global: &GlobalOpts, sys: &System, image: &str) -> 
         .with_context(|| {
             format!(
                 "copying {image} from {} into bootc's storage at {}",
-                sys.host_storage_root.display(),
+                sys.host_store()
+                    .map(|c| c.graph_root.display().to_string())
+                    .unwrap_or_else(|_| "the host's default store".into()),
                 sys.storage_root().display()
             )
         })?;

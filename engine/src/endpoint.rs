@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::compression::Compression;
 use crate::copy::{copy_image, CopyOptions, CopyReport, ImageSink, ImageSource};
-use crate::cstorage::{StorageSink, StorageSource, Store};
+use crate::cstorage::{StorageConfig, StorageSink, StorageSource, Store};
 use crate::error::{Error, Result};
 use crate::oci_archive::{OciArchiveSink, OciArchiveSource};
 use crate::oci_layout::{OciSink, OciSource};
@@ -25,10 +25,12 @@ pub struct EndpointOptions {
     /// Layer compression for destinations that store compressed blobs (`None`: keep what the
     /// source has; gzip when the source only has uncompressed diffs).
     pub dest_compression: Option<Compression>,
-    /// Graph root used for `containers-storage:NAME` without an explicit `[driver@root+runroot]`.
-    pub storage_root: PathBuf,
-    /// Run root used likewise.
-    pub storage_runroot: PathBuf,
+    /// Graph root used for `containers-storage:NAME` without an explicit
+    /// `[driver@root+runroot]` (`--storage-root`); `None`: storage.conf's, as podman
+    /// ([`StorageConfig`]).
+    pub storage_root: Option<PathBuf>,
+    /// Run root used likewise (`--runroot`); `None`: storage.conf's.
+    pub storage_runroot: Option<PathBuf>,
     /// Registry settings for a `docker://` source.
     pub src_registry: RegistryOptions,
     /// Registry settings for a `docker://` destination.
@@ -39,35 +41,61 @@ impl Default for EndpointOptions {
     fn default() -> Self {
         EndpointOptions {
             dest_compression: None,
-            storage_root: PathBuf::from("/var/lib/containers/storage"),
-            storage_runroot: PathBuf::from("/run/containers/storage"),
+            storage_root: None,
+            storage_runroot: None,
             src_registry: RegistryOptions::default(),
             dest_registry: RegistryOptions::default(),
         }
     }
 }
 
+impl EndpointOptions {
+    /// The default containers-storage: storage.conf and the rootless defaults as podman
+    /// resolves them for this user ([`StorageConfig::from_env`]), with `--storage-root` and
+    /// `--runroot` applied.
+    pub fn default_store(&self) -> Result<StorageConfig> {
+        Ok(StorageConfig::from_env()?.with_overrides(
+            self.storage_root.as_deref(),
+            self.storage_runroot.as_deref(),
+        ))
+    }
+}
+
 /// The store a `containers-storage:` name refers to: its own `[driver@root+runroot]`, or the
-/// default from the options.
+/// default store.
 fn storage(spec: &Option<StoreSpec>, options: &EndpointOptions, write: bool) -> Result<Store> {
-    let (root, runroot, driver) = match spec {
-        Some(s) => (
-            s.graph_root.clone(),
-            s.run_root
-                .clone()
-                .unwrap_or_else(|| options.storage_runroot.clone()),
-            s.driver.clone(),
-        ),
-        None => (
-            options.storage_root.clone(),
-            options.storage_runroot.clone(),
-            None,
-        ),
-    };
-    if write {
-        Store::open(&root, Some(&runroot), driver.as_deref())
-    } else {
-        Store::open_read_only(&root, driver.as_deref())
+    match spec {
+        Some(s) if !write => Store::open_read_only(&s.graph_root, s.driver.as_deref()),
+        Some(s) => {
+            let runroot = match &s.run_root {
+                Some(r) => r.clone(),
+                None => options.default_store()?.run_root,
+            };
+            Store::open(&s.graph_root, Some(&runroot), s.driver.as_deref())
+        }
+        None if write => options.default_store()?.open(),
+        None => options.default_store()?.open_read_only(),
+    }
+}
+
+/// Open `image` in the default store for reading; when it is not there, in the additional
+/// image stores of storage.conf (read only), in order, as containers/storage looks them up.
+fn default_storage_source(
+    image: &StorageImage,
+    options: &EndpointOptions,
+) -> Result<StorageSource> {
+    let config = options.default_store()?;
+    let first = StorageSource::open(config.open_read_only()?, image);
+    match first {
+        Err(Error::NotFound { .. }) if !config.additional_image_stores.is_empty() => {
+            for store in config.open_additional()? {
+                if let Ok(source) = StorageSource::open(store, image) {
+                    return Ok(source);
+                }
+            }
+            first
+        }
+        other => other,
     }
 }
 
@@ -81,6 +109,9 @@ pub fn open_source(r: &ImageRef, options: &EndpointOptions) -> Result<Box<dyn Im
         ImageRef::Oci { path, tag } => Ok(Box::new(OciSource::open(path, tag.as_deref())?)),
         ImageRef::OciArchive { path, tag } => {
             Ok(Box::new(OciArchiveSource::open(path, tag.as_deref())?))
+        }
+        ImageRef::ContainersStorage { store: None, image } => {
+            Ok(Box::new(default_storage_source(image, options)?))
         }
         ImageRef::ContainersStorage { store, image } => Ok(Box::new(StorageSource::open(
             storage(store, options, false)?,
