@@ -51,6 +51,13 @@ pub enum Command {
     /// Show where the default containers-storage is (storage.conf, rootless defaults), like
     /// `podman info`'s `store` section.
     Info(InfoArgs),
+    /// Log in to a registry: check the credentials, then store them in the auth file podman
+    /// reads ($REGISTRY_AUTH_FILE, else $XDG_RUNTIME_DIR/containers/auth.json).
+    Login(LoginArgs),
+    /// Remove a registry's credentials from the auth file.
+    Logout(LogoutArgs),
+    /// List a registry repository's tags, as skopeo list-tags (JSON).
+    ListTags(ListTagsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +75,59 @@ pub struct DeleteArgs {
     pub image: String,
     #[command(flatten)]
     pub storage: StorageOpts,
+    /// For docker:// images.
+    #[command(flatten)]
+    pub remote: RemoteOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The registry (HOST[:PORT], or HOST[:PORT]/NAMESPACE for credentials of one namespace).
+    pub registry: String,
+    /// The user name.
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// The password (visible to other users in the process list; prefer --password-stdin).
+    #[arg(short, long, conflicts_with = "password_stdin")]
+    pub password: Option<String>,
+    /// Read the password from stdin (up to the end, one trailing newline removed).
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Print the user name stored for the registry and stop.
+    #[arg(long, conflicts_with_all = ["username", "password", "password_stdin"])]
+    pub get_login: bool,
+    /// Require https and verify certificates (false: allow plain http and any certificate).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub tls_verify: Option<bool>,
+    /// Directory of CA certificates (*.crt) and client certificates (*.cert, *.key).
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry_opts: RegistryOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The registry to forget.
+    #[arg(required_unless_present = "all")]
+    pub registry: Option<String>,
+    /// Remove the credentials of every registry from the auth file.
+    #[arg(short, long, conflicts_with = "registry")]
+    pub all: bool,
+    /// The auth file (default: REGISTRY_AUTH_FILE, else $XDG_RUNTIME_DIR/containers/auth.json).
+    #[arg(long, value_name = "PATH")]
+    pub authfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListTagsArgs {
+    /// The repository: docker://REPO (without a tag or digest).
+    pub repository: String,
+    /// Ask for this many tags per request (the registry's Link headers lead to the rest).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub page_size: Option<u32>,
+    #[command(flatten)]
+    pub remote: RemoteOpts,
 }
 
 /// Where the bootc system's stores are.

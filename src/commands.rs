@@ -98,7 +98,8 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
 /// `stowage delete IMAGE`.
 pub fn delete(global: &GlobalOpts, args: DeleteArgs) -> Result<ExitCode> {
     let r = parse_ref(&args.image)?;
-    let opts = endpoint_options(&args.storage, None);
+    let mut opts = endpoint_options(&args.storage, None);
+    opts.dest_registry = args.remote.options()?;
     let done = delete_image(&r, &opts).with_context(|| format!("deleting {r}"))?;
     if !global.quiet {
         match done {
@@ -109,6 +110,7 @@ pub fn delete(global: &GlobalOpts, args: DeleteArgs) -> Result<ExitCode> {
                 d.pruned.bytes_freed,
                 d.pruned.kept
             ),
+            Deleted::Registry(digest) => eprintln!("Deleted {r} (manifest {digest})"),
             Deleted::Storage(d) => {
                 for n in d.untagged {
                     eprintln!("Untagged: {n}");

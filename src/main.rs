@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod image;
 mod progress;
+mod registry;
 
 use std::process::ExitCode;
 
@@ -19,6 +20,9 @@ fn main() -> ExitCode {
         cli::Command::Image(args) => image::run(&cli.global, args),
         cli::Command::Delete(args) => commands::delete(&cli.global, args),
         cli::Command::Info(args) => commands::info(args),
+        cli::Command::Login(args) => registry::login(&cli.global, args),
+        cli::Command::Logout(args) => registry::logout(&cli.global, args),
+        cli::Command::ListTags(args) => registry::list_tags(args),
     };
     match result {
         Ok(code) => code,

@@ -201,6 +201,8 @@ pub enum Deleted {
     Ostree(crate::ostree::container::DeleteReport),
     /// A containers-storage image (and the layers only it used).
     Storage(crate::cstorage::catalog::RemoveReport),
+    /// A registry manifest (and with it every tag that pointed at it).
+    Registry(crate::digest::Digest),
 }
 
 /// `stowage delete IMAGE` (skopeo delete): remove `r` from its store.
@@ -225,10 +227,13 @@ pub fn delete(r: &ImageRef, options: &EndpointOptions) -> Result<Deleted> {
                 &store, &record.id, true,
             )?))
         }
+        ImageRef::Docker(reference) => Ok(Deleted::Registry(
+            crate::registry::manage::delete_image(reference, &options.dest_registry)?,
+        )),
         other => Err(Error::Unsupported {
             transport: other.to_string(),
             reason: format!(
-                "deleting from the {} transport is not supported; stowage deletes from ostree: and containers-storage:",
+                "deleting from the {} transport is not supported; stowage deletes from docker://, ostree: and containers-storage:",
                 other.transport_name()
             ),
         }),
