@@ -58,6 +58,61 @@ pub enum Command {
     Logout(LogoutArgs),
     /// List a registry repository's tags, as skopeo list-tags (JSON).
     ListTags(ListTagsArgs),
+    /// Copy every tag of a registry repository into OCI layouts, or every image of OCI layouts
+    /// into a registry (skopeo sync --src docker --dest dir, and back).
+    Sync(SyncArgs),
+}
+
+/// The two sides `stowage sync` moves images between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SyncKind {
+    /// A registry: HOST/REPO[:TAG] as source, HOST[/NAMESPACE] as destination.
+    Docker,
+    /// A directory of OCI layouts.
+    Oci,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// What SOURCE is.
+    #[arg(long = "src", value_enum)]
+    pub src: SyncKind,
+    /// What DESTINATION is.
+    #[arg(long = "dest", value_enum)]
+    pub dest: SyncKind,
+    /// Registry → directory: put the layout at DESTINATION/HOST/REPO (a `:` in HOST written
+    /// as `_`) instead of DESTINATION/<last component of REPO>.
+    #[arg(long)]
+    pub scoped: bool,
+    /// HOST/REPO (every tag) or HOST/REPO:TAG for --src docker; a directory for --src oci.
+    pub source: String,
+    /// A directory for --dest oci; HOST[/NAMESPACE] for --dest docker.
+    pub destination: String,
+    /// Credentials (USER[:PASSWORD]) for a registry source.
+    #[arg(long, value_name = "USER[:PASSWORD]")]
+    pub src_creds: Option<String>,
+    /// Credentials (USER[:PASSWORD]) for a registry destination.
+    #[arg(long, value_name = "USER[:PASSWORD]")]
+    pub dest_creds: Option<String>,
+    /// Require https and verify certificates for a registry source.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub src_tls_verify: Option<bool>,
+    /// Require https and verify certificates for a registry destination.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub dest_tls_verify: Option<bool>,
+    /// CA and client certificates for a registry source.
+    #[arg(long, value_name = "DIR")]
+    pub src_cert_dir: Option<PathBuf>,
+    /// CA and client certificates for a registry destination.
+    #[arg(long, value_name = "DIR")]
+    pub dest_cert_dir: Option<PathBuf>,
+    /// Layers transferred at once.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    #[command(flatten)]
+    pub platform: PlatformOpts,
+    #[command(flatten)]
+    pub registry: RegistryOpts,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         cli::Command::Login(args) => registry::login(&cli.global, args),
         cli::Command::Logout(args) => registry::logout(&cli.global, args),
         cli::Command::ListTags(args) => registry::list_tags(args),
+        cli::Command::Sync(args) => registry::sync(&cli.global, args),
     };
     match result {
         Ok(code) => code,

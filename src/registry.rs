@@ -1,4 +1,4 @@
-//! `stowage login`, `logout` and `list-tags`: build registry options (through `args`), call
+//! `stowage login`, `logout`, `list-tags` and `sync`: build registry options (through `args`), call
 //! the engine, print what podman and skopeo print.
 
 use std::io::{Read as _, Write as _};
@@ -11,8 +11,8 @@ use stowage_engine::registry::manage::{self, auth_key};
 use stowage_engine::registry::{Credentials, HostPaths, RegistrySource};
 use stowage_engine::transport::ImageRef;
 
-use crate::args::registry_options;
-use crate::cli::{GlobalOpts, ListTagsArgs, LoginArgs, LogoutArgs};
+use crate::args::{copy_options, registry_options};
+use crate::cli::{GlobalOpts, ListTagsArgs, LoginArgs, LogoutArgs, SyncArgs, SyncKind};
 
 /// `stowage login REGISTRY`.
 pub fn login(global: &GlobalOpts, args: LoginArgs) -> Result<ExitCode> {
@@ -124,5 +124,61 @@ pub fn list_tags(args: ListTagsArgs) -> Result<ExitCode> {
     );
     serde::Serialize::serialize(&out, &mut ser)?;
     writeln!(stdout)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stowage sync --src docker|oci --dest oci|docker SOURCE DESTINATION`.
+pub fn sync(global: &GlobalOpts, args: SyncArgs) -> Result<ExitCode> {
+    let mut opts = stowage_engine::endpoint::EndpointOptions::default();
+    opts.src_registry = registry_options(
+        &args.registry,
+        args.src_creds.as_deref(),
+        args.src_tls_verify,
+        args.src_cert_dir.as_deref(),
+    )?;
+    opts.dest_registry = registry_options(
+        &args.registry,
+        args.dest_creds.as_deref(),
+        args.dest_tls_verify,
+        args.dest_cert_dir.as_deref(),
+    )?;
+    let copy = copy_options(Some(&args.platform), Some(args.jobs));
+    let strip = |s: &str| s.strip_prefix("docker://").unwrap_or(s).to_string();
+    let done = match (args.src, args.dest) {
+        (SyncKind::Docker, SyncKind::Oci) => {
+            let source = Reference::parse(&strip(&args.source))?;
+            stowage_engine::sync::registry_to_oci(
+                &source,
+                std::path::Path::new(&args.destination),
+                args.scoped,
+                &opts,
+                &copy,
+                None,
+            )
+            .with_context(|| format!("syncing {} to {}", args.source, args.destination))?
+        }
+        (SyncKind::Oci, SyncKind::Docker) => stowage_engine::sync::oci_to_registry(
+            std::path::Path::new(&args.source),
+            &strip(&args.destination),
+            &opts,
+            &copy,
+            None,
+        )
+        .with_context(|| format!("syncing {} to {}", args.source, args.destination))?,
+        (s, d) => bail!(
+            "sync --src {} --dest {}: stowage syncs a registry to OCI layouts (--src docker --dest oci) or OCI layouts to a registry (--src oci --dest docker)",
+            format!("{s:?}").to_lowercase(),
+            format!("{d:?}").to_lowercase()
+        ),
+    };
+    if !global.quiet {
+        for s in &done {
+            eprintln!(
+                "Copied {} to {}: {} layer(s) copied, {} reused",
+                s.source, s.destination, s.report.layers_copied, s.report.layers_reused
+            );
+        }
+        eprintln!("Synced {} image(s)", done.len());
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -225,10 +225,7 @@ fn login_with_token_auth() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    assert!(skopeo_reads_with(
-        &authfile,
-        &format!("{}/tok", reg.addr)
-    ));
+    assert!(skopeo_reads_with(&authfile, &format!("{}/tok", reg.addr)));
 }
 
 #[test]
@@ -364,4 +361,123 @@ fn delete_refused_by_registry_config() {
     let err = String::from_utf8_lossy(&e.stderr);
     assert!(err.contains("does not allow deleting"), "{err}");
     skopeo_inspect_registry(&format!("{}/keep", reg.addr), None);
+}
+
+/// The manifest digest skopeo reports for a registry image (plain http, no credentials).
+fn registry_digest(image: &str) -> String {
+    skopeo_inspect_registry(image, None)["Digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The manifest digest skopeo reports for `oci:LAYOUT:TAG`.
+fn layout_digest(layout: &Path, tag: &str) -> String {
+    let mut c = skopeo();
+    c.args(["inspect", &format!("oci:{}:{tag}", layout.display())]);
+    let v: Value = serde_json::from_str(&run_stdout(c)).unwrap();
+    v["Digest"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn sync_registry_to_layouts_and_back() {
+    if !registry_tools("sync_registry_to_layouts_and_back") {
+        return;
+    }
+    let reg = Registry::start(Auth::None, None);
+    let t = tempdir();
+    // Two different images under three tags of one repository.
+    let a = t.path().join("a");
+    let b = t.path().join("b");
+    two_layer_image(&a, "v1");
+    one_file_image(&b, "v2", "etc/release", "two\n");
+    let repo = format!("{}/ns/app", reg.addr);
+    skopeo_push(&a, "v1", &format!("{repo}:v1"), None, &[]);
+    skopeo_push(&a, "v1", &format!("{repo}:stable"), None, &[]);
+    skopeo_push(&b, "v2", &format!("{repo}:v2"), None, &[]);
+
+    // Registry → directory: one layout, every tag, the registry's manifests exactly.
+    let dir = t.path().join("mirror");
+    run(stowage().args([
+        "sync",
+        "--src",
+        "docker",
+        "--dest",
+        "oci",
+        "--src-tls-verify=false",
+        &repo,
+        dir.to_str().unwrap(),
+    ]));
+    let layout = dir.join("app");
+    for tag in ["v1", "stable", "v2"] {
+        assert_eq!(
+            layout_digest(&layout, tag),
+            registry_digest(&format!("{repo}:{tag}")),
+            "{tag}"
+        );
+    }
+    // --scoped: DEST/HOST/REPO; one tag only.
+    let scoped = t.path().join("scoped");
+    run(stowage().args([
+        "sync",
+        "--src",
+        "docker",
+        "--dest",
+        "oci",
+        "--scoped",
+        "--src-tls-verify=false",
+        &format!("{repo}:v2"),
+        scoped.to_str().unwrap(),
+    ]));
+    let scoped_layout = scoped.join(reg.addr.replace(':', "_")).join("ns/app");
+    assert_eq!(
+        layout_digest(&scoped_layout, "v2"),
+        registry_digest(&format!("{repo}:v2"))
+    );
+
+    // Directory → registry: DEST/<layout dir>:TAG, same digests, same tag list.
+    run(stowage().args([
+        "sync",
+        "--src",
+        "oci",
+        "--dest",
+        "docker",
+        "--dest-tls-verify=false",
+        dir.to_str().unwrap(),
+        &format!("{}/copy", reg.addr),
+    ]));
+    for tag in ["v1", "stable", "v2"] {
+        assert_eq!(
+            registry_digest(&format!("{}/copy/app:{tag}", reg.addr)),
+            registry_digest(&format!("{repo}:{tag}")),
+            "{tag}"
+        );
+    }
+    let mut c = skopeo();
+    c.args(["list-tags", "--tls-verify=false"])
+        .arg(format!("docker://{}/copy/app", reg.addr));
+    let listed: Value = serde_json::from_str(&run_stdout(c)).unwrap();
+    let mut tags: Vec<&str> = listed["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["stable", "v1", "v2"]);
+
+    // A directory without layouts: an error naming it.
+    let empty = t.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let e = run_failing(stowage().args([
+        "sync",
+        "--src",
+        "oci",
+        "--dest",
+        "docker",
+        "--dest-tls-verify=false",
+        empty.to_str().unwrap(),
+        &reg.addr,
+    ]));
+    assert!(String::from_utf8_lossy(&e.stderr).contains("OCI layouts in"));
 }

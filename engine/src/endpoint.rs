@@ -19,7 +19,7 @@ use crate::registry::{RegistryOptions, RegistrySink, RegistrySource};
 use crate::transport::{ImageRef, StorageImage, StoreSpec};
 
 /// Settings that apply to every endpoint.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct EndpointOptions {
     /// Layer compression for destinations that store compressed blobs (`None`: keep what the
@@ -35,18 +35,6 @@ pub struct EndpointOptions {
     pub src_registry: RegistryOptions,
     /// Registry settings for a `docker://` destination.
     pub dest_registry: RegistryOptions,
-}
-
-impl Default for EndpointOptions {
-    fn default() -> Self {
-        EndpointOptions {
-            dest_compression: None,
-            storage_root: None,
-            storage_runroot: None,
-            src_registry: RegistryOptions::default(),
-            dest_registry: RegistryOptions::default(),
-        }
-    }
 }
 
 impl EndpointOptions {
