@@ -48,6 +48,9 @@ pub enum Command {
     /// ref, the layers only it used and the objects nothing references any more;
     /// containers-storage:NAME removes the image and its unshared layers.
     Delete(DeleteArgs),
+    /// List the default containers-storage's images and those of storage.conf's additional
+    /// image stores (podman images).
+    Images(ImagesArgs),
     /// Show where the default containers-storage is (storage.conf, rootless defaults), like
     /// `podman info`'s `store` section.
     Info(InfoArgs),
@@ -113,6 +116,24 @@ pub struct SyncArgs {
     pub platform: PlatformOpts,
     #[command(flatten)]
     pub registry: RegistryOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Output format (with -q and the table: only the image IDs).
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+    /// Show intermediate images too.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Leave out the table's header line.
+    #[arg(short = 'n', long)]
+    pub noheading: bool,
+    /// Print full image IDs.
+    #[arg(long)]
+    pub no_trunc: bool,
+    #[command(flatten)]
+    pub storage: StorageOpts,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,9 @@ use stowage_engine::registry::RegistrySource;
 use stowage_engine::transport::ImageRef;
 
 use crate::args::{copy_options, endpoint_options, platform, registry_options};
-use crate::cli::{CopyArgs, DeleteArgs, GlobalOpts, InfoArgs, InspectArgs, OutputFormat};
+use crate::cli::{
+    CopyArgs, DeleteArgs, GlobalOpts, ImagesArgs, InfoArgs, InspectArgs, OutputFormat,
+};
 
 fn parse_ref(s: &str) -> Result<ImageRef> {
     Ok(ImageRef::parse(s)?)
@@ -178,6 +180,37 @@ pub fn info(args: InfoArgs) -> Result<ExitCode> {
                 Some(n) => writeln!(out, "  images: {n}")?,
                 None => writeln!(out, "  images: unreadable with stowage (driver {driver})")?,
             }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stowage images`: the default store's images and those of its additional image stores, as
+/// `podman images` lists them (JSON entries of read-only stores carry `"ReadOnly": true`).
+pub fn images(global: &GlobalOpts, args: ImagesArgs) -> Result<ExitCode> {
+    let opts = endpoint_options(&args.storage, None);
+    let config = opts
+        .default_store()
+        .context("resolving the default containers-storage")?;
+    let images = config
+        .list_images(args.all)
+        .with_context(|| format!("listing the images of {}", config.graph_root.display()))?;
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        OutputFormat::Table if global.quiet => {
+            let mut seen = std::collections::BTreeSet::new();
+            for img in &images {
+                if seen.insert(img.id.as_str()) {
+                    writeln!(out, "{}", crate::table::short_id(&img.id, args.no_trunc))?;
+                }
+            }
+        }
+        OutputFormat::Table => {
+            crate::table::print_images_table(&mut out, &images, args.noheading, args.no_trunc)?
+        }
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &images)?;
+            writeln!(out)?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -7,6 +7,7 @@ mod commands;
 mod image;
 mod progress;
 mod registry;
+mod table;
 
 use std::process::ExitCode;
 
@@ -20,6 +21,7 @@ fn main() -> ExitCode {
         cli::Command::Image(args) => image::run(&cli.global, args),
         cli::Command::Delete(args) => commands::delete(&cli.global, args),
         cli::Command::Info(args) => commands::info(args),
+        cli::Command::Images(args) => commands::images(&cli.global, args),
         cli::Command::Login(args) => registry::login(&cli.global, args),
         cli::Command::Logout(args) => registry::logout(&cli.global, args),
         cli::Command::ListTags(args) => registry::list_tags(args),

@@ -256,6 +256,33 @@ fn root_default_store_is_podmans() {
         names.contains(&"localhost/conf-ro:1".to_string()),
         "{names:?}"
     );
+    // `stowage images` lists both, the additional store's read-only, as `podman images`.
+    let listed = |program: &str| -> Vec<(String, bool)> {
+        let json = run_stdout(clean(None, &vars, program, &["images", "--format", "json"]));
+        let v: Value = serde_json::from_str(&json).unwrap();
+        let mut rows: Vec<(String, bool)> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["Names"][0].as_str().unwrap().to_string(),
+                    i["ReadOnly"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    let ours = listed(stowage_bin());
+    assert_eq!(
+        ours,
+        vec![
+            ("localhost/conf-ro:1".to_string(), true),
+            ("localhost/conf-root:1".to_string(), false),
+        ]
+    );
+    assert_eq!(ours, listed("podman"));
     // The additional store's image is readable by its plain name, as podman reads it.
     let out = t.path().join("out");
     run(clean(

@@ -487,6 +487,22 @@ impl StorageConfig {
     }
 }
 
+impl StorageConfig {
+    /// `podman images` of the default store: its images, then those of the additional image
+    /// stores (in order), marked read-only — an image in both is listed from each, as podman
+    /// lists it.
+    pub fn list_images(&self, all: bool) -> Result<Vec<super::catalog::ImageSummary>> {
+        let mut images = super::catalog::list_images(&self.open_read_only()?, all)?;
+        for store in self.open_additional()? {
+            for mut image in super::catalog::list_images(&store, all)? {
+                image.read_only = true;
+                images.push(image);
+            }
+        }
+        Ok(images)
+    }
+}
+
 /// `$XDG_DATA_HOME`, else `~/.local/share` (symlinks in the home resolved).
 fn data_home(env: &ConfigEnv) -> Result<PathBuf> {
     if let Some(d) = env.non_empty("XDG_DATA_HOME") {
