@@ -226,6 +226,15 @@ fn login_with_token_auth() {
         String::from_utf8_lossy(&ok.stderr)
     );
     assert!(skopeo_reads_with(&authfile, &format!("{}/tok", reg.addr)));
+    // delete with the stored credentials: a token for the repository's `*` actions.
+    run(stowage().args([
+        "delete",
+        "--tls-verify=false",
+        "--authfile",
+        authfile.to_str().unwrap(),
+        &format!("docker://{}/tok", reg.addr),
+    ]));
+    assert!(!skopeo_reads_with(&authfile, &format!("{}/tok", reg.addr)));
 }
 
 #[test]

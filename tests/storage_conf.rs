@@ -341,6 +341,21 @@ fn root_default_store_is_podmans() {
     );
     compare_info(None, &vars);
 
+    // As root, $XDG_CONFIG_HOME/containers/storage.conf wins over /etc and /usr/share when
+    // it exists (containers/storage reads it for every user).
+    let xdg = t.path().join("xdg");
+    std::fs::create_dir_all(xdg.join("containers")).unwrap();
+    write_conf(
+        &xdg.join("containers/storage.conf"),
+        &format!(
+            "[storage]\ndriver = \"overlay\"\ngraphroot = \"{0}/xdg-graph\"\nrunroot = \"{0}/xdg-run\"\n",
+            t.path().display()
+        ),
+    );
+    let (conf, graph, _, _) = compare_info(None, &[("HOME", &home), ("XDG_CONFIG_HOME", &xdg)]);
+    assert_eq!(conf, xdg.join("containers/storage.conf").to_str().unwrap());
+    assert_eq!(graph, format!("{}/xdg-graph", t.path().display()));
+
     // As root a file must set runroot (podman refuses it too).
     let partial = write_conf(
         &t.path().join("partial.conf"),
