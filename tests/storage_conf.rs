@@ -368,6 +368,25 @@ fn root_default_store_is_podmans() {
     assert!(String::from_utf8_lossy(&theirs.stderr).contains("runroot must be set"));
 }
 
+/// Ends the pause processes rootless podman leaves behind (`RUNDIR/libpod/tmp/pause.pid`,
+/// each run directory the test used), so that a run leaves no process of the test user.
+struct PauseProcesses(Vec<PathBuf>);
+
+impl Drop for PauseProcesses {
+    fn drop(&mut self) {
+        for dir in &self.0 {
+            let pid_file = dir.join("libpod/tmp/pause.pid");
+            let pid = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok());
+            if let Some(pid) = pid {
+                let _ = output(cmd("kill", [pid.to_string()]));
+                let _ = std::fs::remove_file(&pid_file);
+            }
+        }
+    }
+}
+
 #[test]
 fn rootless_default_store_is_podmans() {
     if !prerequisites("rootless_default_store_is_podmans") {
@@ -376,6 +395,10 @@ fn rootless_default_store_is_podmans() {
     let (uid, gid) = test_user();
     let t = tempdir();
     open_dir(t.path());
+    let _pause = PauseProcesses(vec![
+        PathBuf::from(format!("/tmp/podman-run-{uid}")),
+        t.path().join("xdg-run"),
+    ]);
     let home = user_dir(&t.path().join("home"), uid, gid);
     let user = Some(TEST_USER);
 
