@@ -26,22 +26,14 @@ pub struct GlobalOpts {
 /// The store that `containers-storage:NAME` (without `[overlay@ROOT+RUNROOT]`) means.
 #[derive(Debug, Args)]
 pub struct StorageOpts {
-    /// Graph root for `containers-storage:NAME` names without `[overlay@ROOT+RUNROOT]`.
-    #[arg(
-        long,
-        value_name = "DIR",
-        default_value = "/var/lib/containers/storage",
-        env = "STOWAGE_STORAGE_ROOT"
-    )]
-    pub storage_root: PathBuf,
-    /// Run root for `containers-storage:NAME` names without `[overlay@ROOT+RUNROOT]`.
-    #[arg(
-        long,
-        value_name = "DIR",
-        default_value = "/run/containers/storage",
-        env = "STOWAGE_STORAGE_RUNROOT"
-    )]
-    pub runroot: PathBuf,
+    /// Graph root for `containers-storage:NAME` names without `[overlay@ROOT+RUNROOT]`
+    /// [default: storage.conf's graphroot, as podman; `stowage info` shows it].
+    #[arg(long, value_name = "DIR", env = "STOWAGE_STORAGE_ROOT")]
+    pub storage_root: Option<PathBuf>,
+    /// Run root for `containers-storage:NAME` names without `[overlay@ROOT+RUNROOT]`
+    /// [default: storage.conf's runroot].
+    #[arg(long, value_name = "DIR", env = "STOWAGE_STORAGE_RUNROOT")]
+    pub runroot: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,6 +48,101 @@ pub enum Command {
     /// ref, the layers only it used and the objects nothing references any more;
     /// containers-storage:NAME removes the image and its unshared layers.
     Delete(DeleteArgs),
+    /// List the default containers-storage's images and those of storage.conf's additional
+    /// image stores (podman images).
+    Images(ImagesArgs),
+    /// Show where the default containers-storage is (storage.conf, rootless defaults), like
+    /// `podman info`'s `store` section.
+    Info(InfoArgs),
+    /// Log in to a registry: check the credentials, then store them in the auth file podman
+    /// reads ($REGISTRY_AUTH_FILE, else $XDG_RUNTIME_DIR/containers/auth.json).
+    Login(LoginArgs),
+    /// Remove a registry's credentials from the auth file.
+    Logout(LogoutArgs),
+    /// List a registry repository's tags, as skopeo list-tags (JSON).
+    ListTags(ListTagsArgs),
+    /// Copy every tag of a registry repository into OCI layouts, or every image of OCI layouts
+    /// into a registry (skopeo sync --src docker --dest dir, and back).
+    Sync(SyncArgs),
+}
+
+/// The two sides `stowage sync` moves images between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SyncKind {
+    /// A registry: HOST/REPO[:TAG] as source, HOST[/NAMESPACE] as destination.
+    Docker,
+    /// A directory of OCI layouts.
+    Oci,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// What SOURCE is.
+    #[arg(long = "src", value_enum)]
+    pub src: SyncKind,
+    /// What DESTINATION is.
+    #[arg(long = "dest", value_enum)]
+    pub dest: SyncKind,
+    /// Registry → directory: put the layout at DESTINATION/HOST/REPO (a `:` in HOST written
+    /// as `_`) instead of DESTINATION/<last component of REPO>.
+    #[arg(long)]
+    pub scoped: bool,
+    /// HOST/REPO (every tag) or HOST/REPO:TAG for --src docker; a directory for --src oci.
+    pub source: String,
+    /// A directory for --dest oci; HOST[/NAMESPACE] for --dest docker.
+    pub destination: String,
+    /// Credentials (USER[:PASSWORD]) for a registry source.
+    #[arg(long, value_name = "USER[:PASSWORD]")]
+    pub src_creds: Option<String>,
+    /// Credentials (USER[:PASSWORD]) for a registry destination.
+    #[arg(long, value_name = "USER[:PASSWORD]")]
+    pub dest_creds: Option<String>,
+    /// Require https and verify certificates for a registry source.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub src_tls_verify: Option<bool>,
+    /// Require https and verify certificates for a registry destination.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub dest_tls_verify: Option<bool>,
+    /// CA and client certificates for a registry source.
+    #[arg(long, value_name = "DIR")]
+    pub src_cert_dir: Option<PathBuf>,
+    /// CA and client certificates for a registry destination.
+    #[arg(long, value_name = "DIR")]
+    pub dest_cert_dir: Option<PathBuf>,
+    /// Layers transferred at once.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    #[command(flatten)]
+    pub platform: PlatformOpts,
+    #[command(flatten)]
+    pub registry: RegistryOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Output format (with -q and the table: only the image IDs).
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+    /// Show intermediate images too.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Leave out the table's header line.
+    #[arg(short = 'n', long)]
+    pub noheading: bool,
+    /// Print full image IDs.
+    #[arg(long)]
+    pub no_trunc: bool,
+    #[command(flatten)]
+    pub storage: StorageOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+    #[command(flatten)]
+    pub storage: StorageOpts,
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +151,59 @@ pub struct DeleteArgs {
     pub image: String,
     #[command(flatten)]
     pub storage: StorageOpts,
+    /// For docker:// images.
+    #[command(flatten)]
+    pub remote: RemoteOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The registry (HOST[:PORT], or HOST[:PORT]/NAMESPACE for credentials of one namespace).
+    pub registry: String,
+    /// The user name.
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// The password (visible to other users in the process list; prefer --password-stdin).
+    #[arg(short, long, conflicts_with = "password_stdin")]
+    pub password: Option<String>,
+    /// Read the password from stdin (up to the end, one trailing newline removed).
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Print the user name stored for the registry and stop.
+    #[arg(long, conflicts_with_all = ["username", "password", "password_stdin"])]
+    pub get_login: bool,
+    /// Require https and verify certificates (false: allow plain http and any certificate).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub tls_verify: Option<bool>,
+    /// Directory of CA certificates (*.crt) and client certificates (*.cert, *.key).
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry_opts: RegistryOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The registry to forget.
+    #[arg(required_unless_present = "all")]
+    pub registry: Option<String>,
+    /// Remove the credentials of every registry from the auth file.
+    #[arg(short, long, conflicts_with = "registry")]
+    pub all: bool,
+    /// The auth file (default: REGISTRY_AUTH_FILE, else $XDG_RUNTIME_DIR/containers/auth.json).
+    #[arg(long, value_name = "PATH")]
+    pub authfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListTagsArgs {
+    /// The repository: docker://REPO (without a tag or digest).
+    pub repository: String,
+    /// Ask for this many tags per request (the registry's Link headers lead to the rest).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub page_size: Option<u32>,
+    #[command(flatten)]
+    pub remote: RemoteOpts,
 }
 
 /// Where the bootc system's stores are.
@@ -89,22 +229,12 @@ pub struct SystemOpts {
         default_value = "/run/bootc/storage"
     )]
     pub bootc_runroot: PathBuf,
-    /// The host's default containers-storage graph root.
-    #[arg(
-        long,
-        global = true,
-        value_name = "DIR",
-        default_value = "/var/lib/containers/storage"
-    )]
-    pub host_storage: PathBuf,
-    /// The host's default containers-storage run root.
-    #[arg(
-        long,
-        global = true,
-        value_name = "DIR",
-        default_value = "/run/containers/storage"
-    )]
-    pub host_runroot: PathBuf,
+    /// The host's default containers-storage graph root [default: storage.conf's, as podman].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub host_storage: Option<PathBuf>,
+    /// The host's default containers-storage run root [default: storage.conf's].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub host_runroot: Option<PathBuf>,
     /// The ostree repository [default: SYSROOT/ostree/repo].
     #[arg(long, global = true, value_name = "DIR")]
     pub ostree_repo: Option<PathBuf>,

@@ -11,7 +11,9 @@ use stowage_engine::registry::RegistrySource;
 use stowage_engine::transport::ImageRef;
 
 use crate::args::{copy_options, endpoint_options, platform, registry_options};
-use crate::cli::{CopyArgs, DeleteArgs, GlobalOpts, InspectArgs};
+use crate::cli::{
+    CopyArgs, DeleteArgs, GlobalOpts, ImagesArgs, InfoArgs, InspectArgs, OutputFormat,
+};
 
 fn parse_ref(s: &str) -> Result<ImageRef> {
     Ok(ImageRef::parse(s)?)
@@ -108,7 +110,8 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
 /// `stowage delete IMAGE`.
 pub fn delete(global: &GlobalOpts, args: DeleteArgs) -> Result<ExitCode> {
     let r = parse_ref(&args.image)?;
-    let opts = endpoint_options(&args.storage, None);
+    let mut opts = endpoint_options(&args.storage, None);
+    opts.dest_registry = args.remote.options()?;
     let done = delete_image(&r, &opts).with_context(|| format!("deleting {r}"))?;
     if !global.quiet {
         match done {
@@ -119,6 +122,7 @@ pub fn delete(global: &GlobalOpts, args: DeleteArgs) -> Result<ExitCode> {
                 d.pruned.bytes_freed,
                 d.pruned.kept
             ),
+            Deleted::Registry(digest) => eprintln!("Deleted {r} (manifest {digest})"),
             Deleted::Storage(d) => {
                 for n in d.untagged {
                     eprintln!("Untagged: {n}");
@@ -127,6 +131,96 @@ pub fn delete(global: &GlobalOpts, args: DeleteArgs) -> Result<ExitCode> {
                     eprintln!("Deleted: {id}");
                 }
             }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stowage info`: the default containers-storage as storage.conf and the rootless defaults
+/// make it (with `--storage-root`/`--runroot` applied), in the shape of `podman info`'s
+/// `store` section.
+pub fn info(args: InfoArgs) -> Result<ExitCode> {
+    let opts = endpoint_options(&args.storage, None);
+    let c = opts
+        .default_store()
+        .context("resolving the default containers-storage")?;
+    let driver = c
+        .driver
+        .clone()
+        .unwrap_or_else(|| stowage_engine::cstorage::DRIVER.to_string());
+    let images = c
+        .open_read_only()
+        .and_then(|s| s.images())
+        .map(|i| i.len())
+        .ok();
+    let store = serde_json::json!({
+        "configFile": c.config_file,
+        "graphDriverName": driver,
+        "graphRoot": c.graph_root,
+        "runRoot": c.run_root,
+        "rootless": c.rootless,
+        "additionalImageStores": c.additional_image_stores,
+        "mountProgram": c.mount_program,
+        "imageStore": { "number": images },
+    });
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "store": store }))?;
+            writeln!(out)?;
+        }
+        OutputFormat::Table => {
+            writeln!(out, "store:")?;
+            writeln!(out, "  configFile: {}", c.config_file.display())?;
+            writeln!(out, "  graphDriverName: {driver}")?;
+            writeln!(out, "  graphRoot: {}", c.graph_root.display())?;
+            writeln!(out, "  runRoot: {}", c.run_root.display())?;
+            writeln!(out, "  rootless: {}", c.rootless)?;
+            for p in &c.additional_image_stores {
+                writeln!(out, "  additionalImageStore: {}", p.display())?;
+            }
+            if let Some(m) = &c.mount_program {
+                writeln!(
+                    out,
+                    "  mountProgram: {} (not needed: stowage does not mount)",
+                    m.display()
+                )?;
+            }
+            match images {
+                Some(n) => writeln!(out, "  images: {n}")?,
+                None => writeln!(out, "  images: unreadable with stowage (driver {driver})")?,
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stowage images`: the default store's images and those of its additional image stores, as
+/// `podman images` lists them (JSON entries of read-only stores carry `"ReadOnly": true`).
+pub fn images(global: &GlobalOpts, args: ImagesArgs) -> Result<ExitCode> {
+    let opts = endpoint_options(&args.storage, None);
+    let config = opts
+        .default_store()
+        .context("resolving the default containers-storage")?;
+    let images = config
+        .list_images(args.all)
+        .with_context(|| format!("listing the images of {}", config.graph_root.display()))?;
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        OutputFormat::Table if global.quiet => {
+            let mut seen = std::collections::BTreeSet::new();
+            for img in &images {
+                if seen.insert(img.id.as_str()) {
+                    writeln!(out, "{}", crate::table::short_id(&img.id, args.no_trunc))?;
+                }
+            }
+        }
+        OutputFormat::Table => {
+            crate::table::print_images_table(&mut out, &images, args.noheading, args.no_trunc)?
+        }
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &images)?;
+            writeln!(out)?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -58,7 +58,7 @@ fn image_row(row: &ImageRow, no_trunc: bool, now: i64) -> Data {
     } else {
         s.id[..s.id.len().min(12)].to_string()
     };
-    let created_human = format!("{} ago", crate::image::human_duration(now - s.created));
+    let created_human = format!("{} ago", crate::table::human_duration(now - s.created));
     let created_at = stowage_engine::gotemplate::go_time_unix(s.created);
     let labels = s
         .labels
@@ -82,7 +82,7 @@ fn image_row(row: &ImageRow, no_trunc: bool, now: i64) -> Data {
             f("RepoTags", strs(&tags)),
             f("RepoDigests", strs(&s.repo_digests)),
             f("Created", Data::Str(created_human.clone())),
-            f("Size", Data::Str(crate::image::human_size(s.size as f64))),
+            f("Size", Data::Str(crate::table::human_size(s.size as f64))),
             f("SharedSize", Data::Int(s.shared_size)),
             f("VirtualSize", Data::Int(s.virtual_size)),
             f("Labels", labels),

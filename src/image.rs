@@ -12,6 +12,7 @@ use stowage_engine::gotemplate;
 
 use crate::args::{compression, copy_options, list_options};
 use crate::cli::{CmdCommand, GlobalOpts, ImageArgs, ImageCommand, ListType, OutputFormat};
+use crate::table::{human_duration, human_size, short_id};
 
 /// Run an `image` subcommand.
 pub fn run(global: &GlobalOpts, args: ImageArgs) -> Result<ExitCode> {
@@ -125,7 +126,9 @@ fn pull_from_default_storage(global: &GlobalOpts, sys: &System, image: &str) -> 
         .with_context(|| {
             format!(
                 "copying {image} from {} into bootc's storage at {}",
-                sys.host_storage_root.display(),
+                sys.host_store()
+                    .map(|c| c.graph_root.display().to_string())
+                    .unwrap_or_else(|_| "the host's default store".into()),
                 sys.storage_root().display()
             )
         })?;
@@ -422,70 +425,3 @@ fn podman_error(e: &anyhow::Error) -> Result<ExitCode> {
 
 /// The exit code podman gives an error of its own (as opposed to 1 for "does not exist").
 const PODMAN_ERROR: u8 = 125;
-
-/// An image ID as podman lists it: the first 12 digits, or with `--no-trunc` the whole
-/// `sha256:…`.
-fn short_id(id: &str, no_trunc: bool) -> String {
-    if no_trunc {
-        format!("sha256:{id}")
-    } else {
-        id[..id.len().min(12)].to_string()
-    }
-}
-
-/// go-units `HumanDuration`, as podman prints CREATED.
-pub(crate) fn human_duration(secs: i64) -> String {
-    let s = secs.max(0);
-    let (min, hour, day) = (60, 3600, 86400);
-    match s {
-        0 => "Less than a second".into(),
-        1 => "1 second".into(),
-        s if s < min => format!("{s} seconds"),
-        s if s / min == 1 => "About a minute".into(),
-        s if s < hour => format!("{} minutes", s / min),
-        s if (s as f64 / hour as f64).round() as i64 == 1 => "About an hour".into(),
-        s if s < 48 * hour => format!("{} hours", (s as f64 / hour as f64).round() as i64),
-        s if s < 7 * 2 * day => format!("{} days", s / day),
-        s if s < 30 * 3 * day => format!("{} weeks", s / (7 * day)),
-        s if s < 365 * 2 * day => format!("{} months", s / (30 * day)),
-        s => format!("{} years", s / (365 * day)),
-    }
-}
-
-/// go-units `HumanSizeWithPrecision(size, 3)`: decimal units, three significant digits.
-pub(crate) fn human_size(mut size: f64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
-    let mut i = 0;
-    while size >= 1000.0 && i < units.len() - 1 {
-        size /= 1000.0;
-        i += 1;
-    }
-    // %.3g
-    let digits = if size == 0.0 {
-        1
-    } else {
-        size.abs().log10().floor() as i32 + 1
-    };
-    let decimals = (3 - digits).max(0) as usize;
-    let mut s = format!("{size:.decimals$}");
-    if s.contains('.') {
-        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
-    }
-    format!("{s} {}", units[i])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_and_durations_like_podman() {
-        assert_eq!(human_size(13107.0), "13.1 kB");
-        assert_eq!(human_size(1996423.0), "2 MB");
-        assert_eq!(human_size(999.0), "999 B");
-        assert_eq!(human_size(276_000_000.0), "276 MB");
-        assert_eq!(human_duration(34 * 60), "34 minutes");
-        assert_eq!(human_duration(3 * 365 * 86400), "3 years");
-        assert_eq!(human_duration(90), "About a minute");
-    }
-}

@@ -8,6 +8,8 @@ mod format;
 mod image;
 mod interrupt;
 mod progress;
+mod registry;
+mod table;
 
 use std::process::ExitCode;
 
@@ -20,6 +22,12 @@ fn main() -> ExitCode {
         cli::Command::Inspect(args) => commands::inspect(args),
         cli::Command::Image(args) => image::run(&cli.global, args),
         cli::Command::Delete(args) => commands::delete(&cli.global, args),
+        cli::Command::Info(args) => commands::info(args),
+        cli::Command::Images(args) => commands::images(&cli.global, args),
+        cli::Command::Login(args) => registry::login(&cli.global, args),
+        cli::Command::Logout(args) => registry::logout(&cli.global, args),
+        cli::Command::ListTags(args) => registry::list_tags(args),
+        cli::Command::Sync(args) => registry::sync(&cli.global, args),
     };
     if let Some(sig) = interrupt::received() {
         // One line: what was stopped and what the destination keeps.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::compression::Compression;
 use crate::copy::{copy_planned, plan_image, CopyOptions, CopyReport, ImageSink, ImageSource};
-use crate::cstorage::{StorageSink, StorageSource, Store};
+use crate::cstorage::{StorageConfig, StorageSink, StorageSource, Store};
 use crate::error::{Error, Result};
 use crate::oci_archive::{OciArchiveSink, OciArchiveSource};
 use crate::oci_layout::{OciSink, OciSource};
@@ -19,16 +19,18 @@ use crate::registry::{RegistryOptions, RegistrySink, RegistrySource};
 use crate::transport::{ImageRef, StorageImage, StoreSpec};
 
 /// Settings that apply to every endpoint.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct EndpointOptions {
     /// Layer compression for destinations that store compressed blobs (`None`: keep what the
     /// source has; gzip when the source only has uncompressed diffs).
     pub dest_compression: Option<Compression>,
-    /// Graph root used for `containers-storage:NAME` without an explicit `[driver@root+runroot]`.
-    pub storage_root: PathBuf,
-    /// Run root used likewise.
-    pub storage_runroot: PathBuf,
+    /// Graph root used for `containers-storage:NAME` without an explicit
+    /// `[driver@root+runroot]` (`--storage-root`); `None`: storage.conf's, as podman
+    /// ([`StorageConfig`]).
+    pub storage_root: Option<PathBuf>,
+    /// Run root used likewise (`--runroot`); `None`: storage.conf's.
+    pub storage_runroot: Option<PathBuf>,
     /// Registry settings for a `docker://` source.
     pub src_registry: RegistryOptions,
     /// Registry settings for a `docker://` destination.
@@ -37,44 +39,53 @@ pub struct EndpointOptions {
     pub ostree_import: ImportOptions,
 }
 
-impl Default for EndpointOptions {
-    fn default() -> Self {
-        EndpointOptions {
-            dest_compression: None,
-            storage_root: PathBuf::from("/var/lib/containers/storage"),
-            storage_runroot: PathBuf::from("/run/containers/storage"),
-            src_registry: RegistryOptions::default(),
-            dest_registry: RegistryOptions::default(),
-            ostree_import: ImportOptions::default(),
-        }
+impl EndpointOptions {
+    /// The default containers-storage: storage.conf and the rootless defaults as podman
+    /// resolves them for this user ([`StorageConfig::from_env`]), with `--storage-root` and
+    /// `--runroot` applied.
+    pub fn default_store(&self) -> Result<StorageConfig> {
+        Ok(StorageConfig::from_env()?.with_overrides(
+            self.storage_root.as_deref(),
+            self.storage_runroot.as_deref(),
+        ))
     }
 }
 
 /// The store a `containers-storage:` name refers to: its own `[driver@root+runroot]`, or the
-/// default from the options.
+/// default store.
 fn storage(spec: &Option<StoreSpec>, options: &EndpointOptions, write: bool) -> Result<Store> {
-    let (root, runroot, driver) = match spec {
-        Some(s) => (
-            s.graph_root.clone(),
-            s.run_root
-                .clone()
-                .unwrap_or_else(|| options.storage_runroot.clone()),
-            s.driver.clone(),
-        ),
-        None => (
-            options.storage_root.clone(),
-            options.storage_runroot.clone(),
-            None,
-        ),
-    };
-    if write {
-        Store::open(&root, Some(&runroot), driver.as_deref())
-    } else {
-        Store::open_existing(
-            &root,
-            driver.as_deref(),
-            "name the store with containers-storage:[overlay@ROOT+RUNROOT]NAME or --storage-root DIR",
-        )
+    match spec {
+        Some(s) if !write => Store::open_read_only(&s.graph_root, s.driver.as_deref()),
+        Some(s) => {
+            let runroot = match &s.run_root {
+                Some(r) => r.clone(),
+                None => options.default_store()?.run_root,
+            };
+            Store::open(&s.graph_root, Some(&runroot), s.driver.as_deref())
+        }
+        None if write => options.default_store()?.open(),
+        None => options.default_store()?.open_read_only(),
+    }
+}
+
+/// Open `image` in the default store for reading; when it is not there, in the additional
+/// image stores of storage.conf (read only), in order, as containers/storage looks them up.
+fn default_storage_source(
+    image: &StorageImage,
+    options: &EndpointOptions,
+) -> Result<StorageSource> {
+    let config = options.default_store()?;
+    let first = StorageSource::open(config.open_read_only()?, image);
+    match first {
+        Err(Error::NotFound { .. }) if !config.additional_image_stores.is_empty() => {
+            for store in config.open_additional()? {
+                if let Ok(source) = StorageSource::open(store, image) {
+                    return Ok(source);
+                }
+            }
+            first
+        }
+        other => other,
     }
 }
 
@@ -88,6 +99,9 @@ pub fn open_source(r: &ImageRef, options: &EndpointOptions) -> Result<Box<dyn Im
         ImageRef::Oci { path, tag } => Ok(Box::new(OciSource::open(path, tag.as_deref())?)),
         ImageRef::OciArchive { path, tag } => {
             Ok(Box::new(OciArchiveSource::open(path, tag.as_deref())?))
+        }
+        ImageRef::ContainersStorage { store: None, image } => {
+            Ok(Box::new(default_storage_source(image, options)?))
         }
         ImageRef::ContainersStorage { store, image } => Ok(Box::new(StorageSource::open(
             storage(store, options, false)?,
@@ -165,17 +179,15 @@ fn would_create(r: &ImageRef, options: &EndpointOptions) -> Vec<PathBuf> {
     match r {
         ImageRef::Oci { path, .. } => topmost_missing(path).into_iter().collect(),
         ImageRef::ContainersStorage { store, .. } => {
+            let Ok(default) = options.default_store() else {
+                return Vec::new();
+            };
             let (root, runroot) = match store {
                 Some(s) => (
                     s.graph_root.clone(),
-                    s.run_root
-                        .clone()
-                        .unwrap_or_else(|| options.storage_runroot.clone()),
+                    s.run_root.clone().unwrap_or(default.run_root),
                 ),
-                None => (
-                    options.storage_root.clone(),
-                    options.storage_runroot.clone(),
-                ),
+                None => (default.graph_root, default.run_root),
             };
             [root, runroot]
                 .iter()
@@ -254,6 +266,8 @@ pub fn copy_between(
 /// What [`delete`] removed.
 #[derive(Debug, Clone)]
 pub enum Deleted {
+    /// A registry manifest (and with it every tag that pointed at it).
+    Registry(crate::digest::Digest),
     /// An ostree container-store image: its ref, the layer refs only it used, and the objects
     /// nothing references any more.
     Ostree(crate::ostree::container::DeleteReport),
@@ -264,6 +278,9 @@ pub enum Deleted {
 /// `stowage delete IMAGE` (skopeo delete): remove `r` from its store.
 pub fn delete(r: &ImageRef, options: &EndpointOptions) -> Result<Deleted> {
     match r {
+        ImageRef::Docker(reference) => Ok(Deleted::Registry(
+            crate::registry::manage::delete_image(reference, &options.dest_registry)?,
+        )),
         ImageRef::Ostree {
             repo,
             image: Some(image),
@@ -286,7 +303,7 @@ pub fn delete(r: &ImageRef, options: &EndpointOptions) -> Result<Deleted> {
         other => Err(Error::Unsupported {
             transport: other.to_string(),
             reason: format!(
-                "deleting from the {} transport is not supported; stowage deletes from ostree: and containers-storage:",
+                "deleting from the {} transport is not supported; stowage deletes from docker://, ostree: and containers-storage:",
                 other.transport_name()
             ),
         }),

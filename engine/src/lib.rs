@@ -9,8 +9,9 @@
 //!    documents), [`layer_tar`] (safe layer-tar walking and extraction), [`tar_split`];
 //! 2. one module per store or transport, each knowing only its own format: [`oci_layout`],
 //!    [`oci_archive`] (an OCI layout in a tar);
-//! 3. the [`copy`] pipeline that joins any source to any sink, and [`endpoint`] that opens
-//!    a source or sink for a parsed transport name;
+//! 3. the [`copy`] pipeline that joins any source to any sink, [`endpoint`] that opens
+//!    a source or sink for a parsed transport name, and [`sync`] (a registry repository to
+//!    OCI layouts and back);
 //! 4. [`inspect`]: skopeo-inspect-shaped summaries; [`bootc`]: bootc's stores and its `image`
 //!    commands (list, copy-to-storage, pull-from-default-storage, cmd pull/push).
 //!
@@ -55,6 +56,7 @@ pub mod ostree;
 pub mod progress;
 pub mod reference;
 pub mod registry;
+pub mod sync;
 pub mod tar_split;
 pub mod transport;
 

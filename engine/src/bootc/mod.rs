@@ -2,7 +2,8 @@
 //!
 //! 1. [`System`] says where a bootc system's stores are: bootc's own containers-storage
 //!    (`SYSROOT/ostree/bootc/storage`), the ostree repository (`SYSROOT/ostree/repo`), the
-//!    host's default containers-storage (`/var/lib/containers/storage`) and the deployment root
+//!    host's default containers-storage (storage.conf's, as podman resolves it:
+//!    [`StorageConfig`]; `/var/lib/containers/storage` for root by default) and the deployment root
 //!    whose bound images count. Every path can be overridden.
 //! 2. [`bound`]: logically bound images declared in `ROOT/usr/lib/bootc/bound-images.d/`.
 //! 3. [`list`]: the rows of `bootc image list` (host, unified, logical).
@@ -26,7 +27,7 @@ pub mod transfer;
 
 use std::path::PathBuf;
 
-use crate::cstorage::Store;
+use crate::cstorage::{StorageConfig, Store};
 use crate::endpoint::EndpointOptions;
 use crate::error::Result;
 use crate::registry::RegistryOptions;
@@ -41,10 +42,6 @@ pub const BOUND_IMAGES_DIR: &str = "usr/lib/bootc/bound-images.d";
 pub const STORAGE_SUBDIR: &str = "ostree/bootc/storage";
 /// The ostree repository, relative to the sysroot.
 pub const OSTREE_REPO_SUBDIR: &str = "ostree/repo";
-/// The host's default containers-storage graph root.
-pub const HOST_STORAGE: &str = "/var/lib/containers/storage";
-/// The host's default containers-storage run root.
-pub const HOST_RUNROOT: &str = "/run/containers/storage";
 /// bootc's run root for its store.
 pub const BOOTC_RUNROOT: &str = "/run/bootc/storage";
 /// bootc's registry credentials, used instead of the user's.
@@ -60,10 +57,11 @@ pub struct System {
     pub storage_root: Option<PathBuf>,
     /// bootc's containers-storage run root.
     pub storage_runroot: PathBuf,
-    /// The host's default containers-storage graph root.
-    pub host_storage_root: PathBuf,
-    /// The host's default containers-storage run root.
-    pub host_storage_runroot: PathBuf,
+    /// The host's default containers-storage graph root; `None`: storage.conf's
+    /// ([`StorageConfig`]).
+    pub host_storage_root: Option<PathBuf>,
+    /// The host's default containers-storage run root; `None`: storage.conf's.
+    pub host_storage_runroot: Option<PathBuf>,
     /// The ostree repository; `None`: `SYSROOT/ostree/repo`.
     pub ostree_repo: Option<PathBuf>,
     /// The deployment root whose bound images count.
@@ -78,8 +76,8 @@ impl Default for System {
             sysroot: PathBuf::from("/sysroot"),
             storage_root: None,
             storage_runroot: PathBuf::from(BOOTC_RUNROOT),
-            host_storage_root: PathBuf::from(HOST_STORAGE),
-            host_storage_runroot: PathBuf::from(HOST_RUNROOT),
+            host_storage_root: None,
+            host_storage_runroot: None,
             ostree_repo: None,
             root: PathBuf::from("/"),
             kernel_cmdline: PathBuf::from("/proc/cmdline"),
@@ -107,12 +105,20 @@ impl System {
         StoreSpec::overlay(self.storage_root(), Some(self.storage_runroot.clone()))
     }
 
-    /// The host's default store as a transport specifier.
-    pub fn host_storage_spec(&self) -> StoreSpec {
-        StoreSpec::overlay(
-            self.host_storage_root.clone(),
-            Some(self.host_storage_runroot.clone()),
-        )
+    /// The host's default store: storage.conf's (as podman resolves it for this user), with
+    /// the `--host-storage`/`--host-runroot` overrides.
+    pub fn host_store(&self) -> Result<StorageConfig> {
+        Ok(StorageConfig::from_env()?.with_overrides(
+            self.host_storage_root.as_deref(),
+            self.host_storage_runroot.as_deref(),
+        ))
+    }
+
+    /// The host's default store as a transport specifier (its driver must be overlay).
+    pub fn host_storage_spec(&self) -> Result<StoreSpec> {
+        let c = self.host_store()?;
+        c.check_driver()?;
+        Ok(StoreSpec::overlay(c.graph_root, Some(c.run_root)))
     }
 
     /// bootc's store, opened for writing (created when missing, as podman would).
@@ -132,7 +138,7 @@ impl System {
 
     /// The host's default store, opened for reading.
     pub fn read_host_storage(&self) -> Result<Store> {
-        Store::open_read_only(&self.host_storage_root, None)
+        self.host_store()?.open_read_only()
     }
 
     /// Endpoint options whose default containers-storage (`containers-storage:NAME` without a

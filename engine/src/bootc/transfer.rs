@@ -66,7 +66,7 @@ pub fn copy_to_storage(
     };
     let destination = ImageRef::parse_with_default(
         target,
-        &DefaultTransport::ContainersStorage(Some(system.host_storage_spec())),
+        &DefaultTransport::ContainersStorage(Some(system.host_storage_spec()?)),
     )?;
     let report = copy_between(&source, &destination, options, copy, progress)?;
     Ok(Transfer {

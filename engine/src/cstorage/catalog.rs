@@ -54,8 +54,9 @@ pub struct ImageSummary {
     /// Number of containers using the image.
     #[serde(rename = "Containers")]
     pub containers: usize,
-    /// Set by podman for images from additional read-only image stores (not supported here,
-    /// so always false; opening a store read-only does not set it).
+    /// An image of one of storage.conf's additional (read-only) image stores, as podman marks
+    /// it ([`StorageConfig::list_images`](super::StorageConfig::list_images) sets it; opening a
+    /// store read-only does not).
     #[serde(rename = "ReadOnly", skip_serializing_if = "std::ops::Not::not")]
     pub read_only: bool,
     /// Untagged and without children.

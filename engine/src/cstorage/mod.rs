@@ -35,11 +35,13 @@
 //! `layer_read`/`image_read` read their content, `layer_write`/`image_write` write them,
 //! `delete` removes them; `source`/`sink` make the store a copy source and destination;
 //! `catalog` is podman's view of it (images, inspect, tag, rm, prune); `clone` copies images
-//! between two stores without re-extracting.
+//! between two stores without re-extracting; `config` resolves the default store from
+//! storage.conf and the rootless defaults, as podman does.
 
 pub mod bigdata;
 pub mod catalog;
 pub mod clone;
+pub mod config;
 pub mod containers;
 mod delete;
 mod files;
@@ -59,6 +61,7 @@ mod sink;
 mod source;
 mod store;
 
+pub use config::StorageConfig;
 pub use containers::ContainerRecord;
 pub use delete::DeletedImage;
 pub use gotime::GoTime;

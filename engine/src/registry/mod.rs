@@ -21,7 +21,8 @@
 //!    runtime, with blocking entry points);
 //! 4. [`stream`]: a blob as a blocking `Read` that retries and resumes with `Range`;
 //! 5. [`source`]: `docker://` as an [`ImageSource`](crate::copy::ImageSource);
-//! 6. [`sink`]: `docker://` as an [`ImageSink`](crate::copy::ImageSink) (push).
+//! 6. [`sink`]: `docker://` as an [`ImageSink`](crate::copy::ImageSink) (push);
+//! 7. [`manage`]: login and logout (auth.json as podman writes it), deleting a manifest.
 //!
 //! This module knows nothing of other stores; [`crate::endpoint`] connects it to them.
 
@@ -30,6 +31,7 @@ pub mod auth_file;
 pub mod certs_d;
 pub mod client;
 pub mod host_paths;
+pub mod manage;
 pub mod registries_conf;
 pub mod sink;
 pub mod source;

@@ -160,6 +160,12 @@ impl RegistrySource {
 
     /// The repository's tags (following `Link` pagination), as `skopeo inspect` lists them.
     pub fn tags(&self) -> Result<Vec<String>> {
+        self.tags_paged(None)
+    }
+
+    /// [`tags`](Self::tags), asking for `page_size` tags per request (`?n=`); the registry's
+    /// `Link: <…>; rel="next"` headers lead to the following pages.
+    pub fn tags_paged(&self, page_size: Option<u32>) -> Result<Vec<String>> {
         #[derive(serde::Deserialize)]
         struct TagList {
             #[serde(default)]
@@ -173,6 +179,9 @@ impl RegistrySource {
             let mut url = client
                 .url(&format!("{}/tags/list", c.endpoint.repo))
                 .await?;
+            if let Some(n) = page_size {
+                url.query_pairs_mut().append_pair("n", &n.to_string());
+            }
             let mut tags = Vec::new();
             for _ in 0..1000 {
                 let (body, headers) = client
