@@ -46,6 +46,9 @@ pub fn copy(global: &GlobalOpts, args: CopyArgs) -> Result<ExitCode> {
         std::fs::write(path, report.manifest_digest.to_string())
             .with_context(|| format!("writing the manifest digest to {}", path.display()))?;
     }
+    for note in &report.notes {
+        eprintln!("Note: {note}");
+    }
     if !global.quiet {
         eprintln!(
             "Copied {} layer(s) ({} bytes), reused {}, in {:.2?}; manifest {}",

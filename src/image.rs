@@ -112,6 +112,9 @@ fn list(sys: &System, list_type: ListType, format: OutputFormat) -> Result<ExitC
 
 /// The summary line of a copy, unless `-q`.
 fn report_transfer(global: &GlobalOpts, t: &Transfer) {
+    for note in &t.report.notes {
+        eprintln!("Note: {note}");
+    }
     if !global.quiet {
         let r = &t.report;
         eprintln!(

@@ -17,7 +17,10 @@
 //!    left partial.
 //! 3. Importing again reuses every layer; exporting to an OCI layout gives the original
 //!    config (so the same diffIDs, each rebuilt layer verified against them).
-//! 4. Bad input: a commit layer whose content object does not match its name, and an image
+//! 4. An image ostree-rs-ext imported (no stowage export data) is exported as one regenerated
+//!    layer, saying so: the layer holds the merged tree (`usr/etc` as `etc`, owners, modes,
+//!    symlinks, file contents as `ostree cat` prints them) and podman reads the image.
+//! 5. Bad input: a commit layer whose content object does not match its name, and an image
 //!    missing one of its object-set layers, fail naming the object; no image ref appears and
 //!    the repository passes `ostree fsck`.
 
@@ -388,7 +391,7 @@ fn encapsulated_images_import_as_ostree_rs_ext_does() {
     }
 }
 
-/// Step 4.
+/// Step 5.
 #[test]
 fn broken_encapsulated_images_are_refused_and_leave_the_repository_intact() {
     let test = "broken_encapsulated_images_are_refused_and_leave_the_repository_intact";
@@ -476,4 +479,103 @@ fn broken_encapsulated_images_are_refused_and_leave_the_repository_intact() {
         );
         fsck(&repo);
     }
+}
+
+/// Step 4.
+#[test]
+fn images_ostree_rs_ext_imported_export_as_one_regenerated_layer() {
+    let test = "images_ostree_rs_ext_imported_export_as_one_regenerated_layer";
+    if !oracle("ostree", test) || !oracle("podman", test) {
+        return;
+    }
+    let Some(oe) = ostree_ext_cli(test) else {
+        return;
+    };
+    let images = make_images(&oe);
+    let work = tempdir();
+    let repo = work.path().join("repo");
+    init(&repo, "bare");
+    let their_ref = oe_pull(&oe, &repo, &images.layout, "split");
+    // ostree-rs-ext names the image by its oci: source, which an ostree: image name (a
+    // docker reference) cannot spell: point a docker:// name at the same commit.
+    let commit = rev(&repo, &their_ref);
+    ostree(
+        &repo,
+        &[
+            "refs",
+            &format!("--create=ostree/container/image/docker_3A__2F__2F_localhost/theirs_3A_1"),
+            &commit,
+        ],
+    );
+    let out = work.path().join("out");
+    let mut c = common::stowage_progress();
+    c.args([
+        "copy",
+        &format!("ostree:[{}]localhost/theirs:1", repo.display()),
+        &format!("oci:{}:x", out.display()),
+    ]);
+    let o = run(c);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("without stowage's export data") && err.contains("one new layer"),
+        "the copy should say the layer was regenerated: {err}"
+    );
+    let (_, manifest) = manifest_of(&out, "x");
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1, "{manifest}");
+    let tar = gunzip(&blob(&out, layers[0]["digest"].as_str().unwrap()));
+    // Every file of the merged commit, by container path, with owner, mode and content.
+    let mut entries = std::collections::BTreeMap::new();
+    for e in tar::Archive::new(&tar[..]).entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().to_string_lossy().trim_end_matches('/').to_string();
+        let h = e.header().clone();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        let link = e.link_name().unwrap().map(|l| l.to_string_lossy().into_owned());
+        entries.insert(path, (h.uid().unwrap(), h.mode().unwrap(), data, link));
+    }
+    for line in ostree(&repo, &["ls", "-R", &commit]).lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let path = f[4].trim_start_matches('/');
+        if path.is_empty() {
+            continue;
+        }
+        let cpath = match path.strip_prefix("usr/etc") {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("etc{rest}"),
+            _ => path.to_string(),
+        };
+        let (uid, mode, data, link) = entries
+            .get(&cpath)
+            .unwrap_or_else(|| panic!("{cpath} missing from the regenerated layer"));
+        assert_eq!(uid.to_string(), f[1], "{cpath}: owner");
+        assert_eq!(
+            format!("{:05o}", mode),
+            &f[0][1..],
+            "{cpath}: mode"
+        );
+        match f[0].chars().next().unwrap() {
+            '-' => {
+                let mut c = cmd("ostree", ["cat", &commit, &format!("/{path}")]);
+                c.arg(format!("--repo={}", repo.display()));
+                assert_eq!(data, &run(c).stdout, "{cpath}: content");
+            }
+            'l' => assert_eq!(link.as_deref(), f.get(6).copied(), "{cpath}: target"),
+            _ => {}
+        }
+    }
+    // podman reads it from containers-storage.
+    let store = stowage_fixtures::tools::PodmanStore::new();
+    let mut c = stowage();
+    c.args([
+        "copy",
+        &format!("ostree:[{}]localhost/theirs:1", repo.display()),
+        &store.reference("localhost/theirs:1"),
+    ]);
+    run(c);
+    let inspect: Value = serde_json::from_slice(
+        &run(store.podman(&["image", "inspect", "localhost/theirs:1"])).stdout,
+    )
+    .unwrap();
+    assert_eq!(inspect[0]["RootFS"]["Layers"].as_array().unwrap().len(), 1, "{inspect}");
 }

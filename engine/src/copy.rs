@@ -70,6 +70,11 @@ pub trait ImageSource: Send + Sync {
     fn refetch_origin(&self) -> Option<String> {
         None
     }
+    /// What a user should know about this copy from the source's side (e.g. layers that had
+    /// to be regenerated, with new digests); the CLI prints each on stderr.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// What the sink is given to start an image.
@@ -378,6 +383,8 @@ pub struct CopyReport {
     pub layer_bytes: u64,
     /// Wall time.
     pub elapsed: Duration,
+    /// What the source says a user should know ([`ImageSource::notes`]).
+    pub notes: Vec<String>,
 }
 
 /// Read the manifest chain and config of `source` for `platform`: steps 1–2 of the pipeline.
@@ -527,6 +534,7 @@ pub fn copy_planned(
         layers_reused: n - layers_copied,
         layer_bytes,
         elapsed: start.elapsed(),
+        notes: source.notes(),
     })
 }
 

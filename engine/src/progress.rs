@@ -101,6 +101,9 @@ impl ImageSource for ObservedSource<'_> {
     fn refetch_origin(&self) -> Option<String> {
         self.source.refetch_origin()
     }
+    fn notes(&self) -> Vec<String> {
+        self.source.notes()
+    }
 }
 
 fn counting(inner: BoxRead<'_>, index: usize, progress: Arc<dyn Progress>) -> BoxRead<'_> {

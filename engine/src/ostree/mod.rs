@@ -16,7 +16,8 @@
 //!    metadata) and [`sink`] ([`OstreeSink`], `ostree:[REPO]IMGREF`); ostree-encapsulated
 //!    images (bootc base images: the ostree commit and object sets as layers) through
 //!    [`encapsulated`];
-//! 10. and as a copy source, exported bit for bit: [`source`] ([`OstreeSource`]);
+//! 10. and as a copy source, exported bit for bit: [`source`] ([`OstreeSource`]); images
+//!     other tools imported as one regenerated layer ([`regenerate`]);
 //! 11. removing images ([`container::delete_image`], [`container::gc_layers`]) and
 //!     unreachable objects ([`prune`]).
 
@@ -34,6 +35,7 @@ pub mod mtree;
 pub mod object;
 pub mod prune;
 pub mod refescape;
+pub mod regenerate;
 pub mod repo;
 pub mod sink;
 pub mod source;

@@ -14,12 +14,12 @@
 //!    The layers of an ostree-encapsulated image rebuild the same way, their bodies read
 //!    from the objects their entries name (`sysroot/ostree/repo/objects/…`) or kept in the
 //!    export data ([`super::encapsulated::body_source`]).
-//! 3. An image imported by another tool (ostree-rs-ext) has no such data; it is refused with
-//!    an error that says so. Regenerating its layers from the trees (what ostree-rs-ext's
-//!    export does, with new digests) is not implemented yet.
+//! 3. An image imported by another tool (ostree-rs-ext) has no such data: its merged tree is
+//!    exported as one regenerated layer ([`super::regenerate`]), with a new config and
+//!    manifest, and [`ImageSource::notes`] says so.
 
 use std::collections::HashMap;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::Descriptor;
@@ -46,6 +46,9 @@ pub struct OstreeSource {
     name: String,
     manifest: Vec<u8>,
     config: Vec<u8>,
+    /// Set when the image has no export data: its one layer is regenerated from this merge
+    /// commit ([`super::regenerate`]).
+    regenerated: Option<Checksum>,
 }
 
 impl OstreeSource {
@@ -67,22 +70,22 @@ impl OstreeSource {
             ),
         })?;
         let c = repo.read_commit(&commit)?;
-        let bytes = |key: &str| -> Result<Vec<u8>> {
-            c.meta(key)
-                .and_then(|v| v.as_bytes())
-                .map(<[u8]>::to_vec)
-                .ok_or_else(|| Error::Unsupported {
-                    transport: name.clone(),
-                    reason: format!(
-                        "the image was imported without stowage's export data (no {key} in \
-                         commit {commit}), as ostree-rs-ext imports images; exporting it would \
-                         mean regenerating its layers, which stowage does not do yet — pull the \
-                         image again with `stowage copy … {name}`"
-                    ),
-                })
+        let bytes = |key: &str| c.meta(key).and_then(|v| v.as_bytes()).map(<[u8]>::to_vec);
+        let exact = match (bytes(META_MANIFEST_BYTES), bytes(META_CONFIG_BYTES)) {
+            (Some(m), Some(cfg)) => Some((m, cfg)),
+            _ => None,
         };
-        let manifest = bytes(META_MANIFEST_BYTES)?;
-        let config = bytes(META_CONFIG_BYTES)?;
+        let Some((manifest, config)) = exact else {
+            // Imported by another tool (ostree-rs-ext): no export data; regenerate.
+            let r = super::regenerate::regenerate(&repo, &commit, &name)?;
+            return Ok(OstreeSource {
+                repo,
+                name,
+                manifest: r.manifest,
+                config: r.config,
+                regenerated: Some(commit),
+            });
+        };
         if let Some(d) = c.meta_str("ostree.manifest-digest") {
             let actual = sha256_of(&manifest);
             if actual.to_string() != d {
@@ -99,6 +102,7 @@ impl OstreeSource {
             name,
             manifest,
             config,
+            regenerated: None,
         })
     }
 
@@ -141,7 +145,59 @@ impl OstreeSource {
     }
 }
 
+/// A regenerated layer tar, written by a thread into a pipe as it is read (never whole in
+/// memory); the thread's error, if any, is the reader's at the end of the stream.
+struct GeneratedLayer {
+    pipe: std::io::PipeReader,
+    writer: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl GeneratedLayer {
+    fn start(repo: &Path, commit: Checksum) -> Result<Self> {
+        let (pipe, mut w) = std::io::pipe().map_err(|e| Error::from_io("creating a pipe", e))?;
+        let repo = Repo::open(repo)?;
+        let writer = std::thread::spawn(move || {
+            let mut out = std::io::BufWriter::with_capacity(256 * 1024, &mut w);
+            super::regenerate::write_layer(&repo, &commit, &mut out)?;
+            out.flush()
+                .map_err(|e| Error::from_io("writing the regenerated layer", e))
+        });
+        Ok(GeneratedLayer {
+            pipe,
+            writer: Some(writer),
+        })
+    }
+}
+
+impl Read for GeneratedLayer {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.pipe.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            if let Some(h) = self.writer.take() {
+                match h.join() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(std::io::Error::other(e.to_string())),
+                    Err(_) => return Err(std::io::Error::other("the layer writer panicked")),
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
 impl ImageSource for OstreeSource {
+    fn notes(&self) -> Vec<String> {
+        match self.regenerated {
+            Some(commit) => vec![format!(
+                "{} was imported without stowage's export data (as ostree-rs-ext imports \
+                 images): its layers cannot be rebuilt, so its merged tree (commit {commit}) \
+                 is exported as one new layer, with a new config and manifest digest",
+                self.name
+            )],
+            None => Vec::new(),
+        }
+    }
+
     fn name(&self) -> String {
         self.name.clone()
     }
@@ -173,6 +229,12 @@ impl ImageSource for OstreeSource {
         descriptor: &Descriptor,
         _diff_id: &Digest,
     ) -> Result<LayerStream<'_>> {
+        if let Some(commit) = self.regenerated {
+            return Ok(LayerStream::Diff(Box::new(GeneratedLayer::start(
+                self.repo.path(),
+                commit,
+            )?)));
+        }
         let (layer, data) = self.layer_commits(descriptor.digest())?;
         let extra = self.files_of(&data)?;
         let split = extra.get(TAR_SPLIT_FILE).ok_or_else(|| Error::NotFound {
