@@ -129,6 +129,21 @@ fn listing_diff(a: &Path, ra: &str, b: &Path, rb: &str) -> String {
     out
 }
 
+/// The test policy's file contexts: regexes, exact paths (which win over the regexes after
+/// them), file types, `<<none>>`.
+const FILE_CONTEXTS: &str = "\
+/.*\tsystem_u:object_r:default_t:s0
+/usr/bin/hello\t--\tsystem_u:object_r:hello_exec_t:s0
+/usr(/.*)?\tsystem_u:object_r:usr_t:s0
+/usr/bin(/.*)?\tsystem_u:object_r:bin_t:s0
+/usr/bin/hi\t-l\tsystem_u:object_r:link_t:s0
+/usr/lib/foo/[a-z]+\t--\tsystem_u:object_r:foo_t:s0
+/usr/lib/opt(/.*)?\tsystem_u:object_r:opt_t:s0
+/usr/share/doc/.*\t<<none>>
+/var(/.*)?\tsystem_u:object_r:var_t:s0
+/usr/etc(/.*)?\tsystem_u:object_r:etc_t:s0
+";
+
 struct Images {
     _dir: tempfile::TempDir,
     layout: PathBuf,
@@ -178,6 +193,19 @@ fn make_images(oe: &Path) -> Images {
     std::fs::write(tree.join("usr/lib/foo/empty"), "").unwrap();
     std::fs::write(tree.join("usr/share/doc/readme"), "docs\n").unwrap();
     std::fs::write(tree.join("usr/etc/x.conf"), "x=1\n").unwrap();
+    // An SELinux policy (what labelling needs of it: config, file_contexts, a policy/
+    // directory), so every import labels files as ostree-rs-ext does.
+    let se = tree.join("usr/etc/selinux");
+    std::fs::create_dir_all(se.join("targeted/contexts/files")).unwrap();
+    std::fs::create_dir_all(se.join("targeted/policy")).unwrap();
+    std::fs::write(se.join("config"), "SELINUX=enforcing\nSELINUXTYPE=targeted\n").unwrap();
+    std::fs::write(se.join("targeted/policy/policy.33"), "not a real policy\n").unwrap();
+    std::fs::write(se.join("targeted/contexts/files/file_contexts"), FILE_CONTEXTS).unwrap();
+    std::fs::write(
+        se.join("targeted/contexts/files/file_contexts.subs_dist"),
+        "/opt /usr/lib/opt\n",
+    )
+    .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(tree.join("usr/bin/hello"), std::fs::Permissions::from_mode(0o755))
         .unwrap();
@@ -358,6 +386,21 @@ fn encapsulated_images_import_as_ostree_rs_ext_does() {
             );
             fsck(&ours);
             no_partial_commits(&ours);
+            // Labelled from the image's policy (the same labels ostree-rs-ext gives, as the
+            // checksums above show; here, that there are labels at all).
+            let labels = ostree(&ours, &["ls", "-R", "-X", &our_ref]);
+            for (path, label) in [
+                ("/usr/bin/hello", "hello_exec_t"),
+                ("/usr/bin/hi", "link_t"),
+                ("/usr/lib/foo/big", "foo_t"),
+                ("/usr/etc/x.conf", "etc_t"),
+            ] {
+                let line = labels
+                    .lines()
+                    .find(|l| l.ends_with(path) || l.contains(&format!("{path} ->")))
+                    .unwrap_or_else(|| panic!("{what}: {path} not listed:\n{labels}"));
+                assert!(line.contains(label), "{what}: {path} should be {label}: {line}");
+            }
             if tag == "derived" {
                 // ostree-rs-ext's rules on top of the base: /etc → /usr/etc, /opt dropped,
                 // the whiteout and the opaque directory applied.

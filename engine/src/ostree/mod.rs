@@ -36,6 +36,7 @@ pub mod object;
 pub mod prune;
 pub mod refescape;
 pub mod regenerate;
+pub mod selinux;
 pub mod repo;
 pub mod sink;
 pub mod source;

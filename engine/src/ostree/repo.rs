@@ -269,10 +269,22 @@ impl Repo {
     /// Open a content object: its metadata and a reader of its data.
     pub fn open_content(&self, checksum: &Checksum) -> Result<Content> {
         let p = self.object_path(checksum, ObjectType::File);
-        let full = self.path.join(&p);
         let what = self.describe(checksum, ObjectType::File);
+        self.open_content_in(&self.dir, &self.path, &p, what)
+    }
+
+    /// [`Self::open_content`] of the object file `p` under `dir` (at `root` on disk): the
+    /// repository, or a transaction's staging directory.
+    pub(super) fn open_content_in(
+        &self,
+        dir: &Dir,
+        root: &Path,
+        p: &str,
+        what: String,
+    ) -> Result<Content> {
+        let full = root.join(p);
         let io = |op: &str, e: std::io::Error| Error::io_path(op, &full, e);
-        let st = self.dir.symlink_metadata(&p).map_err(|e| match e.kind() {
+        let st = dir.symlink_metadata(p).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => not_found(
                 what.clone(),
                 "the repository is incomplete; re-run the import or pull that wrote it",
@@ -282,9 +294,8 @@ impl Repo {
         match self.mode {
             RepoMode::Bare => {
                 if st.file_type().is_symlink() {
-                    let target = self
-                        .dir
-                        .read_link_contents(&p)
+                    let target = dir
+                        .read_link_contents(p)
                         .map_err(|e| io("readlink", e))?;
                     let target =
                         target
@@ -302,7 +313,7 @@ impl Repo {
                         reader: Box::new(std::io::empty()),
                     });
                 }
-                let file = self.dir.open(&p).map_err(|e| io("opening", e))?.into_std();
+                let file = dir.open(p).map_err(|e| io("opening", e))?.into_std();
                 let xattrs = fsutil::read_xattrs_fd(file.as_fd(), &full)?;
                 let meta = FileMeta::regular(st.uid(), st.gid(), st.mode(), xattrs);
                 meta.validate(&what)?;
@@ -313,7 +324,7 @@ impl Repo {
                 })
             }
             RepoMode::BareUser => {
-                let mut file = self.dir.open(&p).map_err(|e| io("opening", e))?.into_std();
+                let mut file = dir.open(p).map_err(|e| io("opening", e))?.into_std();
                 let raw = fsutil::get_xattr_fd(file.as_fd(), OSTREEMETA_XATTR, &full)?.ok_or_else(|| Error::Malformed {
                     what: what.clone(),
                     reason: format!("no {OSTREEMETA_XATTR} xattr; the object was not written in bare-user mode or the xattr was lost in a copy"),
@@ -349,7 +360,7 @@ impl Repo {
                 })
             }
             RepoMode::Archive => {
-                let file = self.dir.open(&p).map_err(|e| io("opening", e))?.into_std();
+                let file = dir.open(p).map_err(|e| io("opening", e))?.into_std();
                 let mut r = BufReader::new(file);
                 let mut prefix = [0u8; 8];
                 r.read_exact(&mut prefix)

@@ -32,12 +32,19 @@
 //!
 //! A copy killed at any point leaves only complete objects and refs to complete commits
 //! ([`super::txn`]): blob refs of the layers that finished, no image ref; running it again
-//! reuses those layers. Not yet: SELinux relabeling from the merged tree's policy.
+//! reuses those layers.
+//!
+//! 6. SELinux ([`selinux`]): when the merged tree carries a policy (`usr/etc/selinux/config`),
+//!    every file and directory of the merge commit is labelled from it, as ostree-rs-ext
+//!    relabels the merged root; the derived layers of an encapsulated image are labelled
+//!    with the base's policy, as its `ostree commit --selinux-policy` does. Without a policy
+//!    nothing is labelled.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 
 use super::encapsulated::{self, LayerRole, META_LAYER_KIND};
+use super::selinux::{self, SePolicy};
 use super::gvariant::Value;
 use super::import::{self, ImportOptions};
 use super::merge;
@@ -153,6 +160,9 @@ impl ImageSink for OstreeSink {
             data_refs,
             commits: Mutex::new(vec![None; plan.layers.len()]),
             encapsulated: roles.first() == Some(&LayerRole::Commit),
+            ostree_pending: Mutex::new(
+                roles.iter().filter(|r| **r != LayerRole::Derived).count(),
+            ),
             roles,
             base: Mutex::new(BaseState::Pending),
             base_changed: Condvar::new(),
@@ -176,6 +186,9 @@ struct OstreeWriter<'s> {
     /// (whether the base root is transient decides which toplevels they keep).
     base: Mutex<BaseState>,
     base_changed: Condvar,
+    /// ostree layers (commit and object sets) not stored yet: the base is ready when none is
+    /// left (its files, `prepare-root.conf` and the SELinux policy, can be in any of them).
+    ostree_pending: Mutex<usize>,
     /// Layers this writer imported and committed (kept if the copy stops).
     written: std::sync::atomic::AtomicUsize,
 }
@@ -184,7 +197,10 @@ struct OstreeWriter<'s> {
 #[derive(Debug, Clone)]
 enum BaseState {
     Pending,
-    Ready { transient: bool },
+    Ready {
+        transient: bool,
+        policy: Option<std::sync::Arc<SePolicy>>,
+    },
     Failed(String),
 }
 
@@ -223,6 +239,49 @@ impl OstreeWriter<'_> {
         self.base_changed.notify_all();
     }
 
+    /// One more ostree layer is stored; after the last, the base commit is complete and what
+    /// the derived layers need from it is read.
+    fn ostree_layer_done(&self) -> Result<()> {
+        let left = {
+            let mut n = self.ostree_pending.lock().unwrap();
+            *n -= 1;
+            *n
+        };
+        if left > 0 {
+            return Ok(());
+        }
+        let base = self.commits.lock().unwrap()[0].expect("the commit layer is stored");
+        let repo = &self.sink.repo;
+        let ready = (|| -> Result<BaseState> {
+            encapsulated::check_complete(repo, &base, &self.plan.source_name)?;
+            let c = repo.read_commit(&base)?;
+            let tree = repo.read_mtree(&c.root_tree, &c.root_meta)?;
+            Ok(BaseState::Ready {
+                transient: encapsulated::root_is_transient(repo, &base)?,
+                policy: SePolicy::from_tree(repo, &tree)?.map(std::sync::Arc::new),
+            })
+        })();
+        match ready {
+            Ok(state) => {
+                self.set_base(state);
+                Ok(())
+            }
+            Err(e) => {
+                self.set_base(BaseState::Failed(e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    /// The base's SELinux policy, for derived layers of an encapsulated image (waiting for
+    /// the base like [`Self::derived_options`]).
+    fn base_policy(&self) -> Option<std::sync::Arc<SePolicy>> {
+        match &*self.base.lock().unwrap() {
+            BaseState::Ready { policy, .. } => policy.clone(),
+            _ => None,
+        }
+    }
+
     /// The import options of derived layer `index`: those of the sink, and for an
     /// encapsulated image, once its commit layer is in, `usr_only` unless its root is
     /// transient.
@@ -235,7 +294,7 @@ impl OstreeWriter<'_> {
         loop {
             match &*state {
                 BaseState::Pending => state = self.base_changed.wait(state).unwrap(),
-                BaseState::Ready { transient } => {
+                BaseState::Ready { transient, .. } => {
                     options.usr_only = !transient;
                     return Ok(options);
                 }
@@ -326,9 +385,10 @@ impl ImageWriter for OstreeWriter<'_> {
             return Ok(None);
         }
         match role {
-            LayerRole::Commit => self.set_base(BaseState::Ready {
-                transient: encapsulated::root_is_transient(repo, &commit)?,
-            }),
+            LayerRole::Commit | LayerRole::ObjectSet => {
+                self.commits.lock().unwrap()[index] = Some(commit);
+                self.ostree_layer_done()?;
+            }
             LayerRole::Derived => {
                 // Imported with other path rules (another --ostree-var, or a base whose root
                 // differs): import it again with these.
@@ -338,7 +398,6 @@ impl ImageWriter for OstreeWriter<'_> {
                     return Ok(None);
                 }
             }
-            LayerRole::ObjectSet => {}
         }
         self.commits.lock().unwrap()[index] = Some(commit);
         Ok(Some(StoredLayer {
@@ -370,9 +429,6 @@ impl ImageWriter for OstreeWriter<'_> {
                         &imported.export_data,
                         kind_meta,
                     )?;
-                    self.set_base(BaseState::Ready {
-                        transient: encapsulated::root_is_transient(repo, &commit)?,
-                    });
                 } else {
                     let default_meta = txn.default_dirmeta()?;
                     let tree = encapsulated::object_set_tree(&imported.objects, default_meta)?;
@@ -384,13 +440,19 @@ impl ImageWriter for OstreeWriter<'_> {
                         kind_meta,
                     )?;
                 }
+                self.ostree_layer_done()?;
             }
             LayerRole::Derived => {
                 let options = self.derived_options(index)?;
                 kind_meta.extend(mapping_meta(&options));
                 let mut txn = repo.begin()?;
-                let decoded =
+                let mut decoded =
                     input.decode(|tar| import::import_layer(&mut txn, tar, &tar_layer, &options))?;
+                // Labelled with the base's policy, as ostree-rs-ext commits derived layers
+                // (`ostree commit --selinux-policy`).
+                if let Some(policy) = self.base_policy() {
+                    selinux::relabel_tree(repo, &mut txn, &mut decoded.value.tree, &policy)?;
+                }
                 let spec = CommitSpec {
                     metadata: vec![(
                         "ostree.importer.version".to_string(),
@@ -413,7 +475,7 @@ impl ImageWriter for OstreeWriter<'_> {
     }
 
     fn layer_failed(&self, index: usize, error: &Error) {
-        if self.roles[index] == LayerRole::Commit {
+        if self.roles[index] != LayerRole::Derived {
             self.set_base(BaseState::Failed(error.to_string()));
         }
     }
@@ -471,6 +533,11 @@ impl ImageWriter for OstreeWriter<'_> {
             (None, merge::merge_layers(repo, &mut txn, &layers)?)
         };
         merge::cleanup_root(repo, &mut tree)?;
+        // Every file labelled from the merged tree's own policy, as ostree-rs-ext relabels
+        // the merge commit (nothing without a policy).
+        if let Some(policy) = SePolicy::from_tree(repo, &tree)? {
+            selinux::relabel_tree(repo, &mut txn, &mut tree, &policy)?;
+        }
         let spec = CommitSpec {
             metadata: vec![
                 (

@@ -526,6 +526,35 @@ impl<'r> Transaction<'r> {
         Ok(checksum)
     }
 
+    /// Open a content object written in this transaction or already in the repository.
+    pub fn open_content(&self, checksum: &Checksum) -> Result<super::repo::Content> {
+        if self.staged.contains(&(*checksum, ObjectType::File)) {
+            let rel = self.repo.object_path(checksum, ObjectType::File);
+            let rel = rel.strip_prefix("objects/").expect("object paths start with objects/");
+            let what = format!("staged ostree object {}", self.staging_path().join(rel).display());
+            return self
+                .repo
+                .open_content_in(&self.staging, &self.staging_path(), rel, what);
+        }
+        self.repo.open_content(checksum)
+    }
+
+    /// Read a dirmeta written in this transaction or already in the repository.
+    pub fn read_dirmeta(&self, checksum: &Checksum) -> Result<DirMeta> {
+        if self.staged.contains(&(*checksum, ObjectType::DirMeta)) {
+            let rel = self.repo.object_path(checksum, ObjectType::DirMeta);
+            let rel = rel.strip_prefix("objects/").expect("object paths start with objects/");
+            let full = self.staging_path().join(rel);
+            let mut buf = Vec::new();
+            self.staging
+                .open(rel)
+                .and_then(|f| f.into_std().take(1024 * 1024).read_to_end(&mut buf))
+                .map_err(|e| Error::io_path("reading", &full, e))?;
+            return DirMeta::parse(&buf, &full.display().to_string());
+        }
+        self.repo.read_dirmeta(checksum)
+    }
+
     /// Point `name` (under `refs/heads/`) at `commit` when the transaction commits, or delete
     /// it with `None`. The commit must exist by then.
     pub fn set_ref(&mut self, name: &str, commit: Option<Checksum>) -> Result<()> {
