@@ -392,8 +392,13 @@ pub enum CmdCommand {
     },
     /// Pull images into bootc's storage (several at once).
     Pull {
-        #[arg(required = true)]
+        /// Images to pull (short names resolve as podman resolves them).
+        #[arg(required_unless_present = "bound")]
         images: Vec<String>,
+        /// Also pull the deployment's logically bound images (ROOT/usr/lib/bootc/bound-images.d,
+        /// --rootfs) that bootc's store does not have yet, all at once.
+        #[arg(long)]
+        bound: bool,
         #[command(flatten)]
         platform: PlatformOpts,
         /// Write machine-readable progress to file descriptor N (bootc's JSON Lines protocol).

@@ -350,11 +350,29 @@ fn cmd(global: &GlobalOpts, sys: &System, command: CmdCommand) -> Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         CmdCommand::Pull {
-            images,
+            mut images,
+            bound,
             platform: p,
             progress_fd,
             remote,
         } => {
+            if bound {
+                let (declared, missing) = pull::missing_bound_images(sys)?;
+                eprintln!(
+                    "{declared} logically bound image(s) in {}: {} present, {} to pull",
+                    sys.root.join(stowage_engine::bootc::BOUND_IMAGES_DIR).display(),
+                    declared - missing.len(),
+                    missing.len()
+                );
+                for m in missing {
+                    if !images.contains(&m) {
+                        images.push(m);
+                    }
+                }
+                if images.is_empty() {
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
             let mut opts = sys.endpoints();
             opts.src_registry = remote.bootc_options()?;
             let progress = crate::progress::for_copy(global.quiet, progress_fd)?;

@@ -1474,6 +1474,40 @@ fn image_cmd_pull_and_push_with_bootc_storage() {
     c.arg(&conf).arg("bootc/b:v2");
     run_stdout(&mut c);
     run_stdout(&mut image(&["cmd", "exists", &name_b]));
+    // `pull --bound`: the deployment's logically bound images that bootc's store lacks
+    // (a is there; c is not), pulled; the ones present are left alone.
+    let c_img = one_file_image(&tmp.path().join("c"), "v3", "c/one", b"c");
+    let name_c = format!("{}/bootc/c:v3", reg.addr);
+    skopeo_push(&tmp.path().join("c"), "v3", &name_c, None, &[]);
+    let deploy = tmp.path().join("deploy");
+    let quadlets = deploy.join("usr/share/containers/systemd");
+    std::fs::create_dir_all(deploy.join("usr/lib/bootc/bound-images.d")).unwrap();
+    std::fs::create_dir_all(&quadlets).unwrap();
+    for (file, image_name) in [("a.image", &name_a), ("c.container", &name_c)] {
+        let section = if file.ends_with(".image") { "Image" } else { "Container" };
+        std::fs::write(quadlets.join(file), format!("[{section}]\nImage={image_name}\n")).unwrap();
+        std::os::unix::fs::symlink(
+            format!("/usr/share/containers/systemd/{file}"),
+            deploy.join("usr/lib/bootc/bound-images.d").join(file),
+        )
+        .unwrap();
+    }
+    let mut c = image(&["--root"]);
+    c.arg(&deploy).args(["cmd", "pull", "--bound", "--tls-verify=false"]);
+    let o = run(c);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("2 logically bound image(s)") && err.contains("1 present, 1 to pull"),
+        "{err}"
+    );
+    let out = run_stdout(&mut image(&["cmd", "inspect", &name_c]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["Digest"], c_img.manifest_digest.as_str());
+    // Again: nothing left to pull.
+    let mut c = image(&["--root"]);
+    c.arg(&deploy).args(["cmd", "pull", "--bound", "--tls-verify=false"]);
+    let err = String::from_utf8_lossy(&run(c).stderr).into_owned();
+    assert!(err.contains("2 present, 0 to pull"), "{err}");
     // A missing image fails that pull only, naming it, and exits 1.
     let missing = format!("{}/bootc/missing:1", reg.addr);
     let o = output(&mut image(&[

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use crate::copy::{CopyOptions, CopyReport};
 use crate::cstorage::catalog::local_name;
+use crate::cstorage::Store;
 use crate::endpoint::{copy_between, EndpointOptions};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -99,6 +100,35 @@ pub fn candidates(
             })
         })
         .collect()
+}
+
+/// The logically bound images of the deployment root (`system.root`) and which of them bootc's
+/// store lacks: `(distinct images declared, missing)`, for `image cmd pull --bound` (a store that does not
+/// exist yet lacks them all).
+pub fn missing_bound_images(system: &System) -> Result<(usize, Vec<String>)> {
+    let bound = super::bound::bound_images(&system.root)?;
+    let store = match Store::open_read_only(&system.storage_root(), None) {
+        Ok(s) => Some(s),
+        Err(Error::NotFound { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let mut names: Vec<String> = Vec::new();
+    for b in bound {
+        if !names.contains(&b.image) {
+            names.push(b.image);
+        }
+    }
+    let mut missing = Vec::new();
+    for name in &names {
+        let present = match &store {
+            Some(s) => crate::cstorage::catalog::image_exists(s, name)?,
+            None => false,
+        };
+        if !present {
+            missing.push(name.clone());
+        }
+    }
+    Ok((names.len(), missing))
 }
 
 /// Pull every image of `images` into bootc's store at once (step 3 of the module doc).
