@@ -206,3 +206,83 @@ pub fn copy_index(
     report.elapsed = start.elapsed();
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci_layout::{OciDir, OciSink, OciSource};
+
+    /// The generated small fixtures in `dir`; returns the `multiarch` fixture's layout path
+    /// and the layer digest of its last image.
+    fn multiarch(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+        let infos = stowage_fixtures::generate(dir, stowage_fixtures::FixtureSet::Small).unwrap();
+        let info = infos.iter().find(|i| i.name == "multiarch").unwrap();
+        let last = info.platforms.last().unwrap().layers[0].digest.to_string();
+        (info.layout.clone(), last)
+    }
+
+    fn all() -> CopyOptions {
+        let mut o = CopyOptions::default();
+        o.multi_arch = MultiArch::All;
+        o
+    }
+
+    #[test]
+    fn a_failing_child_leaves_no_tag() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (layout, layer) = multiarch(&tmp.path().join("fx"));
+        let p = layout
+            .join("blobs/sha256")
+            .join(layer.strip_prefix("sha256:").unwrap());
+        let mut bytes = std::fs::read(&p).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&p, bytes).unwrap();
+        let src = OciSource::open(&layout, Some("multiarch")).unwrap();
+        let SourcePlan::Index(plan) = plan_source(&src, &all()).unwrap() else {
+            panic!("an index");
+        };
+        let dst = OciSink::create(&tmp.path().join("dst"), Some("t"), None).unwrap();
+        let err = copy_index(&src, &plan, &dst, &all(), Instant::now()).unwrap_err();
+        assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+        let out = OciDir::open(&tmp.path().join("dst")).unwrap();
+        assert!(out.tags().unwrap().is_empty(), "the index was tagged");
+    }
+
+    #[test]
+    fn an_unchanged_index_keeps_its_bytes_and_a_converted_one_its_platforms() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (layout, _) = multiarch(&tmp.path().join("fx"));
+        let src = OciSource::open(&layout, Some("multiarch")).unwrap();
+        let SourcePlan::Index(plan) = plan_source(&src, &all()).unwrap() else {
+            panic!("an index");
+        };
+        let dst = OciSink::create(&tmp.path().join("dst"), Some("t"), None).unwrap();
+        let r = copy_index(&src, &plan, &dst, &all(), Instant::now()).unwrap();
+        assert_eq!(
+            (r.images, r.manifest_digest.clone()),
+            (3, plan.index.digest.clone())
+        );
+        let mut v2 = all();
+        v2.manifest_format = Some(ManifestFormat::DockerV2S2);
+        let dst = OciSink::create(&tmp.path().join("v2"), Some("t"), None).unwrap();
+        let r = copy_index(&src, &plan, &dst, &v2, Instant::now()).unwrap();
+        let out = OciSource::open(&tmp.path().join("v2"), Some("t")).unwrap();
+        let list = out.manifest().unwrap();
+        assert_eq!(list.digest, r.manifest_digest);
+        assert_eq!(list.media_type, crate::manifest::DOCKER_LIST);
+        let Parsed::Index(idx) = &list.parsed else {
+            panic!("a list")
+        };
+        let archs: Vec<String> = idx
+            .manifests()
+            .iter()
+            .map(|d| d.platform().as_ref().unwrap().architecture().to_string())
+            .collect();
+        assert_eq!(archs, ["amd64", "arm64", "arm"]);
+        for d in idx.manifests() {
+            let child = out.child_manifest(d).unwrap();
+            assert_eq!(child.media_type, crate::manifest::DOCKER_MANIFEST);
+        }
+    }
+}
