@@ -547,7 +547,7 @@ impl ImageWriter for RegistryWriter<'_> {
             sink.put_manifest(
                 &manifest.bytes,
                 &manifest.media_type,
-                &manifest.digest.to_string(),
+                manifest.digest.as_ref(),
             )?;
         } else {
             sink.put_top(manifest)?;
