@@ -17,9 +17,11 @@ use stowage_engine::registry::{Credentials, RegistryOptions};
 use stowage_engine::cstorage::catalog::{ListOptions, SortKey};
 
 use crate::cli::{
-    CompressFormat, OstreeVar, PlatformOpts, RegistryOpts, RemoteOpts, SortBy, StorageOpts,
-    SystemOpts,
+    CompressFormat, CopyArgs, ManifestFormatOpt, MultiArchOpt, OstreeVar, PlatformOpts,
+    RegistryOpts, RemoteOpts, SortBy, StorageOpts, SystemOpts,
 };
+use stowage_engine::convert::ManifestFormat;
+use stowage_engine::copy::MultiArch;
 
 /// The engine's compression for a `--dest-compress-format` choice.
 pub fn compression(compress: Option<CompressFormat>) -> Option<Compression> {
@@ -134,6 +136,23 @@ pub fn copy_options(opts: Option<&PlatformOpts>, jobs: Option<u16>) -> CopyOptio
     c
 }
 
+/// `stowage copy`'s copy options: platform, jobs, `--all`/`--multi-arch`,
+/// `--preserve-digests`, `--format`.
+pub fn copy_args_options(args: &CopyArgs) -> CopyOptions {
+    let mut c = copy_options(Some(&args.platform), Some(args.jobs));
+    c.multi_arch = match (args.all, args.multi_arch) {
+        (true, _) | (_, Some(MultiArchOpt::All)) => MultiArch::All,
+        (_, Some(MultiArchOpt::IndexOnly)) => MultiArch::IndexOnly,
+        _ => MultiArch::System,
+    };
+    c.preserve_digests = args.preserve_digests;
+    c.manifest_format = args.format.map(|f| match f {
+        ManifestFormatOpt::Oci => ManifestFormat::Oci,
+        ManifestFormatOpt::V2s2 => ManifestFormat::DockerV2S2,
+    });
+    c
+}
+
 impl SystemOpts {
     /// The bootc system these flags describe.
     pub fn system(&self) -> System {
@@ -156,10 +175,10 @@ pub fn list_options(all: bool, filters: &[String], sort: SortBy) -> ListOptions 
         all,
         filters: filters.to_vec(),
         sort: match sort {
-        SortBy::Created => SortKey::Created,
-        SortBy::Id => SortKey::Id,
-        SortBy::Repository => SortKey::Repository,
-        SortBy::Size => SortKey::Size,
+            SortBy::Created => SortKey::Created,
+            SortBy::Id => SortKey::Id,
+            SortBy::Repository => SortKey::Repository,
+            SortBy::Size => SortKey::Size,
             SortBy::Tag => SortKey::Tag,
         },
     }

@@ -448,6 +448,27 @@ pub enum CompressFormat {
     Zstd,
 }
 
+/// `copy --multi-arch` choices (skopeo's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MultiArchOpt {
+    /// The image for this machine's platform (or --override-*).
+    System,
+    /// Every image and the index.
+    All,
+    /// Only the index (its images must already be in the destination, or it must accept a
+    /// sparse index, as an OCI layout does).
+    IndexOnly,
+}
+
+/// `copy --format` choices (skopeo's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ManifestFormatOpt {
+    /// OCI image manifest / index.
+    Oci,
+    /// Docker schema2 manifest / manifest list.
+    V2s2,
+}
+
 /// Where an ostree import puts the layers' `/var`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum OstreeVar {
@@ -512,9 +533,26 @@ pub struct CopyArgs {
     /// Compress layers in the destination with this format.
     #[arg(long, value_enum)]
     pub dest_compress_format: Option<CompressFormat>,
-    /// Write the digest of the stored manifest to this file.
+    /// Write the digest of the stored manifest (with --all: of the index) to this file.
     #[arg(long, value_name = "PATH")]
     pub digestfile: Option<std::path::PathBuf>,
+    /// Copy every image of a multi-arch index and the index itself (--multi-arch all).
+    #[arg(short = 'a', long, conflicts_with = "multi_arch")]
+    pub all: bool,
+    /// What to copy of a multi-arch index: the host's (or --override-*) image, every image
+    /// and the index, or only the index.
+    #[arg(long, value_enum, value_name = "system|all|index-only")]
+    pub multi_arch: Option<MultiArchOpt>,
+    /// Fail instead of storing a manifest or index whose digest differs from the source's.
+    #[arg(long)]
+    pub preserve_digests: bool,
+    /// Manifest type of the destination: oci or v2s2 (Docker schema2) [default: the source's].
+    #[arg(short = 'f', long, value_enum, value_name = "oci|v2s2")]
+    pub format: Option<ManifestFormatOpt>,
+    /// Also tag the copied image (or index) NAME in the destination: a tag in oci: and
+    /// docker://, an image name in containers-storage: (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub additional_tag: Vec<String>,
     /// For an ostree: destination, where the layers' /var goes.
     #[arg(long, value_enum, default_value = "keep")]
     pub ostree_var: OstreeVar,

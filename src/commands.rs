@@ -10,7 +10,7 @@ use stowage_engine::endpoint::{copy_between, delete as delete_image, open_source
 use stowage_engine::registry::RegistrySource;
 use stowage_engine::transport::ImageRef;
 
-use crate::args::{copy_options, endpoint_options, platform, registry_options};
+use crate::args::{copy_args_options, endpoint_options, platform, registry_options};
 use crate::cli::{
     CopyArgs, DeleteArgs, GlobalOpts, ImagesArgs, InfoArgs, InspectArgs, OutputFormat,
 };
@@ -37,7 +37,8 @@ pub fn copy(global: &GlobalOpts, args: CopyArgs) -> Result<ExitCode> {
         args.dest_tls_verify,
         args.dest_cert_dir.as_deref().or(args.cert_dir.as_deref()),
     )?;
-    let mut copy = copy_options(Some(&args.platform), Some(args.jobs));
+    opts.additional_tags = args.additional_tag.clone();
+    let mut copy = copy_args_options(&args);
     copy.cancel = crate::interrupt::install()?;
     let progress = crate::progress::for_copy(global.quiet, args.progress_fd)?;
     let report = copy_between(&src, &dst, &opts, &copy, progress.as_ref())
@@ -50,14 +51,31 @@ pub fn copy(global: &GlobalOpts, args: CopyArgs) -> Result<ExitCode> {
         eprintln!("Note: {note}");
     }
     if !global.quiet {
-        eprintln!(
-            "Copied {} layer(s) ({} bytes), reused {}, in {:.2?}; manifest {}",
-            report.layers_copied,
-            report.layer_bytes,
-            report.layers_reused,
-            report.elapsed,
-            report.manifest_digest
-        );
+        if report.images == 0 {
+            eprintln!(
+                "Copied the index only (--multi-arch index-only), in {:.2?}; index {}",
+                report.elapsed, report.manifest_digest
+            );
+        } else if report.images == 1 {
+            eprintln!(
+                "Copied {} layer(s) ({} bytes), reused {}, in {:.2?}; manifest {}",
+                report.layers_copied,
+                report.layer_bytes,
+                report.layers_reused,
+                report.elapsed,
+                report.manifest_digest
+            );
+        } else {
+            eprintln!(
+                "Copied {} image(s): {} layer(s) ({} bytes), reused {}, in {:.2?}; index {}",
+                report.images,
+                report.layers_copied,
+                report.layer_bytes,
+                report.layers_reused,
+                report.elapsed,
+                report.manifest_digest
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

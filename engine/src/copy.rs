@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 
 use oci_spec::image::{Descriptor, ImageManifest, MediaType};
 
+use crate::convert::ManifestFormat;
+
 use std::io::{Read, Write};
 
 use crate::cancel::{Cancel, CancelReader};
@@ -305,6 +307,10 @@ pub struct FinalImage {
     pub config_descriptor: Descriptor,
     /// The config.
     pub config: RawConfig,
+    /// The image is one child of an index being copied whole ([`crate::copy_index`]): the
+    /// writer stores it without the destination's tag or name (an OCI layout: blobs only; a
+    /// registry: the manifest by digest); [`ImageSink::commit_index`] tags the index last.
+    pub index_child: bool,
 }
 
 /// Where images go.
@@ -313,6 +319,22 @@ pub trait ImageSink: Send + Sync {
     fn name(&self) -> String;
     /// Start writing one image.
     fn begin<'s>(&'s self, plan: &ImagePlan) -> Result<Box<dyn ImageWriter + 's>>;
+    /// Whether this destination can hold a whole index (`--multi-arch all|index-only`): `Ok`,
+    /// or the error saying why not and what to do. Asked before anything is written. The
+    /// default: it cannot.
+    fn index_support(&self) -> Result<()> {
+        Err(Error::Unsupported {
+            transport: self.name(),
+            reason: "this destination stores one image, not an index; copy one platform (--multi-arch system, the default, with --override-arch/--override-os/--override-variant to choose) or copy the index into oci: or docker://".into(),
+        })
+    }
+    /// Store `index` (whose children were committed with [`FinalImage::index_child`] or are
+    /// already present) under the destination's tag or name: the last step of a multi-image
+    /// copy. Only called when [`index_support`](Self::index_support) said `Ok`.
+    fn commit_index(&self, index: &RawManifest) -> Result<()> {
+        let _ = index;
+        self.index_support()
+    }
 }
 
 /// One image being written. Methods take `&self` so layers can be written from several
@@ -354,6 +376,27 @@ pub struct CopyOptions {
     pub platform: PlatformSpec,
     /// Set it to stop the copy (see [`crate::cancel`]).
     pub cancel: Cancel,
+    /// What to copy of an index (`--multi-arch`; [`crate::copy_index`]).
+    pub multi_arch: MultiArch,
+    /// Fail instead of storing any manifest or index whose digest differs from the source's
+    /// (`--preserve-digests`): a recompression or a format conversion is then an error.
+    pub preserve_digests: bool,
+    /// Store manifests (and indexes) in this family (`--format oci|v2s2`); `None`: the
+    /// source's, or OCI where a Docker manifest must change anyway.
+    pub manifest_format: Option<ManifestFormat>,
+}
+
+/// What a copy of an index copies (skopeo's `--multi-arch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MultiArch {
+    /// Only the image for [`CopyOptions::platform`] (the default).
+    #[default]
+    System,
+    /// Every image of the index and the index itself (`--all`).
+    All,
+    /// Only the index; its images must already be in the destination (or the destination
+    /// accept an index whose images are missing, as an OCI layout does).
+    IndexOnly,
 }
 
 impl Default for CopyOptions {
@@ -362,6 +405,9 @@ impl Default for CopyOptions {
             jobs: 3,
             platform: PlatformSpec::host(),
             cancel: Cancel::new(),
+            multi_arch: MultiArch::System,
+            preserve_digests: false,
+            manifest_format: None,
         }
     }
 }
@@ -385,35 +431,68 @@ pub struct CopyReport {
     pub elapsed: Duration,
     /// What the source says a user should know ([`ImageSource::notes`]).
     pub notes: Vec<String>,
+    /// Images (manifests) written: 1 for a single image, the children copied for an index.
+    pub images: usize,
 }
 
 /// Read the manifest chain and config of `source` for `platform`: steps 1–2 of the pipeline.
 pub fn plan_image(source: &dyn ImageSource, platform: &PlatformSpec) -> Result<ImagePlan> {
     let name = source.name();
     let top = source.manifest()?;
-    let (manifest, index) = match &top.parsed {
-        Parsed::Image(_) => (top, None),
+    match &top.parsed {
+        Parsed::Image(_) => plan_manifest(source, top, None),
         Parsed::Index(idx) => {
             let desc = select_platform(idx, platform, &name)?;
-            let child = source.child_manifest(desc)?;
-            if &child.digest != desc.digest() {
-                return Err(Error::DigestMismatch {
-                    what: format!("manifest for {} of {name}", platform.describe()),
-                    expected: desc.digest().clone(),
-                    actual: child.digest,
-                });
-            }
-            if child.image().is_none() {
-                return Err(Error::Malformed {
-                    what: format!("manifest {} of {name}", desc.digest()),
-                    reason:
-                        "an index entry points at another index; nested indexes are not supported"
-                            .into(),
-                });
-            }
-            (child, Some(top))
+            let child = child_manifest(
+                source,
+                desc,
+                &format!("manifest for {} of {name}", platform.describe()),
+            )?;
+            plan_manifest(source, child, Some(top))
         }
-    };
+    }
+}
+
+/// The image manifest `desc` of an index of `source`, checked against the entry's digest
+/// (`what` names it in that error); an entry naming another index is an error.
+pub fn child_manifest(
+    source: &dyn ImageSource,
+    desc: &Descriptor,
+    what: &str,
+) -> Result<RawManifest> {
+    let name = source.name();
+    let child = source.child_manifest(desc)?;
+    if &child.digest != desc.digest() {
+        return Err(Error::DigestMismatch {
+            what: what.to_string(),
+            expected: desc.digest().clone(),
+            actual: child.digest,
+        });
+    }
+    if child.image().is_none() {
+        return Err(Error::Malformed {
+            what: format!("manifest {} of {name}", desc.digest()),
+            reason: "an index entry points at another index; nested indexes are not supported"
+                .into(),
+        });
+    }
+    Ok(child)
+}
+
+/// Step 2 for an image manifest of `source` (chosen from `index`, if any): read and check its
+/// config and pair the layers with their diffIDs.
+pub fn plan_manifest(
+    source: &dyn ImageSource,
+    manifest: RawManifest,
+    index: Option<RawManifest>,
+) -> Result<ImagePlan> {
+    let name = source.name();
+    if manifest.image().is_none() {
+        return Err(Error::Malformed {
+            what: format!("manifest {} of {name}", manifest.digest),
+            reason: "an index, where an image manifest was expected".into(),
+        });
+    }
     let m = manifest.image().expect("checked above");
     let config_descriptor = m.config().clone();
     if config_descriptor.size() > MAX_CONFIG_SIZE {
@@ -489,9 +568,23 @@ pub fn copy_planned(
     options: &CopyOptions,
     start: Instant,
 ) -> Result<CopyReport> {
+    copy_one(source, plan, sink, options, start, false).map(|(report, _)| report)
+}
+
+/// [`copy_planned`], for an image of its own or (`index_child`) one child of an index being
+/// copied whole ([`FinalImage::index_child`]); also returns the manifest as stored.
+pub(crate) fn copy_one(
+    source: &dyn ImageSource,
+    plan: &ImagePlan,
+    sink: &dyn ImageSink,
+    options: &CopyOptions,
+    start: Instant,
+    index_child: bool,
+) -> Result<(CopyReport, RawManifest)> {
     let cancel = &options.cancel;
     let what = || format!("copying {} to {}", plan.source_name, sink.name());
     cancel.check(what)?;
+    check_preserved(&plan.manifest, options, &plan.source_name)?;
     let writer = sink.begin(plan)?;
     let result = copy_layers(source, plan, writer.as_ref(), options);
     let stored = match result {
@@ -516,17 +609,18 @@ pub fn copy_planned(
             kept: kept_message(writer.layers_kept(), plan.layers.len()),
         });
     }
-    let manifest = rewrite_manifest(plan, &stored)?;
+    let manifest = final_manifest(plan, &stored, options)?;
     let final_image = FinalImage {
         manifest,
         index: plan.index.clone(),
         config_descriptor: plan.config_descriptor.clone(),
         config: plan.config.clone(),
+        index_child,
     };
     let manifest_digest = final_image.manifest.digest.clone();
     let commit = writer.commit(&final_image)?;
     let n = plan.layers.len();
-    Ok(CopyReport {
+    let report = CopyReport {
         manifest_digest,
         source_manifest_digest: plan.manifest.digest.clone(),
         image_id: commit.image_id,
@@ -534,8 +628,10 @@ pub fn copy_planned(
         layers_reused: n - layers_copied,
         layer_bytes,
         elapsed: start.elapsed(),
+        images: 1,
         notes: source.notes(),
-    })
+    };
+    Ok((report, final_image.manifest))
 }
 
 /// What an interrupted copy leaves in the destination, for [`Error::Cancelled`].
@@ -708,34 +804,66 @@ fn copy_layers(
     ))
 }
 
-/// The manifest to store: the source's bytes when every layer kept its descriptor, otherwise
-/// an OCI manifest with the new layer descriptors (Docker media types carried over as their
-/// OCI equivalents, as skopeo does when it must change a layer).
-fn rewrite_manifest(plan: &ImagePlan, stored: &[StoredLayer]) -> Result<RawManifest> {
-    let unchanged = plan.layers.iter().zip(stored).all(|(p, s)| {
+/// With `--preserve-digests`, a `--format` other than `manifest`'s family is an error, found
+/// before anything is written (`source_name` names the image).
+pub(crate) fn check_preserved(
+    manifest: &RawManifest,
+    options: &CopyOptions,
+    source_name: &str,
+) -> Result<()> {
+    match options.manifest_format {
+        Some(f) if options.preserve_digests && f != ManifestFormat::of(manifest) => {
+            Err(Error::Conflict {
+                what: format!("{} {} of {source_name}", if manifest.image().is_some() { "manifest" } else { "index" }, manifest.digest),
+                reason: format!(
+                    "--preserve-digests: it is {}, and converting it to {} changes its digest; leave out --format or --preserve-digests",
+                    ManifestFormat::of(manifest).name(),
+                    f.name()
+                ),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The manifest to store: the source's bytes when every layer kept its descriptor and no
+/// other format was asked for; otherwise the manifest written again with the stored layer
+/// descriptors, in [`CopyOptions::manifest_format`] (or, for a Docker manifest whose layers
+/// changed, as OCI, as skopeo does). With [`CopyOptions::preserve_digests`] any change is an
+/// error naming its cause.
+pub(crate) fn final_manifest(
+    plan: &ImagePlan,
+    stored: &[StoredLayer],
+    options: &CopyOptions,
+) -> Result<RawManifest> {
+    let layers_changed = !plan.layers.iter().zip(stored).all(|(p, s)| {
         p.descriptor.digest() == s.descriptor.digest() && p.descriptor.size() == s.descriptor.size()
     });
-    if unchanged {
+    let source_format = ManifestFormat::of(&plan.manifest);
+    let format = match options.manifest_format {
+        Some(f) => f,
+        None if layers_changed => ManifestFormat::Oci,
+        None => source_format,
+    };
+    if !layers_changed && format == source_format {
         return Ok(plan.manifest.clone());
     }
-    let m: &ImageManifest = plan.manifest.image().expect("plan holds an image manifest");
-    let mut new = m.clone();
-    new.set_layers(stored.iter().map(|s| s.descriptor.clone()).collect());
-    let mut config = m.config().clone();
-    if plan.manifest.is_docker() {
-        config.set_media_type(MediaType::ImageConfig);
-        new.set_media_type(Some(MediaType::ImageManifest));
+    if options.preserve_digests {
+        return Err(Error::Conflict {
+            what: format!("manifest {} of {}", plan.manifest.digest, plan.source_name),
+            reason: if layers_changed {
+                "--preserve-digests: the destination stores its layers in another form (recompressed, or compressed from uncompressed diffs), which changes the manifest digest; leave out --dest-compress-format or --preserve-digests".into()
+            } else {
+                format!(
+                    "--preserve-digests: converting it to {} changes its digest; leave out --format or --preserve-digests",
+                    format.name()
+                )
+            },
+        });
     }
-    new.set_config(config);
-    let bytes = serde_json::to_vec(&new).map_err(|e| Error::Json {
-        what: format!("rewritten manifest of {}", plan.source_name),
-        source: e,
-    })?;
-    RawManifest::parse(
-        bytes,
-        Some(crate::manifest::OCI_MANIFEST),
-        &plan.source_name,
-    )
+    let m: &ImageManifest = plan.manifest.image().expect("plan holds an image manifest");
+    let layers: Vec<Descriptor> = stored.iter().map(|s| s.descriptor.clone()).collect();
+    crate::convert::image_manifest(m, &layers, format, &plan.source_name)
 }
 
 /// The OCI media type for a layer stored with `compression`, keeping the source's family.

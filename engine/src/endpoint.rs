@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::compression::Compression;
-use crate::copy::{copy_planned, plan_image, CopyOptions, CopyReport, ImageSink, ImageSource};
+use crate::copy::{copy_planned, CopyOptions, CopyReport, ImageSink, ImageSource};
+use crate::copy_index::{copy_index, plan_source, SourcePlan};
 use crate::cstorage::{StorageConfig, StorageSink, StorageSource, Store};
 use crate::error::{Error, Result};
 use crate::oci_archive::{OciArchiveSink, OciArchiveSource};
@@ -37,6 +38,10 @@ pub struct EndpointOptions {
     pub dest_registry: RegistryOptions,
     /// How an `ostree:` destination imports layers.
     pub ostree_import: ImportOptions,
+    /// Further names for the copied image in the destination (`--additional-tag`): tags in
+    /// an OCI layout's `index.json` or a registry repository, names in containers-storage
+    /// (short names completed as the destination's are).
+    pub additional_tags: Vec<String>,
 }
 
 impl EndpointOptions {
@@ -122,19 +127,60 @@ pub fn open_source(r: &ImageRef, options: &EndpointOptions) -> Result<Box<dyn Im
     }
 }
 
+/// A tag as a registry or OCI layout allows it (`[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`), or the
+/// error naming it.
+fn check_tag(tag: &str, destination: &ImageRef) -> Result<()> {
+    let ok = !tag.is_empty()
+        && tag.len() <= 128
+        && tag
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidTransport {
+            input: tag.to_string(),
+            reason: format!(
+                "--additional-tag for {destination} must be a tag (letters, digits, '_', '.', '-'; at most 128, not starting with '.' or '-')"
+            ),
+        })
+    }
+}
+
 /// Open `r` for writing.
 pub fn open_sink(r: &ImageRef, options: &EndpointOptions) -> Result<Box<dyn ImageSink>> {
+    let extra = &options.additional_tags;
+    let tags = || -> Result<Vec<String>> {
+        for t in extra {
+            check_tag(t, r)?;
+        }
+        Ok(extra.clone())
+    };
     match r {
-        ImageRef::Docker(reference) => Ok(Box::new(RegistrySink::open(
-            reference,
-            &options.dest_registry,
-            options.dest_compression,
-        )?)),
-        ImageRef::Oci { path, tag } => Ok(Box::new(OciSink::create(
-            path,
-            tag.as_deref(),
-            options.dest_compression,
-        )?)),
+        ImageRef::Docker(reference) => Ok(Box::new(
+            RegistrySink::open(reference, &options.dest_registry, options.dest_compression)?
+                .with_additional_tags(tags()?),
+        )),
+        ImageRef::Oci { path, tag } => {
+            let tags = tags()?;
+            Ok(Box::new(
+                OciSink::create(path, tag.as_deref(), options.dest_compression)?
+                    .with_additional_tags(tags),
+            ))
+        }
+        _ if !extra.is_empty() && !matches!(r, ImageRef::ContainersStorage { .. }) => {
+            Err(Error::Unsupported {
+                transport: r.to_string(),
+                reason: format!(
+                    "--additional-tag is not supported for the {} transport; it adds tags in oci:, docker:// and containers-storage: destinations",
+                    r.transport_name()
+                ),
+            })
+        }
         ImageRef::OciArchive { path, tag } => Ok(Box::new(OciArchiveSink::create(
             path,
             tag.as_deref(),
@@ -147,10 +193,21 @@ pub fn open_sink(r: &ImageRef, options: &EndpointOptions) -> Result<Box<dyn Imag
                 StorageImage::IdPrefix { name, .. } => name.as_ref().map(|n| n.to_string()),
                 StorageImage::Id(_) => None,
             };
-            Ok(Box::new(StorageSink::new(
-                storage(store, options, true)?,
-                name,
-            )))
+            let names = extra
+                .iter()
+                .map(|t| {
+                    crate::reference::Reference::parse_with_default_tag(t)
+                        .map(|n| n.to_string())
+                        .map_err(|e| Error::InvalidTransport {
+                            input: t.clone(),
+                            reason: format!("--additional-tag for {r}: {e}"),
+                        })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Box::new(
+                StorageSink::new(storage(store, options, true)?, name)
+                    .with_additional_names(names),
+            ))
         }
         ImageRef::Ostree { repo, image } => Ok(Box::new(OstreeSink::open(
             repo.as_deref()
@@ -198,11 +255,12 @@ fn would_create(r: &ImageRef, options: &EndpointOptions) -> Vec<PathBuf> {
     }
 }
 
-/// Open `src` and `dst` and copy one image from the one to the other, telling `progress`
-/// (when given) what happens: `stowage copy SRC DST`.
+/// Open `src` and `dst` and copy one image — or, with [`CopyOptions::multi_arch`], a whole
+/// index ([`crate::copy_index`]) — from the one to the other, telling `progress` (when given)
+/// what happens: `stowage copy SRC DST`.
 ///
-/// 1. The source is opened and its manifest and config resolved first, so a missing image
-///    or tag fails before the destination is touched.
+/// 1. The source is opened and its manifest(s) and config(s) resolved first, so a missing
+///    image or tag fails before the destination is touched.
 /// 2. The destination is opened (an OCI layout or a containers-storage store is created
 ///    when missing) and the layers copied ([`copy_planned`]); `copy.cancel` also stops the
 ///    registry clients of both sides.
@@ -230,17 +288,15 @@ pub fn copy_between(
         None => source.as_ref(),
     };
     copy.cancel.check(|| format!("copying {src} to {dst}"))?;
-    let plan = plan_image(source, &copy.platform)?;
+    let plan = plan_source(source, copy)?;
     let created = would_create(dst, options);
+    let run = |sink: &dyn ImageSink| match &plan {
+        SourcePlan::Image(plan) => copy_planned(source, plan, sink, copy, start),
+        SourcePlan::Index(plan) => copy_index(source, plan, sink, copy, start),
+    };
     let result = open_sink(dst, options).and_then(|sink| match progress {
-        Some(p) => copy_planned(
-            source,
-            &plan,
-            &Observed::sink(sink.as_ref(), p.clone()),
-            copy,
-            start,
-        ),
-        None => copy_planned(source, &plan, sink.as_ref(), copy, start),
+        Some(p) => run(&Observed::sink(sink.as_ref(), p.clone())),
+        None => run(sink.as_ref()),
     });
     match result {
         Err(mut e) if !created.is_empty() => {

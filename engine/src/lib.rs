@@ -6,12 +6,12 @@
 //! Layers of the crate, bottom up (see `docs/architecture.md`):
 //! 1. shared ground: [`error`], [`cancel`] (stopping a copy), [`fs_lock`] (fcntl record locks), [`digest`] (digests and verified readers), [`compression`],
 //!    [`reference`](mod@reference) and [`transport`] (names), [`manifest`] (OCI/Docker
-//!    documents), [`layer_tar`] (safe layer-tar walking and extraction), [`tar_split`];
+//!    documents), [`convert`] (OCI ↔ Docker schema2), [`layer_tar`] (safe layer-tar walking and extraction), [`tar_split`];
 //! 2. one module per store or transport, each knowing only its own format: [`oci_layout`],
 //!    [`oci_archive`] (an OCI layout in a tar);
-//! 3. the [`copy`] pipeline that joins any source to any sink, [`endpoint`] that opens
-//!    a source or sink for a parsed transport name, and [`sync`] (a registry repository to
-//!    OCI layouts and back);
+//! 3. the [`copy`] pipeline that joins any source to any sink, [`copy_index`] (a whole
+//!    multi-arch index through it), [`endpoint`] that opens a source or sink for a parsed
+//!    transport name, and [`sync`] (a registry repository to OCI layouts and back);
 //! 4. [`inspect`]: skopeo-inspect-shaped summaries; [`bootc`]: bootc's stores and its `image`
 //!    commands (list, copy-to-storage, pull-from-default-storage, cmd pull/push).
 //!
@@ -40,7 +40,9 @@
 pub mod bootc;
 pub mod cancel;
 pub mod compression;
+pub mod convert;
 pub mod copy;
+pub mod copy_index;
 pub mod cstorage;
 pub mod digest;
 pub mod endpoint;

@@ -208,6 +208,13 @@ impl ImageSink for OciArchiveSink {
     fn name(&self) -> String {
         self.name.clone()
     }
+    fn index_support(&self) -> Result<()> {
+        self.inner.index_support()
+    }
+    fn commit_index(&self, index: &crate::manifest::RawManifest) -> Result<()> {
+        self.inner.commit_index(index)?;
+        self.write_archive()
+    }
     fn begin<'s>(&'s self, plan: &ImagePlan) -> Result<Box<dyn ImageWriter + 's>> {
         Ok(Box::new(ArchiveWriter {
             sink: self,
@@ -230,7 +237,9 @@ impl ImageWriter for ArchiveWriter<'_> {
     }
     fn commit(self: Box<Self>, image: &FinalImage) -> Result<CommitResult> {
         let result = self.inner.commit(image)?;
-        self.sink.write_archive()?;
+        if !image.index_child {
+            self.sink.write_archive()?;
+        }
         Ok(result)
     }
 }

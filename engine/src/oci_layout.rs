@@ -688,6 +688,7 @@ impl ImageSource for OciSource {
 pub struct OciSink {
     layout: OciDir,
     tag: Option<String>,
+    additional_tags: Vec<String>,
     compression: Option<Compression>,
 }
 
@@ -703,8 +704,25 @@ impl OciSink {
         Ok(OciSink {
             layout: OciDir::create(path)?,
             tag: tag.map(str::to_string),
+            additional_tags: Vec::new(),
             compression,
         })
+    }
+
+    /// Tag the image (or index) with `tags` as well (`--additional-tag`).
+    pub fn with_additional_tags(mut self, tags: Vec<String>) -> Self {
+        self.additional_tags = tags;
+        self
+    }
+
+    /// Add `descriptor` to `index.json` under the tag and every additional tag.
+    fn tag_manifest(&self, descriptor: Descriptor) -> Result<()> {
+        self.layout
+            .add_manifest(descriptor.clone(), self.tag.as_deref())?;
+        for t in &self.additional_tags {
+            self.layout.add_manifest(descriptor.clone(), Some(t))?;
+        }
+        Ok(())
     }
 }
 
@@ -714,6 +732,21 @@ impl ImageSink for OciSink {
             Some(t) => format!("oci:{}:{t}", self.layout.path.display()),
             None => format!("oci:{}", self.layout.path.display()),
         }
+    }
+
+    fn index_support(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The index blob, then its `index.json` entry (tagged). The children's manifests are
+    /// in `blobs/` already, or (`index-only`) may be missing, as skopeo leaves them.
+    fn commit_index(&self, index: &RawManifest) -> Result<()> {
+        let (digest, size) = self.layout.write_blob(&index.bytes)?;
+        self.tag_manifest(Descriptor::new(
+            MediaType::from(index.media_type.as_str()),
+            size,
+            digest,
+        ))
     }
 
     fn begin<'s>(&'s self, plan: &ImagePlan) -> Result<Box<dyn ImageWriter + 's>> {
@@ -789,11 +822,11 @@ impl ImageWriter for OciWriter<'_> {
             });
         }
         let (digest, size) = layout.write_blob(&image.manifest.bytes)?;
-        let media_type = MediaType::from(image.manifest.media_type.as_str());
-        layout.add_manifest(
-            Descriptor::new(media_type, size, digest),
-            self.sink.tag.as_deref(),
-        )?;
+        if !image.index_child {
+            let media_type = MediaType::from(image.manifest.media_type.as_str());
+            self.sink
+                .tag_manifest(Descriptor::new(media_type, size, digest))?;
+        }
         Ok(CommitResult::default())
     }
 }

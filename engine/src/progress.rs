@@ -148,6 +148,12 @@ impl ImageSink for ObservedSink<'_> {
     fn name(&self) -> String {
         self.sink.name()
     }
+    fn index_support(&self) -> Result<()> {
+        self.sink.index_support()
+    }
+    fn commit_index(&self, index: &crate::manifest::RawManifest) -> Result<()> {
+        self.sink.commit_index(index)
+    }
     fn begin<'s>(&'s self, plan: &ImagePlan) -> Result<Box<dyn ImageWriter + 's>> {
         let inner = self.sink.begin(plan)?;
         self.progress.begin(plan, &self.sink.name());

@@ -117,3 +117,28 @@ pub fn two_platform_index(layout: &Path, tag: &str) -> (String, Built, Built) {
     let [amd, arm] = images.map(|i| Built::of(&i, oci_ref(layout, tag)));
     (digest.to_string(), amd, arm)
 }
+
+/// A two-platform index (linux/amd64, linux/arm64/v8) whose images share their bottom layer
+/// (the same blob) and each have one layer of their own, in a new layout tagged `tag`; returns
+/// the index digest and the shared layer's digest.
+pub fn shared_base_index(layout: &Path, tag: &str) -> (String, String) {
+    let build = |arch: &str, variant: Option<&str>| {
+        let base = files_layer(
+            registry_image(arch, variant),
+            &[("usr/lib/base", SplitMix64::new(7).bytes(50_000))],
+        );
+        files_layer(base, &[("arch", format!("{arch}\n").into_bytes())])
+            .build()
+            .unwrap_or_else(|e| panic!("building the {arch} image: {e:#}"))
+    };
+    let images = [build("amd64", None), build("arm64", Some("v8"))];
+    let shared = images[0].layers[0].digest.to_string();
+    assert_eq!(
+        images[1].layers[0].digest.to_string(),
+        shared,
+        "the base layers are the same blob"
+    );
+    let digest = write_index(&open_layout(layout), &images, Some(tag))
+        .unwrap_or_else(|e| panic!("writing the index to {layout:?}: {e:#}"));
+    (digest.to_string(), shared)
+}

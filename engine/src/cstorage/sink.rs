@@ -40,13 +40,24 @@ use crate::tar_split::TarSplitWriter;
 pub struct StorageSink {
     store: Store,
     name: Option<String>,
+    additional_names: Vec<String>,
 }
 
 impl StorageSink {
     /// Write into `store`, naming the image `name` (fully qualified, e.g.
     /// `docker.io/library/busybox:latest`), or leaving it unnamed.
     pub fn new(store: Store, name: Option<String>) -> Self {
-        StorageSink { store, name }
+        StorageSink {
+            store,
+            name,
+            additional_names: Vec::new(),
+        }
+    }
+
+    /// Give the image these names as well (`--additional-tag`; fully qualified).
+    pub fn with_additional_names(mut self, names: Vec<String>) -> Self {
+        self.additional_names = names;
+        self
     }
 
     /// The store.
@@ -62,6 +73,13 @@ impl ImageSink for StorageSink {
             self.store.spec(),
             self.name.as_deref().unwrap_or("")
         )
+    }
+
+    fn index_support(&self) -> Result<()> {
+        Err(Error::Unsupported {
+            transport: self.name(),
+            reason: "containers-storage stores one platform's image, as podman does, not a whole index; leave out --all/--multi-arch (the host's platform is copied) and choose another with --override-arch/--override-os/--override-variant, or copy the index into oci:DIR or docker://".into(),
+        })
     }
 
     fn begin<'s>(&'s self, plan: &ImagePlan) -> Result<Box<dyn ImageWriter + 's>> {
@@ -400,8 +418,15 @@ impl<'s> ImageWriter for StorageWriter<'s> {
         let metadata =
             serde_json::json!({ "signatures-sizes": { manifest_digest.to_string(): [] } });
         store.set_image_metadata(&id, &metadata.to_string())?;
-        if let Some(name) = &self.sink.name {
-            store.add_names(&id, std::slice::from_ref(name))?;
+        let names: Vec<String> = self
+            .sink
+            .name
+            .iter()
+            .chain(&self.sink.additional_names)
+            .cloned()
+            .collect();
+        if !names.is_empty() {
+            store.add_names(&id, &names)?;
         }
         Ok(CommitResult { image_id: Some(id) })
     }

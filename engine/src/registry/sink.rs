@@ -47,6 +47,7 @@ pub struct RegistrySink {
     client: RegistryClient,
     compression: Option<Compression>,
     chunk_size: usize,
+    additional_tags: Vec<String>,
 }
 
 impl RegistrySink {
@@ -69,7 +70,41 @@ impl RegistrySink {
             client,
             compression,
             chunk_size: options.upload_chunk_size.max(1),
+            additional_tags: Vec::new(),
         })
+    }
+
+    /// Push the manifest (or index) under `tags` as well (`--additional-tag`).
+    pub fn with_additional_tags(mut self, tags: Vec<String>) -> Self {
+        self.additional_tags = tags;
+        self
+    }
+
+    /// `PUT` a top-level manifest or index under the destination's tag (or, for a digest
+    /// reference, by that digest, which must be its own) and every additional tag.
+    fn put_top(&self, manifest: &crate::manifest::RawManifest) -> Result<()> {
+        let reference = match (self.reference.tag(), self.reference.digest()) {
+            (Some(tag), _) => tag.to_string(),
+            (None, Some(d)) => {
+                if d != &manifest.digest {
+                    return Err(Error::DigestMismatch {
+                        what: format!(
+                            "manifest pushed to {} (the destination names a digest)",
+                            self.name()
+                        ),
+                        expected: d.clone(),
+                        actual: manifest.digest.clone(),
+                    });
+                }
+                d.to_string()
+            }
+            (None, None) => crate::reference::DEFAULT_TAG.to_string(),
+        };
+        self.put_manifest(&manifest.bytes, &manifest.media_type, &reference)?;
+        for t in &self.additional_tags {
+            self.put_manifest(&manifest.bytes, &manifest.media_type, t)?;
+        }
+        Ok(())
     }
 
     /// The push location.
@@ -395,6 +430,37 @@ impl ImageSink for RegistrySink {
         format!("docker://{}", self.reference)
     }
 
+    fn index_support(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// `PUT` the index under the tag. The registry checks that its images are there (a
+    /// `--multi-arch index-only` copy of images it lacks fails with its `MANIFEST_UNKNOWN`).
+    fn commit_index(&self, index: &crate::manifest::RawManifest) -> Result<()> {
+        self.put_top(index).map_err(|e| match e {
+            Error::Registry {
+                what,
+                status,
+                message,
+                hint,
+            } if message.contains("MANIFEST_BLOB_UNKNOWN")
+                || message.contains("manifest blob unknown") =>
+            {
+                Error::Registry {
+                    what,
+                    status,
+                    message,
+                    hint: if hint.is_empty() {
+                        "the registry lacks images the index lists; copy them first, or use --multi-arch all (--all)".into()
+                    } else {
+                        hint
+                    },
+                }
+            }
+            other => other,
+        })
+    }
+
     fn begin<'s>(&'s self, plan: &ImagePlan) -> Result<Box<dyn ImageWriter + 's>> {
         Ok(Box::new(RegistryWriter {
             sink: self,
@@ -476,24 +542,16 @@ impl ImageWriter for RegistryWriter<'_> {
             });
         }
         let manifest = &image.manifest;
-        let reference = match (sink.reference.tag(), sink.reference.digest()) {
-            (Some(tag), _) => tag.to_string(),
-            (None, Some(d)) => {
-                if d != &manifest.digest {
-                    return Err(Error::DigestMismatch {
-                        what: format!(
-                            "manifest pushed to {} (the destination names a digest)",
-                            sink.name()
-                        ),
-                        expected: d.clone(),
-                        actual: manifest.digest.clone(),
-                    });
-                }
-                d.to_string()
-            }
-            (None, None) => crate::reference::DEFAULT_TAG.to_string(),
-        };
-        sink.put_manifest(&manifest.bytes, &manifest.media_type, &reference)?;
+        if image.index_child {
+            // One image of an index: by digest; the index is tagged last.
+            sink.put_manifest(
+                &manifest.bytes,
+                &manifest.media_type,
+                manifest.digest.as_ref(),
+            )?;
+        } else {
+            sink.put_top(manifest)?;
+        }
         Ok(CommitResult::default())
     }
 }
