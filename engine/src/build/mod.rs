@@ -369,6 +369,14 @@ impl Builder<'_> {
             for (k, v) in &self.options.labels {
                 labels.as_object_mut().unwrap().insert(k.clone(), json!(v));
             }
+            // buildah records the command line's labels as one more LABEL step.
+            let text: Vec<String> = self
+                .options
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{}={}", json!(k), json!(v)))
+                .collect();
+            st.history.push(json!({"created": created, "created_by": format!("/bin/sh -c #(nop) LABEL {}", text.join(" ")), "empty_layer": true}));
         }
         if let Some(last) = st.history.last_mut() {
             last.as_object_mut().unwrap().remove("empty_layer");
@@ -488,7 +496,13 @@ impl Builder<'_> {
                         st.declared.push(name);
                     }
                 }
-                let mut names = st.declared.clone();
+                // buildah lists the stage's arguments that have a value.
+                let mut names: Vec<String> = st
+                    .declared
+                    .iter()
+                    .filter(|n| st.args.contains_key(*n))
+                    .cloned()
+                    .collect();
                 names.sort();
                 Ok(Some(format!("/bin/sh -c #(nop) ARG {}", names.join(" "))))
             }
