@@ -408,7 +408,7 @@ pub enum CmdCommand {
     /// local tar archives unpacked), ENV, LABEL, WORKDIR, USER, ENTRYPOINT, CMD, EXPOSE, ARG,
     /// VOLUME, STOPSIGNAL, SHELL; one new layer per build. RUN is refused (it needs a
     /// container runtime). Prints the image ID on stdout.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Push an image from bootc's storage to a destination (default: the registry it names).
     Push {
         image: String,

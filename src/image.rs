@@ -391,7 +391,7 @@ fn cmd(global: &GlobalOpts, sys: &System, command: CmdCommand) -> Result<ExitCod
                 ExitCode::SUCCESS
             })
         }
-        CmdCommand::Build(b) => build(global, sys, b),
+        CmdCommand::Build(b) => build(global, sys, *b),
         CmdCommand::Push {
             image,
             destination,

@@ -80,7 +80,10 @@ fn base_context(dir: &Path) {
         &dir.join("root/etc/passwd"),
         "root:x:0:0:root:/root:/bin/sh\napp:x:1234:1235:app:/home/app:/bin/sh\n",
     );
-    write(&dir.join("root/etc/group"), "root:x:0:\napp:x:1235:\nstaff:x:50:\n");
+    write(
+        &dir.join("root/etc/group"),
+        "root:x:0:\napp:x:1235:\nstaff:x:50:\n",
+    );
     write(
         &dir.join("Containerfile"),
         "FROM scratch\nCOPY root/ /\nENV BASE=1 PATH=/usr/bin:/bin\nLABEL base=yes\nCMD [\"/bin/base\"]\n",
@@ -139,7 +142,10 @@ fn last_layer_entries(store: &PodmanStore, name: &str) -> Vec<String> {
     let manifest_digest = layout_manifest_digest(&layout, "x");
     let manifest: Value = serde_json::from_slice(&layout_blob(&layout, &manifest_digest)).unwrap();
     let layers = manifest["layers"].as_array().unwrap();
-    let last = layers.last().unwrap()["digest"].as_str().unwrap().to_string();
+    let last = layers.last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let blob = layout_blob(&layout, &last);
     let tar_bytes = if blob.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
@@ -172,7 +178,11 @@ fn last_layer_entries(store: &PodmanStore, name: &str) -> Vec<String> {
             h.gid().unwrap(),
             h.mtime().unwrap(),
             h.size().unwrap(),
-            if body.is_empty() { String::new() } else { sha256(&body) },
+            if body.is_empty() {
+                String::new()
+            } else {
+                sha256(&body)
+            },
         ));
     }
     out.sort();
@@ -234,7 +244,11 @@ fn build_matches_podman_build() {
     // The base, built by podman into its store and copied into stowage's by skopeo.
     let theirs = PodmanStore::new();
     let ours = PodmanStore::new();
-    podman_build(&theirs, &["--timestamp", TIMESTAMP, "-t", "localhost/base"], &base_dir);
+    podman_build(
+        &theirs,
+        &["--timestamp", TIMESTAMP, "-t", "localhost/base"],
+        &base_dir,
+    );
     run(skopeo()
         .args(["copy", "-q"])
         .arg(theirs.reference("localhost/base:latest"))
@@ -263,7 +277,11 @@ fn build_matches_podman_build() {
 
     let a = ours.image_inspect("localhost/app:1");
     let b = theirs.image_inspect("localhost/app:1");
-    assert_eq!(a["Id"], Value::String(id.clone()), "stowage prints the image ID");
+    assert_eq!(
+        a["Id"],
+        Value::String(id.clone()),
+        "stowage prints the image ID"
+    );
     assert_eq!(
         ours.image_inspect("localhost/app:latest")["Id"],
         a["Id"],
@@ -337,7 +355,11 @@ fn scratch_image_runs_under_podman() {
     let ours = PodmanStore::new();
     let theirs = PodmanStore::new();
     let out = stowage_build(&ours, &["-t", "hello", "--timestamp", TIMESTAMP], &ctx);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     podman_build(&theirs, &["-t", "hello", "--timestamp", TIMESTAMP], &ctx);
     assert_eq!(
         last_layer_entries(&ours, "localhost/hello:latest"),
@@ -390,7 +412,11 @@ fn run_is_refused_and_nothing_is_stored() {
         "{err}"
     );
     let images = store.podman_json(["images", "--format", "json"]);
-    assert_eq!(images, serde_json::json!([]), "no image after a refused build");
+    assert_eq!(
+        images,
+        serde_json::json!([]),
+        "no image after a refused build"
+    );
 
     // A missing source names it and the context.
     write(&ctx.join("Containerfile"), "FROM scratch\nCOPY nope /x\n");
@@ -398,7 +424,8 @@ fn run_is_refused_and_nothing_is_stored() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("Containerfile:2: COPY") && err.contains("\"nope\" does not exist in the build context"),
+        err.contains("Containerfile:2: COPY")
+            && err.contains("\"nope\" does not exist in the build context"),
         "{err}"
     );
     // --pull=never with a missing base says how to get it.

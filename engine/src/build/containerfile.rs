@@ -188,7 +188,9 @@ pub fn parse(text: &str, file: &str) -> Result<Containerfile> {
             keyword,
             flags,
             args: rest,
-            original: format!("{kw} {}", logical[kw.len()..].trim_start()).trim_end().to_string(),
+            original: format!("{kw} {}", logical[kw.len()..].trim_start())
+                .trim_end()
+                .to_string(),
         });
     }
     if instructions.is_empty() {
@@ -464,7 +466,10 @@ mod tests {
         assert_eq!(c.line, 4);
         assert_eq!(c.flag("chown"), Some("1:2"));
         assert_eq!(c.flag("from"), Some("x"));
-        assert_eq!(c.args.split_whitespace().collect::<Vec<_>>(), ["a", "b", "/c/"]);
+        assert_eq!(
+            c.args.split_whitespace().collect::<Vec<_>>(),
+            ["a", "b", "/c/"]
+        );
         assert_eq!(cf.instructions[2].keyword, "RUN");
         assert_eq!(cf.instructions[2].args, "echo \\");
     }
@@ -516,8 +521,13 @@ mod tests {
         assert_eq!(st[1].base, "scratch");
         let cf = parse("COPY a b\n", "Containerfile").unwrap();
         let e = stages(&cf, "Containerfile").unwrap_err().to_string();
-        assert!(e.contains("Containerfile:1: COPY") && e.contains("FROM"), "{e}");
-        let e = parse("FROM x\nRUN <<EOF\nhi\nEOF\n", "f").unwrap_err().to_string();
+        assert!(
+            e.contains("Containerfile:1: COPY") && e.contains("FROM"),
+            "{e}"
+        );
+        let e = parse("FROM x\nRUN <<EOF\nhi\nEOF\n", "f")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("heredocs"), "{e}");
     }
 }

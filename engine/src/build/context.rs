@@ -94,7 +94,9 @@ fn match_path(pat: &[String], path: &[String]) -> bool {
     match pat.first() {
         None => path.is_empty(),
         Some(p) if p == "**" => (0..=path.len()).any(|k| match_path(&pat[1..], &path[k..])),
-        Some(p) => !path.is_empty() && match_component(p, &path[0]) && match_path(&pat[1..], &path[1..]),
+        Some(p) => {
+            !path.is_empty() && match_component(p, &path[0]) && match_path(&pat[1..], &path[1..])
+        }
     }
 }
 
@@ -142,7 +144,11 @@ fn has_magic(s: &str) -> bool {
 }
 
 /// The context paths source `src` names (step 2): `(relative path, host path)` pairs.
-pub fn sources(context: &Path, src: &str, ignore: &Ignore) -> std::result::Result<Vec<(PathBuf, PathBuf)>, String> {
+pub fn sources(
+    context: &Path,
+    src: &str,
+    ignore: &Ignore,
+) -> std::result::Result<Vec<(PathBuf, PathBuf)>, String> {
     let raw = Path::new(src);
     let mut depth: i32 = 0;
     for c in raw.components() {
@@ -152,7 +158,10 @@ pub fn sources(context: &Path, src: &str, ignore: &Ignore) -> std::result::Resul
             _ => {}
         }
         if depth < 0 {
-            return Err(format!("{src:?} is outside the build context {}; sources must be inside it", context.display()));
+            return Err(format!(
+                "{src:?} is outside the build context {}; sources must be inside it",
+                context.display()
+            ));
         }
     }
     let rel = clean(raw);
@@ -172,7 +181,9 @@ pub fn sources(context: &Path, src: &str, ignore: &Ignore) -> std::result::Resul
         let mut next = Vec::new();
         for dir in &found {
             if has_magic(&c) {
-                let Ok(rd) = std::fs::read_dir(context.join(dir)) else { continue };
+                let Ok(rd) = std::fs::read_dir(context.join(dir)) else {
+                    continue;
+                };
                 let mut names: Vec<String> = rd
                     .flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -195,7 +206,10 @@ pub fn sources(context: &Path, src: &str, ignore: &Ignore) -> std::result::Resul
         })
         .collect();
     if found.is_empty() {
-        return Err(format!("no file of the build context {} matches {src:?}", context.display()));
+        return Err(format!(
+            "no file of the build context {} matches {src:?}",
+            context.display()
+        ));
     }
     Ok(found)
 }
@@ -253,7 +267,11 @@ pub fn copy_source(
         if !dest.as_os_str().is_empty() && !tree.is_dir(base, &dest) {
             let dir = meta.node(Content::Dir, &m);
             let dir = Node {
-                mode: if meta.chmod.is_some() { dir.mode } else { m.mode() & 0o7777 },
+                mode: if meta.chmod.is_some() {
+                    dir.mode
+                } else {
+                    m.mode() & 0o7777
+                },
                 ..dir
             };
             tree.insert(base, dest.clone(), dir, meta.owner(), meta.created_mtime());
@@ -262,7 +280,10 @@ pub fn copy_source(
     } else {
         let target = if into_dir {
             let d = tree.resolve(base, dest, true);
-            d.join(rel.file_name().unwrap_or(host.file_name().unwrap_or_default()))
+            d.join(
+                rel.file_name()
+                    .unwrap_or(host.file_name().unwrap_or_default()),
+            )
         } else {
             tree.resolve(base, dest, false)
         };
@@ -310,7 +331,10 @@ fn copy_dir(
         if ft.is_symlink() {
             let target = std::fs::read_link(&h).at("reading link", &h)?;
             let node = meta.node(Content::Symlink(target), &m);
-            let node = Node { mode: 0o777, ..node };
+            let node = Node {
+                mode: 0o777,
+                ..node
+            };
             tree.insert(base, d, node, meta.owner(), meta.created_mtime());
         } else if ft.is_dir() {
             let node = meta.node(Content::Dir, &m);
@@ -380,10 +404,9 @@ pub fn unpack_archive(
         })?;
         let h = e.header();
         let mode = h.mode().unwrap_or(0o644) & 0o7777;
-        let (uid, gid) = meta.chown.unwrap_or((
-            h.uid().unwrap_or(0) as u32,
-            h.gid().unwrap_or(0) as u32,
-        ));
+        let (uid, gid) = meta
+            .chown
+            .unwrap_or((h.uid().unwrap_or(0) as u32, h.gid().unwrap_or(0) as u32));
         let mtime = meta.timestamp.unwrap_or(h.mtime().unwrap_or(0) as i64);
         let kind = h.entry_type();
         let target = dest.join(&name);
@@ -428,11 +451,21 @@ pub fn unpack_archive(
                 })
             }
         };
-        let mode = if matches!(content, Content::Symlink(_)) { 0o777 } else { meta.chmod.unwrap_or(mode) };
+        let mode = if matches!(content, Content::Symlink(_)) {
+            0o777
+        } else {
+            meta.chmod.unwrap_or(mode)
+        };
         tree.insert(
             base,
             target,
-            Node { content, mode, uid, gid, mtime },
+            Node {
+                content,
+                mode,
+                uid,
+                gid,
+                mtime,
+            },
             meta.chown.unwrap_or((0, 0)),
             meta.timestamp.unwrap_or(meta.now),
         );
@@ -459,12 +492,19 @@ mod tests {
     #[test]
     fn ignore_file_with_exceptions() {
         let tmp = tempfile::tempdir().unwrap();
-        std::fs::write(tmp.path().join(".containerignore"), "# c\n*.log\n!keep.log\nbuild\n").unwrap();
+        std::fs::write(
+            tmp.path().join(".containerignore"),
+            "# c\n*.log\n!keep.log\nbuild\n",
+        )
+        .unwrap();
         let ig = Ignore::load(tmp.path(), None).unwrap();
         assert!(ig.ignored(Path::new("a.log")));
         assert!(!ig.ignored(Path::new("keep.log")));
         assert!(ig.ignored(Path::new("build/x/y")));
-        assert!(!ig.ignored(Path::new("src/a.log")), "patterns are anchored at the top");
+        assert!(
+            !ig.ignored(Path::new("src/a.log")),
+            "patterns are anchored at the top"
+        );
     }
 
     #[test]
@@ -474,10 +514,20 @@ mod tests {
         std::fs::write(tmp.path().join("a2"), "").unwrap();
         std::fs::write(tmp.path().join("b"), "").unwrap();
         let ig = Ignore::default();
-        let got: Vec<PathBuf> = sources(tmp.path(), "a*", &ig).unwrap().into_iter().map(|(r, _)| r).collect();
+        let got: Vec<PathBuf> = sources(tmp.path(), "a*", &ig)
+            .unwrap()
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect();
         assert_eq!(got, [PathBuf::from("a1"), PathBuf::from("a2")]);
-        assert!(sources(tmp.path(), "../x", &ig).unwrap_err().contains("outside the build context"));
-        assert!(sources(tmp.path(), "nope", &ig).unwrap_err().contains("does not exist"));
-        assert!(sources(tmp.path(), "z*", &ig).unwrap_err().contains("matches"));
+        assert!(sources(tmp.path(), "../x", &ig)
+            .unwrap_err()
+            .contains("outside the build context"));
+        assert!(sources(tmp.path(), "nope", &ig)
+            .unwrap_err()
+            .contains("does not exist"));
+        assert!(sources(tmp.path(), "z*", &ig)
+            .unwrap_err()
+            .contains("matches"));
     }
 }

@@ -1,8 +1,9 @@
 //! Building images from a Containerfile without a container runtime (`image cmd build`).
 //!
-//! 1. The Containerfile is parsed ([`containerfile`]) and split into stages; the target stage
-//!    (`--target`, else the last) is built, and a stage named by a later `FROM NAME` is built
-//!    first, as an unnamed image of the store, the way buildah keeps intermediate images.
+//! 1. The Containerfile is parsed ([`containerfile`]) and split into stages; every stage up
+//!    to the target (`--target`, else the last) is built in order, the earlier ones as
+//!    unnamed images of the store (as buildah keeps intermediate images), so that a later
+//!    `FROM NAME` can start from one.
 //! 2. The stage's base comes from the caller's [`BaseImages`] (an image in the store, pulled
 //!    when missing by bootc's rules: [`crate::bootc::build`]); `FROM scratch` has none.
 //! 3. Each instruction is evaluated in order, with ARG and ENV values substituted as the
@@ -141,14 +142,24 @@ pub fn build(
         global: BTreeMap::new(),
         warnings: Vec::new(),
         stage_images: BTreeMap::new(),
-        steps_total: stages[..=target].iter().map(|s| s.body.len() + 1).sum::<usize>() + global.len(),
+        steps_total: stages[..=target]
+            .iter()
+            .map(|s| s.body.len() + 1)
+            .sum::<usize>()
+            + global.len(),
         step_no: 0,
     };
     for g in &global {
         b.step_no += 1;
-        step(&format!("STEP {}/{}: {}", b.step_no, b.steps_total, g.original));
+        step(&format!(
+            "STEP {}/{}: {}",
+            b.step_no, b.steps_total, g.original
+        ));
         let vars = b.global.clone();
-        let words = Words { escape: b.escape, vars: &vars };
+        let words = Words {
+            escape: b.escape,
+            vars: &vars,
+        };
         for (name, default) in b.arg_decls(g, &words)? {
             let v = b.arg_value(&name, default, None);
             if let Some(v) = v {
@@ -165,7 +176,8 @@ pub fn build(
         if let Some(name) = &stage.name {
             b.stage_images.insert(name.clone(), report.image_id.clone());
         }
-        b.stage_images.insert(i.to_string(), report.image_id.clone());
+        b.stage_images
+            .insert(i.to_string(), report.image_id.clone());
         last = Some(report);
     }
     let mut report = last.expect("at least one stage");
@@ -177,7 +189,11 @@ pub fn build(
     if !unused.is_empty() {
         b.warnings.push(format!(
             "one or more build args were not consumed: {}",
-            unused.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            unused
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     report.warnings = b.warnings;
@@ -230,8 +246,14 @@ impl StageState {
 
 impl Builder<'_> {
     /// `ARG a=1 b` → [(a, Some(1)), (b, None)].
-    fn arg_decls(&self, ins: &Instruction, words: &Words<'_>) -> Result<Vec<(String, Option<String>)>> {
-        let ws = words.split(&ins.args).map_err(|e| ins.error(&self.file, e))?;
+    fn arg_decls(
+        &self,
+        ins: &Instruction,
+        words: &Words<'_>,
+    ) -> Result<Vec<(String, Option<String>)>> {
+        let ws = words
+            .split(&ins.args)
+            .map_err(|e| ins.error(&self.file, e))?;
         if ws.is_empty() {
             return Err(ins.error(&self.file, "ARG needs a name: ARG NAME[=DEFAULT]"));
         }
@@ -244,12 +266,19 @@ impl Builder<'_> {
             .collect())
     }
 
-    fn arg_value(&mut self, name: &str, default: Option<String>, global: Option<&String>) -> Option<String> {
+    fn arg_value(
+        &mut self,
+        name: &str,
+        default: Option<String>,
+        global: Option<&String>,
+    ) -> Option<String> {
         if let Some(v) = self.build_args.get(name) {
             self.used_args.insert(name.to_string());
             return Some(v.clone());
         }
-        default.or_else(|| global.cloned()).or_else(|| automatic_arg(name, &self.options.platform))
+        default
+            .or_else(|| global.cloned())
+            .or_else(|| automatic_arg(name, &self.options.platform))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -264,12 +293,23 @@ impl Builder<'_> {
     ) -> Result<(BuildReport, Store)> {
         let file = self.file.clone();
         self.step_no += 1;
-        step(&format!("STEP {}/{}: {}", self.step_no, self.steps_total, stage.from.original));
+        step(&format!(
+            "STEP {}/{}: {}",
+            self.step_no, self.steps_total, stage.from.original
+        ));
         let gvars = self.global.clone();
-        let gwords = Words { escape: self.escape, vars: &gvars };
-        let base_name = gwords.one(&stage.base).map_err(|e| stage.from.error(&file, e))?;
+        let gwords = Words {
+            escape: self.escape,
+            vars: &gvars,
+        };
+        let base_name = gwords
+            .one(&stage.base)
+            .map_err(|e| stage.from.error(&file, e))?;
         if let Some(p) = stage.from.flag("platform") {
-            let host = format!("{}/{}", self.options.platform.os, self.options.platform.architecture);
+            let host = format!(
+                "{}/{}",
+                self.options.platform.os, self.options.platform.architecture
+            );
             if !p.starts_with(&host) && !p.contains('$') {
                 return Err(stage.from.error(&file, format!("--platform={p}: only the build platform {host} can be built (there is no emulation without a container runtime)")));
             }
@@ -295,10 +335,11 @@ impl Builder<'_> {
             }
             Some(rec) => {
                 let raw = store.image_config(rec)?;
-                let c: Map<String, Value> = serde_json::from_slice(&raw.bytes).map_err(|e| Error::Json {
-                    what: format!("config of the base image {base_name}"),
-                    source: e,
-                })?;
+                let c: Map<String, Value> =
+                    serde_json::from_slice(&raw.bytes).map_err(|e| Error::Json {
+                        what: format!("config of the base image {base_name}"),
+                        source: e,
+                    })?;
                 let manifest = store.image_manifest(rec)?;
                 let layers: Vec<Descriptor> = manifest
                     .image()
@@ -316,7 +357,13 @@ impl Builder<'_> {
                 (c, layers, BaseTree { dirs }, Some(manifest.digest.clone()))
             }
         };
-        for k in ["container", "container_config", "docker_version", "id", "parent"] {
+        for k in [
+            "container",
+            "container_config",
+            "docker_version",
+            "id",
+            "parent",
+        ] {
             cfg.remove(k);
         }
         let inner = match cfg.remove("config") {
@@ -347,10 +394,22 @@ impl Builder<'_> {
         let mut tree = LayerTree::default();
         for ins in &stage.body {
             self.step_no += 1;
-            step(&format!("STEP {}/{}: {}", self.step_no, self.steps_total, ins.original));
-            let created_by = self.instruction(ins, &mut st, &mut tree, &base_tree, &ignore, now, scratch.path())?;
+            step(&format!(
+                "STEP {}/{}: {}",
+                self.step_no, self.steps_total, ins.original
+            ));
+            let created_by = self.instruction(
+                ins,
+                &mut st,
+                &mut tree,
+                &base_tree,
+                &ignore,
+                now,
+                scratch.path(),
+            )?;
             if let Some(c) = created_by {
-                st.history.push(json!({"created": created, "created_by": c, "empty_layer": true}));
+                st.history
+                    .push(json!({"created": created, "created_by": c, "empty_layer": true}));
             }
         }
         // Finish the config.
@@ -389,7 +448,9 @@ impl Builder<'_> {
         let hw = tree.write_tar(HashingWriter::new(BufWriter::new(f)))?;
         let (diff_id, size, w) = hw.finish();
         w.into_inner()
-            .map_err(|e| Error::from_io(format!("writing {}", layer_path.display()), e.into_error()))?
+            .map_err(|e| {
+                Error::from_io(format!("writing {}", layer_path.display()), e.into_error())
+            })?
             .sync_all()
             .at("writing", &layer_path)?;
         let mut diff_ids: Vec<Value> = cfg
@@ -408,12 +469,19 @@ impl Builder<'_> {
             cfg.insert("author".into(), json!(a));
         }
         cfg.insert("config".into(), Value::Object(st.config));
-        cfg.insert("rootfs".into(), json!({"type": "layers", "diff_ids": diff_ids}));
+        cfg.insert(
+            "rootfs".into(),
+            json!({"type": "layers", "diff_ids": diff_ids}),
+        );
         cfg.insert("history".into(), Value::Array(history));
         let config_bytes = serde_json::to_vec(&Value::Object(cfg)).expect("JSON values serialize");
         let config_digest = crate::digest::sha256_of(&config_bytes);
         let mut layers = base_layers;
-        layers.push(Descriptor::new(MediaType::ImageLayer, size, diff_id.clone()));
+        layers.push(Descriptor::new(
+            MediaType::ImageLayer,
+            size,
+            diff_id.clone(),
+        ));
         let mut manifest = json!({
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
@@ -434,11 +502,17 @@ impl Builder<'_> {
             config: config_bytes,
             layer: layer_path,
         };
-        let names = if is_target { self.options.tags.clone() } else { Vec::new() };
+        let names = if is_target {
+            self.options.tags.clone()
+        } else {
+            Vec::new()
+        };
         let sink = StorageSink::new(store, names.first().cloned());
         let plan = plan_image(&source, &copy.platform)?;
         let report = copy_planned(&source, &plan, &sink, copy, std::time::Instant::now())?;
-        let image_id = report.image_id.unwrap_or_else(|| config_digest.digest().to_string());
+        let image_id = report
+            .image_id
+            .unwrap_or_else(|| config_digest.digest().to_string());
         for n in names.iter().skip(1) {
             catalog::tag(sink.store(), &image_id, std::slice::from_ref(n))?;
         }
@@ -470,7 +544,10 @@ impl Builder<'_> {
         let file = self.file.clone();
         let err = |r: String| ins.error(&file, r);
         let vars = st.vars();
-        let words = Words { escape: self.escape, vars: &vars };
+        let words = Words {
+            escape: self.escape,
+            vars: &vars,
+        };
         let nop = format!("/bin/sh -c #(nop) {}", ins.original);
         let exec_form = |st: &StageState| -> Vec<String> {
             match ins.json_args() {
@@ -642,7 +719,10 @@ impl Builder<'_> {
         let file = self.file.clone();
         let err = |r: String| ins.error(&file, r);
         let vars = st.vars();
-        let words = Words { escape: self.escape, vars: &vars };
+        let words = Words {
+            escape: self.escape,
+            vars: &vars,
+        };
         let add = ins.keyword == "ADD";
         for (k, _) in &ins.flags {
             match k.as_str() {
@@ -657,11 +737,18 @@ impl Builder<'_> {
             }
         }
         let mut args = match ins.json_args() {
-            Some(v) => v.into_iter().map(|x| words.one(&x)).collect::<std::result::Result<Vec<_>, _>>().map_err(err)?,
+            Some(v) => v
+                .into_iter()
+                .map(|x| words.one(&x))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(err)?,
             None => words.split(&ins.args).map_err(err)?,
         };
         if args.len() < 2 {
-            return Err(err(format!("{} needs a source and a destination: {} SRC... DEST", ins.keyword, ins.keyword)));
+            return Err(err(format!(
+                "{} needs a source and a destination: {} SRC... DEST",
+                ins.keyword, ins.keyword
+            )));
         }
         let dest = args.pop().unwrap();
         let chown = match ins.flag("chown") {
@@ -669,27 +756,58 @@ impl Builder<'_> {
             None => None,
         };
         let chmod = match ins.flag("chmod") {
-            Some(m) => Some(u32::from_str_radix(m, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| err(format!("--chmod={m}: expected an octal mode such as 0755")))?),
+            Some(m) => Some(
+                u32::from_str_radix(m, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o7777)
+                    .ok_or_else(|| {
+                        err(format!("--chmod={m}: expected an octal mode such as 0755"))
+                    })?,
+            ),
             None => None,
         };
-        let meta = CopyMeta { chown, chmod, timestamp: self.options.timestamp, now };
-        let workdir = st.config.get("WorkingDir").and_then(|v| v.as_str()).unwrap_or("/");
+        let meta = CopyMeta {
+            chown,
+            chmod,
+            timestamp: self.options.timestamp,
+            now,
+        };
+        let workdir = st
+            .config
+            .get("WorkingDir")
+            .and_then(|v| v.as_str())
+            .unwrap_or("/");
         let dest_abs = Path::new(workdir).join(&dest);
         let dest_rel = clean(&dest_abs);
         let into_dir = dest.ends_with('/') || dest.ends_with("/.") || dest == ".";
         if args.len() > 1 && !into_dir {
-            return Err(err(format!("with several sources the destination must be a directory ending in /: {dest}/")));
+            return Err(err(format!(
+                "with several sources the destination must be a directory ending in /: {dest}/"
+            )));
         }
         let mut kinds = Vec::new();
         let mut summary = crate::digest::Hasher::sha256();
         for src in &args {
-            if add && (src.starts_with("http://") || src.starts_with("https://") || src.starts_with("git@")) {
+            if add
+                && (src.starts_with("http://")
+                    || src.starts_with("https://")
+                    || src.starts_with("git@"))
+            {
                 return Err(err(format!("ADD of a URL ({src}) is not supported: download it into the build context first and ADD or COPY the file")));
             }
             let found = sources(&self.options.context, src, ignore).map_err(err)?;
             for (rel, host) in found {
                 let m = std::fs::metadata(&host).at("reading", &host)?;
-                summary.update(format!("{}\0{}\0{}\0{}\n", rel.display(), m.len(), m.mode(), m.mtime()).as_bytes());
+                summary.update(
+                    format!(
+                        "{}\0{}\0{}\0{}\n",
+                        rel.display(),
+                        m.len(),
+                        m.mode(),
+                        m.mtime()
+                    )
+                    .as_bytes(),
+                );
                 if add && m.is_file() && archive_kind(&host)?.is_some() {
                     let d = tree.resolve(base, &dest_rel, true);
                     unpack_archive(tree, base, &host, &d, &meta, scratch)?;
@@ -697,7 +815,16 @@ impl Builder<'_> {
                     continue;
                 }
                 kinds.push(if m.is_dir() { "dir" } else { "file" });
-                copy_source(tree, base, &rel, &host, &dest_rel, into_dir || args.len() > 1, &meta, ignore)?;
+                copy_source(
+                    tree,
+                    base,
+                    &rel,
+                    &host,
+                    &dest_rel,
+                    into_dir || args.len() > 1,
+                    &meta,
+                    ignore,
+                )?;
             }
         }
         let kind = if kinds.len() == 1 { kinds[0] } else { "multi" };
@@ -784,15 +911,27 @@ impl ImageSource for BuildSource {
         Ok(Box::new(std::io::Cursor::new(self.config.clone())))
     }
 
-    fn open_layer(&self, index: usize, descriptor: &Descriptor, _diff_id: &Digest) -> Result<LayerStream<'_>> {
+    fn open_layer(
+        &self,
+        index: usize,
+        descriptor: &Descriptor,
+        _diff_id: &Digest,
+    ) -> Result<LayerStream<'_>> {
         let n = self.manifest.image().map(|m| m.layers().len()).unwrap_or(0);
         if index + 1 != n {
             return Err(Error::NotFound {
-                what: format!("base layer {} ({}) of {} in the store", index + 1, descriptor.digest(), self.name),
+                what: format!(
+                    "base layer {} ({}) of {} in the store",
+                    index + 1,
+                    descriptor.digest(),
+                    self.name
+                ),
                 hint: "the base image lost a layer while the build ran; run the build again".into(),
             });
         }
         let f = std::fs::File::open(&self.layer).at("opening", &self.layer)?;
-        Ok(LayerStream::Diff(Box::new(std::io::BufReader::with_capacity(128 * 1024, f))))
+        Ok(LayerStream::Diff(Box::new(
+            std::io::BufReader::with_capacity(128 * 1024, f),
+        )))
     }
 }

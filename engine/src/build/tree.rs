@@ -182,7 +182,14 @@ impl LayerTree {
     /// Add `node` at `rel` (already resolved), with its missing parent directories: the
     /// base's metadata where the base has them (a copied-up directory), else `mode` 0755
     /// owned by `owner`, modified at `mtime`.
-    pub fn insert(&mut self, base: &BaseTree, rel: PathBuf, node: Node, owner: (u32, u32), mtime: i64) {
+    pub fn insert(
+        &mut self,
+        base: &BaseTree,
+        rel: PathBuf,
+        node: Node,
+        owner: (u32, u32),
+        mtime: i64,
+    ) {
         let mut parent = PathBuf::new();
         let comps: Vec<_> = rel.components().collect();
         for c in &comps[..comps.len().saturating_sub(1)] {
@@ -300,7 +307,11 @@ impl<R: Read> Read for SizeChecked<R> {
 /// Numeric owner of `spec` (`USER`, `--chown`): `uid[:gid]` or names looked up in the image's
 /// `/etc/passwd` and `/etc/group` (new entries first, then the base). A user without a group
 /// gets the primary group of its passwd entry, else the group of the same number.
-pub fn resolve_owner(spec: &str, tree: &LayerTree, base: &BaseTree) -> std::result::Result<(u32, u32), String> {
+pub fn resolve_owner(
+    spec: &str,
+    tree: &LayerTree,
+    base: &BaseTree,
+) -> std::result::Result<(u32, u32), String> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -321,7 +332,11 @@ pub fn resolve_owner(spec: &str, tree: &LayerTree, base: &BaseTree) -> std::resu
     let find = |file: &Option<String>, key: &str, by_id: bool| -> Option<Vec<String>> {
         file.as_deref()?.lines().find_map(|l| {
             let f: Vec<String> = l.split(':').map(str::to_string).collect();
-            let hit = if by_id { f.get(2).map(String::as_str) == Some(key) } else { f.first().map(String::as_str) == Some(key) };
+            let hit = if by_id {
+                f.get(2).map(String::as_str) == Some(key)
+            } else {
+                f.first().map(String::as_str) == Some(key)
+            };
             (hit && f.len() >= 4).then_some(f)
         })
     };
@@ -329,7 +344,9 @@ pub fn resolve_owner(spec: &str, tree: &LayerTree, base: &BaseTree) -> std::resu
         Ok(n) => n,
         Err(_) => find(&passwd, user, false)
             .and_then(|f| f[2].parse().ok())
-            .ok_or_else(|| format!("user {user:?} is not in the image's /etc/passwd; use a numeric UID"))?,
+            .ok_or_else(|| {
+                format!("user {user:?} is not in the image's /etc/passwd; use a numeric UID")
+            })?,
     };
     let gid = match group {
         None => find(&passwd, &uid.to_string(), true)
@@ -341,7 +358,9 @@ pub fn resolve_owner(spec: &str, tree: &LayerTree, base: &BaseTree) -> std::resu
                 let groups = read("etc/group");
                 find(&groups, g, false)
                     .and_then(|f| f[2].parse().ok())
-                    .ok_or_else(|| format!("group {g:?} is not in the image's /etc/group; use a numeric GID"))?
+                    .ok_or_else(|| {
+                        format!("group {g:?} is not in the image's /etc/group; use a numeric GID")
+                    })?
             }
         },
     };
@@ -367,11 +386,32 @@ mod tests {
         let mut t = LayerTree::default();
         let base = BaseTree::default();
         t.insert(&base, "usr/bin".into(), node(Content::Dir), (0, 0), 0);
-        t.insert(&base, "bin".into(), node(Content::Symlink("usr/bin".into())), (0, 0), 0);
-        assert_eq!(t.resolve(&base, Path::new("/bin/sh"), false), PathBuf::from("usr/bin/sh"));
-        assert_eq!(t.resolve(&base, Path::new("bin"), false), PathBuf::from("bin"));
-        assert_eq!(t.resolve(&base, Path::new("bin/../../x"), false), PathBuf::from("x"));
-        t.insert(&base, "a/b/c".into(), node(Content::File("/dev/null".into(), 0)), (5, 6), 9);
+        t.insert(
+            &base,
+            "bin".into(),
+            node(Content::Symlink("usr/bin".into())),
+            (0, 0),
+            0,
+        );
+        assert_eq!(
+            t.resolve(&base, Path::new("/bin/sh"), false),
+            PathBuf::from("usr/bin/sh")
+        );
+        assert_eq!(
+            t.resolve(&base, Path::new("bin"), false),
+            PathBuf::from("bin")
+        );
+        assert_eq!(
+            t.resolve(&base, Path::new("bin/../../x"), false),
+            PathBuf::from("x")
+        );
+        t.insert(
+            &base,
+            "a/b/c".into(),
+            node(Content::File("/dev/null".into(), 0)),
+            (5, 6),
+            9,
+        );
         let a = &t.entries[Path::new("a")];
         assert_eq!((a.mode, a.uid, a.gid, a.mtime), (0o755, 5, 6, 9));
         let tar = t.write_tar(Vec::new()).unwrap();
@@ -388,14 +428,22 @@ mod tests {
     fn owners_by_number_and_name() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(tmp.path().join("etc")).unwrap();
-        std::fs::write(tmp.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\nu:x:1000:100::/home/u:/bin/sh\n").unwrap();
+        std::fs::write(
+            tmp.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nu:x:1000:100::/home/u:/bin/sh\n",
+        )
+        .unwrap();
         std::fs::write(tmp.path().join("etc/group"), "root:x:0:\nwheel:x:10:\n").unwrap();
-        let base = BaseTree { dirs: vec![tmp.path().to_path_buf()] };
+        let base = BaseTree {
+            dirs: vec![tmp.path().to_path_buf()],
+        };
         let t = LayerTree::default();
         assert_eq!(resolve_owner("7", &t, &base), Ok((7, 7)));
         assert_eq!(resolve_owner("u", &t, &base), Ok((1000, 100)));
         assert_eq!(resolve_owner("1000", &t, &base), Ok((1000, 100)));
         assert_eq!(resolve_owner("u:wheel", &t, &base), Ok((1000, 10)));
-        assert!(resolve_owner("nobody", &t, &base).unwrap_err().contains("/etc/passwd"));
+        assert!(resolve_owner("nobody", &t, &base)
+            .unwrap_err()
+            .contains("/etc/passwd"));
     }
 }
