@@ -17,8 +17,8 @@ use stowage_engine::registry::{Credentials, RegistryOptions};
 use stowage_engine::cstorage::catalog::{ListOptions, SortKey};
 
 use crate::cli::{
-    CompressFormat, CopyArgs, ManifestFormatOpt, MultiArchOpt, OstreeVar, PlatformOpts,
-    RegistryOpts, RemoteOpts, SortBy, StorageOpts, SystemOpts,
+    BuildArgs, BuildPull, CompressFormat, CopyArgs, ManifestFormatOpt, MultiArchOpt, OstreeVar,
+    PlatformOpts, RegistryOpts, RemoteOpts, SortBy, StorageOpts, SystemOpts,
 };
 use stowage_engine::convert::ManifestFormat;
 use stowage_engine::copy::MultiArch;
@@ -182,4 +182,81 @@ pub fn list_options(all: bool, filters: &[String], sort: SortBy) -> ListOptions 
             SortBy::Tag => SortKey::Tag,
         },
     }
+}
+
+/// `image cmd build`'s flags as the engine's build options and pull policy.
+pub fn build_options(
+    b: &BuildArgs,
+) -> Result<(
+    stowage_engine::build::BuildOptions,
+    stowage_engine::bootc::build::PullPolicy,
+)> {
+    use stowage_engine::bootc::build::PullPolicy;
+    use stowage_engine::cstorage::catalog::local_name;
+    if b.format != "oci" {
+        anyhow::bail!(
+            "--format {}: stowage writes OCI images only; use --format oci (or leave it out)",
+            b.format
+        );
+    }
+    if !b.context.is_dir() {
+        anyhow::bail!(
+            "the build context {} is not a directory; give the directory COPY and ADD read from",
+            b.context.display()
+        );
+    }
+    let file = match &b.file {
+        Some(f) if f.is_relative() && !f.exists() && b.context.join(f).exists() => b.context.join(f),
+        Some(f) => f.clone(),
+        None => ["Containerfile", "Dockerfile"]
+            .iter()
+            .map(|n| b.context.join(n))
+            .find(|p| p.is_file())
+            .with_context(|| {
+                format!(
+                    "no Containerfile or Dockerfile in {}; give one with -f FILE",
+                    b.context.display()
+                )
+            })?,
+    };
+    let mut o = stowage_engine::build::BuildOptions::new(file, b.context.clone());
+    for t in &b.tags {
+        o.tags.push(
+            local_name(t)
+                .with_context(|| format!("-t {t}: not a valid image name"))?
+                .to_string(),
+        );
+    }
+    for a in &b.build_args {
+        match a.split_once('=') {
+            Some((k, v)) => o.build_args.push((k.to_string(), v.to_string())),
+            None => {
+                if let Ok(v) = std::env::var(a) {
+                    o.build_args.push((a.clone(), v));
+                }
+            }
+        }
+    }
+    for l in &b.labels {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        if k.is_empty() {
+            anyhow::bail!("--label {l:?}: expected KEY=VALUE");
+        }
+        o.labels.push((k.to_string(), v.to_string()));
+    }
+    o.timestamp = b.timestamp;
+    o.target = b.target.clone();
+    o.ignore_file = b.ignorefile.clone();
+    let policy = if b.pull_never {
+        PullPolicy::Never
+    } else if b.pull_always {
+        PullPolicy::Always
+    } else {
+        match b.pull {
+            BuildPull::Always | BuildPull::True => PullPolicy::Always,
+            BuildPull::Never => PullPolicy::Never,
+            BuildPull::Missing | BuildPull::Newer | BuildPull::False => PullPolicy::Missing,
+        }
+    };
+    Ok((o, policy))
 }

@@ -408,6 +408,12 @@ pub enum CmdCommand {
         #[command(flatten)]
         remote: RemoteOpts,
     },
+    /// Build an image from a Containerfile into bootc's storage, without a container runtime
+    /// (podman build's flags): FROM (bootc's storage, else pulled), COPY, ADD (local files;
+    /// local tar archives unpacked), ENV, LABEL, WORKDIR, USER, ENTRYPOINT, CMD, EXPOSE, ARG,
+    /// VOLUME, STOPSIGNAL, SHELL; one new layer per build. RUN is refused (it needs a
+    /// container runtime). Prints the image ID on stdout.
+    Build(Box<BuildArgs>),
     /// Push an image from bootc's storage to a destination (default: the registry it names).
     Push {
         image: String,
@@ -422,6 +428,81 @@ pub enum CmdCommand {
         #[command(flatten)]
         remote: RemoteOpts,
     },
+}
+
+/// `image cmd build`'s flags (podman build's names).
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The build context: the directory COPY and ADD sources are relative to.
+    #[arg(default_value = ".")]
+    pub context: PathBuf,
+    /// Name the image (repeatable); a short name goes under localhost/, as podman names it.
+    #[arg(short = 't', long = "tag", value_name = "NAME")]
+    pub tags: Vec<String>,
+    /// The Containerfile [default: CONTEXT/Containerfile, else CONTEXT/Dockerfile].
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Set an ARG (repeatable); `--build-arg KEY` takes KEY's value from the environment.
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub build_args: Vec<String>,
+    /// Add a label to the image (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Use this time (seconds since the epoch) as the image's creation time and as every
+    /// file's mtime in the new layer, for reproducible images.
+    #[arg(long, value_name = "SECONDS")]
+    pub timestamp: Option<i64>,
+    /// Build this stage (FROM IMAGE AS STAGE) instead of the last.
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// When to pull base images: missing (default), always, never (a bare --pull: always).
+    #[arg(long, value_enum, value_name = "POLICY", num_args = 0..=1, require_equals = true, default_missing_value = "always", default_value = "missing")]
+    pub pull: BuildPull,
+    /// --pull=always.
+    #[arg(long)]
+    pub pull_always: bool,
+    /// --pull=never.
+    #[arg(long)]
+    pub pull_never: bool,
+    /// Write the image ID to this file.
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// Ignore file instead of CONTEXT/.containerignore (or .dockerignore).
+    #[arg(long, value_name = "FILE")]
+    pub ignorefile: Option<PathBuf>,
+    /// The image format: only oci (the format stowage writes).
+    #[arg(long, value_name = "FORMAT", default_value = "oci")]
+    pub format: String,
+    /// Accepted for podman compatibility; a build always makes one new layer.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub layers: Option<bool>,
+    /// Accepted for podman compatibility (there is no build cache).
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Accepted for podman compatibility (the build's instructions make one layer anyway).
+    #[arg(long)]
+    pub squash: bool,
+    /// Without --authfile, bootc's own /etc/ostree/auth.json is used when it exists (for
+    /// pulling base images).
+    #[command(flatten)]
+    pub remote: RemoteOpts,
+}
+
+/// podman build's `--pull` policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BuildPull {
+    /// Pull a base image only when bootc's storage lacks it.
+    Missing,
+    /// Always pull base images.
+    Always,
+    /// Never pull (a missing base image is an error).
+    Never,
+    /// podman's `newer`; treated as missing (the store's image is used when present).
+    Newer,
+    /// podman's `true`: always.
+    True,
+    /// podman's `false`: missing.
+    False,
 }
 
 /// How a command with one registry side reaches it (podman's and `skopeo inspect`'s flag

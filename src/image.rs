@@ -10,8 +10,8 @@ use stowage_engine::bootc::{pull, ImageType, System};
 use stowage_engine::cstorage::catalog;
 use stowage_engine::gotemplate;
 
-use crate::args::{compression, copy_options, list_options};
-use crate::cli::{CmdCommand, GlobalOpts, ImageArgs, ImageCommand, ListType, OutputFormat};
+use crate::args::{build_options, compression, copy_options, list_options};
+use crate::cli::{BuildArgs, CmdCommand, GlobalOpts, ImageArgs, ImageCommand, ListType, OutputFormat};
 use crate::table::{human_duration, human_size, short_id};
 
 /// Run an `image` subcommand.
@@ -412,6 +412,7 @@ fn cmd(global: &GlobalOpts, sys: &System, command: CmdCommand) -> Result<ExitCod
                 ExitCode::SUCCESS
             })
         }
+        CmdCommand::Build(b) => build(global, sys, *b),
         CmdCommand::Push {
             image,
             destination,
@@ -436,6 +437,43 @@ fn cmd(global: &GlobalOpts, sys: &System, command: CmdCommand) -> Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn build(global: &GlobalOpts, sys: &System, b: BuildArgs) -> Result<ExitCode> {
+    let (options, policy) = build_options(&b)?;
+    let mut opts = sys.endpoints();
+    opts.src_registry = b.remote.bootc_options()?;
+    let quiet = global.quiet;
+    let progress = crate::progress::for_copy(true, None)?;
+    let report = stowage_engine::bootc::build::build(
+        sys,
+        &options,
+        policy,
+        &opts,
+        &copy_options(None, None),
+        progress.as_ref(),
+        &mut |step| {
+            if !quiet {
+                eprintln!("{step}");
+            }
+        },
+    )
+    .with_context(|| format!("building {}", options.containerfile.display()))?;
+    for w in &report.warnings {
+        eprintln!("[Warning] {w}");
+    }
+    if !quiet {
+        eprintln!("COMMIT {}", report.names.first().map(String::as_str).unwrap_or(""));
+        for n in &report.names {
+            eprintln!("Successfully tagged {n}");
+        }
+    }
+    if let Some(f) = &b.iidfile {
+        std::fs::write(f, format!("sha256:{}", report.image_id))
+            .with_context(|| format!("writing the image ID to {}", f.display()))?;
+    }
+    println!("{}", report.image_id);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Print `e` as podman prints its errors and exit with its code.

@@ -38,6 +38,7 @@
 #![deny(unsafe_code)]
 
 pub mod bootc;
+pub mod build;
 pub mod cancel;
 pub mod compression;
 pub mod convert;

@@ -15,11 +15,14 @@
 //! 6. [`transfer`]: `image copy-to-storage`, `image pull-from-default-storage` (a zero-copy
 //!    clone between stores, falling back to the pipeline when the stores' whiteout forms
 //!    differ) and `image cmd push`.
+//! 7. [`build`]: `image cmd build`, a Containerfile built into bootc's store without a
+//!    container runtime ([`crate::build`]), its base images pulled by the rules of step 4.
 //!
 //! Registry credentials: bootc reads `/etc/ostree/auth.json` ([`AUTHFILE`]) instead of the
 //! user's; [`registry_options`] applies that default.
 
 pub mod booted;
+pub mod build;
 pub mod bound;
 pub mod list;
 pub mod pull;

@@ -64,6 +64,11 @@ impl StorageSink {
     pub fn store(&self) -> &Store {
         &self.store
     }
+
+    /// The store, given back.
+    pub fn into_store(self) -> Store {
+        self.store
+    }
 }
 
 impl ImageSink for StorageSink {
