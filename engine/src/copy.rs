@@ -306,6 +306,12 @@ pub struct FinalImage {
 pub trait ImageSink: Send + Sync {
     /// The destination in transport syntax, for messages.
     fn name(&self) -> String;
+    /// The directory or file the sink writes into (an OCI layout, a graph root, an ostree
+    /// repository, an archive), when it is local: named by [`Error::NoSpace`] when the
+    /// filesystem fills up.
+    fn location(&self) -> Option<std::path::PathBuf> {
+        None
+    }
     /// Start writing one image.
     fn begin<'s>(&'s self, plan: &ImagePlan) -> Result<Box<dyn ImageWriter + 's>>;
 }
@@ -485,7 +491,12 @@ pub fn copy_planned(
     let cancel = &options.cancel;
     let what = || format!("copying {} to {}", plan.source_name, sink.name());
     cancel.check(what)?;
-    let writer = sink.begin(plan)?;
+    let n = plan.layers.len();
+    let full = |e: Error, kept: usize| match sink.location() {
+        Some(path) => e.no_space(&path, || no_space_kept(kept, n)),
+        None => e,
+    };
+    let writer = sink.begin(plan).map_err(|e| full(e, 0))?;
     let result = copy_layers(source, plan, writer.as_ref(), options);
     let stored = match result {
         Ok(stored) => stored,
@@ -496,7 +507,7 @@ pub fn copy_planned(
                     reason,
                     kept: kept_message(writer.layers_kept(), plan.layers.len()),
                 },
-                None => e,
+                None => full(e, writer.layers_kept()),
             })
         }
     };
@@ -517,8 +528,8 @@ pub fn copy_planned(
         config: plan.config.clone(),
     };
     let manifest_digest = final_image.manifest.digest.clone();
-    let commit = writer.commit(&final_image)?;
-    let n = plan.layers.len();
+    let kept = writer.layers_kept();
+    let commit = writer.commit(&final_image).map_err(|e| full(e, kept))?;
     Ok(CopyReport {
         manifest_digest,
         source_manifest_digest: plan.manifest.digest.clone(),
@@ -536,6 +547,16 @@ fn kept_message(kept: usize, total: usize) -> String {
         0 => "nothing of the image was kept in the destination".into(),
         k => format!(
             "{k} of {total} layer(s) committed before the stop are kept in the destination (the next copy reuses them); the image itself was not written"
+        ),
+    }
+}
+
+/// What a copy that filled the filesystem leaves in the destination, for [`Error::NoSpace`].
+fn no_space_kept(kept: usize, total: usize) -> String {
+    match kept {
+        0 => "what the copy had begun was removed".into(),
+        k => format!(
+            "{k} of {total} layer(s) written before are kept (the next copy reuses them); the rest was removed and the image itself was not written"
         ),
     }
 }

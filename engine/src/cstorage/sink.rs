@@ -56,6 +56,9 @@ impl StorageSink {
 }
 
 impl ImageSink for StorageSink {
+    fn location(&self) -> Option<std::path::PathBuf> {
+        Some(self.store.graph_root().to_path_buf())
+    }
     fn name(&self) -> String {
         format!(
             "containers-storage:{}{}",
