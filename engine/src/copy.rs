@@ -17,7 +17,10 @@
 //! 6. A layer whose bytes fail verification (digest or size) is fetched again from the start,
 //!    once, when the source says a second read may differ ([`ImageSource::refetch_origin`]: a
 //!    registry); the second failure names the blob, where it came from and both digests.
-//! 7. [`CopyOptions::cancel`] stops the copy between layers and, through a
+//! 7. When a layer the writer built on was removed by another process before the image
+//!    referenced it ([`Error::LayerRemoved`]: `podman rmi` of the image it came from), the
+//!    writer is dropped and the image begun again (three attempts in all).
+//! 8. [`CopyOptions::cancel`] stops the copy between layers and, through a
 //!    [`CancelReader`] on every layer stream, at the next chunk; the copy then ends with
 //!    [`Error::Cancelled`] saying what the destination keeps (see [`crate::cancel`]).
 
@@ -482,6 +485,32 @@ pub fn copy_image(
 /// resolve the source before it opens (and so creates) the destination. `start` is when the
 /// copy began, for [`CopyReport::elapsed`].
 pub fn copy_planned(
+    source: &dyn ImageSource,
+    plan: &ImagePlan,
+    sink: &dyn ImageSink,
+    options: &CopyOptions,
+    start: Instant,
+) -> Result<CopyReport> {
+    let mut attempt = 1;
+    loop {
+        match write_image(source, plan, sink, options, start) {
+            // Another process removed a layer this copy was building on (podman rmi of the
+            // image it came from): begin again, the layer is then found missing and written.
+            Err(Error::LayerRemoved { .. })
+                if attempt < LAYER_REMOVED_ATTEMPTS && !options.cancel.is_cancelled() =>
+            {
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How often [`copy_planned`] begins an image when layers it builds on keep being removed.
+const LAYER_REMOVED_ATTEMPTS: usize = 3;
+
+/// One attempt of [`copy_planned`]: begin the writer, store the layers, commit.
+fn write_image(
     source: &dyn ImageSource,
     plan: &ImagePlan,
     sink: &dyn ImageSink,

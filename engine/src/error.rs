@@ -156,6 +156,17 @@ pub enum Error {
         /// What state it is in.
         state: ExistingLayer,
     },
+    /// A layer this copy found in a store (or wrote into it) was removed by another process
+    /// (`podman rmi`, `podman image prune`) before the layer above it or the image record was
+    /// written on it. The copy pipeline then starts the image over, writing the layer anew;
+    /// this error is what remains when that keeps happening.
+    #[error("layer {id} ({what}) was removed from the store by another process (podman rmi or image prune) while this copy was writing on top of it; run the copy again")]
+    LayerRemoved {
+        /// The layer ID.
+        id: String,
+        /// The layer, as [`crate::copy::LayerLabel`] names it.
+        what: String,
+    },
     /// A request that conflicts with the state of a store.
     #[error("{what}: {reason}")]
     Conflict {
