@@ -277,7 +277,11 @@ fn layout_contents_untagged(layout: &Path) -> (String, Vec<String>) {
     let index: Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     let manifests = index["manifests"].as_array().unwrap();
-    assert_eq!(manifests.len(), 1, "{layout:?}: one image expected in {index}");
+    assert_eq!(
+        manifests.len(),
+        1,
+        "{layout:?}: one image expected in {index}"
+    );
     manifest_contents(layout, manifests[0]["digest"].as_str().unwrap())
 }
 
@@ -900,7 +904,9 @@ fn wait_channels_visible() -> bool {
     let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     let parked = std::thread::spawn(move || {
-        tid_tx.send(rustix::thread::gettid().as_raw_nonzero().get()).unwrap();
+        tid_tx
+            .send(rustix::thread::gettid().as_raw_nonzero().get())
+            .unwrap();
         let _ = stop_rx.recv();
     });
     let task = format!("/proc/self/task/{}", tid_rx.recv().unwrap());
@@ -1073,7 +1079,10 @@ fn concurrent_copies_sharing_layers_while_podman_removes_images() {
         return;
     };
     if !wait_channels_visible() {
-        skip(test, "the kernel hides wait channels, so the copy's order cannot be forced");
+        skip(
+            test,
+            "the kernel hides wait channels, so the copy's order cannot be forced",
+        );
         return;
     }
     let basic = fixture("basic");
@@ -1082,13 +1091,21 @@ fn concurrent_copies_sharing_layers_while_podman_removes_images() {
     stowage_copy(&basic.oci_ref(), &store, "localhost/base:1");
     let unused = ["links", "whiteouts", "names"];
     for name in &unused[..2] {
-        stowage_copy(&fixture(name).oci_ref(), &store, &format!("localhost/{name}:1"));
+        stowage_copy(
+            &fixture(name).oci_ref(),
+            &store,
+            &format!("localhost/{name}:1"),
+        );
     }
     store.skopeo_copy(&[], &fixture("names").oci_ref(), "localhost/names:1");
     let (a_img, a_exp) = derived("basic", "etc/motd", &scratch.path().join("a"));
     let (b_img, b_exp) = derived("basic", "etc/hostname", &scratch.path().join("b"));
     let base_ids = layer_ids_of(&expected(basic));
-    assert_eq!(layer_ids_of(&b_exp)[..2], base_ids[..], "the copies share basic's layers");
+    assert_eq!(
+        layer_ids_of(&b_exp)[..2],
+        base_ids[..],
+        "the copies share basic's layers"
+    );
 
     // B's own layer is a FIFO (reached through a second link to it, so the blob file can be
     // put back at its path while B waits on the FIFO).
@@ -1134,7 +1151,10 @@ fn concurrent_copies_sharing_layers_while_podman_removes_images() {
         .unwrap();
     let remover = {
         let names: Vec<String> = unused.iter().map(|n| format!("localhost/{n}:1")).collect();
-        let mut rmis: Vec<_> = names.iter().map(|n| store.podman(["rmi", n.as_str()])).collect();
+        let mut rmis: Vec<_> = names
+            .iter()
+            .map(|n| store.podman(["rmi", n.as_str()]))
+            .collect();
         let mut list = store.podman(["images", "--format", "json"]);
         std::thread::spawn(move || {
             for rmi in &mut rmis {
@@ -1161,16 +1181,26 @@ fn concurrent_copies_sharing_layers_while_podman_removes_images() {
 
     assert_store_consistent(&store, test);
     assert_eq!(podman_names(&store), ["localhost/a:1", "localhost/b:1"]);
-    assert_eq!(layer_count(&store), 4, "{test}: the shared layers are stored once");
+    assert_eq!(
+        layer_count(&store),
+        4,
+        "{test}: the shared layers are stored once"
+    );
     for (name, exp) in [("localhost/a:1", &a_exp), ("localhost/b:1", &b_exp)] {
         check_podman_view(&store, name, exp);
         check_tree(test, &store, name, exp);
         check_export(&store, name, exp, Exporter::Skopeo);
         let saved = scratch.path().join(format!("saved-{}", &name[10..11]));
-        run(store.podman(["save", "--format", "oci-dir", "-o"]).arg(&saved).arg(name));
+        run(store
+            .podman(["save", "--format", "oci-dir", "-o"])
+            .arg(&saved)
+            .arg(name));
         let (config, diff_ids) = layout_contents_untagged(&saved);
         assert_eq!(config, exp.config, "{test}: podman save of {name}: config");
-        assert_eq!(diff_ids, exp.diff_ids, "{test}: podman save of {name}: layers");
+        assert_eq!(
+            diff_ids, exp.diff_ids,
+            "{test}: podman save of {name}: layers"
+        );
     }
 }
 

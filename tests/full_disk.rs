@@ -68,7 +68,11 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         // podman may have mounted ROOT/overlay inside it.
-        let _ = Command::new("umount").arg("-R").arg("-l").arg(&self.mount).output();
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg("-l")
+            .arg(&self.mount)
+            .output();
     }
 }
 
@@ -180,7 +184,11 @@ fn containers_storage_fills_up_mid_layer_and_completes_after_space_is_freed() {
         .flat_map(|i| i["Names"].as_array().cloned().unwrap_or_default())
         .map(|n| n.as_str().unwrap().to_string())
         .collect();
-    assert_eq!(names, ["localhost/basic:1"], "{test}: podman images after the failure");
+    assert_eq!(
+        names,
+        ["localhost/basic:1"],
+        "{test}: podman images after the failure"
+    );
     assert_eq!(
         podman_json(&["image", "inspect", "localhost/basic:1"])[0]["Digest"],
         basic_digest
@@ -262,7 +270,10 @@ fn oci_layout_fills_up_mid_layer_and_completes_after_space_is_freed() {
     );
     let tags = run_stdout(cmd("umoci", ["ls", "--layout"]).arg(&layout));
     assert_eq!(tags.split_whitespace().collect::<Vec<_>>(), ["basic"]);
-    let basic_digest = skopeo_inspect(&basic_ref)["Digest"].as_str().unwrap().to_string();
+    let basic_digest = skopeo_inspect(&basic_ref)["Digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(stowage_digest(&basic_ref), basic_digest);
     check_blobs(test, &layout);
 
@@ -297,7 +308,11 @@ fn blob_names(layout: &Path) -> Vec<String> {
 fn check_blobs(test: &str, layout: &Path) {
     for name in blob_names(layout) {
         let got = sha256_file(&layout.join("blobs/sha256").join(&name));
-        assert_eq!(got, format!("sha256:{name}"), "{test}: blob {name} is corrupt");
+        assert_eq!(
+            got,
+            format!("sha256:{name}"),
+            "{test}: blob {name} is corrupt"
+        );
     }
 }
 
@@ -335,7 +350,11 @@ fn ostree_fills_up_mid_layer_and_completes_after_space_is_freed() {
 
     // The repository passes fsck, has the refs it had, and no staging directory is left.
     ostree(&repo, &["fsck"]);
-    assert_eq!(ostree(&repo, &["refs"]), refs_before, "{test}: refs changed");
+    assert_eq!(
+        ostree(&repo, &["refs"]),
+        refs_before,
+        "{test}: refs changed"
+    );
     let tmp: Vec<String> = std::fs::read_dir(repo.join("tmp"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -365,6 +384,10 @@ fn ostree_fills_up_mid_layer_and_completes_after_space_is_freed() {
         .nth(3)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("{test}: unexpected ostree ls line {ls:?}"));
-    assert_eq!(size, LARGE_MIB << 20, "{test}: big/data in the layer commit");
+    assert_eq!(
+        size,
+        LARGE_MIB << 20,
+        "{test}: big/data in the layer commit"
+    );
     assert_eq!(stowage_digest(&basic_ref), basic_digest);
 }

@@ -400,15 +400,24 @@ mod tests {
         let wrapped = Error::from_io("copying layer 1", full.into_io());
         assert!(wrapped.is_no_space());
         let e = wrapped.no_space(&store, || "what the copy had begun was removed".into());
-        let Error::NoSpace { mount: Some(mount), .. } = &e else {
+        let Error::NoSpace {
+            mount: Some(mount), ..
+        } = &e
+        else {
             panic!("not NoSpace: {e:?}");
         };
         assert!(dir.path().starts_with(mount), "{mount:?}");
         let text = e.to_string();
         assert!(text.contains("No space left on device"), "{text}");
-        assert!(text.contains(&format!("holding {}", store.display())), "{text}");
+        assert!(
+            text.contains(&format!("holding {}", store.display())),
+            "{text}"
+        );
         assert!(text.contains("free space on it"), "{text}");
-        assert!(text.ends_with("what the copy had begun was removed"), "{text}");
+        assert!(
+            text.ends_with("what the copy had begun was removed"),
+            "{text}"
+        );
         // Another error stays as it was.
         let other = Error::io_path(
             "writing",
@@ -416,6 +425,9 @@ mod tests {
             std::io::Error::from_raw_os_error(libc::EACCES),
         );
         assert!(!other.is_no_space());
-        assert!(matches!(other.no_space(&store, String::new), Error::Io { .. }));
+        assert!(matches!(
+            other.no_space(&store, String::new),
+            Error::Io { .. }
+        ));
     }
 }

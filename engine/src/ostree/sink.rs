@@ -266,8 +266,8 @@ impl OstreeWriter<'_> {
                 let options = self.derived_options(index)?;
                 kind_meta.extend(mapping_meta(&options));
                 let mut txn = repo.begin()?;
-                let decoded =
-                    input.decode(|tar| import::import_layer(&mut txn, tar, &tar_layer, &options))?;
+                let decoded = input
+                    .decode(|tar| import::import_layer(&mut txn, tar, &tar_layer, &options))?;
                 let spec = CommitSpec {
                     metadata: vec![(
                         "ostree.importer.version".to_string(),
