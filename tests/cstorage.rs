@@ -35,7 +35,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -819,15 +819,38 @@ struct Lister {
     handle: Option<std::thread::JoinHandle<usize>>,
 }
 
+/// `podman images --format json`: its output, or `None` when it failed only because podman
+/// itself raced with a `podman rmi` of one of `removed` (podman lists, then reads each image,
+/// which another podman may have removed in between: `image not known`).
+fn podman_listing(list: &mut std::process::Command, removed: &[String]) -> Option<Output> {
+    let out = output(&mut *list);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success()
+        && stderr.contains("image not known")
+        && removed.iter().any(|id| stderr.contains(id.as_str()))
+    {
+        return None;
+    }
+    Some(run(list))
+}
+
 impl Lister {
     fn start(store: &PodmanStore) -> Lister {
+        Lister::start_while_removing(store, Vec::new())
+    }
+
+    /// [`start`](Self::start), tolerating podman's own race with `podman rmi` of the images
+    /// `removed` (their IDs) that another thread runs.
+    fn start_while_removing(store: &PodmanStore, removed: Vec<String>) -> Lister {
         let stop = Arc::new(AtomicBool::new(false));
         let mut list = store.podman(["images", "--format", "json"]);
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
             let mut n = 0;
             loop {
-                let out = run(&mut list);
+                let Some(out) = podman_listing(&mut list, &removed) else {
+                    continue;
+                };
                 let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
                     panic!(
                         "torn podman images output ({e}): {}",
@@ -1113,7 +1136,11 @@ fn concurrent_copies_sharing_layers_while_podman_removes_images() {
     let (fifo, bytes) = blob_to_fifo(&b_layout, &b_img.layers[2]);
     let fifo_link = scratch.path().join("b-fifo");
     std::fs::hard_link(&fifo, &fifo_link).unwrap();
-    let lister = Lister::start(&store);
+    let removed: Vec<String> = ["basic", "links", "whiteouts", "names"]
+        .iter()
+        .map(|n| expected(fixture(n)).id)
+        .collect();
+    let lister = Lister::start_while_removing(&store, removed.clone());
 
     // B, one layer at a time: finds basic's two layers in the store, then blocks opening its
     // own layer, before anything of it references them.
@@ -1159,7 +1186,7 @@ fn concurrent_copies_sharing_layers_while_podman_removes_images() {
         std::thread::spawn(move || {
             for rmi in &mut rmis {
                 run(rmi);
-                run(&mut list);
+                podman_listing(&mut list, &removed);
             }
         })
     };
