@@ -17,6 +17,11 @@
 //! 4. Concurrency: two stowage copies of images sharing layers into one store, one of them
 //!    checked for existing layers before the other wrote them (the source layer is a FIFO the
 //!    test holds), while `podman images` runs in a loop; nothing fails, every listing parses.
+//!    And two copies of images built on `basic` while podman removes the image the shared
+//!    layers came from (after one copy found them and before it wrote on them) and, in a
+//!    loop with `podman images`, three images the copies do not use: both copies succeed
+//!    (the one whose layers vanished begins again), and both images are whole for
+//!    `podman image inspect`, `podman image mount`, `skopeo copy` and `podman save`.
 //! 5. Faults: a layer with a duplicate path, escaping entries, a digest mismatch and a truncated
 //!    blob fail with a message naming the culprit and leave the store as it was; a stowage
 //!    killed with SIGKILL mid-layer leaves only incomplete layers, which the next stowage or
@@ -30,7 +35,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -264,11 +269,26 @@ fn check_tree(test: &str, store: &PodmanStore, name: &str, exp: &Expected) {
 
 /// Config digest and the uncompressed digests of the layers of `layout:tag`.
 fn layout_contents(layout: &Path, tag: &str) -> (String, Vec<String>) {
-    let entry = index_entry(layout, tag);
-    let manifest: Value = serde_json::from_slice(
-        &std::fs::read(blob_path(layout, entry["digest"].as_str().unwrap())).unwrap(),
-    )
-    .unwrap();
+    manifest_contents(layout, index_entry(layout, tag)["digest"].as_str().unwrap())
+}
+
+/// [`layout_contents`] of the one image of a layout whatever its tag (`podman save` output).
+fn layout_contents_untagged(layout: &Path) -> (String, Vec<String>) {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifests = index["manifests"].as_array().unwrap();
+    assert_eq!(
+        manifests.len(),
+        1,
+        "{layout:?}: one image expected in {index}"
+    );
+    manifest_contents(layout, manifests[0]["digest"].as_str().unwrap())
+}
+
+/// Config digest and the uncompressed digests of the layers of manifest `digest` of `layout`.
+fn manifest_contents(layout: &Path, digest: &str) -> (String, Vec<String>) {
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(blob_path(layout, digest)).unwrap()).unwrap();
     let config = manifest["config"]["digest"].as_str().unwrap().to_string();
     let diff_ids = manifest["layers"]
         .as_array()
@@ -799,15 +819,38 @@ struct Lister {
     handle: Option<std::thread::JoinHandle<usize>>,
 }
 
+/// `podman images --format json`: its output, or `None` when it failed only because podman
+/// itself raced with a `podman rmi` of one of `removed` (podman lists, then reads each image,
+/// which another podman may have removed in between: `image not known`).
+fn podman_listing(list: &mut std::process::Command, removed: &[String]) -> Option<Output> {
+    let out = output(&mut *list);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success()
+        && stderr.contains("image not known")
+        && removed.iter().any(|id| stderr.contains(id.as_str()))
+    {
+        return None;
+    }
+    Some(run(list))
+}
+
 impl Lister {
     fn start(store: &PodmanStore) -> Lister {
+        Lister::start_while_removing(store, Vec::new())
+    }
+
+    /// [`start`](Self::start), tolerating podman's own race with `podman rmi` of the images
+    /// `removed` (their IDs) that another thread runs.
+    fn start_while_removing(store: &PodmanStore, removed: Vec<String>) -> Lister {
         let stop = Arc::new(AtomicBool::new(false));
         let mut list = store.podman(["images", "--format", "json"]);
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
             let mut n = 0;
             loop {
-                let out = run(&mut list);
+                let Some(out) = podman_listing(&mut list, &removed) else {
+                    continue;
+                };
                 let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
                     panic!(
                         "torn podman images output ({e}): {}",
@@ -877,12 +920,29 @@ fn wait_channels(pid: &str) -> Vec<String> {
         .collect()
 }
 
-/// Whether the kernel names wait channels: some thread of this test process is always
-/// waiting (the harness's main thread), so at least one must show a name other than `0`.
+/// Whether the kernel names wait channels: a thread of this process blocked on a channel
+/// (its state in `stat` is `S`, which is always shown) must show a name other than `0`. (The
+/// harness's own threads are no witness: a lone test runs on the main thread.)
 fn wait_channels_visible() -> bool {
-    wait_channels("self")
-        .iter()
-        .any(|w| !w.is_empty() && w != "0")
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let parked = std::thread::spawn(move || {
+        tid_tx
+            .send(rustix::thread::gettid().as_raw_nonzero().get())
+            .unwrap();
+        let _ = stop_rx.recv();
+    });
+    let task = format!("/proc/self/task/{}", tid_rx.recv().unwrap());
+    wait_until("the helper thread blocks", || {
+        std::fs::read_to_string(format!("{task}/stat"))
+            .ok()
+            .and_then(|st| st.rsplit_once(") ").map(|(_, rest)| rest.starts_with('S')))
+            .unwrap_or(false)
+    });
+    let wchan = std::fs::read_to_string(format!("{task}/wchan")).unwrap_or_default();
+    drop(stop_tx);
+    parked.join().unwrap();
+    !wchan.trim().is_empty() && wchan.trim() != "0"
 }
 
 /// Whether a thread of process `pid` is blocked opening a FIFO that has no writer yet.
@@ -1012,6 +1072,163 @@ fn concurrent_copies_sharing_layers_while_podman_lists() {
         &derived_exp,
         Exporter::Stowage,
     );
+}
+
+/// The layer IDs of `exp`'s image (chain IDs of its diffIDs, as the store names them).
+fn layer_ids_of(exp: &Expected) -> Vec<String> {
+    let digests: Vec<stowage_engine::digest::Digest> =
+        exp.diff_ids.iter().map(|d| d.parse().unwrap()).collect();
+    stowage_engine::cstorage::ids::layer_ids(&digests)
+}
+
+/// The names of the images podman lists, sorted.
+fn podman_names(store: &PodmanStore) -> Vec<String> {
+    let mut names: Vec<String> = store
+        .podman_json(["images", "--format", "json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| i["Names"].as_array().cloned().unwrap_or_default())
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn concurrent_copies_sharing_layers_while_podman_removes_images() {
+    let test = "concurrent_copies_sharing_layers_while_podman_removes_images";
+    let Some((store, scratch)) = fresh_store(test) else {
+        return;
+    };
+    if !wait_channels_visible() {
+        skip(
+            test,
+            "the kernel hides wait channels, so the copy's order cannot be forced",
+        );
+        return;
+    }
+    let basic = fixture("basic");
+    // The third image, whose layers are the base both copies build on, and images the copies
+    // do not use (one written by skopeo): podman removes them all while the copies run.
+    stowage_copy(&basic.oci_ref(), &store, "localhost/base:1");
+    let unused = ["links", "whiteouts", "names"];
+    for name in &unused[..2] {
+        stowage_copy(
+            &fixture(name).oci_ref(),
+            &store,
+            &format!("localhost/{name}:1"),
+        );
+    }
+    store.skopeo_copy(&[], &fixture("names").oci_ref(), "localhost/names:1");
+    let (a_img, a_exp) = derived("basic", "etc/motd", &scratch.path().join("a"));
+    let (b_img, b_exp) = derived("basic", "etc/hostname", &scratch.path().join("b"));
+    let base_ids = layer_ids_of(&expected(basic));
+    assert_eq!(
+        layer_ids_of(&b_exp)[..2],
+        base_ids[..],
+        "the copies share basic's layers"
+    );
+
+    // B's own layer is a FIFO (reached through a second link to it, so the blob file can be
+    // put back at its path while B waits on the FIFO).
+    let b_layout = scratch.path().join("b/derived");
+    let (fifo, bytes) = blob_to_fifo(&b_layout, &b_img.layers[2]);
+    let fifo_link = scratch.path().join("b-fifo");
+    std::fs::hard_link(&fifo, &fifo_link).unwrap();
+    let removed: Vec<String> = ["basic", "links", "whiteouts", "names"]
+        .iter()
+        .map(|n| expected(fixture(n)).id)
+        .collect();
+    let lister = Lister::start_while_removing(&store, removed.clone());
+
+    // B, one layer at a time: finds basic's two layers in the store, then blocks opening its
+    // own layer, before anything of it references them.
+    let mut b = stowage()
+        .args(["copy", "--jobs=1"])
+        .arg(&b_img.reference)
+        .arg(store.reference("localhost/b:1"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = b.id();
+    wait_until("copy B blocks on its own layer", || {
+        assert_running(&mut b, "copy B");
+        blocked_in_fifo_open(pid)
+    });
+
+    // podman removes the third image and with it the layers B found.
+    run(store.podman(["rmi", "localhost/base:1"]));
+    assert!(
+        !store.root.join("overlay").join(&base_ids[0]).exists(),
+        "{test}: podman rmi kept the base layers"
+    );
+
+    // The blob file goes back (B's pending open is of the FIFO and unaffected), A starts,
+    // podman removes the other images in a loop, and B goes on.
+    let tmp_blob = b_layout.join("blob.tmp");
+    std::fs::write(&tmp_blob, &bytes).unwrap();
+    std::fs::rename(&tmp_blob, &fifo).unwrap();
+    let a = stowage()
+        .arg("copy")
+        .arg(&a_img.reference)
+        .arg(store.reference("localhost/a:1"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let remover = {
+        let names: Vec<String> = unused.iter().map(|n| format!("localhost/{n}:1")).collect();
+        let mut rmis: Vec<_> = names
+            .iter()
+            .map(|n| store.podman(["rmi", n.as_str()]))
+            .collect();
+        let mut list = store.podman(["images", "--format", "json"]);
+        std::thread::spawn(move || {
+            for rmi in &mut rmis {
+                run(rmi);
+                podman_listing(&mut list, &removed);
+            }
+        })
+    };
+    let mut w = open_fifo_writer(&fifo_link, &mut b, "copy B");
+    // B reads its layer now, or (having found the layers below it gone) drops the stream and
+    // begins again, reading the blob file; writing then ends with EPIPE.
+    let _ = w.write_all(&bytes);
+    drop(w);
+    for (child, what) in [(b, "B"), (a, "A")] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{test}: copy {what} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    remover.join().expect("the podman rmi loop");
+    assert!(lister.finish() >= 1);
+
+    assert_store_consistent(&store, test);
+    assert_eq!(podman_names(&store), ["localhost/a:1", "localhost/b:1"]);
+    assert_eq!(
+        layer_count(&store),
+        4,
+        "{test}: the shared layers are stored once"
+    );
+    for (name, exp) in [("localhost/a:1", &a_exp), ("localhost/b:1", &b_exp)] {
+        check_podman_view(&store, name, exp);
+        check_tree(test, &store, name, exp);
+        check_export(&store, name, exp, Exporter::Skopeo);
+        let saved = scratch.path().join(format!("saved-{}", &name[10..11]));
+        run(store
+            .podman(["save", "--format", "oci-dir", "-o"])
+            .arg(&saved)
+            .arg(name));
+        let (config, diff_ids) = layout_contents_untagged(&saved);
+        assert_eq!(config, exp.config, "{test}: podman save of {name}: config");
+        assert_eq!(
+            diff_ids, exp.diff_ids,
+            "{test}: podman save of {name}: layers"
+        );
+    }
 }
 
 #[test]

@@ -21,6 +21,9 @@
 //!    its diffID, which the pipeline checks before anything is committed), and to an OCI
 //!    layout it has the original config (compressing the layers anew gives new blob digests,
 //!    as from containers-storage).
+//! 6. Two imports at once of images sharing a 4 MiB base layer: both succeed, `ostree fsck`
+//!    passes, the base has one layer ref, both image refs are there with their trees and
+//!    manifest digests, no staging directory is left, and both export again.
 
 mod common;
 
@@ -839,4 +842,112 @@ fn hostile_layers_are_refused_and_leave_the_repository_as_it_was() {
         );
     }
     check_import(basic, &repo, "bare-user");
+}
+
+/// An image of a shared base layer (`usr/lib/big`, 4 MiB of pseudo-random bytes, so both
+/// imports are still writing it when the other starts) and a layer of its own holding
+/// `etc/NAME.conf`, in a new layout `DIR/NAME` tagged `NAME`.
+fn shared_base_image(dir: &Path, name: &str) -> common::Built {
+    use stowage_fixtures::builder::{History, ImageBuilder};
+    use stowage_fixtures::layer::{LayerCompression, LayerSpec};
+    let mut base = LayerSpec::new("COPY big /usr/lib/big");
+    base.file("usr/lib/big", common::SplitMix64::new(7).bytes(4 << 20));
+    base.file("etc/os-release", "ID=shared\n");
+    let mut own = LayerSpec::new(&format!("COPY {name}.conf /etc"));
+    own.file(&format!("etc/{name}.conf"), format!("{name}=1\n"));
+    let image = ImageBuilder::new()
+        .platform(&common::host_arch(), None)
+        .created("2026-11-01T00:00:00Z")
+        .layer_with_history(&base, LayerCompression::GzipLevel(1), History::new("base"))
+        .layer_with_history(&own, LayerCompression::GzipLevel(1), History::new(name));
+    common::write_layout(&dir.join(name), name, image)
+}
+
+#[test]
+fn simultaneous_imports_sharing_layers() {
+    let test = "simultaneous_imports_sharing_layers";
+    if !oracle("ostree", test) {
+        return;
+    }
+    let tmp = tempdir();
+    let repo = tmp.path().join("repo");
+    init(&repo, "bare-user");
+    let images: Vec<common::Built> = ["a", "b"]
+        .iter()
+        .map(|n| shared_base_image(tmp.path(), n))
+        .collect();
+    assert_eq!(
+        images[0].layers[0], images[1].layers[0],
+        "the base layer is shared"
+    );
+    let children: Vec<_> = images
+        .iter()
+        .zip(["a", "b"])
+        .map(|(img, n)| {
+            stowage()
+                .arg("copy")
+                .arg(&img.reference)
+                .arg(format!("ostree:[{}]localhost/{n}:1", repo.display()))
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (child, n) in children.into_iter().zip(["a", "b"]) {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{test}: the import of {n} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let fsck = ostree(&repo, &["fsck"]);
+    assert!(fsck.contains("no errors found"), "{test}: {fsck}");
+    let tmp_left: Vec<_> = std::fs::read_dir(repo.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "cache")
+        .collect();
+    assert!(
+        tmp_left.is_empty(),
+        "{test}: left in REPO/tmp: {tmp_left:?}"
+    );
+    let refs = ostree(&repo, &["refs"]);
+    let blob_refs: Vec<&str> = refs
+        .lines()
+        .filter(|r| r.starts_with("ostree/container/blob/"))
+        .collect();
+    assert_eq!(
+        blob_refs.len(),
+        3,
+        "{test}: one ref per distinct layer:\n{refs}"
+    );
+    for (img, n) in images.iter().zip(["a", "b"]) {
+        assert!(
+            refs.lines().any(|r| r == image_ref(n)),
+            "{test}: no image ref for {n} in\n{refs}"
+        );
+        let tree = ls_tree(&repo, &image_ref(n));
+        for path in [
+            "usr/lib/big",
+            "usr/etc/os-release",
+            &format!("usr/etc/{n}.conf"),
+        ] {
+            assert!(
+                tree.contains_key(path),
+                "{test}: {path} missing from {n}: {tree:?}"
+            );
+        }
+        assert_eq!(
+            show_key(&repo, &image_ref(n), "ostree.manifest-digest"),
+            img.manifest_digest,
+            "{test}: manifest digest of {n}"
+        );
+        // Exported back out, every layer is rebuilt from the repository and verified.
+        let out = tmp.path().join(format!("out-{n}"));
+        run(stowage()
+            .arg("copy")
+            .arg(format!("ostree:[{}]localhost/{n}:1", repo.display()))
+            .arg(format!("oci:{}:x", out.display())));
+    }
 }

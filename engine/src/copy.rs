@@ -17,7 +17,10 @@
 //! 6. A layer whose bytes fail verification (digest or size) is fetched again from the start,
 //!    once, when the source says a second read may differ ([`ImageSource::refetch_origin`]: a
 //!    registry); the second failure names the blob, where it came from and both digests.
-//! 7. [`CopyOptions::cancel`] stops the copy between layers and, through a
+//! 7. When a layer the writer built on was removed by another process before the image
+//!    referenced it ([`Error::LayerRemoved`]: `podman rmi` of the image it came from), the
+//!    writer is dropped and the image begun again (three attempts in all).
+//! 8. [`CopyOptions::cancel`] stops the copy between layers and, through a
 //!    [`CancelReader`] on every layer stream, at the next chunk; the copy then ends with
 //!    [`Error::Cancelled`] saying what the destination keeps (see [`crate::cancel`]).
 
@@ -317,6 +320,12 @@ pub struct FinalImage {
 pub trait ImageSink: Send + Sync {
     /// The destination in transport syntax, for messages.
     fn name(&self) -> String;
+    /// The directory or file the sink writes into (an OCI layout, a graph root, an ostree
+    /// repository, an archive), when it is local: named by [`Error::NoSpace`] when the
+    /// filesystem fills up.
+    fn location(&self) -> Option<std::path::PathBuf> {
+        None
+    }
     /// Start writing one image.
     fn begin<'s>(&'s self, plan: &ImagePlan) -> Result<Box<dyn ImageWriter + 's>>;
     /// Whether this destination can hold a whole index (`--multi-arch all|index-only`): `Ok`,
@@ -581,11 +590,43 @@ pub(crate) fn copy_one(
     start: Instant,
     index_child: bool,
 ) -> Result<(CopyReport, RawManifest)> {
+    let mut attempt = 1;
+    loop {
+        match write_image(source, plan, sink, options, start, index_child) {
+            // Another process removed a layer this copy was building on (podman rmi of the
+            // image it came from): begin again, the layer is then found missing and written.
+            Err(Error::LayerRemoved { .. })
+                if attempt < LAYER_REMOVED_ATTEMPTS && !options.cancel.is_cancelled() =>
+            {
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How often [`copy_one`] begins an image when layers it builds on keep being removed.
+const LAYER_REMOVED_ATTEMPTS: usize = 3;
+
+/// One attempt of [`copy_one`]: begin the writer, store the layers, commit.
+fn write_image(
+    source: &dyn ImageSource,
+    plan: &ImagePlan,
+    sink: &dyn ImageSink,
+    options: &CopyOptions,
+    start: Instant,
+    index_child: bool,
+) -> Result<(CopyReport, RawManifest)> {
     let cancel = &options.cancel;
     let what = || format!("copying {} to {}", plan.source_name, sink.name());
     cancel.check(what)?;
     check_preserved(&plan.manifest, options, &plan.source_name)?;
-    let writer = sink.begin(plan)?;
+    let n = plan.layers.len();
+    let full = |e: Error, kept: usize| match sink.location() {
+        Some(path) => e.no_space(&path, || no_space_kept(kept, n)),
+        None => e,
+    };
+    let writer = sink.begin(plan).map_err(|e| full(e, 0))?;
     let result = copy_layers(source, plan, writer.as_ref(), options);
     let stored = match result {
         Ok(stored) => stored,
@@ -596,7 +637,7 @@ pub(crate) fn copy_one(
                     reason,
                     kept: kept_message(writer.layers_kept(), plan.layers.len()),
                 },
-                None => e,
+                None => full(e, writer.layers_kept()),
             })
         }
     };
@@ -618,8 +659,8 @@ pub(crate) fn copy_one(
         index_child,
     };
     let manifest_digest = final_image.manifest.digest.clone();
-    let commit = writer.commit(&final_image)?;
-    let n = plan.layers.len();
+    let kept = writer.layers_kept();
+    let commit = writer.commit(&final_image).map_err(|e| full(e, kept))?;
     let report = CopyReport {
         manifest_digest,
         source_manifest_digest: plan.manifest.digest.clone(),
@@ -640,6 +681,16 @@ fn kept_message(kept: usize, total: usize) -> String {
         0 => "nothing of the image was kept in the destination".into(),
         k => format!(
             "{k} of {total} layer(s) committed before the stop are kept in the destination (the next copy reuses them); the image itself was not written"
+        ),
+    }
+}
+
+/// What a copy that filled the filesystem leaves in the destination, for [`Error::NoSpace`].
+fn no_space_kept(kept: usize, total: usize) -> String {
+    match kept {
+        0 => "what the copy had begun was removed".into(),
+        k => format!(
+            "{k} of {total} layer(s) written before are kept (the next copy reuses them); the rest was removed and the image itself was not written"
         ),
     }
 }

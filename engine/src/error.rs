@@ -2,6 +2,12 @@
 //!
 //! Every error names the thing it is about (an image, a blob digest, a tar entry, a path) and,
 //! where there is one, the fix. The CLI prints the chain and exits non-zero.
+//!
+//! 1. Each failure that a caller decides on has its own variant; the rest carry the
+//!    underlying error as `#[source]` with the operation and path as context ([`IoContext`]).
+//! 2. A write that fails because the filesystem is full is turned by the copy pipeline into
+//!    [`Error::NoSpace`] ([`Error::no_space`]), which names the store, the filesystem's mount
+//!    point, the fix, and what the destination keeps.
 
 use std::path::PathBuf;
 
@@ -150,6 +156,17 @@ pub enum Error {
         /// What state it is in.
         state: ExistingLayer,
     },
+    /// A layer this copy found in a store (or wrote into it) was removed by another process
+    /// (`podman rmi`, `podman image prune`) before the layer above it or the image record was
+    /// written on it. The copy pipeline then starts the image over, writing the layer anew;
+    /// this error is what remains when that keeps happening.
+    #[error("layer {id} ({what}) was removed from the store by another process (podman rmi or image prune) while this copy was writing on top of it; run the copy again")]
+    LayerRemoved {
+        /// The layer ID.
+        id: String,
+        /// The layer, as [`crate::copy::LayerLabel`] names it.
+        what: String,
+    },
     /// A request that conflicts with the state of a store.
     #[error("{what}: {reason}")]
     Conflict {
@@ -201,6 +218,20 @@ pub enum Error {
         /// empty.
         kept: String,
     },
+    /// The filesystem a store is on ran out of space (`ENOSPC`) or the user's disk quota
+    /// (`EDQUOT`) while an image was written into it. Made by the copy pipeline from the
+    /// writer's error ([`Error::no_space`]); what the failed copy had begun is removed.
+    #[error("{cause}; {}", no_space_hint(path, mount.as_deref(), kept))]
+    NoSpace {
+        /// The error the write failed with (its I/O error says `No space left on device`).
+        cause: Box<Error>,
+        /// The store (graph root, layout, repository, archive) being written.
+        path: PathBuf,
+        /// The mount point of the filesystem holding `path`, when it could be found.
+        mount: Option<PathBuf>,
+        /// What the destination keeps (`1 of 3 layer(s) written before are kept …`), or empty.
+        kept: String,
+    },
     /// An I/O error, with the path or operation it happened on.
     #[error("{context}: {source}")]
     Io {
@@ -229,6 +260,43 @@ impl Error {
         Error::Io {
             context: format!("{op} {}", path.into().display()),
             source,
+        }
+    }
+
+    /// Whether this error, or any error in its chain of sources, is an I/O error saying the
+    /// filesystem is full (`ENOSPC`) or the disk quota is used up (`EDQUOT`).
+    pub fn is_no_space(&self) -> bool {
+        if let Error::NoSpace { .. } = self {
+            return true;
+        }
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(c) = cause {
+            if let Some(io) = c.downcast_ref::<std::io::Error>() {
+                let full = matches!(
+                    io.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                ) || matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT));
+                if full {
+                    return true;
+                }
+            }
+            cause = c.source();
+        }
+        false
+    }
+
+    /// `self` as [`Error::NoSpace`] about the store at `path` when it is a full-filesystem
+    /// error ([`is_no_space`](Self::is_no_space)), with `kept` saying what the destination
+    /// keeps; any other error unchanged.
+    pub fn no_space(self, path: &std::path::Path, kept: impl FnOnce() -> String) -> Self {
+        if matches!(self, Error::NoSpace { .. }) || !self.is_no_space() {
+            return self;
+        }
+        Error::NoSpace {
+            cause: Box::new(self),
+            path: path.to_path_buf(),
+            mount: mount_point(path),
+            kept: kept(),
         }
     }
 
@@ -271,5 +339,95 @@ impl<T, E: Into<std::io::Error>> IoContext<T> for std::result::Result<T, E> {
 
     fn at(self, op: &str, path: impl AsRef<std::path::Path>) -> Result<T> {
         self.map_err(|e| Error::from_io(format!("{op} {}", path.as_ref().display()), e.into()))
+    }
+}
+
+/// The sentence [`Error::NoSpace`] ends with: which filesystem is full, what to do, and what
+/// the destination keeps.
+fn no_space_hint(path: &std::path::Path, mount: Option<&std::path::Path>, kept: &str) -> String {
+    let fs = match mount {
+        Some(m) if m != path => format!("mounted at {} (holding {})", m.display(), path.display()),
+        Some(m) => format!("mounted at {}", m.display()),
+        None => format!("holding {}", path.display()),
+    };
+    let kept = if kept.is_empty() {
+        String::new()
+    } else {
+        format!("; {kept}")
+    };
+    format!(
+        "the filesystem {fs} is full: free space on it, or use a store on a larger filesystem, and run the command again{kept}"
+    )
+}
+
+/// The mount point of the filesystem holding `path` (or its nearest existing ancestor): the
+/// topmost ancestor on the same device.
+fn mount_point(path: &std::path::Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let path = std::path::absolute(path).ok()?;
+    let mut existing = path.as_path();
+    let meta = loop {
+        match std::fs::metadata(existing) {
+            Ok(m) => break m,
+            Err(_) => existing = existing.parent()?,
+        }
+    };
+    let dev = meta.dev();
+    let mut mount = existing;
+    while let Some(parent) = mount.parent() {
+        match std::fs::metadata(parent) {
+            Ok(m) if m.dev() == dev => mount = parent,
+            _ => break,
+        }
+    }
+    Some(mount.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_filesystem_names_the_store_its_mount_point_and_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store/root");
+        let full = Error::io_path(
+            "writing",
+            store.join("blob"),
+            std::io::Error::from_raw_os_error(libc::ENOSPC),
+        );
+        // Wrapped as a verified stream wraps it, the cause is still found.
+        let wrapped = Error::from_io("copying layer 1", full.into_io());
+        assert!(wrapped.is_no_space());
+        let e = wrapped.no_space(&store, || "what the copy had begun was removed".into());
+        let Error::NoSpace {
+            mount: Some(mount), ..
+        } = &e
+        else {
+            panic!("not NoSpace: {e:?}");
+        };
+        assert!(dir.path().starts_with(mount), "{mount:?}");
+        let text = e.to_string();
+        assert!(text.contains("No space left on device"), "{text}");
+        assert!(
+            text.contains(&format!("holding {}", store.display())),
+            "{text}"
+        );
+        assert!(text.contains("free space on it"), "{text}");
+        assert!(
+            text.ends_with("what the copy had begun was removed"),
+            "{text}"
+        );
+        // Another error stays as it was.
+        let other = Error::io_path(
+            "writing",
+            &store,
+            std::io::Error::from_raw_os_error(libc::EACCES),
+        );
+        assert!(!other.is_no_space());
+        assert!(matches!(
+            other.no_space(&store, String::new),
+            Error::Io { .. }
+        ));
     }
 }

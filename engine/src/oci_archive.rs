@@ -205,6 +205,9 @@ fn collect_files(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> io::Result<
 }
 
 impl ImageSink for OciArchiveSink {
+    fn location(&self) -> Option<PathBuf> {
+        Some(self.archive.clone())
+    }
     fn name(&self) -> String {
         self.name.clone()
     }

@@ -727,6 +727,9 @@ impl OciSink {
 }
 
 impl ImageSink for OciSink {
+    fn location(&self) -> Option<std::path::PathBuf> {
+        Some(self.layout.path.clone())
+    }
     fn name(&self) -> String {
         match &self.tag {
             Some(t) => format!("oci:{}:{t}", self.layout.path.display()),

@@ -145,6 +145,9 @@ pub struct ObservedSink<'a> {
 }
 
 impl ImageSink for ObservedSink<'_> {
+    fn location(&self) -> Option<std::path::PathBuf> {
+        self.sink.location()
+    }
     fn name(&self) -> String {
         self.sink.name()
     }

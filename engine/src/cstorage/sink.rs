@@ -19,6 +19,11 @@
 //!    second stream is extracted into it. A layer that fails otherwise (or is reported by
 //!    `layer_failed`) is aborted, and the layers waiting on it fail naming it.
 //!
+//! 5. A layer found in the store (or written) that another process removes before anything
+//!    of this copy references it (`podman rmi` of the image it belonged to, between the check
+//!    and the `begin_layer` of the layer above or the image record) fails the write with
+//!    [`Error::LayerRemoved`]; the pipeline then starts the image over and writes it anew.
+//!
 //! While a layer is incomplete the store's `layers.lock` stays write-locked (as in
 //! containers/storage's own `PutLayer`), because any podman process would otherwise delete the
 //! half-written layer.
@@ -72,6 +77,9 @@ impl StorageSink {
 }
 
 impl ImageSink for StorageSink {
+    fn location(&self) -> Option<std::path::PathBuf> {
+        Some(self.store.graph_root().to_path_buf())
+    }
     fn name(&self) -> String {
         format!(
             "containers-storage:{}{}",
@@ -177,6 +185,31 @@ impl StorageWriter<'_> {
 
     fn store(&self) -> &Store {
         &self.sink.store
+    }
+
+    /// `e`, a failure to write on top of layer `below + 1`'s parent (`begin_layer` of layer
+    /// `below`, or the image record on the top layer when `below` is the layer count), as
+    /// [`Error::LayerRemoved`] when that layer, done (reused or written), is no longer in
+    /// the store: another process removed it (`podman rmi` of the image it came from) in
+    /// the window before anything of this copy referenced it.
+    fn removed_below(&self, below: usize, e: Error) -> Error {
+        let parent = below - 1;
+        let id = &self.layer_ids[parent];
+        if !matches!(e, Error::NotFound { .. })
+            || self.states.lock().unwrap()[parent] != LayerState::Done
+            || !matches!(self.store().layer(id), Err(Error::NotFound { .. }))
+        {
+            return e;
+        }
+        Error::LayerRemoved {
+            id: id.clone(),
+            what: LayerLabel {
+                index: parent,
+                digest: self.plan.layers[parent].descriptor.digest().clone(),
+                image: self.plan.source_name.clone(),
+            }
+            .to_string(),
+        }
     }
 
     fn write_layer(&self, input: LayerInput<'_>, handle: &LayerHandle<'_>) -> Result<LayerDigests> {
@@ -320,6 +353,7 @@ impl<'s> ImageWriter for StorageWriter<'s> {
                             // failure is the cause.
                             if i > 0 {
                                 self.wait_for(i - 1, LayerState::Done)?;
+                                return Err(self.removed_below(i, e));
                             }
                             return Err(e);
                         }
@@ -397,14 +431,19 @@ impl<'s> ImageWriter for StorageWriter<'s> {
             Some(index) => index.digest.clone(),
             None => manifest_digest.clone(),
         };
-        store.create_image(&NewImage {
-            id: id.clone(),
-            top_layer: self.layer_ids.last().cloned(),
-            digest: Some(image_digest),
-            created,
-            metadata: None,
-            names: vec![],
-        })?;
+        store
+            .create_image(&NewImage {
+                id: id.clone(),
+                top_layer: self.layer_ids.last().cloned(),
+                digest: Some(image_digest),
+                created,
+                metadata: None,
+                names: vec![],
+            })
+            .map_err(|e| match self.layer_ids.len() {
+                0 => e,
+                n => self.removed_below(n, e),
+            })?;
         store.set_big_data(
             &id,
             image.config_descriptor.digest().as_ref(),

@@ -123,6 +123,9 @@ impl OstreeSink {
 }
 
 impl ImageSink for OstreeSink {
+    fn location(&self) -> Option<PathBuf> {
+        Some(self.repo.path().to_path_buf())
+    }
     fn name(&self) -> String {
         ImageRef::Ostree {
             repo: Some(PathBuf::from(self.repo.path())),
@@ -234,6 +237,77 @@ pub fn recorded_mapping(data: &super::object::Commit) -> ImportOptions {
 }
 
 impl OstreeWriter<'_> {
+    /// Import one layer (see [`ImageWriter::put_layer`]): a transaction per layer, committed
+    /// with its layer ref.
+    fn import_layer(&self, input: LayerInput<'_>) -> Result<StoredLayer> {
+        let index = input.index;
+        let role = self.roles[index];
+        let tar_layer = input.label.for_tar_errors();
+        let repo = &self.sink.repo;
+        let mut kind_meta = Vec::new();
+        if let Some(kind) = role.kind_name() {
+            kind_meta.push((META_LAYER_KIND.to_string(), Value::str(kind)));
+        }
+        match role {
+            LayerRole::Commit | LayerRole::ObjectSet => {
+                let mut txn = repo.begin()?;
+                let decoded = input.decode(|tar| {
+                    encapsulated::import_object_layer(&mut txn, tar, &tar_layer, role)
+                })?;
+                let imported = decoded.value;
+                if let Some(commit) = imported.commit {
+                    self.finish_layer(
+                        txn,
+                        index,
+                        LayerCommit::Existing(commit),
+                        &imported.export_data,
+                        kind_meta,
+                    )?;
+                } else {
+                    let default_meta = txn.default_dirmeta()?;
+                    let tree = encapsulated::object_set_tree(&imported.objects, default_meta)?;
+                    self.finish_layer(
+                        txn,
+                        index,
+                        LayerCommit::Write(&tree, CommitSpec::default()),
+                        &imported.export_data,
+                        kind_meta,
+                    )?;
+                }
+                self.ostree_layer_done()?;
+            }
+            LayerRole::Derived => {
+                let options = self.derived_options(index)?;
+                kind_meta.extend(mapping_meta(&options));
+                let mut txn = repo.begin()?;
+                let mut decoded =
+                    input.decode(|tar| import::import_layer(&mut txn, tar, &tar_layer, &options))?;
+                // Labelled with the base's policy, as ostree-rs-ext commits derived layers
+                // (`ostree commit --selinux-policy`).
+                if let Some(policy) = self.base_policy() {
+                    selinux::relabel_tree(repo, &mut txn, &mut decoded.value.tree, &policy)?;
+                }
+                let spec = CommitSpec {
+                    metadata: vec![(
+                        "ostree.importer.version".to_string(),
+                        Value::str(IMPORTER_VERSION),
+                    )],
+                    ..CommitSpec::default()
+                };
+                self.finish_layer(
+                    txn,
+                    index,
+                    LayerCommit::Write(&decoded.value.tree, spec),
+                    &decoded.value.export_data,
+                    kind_meta,
+                )?;
+            }
+        }
+        Ok(StoredLayer {
+            descriptor: self.plan.layers[index].descriptor.clone(),
+        })
+    }
+
     fn set_base(&self, state: BaseState) {
         *self.base.lock().unwrap() = state;
         self.base_changed.notify_all();
@@ -406,71 +480,15 @@ impl ImageWriter for OstreeWriter<'_> {
     }
 
     fn put_layer(&self, input: LayerInput<'_>) -> Result<StoredLayer> {
-        let index = input.index;
-        let role = self.roles[index];
-        let tar_layer = input.label.for_tar_errors();
-        let repo = &self.sink.repo;
-        let mut kind_meta = Vec::new();
-        if let Some(kind) = role.kind_name() {
-            kind_meta.push((META_LAYER_KIND.to_string(), Value::str(kind)));
-        }
-        match role {
-            LayerRole::Commit | LayerRole::ObjectSet => {
-                let mut txn = repo.begin()?;
-                let decoded = input.decode(|tar| {
-                    encapsulated::import_object_layer(&mut txn, tar, &tar_layer, role)
-                })?;
-                let imported = decoded.value;
-                if let Some(commit) = imported.commit {
-                    self.finish_layer(
-                        txn,
-                        index,
-                        LayerCommit::Existing(commit),
-                        &imported.export_data,
-                        kind_meta,
-                    )?;
-                } else {
-                    let default_meta = txn.default_dirmeta()?;
-                    let tree = encapsulated::object_set_tree(&imported.objects, default_meta)?;
-                    self.finish_layer(
-                        txn,
-                        index,
-                        LayerCommit::Write(&tree, CommitSpec::default()),
-                        &imported.export_data,
-                        kind_meta,
-                    )?;
-                }
-                self.ostree_layer_done()?;
-            }
-            LayerRole::Derived => {
-                let options = self.derived_options(index)?;
-                kind_meta.extend(mapping_meta(&options));
-                let mut txn = repo.begin()?;
-                let mut decoded =
-                    input.decode(|tar| import::import_layer(&mut txn, tar, &tar_layer, &options))?;
-                // Labelled with the base's policy, as ostree-rs-ext commits derived layers
-                // (`ostree commit --selinux-policy`).
-                if let Some(policy) = self.base_policy() {
-                    selinux::relabel_tree(repo, &mut txn, &mut decoded.value.tree, &policy)?;
-                }
-                let spec = CommitSpec {
-                    metadata: vec![(
-                        "ostree.importer.version".to_string(),
-                        Value::str(IMPORTER_VERSION),
-                    )],
-                    ..CommitSpec::default()
-                };
-                self.finish_layer(
-                    txn,
-                    index,
-                    LayerCommit::Write(&decoded.value.tree, spec),
-                    &decoded.value.export_data,
-                    kind_meta,
-                )?;
-            }
-        }
-        Ok(StoredLayer {
-            descriptor: self.plan.layers[index].descriptor.clone(),
+        let label = input.label.clone();
+        self.import_layer(input).map_err(|e| match e {
+            // Writing the repository failed (a full filesystem, a permission): say which
+            // layer, unless the tar walker already did.
+            Error::Io { context, source } if !context.starts_with("layer ") => Error::Io {
+                context: format!("importing {label}: {context}"),
+                source,
+            },
+            other => other,
         })
     }
 
