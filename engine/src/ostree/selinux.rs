@@ -23,13 +23,14 @@
 //!    objects whose label changes are written anew (their checksum covers the xattrs), those
 //!    already right keep theirs.
 //!
-//! Hand-written: the `selinux` crate binds libselinux (C, not static-friendly); the regex
-//! dialect of file_contexts is what the `regex` crate (already linked through oci-spec) reads.
+//! Hand-written: the `selinux` crate binds libselinux (C, not static-friendly). The patterns
+//! are compiled by `regex-lite` (the regex crate's small sibling: file_contexts patterns are
+//! ASCII, and Unicode tables would cost the static binary about a megabyte).
 //! Checked against `ostree commit --selinux-policy` in `tests/ostree_selinux.rs`.
 
 use std::io::Read;
 
-use regex::Regex;
+use regex_lite::Regex;
 
 use super::mtree::MutableTree;
 use super::object::{mode, Checksum, DirMeta, FileMeta, ObjectType, Xattrs};
