@@ -1,4 +1,5 @@
-//! Image references and transport names (`Reference::parse`, `ImageRef::parse`).
+//! Image references, transport names and digests (`Reference::parse`, `ImageRef::parse`,
+//! `digest::parse_digest`).
 //!
 //! Property: whatever parses prints (Display) to a text that parses back to the same value,
 //! and printing that again gives the same text.
@@ -40,6 +41,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = Reference::is_short_name(s);
+    if let Ok(d) = stowage_engine::digest::parse_digest(s) {
+        let text = d.to_string();
+        assert_eq!(stowage_engine::digest::parse_digest(&text).ok(), Some(d), "digest {s:?}");
+    }
     let parsed = [
         ImageRef::parse(s),
         ImageRef::parse_with_default(s, &DefaultTransport::Docker),
