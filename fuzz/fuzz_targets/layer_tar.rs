@@ -7,8 +7,11 @@
 //!    components or NUL; whiteout, opaque and hard-link targets likewise;
 //! 2. extraction writes nothing outside the destination (its parent holds only it);
 //! 3. a tar that extracts also walks (extraction checks at least what walking checks), and
-//!    both count the same entries.
+//!    both count the same entries;
+//! 4. when the tar-split was recorded during extraction, replaying it with the bodies read
+//!    back from the extracted tree gives the input bytes (a containers-storage export).
 #![no_main]
+use std::io::Read as _;
 use std::path::{Component, Path};
 
 use cap_std::ambient_authority;
@@ -17,7 +20,7 @@ use libfuzzer_sys::fuzz_target;
 use stowage_engine::layer_tar::{
     extract_layer, normalize_path, read_entries, EntryKind, ExtractOptions, WhiteoutMode,
 };
-use stowage_engine::tar_split::TarSplitWriter;
+use stowage_engine::tar_split::{Assembler, TarSplitWriter};
 
 fn assert_clean(p: &Path, what: &str) {
     for c in p.components() {
@@ -70,7 +73,18 @@ fuzz_target!(|data: &[u8]| {
         let mut split = TarSplitWriter::new(Vec::new());
         let r = extract_layer(tar, &dest, &opts, "fuzz", Some(&mut split));
         if r.is_ok() {
-            split.finish().expect("a tar-split of an extracted tar finishes");
+            let split = split.finish().expect("a tar-split of an extracted tar finishes");
+            let mut out = Vec::new();
+            Assembler::new(split.as_slice(), |name: &[u8], _size| {
+                let path = normalize_path(name)?;
+                let f = dest.open(&path).map_err(|e| {
+                    stowage_engine::Error::from_io(format!("opening {path:?}"), e)
+                })?;
+                Ok(Box::new(f.into_std()) as Box<dyn std::io::Read + Send>)
+            })
+            .read_to_end(&mut out)
+            .unwrap_or_else(|e| panic!("rebuilding the extracted layer failed: {e}"));
+            assert!(out == tar, "the rebuilt layer differs from the input");
         }
         r
     } else {
