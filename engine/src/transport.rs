@@ -618,9 +618,7 @@ fn parse_ostree(s: &str, rest: &str) -> Result<ImageRef> {
         if repo.contains(']') {
             return Err(invalid(
                 s,
-                format!(
-                    "the ostree repository path {repo:?} contains ']'; rename the directory"
-                ),
+                format!("the ostree repository path {repo:?} contains ']'; rename the directory"),
             ));
         }
     }

@@ -39,7 +39,10 @@ fuzz_target!(|data: &[u8]| {
     let pairs_ok = has("client.cert") == has("client.key") && !has("z.key");
     match read_cert_dir(&dir) {
         Ok(tls) => {
-            assert!(pairs_ok, "an unpaired client certificate or key was accepted");
+            assert!(
+                pairs_ok,
+                "an unpaired client certificate or key was accepted"
+            );
             let cas: Vec<&Vec<u8>> = tls.ca_pems.iter().map(|(_, p)| p).collect();
             let want: Vec<&Vec<u8>> = written
                 .iter()

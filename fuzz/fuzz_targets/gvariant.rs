@@ -13,9 +13,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use stowage_engine::ostree::gvariant::{self, Type};
-use stowage_engine::ostree::object::{
-    COMMIT_TYPE, DIRMETA_TYPE, DIRTREE_TYPE, FILE_HEADER_TYPE,
-};
+use stowage_engine::ostree::object::{COMMIT_TYPE, DIRMETA_TYPE, DIRTREE_TYPE, FILE_HEADER_TYPE};
 use stowage_engine::ostree::{Commit, DirMeta, DirTree, FileMeta};
 
 const TYPES: [&str; 8] = [
@@ -31,15 +29,30 @@ const TYPES: [&str; 8] = [
 
 fn roundtrip(ty: &Type, data: &[u8]) {
     let text = ty.to_string();
-    assert_eq!(Type::parse(&text).as_ref(), Ok(ty), "type {text:?} re-parses differently");
+    assert_eq!(
+        Type::parse(&text).as_ref(),
+        Ok(ty),
+        "type {text:?} re-parses differently"
+    );
     let Ok(v) = gvariant::parse(ty, data) else {
         return;
     };
-    assert_eq!(v.type_(), *ty, "a decoded value has the type it was read as");
+    assert_eq!(
+        v.type_(),
+        *ty,
+        "a decoded value has the type it was read as"
+    );
     let bytes = v.to_bytes();
-    assert!(gvariant::is_normal_form(ty, &bytes), "encoding is not in normal form");
+    assert!(
+        gvariant::is_normal_form(ty, &bytes),
+        "encoding is not in normal form"
+    );
     let again = gvariant::parse(ty, &bytes).expect("an encoded value decodes");
-    assert_eq!(again.to_bytes(), bytes, "decode → encode → decode is not stable");
+    assert_eq!(
+        again.to_bytes(),
+        bytes,
+        "decode → encode → decode is not stable"
+    );
     if gvariant::is_normal_form(ty, data) {
         assert_eq!(bytes, data, "normal-form input encodes to itself");
     }

@@ -29,7 +29,10 @@ fn assert_clean(p: &Path, what: &str) {
             "{what} {p:?} has a component {c:?}"
         );
     }
-    assert!(!p.as_os_str().as_encoded_bytes().contains(&0), "{what} {p:?} has a NUL");
+    assert!(
+        !p.as_os_str().as_encoded_bytes().contains(&0),
+        "{what} {p:?} has a NUL"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -73,13 +76,15 @@ fuzz_target!(|data: &[u8]| {
         let mut split = TarSplitWriter::new(Vec::new());
         let r = extract_layer(tar, &dest, &opts, "fuzz", Some(&mut split));
         if r.is_ok() {
-            let split = split.finish().expect("a tar-split of an extracted tar finishes");
+            let split = split
+                .finish()
+                .expect("a tar-split of an extracted tar finishes");
             let mut out = Vec::new();
             Assembler::new(split.as_slice(), |name: &[u8], _size| {
                 let path = normalize_path(name)?;
-                let f = dest.open(&path).map_err(|e| {
-                    stowage_engine::Error::from_io(format!("opening {path:?}"), e)
-                })?;
+                let f = dest
+                    .open(&path)
+                    .map_err(|e| stowage_engine::Error::from_io(format!("opening {path:?}"), e))?;
                 Ok(Box::new(f.into_std()) as Box<dyn std::io::Read + Send>)
             })
             .read_to_end(&mut out)
@@ -88,7 +93,13 @@ fuzz_target!(|data: &[u8]| {
         }
         r
     } else {
-        extract_layer(tar, &dest, &opts, "fuzz", None::<&mut TarSplitWriter<Vec<u8>>>)
+        extract_layer(
+            tar,
+            &dest,
+            &opts,
+            "fuzz",
+            None::<&mut TarSplitWriter<Vec<u8>>>,
+        )
     };
     let names: Vec<_> = std::fs::read_dir(outer.path())
         .expect("read the parent")
@@ -96,7 +107,14 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     assert_eq!(names, ["root"], "extraction wrote beside its destination");
     if let Ok(stats) = extracted {
-        assert!(walk.is_ok(), "extracted but the walk failed: {:?}", walk.err());
-        assert_eq!(stats.entries, walked, "extraction and walk count different entries");
+        assert!(
+            walk.is_ok(),
+            "extracted but the walk failed: {:?}",
+            walk.err()
+        );
+        assert_eq!(
+            stats.entries, walked,
+            "extraction and walk count different entries"
+        );
     }
 });

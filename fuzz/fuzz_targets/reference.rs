@@ -14,36 +14,44 @@ fn familiar_is_ambiguous(r: &Reference, familiar: &str) -> bool {
         return false;
     };
     r.domain() == "docker.io"
-        && (first.contains(['.', ':']) || first == "localhost" || first.chars().any(|c| c.is_ascii_uppercase()))
+        && (first.contains(['.', ':'])
+            || first == "localhost"
+            || first.chars().any(|c| c.is_ascii_uppercase()))
 }
 
 fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else {
         return;
     };
-    for parsed in [Reference::parse(s), Reference::parse_with_default_tag(s)] {
-        if let Ok(r) = parsed {
-            let text = r.to_string();
-            let again = Reference::parse(&text)
-                .unwrap_or_else(|e| panic!("{s:?} printed as {text:?}, which does not parse: {e}"));
-            assert_eq!(again, r, "{s:?} -> {text:?} re-parses differently");
-            assert_eq!(again.to_string(), text);
-            // The familiar form (`busybox:latest`) names the same image, except where it is
-            // ambiguous as in Go's FamiliarString: `docker.io/docker.io/x` prints as
-            // `docker.io/x`, whose first component reads as a registry again.
-            let familiar = r.familiar();
-            if familiar_is_ambiguous(&r, &familiar) {
-                continue;
-            }
-            let back = Reference::parse(&familiar)
-                .unwrap_or_else(|e| panic!("familiar form {familiar:?} of {s:?} does not parse: {e}"));
-            assert_eq!(back, r, "familiar form {familiar:?} of {s:?} re-parses differently");
+    let parsed = [Reference::parse(s), Reference::parse_with_default_tag(s)];
+    for r in parsed.into_iter().flatten() {
+        let text = r.to_string();
+        let again = Reference::parse(&text)
+            .unwrap_or_else(|e| panic!("{s:?} printed as {text:?}, which does not parse: {e}"));
+        assert_eq!(again, r, "{s:?} -> {text:?} re-parses differently");
+        assert_eq!(again.to_string(), text);
+        // The familiar form (`busybox:latest`) names the same image, except where it is
+        // ambiguous as in Go's FamiliarString: `docker.io/docker.io/x` prints as
+        // `docker.io/x`, whose first component reads as a registry again.
+        let familiar = r.familiar();
+        if familiar_is_ambiguous(&r, &familiar) {
+            continue;
         }
+        let back = Reference::parse(&familiar)
+            .unwrap_or_else(|e| panic!("familiar form {familiar:?} of {s:?} does not parse: {e}"));
+        assert_eq!(
+            back, r,
+            "familiar form {familiar:?} of {s:?} re-parses differently"
+        );
     }
     let _ = Reference::is_short_name(s);
     if let Ok(d) = stowage_engine::digest::parse_digest(s) {
         let text = d.to_string();
-        assert_eq!(stowage_engine::digest::parse_digest(&text).ok(), Some(d), "digest {s:?}");
+        assert_eq!(
+            stowage_engine::digest::parse_digest(&text).ok(),
+            Some(d),
+            "digest {s:?}"
+        );
     }
     let parsed = [
         ImageRef::parse(s),

@@ -23,7 +23,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(r) = Reference::parse_with_default_tag(name) {
         match conf.pull_endpoints(&r) {
             Ok(all) => {
-                let push = conf.push_endpoint(&r).expect("pull endpoints exist, so push does");
+                let push = conf
+                    .push_endpoint(&r)
+                    .expect("pull endpoints exist, so push does");
                 assert!(!push.mirror);
                 assert_eq!(all.last(), Some(&push), "the location comes last");
                 assert!(all[..all.len() - 1].iter().all(|e| e.mirror));
@@ -37,7 +39,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(candidates) = conf.resolve_short_name(name) {
         for c in candidates {
             assert!(c.tag().is_some() || c.digest().is_some(), "{c} has no tag");
-            assert!(!Reference::is_short_name(&c.to_string()), "{c} is still short");
+            assert!(
+                !Reference::is_short_name(&c.to_string()),
+                "{c} is still short"
+            );
         }
     }
 });

@@ -14,7 +14,11 @@ fuzz_target!(|tar: &[u8]| {
     let Ok(total) = disassemble(tar, &mut w) else {
         return;
     };
-    assert_eq!(total, tar.len() as u64, "disassemble reads the whole stream");
+    assert_eq!(
+        total,
+        tar.len() as u64,
+        "disassemble reads the whole stream"
+    );
     let Ok(split) = w.finish() else {
         return;
     };
@@ -24,12 +28,19 @@ fuzz_target!(|tar: &[u8]| {
     for rec in TarSplitReader::new(split.as_slice()) {
         match rec.expect("a written tar-split reads back") {
             Record::Segment(s) => {
-                assert_eq!(&tar[offset..offset + s.len()], s.as_slice(), "segment bytes");
+                assert_eq!(
+                    &tar[offset..offset + s.len()],
+                    s.as_slice(),
+                    "segment bytes"
+                );
                 offset += s.len();
             }
             Record::File { name, size, .. } => {
                 let size = usize::try_from(size).expect("size fits");
-                assert!(offset + size <= tar.len(), "body of {name:?} beyond the input");
+                assert!(
+                    offset + size <= tar.len(),
+                    "body of {name:?} beyond the input"
+                );
                 bodies.push((name, tar[offset..offset + size].to_vec()));
                 offset += size;
             }

@@ -77,11 +77,17 @@ fuzz_target!(|json: &[u8]| {
     });
     let mut out = Vec::new();
     let res = (&mut asm).take(1 << 20).read_to_end(&mut out);
-    assert!(out.len() as u64 <= bound, "assembler emitted more than the records describe");
+    assert!(
+        out.len() as u64 <= bound,
+        "assembler emitted more than the records describe"
+    );
     if res.is_ok() && (out.len() as u64) < (1 << 20) {
         // Every file body it accepted matched its checksum: zeros of the declared size.
         for r in &records {
-            if let Record::File { size, crc: Some(c), .. } = r {
+            if let Record::File {
+                size, crc: Some(c), ..
+            } = r
+            {
                 if *size > 0 && *size <= 1 << 16 {
                     assert_eq!(crc64_iso(&vec![0u8; *size as usize]).to_be_bytes(), *c);
                 }

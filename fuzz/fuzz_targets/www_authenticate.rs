@@ -24,7 +24,12 @@ fn quote(s: &str) -> String {
 fn print(c: &Challenge) -> String {
     match c {
         Challenge::Basic { realm } => format!("Basic realm={}", quote(realm)),
-        Challenge::Bearer { realm, service, scope, error } => {
+        Challenge::Bearer {
+            realm,
+            service,
+            scope,
+            error,
+        } => {
             let mut s = format!("Bearer realm={}", quote(realm));
             for (k, v) in [("service", service), ("scope", scope), ("error", error)] {
                 if let Some(v) = v {
@@ -40,7 +45,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(header) = std::str::from_utf8(data) {
         if let Some(c) = Challenge::parse(header) {
             let text = print(&c);
-            assert_eq!(Challenge::parse(&text).as_ref(), Some(&c), "{header:?} -> {text:?}");
+            assert_eq!(
+                Challenge::parse(&text).as_ref(),
+                Some(&c),
+                "{header:?} -> {text:?}"
+            );
         }
         if let Some(cred) = Credentials::parse(header) {
             if let Some(basic) = cred.basic_header() {

@@ -808,7 +808,10 @@ fn entry_replacing_own_directory_refused() {
     let d = Dest::new();
     let (entry, reason) = bad_reason(extract(&tar, &d, &opts(WhiteoutMode::Files)).unwrap_err());
     assert_eq!(entry, "a");
-    assert!(reason.contains("replaces the directory holding \"a/b\""), "{reason}");
+    assert!(
+        reason.contains("replaces the directory holding \"a/b\""),
+        "{reason}"
+    );
 
     // Recording a tar-split refuses it too, even where duplicates are allowed.
     let mut o = opts(WhiteoutMode::overlay_for_current_user());
@@ -842,7 +845,10 @@ fn overlay_whiteout_of_own_entry_refused() {
         let o = opts(WhiteoutMode::overlay_for_current_user());
         let (entry, reason) = bad_reason(extract(&tar, &d, &o).unwrap_err());
         assert_eq!(entry, ".wh.x");
-        assert!(reason.contains("a whiteout for \"x\", which the same layer lists"), "{reason}");
+        assert!(
+            reason.contains("a whiteout for \"x\", which the same layer lists"),
+            "{reason}"
+        );
         assert_eq!(fs::read(d.path(first)).unwrap(), b"data");
     }
 }
