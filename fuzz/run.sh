@@ -56,7 +56,7 @@ run_target() {
     local log="artifacts/$t/last-run.log"
     echo "fuzz: $t for ${secs}s (corpus $corpus, seeds seeds/$t)" >&2
     local status=0
-    "$BIN/$t" "$corpus" "seeds/$t" \
+    TMPDIR="$scratch/tmp" "$BIN/$t" "$corpus" "seeds/$t" \
         -max_total_time="$secs" -max_len="$(max_len "$t")" -timeout=20 -rss_limit_mb=2048 \
         -artifact_prefix="artifacts/$t/" -print_final_stats=1 >"$log" 2>&1 || status=$?
     if [ "$status" -ne 0 ]; then
@@ -81,8 +81,11 @@ case "$cmd" in
         [ ${#targets[@]} -gt 0 ] || targets=("${TARGETS[@]}")
         build
         failed=()
-        scratch=""
-        if [ "$cmd" = ci ]; then scratch=$(mktemp -d); trap 'rm -rf "$scratch"' EXIT; fi
+        # Scratch space: CI's throw-away corpora, and TMPDIR for the targets' temporary files
+        # (extraction trees, certs.d and auth files), removed at the end.
+        scratch=$(mktemp -d)
+        trap 'rm -rf "$scratch"' EXIT
+        mkdir -p "$scratch/tmp"
         for t in "${targets[@]}"; do
             if [ "$cmd" = ci ]; then corpus="$scratch/$t"; else corpus="corpus/$t"; fi
             run_target "$t" "$secs" "$corpus" || failed+=("$t")
