@@ -614,6 +614,13 @@ fn parse_ostree(s: &str, rest: &str) -> Result<ImageRef> {
                 format!("the ostree repository path {repo:?} contains a colon"),
             ));
         }
+        // `ostree:[REPO]` (how the name prints) cannot hold a ']' in REPO.
+        if repo.contains(']') {
+            return Err(invalid(
+                s,
+                format!("the ostree repository path {repo:?} contains ']'; rename the directory"),
+            ));
+        }
     }
     if image.is_empty() && repo.is_none() {
         return Err(invalid(
@@ -1065,6 +1072,9 @@ mod tests {
             ("ostree:[/r", "no closing ']'"),
             ("ostree:[/r]x@/s", "given twice"),
             ("ostree:x@/a:b", "contains a colon"),
+            // Found by fuzz/ (reference): the repository printed as `[/oso]qua]`.
+            ("ostree:@/oso]qua", "contains ']'"),
+            ("ostree:x@/a]b", "contains ']'"),
             ("ostree:X", "must be lowercase"),
         ];
         for (input, want) in cases {

@@ -100,6 +100,7 @@ pub fn extract_layer<R: Read, W: Write>(
         dest,
         opts,
         layer,
+        keep_own: opts.reject_duplicates || tar_split.is_some(),
         root: is_root(),
         stats: ExtractStats::default(),
         seen: BTreeSet::new(),
@@ -128,6 +129,10 @@ pub(super) struct Extractor<'a> {
     pub(super) dest: &'a Dir,
     pub(super) opts: &'a ExtractOptions,
     pub(super) layer: &'a str,
+    /// Refuse entries that delete earlier entries of the same layer (containers-storage
+    /// semantics, and whenever a tar-split is recorded: the layer could not be rebuilt from
+    /// the extracted tree).
+    pub(super) keep_own: bool,
     pub(super) root: bool,
     pub(super) stats: ExtractStats,
     /// Every path this layer lists so far (duplicates, and what Apply-mode whiteouts keep).
@@ -423,10 +428,36 @@ impl Extractor<'_> {
                  image without listing a path twice)",
             ));
         }
+        if self.keep_own && !matches!(node, Node::Directory) {
+            if let Some(below) = self.listed_below(&meta.path) {
+                return Err(self.bad(
+                    meta,
+                    format!(
+                        "it replaces the directory holding {:?}, listed earlier in the same \
+                         layer, so that entry would be lost and the layer could not be \
+                         rebuilt from storage (rebuild the image without it)",
+                        below.display()
+                    ),
+                ));
+            }
+        }
         match (&meta.kind, &self.opts.whiteouts) {
             (EntryKind::Whiteout { target }, WhiteoutMode::Overlay { .. }) => {
                 if meta.size > 0 {
                     return Err(self.bad(meta, "whiteout entry with content"));
+                }
+                if self.keep_own
+                    && (self.seen.contains(target) || self.listed_below(target).is_some())
+                {
+                    return Err(self.bad(
+                        meta,
+                        format!(
+                            "a whiteout for {:?}, which the same layer lists (a whiteout only \
+                             hides lower layers); the layer could not be rebuilt from storage \
+                             (rebuild the image without it)",
+                            target.display()
+                        ),
+                    ));
                 }
                 self.overlay_whiteout(meta, target)
             }
@@ -444,6 +475,14 @@ impl Extractor<'_> {
             // Files mode, and every non-whiteout entry: extract the node as it is.
             _ => self.node(meta, node, body),
         }
+    }
+
+    /// The first path this layer lists strictly below `path`, if any.
+    fn listed_below(&self, path: &Path) -> Option<&PathBuf> {
+        self.seen
+            .range::<Path, _>((Bound::Excluded(path), Bound::Unbounded))
+            .next()
+            .filter(|p| p.starts_with(path) && p.as_path() != path)
     }
 
     /// A real (non-`O_PATH`) fd for directory `dir`, which must exist and not be a symlink.

@@ -793,3 +793,62 @@ fn extraction_with_tar_split_reassembles_bit_identical() {
     io::copy(&mut asm, &mut rebuilt).unwrap();
     assert!(rebuilt == tar, "reassembled tar differs");
 }
+
+/// Found with the rebuild property of fuzz/'s layer_tar target: `a/b` and then a file `a`
+/// extracted with `a/b` lost, and recorded a tar-split that could not be replayed from the
+/// extracted tree (a containers-storage layer that could not be exported).
+#[test]
+fn entry_replacing_own_directory_refused() {
+    let tar = {
+        let mut t = TarBuf::new();
+        t.file("a/b", b"abc");
+        t.file("a", b"zz");
+        t.finish(None)
+    };
+    let d = Dest::new();
+    let (entry, reason) = bad_reason(extract(&tar, &d, &opts(WhiteoutMode::Files)).unwrap_err());
+    assert_eq!(entry, "a");
+    assert!(
+        reason.contains("replaces the directory holding \"a/b\""),
+        "{reason}"
+    );
+
+    // Recording a tar-split refuses it too, even where duplicates are allowed.
+    let mut o = opts(WhiteoutMode::overlay_for_current_user());
+    o.reject_duplicates = false;
+    let d = Dest::new();
+    let mut split = TarSplitWriter::new(Vec::new());
+    let err = extract_layer(tar.as_slice(), &d.dir, &o, "test-layer", Some(&mut split));
+    let (entry, _) = bad_reason(err.unwrap_err());
+    assert_eq!(entry, "a");
+
+    // Without either, the last entry wins as before.
+    let mut o = opts(WhiteoutMode::Files);
+    o.reject_duplicates = false;
+    let d = Dest::new();
+    extract(&tar, &d, &o).unwrap();
+    assert_eq!(fs::read(d.path("a")).unwrap(), b"zz");
+}
+
+/// The same class as above, for overlay whiteouts: a whiteout for a path the same layer lists
+/// replaced that entry with the whiteout device.
+#[test]
+fn overlay_whiteout_of_own_entry_refused() {
+    for first in ["x", "x/y"] {
+        let tar = {
+            let mut t = TarBuf::new();
+            t.file(first, b"data");
+            t.file(".wh.x", b"");
+            t.finish(None)
+        };
+        let d = Dest::new();
+        let o = opts(WhiteoutMode::overlay_for_current_user());
+        let (entry, reason) = bad_reason(extract(&tar, &d, &o).unwrap_err());
+        assert_eq!(entry, ".wh.x");
+        assert!(
+            reason.contains("a whiteout for \"x\", which the same layer lists"),
+            "{reason}"
+        );
+        assert_eq!(fs::read(d.path(first)).unwrap(), b"data");
+    }
+}
