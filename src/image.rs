@@ -25,7 +25,7 @@ pub fn run(global: &GlobalOpts, args: ImageArgs) -> Result<ExitCode> {
                 source.as_deref(),
                 &target,
                 &sys.endpoints(),
-                &copy_options(None, None),
+                &interruptible(copy_options(None, None))?,
                 None,
             )
             .context("copy-to-storage")?;
@@ -125,7 +125,7 @@ fn report_transfer(global: &GlobalOpts, t: &Transfer) {
 }
 
 fn pull_from_default_storage(global: &GlobalOpts, sys: &System, image: &str) -> Result<ExitCode> {
-    let done = transfer::pull_from_default_storage(sys, image, &copy_options(None, None), None)
+    let done = transfer::pull_from_default_storage(sys, image, &interruptible(copy_options(None, None))?, None)
         .with_context(|| {
             format!(
                 "copying {image} from {} into bootc's storage at {}",
@@ -380,7 +380,7 @@ fn cmd(global: &GlobalOpts, sys: &System, command: CmdCommand) -> Result<ExitCod
                 sys,
                 &images,
                 &opts,
-                &copy_options(Some(&p), None),
+                &interruptible(copy_options(Some(&p), None))?,
                 progress.as_ref(),
             )?;
             let mut failed = false;
@@ -401,6 +401,14 @@ fn cmd(global: &GlobalOpts, sys: &System, command: CmdCommand) -> Result<ExitCod
                         )
                     }
                     Err(e) => {
+                        // An interrupted pull ends the command with the one interrupted
+                        // line (main), not an error per image.
+                        if let Some(pos) = e.attempts.iter().position(|(_, err)| {
+                            matches!(err, stowage_engine::error::Error::Cancelled { .. })
+                        }) {
+                            let (_, err) = e.attempts.into_iter().nth(pos).expect("found");
+                            return Err(anyhow::Error::new(err));
+                        }
                         eprintln!("Error: {}", crate::render_error(&anyhow::Error::new(e)));
                         failed = true;
                     }
@@ -429,7 +437,7 @@ fn cmd(global: &GlobalOpts, sys: &System, command: CmdCommand) -> Result<ExitCod
                 &image,
                 destination.as_deref(),
                 &opts,
-                &copy_options(None, None),
+                &interruptible(copy_options(None, None))?,
                 progress.as_ref(),
             )
             .with_context(|| format!("pushing {image} from bootc's storage"))?;
@@ -450,7 +458,7 @@ fn build(global: &GlobalOpts, sys: &System, b: BuildArgs) -> Result<ExitCode> {
         &options,
         policy,
         &opts,
-        &copy_options(None, None),
+        &interruptible(copy_options(None, None))?,
         progress.as_ref(),
         &mut |step| {
             if !quiet {
@@ -484,3 +492,12 @@ fn podman_error(e: &anyhow::Error) -> Result<ExitCode> {
 
 /// The exit code podman gives an error of its own (as opposed to 1 for "does not exist").
 const PODMAN_ERROR: u8 = 125;
+
+/// Copy options whose copy SIGINT/SIGTERM stop cleanly (exit 130/143, what was not committed
+/// removed), as for `stowage copy`.
+fn interruptible(
+    mut copy: stowage_engine::copy::CopyOptions,
+) -> Result<stowage_engine::copy::CopyOptions> {
+    copy.cancel = crate::interrupt::install()?;
+    Ok(copy)
+}

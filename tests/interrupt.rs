@@ -11,6 +11,7 @@
 //!    corrupted on every download fails naming the blob, the registry and both digests,
 //!    with the destination unchanged.
 //! 4. A copy whose source tag does not exist leaves no new destination behind.
+//! 5. `image cmd pull` into bootc's store stops on SIGINT the same way (exit 130, one line).
 //!
 //! Every wait is on observable state (the proxy has seen the slow layer's request, a
 //! temporary file exists), never on a fixed sleep.
@@ -492,4 +493,44 @@ fn a_copy_that_fails_after_creating_the_layout_removes_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&img.layers[1]), "{err}");
     assert!(!new.exists(), "the new destination was left");
+}
+
+/// `stowage image cmd pull` (bootc's store) stops on SIGINT like `copy`: exit 130, one line,
+/// no incomplete layer, podman reads the store.
+#[test]
+fn sigint_during_image_cmd_pull() {
+    let test = "sigint_during_image_cmd_pull";
+    if !registry_tools(test) || !require(test, &["podman"]) {
+        return;
+    }
+    let (_reg, proxy, _tmp, img) = registry();
+    let store = PodmanStore::new();
+    slow_second_layer(&proxy, &img);
+    let mut child = stowage()
+        .arg("image")
+        .arg("--storage-root")
+        .arg(&store.root)
+        .arg("--runroot")
+        .arg(&store.runroot)
+        .args(["cmd", "pull", "--tls-verify=false"])
+        .arg(format!("{}/f/app:v1", proxy.addr()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_second_layer(&proxy, &img, &mut child);
+    signal(&child, rustix::process::Signal::INT);
+    let (code, err) = finish(child);
+    assert_eq!(code, Some(130), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("interrupted (SIGINT)")).collect();
+    assert_eq!(lines.len(), 1, "one interrupted line: {err}");
+    if let Ok(bytes) = std::fs::read(store.root.join("overlay-layers/layers.json")) {
+        let layers: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        for l in layers.as_array().unwrap() {
+            assert!(l.pointer("/flags/incomplete").is_none(), "incomplete layer left: {l}");
+        }
+    }
+    if store.root.exists() {
+        run(store.podman(["images"]));
+    }
 }
