@@ -301,7 +301,7 @@ fn cmd(global: &GlobalOpts, sys: &System, command: CmdCommand) -> Result<ExitCod
         }
         CmdCommand::Rm { force, images } => {
             let store = bootc_store()?;
-            let mut failed = false;
+            let mut failed: Option<u8> = None;
             for i in &images {
                 match catalog::remove_image(&store, i, force) {
                     Ok(report) => {
@@ -314,14 +314,20 @@ fn cmd(global: &GlobalOpts, sys: &System, command: CmdCommand) -> Result<ExitCod
                     }
                     Err(e) => {
                         eprintln!("Error: {i}: {e}");
-                        failed = true;
+                        // podman rmi: 2 for an image in use, 1 for one that does not exist,
+                        // 125 otherwise.
+                        let code = match e {
+                            stowage_engine::error::Error::ImageInUse { .. } => 2,
+                            stowage_engine::error::Error::NotFound { .. } => 1,
+                            _ => PODMAN_ERROR,
+                        };
+                        failed = Some(failed.map_or(code, |c: u8| c.max(code)));
                     }
                 }
             }
-            Ok(if failed {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
+            Ok(match failed {
+                Some(code) => ExitCode::from(code),
+                None => ExitCode::SUCCESS,
             })
         }
         CmdCommand::Prune { all, force } => {

@@ -769,3 +769,37 @@ fn prune_all_removes_what_podman_prune_all_removes() {
         String::from_utf8_lossy(&left.stdout)
     );
 }
+
+/// `image cmd rm [-f]` of an image a container uses (made with `podman create`): refused with
+/// podman's exit code 2, naming the container and what to run, since stowage has no container
+/// runtime and does not remove containers; the image and the container stay; an unknown image
+/// exits 1, as `podman rmi`.
+#[test]
+fn rm_of_an_image_in_use_says_what_it_would_take() {
+    let test = "rm_of_an_image_in_use_says_what_it_would_take";
+    if !oracle("podman", test) || !can_write_stores(test) {
+        return;
+    }
+    let bootc = PodmanStore::new();
+    run(image_cmd(&bootc, &["cmd", "pull", &fixture_ref("basic")]));
+    let name = "localhost/oci:basic";
+    let created = run(bootc.podman(["create", "--name", "busy", name, "true"]));
+    let container = String::from_utf8_lossy(&created.stdout).trim().to_string();
+    for args in [vec!["cmd", "rm", name], vec!["cmd", "rm", "-f", name]] {
+        let out = output(&mut image_cmd(&bootc, &args));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("container busy") && err.contains(&container) && err.contains("podman rm -f busy"),
+            "{args:?}: {err}"
+        );
+    }
+    run(image_cmd(&bootc, &["cmd", "exists", name]));
+    let ps = run(bootc.podman(["ps", "-a", "--format", "{{.Names}}"]));
+    assert_eq!(String::from_utf8_lossy(&ps.stdout).trim(), "busy");
+    // podman agrees that it is in use (its own code without -f is 2 too).
+    let theirs = output(&mut bootc.podman(["rmi", name]));
+    assert_eq!(theirs.status.code(), Some(2));
+    let out = output(&mut image_cmd(&bootc, &["cmd", "rm", "localhost/nope:1"]));
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -167,6 +167,17 @@ pub enum Error {
         /// The layer, as [`crate::copy::LayerLabel`] names it.
         what: String,
     },
+    /// An image containers use cannot be removed; stowage runs no containers, so it does not
+    /// remove them either (podman's `rmi` exits 2 for this).
+    #[error("image {image} is in use by {}; stowage has no container runtime and does not remove containers, even with -f: remove them first (podman rm -f {}), then the image", containers.join(", "), names.join(" "))]
+    ImageInUse {
+        /// The image ID.
+        image: String,
+        /// `NAME (ID)` of each container using it.
+        containers: Vec<String>,
+        /// The containers' names, for the command to run.
+        names: Vec<String>,
+    },
     /// A request that conflicts with the state of a store.
     #[error("{what}: {reason}")]
     Conflict {

@@ -82,15 +82,15 @@ impl Store {
         let index = resolve_image(&all_images, query)?;
         let image = all_images[index].clone();
         let containers = self.read_containers_locked()?;
-        if let Some(c) = containers.iter().find(|c| c.image == image.id) {
-            return Err(Error::Conflict {
-                what: format!("image {}", image.id),
-                reason: format!(
-                    "is in use by container {} ({}); remove the container first (podman rm {})",
-                    c.display_name(),
-                    c.id,
-                    c.display_name()
-                ),
+        let users: Vec<_> = containers.iter().filter(|c| c.image == image.id).collect();
+        if !users.is_empty() {
+            return Err(Error::ImageInUse {
+                image: image.id.clone(),
+                containers: users
+                    .iter()
+                    .map(|c| format!("container {} ({})", c.display_name(), c.id))
+                    .collect(),
+                names: users.iter().map(|c| c.display_name().to_string()).collect(),
             });
         }
         let mut all_layers = self.load_layers()?;
