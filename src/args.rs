@@ -13,7 +13,11 @@ use stowage_engine::endpoint::EndpointOptions;
 use stowage_engine::manifest::PlatformSpec;
 use stowage_engine::registry::{Credentials, RegistryOptions};
 
-use crate::cli::{CompressFormat, PlatformOpts, RegistryOpts, RemoteOpts, StorageOpts, SystemOpts};
+use stowage_engine::policy::{PolicySetting, PrivateKey};
+
+use crate::cli::{
+    CompressFormat, GlobalOpts, PlatformOpts, RegistryOpts, RemoteOpts, StorageOpts, SystemOpts,
+};
 
 /// The engine's compression for a `--dest-compress-format` choice.
 pub fn compression(compress: Option<CompressFormat>) -> Option<Compression> {
@@ -34,6 +38,39 @@ pub fn endpoint_options(
     o.storage_root = storage.storage_root.clone();
     o.storage_runroot = storage.runroot.clone();
     o
+}
+
+/// The signature policy for `--policy` / `--insecure-policy`.
+pub fn policy(global: &GlobalOpts) -> PolicySetting {
+    match (&global.policy, global.insecure_policy) {
+        (_, true) => PolicySetting::InsecureAcceptAnything,
+        (Some(p), false) => PolicySetting::File(p.clone()),
+        (None, false) => PolicySetting::default(),
+    }
+}
+
+/// The first line of a passphrase file (without its line end).
+pub fn passphrase(path: &Path) -> Result<Vec<u8>> {
+    let text = std::fs::read(path)
+        .with_context(|| format!("reading the passphrase file {}", path.display()))?;
+    let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    Ok(line.strip_suffix(b"\r").unwrap_or(line).to_vec())
+}
+
+/// The signing key of `--sign-by-sigstore-private-key` (decrypted with
+/// `--sign-passphrase-file`, else an empty passphrase).
+pub fn signing_key(key: &Path, passphrase_file: Option<&Path>) -> Result<PrivateKey> {
+    let bytes = std::fs::read(key)
+        .with_context(|| format!("reading the sigstore private key {}", key.display()))?;
+    let pass = match passphrase_file {
+        Some(p) => passphrase(p)?,
+        None => Vec::new(),
+    };
+    Ok(PrivateKey::from_encrypted_pem(
+        &bytes,
+        &pass,
+        &format!("sigstore private key {}", key.display()),
+    )?)
 }
 
 fn seconds(what: &str, v: f64) -> Result<Duration> {
@@ -63,6 +100,7 @@ pub fn registry_options(
     o.cert_dir = cert_dir.map(|p| p.to_path_buf());
     o.authfile = opts.authfile.clone();
     o.registries_conf = opts.registries_conf.clone();
+    o.registries_d = opts.registries_d.clone();
     o.retry_times = opts.retry_times;
     o.retry_delay = seconds("--retry-delay", opts.retry_delay)?;
     o.connect_timeout = seconds("--connect-timeout", opts.connect_timeout)?;

@@ -14,7 +14,8 @@ use crate::cli::{CmdCommand, GlobalOpts, ImageArgs, ImageCommand, ListType, Outp
 
 /// Run an `image` subcommand.
 pub fn run(global: &GlobalOpts, args: ImageArgs) -> Result<ExitCode> {
-    let sys = args.system.system();
+    let mut sys = args.system.system();
+    sys.policy = crate::args::policy(global);
     match args.command {
         ImageCommand::List { list_type, format } => list(&sys, list_type, format),
         ImageCommand::CopyToStorage { source, target } => {

@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         cli::Command::Inspect(args) => commands::inspect(args),
         cli::Command::Image(args) => image::run(&cli.global, args),
         cli::Command::Delete(args) => commands::delete(&cli.global, args),
+        cli::Command::GenerateSigstoreKey(args) => commands::generate_sigstore_key(args),
     };
     match result {
         Ok(code) => code,

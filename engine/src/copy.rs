@@ -29,6 +29,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::manifest::{
     select_platform, Parsed, PlatformSpec, RawConfig, RawManifest, MAX_CONFIG_SIZE,
 };
+use crate::policy::SigstoreSignature;
 
 /// A layer as a source provides it.
 pub enum LayerStream<'a> {
@@ -57,7 +58,17 @@ pub trait ImageSource: Send + Sync {
         descriptor: &Descriptor,
         diff_id: &Digest,
     ) -> Result<LayerStream<'_>>;
+    /// The sigstore signatures stored for manifest `manifest_digest` (untrusted; the
+    /// signature policy verifies them). Sources that keep none return an empty list.
+    fn sigstore_signatures(&self, manifest_digest: &Digest) -> Result<Vec<SigstoreSignature>> {
+        let _ = manifest_digest;
+        Ok(Vec::new())
+    }
 }
+
+/// A check of the chosen single-platform manifest, run before the config or any layer is
+/// read and before the sink is touched (the signature policy).
+pub type ManifestCheck<'a> = dyn Fn(&RawManifest) -> Result<()> + 'a;
 
 /// What the sink is given to start an image.
 #[derive(Debug, Clone)]
@@ -290,6 +301,29 @@ pub trait ImageSink: Send + Sync {
     fn name(&self) -> String;
     /// Start writing one image.
     fn begin<'s>(&'s self, plan: &ImagePlan) -> Result<Box<dyn ImageWriter + 's>>;
+    /// Store sigstore signatures for the committed manifest `manifest_digest`. Destinations
+    /// that cannot keep them refuse.
+    fn put_sigstore_signatures(
+        &self,
+        manifest_digest: &Digest,
+        signatures: &[SigstoreSignature],
+    ) -> Result<()> {
+        let _ = (manifest_digest, signatures);
+        self.can_store_sigstore_signatures()
+    }
+    /// `Ok` when [`put_sigstore_signatures`](Self::put_sigstore_signatures) can work here
+    /// (asked before copying, so a copy that is to be signed fails before it starts).
+    fn can_store_sigstore_signatures(&self) -> Result<()> {
+        Err(Error::Unsupported {
+            transport: self.name(),
+            reason: "this destination cannot store sigstore signatures; sign images pushed to a registry (docker://) instead".into(),
+        })
+    }
+    /// The docker reference a signature made for this destination names by default (skopeo's
+    /// `--sign-identity` default); `None` when the destination has none.
+    fn docker_reference(&self) -> Option<crate::reference::Reference> {
+        None
+    }
 }
 
 /// One image being written. Methods take `&self` so layers can be written from several
@@ -351,6 +385,16 @@ pub struct CopyReport {
 
 /// Read the manifest chain and config of `source` for `platform`: steps 1–2 of the pipeline.
 pub fn plan_image(source: &dyn ImageSource, platform: &PlatformSpec) -> Result<ImagePlan> {
+    plan_image_checked(source, platform, None)
+}
+
+/// [`plan_image`], running `check` on the chosen single-platform manifest before the config
+/// is read.
+pub fn plan_image_checked(
+    source: &dyn ImageSource,
+    platform: &PlatformSpec,
+    check: Option<&ManifestCheck<'_>>,
+) -> Result<ImagePlan> {
     let name = source.name();
     let top = source.manifest()?;
     let (manifest, index) = match &top.parsed {
@@ -376,6 +420,9 @@ pub fn plan_image(source: &dyn ImageSource, platform: &PlatformSpec) -> Result<I
             (child, Some(top))
         }
     };
+    if let Some(check) = check {
+        check(&manifest)?;
+    }
     let m = manifest.image().expect("checked above");
     let config_descriptor = m.config().clone();
     if config_descriptor.size() > MAX_CONFIG_SIZE {
@@ -427,15 +474,39 @@ pub fn plan_image(source: &dyn ImageSource, platform: &PlatformSpec) -> Result<I
     })
 }
 
-/// Copy one image from `source` to `sink`.
+/// Copy one image from `source` to `sink`, with no signature policy: the raw pipeline.
+/// [`crate::endpoint::copy_between`] is the entry point that enforces the policy.
 pub fn copy_image(
     source: &dyn ImageSource,
     sink: &dyn ImageSink,
     options: &CopyOptions,
 ) -> Result<CopyReport> {
+    copy_image_checked(source, sink, options, None)
+}
+
+/// [`copy_image`], with `check` run on the chosen manifest before anything else is read or
+/// written (an `Err` from it leaves the destination untouched).
+pub fn copy_image_checked(
+    source: &dyn ImageSource,
+    sink: &dyn ImageSink,
+    options: &CopyOptions,
+    check: Option<&ManifestCheck<'_>>,
+) -> Result<CopyReport> {
     let start = Instant::now();
-    let plan = plan_image(source, &options.platform)?;
-    let writer = sink.begin(&plan)?;
+    let plan = plan_image_checked(source, &options.platform, check)?;
+    copy_planned(source, sink, &plan, options, start)
+}
+
+/// Steps 3–6 of the pipeline for a `plan` made from `source` ([`plan_image_checked`]);
+/// `start` is when the copy began, for the report.
+pub fn copy_planned(
+    source: &dyn ImageSource,
+    sink: &dyn ImageSink,
+    plan: &ImagePlan,
+    options: &CopyOptions,
+    start: Instant,
+) -> Result<CopyReport> {
+    let writer = sink.begin(plan)?;
     let stored: Vec<Mutex<Option<StoredLayer>>> =
         plan.layers.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
@@ -525,7 +596,7 @@ pub fn copy_image(
         .into_iter()
         .map(|m| m.into_inner().unwrap().expect("every layer stored"))
         .collect();
-    let manifest = rewrite_manifest(&plan, &stored)?;
+    let manifest = rewrite_manifest(plan, &stored)?;
     let final_image = FinalImage {
         manifest,
         index: plan.index.clone(),

@@ -2,19 +2,32 @@
 //!
 //! This is the one place that knows every store: it maps an [`ImageRef`] to the store
 //! module that implements it. Stores themselves never import each other.
+//!
+//! [`copy_between`], the entry point of every copy and pull, runs in this order:
+//! 1. the signature policy is loaded ([`EndpointOptions::policy`]; a missing or invalid
+//!    policy.json fails here) and the source is opened;
+//! 2. the manifest is chosen and the policy checked against it (and the source's
+//!    signatures), before the config, any layer or the destination is touched;
+//! 3. the destination is opened (and, when signing, asked whether it can keep signatures),
+//!    the image copied, and then signed (`--sign-by-sigstore-private-key`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::compression::Compression;
-use crate::copy::{copy_image, CopyOptions, CopyReport, ImageSink, ImageSource};
+use crate::copy::{
+    copy_planned, plan_image_checked, CopyOptions, CopyReport, ImagePlan, ImageSink, ImageSource,
+};
 use crate::cstorage::{StorageSink, StorageSource, Store};
 use crate::error::{Error, Result};
+use crate::manifest::RawManifest;
 use crate::oci_archive::{OciArchiveSink, OciArchiveSource};
 use crate::oci_layout::{OciSink, OciSource};
 use crate::ostree::import::ImportOptions;
 use crate::ostree::{OstreeSink, OstreeSource};
+use crate::policy::{ImageScopes, Policy, PolicySetting, PrivateKey};
 use crate::progress::{Observed, Progress};
+use crate::reference::Reference;
 use crate::registry::{RegistryOptions, RegistrySink, RegistrySource};
 use crate::transport::{ImageRef, StorageImage, StoreSpec};
 
@@ -33,6 +46,14 @@ pub struct EndpointOptions {
     pub src_registry: RegistryOptions,
     /// Registry settings for a `docker://` destination.
     pub dest_registry: RegistryOptions,
+    /// The signature policy every copy is checked against (default: policy.json from the
+    /// usual places; missing is an error).
+    pub policy: PolicySetting,
+    /// Sign the copied image with this sigstore key (`--sign-by-sigstore-private-key`).
+    pub sign_by_sigstore: Option<Arc<PrivateKey>>,
+    /// The identity the signature names (`--sign-identity`); default: the destination's
+    /// docker reference.
+    pub sign_identity: Option<Reference>,
 }
 
 impl Default for EndpointOptions {
@@ -43,6 +64,9 @@ impl Default for EndpointOptions {
             storage_runroot: PathBuf::from("/run/containers/storage"),
             src_registry: RegistryOptions::default(),
             dest_registry: RegistryOptions::default(),
+            policy: PolicySetting::default(),
+            sign_by_sigstore: None,
+            sign_identity: None,
         }
     }
 }
@@ -142,7 +166,8 @@ pub fn open_sink(r: &ImageRef, options: &EndpointOptions) -> Result<Box<dyn Imag
 }
 
 /// Open `src` and `dst` and copy one image from the one to the other, telling `progress`
-/// (when given) what happens: `stowage copy SRC DST`.
+/// (when given) what happens: `stowage copy SRC DST`. The signature policy is enforced first
+/// (see the module docs); a refused image leaves `dst` as it was.
 pub fn copy_between(
     src: &ImageRef,
     dst: &ImageRef,
@@ -150,16 +175,62 @@ pub fn copy_between(
     copy: &CopyOptions,
     progress: Option<&Arc<dyn Progress>>,
 ) -> Result<CopyReport> {
+    let start = std::time::Instant::now();
+    let policy = options.policy.load()?;
     let source = open_source(src, options)?;
+    let plan = checked_plan(src, source.as_ref(), policy.as_deref(), options, copy)?;
     let sink = open_sink(dst, options)?;
-    match progress {
-        Some(p) => copy_image(
+    let identity =
+        match &options.sign_by_sigstore {
+            Some(_) => {
+                sink.can_store_sigstore_signatures()?;
+                Some(match (&options.sign_identity, sink.docker_reference()) {
+                    (Some(i), _) => i.to_string(),
+                    (None, Some(r)) => r.to_string(),
+                    (None, None) => return Err(Error::Unsupported {
+                        transport: dst.to_string(),
+                        reason:
+                            "cannot determine the docker reference to sign; pass --sign-identity"
+                                .into(),
+                    }),
+                })
+            }
+            None => None,
+        };
+    let report = match progress {
+        Some(p) => copy_planned(
             &Observed::source(source.as_ref(), p.clone()),
             &Observed::sink(sink.as_ref(), p.clone()),
+            &plan,
             copy,
-        ),
-        None => copy_image(source.as_ref(), sink.as_ref(), copy),
+            start,
+        )?,
+        None => copy_planned(source.as_ref(), sink.as_ref(), &plan, copy, start)?,
+    };
+    if let (Some(key), Some(identity)) = (&options.sign_by_sigstore, identity) {
+        let signature = key.sign_manifest(&report.manifest_digest, &identity)?;
+        sink.put_sigstore_signatures(&report.manifest_digest, &[signature])?;
     }
+    Ok(report)
+}
+
+/// Plan the copy of `src` (opened as `source`), checking the chosen manifest against
+/// `policy` (`None`: `--insecure-policy`) before the config is read.
+pub fn checked_plan(
+    src: &ImageRef,
+    source: &dyn ImageSource,
+    policy: Option<&Policy>,
+    options: &EndpointOptions,
+    copy: &CopyOptions,
+) -> Result<ImagePlan> {
+    let scopes = ImageScopes::of(src, &options.storage_root);
+    let check = |m: &RawManifest| -> Result<()> {
+        match policy {
+            None => Ok(()),
+            Some(p) => p.check(&scopes, m, &mut || source.sigstore_signatures(&m.digest)),
+        }
+    };
+    plan_image_checked(source, &copy.platform, Some(&check))
 }
 
 /// What [`delete`] removed.

@@ -8,7 +8,8 @@
 //!    [`reference`](mod@reference) and [`transport`] (names), [`manifest`] (OCI/Docker
 //!    documents), [`layer_tar`] (safe layer-tar walking and extraction), [`tar_split`];
 //! 2. one module per store or transport, each knowing only its own format: [`oci_layout`],
-//!    [`oci_archive`] (an OCI layout in a tar);
+//!    [`oci_archive`] (an OCI layout in a tar); [`policy`] (policy.json, sigstore signatures)
+//!    sits beside them, used by the registry and the endpoint;
 //! 3. the [`copy`] pipeline that joins any source to any sink, and [`endpoint`] that opens
 //!    a source or sink for a parsed transport name;
 //! 4. [`inspect`]: skopeo-inspect-shaped summaries; [`bootc`]: bootc's stores and its `image`
@@ -50,6 +51,7 @@ pub mod manifest;
 pub mod oci_archive;
 pub mod oci_layout;
 pub mod ostree;
+pub mod policy;
 pub mod progress;
 pub mod reference;
 pub mod registry;
