@@ -179,6 +179,12 @@ pub fn copy_between(
     let policy = options.policy.load()?;
     let source = open_source(src, options)?;
     let plan = checked_plan(src, source.as_ref(), policy.as_deref(), options, copy)?;
+    if options.sign_by_sigstore.is_some() && !matches!(dst, ImageRef::Docker(_)) {
+        return Err(Error::Unsupported {
+            transport: dst.to_string(),
+            reason: "this destination cannot store sigstore signatures; sign images pushed to a registry (docker://) instead".into(),
+        });
+    }
     let sink = open_sink(dst, options)?;
     let identity =
         match &options.sign_by_sigstore {

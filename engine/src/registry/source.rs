@@ -173,19 +173,39 @@ impl RegistrySource {
         }
         let tag = format!("{}-{}.sig", digest.algorithm(), digest.digest());
         let c = self.current();
-        let sig_manifest = match self.fetch_manifest_from(c, &tag, None) {
-            Ok(m) => m,
+        let client = &c.client;
+        let what = format!("reading sigstore attachments {tag} of {}", self.name());
+        // Read as plain JSON: the manifest's layers are payloads, not layer media types.
+        let fetched = client.block_on(async {
+            let url = client
+                .url(&format!("{}/manifests/{tag}", c.endpoint.repo))
+                .await?;
+            client
+                .get_small(
+                    url,
+                    Some(OCI_MANIFEST),
+                    &Self::scope(c),
+                    MAX_MANIFEST_SIZE,
+                    &what,
+                )
+                .await
+        });
+        let bytes = match fetched {
+            Ok((bytes, _)) => bytes,
             Err(Error::Registry { status: 404, .. }) => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        let Some(m) = sig_manifest.image() else {
-            return Err(Error::Malformed {
-                what: format!("sigstore attachments {tag} of {}", self.name()),
-                reason: "an index where an image manifest was expected".into(),
-            });
-        };
+        #[derive(serde::Deserialize)]
+        struct SigManifest {
+            #[serde(default)]
+            layers: Vec<Descriptor>,
+        }
+        let m: SigManifest = serde_json::from_slice(&bytes).map_err(|e| Error::Json {
+            what: what.clone(),
+            source: e,
+        })?;
         let mut out = Vec::new();
-        for layer in m.layers() {
+        for layer in &m.layers {
             let what = format!("sigstore signature {} of {}", layer.digest(), self.name());
             if layer.size() > MAX_MANIFEST_SIZE {
                 return Err(Error::Malformed {
@@ -196,7 +216,6 @@ impl RegistrySource {
                     ),
                 });
             }
-            let client = &c.client;
             let (payload, _) = client.block_on(async {
                 let url = client
                     .url(&format!("{}/blobs/{}", c.endpoint.repo, layer.digest()))
