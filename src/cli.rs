@@ -411,7 +411,7 @@ pub struct CopyArgs {
     /// The docker reference the signature names [default: the destination's].
     #[arg(long, value_name = "REF", requires = "sign_by_sigstore_private_key")]
     pub sign_identity: Option<String>,
-    /// Do not copy signatures (stowage never copies them; accepted as skopeo's flag).
+    /// Do not copy the source's sigstore signatures to a registry destination.
     #[arg(long)]
     pub remove_signatures: bool,
     #[command(flatten)]

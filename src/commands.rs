@@ -35,6 +35,7 @@ pub fn copy(global: &GlobalOpts, args: CopyArgs) -> Result<ExitCode> {
         args.dest_cert_dir.as_deref().or(args.cert_dir.as_deref()),
     )?;
     opts.policy = crate::args::policy(global);
+    opts.remove_signatures = args.remove_signatures;
     if let Some(key) = &args.sign_by_sigstore_private_key {
         opts.sign_by_sigstore = Some(std::sync::Arc::new(crate::args::signing_key(
             key,

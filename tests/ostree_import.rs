@@ -27,7 +27,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{cmd, fixture, oracle, run, run_failing, stowage, tempdir};
+use common::{cmd, fixture, oracle, run, run_failing, stowage, stowage_progress, tempdir};
 use serde_json::Value;
 use stowage_fixtures::tree::{describe_dir, TreeEntry, TreeKind};
 use stowage_fixtures::FixtureInfo;

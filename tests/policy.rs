@@ -477,7 +477,13 @@ fn sigstore_signatures_made_with_openssl_are_verified() {
         .arg(&repo)
         .arg("--registries.d")
         .arg(&rd)
-        .args(["copy", "-q", "--src-tls-verify=false", &remote("app:1"), &out("skopeo")])
+        .args([
+            "copy",
+            "-q",
+            "--src-tls-verify=false",
+            &remote("app:1"),
+            &out("skopeo"),
+        ])
         .output()
         .unwrap();
     let e = String::from_utf8_lossy(&o.stderr);
@@ -637,6 +643,82 @@ fn stowage_signatures_verify_with_openssl_and_round_trip() {
         "ECDSA signatures differ each time: both are kept"
     );
 
+    // A registry-to-registry copy carries the signatures (the attachment manifest is read
+    // back by skopeo); pulling the copy needs a policy that trusts the signed repository.
+    let copy_to = |name: &str, extra: &[&str]| {
+        let mut c = stowage_without_policy();
+        c.arg("--quiet")
+            .arg("--policy")
+            .arg(accept)
+            .args([
+                "copy",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+                "--registries.d",
+            ])
+            .arg(&rd)
+            .args(extra)
+            .arg(&dest)
+            .arg(format!("docker://{}/{name}", reg.addr));
+        c
+    };
+    run(copy_to("app/copy:1", &[]));
+    let carried = format!("docker://{}/app/copy:sha256-{}.sig", reg.addr, &digest[7..]);
+    run(skopeo()
+        .args([
+            "--insecure-policy",
+            "copy",
+            "-q",
+            "--src-tls-verify=false",
+            "--preserve-digests",
+            &carried,
+        ])
+        .arg(format!("oci:{}:c", layout.display())));
+    let manifest: Value =
+        serde_json::from_slice(&layout_blob(&layout, &layout_manifest_digest(&layout, "c")))
+            .unwrap();
+    assert_eq!(
+        manifest["layers"].as_array().unwrap().len(),
+        2,
+        "both signatures carried"
+    );
+    let trusted = write(
+        &t.join("trusted.json"),
+        &json!({"default": [{"type": "sigstoreSigned", "keyPath": t.join("k.pub"),
+                "signedIdentity": {"type": "exactRepository", "dockerRepository": format!("{}/app/signed", reg.addr)}}]}).to_string(),
+    );
+    run(stowage_copy(
+        &trusted,
+        Some(&rd),
+        &format!("docker://{}/app/copy:1", reg.addr),
+        &format!("oci:{}:t", t.join("from-copy").display()),
+    ));
+    // --remove-signatures leaves them behind: the copy is then refused by that policy.
+    run(copy_to("app/bare:1", &["--remove-signatures"]));
+    let o = run_failing(stowage_copy(
+        &trusted,
+        Some(&rd),
+        &format!("docker://{}/app/bare:1", reg.addr),
+        &format!("oci:{}:t", t.join("from-bare").display()),
+    ));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no signature exists"));
+    // A destination registry without use-sigstore-attachments: refused before anything is pushed.
+    let o = run_failing(copy_to("elsewhere/x:1", &[]));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("--remove-signatures") && e.contains("use-sigstore-attachments"),
+        "{e}"
+    );
+    let tags = skopeo()
+        .args(["list-tags", "--tls-verify=false"])
+        .arg(format!("docker://{}/elsewhere/x", reg.addr))
+        .output()
+        .unwrap();
+    assert!(
+        !tags.status.success() || !String::from_utf8_lossy(&tags.stdout).contains("\"1\""),
+        "the refused copy pushed a tag"
+    );
+
     // And stowage pulls what it signed under the exact-identity default.
     let policy = write(
         &t.join("verify.json"),
@@ -649,4 +731,82 @@ fn stowage_signatures_verify_with_openssl_and_round_trip() {
         &format!("oci:{}:t", t.join("pulled").display()),
     ));
     assert_eq!(layout_manifest_digest(&t.join("pulled"), "t"), digest);
+}
+
+#[test]
+fn bootc_image_commands_enforce_the_policy() {
+    let test = "bootc_image_commands_enforce_the_policy";
+    if !require(test, &["podman"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let bootc = PodmanStore::new();
+    let host = PodmanStore::new();
+    let reject_oci = write(
+        &tmp.path().join("reject-oci.json"),
+        &json!({"default": [{"type": "insecureAcceptAnything"}], "transports": {"oci": {"": [{"type": "reject"}]}}}).to_string(),
+    );
+    let image = |policy: &Path, store: &PodmanStore, args: &[&str]| {
+        let mut c = stowage_without_policy();
+        c.arg("--quiet")
+            .arg("--policy")
+            .arg(policy)
+            .arg("image")
+            .arg("--bootc-storage")
+            .arg(&bootc.root)
+            .arg("--bootc-runroot")
+            .arg(&bootc.runroot)
+            .arg("--host-storage")
+            .arg(&store.root)
+            .arg("--host-runroot")
+            .arg(&store.runroot)
+            .args(args);
+        c
+    };
+    let o = run_failing(image(
+        &reject_oci,
+        &host,
+        &["cmd", "pull", &fixture("basic").oci_ref()],
+    ));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("transports.oci"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        run_stdout(bootc.podman(["images", "-q"])).trim(),
+        "",
+        "a refused pull left an image"
+    );
+    // pull-from-default-storage: the host's image is checked under its containers-storage scope.
+    run(stowage()
+        .arg("copy")
+        .arg(fixture("basic").oci_ref())
+        .arg(format!(
+            "containers-storage:[overlay@{}+{}]localhost/host:1",
+            host.root.display(),
+            host.runroot.display()
+        )));
+    let reject_host = write(
+        &tmp.path().join("reject-host.json"),
+        &json!({"default": [{"type": "insecureAcceptAnything"}], "transports": {"containers-storage": {
+            (format!("[overlay@{}]localhost/host", host.root.display())): [{"type": "reject"}]}}}).to_string(),
+    );
+    let o = run_failing(image(
+        &reject_host,
+        &host,
+        &["pull-from-default-storage", "localhost/host:1"],
+    ));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("rejected by policy") && e.contains("localhost/host"),
+        "{e}"
+    );
+    assert_eq!(run_stdout(bootc.podman(["images", "-q"])).trim(), "");
+    run(image(
+        accept_anything_policy(),
+        &host,
+        &["pull-from-default-storage", "localhost/host:1"],
+    ));
+    assert_ne!(run_stdout(bootc.podman(["images", "-q"])).trim(), "");
 }

@@ -8,8 +8,11 @@
 //!    policy.json fails here) and the source is opened;
 //! 2. the manifest is chosen and the policy checked against it (and the source's
 //!    signatures), before the config, any layer or the destination is touched;
-//! 3. the destination is opened (and, when signing, asked whether it can keep signatures),
-//!    the image copied, and then signed (`--sign-by-sigstore-private-key`).
+//! 3. the destination is opened; for a registry destination the source's sigstore signatures
+//!    are read (unless `--remove-signatures`) and, like a signing key, need a destination
+//!    that keeps signatures (checked now, before any layer moves);
+//! 4. the image is copied, then the carried signatures and the new one
+//!    (`--sign-by-sigstore-private-key`) are attached to the stored manifest.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,6 +57,9 @@ pub struct EndpointOptions {
     /// The identity the signature names (`--sign-identity`); default: the destination's
     /// docker reference.
     pub sign_identity: Option<Reference>,
+    /// Do not carry the source's sigstore signatures to a registry destination
+    /// (`--remove-signatures`).
+    pub remove_signatures: bool,
 }
 
 impl Default for EndpointOptions {
@@ -67,6 +73,7 @@ impl Default for EndpointOptions {
             policy: PolicySetting::default(),
             sign_by_sigstore: None,
             sign_identity: None,
+            remove_signatures: false,
         }
     }
 }
@@ -186,6 +193,31 @@ pub fn copy_between(
         });
     }
     let sink = open_sink(dst, options)?;
+    // The source's signatures go along to a registry, as skopeo copies them; other
+    // destinations cannot keep them and they are left behind.
+    let carried = match dst {
+        ImageRef::Docker(_) if !options.remove_signatures => {
+            source.sigstore_signatures(&plan.manifest.digest)?
+        }
+        _ => Vec::new(),
+    };
+    if !carried.is_empty() {
+        let keep_hint = |e: Error| Error::Unsupported {
+            transport: dst.to_string(),
+            reason: format!(
+                "the source has {} sigstore signature(s) to copy: {e}; or pass --remove-signatures",
+                carried.len()
+            ),
+        };
+        sink.can_store_sigstore_signatures().map_err(keep_hint)?;
+        if options.dest_compression.is_some() {
+            return Err(keep_hint(Error::Unsupported {
+                transport: dst.to_string(),
+                reason: "recompressing layers changes the manifest and would invalidate them"
+                    .into(),
+            }));
+        }
+    }
     let identity =
         match &options.sign_by_sigstore {
             Some(_) => {
@@ -213,9 +245,24 @@ pub fn copy_between(
         )?,
         None => copy_planned(source.as_ref(), sink.as_ref(), &plan, copy, start)?,
     };
+    let mut signatures = Vec::new();
+    if !carried.is_empty() {
+        if report.manifest_digest != plan.manifest.digest {
+            return Err(Error::Conflict {
+                what: dst.to_string(),
+                reason: format!(
+                    "the manifest changed in the copy ({} → {}), which invalidates the source's signatures; pass --remove-signatures",
+                    plan.manifest.digest, report.manifest_digest
+                ),
+            });
+        }
+        signatures = carried;
+    }
     if let (Some(key), Some(identity)) = (&options.sign_by_sigstore, identity) {
-        let signature = key.sign_manifest(&report.manifest_digest, &identity)?;
-        sink.put_sigstore_signatures(&report.manifest_digest, &[signature])?;
+        signatures.push(key.sign_manifest(&report.manifest_digest, &identity)?);
+    }
+    if !signatures.is_empty() {
+        sink.put_sigstore_signatures(&report.manifest_digest, &signatures)?;
     }
     Ok(report)
 }
