@@ -197,7 +197,7 @@ pub enum ImageCommand {
     /// Operate on bootc's containers-storage, like `podman image` (no podman needed).
     Cmd {
         #[command(subcommand)]
-        command: CmdCommand,
+        command: Box<CmdCommand>,
     },
 }
 

@@ -34,7 +34,7 @@ pub fn run(global: &GlobalOpts, args: ImageArgs) -> Result<ExitCode> {
         ImageCommand::PullFromDefaultStorage { image } => {
             pull_from_default_storage(global, &sys, &image)
         }
-        ImageCommand::Cmd { command } => cmd(global, &sys, command),
+        ImageCommand::Cmd { command } => cmd(global, &sys, *command),
     }
 }
 

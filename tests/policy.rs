@@ -190,7 +190,7 @@ fn a_refused_image_leaves_containers_storage_unchanged() {
         before,
         "the store changed after a refused copy"
     );
-    let images = run_stdout(store.podman(&["images", "--format", "{{.Repository}}:{{.Tag}}"]));
+    let images = run_stdout(store.podman(["images", "--format", "{{.Repository}}:{{.Tag}}"]));
     assert_eq!(images.trim(), "localhost/kept:1");
 }
 

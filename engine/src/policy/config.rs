@@ -284,7 +284,7 @@ fn validate_scope(transport: &str, scope: &str) -> std::result::Result<(), Strin
     };
     match transport {
         "oci" | "oci-archive" | "dir" => {
-            let path = scope.split_once(':').map_or(scope, |(p, _)| p);
+            let path = scope;
             if !path.starts_with('/') {
                 return bad("must be an absolute path");
             }

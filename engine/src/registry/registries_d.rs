@@ -13,8 +13,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use yaml_rust2::{Yaml, YamlLoader};
-
 use super::HostPaths;
 use crate::error::{Error, Result};
 use crate::reference::Reference;
@@ -74,18 +72,15 @@ impl RegistriesD {
                 what: format!("registries.d file {}", file.display()),
                 reason,
             };
-            let docs = YamlLoader::load_from_str(&text).map_err(|e| bad(e.to_string()))?;
-            let Some(doc) = docs.into_iter().next() else {
-                continue;
-            };
+            let doc = block_yaml::parse(&text).map_err(&bad)?;
             if doc.is_null() {
                 continue;
             }
             let top = doc
-                .as_hash()
+                .as_map()
                 .ok_or_else(|| bad("expected a mapping".into()))?;
             for (k, v) in top {
-                match k.as_str() {
+                match Some(k.as_str()) {
                     Some("default-docker") => {
                         if let Some(prev) = &default_from {
                             return Err(bad(format!(
@@ -101,13 +96,10 @@ impl RegistriesD {
                             continue;
                         }
                         let map = v
-                            .as_hash()
+                            .as_map()
                             .ok_or_else(|| bad("\"docker\" must be a mapping".into()))?;
                         for (name, conf) in map {
-                            let name = name
-                                .as_str()
-                                .ok_or_else(|| bad("\"docker\" keys must be strings".into()))?
-                                .to_string();
+                            let name = name.clone();
                             if let Some(prev) = ns_from.get(&name) {
                                 return Err(bad(format!(
                                     "docker namespace {name:?} is also defined in {}",
@@ -155,14 +147,14 @@ impl RegistriesD {
     }
 }
 
-fn namespace(v: &Yaml) -> std::result::Result<NamespaceConf, String> {
+fn namespace(v: &block_yaml::Node) -> std::result::Result<NamespaceConf, String> {
     let mut out = NamespaceConf::default();
     if v.is_null() {
         return Ok(out);
     }
-    let map = v.as_hash().ok_or("a namespace entry must be a mapping")?;
+    let map = v.as_map().ok_or("a namespace entry must be a mapping")?;
     for (k, val) in map {
-        let key = k.as_str().ok_or("keys must be strings")?;
+        let key = k.as_str();
         let string = || {
             val.as_str()
                 .map(str::to_string)
@@ -191,6 +183,225 @@ fn namespace(v: &Yaml) -> std::result::Result<NamespaceConf, String> {
         }
     }
     Ok(out)
+}
+
+/// The YAML registries.d files use: block mappings (nested by indentation) of plain or
+/// quoted scalars, with comments. A YAML library would add a few hundred KB to the static
+/// binary for files that never use more; anything else (flow collections, sequences,
+/// anchors, block scalars, several documents) is refused with a message naming the line.
+mod block_yaml {
+    /// A parsed value.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Node {
+        /// `~`, `null` or nothing.
+        Null,
+        /// A scalar, unquoted.
+        Scalar(String),
+        /// A quoted scalar (never a boolean or null).
+        Quoted(String),
+        /// A block mapping, in file order.
+        Map(Vec<(String, Node)>),
+    }
+
+    impl Node {
+        pub fn is_null(&self) -> bool {
+            matches!(self, Node::Null)
+        }
+        pub fn as_map(&self) -> Option<&[(String, Node)]> {
+            match self {
+                Node::Map(m) => Some(m),
+                _ => None,
+            }
+        }
+        pub fn as_str(&self) -> Option<&str> {
+            match self {
+                Node::Scalar(s) | Node::Quoted(s) => Some(s),
+                _ => None,
+            }
+        }
+        pub fn as_bool(&self) -> Option<bool> {
+            match self {
+                Node::Scalar(s) => match s.as_str() {
+                    "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" => {
+                        Some(true)
+                    }
+                    "false" | "False" | "FALSE" | "no" | "No" | "NO" | "off" | "Off" | "OFF" => {
+                        Some(false)
+                    }
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
+    }
+
+    struct Line<'a> {
+        number: usize,
+        indent: usize,
+        text: &'a str,
+    }
+
+    /// `text` without a trailing comment (a `#` at the start or after a blank, outside quotes).
+    fn strip_comment(text: &str) -> &str {
+        let mut quote: Option<char> = None;
+        let mut prev = ' ';
+        for (i, c) in text.char_indices() {
+            match quote {
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None if c == '"' || c == '\'' => quote = Some(c),
+                None if c == '#' && (prev == ' ' || prev == '\t') => return &text[..i],
+                None => {}
+            }
+            prev = c;
+        }
+        text
+    }
+
+    fn scalar(raw: &str, line: usize) -> Result<Node, String> {
+        let raw = raw.trim();
+        if raw.is_empty() || raw == "~" || raw == "null" || raw == "Null" || raw == "NULL" {
+            return Ok(Node::Null);
+        }
+        if let Some(inner) = raw.strip_prefix('"') {
+            let inner = inner
+                .strip_suffix('"')
+                .ok_or_else(|| format!("line {line}: unterminated double-quoted string"))?;
+            let mut out = String::new();
+            let mut chars = inner.chars();
+            while let Some(c) = chars.next() {
+                if c != '\\' {
+                    out.push(c);
+                    continue;
+                }
+                match chars.next() {
+                    Some('n') => out.push('\n'),
+                    Some('t') => out.push('\t'),
+                    Some(e @ ('"' | '\\' | '/')) => out.push(e),
+                    other => {
+                        return Err(format!(
+                            "line {line}: unsupported escape \\{}",
+                            other.map(String::from).unwrap_or_default()
+                        ))
+                    }
+                }
+            }
+            return Ok(Node::Quoted(out));
+        }
+        if let Some(inner) = raw.strip_prefix('\'') {
+            let inner = inner
+                .strip_suffix('\'')
+                .ok_or_else(|| format!("line {line}: unterminated single-quoted string"))?;
+            return Ok(Node::Quoted(inner.replace("''", "'")));
+        }
+        if raw.starts_with(['{', '[', '&', '*', '|', '>', '!', '%', '@', '`']) {
+            return Err(format!(
+                "line {line}: unsupported YAML construct {raw:?} (registries.d files are read as block mappings of scalars)"
+            ));
+        }
+        Ok(Node::Scalar(raw.to_string()))
+    }
+
+    /// Split `key: value` at the first `:` followed by a blank or the end (outside quotes).
+    fn split_key(text: &str, line: usize) -> Result<(String, &str), String> {
+        let bytes = text.as_bytes();
+        let key_end = if text.starts_with(['"', '\'']) {
+            let q = bytes[0];
+            let close = text[1..]
+                .find(q as char)
+                .ok_or_else(|| format!("line {line}: unterminated quoted key"))?;
+            close + 2
+        } else {
+            0
+        };
+        let colon = text[key_end..]
+            .char_indices()
+            .find(|&(i, c)| {
+                c == ':'
+                    && text[key_end + i + 1..]
+                        .chars()
+                        .next()
+                        .is_none_or(|n| n == ' ' || n == '\t')
+            })
+            .map(|(i, _)| key_end + i)
+            .ok_or_else(|| format!("line {line}: expected \"key: value\", found {text:?}"))?;
+        let key = match scalar(&text[..colon], line)? {
+            Node::Scalar(k) | Node::Quoted(k) => k,
+            _ => return Err(format!("line {line}: empty key")),
+        };
+        Ok((key, &text[colon + 1..]))
+    }
+
+    fn mapping(lines: &[Line<'_>], pos: &mut usize, indent: usize) -> Result<Node, String> {
+        let mut out: Vec<(String, Node)> = Vec::new();
+        while let Some(l) = lines.get(*pos) {
+            if l.indent < indent {
+                break;
+            }
+            if l.indent > indent {
+                return Err(format!("line {}: unexpected indentation", l.number));
+            }
+            if l.text.starts_with("- ") || l.text == "-" {
+                return Err(format!(
+                    "line {}: sequences are not supported in registries.d",
+                    l.number
+                ));
+            }
+            let (key, rest) = split_key(l.text, l.number)?;
+            if out.iter().any(|(k, _)| *k == key) {
+                return Err(format!("line {}: duplicate key {key:?}", l.number));
+            }
+            *pos += 1;
+            let value = if rest.trim().is_empty() {
+                match lines.get(*pos) {
+                    Some(next) if next.indent > indent => mapping(lines, pos, next.indent)?,
+                    _ => Node::Null,
+                }
+            } else {
+                scalar(rest, l.number)?
+            };
+            out.push((key, value));
+        }
+        Ok(Node::Map(out))
+    }
+
+    /// Parse one document.
+    pub fn parse(text: &str) -> Result<Node, String> {
+        let mut lines = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let number = i + 1;
+            if raw.contains('\t') && raw.trim_start_matches(' ').starts_with('\t') {
+                return Err(format!("line {number}: tabs cannot indent YAML"));
+            }
+            let body = strip_comment(raw).trim_end();
+            let trimmed = body.trim_start();
+            if trimmed.is_empty() {
+                continue;
+            }
+            if trimmed == "---" && lines.is_empty() {
+                continue;
+            }
+            if trimmed == "---" || trimmed == "..." {
+                return Err(format!(
+                    "line {number}: several YAML documents in one file are not supported"
+                ));
+            }
+            lines.push(Line {
+                number,
+                indent: body.len() - trimmed.len(),
+                text: trimmed,
+            });
+        }
+        let Some(first) = lines.first() else {
+            return Ok(Node::Null);
+        };
+        let mut pos = 0;
+        let node = mapping(&lines, &mut pos, first.indent)?;
+        match lines.get(pos) {
+            Some(l) => Err(format!("line {}: unexpected indentation", l.number)),
+            None => Ok(node),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -237,5 +448,36 @@ mod tests {
             RegistriesD::load(&tmp.path().join("none")).unwrap(),
             RegistriesD::default()
         );
+    }
+
+    #[test]
+    fn block_yaml_subset() {
+        use super::block_yaml::{parse, Node};
+        let doc = parse(
+            "# Fedora's default.yaml\n---\ndocker:\n  # comment\n  \"127.0.0.1:5000/x\":\n    use-sigstore-attachments: yes # trailing\n    lookaside: 'https://a/#b'\n  quay.io:\n    sigstore: file:///var/lib/containers/sigstore\ndefault-docker:\n",
+        )
+        .unwrap();
+        let top = doc.as_map().unwrap();
+        assert_eq!(top[1], ("default-docker".to_string(), Node::Null));
+        let docker = top[0].1.as_map().unwrap();
+        assert_eq!(docker[0].0, "127.0.0.1:5000/x");
+        let x = docker[0].1.as_map().unwrap();
+        assert_eq!(x[0].1.as_bool(), Some(true));
+        assert_eq!(x[1].1.as_str(), Some("https://a/#b"));
+        assert_eq!(
+            docker[1].1.as_map().unwrap()[0].1.as_str(),
+            Some("file:///var/lib/containers/sigstore")
+        );
+        assert!(parse("").unwrap().is_null());
+        for (bad, needle) in [
+            ("docker: {a: 1}\n", "unsupported YAML construct"),
+            ("docker:\n  - a\n", "sequences"),
+            ("a: 1\na: 2\n", "duplicate key"),
+            ("a: 1\n---\nb: 2\n", "several YAML documents"),
+            ("a:\n    b: 1\n  c: 2\n", "indentation"),
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains(needle), "{bad:?}: {e}");
+        }
     }
 }
