@@ -15,10 +15,11 @@ use stowage_engine::ostree::import::{ImportOptions, VarHandling};
 use stowage_engine::registry::{Credentials, RegistryOptions};
 
 use stowage_engine::cstorage::catalog::{ListOptions, SortKey};
+use stowage_engine::policy::{PolicySetting, PrivateKey};
 
 use crate::cli::{
-    BuildArgs, BuildPull, CompressFormat, CopyArgs, ManifestFormatOpt, MultiArchOpt, OstreeVar,
-    PlatformOpts, RegistryOpts, RemoteOpts, SortBy, StorageOpts, SystemOpts,
+    BuildArgs, BuildPull, CompressFormat, CopyArgs, GlobalOpts, ManifestFormatOpt, MultiArchOpt,
+    OstreeVar, PlatformOpts, RegistryOpts, RemoteOpts, SortBy, StorageOpts, SystemOpts,
 };
 use stowage_engine::convert::ManifestFormat;
 use stowage_engine::copy::MultiArch;
@@ -42,6 +43,39 @@ pub fn endpoint_options(
     o.storage_root = storage.storage_root.clone();
     o.storage_runroot = storage.runroot.clone();
     o
+}
+
+/// The signature policy for `--policy` / `--insecure-policy`.
+pub fn policy(global: &GlobalOpts) -> PolicySetting {
+    match (&global.policy, global.insecure_policy) {
+        (_, true) => PolicySetting::InsecureAcceptAnything,
+        (Some(p), false) => PolicySetting::File(p.clone()),
+        (None, false) => PolicySetting::default(),
+    }
+}
+
+/// The first line of a passphrase file (without its line end).
+pub fn passphrase(path: &Path) -> Result<Vec<u8>> {
+    let text = std::fs::read(path)
+        .with_context(|| format!("reading the passphrase file {}", path.display()))?;
+    let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    Ok(line.strip_suffix(b"\r").unwrap_or(line).to_vec())
+}
+
+/// The signing key of `--sign-by-sigstore-private-key` (decrypted with
+/// `--sign-passphrase-file`, else an empty passphrase).
+pub fn signing_key(key: &Path, passphrase_file: Option<&Path>) -> Result<PrivateKey> {
+    let bytes = std::fs::read(key)
+        .with_context(|| format!("reading the sigstore private key {}", key.display()))?;
+    let pass = match passphrase_file {
+        Some(p) => passphrase(p)?,
+        None => Vec::new(),
+    };
+    Ok(PrivateKey::from_encrypted_pem(
+        &bytes,
+        &pass,
+        &format!("sigstore private key {}", key.display()),
+    )?)
 }
 
 fn seconds(what: &str, v: f64) -> Result<Duration> {
@@ -81,6 +115,7 @@ pub fn registry_options(
     o.cert_dir = cert_dir.map(|p| p.to_path_buf());
     o.authfile = opts.authfile.clone();
     o.registries_conf = opts.registries_conf.clone();
+    o.registries_d = opts.registries_d.clone();
     o.retry_times = opts.retry_times;
     o.retry_delay = seconds("--retry-delay", opts.retry_delay)?;
     o.connect_timeout = seconds("--connect-timeout", opts.connect_timeout)?;

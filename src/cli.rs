@@ -21,6 +21,18 @@ pub struct GlobalOpts {
     /// Suppress progress output.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// The signature policy to enforce on every copy and pull [default:
+    /// ~/.config/containers/policy.json, else /etc/containers/policy.json; neither is an error].
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        conflicts_with = "insecure_policy"
+    )]
+    pub policy: Option<PathBuf>,
+    /// Copy and pull without any signature policy (accept every image), as skopeo's flag.
+    #[arg(long, global = true)]
+    pub insecure_policy: bool,
 }
 
 /// The store that `containers-storage:NAME` (without `[overlay@ROOT+RUNROOT]`) means.
@@ -44,6 +56,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Images of a bootc system: list, copy to and from its stores, manage bootc's storage.
     Image(ImageArgs),
+    /// Generate a sigstore (cosign) key pair: PREFIX.key (encrypted private key) and PREFIX.pub.
+    GenerateSigstoreKey(GenerateKeyArgs),
     /// Delete an image from its store (skopeo delete): ostree:[REPO]IMAGE removes the image
     /// ref, the layers only it used and the objects nothing references any more;
     /// containers-storage:NAME removes the image and its unshared layers.
@@ -143,6 +157,16 @@ pub struct InfoArgs {
     pub format: OutputFormat,
     #[command(flatten)]
     pub storage: StorageOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateKeyArgs {
+    /// Write PREFIX.key and PREFIX.pub (neither may exist).
+    #[arg(long, value_name = "PREFIX")]
+    pub output_prefix: PathBuf,
+    /// Read the passphrase that encrypts the private key from this file (first line).
+    #[arg(long, value_name = "PATH")]
+    pub passphrase_file: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -313,7 +337,7 @@ pub enum ImageCommand {
     /// Operate on bootc's containers-storage, like `podman image` (no podman needed).
     Cmd {
         #[command(subcommand)]
-        command: CmdCommand,
+        command: Box<CmdCommand>,
     },
 }
 
@@ -586,6 +610,10 @@ pub struct RegistryOpts {
     /// registries.conf.d still apply).
     #[arg(long, value_name = "PATH", env = "CONTAINERS_REGISTRIES_CONF")]
     pub registries_conf: Option<PathBuf>,
+    /// registries.d directory (signature storage, use-sigstore-attachments) instead of
+    /// ~/.config/containers/registries.d or /etc/containers/registries.d.
+    #[arg(long = "registries.d", value_name = "DIR")]
+    pub registries_d: Option<PathBuf>,
     /// Retries after a failed network operation (connection errors, 5xx, truncated or
     /// stalled transfers).
     #[arg(long, value_name = "N", default_value_t = 3)]
@@ -667,6 +695,19 @@ pub struct CopyArgs {
     /// Use --cert-dir for both sides (skopeo spells it --src-cert-dir/--dest-cert-dir).
     #[arg(long, value_name = "DIR")]
     pub cert_dir: Option<PathBuf>,
+    /// Sign the copied image with this sigstore (cosign) private key; the signature is
+    /// attached in the destination registry as the sha256-<digest>.sig tag.
+    #[arg(long, value_name = "PATH")]
+    pub sign_by_sigstore_private_key: Option<PathBuf>,
+    /// The passphrase of the signing key, from this file (first line).
+    #[arg(long, value_name = "PATH", requires = "sign_by_sigstore_private_key")]
+    pub sign_passphrase_file: Option<PathBuf>,
+    /// The docker reference the signature names [default: the destination's].
+    #[arg(long, value_name = "REF", requires = "sign_by_sigstore_private_key")]
+    pub sign_identity: Option<String>,
+    /// Do not copy the source's sigstore signatures to a registry destination.
+    #[arg(long)]
+    pub remove_signatures: bool,
     #[command(flatten)]
     pub platform: PlatformOpts,
     #[command(flatten)]

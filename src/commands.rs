@@ -12,7 +12,8 @@ use stowage_engine::transport::ImageRef;
 
 use crate::args::{copy_args_options, endpoint_options, platform, registry_options};
 use crate::cli::{
-    CopyArgs, DeleteArgs, GlobalOpts, ImagesArgs, InfoArgs, InspectArgs, OutputFormat,
+    CopyArgs, DeleteArgs, GenerateKeyArgs, GlobalOpts, ImagesArgs, InfoArgs, InspectArgs,
+    OutputFormat,
 };
 
 fn parse_ref(s: &str) -> Result<ImageRef> {
@@ -38,6 +39,20 @@ pub fn copy(global: &GlobalOpts, args: CopyArgs) -> Result<ExitCode> {
         args.dest_cert_dir.as_deref().or(args.cert_dir.as_deref()),
     )?;
     opts.additional_tags = args.additional_tag.clone();
+    opts.policy = crate::args::policy(global);
+    opts.remove_signatures = args.remove_signatures;
+    if let Some(key) = &args.sign_by_sigstore_private_key {
+        opts.sign_by_sigstore = Some(std::sync::Arc::new(crate::args::signing_key(
+            key,
+            args.sign_passphrase_file.as_deref(),
+        )?));
+    }
+    if let Some(identity) = &args.sign_identity {
+        opts.sign_identity = Some(
+            stowage_engine::Reference::parse(identity)
+                .with_context(|| format!("--sign-identity {identity}"))?,
+        );
+    }
     let mut copy = copy_args_options(&args);
     copy.cancel = crate::interrupt::install()?;
     let progress = crate::progress::for_copy(global.quiet, args.progress_fd)?;
@@ -77,6 +92,34 @@ pub fn copy(global: &GlobalOpts, args: CopyArgs) -> Result<ExitCode> {
             );
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stowage generate-sigstore-key --output-prefix PREFIX --passphrase-file FILE`.
+pub fn generate_sigstore_key(args: GenerateKeyArgs) -> Result<ExitCode> {
+    let pass = crate::args::passphrase(&args.passphrase_file)?;
+    let (private, public) = stowage_engine::policy::sigstore::generate_key_pair(&pass)?;
+    let mut prefix = args.output_prefix.into_os_string();
+    let key = {
+        let mut p = prefix.clone();
+        p.push(".key");
+        std::path::PathBuf::from(p)
+    };
+    prefix.push(".pub");
+    let public_path = std::path::PathBuf::from(prefix);
+    for (path, text, mode) in [(&key, &private, 0o600), (&public_path, &public, 0o644)] {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)
+            .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
+        f.write_all(text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("Key written to {}", key.display());
+    println!("Public key written to {}", public_path.display());
     Ok(ExitCode::SUCCESS)
 }
 

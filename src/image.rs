@@ -16,7 +16,8 @@ use crate::table::{human_duration, human_size, short_id};
 
 /// Run an `image` subcommand.
 pub fn run(global: &GlobalOpts, args: ImageArgs) -> Result<ExitCode> {
-    let sys = args.system.system();
+    let mut sys = args.system.system();
+    sys.policy = crate::args::policy(global);
     match args.command {
         ImageCommand::List { list_type, format } => list(&sys, list_type, format),
         ImageCommand::CopyToStorage { source, target } => {
@@ -35,7 +36,7 @@ pub fn run(global: &GlobalOpts, args: ImageArgs) -> Result<ExitCode> {
         ImageCommand::PullFromDefaultStorage { image } => {
             pull_from_default_storage(global, &sys, &image)
         }
-        ImageCommand::Cmd { command } => cmd(global, &sys, command),
+        ImageCommand::Cmd { command } => cmd(global, &sys, *command),
     }
 }
 

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         cli::Command::Logout(args) => registry::logout(&cli.global, args),
         cli::Command::ListTags(args) => registry::list_tags(args),
         cli::Command::Sync(args) => registry::sync(&cli.global, args),
+        cli::Command::GenerateSigstoreKey(args) => commands::generate_sigstore_key(args),
     };
     if let Some(sig) = interrupt::received() {
         // One line: what was stopped and what the destination keeps.

@@ -540,7 +540,12 @@ fn unprivileged_user_can_write_and_read_a_store() {
             "setpriv",
             ["--reuid=65534", "--regid=65534", "--clear-groups"],
         );
-        c.arg(&bin).arg("--quiet").args(args);
+        // The accept-anything policy is readable by anyone (0644 in the target's tmp).
+        c.arg(&bin)
+            .arg("--quiet")
+            .arg("--policy")
+            .arg(accept_anything_policy())
+            .args(args);
         c
     };
     let store = format!(

@@ -14,7 +14,7 @@
 //! 4. Make the disk: a 128 MiB file formatted with `mkfs.ext4`, empty.
 //! 5. Boot `qemu-system-x86_64 -accel tcg -nographic -no-reboot -nic none` with the kernel, the
 //!    initramfs and the disk as a virtio drive. `/init` mounts proc, sysfs, devtmpfs and a
-//!    tmpfs on `/run`, loads the modules, mounts the disk on `/mnt/root`, runs `stowage copy
+//!    tmpfs on `/run`, loads the modules, mounts the disk on `/mnt/root`, runs `stowage --insecure-policy copy
 //!    oci:/oci:basic containers-storage:[overlay@/mnt/root+/run/stowage]localhost/basic:initramfs`
 //!    and `stowage image --storage-root /mnt/root --runroot /run/stowage cmd list`, prints a
 //!    marker with its uptime, unmounts and powers off. The run is bounded by [`BOOT_TIMEOUT`]:
@@ -70,7 +70,7 @@ while [ ! -b /dev/vda ]; do
 done
 mount -t ext4 /dev/vda /mnt/root || fail "mount /dev/vda"
 start=$(cut -d' ' -f1 /proc/uptime)
-stowage --quiet copy oci:/oci:basic 'containers-storage:[overlay@/mnt/root+/run/stowage]localhost/basic:initramfs' || fail "stowage copy"
+stowage --quiet --insecure-policy copy oci:/oci:basic 'containers-storage:[overlay@/mnt/root+/run/stowage]localhost/basic:initramfs' || fail "stowage copy"
 copied=$(cut -d' ' -f1 /proc/uptime)
 stowage image --storage-root /mnt/root --runroot /run/stowage cmd list || fail "stowage image cmd list"
 umount /mnt/root || fail "umount"
@@ -254,6 +254,7 @@ fn stowage_pulls_into_containers_storage_inside_an_initramfs_under_qemu() {
     std::fs::write(tree.join("lib/modules/order"), order.join("\n") + "\n").unwrap();
     run(Command::new(&binary).args([
         "--quiet",
+        "--insecure-policy",
         "copy",
         &basic.oci_ref(),
         &format!("oci:{}:basic", tree.join("oci").display()),

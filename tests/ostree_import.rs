@@ -30,7 +30,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{cmd, fixture, oracle, run, run_failing, stowage, tempdir};
+use common::{cmd, fixture, oracle, run, run_failing, stowage, stowage_progress, tempdir};
 use serde_json::Value;
 use stowage_fixtures::tree::{describe_dir, TreeEntry, TreeKind};
 use stowage_fixtures::FixtureInfo;
@@ -383,10 +383,7 @@ fn layers_are_reused_and_unnamed_destinations_record_the_source() {
     let basic = fixture("basic");
     let dst = format!("ostree:[{}]localhost/basic:1", repo.display());
     run(stowage().args(["copy", &basic.oci_ref(), &dst]));
-    let again = run(cmd(
-        env!("CARGO_BIN_EXE_stowage"),
-        ["copy", &basic.oci_ref(), &dst],
-    ));
+    let again = run(stowage_progress().args(["copy", &basic.oci_ref(), &dst]));
     let msg = String::from_utf8_lossy(&again.stderr);
     assert!(
         msg.contains(&format!("reused {}", basic.layers.len())),
@@ -689,8 +686,8 @@ fn an_import_killed_at_any_point_leaves_a_repository_that_fscks_and_completes() 
     let info = fixture("many");
     let dst = format!("ostree:[{}]localhost/many:1", repo.display());
     for delay_ms in [15u64, 40, 80, 150, 250, 400, 650] {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stowage"))
-            .args(["--quiet", "copy", &info.oci_ref(), &dst])
+        let mut child = stowage()
+            .args(["copy", &info.oci_ref(), &dst])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -224,6 +224,7 @@ fn dist_binary_runs_every_read_command_in_an_empty_read_only_root() {
     let host_runroot = tempdir();
     run(Command::new(&binary).args([
         "--quiet",
+        "--insecure-policy",
         "copy",
         &format!("oci:{}:basic", r.join("fixture").display()),
         &format!(
@@ -361,10 +362,39 @@ fn dist_binary_runs_every_read_command_in_an_empty_read_only_root() {
         "image list (all types, no /sysroot) lacks localhost/basic:chroot: {all}"
     );
 
+    // With no /etc there is no policy.json: a copy is refused (as skopeo refuses), naming the
+    // places looked at and the flag; nothing is written.
+    let no_policy = run_failing(in_read_only_root(
+        &root,
+        &[
+            "--quiet",
+            "copy",
+            "oci:/fixture:basic",
+            "oci:/run/refused:basic",
+        ],
+    ));
+    let stderr = String::from_utf8_lossy(&no_policy.stderr);
+    assert!(
+        stderr.contains("/etc/containers/policy.json")
+            && stderr.contains("no policy.json file found")
+            && stderr.contains("--insecure-policy"),
+        "a copy without a policy should be refused with the lookup and the flag: {stderr}"
+    );
+    assert!(
+        !root.run.path().join("refused").exists(),
+        "a copy refused for lack of a policy created its destination"
+    );
+
     // The root really is read-only: a write outside /run fails, naming the path.
     let refused = run_failing(in_read_only_root(
         &root,
-        &["--quiet", "copy", "oci:/fixture:basic", "oci:/out:basic"],
+        &[
+            "--quiet",
+            "--insecure-policy",
+            "copy",
+            "oci:/fixture:basic",
+            "oci:/out:basic",
+        ],
     ));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
@@ -375,6 +405,7 @@ fn dist_binary_runs_every_read_command_in_an_empty_read_only_root() {
     // Writes go to /run only: an OCI layout and a containers-storage store.
     go(vec![
         "--quiet".into(),
+        "--insecure-policy".into(),
         "copy".into(),
         "oci:/fixture:basic".into(),
         "oci:/run/out:basic".into(),
@@ -391,6 +422,7 @@ fn dist_binary_runs_every_read_command_in_an_empty_read_only_root() {
     }
     go(vec![
         "--quiet".into(),
+        "--insecure-policy".into(),
         "copy".into(),
         "oci:/fixture:basic".into(),
         "containers-storage:[overlay@/run/store+/run/stowage]localhost/basic:run".into(),

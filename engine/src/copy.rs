@@ -41,6 +41,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::manifest::{
     select_platform, Parsed, PlatformSpec, RawConfig, RawManifest, MAX_CONFIG_SIZE,
 };
+use crate::policy::SigstoreSignature;
 
 /// A layer as a source provides it.
 pub enum LayerStream<'a> {
@@ -80,7 +81,17 @@ pub trait ImageSource: Send + Sync {
     fn notes(&self) -> Vec<String> {
         Vec::new()
     }
+    /// The sigstore signatures stored for manifest `manifest_digest` (untrusted; the
+    /// signature policy verifies them). Sources that keep none return an empty list.
+    fn sigstore_signatures(&self, manifest_digest: &Digest) -> Result<Vec<SigstoreSignature>> {
+        let _ = manifest_digest;
+        Ok(Vec::new())
+    }
 }
+
+/// A check of the chosen single-platform manifest, run before the config or any layer is
+/// read and before the sink is touched (the signature policy).
+pub type ManifestCheck<'a> = dyn Fn(&RawManifest) -> Result<()> + 'a;
 
 /// What the sink is given to start an image.
 #[derive(Debug, Clone)]
@@ -344,6 +355,29 @@ pub trait ImageSink: Send + Sync {
         let _ = index;
         self.index_support()
     }
+    /// Store sigstore signatures for the committed manifest `manifest_digest`. Destinations
+    /// that cannot keep them refuse.
+    fn put_sigstore_signatures(
+        &self,
+        manifest_digest: &Digest,
+        signatures: &[SigstoreSignature],
+    ) -> Result<()> {
+        let _ = (manifest_digest, signatures);
+        self.can_store_sigstore_signatures()
+    }
+    /// `Ok` when [`put_sigstore_signatures`](Self::put_sigstore_signatures) can work here
+    /// (asked before copying, so a copy that is to be signed fails before it starts).
+    fn can_store_sigstore_signatures(&self) -> Result<()> {
+        Err(Error::Unsupported {
+            transport: self.name(),
+            reason: "this destination cannot store sigstore signatures; sign images pushed to a registry (docker://) instead".into(),
+        })
+    }
+    /// The docker reference a signature made for this destination names by default (skopeo's
+    /// `--sign-identity` default); `None` when the destination has none.
+    fn docker_reference(&self) -> Option<crate::reference::Reference> {
+        None
+    }
 }
 
 /// One image being written. Methods take `&self` so layers can be written from several
@@ -446,10 +480,20 @@ pub struct CopyReport {
 
 /// Read the manifest chain and config of `source` for `platform`: steps 1–2 of the pipeline.
 pub fn plan_image(source: &dyn ImageSource, platform: &PlatformSpec) -> Result<ImagePlan> {
+    plan_image_checked(source, platform, None)
+}
+
+/// [`plan_image`], running `check` on the chosen single-platform manifest before the config
+/// is read.
+pub fn plan_image_checked(
+    source: &dyn ImageSource,
+    platform: &PlatformSpec,
+    check: Option<&ManifestCheck<'_>>,
+) -> Result<ImagePlan> {
     let name = source.name();
     let top = source.manifest()?;
-    match &top.parsed {
-        Parsed::Image(_) => plan_manifest(source, top, None),
+    let (manifest, index) = match &top.parsed {
+        Parsed::Image(_) => (top, None),
         Parsed::Index(idx) => {
             let desc = select_platform(idx, platform, &name)?;
             let child = child_manifest(
@@ -457,9 +501,13 @@ pub fn plan_image(source: &dyn ImageSource, platform: &PlatformSpec) -> Result<I
                 desc,
                 &format!("manifest for {} of {name}", platform.describe()),
             )?;
-            plan_manifest(source, child, Some(top))
+            (child, Some(top))
         }
+    };
+    if let Some(check) = check {
+        check(&manifest)?;
     }
+    plan_manifest(source, manifest, index)
 }
 
 /// The image manifest `desc` of an index of `source`, checked against the entry's digest
@@ -553,17 +601,29 @@ pub fn plan_manifest(
     })
 }
 
-/// Copy one image from `source` to `sink`.
+/// Copy one image from `source` to `sink`, with no signature policy: the raw pipeline.
+/// [`crate::endpoint::copy_between`] is the entry point that enforces the policy.
 pub fn copy_image(
     source: &dyn ImageSource,
     sink: &dyn ImageSink,
     options: &CopyOptions,
 ) -> Result<CopyReport> {
+    copy_image_checked(source, sink, options, None)
+}
+
+/// [`copy_image`], with `check` run on the chosen manifest before anything else is read or
+/// written (an `Err` from it leaves the destination untouched).
+pub fn copy_image_checked(
+    source: &dyn ImageSource,
+    sink: &dyn ImageSink,
+    options: &CopyOptions,
+    check: Option<&ManifestCheck<'_>>,
+) -> Result<CopyReport> {
     let start = Instant::now();
     options
         .cancel
         .check(|| format!("copying {}", source.name()))?;
-    let plan = plan_image(source, &options.platform)?;
+    let plan = plan_image_checked(source, &options.platform, check)?;
     copy_planned(source, &plan, sink, options, start)
 }
 

@@ -2,20 +2,36 @@
 //!
 //! This is the one place that knows every store: it maps an [`ImageRef`] to the store
 //! module that implements it. Stores themselves never import each other.
+//!
+//! [`copy_between`], the entry point of every copy and pull, runs in this order:
+//! 1. the signature policy is loaded ([`EndpointOptions::policy`]; a missing or invalid
+//!    policy.json fails here) and the source is opened;
+//! 2. the manifest is chosen and the policy checked against it (and the source's
+//!    signatures), before the config, any layer or the destination is touched;
+//! 3. the destination is opened; for a registry destination the source's sigstore signatures
+//!    are read (unless `--remove-signatures`) and, like a signing key, need a destination
+//!    that keeps signatures (checked now, before any layer moves);
+//! 4. the image is copied, then the carried signatures and the new one
+//!    (`--sign-by-sigstore-private-key`) are attached to the stored manifest.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::compression::Compression;
-use crate::copy::{copy_planned, CopyOptions, CopyReport, ImageSink, ImageSource};
+use crate::copy::{
+    copy_planned, plan_image_checked, CopyOptions, CopyReport, ImagePlan, ImageSink, ImageSource,
+};
 use crate::copy_index::{copy_index, plan_source, SourcePlan};
 use crate::cstorage::{StorageConfig, StorageSink, StorageSource, Store};
 use crate::error::{Error, Result};
+use crate::manifest::RawManifest;
 use crate::oci_archive::{OciArchiveSink, OciArchiveSource};
 use crate::oci_layout::{OciSink, OciSource};
 use crate::ostree::import::ImportOptions;
 use crate::ostree::{OstreeSink, OstreeSource};
+use crate::policy::{ImageScopes, Policy, PolicySetting, PrivateKey};
 use crate::progress::{Observed, Progress};
+use crate::reference::Reference;
 use crate::registry::{RegistryOptions, RegistrySink, RegistrySource};
 use crate::transport::{ImageRef, StorageImage, StoreSpec};
 
@@ -42,6 +58,17 @@ pub struct EndpointOptions {
     /// an OCI layout's `index.json` or a registry repository, names in containers-storage
     /// (short names completed as the destination's are).
     pub additional_tags: Vec<String>,
+    /// The signature policy every copy is checked against (default: policy.json from the
+    /// usual places; missing is an error).
+    pub policy: PolicySetting,
+    /// Sign the copied image with this sigstore key (`--sign-by-sigstore-private-key`).
+    pub sign_by_sigstore: Option<Arc<PrivateKey>>,
+    /// The identity the signature names (`--sign-identity`); default: the destination's
+    /// docker reference.
+    pub sign_identity: Option<Reference>,
+    /// Do not carry the source's sigstore signatures to a registry destination
+    /// (`--remove-signatures`).
+    pub remove_signatures: bool,
 }
 
 impl EndpointOptions {
@@ -259,12 +286,16 @@ fn would_create(r: &ImageRef, options: &EndpointOptions) -> Vec<PathBuf> {
 /// index ([`crate::copy_index`]) — from the one to the other, telling `progress` (when given)
 /// what happens: `stowage copy SRC DST`.
 ///
-/// 1. The source is opened and its manifest(s) and config(s) resolved first, so a missing
-///    image or tag fails before the destination is touched.
+/// 1. The signature policy is loaded and the source opened; its manifest(s) and config(s)
+///    are resolved and the policy checked ([`check_policy`]) first, so a missing image or
+///    tag, or one the policy refuses, fails before the destination is touched.
 /// 2. The destination is opened (an OCI layout or a containers-storage store is created
 ///    when missing) and the layers copied ([`copy_planned`]); `copy.cancel` also stops the
 ///    registry clients of both sides.
-/// 3. When the copy fails or is cancelled and the destination did not exist before, what the
+/// 3. For a registry destination the source's sigstore signatures go along (unless
+///    `--remove-signatures`), and `--sign-by-sigstore-private-key` adds one; both need a
+///    destination that keeps signatures, checked before any layer moves.
+/// 4. When the copy fails or is cancelled and the destination did not exist before, what the
 ///    copy created is removed again: a failed copy leaves no new, empty destination behind.
 pub fn copy_between(
     src: &ImageRef,
@@ -278,6 +309,7 @@ pub fn copy_between(
     options.src_registry.cancel = copy.cancel.clone();
     options.dest_registry.cancel = copy.cancel.clone();
     let options = &options;
+    let policy = options.policy.load()?;
     let source = open_source(src, options)?;
     let observed;
     let source: &dyn ImageSource = match progress {
@@ -289,14 +321,37 @@ pub fn copy_between(
     };
     copy.cancel.check(|| format!("copying {src} to {dst}"))?;
     let plan = plan_source(source, copy)?;
+    check_policy(src, source, policy.as_deref(), options, &plan)?;
+    if options.sign_by_sigstore.is_some() {
+        if !matches!(dst, ImageRef::Docker(_)) {
+            return Err(Error::Unsupported {
+                transport: dst.to_string(),
+                reason: "this destination cannot store sigstore signatures; sign images pushed to a registry (docker://) instead".into(),
+            });
+        }
+        if matches!(plan, SourcePlan::Index(_)) {
+            return Err(Error::Unsupported {
+                transport: dst.to_string(),
+                reason: "signing a whole index (--all) is not supported yet; copy and sign one platform".into(),
+            });
+        }
+    }
     let created = would_create(dst, options);
-    let run = |sink: &dyn ImageSink| match &plan {
-        SourcePlan::Image(plan) => copy_planned(source, plan, sink, copy, start),
-        SourcePlan::Index(plan) => copy_index(source, plan, sink, copy, start),
-    };
-    let result = open_sink(dst, options).and_then(|sink| match progress {
-        Some(p) => run(&Observed::sink(sink.as_ref(), p.clone())),
-        None => run(sink.as_ref()),
+    let result = open_sink(dst, options).and_then(|sink| {
+        let observed_sink;
+        let sink: &dyn ImageSink = match progress {
+            Some(p) => {
+                observed_sink = Observed::sink(sink.as_ref(), p.clone());
+                &observed_sink
+            }
+            None => sink.as_ref(),
+        };
+        match &plan {
+            SourcePlan::Image(plan) => {
+                copy_signed(src, dst, source, plan, sink, options, copy, start)
+            }
+            SourcePlan::Index(plan) => copy_index(source, plan, sink, copy, start),
+        }
     });
     match result {
         Err(mut e) if !created.is_empty() => {
@@ -317,6 +372,135 @@ pub fn copy_between(
         }
         other => other,
     }
+}
+
+/// The default graph root, for the policy's `containers-storage` scopes.
+fn default_graph_root(options: &EndpointOptions) -> PathBuf {
+    options
+        .default_store()
+        .map(|c| c.graph_root)
+        .unwrap_or_else(|_| PathBuf::from("/var/lib/containers/storage"))
+}
+
+/// Check what `plan` will store against `policy` (`None`: `--insecure-policy`): the chosen
+/// manifest of a single-image copy, the index itself for a whole-index copy (what
+/// containers/image evaluates for `--all`).
+pub fn check_policy(
+    src: &ImageRef,
+    source: &dyn ImageSource,
+    policy: Option<&Policy>,
+    options: &EndpointOptions,
+    plan: &SourcePlan,
+) -> Result<()> {
+    let Some(policy) = policy else {
+        return Ok(());
+    };
+    let scopes = ImageScopes::of(src, &default_graph_root(options));
+    let manifest = match plan {
+        SourcePlan::Image(p) => &p.manifest,
+        SourcePlan::Index(p) => &p.index,
+    };
+    policy.check(&scopes, manifest, &mut || {
+        source.sigstore_signatures(&manifest.digest)
+    })
+}
+
+/// One image into `sink`, carrying the source's sigstore signatures to a registry and adding
+/// `--sign-by-sigstore-private-key`'s (steps 3 of [`copy_between`]).
+#[allow(clippy::too_many_arguments)]
+fn copy_signed(
+    src: &ImageRef,
+    dst: &ImageRef,
+    source: &dyn ImageSource,
+    plan: &ImagePlan,
+    sink: &dyn ImageSink,
+    options: &EndpointOptions,
+    copy: &CopyOptions,
+    start: std::time::Instant,
+) -> Result<CopyReport> {
+    let _ = src;
+    // The source's signatures go along to a registry, as skopeo copies them; other
+    // destinations cannot keep them and they are left behind.
+    let carried = match dst {
+        ImageRef::Docker(_) if !options.remove_signatures => {
+            source.sigstore_signatures(&plan.manifest.digest)?
+        }
+        _ => Vec::new(),
+    };
+    if !carried.is_empty() {
+        let keep_hint = |e: Error| Error::Unsupported {
+            transport: dst.to_string(),
+            reason: format!(
+                "the source has {} sigstore signature(s) to copy: {e}; or pass --remove-signatures",
+                carried.len()
+            ),
+        };
+        sink.can_store_sigstore_signatures().map_err(keep_hint)?;
+        if options.dest_compression.is_some() {
+            return Err(keep_hint(Error::Unsupported {
+                transport: dst.to_string(),
+                reason: "recompressing layers changes the manifest and would invalidate them"
+                    .into(),
+            }));
+        }
+    }
+    let identity = match &options.sign_by_sigstore {
+        Some(_) => {
+            sink.can_store_sigstore_signatures()?;
+            Some(match (&options.sign_identity, sink.docker_reference()) {
+                (Some(i), _) => i.to_string(),
+                (None, Some(r)) => r.to_string(),
+                (None, None) => {
+                    return Err(Error::Unsupported {
+                        transport: dst.to_string(),
+                        reason: "cannot determine the docker reference to sign; pass --sign-identity"
+                            .into(),
+                    })
+                }
+            })
+        }
+        None => None,
+    };
+    let report = copy_planned(source, plan, sink, copy, start)?;
+    let mut signatures = Vec::new();
+    if !carried.is_empty() {
+        if report.manifest_digest != plan.manifest.digest {
+            return Err(Error::Conflict {
+                what: dst.to_string(),
+                reason: format!(
+                    "the manifest changed in the copy ({} → {}), which invalidates the source's signatures; pass --remove-signatures",
+                    plan.manifest.digest, report.manifest_digest
+                ),
+            });
+        }
+        signatures = carried;
+    }
+    if let (Some(key), Some(identity)) = (&options.sign_by_sigstore, identity) {
+        signatures.push(key.sign_manifest(&report.manifest_digest, &identity)?);
+    }
+    if !signatures.is_empty() {
+        sink.put_sigstore_signatures(&report.manifest_digest, &signatures)?;
+    }
+    Ok(report)
+}
+
+/// Plan the copy of `src` (opened as `source`), checking the chosen manifest against
+/// `policy` (`None`: `--insecure-policy`) before the config is read.
+pub fn checked_plan(
+    src: &ImageRef,
+    source: &dyn ImageSource,
+    policy: Option<&Policy>,
+    options: &EndpointOptions,
+    copy: &CopyOptions,
+) -> Result<ImagePlan> {
+    let scopes = ImageScopes::of(src, &default_graph_root(options));
+    let check = |m: &RawManifest| -> Result<()> {
+        match policy {
+            None => Ok(()),
+            Some(p) => p.check(&scopes, m, &mut || source.sigstore_signatures(&m.digest)),
+        }
+    };
+    plan_image_checked(source, &copy.platform, Some(&check))
 }
 
 /// What [`delete`] removed.

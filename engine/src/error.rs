@@ -74,6 +74,26 @@ pub enum Error {
         /// Why, and what to do instead.
         reason: String,
     },
+    /// A signature policy (policy.json) that cannot be used: missing, unreadable or invalid.
+    #[error("{path}: {reason}")]
+    Policy {
+        /// The policy file (or the places looked at).
+        path: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// The signature policy refused an image; nothing was written.
+    #[error("source image {image} rejected by policy {policy}, {scope}: {reason}")]
+    PolicyRejected {
+        /// The image, in transport syntax.
+        image: String,
+        /// The policy file.
+        policy: String,
+        /// The scope whose requirements applied (`transports.docker."quay.io/x"`, `default`).
+        scope: String,
+        /// Why the requirement refused it.
+        reason: String,
+    },
     /// A media type stowage does not know.
     #[error("{what}: unsupported media type {media_type:?}")]
     UnsupportedMediaType {

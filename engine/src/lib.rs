@@ -8,7 +8,8 @@
 //!    [`reference`](mod@reference) and [`transport`] (names), [`manifest`] (OCI/Docker
 //!    documents), [`convert`] (OCI ↔ Docker schema2), [`layer_tar`] (safe layer-tar walking and extraction), [`tar_split`];
 //! 2. one module per store or transport, each knowing only its own format: [`oci_layout`],
-//!    [`oci_archive`] (an OCI layout in a tar);
+//!    [`oci_archive`] (an OCI layout in a tar); [`policy`] (policy.json, sigstore signatures)
+//!    sits beside them, used by the registry and the endpoint;
 //! 3. the [`copy`] pipeline that joins any source to any sink, [`copy_index`] (a whole
 //!    multi-arch index through it), [`endpoint`] that opens a source or sink for a parsed
 //!    transport name, and [`sync`] (a registry repository to OCI layouts and back);
@@ -56,6 +57,7 @@ pub mod manifest;
 pub mod oci_archive;
 pub mod oci_layout;
 pub mod ostree;
+pub mod policy;
 pub mod progress;
 pub mod reference;
 pub mod registry;

@@ -83,6 +83,12 @@ impl ImageSource for ObservedSource<'_> {
     fn open_blob(&self, descriptor: &Descriptor) -> Result<BoxRead<'_>> {
         self.source.open_blob(descriptor)
     }
+    fn sigstore_signatures(
+        &self,
+        manifest_digest: &crate::digest::Digest,
+    ) -> Result<Vec<crate::policy::SigstoreSignature>> {
+        self.source.sigstore_signatures(manifest_digest)
+    }
     fn open_layer(
         &self,
         index: usize,
@@ -156,6 +162,20 @@ impl ImageSink for ObservedSink<'_> {
     }
     fn commit_index(&self, index: &crate::manifest::RawManifest) -> Result<()> {
         self.sink.commit_index(index)
+    }
+    fn put_sigstore_signatures(
+        &self,
+        manifest_digest: &Digest,
+        signatures: &[crate::policy::SigstoreSignature],
+    ) -> Result<()> {
+        self.sink
+            .put_sigstore_signatures(manifest_digest, signatures)
+    }
+    fn docker_reference(&self) -> Option<crate::reference::Reference> {
+        self.sink.docker_reference()
+    }
+    fn can_store_sigstore_signatures(&self) -> Result<()> {
+        self.sink.can_store_sigstore_signatures()
     }
     fn begin<'s>(&'s self, plan: &ImagePlan) -> Result<Box<dyn ImageWriter + 's>> {
         let inner = self.sink.begin(plan)?;

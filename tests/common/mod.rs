@@ -5,8 +5,9 @@
 //!    umoci, ...) can be used (on PATH → yes; missing with `CI=true` → the test fails; missing
 //!    elsewhere → a visible `SKIP:` line), [`run`] / [`run_failing`] / [`output`] with the full
 //!    command line and output in every panic, and the throw-away [`PodmanStore`].
-//! 2. [`stowage`] / [`stowage_progress`] are the binary under test and [`skopeo`] the oracle,
-//!    both without the caller's auth file or proxy settings.
+//! 2. [`stowage`] / [`stowage_progress`] are the binary under test (with an explicit
+//!    accept-anything `--policy`; [`stowage_without_policy`] for the policy tests) and
+//!    [`skopeo`] the oracle, both without the caller's auth file or proxy settings.
 //! 3. [`fixtures`] generates the fixture images (small and `many`) once per test process into
 //!    `target/tmp/fixtures-<pid>`, removing the directories of processes that have ended.
 //! 4. [`layout`] reads OCI layouts (index entries, blobs, diffIDs); [`images`] builds the
@@ -53,9 +54,41 @@ fn isolated(program: &str) -> Command {
     c
 }
 
-/// The stowage binary under test, with its progress and summary lines on stderr.
-pub fn stowage_progress() -> Command {
+/// The stowage binary under test with no policy flag: it reads policy.json from the usual
+/// places (`~/.config/containers/policy.json`, `/etc/containers/policy.json`), or is given
+/// `--policy`/`--insecure-policy` by the caller. Only the signature-policy tests use it.
+pub fn stowage_without_policy() -> Command {
     isolated(env!("CARGO_BIN_EXE_stowage"))
+}
+
+/// A policy.json that accepts every image (Debian's containers-common default), written once
+/// per test process under the target's tmp directory.
+pub fn accept_anything_policy() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        std::fs::create_dir_all(tmp).unwrap();
+        let path = tmp.join("policy-accept-anything.json");
+        let staging = tmp.join(format!(
+            "policy-accept-anything.json.{}",
+            std::process::id()
+        ));
+        std::fs::write(
+            &staging,
+            r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+        )
+        .unwrap();
+        std::fs::rename(&staging, &path).unwrap();
+        path
+    })
+}
+
+/// The stowage binary under test, with its progress and summary lines on stderr, and an
+/// explicit accept-anything `--policy` so that no test depends on the host's policy.json.
+pub fn stowage_progress() -> Command {
+    let mut c = stowage_without_policy();
+    c.arg("--policy").arg(accept_anything_policy());
+    c
 }
 
 /// The stowage binary under test, `--quiet`.

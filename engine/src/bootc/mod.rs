@@ -71,6 +71,8 @@ pub struct System {
     pub root: PathBuf,
     /// The kernel command line to find the booted deployment in (`/proc/cmdline`).
     pub kernel_cmdline: PathBuf,
+    /// The signature policy for every copy and pull into or out of these stores.
+    pub policy: crate::policy::PolicySetting,
 }
 
 impl Default for System {
@@ -84,6 +86,7 @@ impl Default for System {
             ostree_repo: None,
             root: PathBuf::from("/"),
             kernel_cmdline: PathBuf::from("/proc/cmdline"),
+            policy: crate::policy::PolicySetting::default(),
         }
     }
 }
@@ -150,6 +153,7 @@ impl System {
         EndpointOptions {
             storage_root: self.host_storage_root.clone(),
             storage_runroot: self.host_storage_runroot.clone(),
+            policy: self.policy.clone(),
             ..Default::default()
         }
     }

@@ -8,6 +8,7 @@
 //!    digests and names. Layer trees are cloned ([`clone::clone_image`]: reflink, else hard
 //!    link, else copy); when the two stores keep whiteouts in different forms the image goes
 //!    through the copy pipeline instead, which re-extracts it. [`Method`] says which ran.
+//!    The signature policy is checked first, for the image as named in the host's store.
 //! 3. [`push`]: an image of bootc's store to a destination, by default the registry its first
 //!    name points at.
 
@@ -104,6 +105,29 @@ pub fn pull_from_default_storage(
 ) -> Result<DefaultStoragePull> {
     let host = system.read_host_storage()?;
     let record = host.image(image)?;
+    // The signature policy, for the image as the host's store names it, before bootc's
+    // store is opened.
+    let policy = system.policy.load()?;
+    {
+        let name = ImageRef::containers_storage(
+            host.spec(),
+            match record.names.first().and_then(|n| Reference::parse(n).ok()) {
+                Some(n) => StorageImage::NamedWithId(n, record.id.clone()),
+                None => StorageImage::Id(record.id.clone()),
+            },
+        );
+        let source = StorageSource::open(
+            system.read_host_storage()?,
+            &StorageImage::Id(record.id.clone()),
+        )?;
+        crate::endpoint::checked_plan(
+            &name,
+            &source,
+            policy.as_deref(),
+            &system.endpoints(),
+            copy,
+        )?;
+    }
     let dst = system.open_storage()?;
     let method = match clone::clone_image(&host, &dst, &record, &[])? {
         CloneOutcome::Cloned(stats) => Method::Cloned(stats),

@@ -15,7 +15,8 @@
 //! 2. the host's configuration, read the way containers/image reads it: [`host_paths`]
 //!    (where it lives), [`auth_file`] (auth.json credentials and credential helpers),
 //!    [`registries_conf`] (mirrors, insecure, blocked, search registries) and [`certs_d`]
-//!    (TLS material), with the main types re-exported here;
+//!    (TLS material), [`registries_d`] (signature storage: sigstore attachments), with the
+//!    main types re-exported here;
 //! 3. [`client`]: one registry host: ping, auth, retries with backoff, redirects without
 //!    leaking `Authorization`, connect and idle timeouts (async, on a process-wide tokio
 //!    runtime, with blocking entry points);
@@ -33,6 +34,7 @@ pub mod client;
 pub mod host_paths;
 pub mod manage;
 pub mod registries_conf;
+pub mod registries_d;
 pub mod sink;
 pub mod source;
 pub mod stream;
@@ -70,6 +72,8 @@ pub struct RegistryOptions {
     pub authfile: Option<PathBuf>,
     /// `--registries-conf`: the registries.conf to read instead of the default one.
     pub registries_conf: Option<PathBuf>,
+    /// `--registries.d`: the registries.d directory to read instead of the default one.
+    pub registries_d: Option<PathBuf>,
     /// Where the host's configuration files are.
     pub host: HostPaths,
     /// `--retry-times`: retries after the first attempt.
@@ -104,6 +108,7 @@ impl Default for RegistryOptions {
             cert_dir: None,
             authfile: None,
             registries_conf: None,
+            registries_d: None,
             host: HostPaths::from_env(),
             retry_times: c.retry_times,
             retry_delay: c.retry_delay,
@@ -120,6 +125,14 @@ impl RegistryOptions {
     /// The registries.conf in effect.
     pub fn registries(&self) -> Result<RegistriesConf> {
         RegistriesConf::load(&self.host, self.registries_conf.as_deref())
+    }
+
+    /// The registries.d settings in effect (signature storage).
+    pub fn registries_d(&self) -> Result<registries_d::RegistriesD> {
+        registries_d::RegistriesD::load(&registries_d::RegistriesD::dir(
+            self.registries_d.as_deref(),
+            &self.host,
+        ))
     }
 
     /// Where to pull `reference` from, mirrors first (blocked registries are an error).

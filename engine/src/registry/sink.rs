@@ -38,6 +38,8 @@ use crate::copy::{
 };
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, IoContext, Result};
+use crate::manifest::{MAX_MANIFEST_SIZE, OCI_MANIFEST};
+use crate::policy::SigstoreSignature;
 use crate::reference::Reference;
 
 /// A registry repository opened for writing.
@@ -48,6 +50,8 @@ pub struct RegistrySink {
     compression: Option<Compression>,
     chunk_size: usize,
     additional_tags: Vec<String>,
+    /// registries.d's `use-sigstore-attachments` for this image.
+    sigstore_attachments: bool,
 }
 
 impl RegistrySink {
@@ -64,6 +68,7 @@ impl RegistrySink {
         let endpoint = options.push_endpoint(&reference)?;
         let settings = options.client_settings(&endpoint)?;
         let client = RegistryClient::new(&endpoint.registry, settings)?;
+        let sigstore_attachments = options.registries_d()?.use_sigstore_attachments(&reference);
         Ok(RegistrySink {
             reference,
             endpoint,
@@ -71,6 +76,7 @@ impl RegistrySink {
             compression,
             chunk_size: options.upload_chunk_size.max(1),
             additional_tags: Vec::new(),
+            sigstore_attachments,
         })
     }
 
@@ -252,6 +258,122 @@ impl RegistrySink {
             return Err(self.client.block_on(self.client.error_from(resp, &what)));
         }
         Ok(())
+    }
+
+    /// Attach sigstore `signatures` to manifest `digest`: add them as layers of the OCI
+    /// manifest tagged `sha256-<hex>.sig` (created, or extended keeping the signatures it
+    /// has; one already there is not added twice), payloads and config uploaded first, the
+    /// tag written last. Refused unless registries.d enables `use-sigstore-attachments` for
+    /// this image, as containers/image does.
+    pub fn put_sigstore_signatures(
+        &self,
+        digest: &Digest,
+        signatures: &[SigstoreSignature],
+    ) -> Result<()> {
+        self.can_store_sigstore_signatures()?;
+        self.write_sigstore_signatures(digest, signatures)
+    }
+
+    /// `Ok` when registries.d enables `use-sigstore-attachments` for this image.
+    pub fn can_store_sigstore_signatures(&self) -> Result<()> {
+        if !self.sigstore_attachments {
+            return Err(Error::Unsupported {
+                transport: format!("docker://{}", self.reference),
+                reason: "writing sigstore signatures is disabled by configuration: set \
+                         use-sigstore-attachments: true for this registry in registries.d \
+                         (/etc/containers/registries.d/*.yaml, or --registries.d DIR)"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn write_sigstore_signatures(
+        &self,
+        digest: &Digest,
+        signatures: &[SigstoreSignature],
+    ) -> Result<()> {
+        let tag = format!("{}-{}.sig", digest.algorithm(), digest.digest());
+        let what = format!(
+            "reading sigstore attachments {tag} of docker://{}",
+            self.reference
+        );
+        let existing = {
+            let c = &self.client;
+            let url = self.url(&format!("manifests/{tag}"))?;
+            match c.block_on(c.get_small(
+                url,
+                Some(OCI_MANIFEST),
+                &self.scope(None),
+                MAX_MANIFEST_SIZE,
+                &what,
+            )) {
+                Ok((bytes, _)) => Some(bytes),
+                Err(Error::Registry { status: 404, .. }) => None,
+                Err(e) => return Err(e),
+            }
+        };
+        let (mut layers, mut diff_ids): (Vec<serde_json::Value>, Vec<serde_json::Value>) =
+            (Vec::new(), Vec::new());
+        if let Some(bytes) = existing {
+            let m: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::Json {
+                what: what.clone(),
+                source: e,
+            })?;
+            layers = m["layers"].as_array().cloned().unwrap_or_default();
+            let config = m["config"]["digest"].as_str().map(str::to_string);
+            if let Some(cd) = config {
+                let c = &self.client;
+                let url = self.url(&format!("blobs/{cd}"))?;
+                if let Ok((cfg, _)) =
+                    c.block_on(c.get_small(url, None, &self.scope(None), MAX_MANIFEST_SIZE, &what))
+                {
+                    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&cfg) {
+                        diff_ids = v["rootfs"]["diff_ids"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default();
+                    }
+                }
+            }
+        }
+        for sig in signatures {
+            let payload_digest = crate::digest::sha256_of(&sig.payload);
+            let annotations = serde_json::to_value(&sig.annotations).expect("strings serialise");
+            let present = layers.iter().any(|l| {
+                l["digest"].as_str() == Some(payload_digest.as_ref())
+                    && l["annotations"] == annotations
+            });
+            if present {
+                continue;
+            }
+            self.ensure_blob(
+                &sig.payload,
+                &format!("sigstore signature payload {payload_digest}"),
+            )?;
+            layers.push(serde_json::json!({
+                "mediaType": sig.media_type,
+                "size": sig.payload.len(),
+                "digest": payload_digest.to_string(),
+                "annotations": annotations,
+            }));
+            diff_ids.push(serde_json::Value::String(payload_digest.to_string()));
+        }
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": "", "os": "", "config": {},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }))
+        .expect("serialises");
+        let config_digest =
+            self.ensure_blob(&config, &format!("config of sigstore attachments {tag}"))?;
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": crate::manifest::OCI_CONFIG, "size": config.len(), "digest": config_digest.to_string()},
+            "layers": layers,
+        }))
+        .expect("serialises");
+        self.put_manifest(&manifest, OCI_MANIFEST, &tag)
     }
 
     /// The repository of the copy's source when it is another repository of this registry
@@ -459,6 +581,22 @@ impl ImageSink for RegistrySink {
             }
             other => other,
         })
+    }
+
+    fn put_sigstore_signatures(
+        &self,
+        digest: &Digest,
+        signatures: &[SigstoreSignature],
+    ) -> Result<()> {
+        RegistrySink::put_sigstore_signatures(self, digest, signatures)
+    }
+
+    fn docker_reference(&self) -> Option<Reference> {
+        Some(self.reference.clone())
+    }
+
+    fn can_store_sigstore_signatures(&self) -> Result<()> {
+        RegistrySink::can_store_sigstore_signatures(self)
     }
 
     fn begin<'s>(&'s self, plan: &ImagePlan) -> Result<Box<dyn ImageWriter + 's>> {

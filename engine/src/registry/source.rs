@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{
     RawManifest, DOCKER_LIST, DOCKER_MANIFEST, MAX_MANIFEST_SIZE, OCI_INDEX, OCI_MANIFEST,
 };
+use crate::policy::SigstoreSignature;
 use crate::reference::Reference;
 
 /// The `Accept` header for manifest requests.
@@ -44,6 +45,8 @@ pub struct RegistrySource {
     candidates: Vec<Candidate>,
     /// The candidate that served the manifest.
     chosen: OnceLock<usize>,
+    /// registries.d's `use-sigstore-attachments` for this image.
+    sigstore_attachments: bool,
 }
 
 struct Candidate {
@@ -65,10 +68,12 @@ impl RegistrySource {
                 Ok(Candidate { endpoint, client })
             })
             .collect::<Result<Vec<_>>>()?;
+        let sigstore_attachments = options.registries_d()?.use_sigstore_attachments(&reference);
         Ok(RegistrySource {
             reference,
             candidates,
             chosen: OnceLock::new(),
+            sigstore_attachments,
         })
     }
 
@@ -156,6 +161,89 @@ impl RegistrySource {
                 what,
             },
         ))
+    }
+
+    /// The sigstore signatures attached to manifest `digest`: the layers of the OCI manifest
+    /// tagged `sha256-<hex>.sig` in the repository that served the image (none when the tag
+    /// does not exist, or when registries.d does not enable `use-sigstore-attachments`).
+    /// Each payload is read whole (capped at 4 MiB) and checked against its digest.
+    pub fn sigstore_signatures(&self, digest: &Digest) -> Result<Vec<SigstoreSignature>> {
+        if !self.sigstore_attachments {
+            return Ok(Vec::new());
+        }
+        let tag = format!("{}-{}.sig", digest.algorithm(), digest.digest());
+        let c = self.current();
+        let client = &c.client;
+        let what = format!("reading sigstore attachments {tag} of {}", self.name());
+        // Read as plain JSON: the manifest's layers are payloads, not layer media types.
+        let fetched = client.block_on(async {
+            let url = client
+                .url(&format!("{}/manifests/{tag}", c.endpoint.repo))
+                .await?;
+            client
+                .get_small(
+                    url,
+                    Some(OCI_MANIFEST),
+                    &Self::scope(c),
+                    MAX_MANIFEST_SIZE,
+                    &what,
+                )
+                .await
+        });
+        let bytes = match fetched {
+            Ok((bytes, _)) => bytes,
+            Err(Error::Registry { status: 404, .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        #[derive(serde::Deserialize)]
+        struct SigManifest {
+            #[serde(default)]
+            layers: Vec<Descriptor>,
+        }
+        let m: SigManifest = serde_json::from_slice(&bytes).map_err(|e| Error::Json {
+            what: what.clone(),
+            source: e,
+        })?;
+        let mut out = Vec::new();
+        for layer in &m.layers {
+            let what = format!("sigstore signature {} of {}", layer.digest(), self.name());
+            if layer.size() > MAX_MANIFEST_SIZE {
+                return Err(Error::Malformed {
+                    what,
+                    reason: format!(
+                        "{} bytes, more than the {MAX_MANIFEST_SIZE} byte limit",
+                        layer.size()
+                    ),
+                });
+            }
+            let (payload, _) = client.block_on(async {
+                let url = client
+                    .url(&format!("{}/blobs/{}", c.endpoint.repo, layer.digest()))
+                    .await?;
+                client
+                    .get_small(url, None, &Self::scope(c), MAX_MANIFEST_SIZE, &what)
+                    .await
+            })?;
+            let actual = sha256_of(&payload);
+            if &actual != layer.digest() {
+                return Err(Error::DigestMismatch {
+                    what,
+                    expected: layer.digest().clone(),
+                    actual,
+                });
+            }
+            out.push(SigstoreSignature {
+                media_type: layer.media_type().to_string(),
+                payload,
+                annotations: layer
+                    .annotations()
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
+            });
+        }
+        Ok(out)
     }
 
     /// The repository's tags (following `Link` pagination), as `skopeo inspect` lists them.
@@ -284,6 +372,10 @@ impl ImageSource for RegistrySource {
     fn open_blob(&self, descriptor: &Descriptor) -> Result<BoxRead<'_>> {
         let what = format!("blob {} of {}", descriptor.digest(), self.name());
         Ok(Box::new(self.blob_reader(descriptor, what)?))
+    }
+
+    fn sigstore_signatures(&self, manifest_digest: &Digest) -> Result<Vec<SigstoreSignature>> {
+        RegistrySource::sigstore_signatures(self, manifest_digest)
     }
 
     fn open_layer(
