@@ -145,6 +145,10 @@ pub struct LayerInput<'a> {
     /// [`ImageWriter::put_layer`] of the same layer with freshly fetched bytes: the writer may
     /// keep what it set up for the layer (it must discard the content it wrote).
     pub will_retry_on_corruption: bool,
+    /// At most this many chunks of the layer compress at once in
+    /// [`recompress`](Self::recompress) (0: [`crate::compression::default_threads`]); from
+    /// [`CopyOptions::compress_threads`]. The output does not depend on it.
+    pub compress_threads: usize,
     diff_id: Digest,
     reader: VerifiedReader<BoxRead<'a>>,
 }
@@ -179,6 +183,7 @@ impl<'a> LayerInput<'a> {
             compression,
             label,
             will_retry_on_corruption: false,
+            compress_threads: 0,
             diff_id,
             reader,
         }
@@ -243,10 +248,11 @@ impl<'a> LayerInput<'a> {
 
     /// Store the layer compressed with `target`: decode it (verified as in
     /// [`decode`](Self::decode)) and encode it into `out`, which is returned with what was
-    /// decoded.
+    /// decoded. gzip and zstd compress on [`compress_threads`](Self::compress_threads)
+    /// threads ([`crate::compression::parallel`]).
     pub fn recompress<W: Write>(self, out: W, target: Compression) -> Result<(W, Decoded<()>)> {
         let label = self.label.to_string();
-        let mut enc = Encoder::new(out, target)?;
+        let mut enc = Encoder::with_threads(out, target, self.compress_threads)?;
         let decoded = self.decode(|tar| {
             std::io::copy(tar, &mut enc).ctx(|| format!("compressing {label}"))?;
             Ok(())
@@ -345,6 +351,9 @@ pub struct CommitResult {
 pub struct CopyOptions {
     /// Layers transferred at once.
     pub jobs: usize,
+    /// Chunks of one layer compressed at once when a sink recompresses (0, the default: the
+    /// machine's available parallelism). The compressed bytes do not depend on it.
+    pub compress_threads: usize,
     /// Platform to choose from an index.
     pub platform: PlatformSpec,
     /// Set it to stop the copy (see [`crate::cancel`]).
@@ -355,6 +364,7 @@ impl Default for CopyOptions {
     fn default() -> Self {
         CopyOptions {
             jobs: 3,
+            compress_threads: 0,
             platform: PlatformSpec::host(),
             cancel: Cancel::new(),
         }
@@ -610,6 +620,7 @@ fn copy_layers(
             }
         };
         input.will_retry_on_corruption = retry;
+        input.compress_threads = options.compress_threads;
         Ok(input)
     };
 
