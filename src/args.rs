@@ -17,8 +17,8 @@ use stowage_engine::registry::{Credentials, RegistryOptions};
 use stowage_engine::cstorage::catalog::{ListOptions, SortKey};
 
 use crate::cli::{
-    CompressFormat, OstreeVar, PlatformOpts, RegistryOpts, RemoteOpts, SortBy, StorageOpts,
-    SystemOpts,
+    CompressFormat, CopyArgs, OstreeVar, PlatformOpts, RegistryOpts, RemoteOpts, SortBy,
+    StorageOpts, SystemOpts,
 };
 
 /// The engine's compression for a `--dest-compress-format` choice.
@@ -134,6 +134,15 @@ pub fn copy_options(opts: Option<&PlatformOpts>, jobs: Option<u16>) -> CopyOptio
     c
 }
 
+/// Copy options for `stowage copy`: [`copy_options`] plus `--compress-threads`.
+pub fn copy_command_options(args: &CopyArgs) -> CopyOptions {
+    let mut c = copy_options(Some(&args.platform), Some(args.jobs));
+    if let Some(t) = args.compress_threads {
+        c.compress_threads = t as usize;
+    }
+    c
+}
+
 impl SystemOpts {
     /// The bootc system these flags describe.
     pub fn system(&self) -> System {
@@ -156,10 +165,10 @@ pub fn list_options(all: bool, filters: &[String], sort: SortBy) -> ListOptions 
         all,
         filters: filters.to_vec(),
         sort: match sort {
-        SortBy::Created => SortKey::Created,
-        SortBy::Id => SortKey::Id,
-        SortBy::Repository => SortKey::Repository,
-        SortBy::Size => SortKey::Size,
+            SortBy::Created => SortKey::Created,
+            SortBy::Id => SortKey::Id,
+            SortBy::Repository => SortKey::Repository,
+            SortBy::Size => SortKey::Size,
             SortBy::Tag => SortKey::Tag,
         },
     }

@@ -386,6 +386,10 @@ pub struct CopyArgs {
     /// Layers transferred at once.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
+    /// Threads that compress one layer when the destination compresses it (default: the
+    /// number of CPUs); the compressed bytes are the same whatever it is.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub compress_threads: Option<u16>,
     /// Write machine-readable progress to file descriptor N as JSON Lines (bootc's
     /// --progress-fd protocol); independent of --quiet.
     #[arg(long, value_name = "N")]

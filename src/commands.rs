@@ -10,7 +10,7 @@ use stowage_engine::endpoint::{copy_between, delete as delete_image, open_source
 use stowage_engine::registry::RegistrySource;
 use stowage_engine::transport::ImageRef;
 
-use crate::args::{copy_options, endpoint_options, platform, registry_options};
+use crate::args::{copy_command_options, endpoint_options, platform, registry_options};
 use crate::cli::{CopyArgs, DeleteArgs, GlobalOpts, InspectArgs};
 
 fn parse_ref(s: &str) -> Result<ImageRef> {
@@ -35,7 +35,7 @@ pub fn copy(global: &GlobalOpts, args: CopyArgs) -> Result<ExitCode> {
         args.dest_tls_verify,
         args.dest_cert_dir.as_deref().or(args.cert_dir.as_deref()),
     )?;
-    let mut copy = copy_options(Some(&args.platform), Some(args.jobs));
+    let mut copy = copy_command_options(&args);
     copy.cancel = crate::interrupt::install()?;
     let progress = crate::progress::for_copy(global.quiet, args.progress_fd)?;
     let report = copy_between(&src, &dst, &opts, &copy, progress.as_ref())
