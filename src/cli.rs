@@ -377,6 +377,10 @@ pub struct CopyArgs {
     /// Compress layers in the destination with this format.
     #[arg(long, value_enum)]
     pub dest_compress_format: Option<CompressFormat>,
+    /// The level of layers the destination compresses (gzip 0-9, default 3; zstd 1-22,
+    /// default 3).
+    #[arg(long, value_name = "LEVEL", allow_negative_numbers = true)]
+    pub dest_compress_level: Option<i32>,
     /// Write the digest of the stored manifest to this file.
     #[arg(long, value_name = "PATH")]
     pub digestfile: Option<std::path::PathBuf>,

@@ -35,7 +35,7 @@ pub fn copy(global: &GlobalOpts, args: CopyArgs) -> Result<ExitCode> {
         args.dest_tls_verify,
         args.dest_cert_dir.as_deref().or(args.cert_dir.as_deref()),
     )?;
-    let mut copy = copy_command_options(&args);
+    let mut copy = copy_command_options(&args)?;
     copy.cancel = crate::interrupt::install()?;
     let progress = crate::progress::for_copy(global.quiet, args.progress_fd)?;
     let report = copy_between(&src, &dst, &opts, &copy, progress.as_ref())

@@ -149,6 +149,9 @@ pub struct LayerInput<'a> {
     /// [`recompress`](Self::recompress) (0: [`crate::compression::default_threads`]); from
     /// [`CopyOptions::compress_threads`]. The output does not depend on it.
     pub compress_threads: usize,
+    /// The level [`recompress`](Self::recompress) compresses at (`None`: the default of the
+    /// format); from [`CopyOptions::compress_level`].
+    pub compress_level: Option<i32>,
     diff_id: Digest,
     reader: VerifiedReader<BoxRead<'a>>,
 }
@@ -184,6 +187,7 @@ impl<'a> LayerInput<'a> {
             label,
             will_retry_on_corruption: false,
             compress_threads: 0,
+            compress_level: None,
             diff_id,
             reader,
         }
@@ -252,7 +256,8 @@ impl<'a> LayerInput<'a> {
     /// threads ([`crate::compression::parallel`]).
     pub fn recompress<W: Write>(self, out: W, target: Compression) -> Result<(W, Decoded<()>)> {
         let label = self.label.to_string();
-        let mut enc = Encoder::with_threads(out, target, self.compress_threads)?;
+        let mut enc =
+            Encoder::with_options(out, target, self.compress_threads, self.compress_level)?;
         let decoded = self.decode(|tar| {
             std::io::copy(tar, &mut enc).ctx(|| format!("compressing {label}"))?;
             Ok(())
@@ -354,6 +359,10 @@ pub struct CopyOptions {
     /// Chunks of one layer compressed at once when a sink recompresses (0, the default: the
     /// machine's available parallelism). The compressed bytes do not depend on it.
     pub compress_threads: usize,
+    /// The level of recompressed layers (`None`: gzip
+    /// [`GZIP_LEVEL`](crate::compression::parallel::GZIP_LEVEL), zstd
+    /// [`ZSTD_LEVEL`](crate::compression::parallel::ZSTD_LEVEL)).
+    pub compress_level: Option<i32>,
     /// Platform to choose from an index.
     pub platform: PlatformSpec,
     /// Set it to stop the copy (see [`crate::cancel`]).
@@ -365,6 +374,7 @@ impl Default for CopyOptions {
         CopyOptions {
             jobs: 3,
             compress_threads: 0,
+            compress_level: None,
             platform: PlatformSpec::host(),
             cancel: Cancel::new(),
         }
@@ -621,6 +631,7 @@ fn copy_layers(
         };
         input.will_retry_on_corruption = retry;
         input.compress_threads = options.compress_threads;
+        input.compress_level = options.compress_level;
         Ok(input)
     };
 

@@ -247,6 +247,25 @@ impl<R: Read> Read for Budgeted<R> {
     }
 }
 
+/// `level` when it is within `range` for `format`.
+pub fn check_level(
+    level: Option<i32>,
+    range: std::ops::RangeInclusive<i32>,
+    format: &str,
+) -> Result<Option<i32>> {
+    match level {
+        Some(l) if !range.contains(&l) => Err(Error::Unsupported {
+            transport: "compression".into(),
+            reason: format!(
+                "{format} level {l} is out of range; use {}–{}",
+                range.start(),
+                range.end()
+            ),
+        }),
+        l => Ok(l),
+    }
+}
+
 /// A compressing writer; [`Encoder::finish`] flushes the trailer and returns the inner writer.
 /// gzip and zstd compress on the [`parallel`] pool (deterministic chunks).
 pub enum Encoder<W: Write> {
@@ -257,22 +276,30 @@ pub enum Encoder<W: Write> {
 }
 
 impl<W: Write> Encoder<W> {
-    /// A new encoder at a level suited to layers (gzip 6 like containers/image, zstd 3), on
-    /// [`default_threads`] threads.
+    /// A new encoder at the default levels ([`parallel::GZIP_LEVEL`],
+    /// [`parallel::ZSTD_LEVEL`]), on [`default_threads`] threads.
     pub fn new(inner: W, compression: Compression) -> Result<Self> {
-        Self::with_threads(inner, compression, 0)
+        Self::with_options(inner, compression, 0, None)
     }
 
-    /// The same with at most `threads` chunks compressing at once (0: [`default_threads`]);
-    /// the output does not depend on it.
-    pub fn with_threads(inner: W, compression: Compression, threads: usize) -> Result<Self> {
+    /// The same with at most `threads` chunks compressing at once (0: [`default_threads`];
+    /// the output does not depend on it) and `level` instead of the default (gzip 0–9, zstd
+    /// 1–22; another is an error naming the range).
+    pub fn with_options(
+        inner: W,
+        compression: Compression,
+        threads: usize,
+        level: Option<i32>,
+    ) -> Result<Self> {
         let codec = match compression {
             Compression::Uncompressed => return Ok(Encoder::Uncompressed(inner)),
             Compression::Gzip => Codec::Gzip {
-                level: parallel::GZIP_LEVEL,
+                level: check_level(level, parallel::GZIP_LEVELS, "gzip")?
+                    .map_or(parallel::GZIP_LEVEL, |l| l as u32),
             },
             Compression::Zstd => Codec::Zstd {
-                level: parallel::ZSTD_LEVEL,
+                level: check_level(level, parallel::ZSTD_LEVELS, "zstd")?
+                    .unwrap_or(parallel::ZSTD_LEVEL),
             },
             other => {
                 return Err(Error::Unsupported {

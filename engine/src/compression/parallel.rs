@@ -30,10 +30,17 @@ pub const GZIP_CHUNK: usize = 256 << 10;
 /// Bytes of input per zstd frame: the level-3 window of a large input is 2 MiB anyway, so
 /// independent 2 MiB frames lose little ratio.
 pub const ZSTD_CHUNK: usize = 2 << 20;
-/// The gzip level (containers/image's default, 6).
-pub const GZIP_LEVEL: u32 = 6;
-/// The zstd level (zstd's default, 3).
+/// The default gzip level: 3, zlib's fastest level with lazy-free hash chains. On an
+/// OS-like layer it writes the same size as containers/image's default (klauspost's level 6,
+/// whose fast encoders compress less than zlib's 6) with 44% less CPU than zlib level 6
+/// (docs/performance.md, section 10); `--dest-compress-level` chooses another.
+pub const GZIP_LEVEL: u32 = 3;
+/// The default zstd level (zstd's default, 3).
 pub const ZSTD_LEVEL: i32 = 3;
+/// The gzip levels accepted (0 stores).
+pub const GZIP_LEVELS: std::ops::RangeInclusive<i32> = 0..=9;
+/// The zstd levels accepted.
+pub const ZSTD_LEVELS: std::ops::RangeInclusive<i32> = 1..=22;
 /// The deflate window: how much of the previous chunk primes the next.
 const DICT: usize = 32 << 10;
 
