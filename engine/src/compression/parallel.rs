@@ -76,8 +76,9 @@ pub fn default_threads() -> usize {
 type Job = Box<dyn FnOnce() + Send>;
 
 /// The process-wide compression workers, shared by every encoder (several layers compress at
-/// once without multiplying threads). It starts [`default_threads`] workers and grows when an
-/// encoder asks for more; workers never exit.
+/// once without multiplying threads). It starts as many workers as the first encoder asks for
+/// and grows when a later one asks for more, up to 4 × [`default_threads`]; workers never
+/// exit.
 pub struct Pool {
     queue: Mutex<Option<mpsc::Sender<Job>>>,
     jobs: std::sync::Arc<Mutex<Receiver<Job>>>,
@@ -174,7 +175,9 @@ impl<W: Write> ParallelEncoder<W> {
         } else {
             threads
         };
-        pool().ensure(threads)?;
+        // More workers than cores only queue the same work; the cap keeps a large request
+        // from spawning hundreds of threads.
+        pool().ensure(threads.min(4 * default_threads()))?;
         let chunk_size = chunk_size.max(1);
         Ok(ParallelEncoder {
             inner,
@@ -316,48 +319,82 @@ fn compress_chunk(codec: Codec, dict: &[u8], data: &[u8], last: bool) -> io::Res
     })
 }
 
+/// Bytes of each of the three probes that decide whether matches pay (see [`deflate_chunk`]).
+const PROBE: usize = 4 << 10;
+
+/// Deflate one chunk. A chunk where each of three [`PROBE`]-byte samples (start, middle,
+/// end) compresses less than 2% better with LZ77 matches than with Huffman codes alone
+/// (base64 of random bytes, already-compressed files) is coded with Huffman codes only: the
+/// match search finds nothing there and is most of the cost (zlib level 3–6 runs at
+/// ~45 MB/s on base64 text, Huffman-only at several hundred). The probes cost ~5% of a
+/// chunk's LZ77 time. The choice depends on the chunk's bytes alone, so the output stays
+/// deterministic.
 fn deflate_chunk(level: u32, dict: &[u8], data: &[u8], last: bool) -> io::Result<Vec<u8>> {
-    use flate2::{Compress, FlushCompress, Status};
-    thread_local! {
-        static DEFLATE: std::cell::RefCell<Option<(u32, Compress)>> = const { std::cell::RefCell::new(None) };
-    }
-    DEFLATE.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        if cell.as_ref().is_none_or(|(l, _)| *l != level) {
-            *cell = Some((level, Compress::new(flate2::Compression::new(level), false)));
-        }
-        let (_, c) = cell.as_mut().unwrap();
-        c.reset();
+    use zlib_rs::{Deflate, DeflateConfig, DeflateFlush, Status, Strategy};
+    let err = |e: zlib_rs::DeflateError| io::Error::other(format!("deflate: {e:?}"));
+    // Every run gets a new coder: a reset zlib-rs coder keeps part of its previous stream
+    // (window, chains), and a chunk's bytes then depended on which chunks its thread had
+    // compressed before (caught by tests/compression.rs with 7 threads). A new coder costs
+    // no measurable time next to 256 KiB of deflate.
+    let run = |strategy, dict: &[u8], data: &[u8], flush| -> io::Result<Vec<u8>> {
+        let mut c = Deflate::new_with_config(DeflateConfig {
+            level: level as i32,
+            window_bits: -15,
+            strategy,
+            ..DeflateConfig::default()
+        });
         if !dict.is_empty() {
-            c.set_dictionary(dict).map_err(io::Error::other)?;
+            c.set_dictionary(dict).map_err(err)?;
         }
-        let flush = if last {
-            FlushCompress::Finish
-        } else {
-            FlushCompress::Sync
-        };
-        let mut out = Vec::with_capacity(data.len() / 2 + 1024);
+        let mut out = vec![0u8; data.len() + data.len() / 8 + 1024];
         loop {
-            if out.capacity() - out.len() < 1024 {
-                out.reserve(out.capacity().max(4096));
-            }
-            let consumed = c.total_in() as usize;
+            let (read, written) = (c.total_in() as usize, c.total_out() as usize);
             let status = c
-                .compress_vec(&data[consumed..], &mut out, flush)
-                .map_err(io::Error::other)?;
+                .compress(&data[read..], &mut out[written..], flush)
+                .map_err(err)?;
+            let written = c.total_out() as usize;
             let done = match status {
                 Status::StreamEnd => true,
                 // A sync flush is complete once all input is in and the output was not
                 // filled (zlib's rule: avail_out != 0).
                 Status::Ok | Status::BufError => {
-                    !last && c.total_in() as usize == data.len() && out.len() < out.capacity()
+                    flush != DeflateFlush::Finish
+                        && c.total_in() as usize == data.len()
+                        && written < out.len()
                 }
             };
             if done {
+                out.truncate(written);
                 return Ok(out);
             }
+            if written == out.len() {
+                out.resize(out.len() * 2, 0);
+            }
         }
-    })
+    };
+    let flush = if last {
+        DeflateFlush::Finish
+    } else {
+        DeflateFlush::SyncFlush
+    };
+    let mut huffman_only = level > 0 && data.len() >= 8 * PROBE;
+    if huffman_only {
+        let n = data.len();
+        for at in [0, n / 2 - PROBE / 2, n - PROBE] {
+            let probe = &data[at..at + PROBE];
+            let lz = run(Strategy::Default, &[], probe, DeflateFlush::Finish)?.len();
+            let huffman = run(Strategy::HuffmanOnly, &[], probe, DeflateFlush::Finish)?.len();
+            if lz * 100 < huffman * 98 {
+                huffman_only = false;
+                break;
+            }
+        }
+    }
+    if huffman_only {
+        run(Strategy::HuffmanOnly, &[], data, flush)
+    } else {
+        run(Strategy::Default, dict, data, flush)
+    }
 }
 
 fn zstd_frame(level: i32, data: &[u8]) -> io::Result<Vec<u8>> {
@@ -523,6 +560,53 @@ mod tests {
             par.len(),
             single.len()
         );
+    }
+
+    #[test]
+    fn match_poor_chunks_are_huffman_coded_and_still_one_member() {
+        // Pseudo-random bytes as base64 text (what the registry bench's large layer holds):
+        // LZ77 finds nothing, Huffman codes give ~75%.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut data: Vec<u8> = (0..600_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                alphabet[(x % 64) as usize]
+            })
+            .collect();
+        // ...followed by compressible text, so both kinds of chunk meet in one member.
+        data.extend(sample(300_000));
+        let gz = encode(GZ, &data, 2, 100_000, 65_536);
+        assert_eq!(gunzip_single_member(&gz), data);
+        assert_eq!(gz, encode(GZ, &data, 1, 100_000, 3_000));
+        let random_part = encode(GZ, &data[..600_000], 2, 100_000, 65_536).len();
+        assert!(
+            random_part < 600_000 * 78 / 100,
+            "base64 of random bytes compresses to ~75%, got {random_part}"
+        );
+    }
+
+    #[test]
+    fn a_chunk_does_not_depend_on_what_its_thread_compressed_before() {
+        let a = sample(256 << 10);
+        let b: Vec<u8> = sample(300 << 10)[40_000..].to_vec();
+        let dict = &a[a.len() - DICT..];
+        let alone = deflate_chunk(GZIP_LEVEL, dict, &b, false).unwrap();
+        for before in [&a[..], &b[..], &[][..]] {
+            deflate_chunk(GZIP_LEVEL, &[], before, true).unwrap();
+            deflate_chunk(6, dict, before, false).unwrap();
+            assert_eq!(deflate_chunk(GZIP_LEVEL, dict, &b, false).unwrap(), alone);
+            zstd_frame(ZSTD_LEVEL, before).unwrap();
+            assert_eq!(zstd_frame(ZSTD_LEVEL, &b).unwrap(), {
+                let mut fresh = zstd::bulk::Compressor::new(ZSTD_LEVEL).unwrap();
+                fresh
+                    .set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
+                    .unwrap();
+                fresh.compress(&b).unwrap()
+            });
+        }
     }
 
     #[test]
