@@ -17,6 +17,11 @@
 //!    device nodes); skipped with a message otherwise.
 //! 5. `copy/cstorage-to-oci`: export of the stored image to a fresh OCI layout (tar-split
 //!    reassembly from `diff/`, gzip recompression). Needs the store from 4, so root as well.
+//! 6. `compress/<gzip|zstd>/<single|parallel-1|parallel-N>`: 32 MiB of text-like input (in
+//!    memory) compressed to a sink at the layer levels (gzip 6, zstd 3): `single` is one
+//!    flate2 / zstd stream encoder on the calling thread (the encoder before parallel
+//!    compression), `parallel-T` the [`ParallelEncoder`] with T threads (N = the machine's
+//!    available parallelism). Throughput is MiB of input per second.
 //!
 //! Fresh destinations are created in the untimed setup of each iteration and removed after
 //! timing (criterion drops batched outputs outside the measurement).
@@ -26,7 +31,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use stowage_engine::compression::{decoder, Compression};
+use stowage_engine::compression::parallel::{GZIP_LEVEL, ZSTD_LEVEL};
+use stowage_engine::compression::{decoder, default_threads, Codec, Compression, ParallelEncoder};
 use stowage_engine::copy::{copy_image, plan_image, CopyOptions, ImageSink, ImageSource};
 use stowage_engine::cstorage::{StorageSink, StorageSource, Store};
 use stowage_engine::digest::VerifiedReader;
@@ -271,5 +277,71 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(pipeline, benches);
+/// `len` bytes of text like a layer's listings: numbered lines, compressible but not trivially.
+fn text(len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len + 80);
+    let mut i = 0u64;
+    while v.len() < len {
+        v.extend_from_slice(
+            format!("{i:08} /usr/lib/x86_64-linux-gnu/lib{}.so.{}\n", i % 313, i * 7 % 101)
+                .as_bytes(),
+        );
+        i += 1;
+    }
+    v.truncate(len);
+    v
+}
+
+fn compress_benches(c: &mut Criterion) {
+    use std::io::Write;
+    let data = text(32 << 20);
+    let mut g = c.benchmark_group("compress");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(6))
+        .throughput(Throughput::Bytes(data.len() as u64));
+    let feed = |w: &mut dyn Write| {
+        for piece in data.chunks(128 << 10) {
+            w.write_all(piece).unwrap();
+        }
+    };
+    g.bench_function("gzip/single", |b| {
+        b.iter(|| {
+            let mut e =
+                flate2::write::GzEncoder::new(io::sink(), flate2::Compression::new(GZIP_LEVEL));
+            feed(&mut e);
+            e.finish().unwrap();
+        })
+    });
+    g.bench_function("zstd/single", |b| {
+        b.iter(|| {
+            let mut e = zstd::stream::write::Encoder::new(io::sink(), ZSTD_LEVEL).unwrap();
+            feed(&mut e);
+            e.finish().unwrap();
+        })
+    });
+    let mut counts = vec![1, default_threads()];
+    counts.dedup();
+    for codec in [
+        Codec::Gzip { level: GZIP_LEVEL },
+        Codec::Zstd { level: ZSTD_LEVEL },
+    ] {
+        let name = match codec {
+            Codec::Gzip { .. } => "gzip",
+            Codec::Zstd { .. } => "zstd",
+        };
+        for &threads in &counts {
+            g.bench_function(format!("{name}/parallel-{threads}"), |b| {
+                b.iter(|| {
+                    let mut e = ParallelEncoder::new(io::sink(), codec, threads).unwrap();
+                    feed(&mut e);
+                    e.finish().unwrap();
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(pipeline, compress_benches, benches);
 criterion_main!(pipeline);

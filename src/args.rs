@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use stowage_engine::bootc::{self, System};
-use stowage_engine::compression::Compression;
+use stowage_engine::compression::{check_level, parallel, Compression};
 use stowage_engine::copy::CopyOptions;
 use stowage_engine::endpoint::EndpointOptions;
 use stowage_engine::manifest::PlatformSpec;
@@ -172,8 +172,9 @@ pub fn copy_options(opts: Option<&PlatformOpts>, jobs: Option<u16>) -> CopyOptio
 }
 
 /// `stowage copy`'s copy options: platform, jobs, `--all`/`--multi-arch`,
-/// `--preserve-digests`, `--format`.
-pub fn copy_args_options(args: &CopyArgs) -> CopyOptions {
+/// `--preserve-digests`, `--format`, `--compress-threads` and `--dest-compress-level`
+/// (checked against the format's levels before anything is copied).
+pub fn copy_args_options(args: &CopyArgs) -> Result<CopyOptions> {
     let mut c = copy_options(Some(&args.platform), Some(args.jobs));
     c.multi_arch = match (args.all, args.multi_arch) {
         (true, _) | (_, Some(MultiArchOpt::All)) => MultiArch::All,
@@ -185,7 +186,18 @@ pub fn copy_args_options(args: &CopyArgs) -> CopyOptions {
         ManifestFormatOpt::Oci => ManifestFormat::Oci,
         ManifestFormatOpt::V2s2 => ManifestFormat::DockerV2S2,
     });
-    c
+    if let Some(t) = args.compress_threads {
+        c.compress_threads = t as usize;
+    }
+    if let Some(level) = args.dest_compress_level {
+        let (range, format) = match args.dest_compress_format {
+            Some(CompressFormat::Zstd) => (parallel::ZSTD_LEVELS, "zstd"),
+            Some(CompressFormat::Gzip) | None => (parallel::GZIP_LEVELS, "gzip"),
+        };
+        check_level(Some(level), range, format).context("--dest-compress-level")?;
+        c.compress_level = Some(level);
+    }
+    Ok(c)
 }
 
 impl SystemOpts {

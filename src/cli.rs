@@ -642,6 +642,10 @@ pub struct CopyArgs {
     /// Compress layers in the destination with this format.
     #[arg(long, value_enum)]
     pub dest_compress_format: Option<CompressFormat>,
+    /// The level of layers the destination compresses (gzip 0-9, default 3; zstd 1-22,
+    /// default 3).
+    #[arg(long, value_name = "LEVEL", allow_negative_numbers = true)]
+    pub dest_compress_level: Option<i32>,
     /// Write the digest of the stored manifest (with --all: of the index) to this file.
     #[arg(long, value_name = "PATH")]
     pub digestfile: Option<std::path::PathBuf>,
@@ -668,6 +672,10 @@ pub struct CopyArgs {
     /// Layers transferred at once.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
+    /// Threads that compress one layer when the destination compresses it (default: the
+    /// number of CPUs); the compressed bytes are the same whatever it is.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub compress_threads: Option<u16>,
     /// Write machine-readable progress to file descriptor N as JSON Lines (bootc's
     /// --progress-fd protocol); independent of --quiet.
     #[arg(long, value_name = "N")]

@@ -53,7 +53,7 @@ pub fn copy(global: &GlobalOpts, args: CopyArgs) -> Result<ExitCode> {
                 .with_context(|| format!("--sign-identity {identity}"))?,
         );
     }
-    let mut copy = copy_args_options(&args);
+    let mut copy = copy_args_options(&args)?;
     copy.cancel = crate::interrupt::install()?;
     let progress = crate::progress::for_copy(global.quiet, args.progress_fd)?;
     let report = copy_between(&src, &dst, &opts, &copy, progress.as_ref())

@@ -166,6 +166,13 @@ pub struct LayerInput<'a> {
     /// [`ImageWriter::put_layer`] of the same layer with freshly fetched bytes: the writer may
     /// keep what it set up for the layer (it must discard the content it wrote).
     pub will_retry_on_corruption: bool,
+    /// At most this many chunks of the layer compress at once in
+    /// [`recompress`](Self::recompress) (0: [`crate::compression::default_threads`]); from
+    /// [`CopyOptions::compress_threads`]. The output does not depend on it.
+    pub compress_threads: usize,
+    /// The level [`recompress`](Self::recompress) compresses at (`None`: the default of the
+    /// format); from [`CopyOptions::compress_level`].
+    pub compress_level: Option<i32>,
     diff_id: Digest,
     reader: VerifiedReader<BoxRead<'a>>,
 }
@@ -200,6 +207,8 @@ impl<'a> LayerInput<'a> {
             compression,
             label,
             will_retry_on_corruption: false,
+            compress_threads: 0,
+            compress_level: None,
             diff_id,
             reader,
         }
@@ -264,10 +273,12 @@ impl<'a> LayerInput<'a> {
 
     /// Store the layer compressed with `target`: decode it (verified as in
     /// [`decode`](Self::decode)) and encode it into `out`, which is returned with what was
-    /// decoded.
+    /// decoded. gzip and zstd compress on [`compress_threads`](Self::compress_threads)
+    /// threads ([`crate::compression::parallel`]).
     pub fn recompress<W: Write>(self, out: W, target: Compression) -> Result<(W, Decoded<()>)> {
         let label = self.label.to_string();
-        let mut enc = Encoder::new(out, target)?;
+        let mut enc =
+            Encoder::with_options(out, target, self.compress_threads, self.compress_level)?;
         let decoded = self.decode(|tar| {
             std::io::copy(tar, &mut enc).ctx(|| format!("compressing {label}"))?;
             Ok(())
@@ -415,6 +426,13 @@ pub struct CommitResult {
 pub struct CopyOptions {
     /// Layers transferred at once.
     pub jobs: usize,
+    /// Chunks of one layer compressed at once when a sink recompresses (0, the default: the
+    /// machine's available parallelism). The compressed bytes do not depend on it.
+    pub compress_threads: usize,
+    /// The level of recompressed layers (`None`: gzip
+    /// [`GZIP_LEVEL`](crate::compression::parallel::GZIP_LEVEL), zstd
+    /// [`ZSTD_LEVEL`](crate::compression::parallel::ZSTD_LEVEL)).
+    pub compress_level: Option<i32>,
     /// Platform to choose from an index.
     pub platform: PlatformSpec,
     /// Set it to stop the copy (see [`crate::cancel`]).
@@ -446,6 +464,8 @@ impl Default for CopyOptions {
     fn default() -> Self {
         CopyOptions {
             jobs: 3,
+            compress_threads: 0,
+            compress_level: None,
             platform: PlatformSpec::host(),
             cancel: Cancel::new(),
             multi_arch: MultiArch::System,
@@ -825,6 +845,8 @@ fn copy_layers(
             }
         };
         input.will_retry_on_corruption = retry;
+        input.compress_threads = options.compress_threads;
+        input.compress_level = options.compress_level;
         Ok(input)
     };
 

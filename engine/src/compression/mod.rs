@@ -4,11 +4,17 @@
 //! 2. [`Compression::sniff`] reads what the bytes are (gzip `1f 8b`, zstd `28 b5 2f fd`, else
 //!    uncompressed); the bytes win when the two disagree, as containers/storage does;
 //! 3. [`decoder`] wraps a reader; zstd streams may have several frames (zstd:chunked), and
-//!    gzip streams several members, and both are decoded to the end.
+//!    gzip streams several members, and both are decoded to the end;
+//! 4. [`Encoder`] compresses on every core ([`parallel`]): fixed chunks on a shared worker
+//!    pool, one gzip member or a run of zstd frames, the same bytes whatever the thread count.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 
 use crate::error::{Error, Result};
+
+pub mod parallel;
+
+pub use parallel::{default_threads, Codec, ParallelEncoder};
 
 /// How a layer blob is compressed. The discriminants are containers/storage's
 /// `archive.Compression` values, which it stores in `layers.json`.
@@ -241,44 +247,79 @@ impl<R: Read> Read for Budgeted<R> {
     }
 }
 
+/// `level` when it is within `range` for `format`.
+pub fn check_level(
+    level: Option<i32>,
+    range: std::ops::RangeInclusive<i32>,
+    format: &str,
+) -> Result<Option<i32>> {
+    match level {
+        Some(l) if !range.contains(&l) => Err(Error::Unsupported {
+            transport: "compression".into(),
+            reason: format!(
+                "{format} level {l} is out of range; use {}–{}",
+                range.start(),
+                range.end()
+            ),
+        }),
+        l => Ok(l),
+    }
+}
+
 /// A compressing writer; [`Encoder::finish`] flushes the trailer and returns the inner writer.
+/// gzip and zstd compress on the [`parallel`] pool (deterministic chunks).
 pub enum Encoder<W: Write> {
     /// Pass-through.
     Uncompressed(W),
-    /// gzip.
-    Gzip(flate2::write::GzEncoder<W>),
-    /// zstd.
-    Zstd(zstd::stream::write::Encoder<'static, W>),
+    /// gzip or zstd, compressed in parallel.
+    Parallel(ParallelEncoder<W>),
 }
 
 impl<W: Write> Encoder<W> {
-    /// A new encoder at a level suited to layers (gzip 6 like containers/image, zstd 3).
+    /// A new encoder at the default levels ([`parallel::GZIP_LEVEL`],
+    /// [`parallel::ZSTD_LEVEL`]), on [`default_threads`] threads.
     pub fn new(inner: W, compression: Compression) -> Result<Self> {
-        Ok(match compression {
-            Compression::Uncompressed => Encoder::Uncompressed(inner),
-            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
-                inner,
-                flate2::Compression::new(6),
-            )),
-            Compression::Zstd => Encoder::Zstd(
-                zstd::stream::write::Encoder::new(inner, 3)
-                    .map_err(|e| Error::from_io("starting zstd encoder", e))?,
-            ),
+        Self::with_options(inner, compression, 0, None)
+    }
+
+    /// The same with at most `threads` chunks compressing at once (0: [`default_threads`];
+    /// the output does not depend on it) and `level` instead of the default (gzip 0–9, zstd
+    /// 1–22; another is an error naming the range).
+    pub fn with_options(
+        inner: W,
+        compression: Compression,
+        threads: usize,
+        level: Option<i32>,
+    ) -> Result<Self> {
+        let codec = match compression {
+            Compression::Uncompressed => return Ok(Encoder::Uncompressed(inner)),
+            Compression::Gzip => Codec::Gzip {
+                level: check_level(level, parallel::GZIP_LEVELS, "gzip")?
+                    .map_or(parallel::GZIP_LEVEL, |l| l as u32),
+            },
+            Compression::Zstd => Codec::Zstd {
+                level: check_level(level, parallel::ZSTD_LEVELS, "zstd")?
+                    .unwrap_or(parallel::ZSTD_LEVEL),
+            },
             other => {
                 return Err(Error::Unsupported {
                     transport: "compression".into(),
                     reason: format!("cannot write {} layers; use gzip or zstd", other.name()),
                 })
             }
-        })
+        };
+        Ok(Encoder::Parallel(
+            ParallelEncoder::new(inner, codec, threads).map_err(|e| {
+                Error::from_io(format!("starting the {} encoder", compression.name()), e)
+            })?,
+        ))
     }
 
     /// Finish the stream.
     pub fn finish(self) -> io::Result<W> {
         match self {
             Encoder::Uncompressed(w) => Ok(w),
-            Encoder::Gzip(e) => e.finish(),
-            Encoder::Zstd(e) => e.finish(),
+            Encoder::Parallel(e) => e.finish(),
         }
     }
 }
@@ -287,15 +328,13 @@ impl<W: Write> Write for Encoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Encoder::Uncompressed(w) => w.write(buf),
-            Encoder::Gzip(e) => e.write(buf),
-            Encoder::Zstd(e) => e.write(buf),
+            Encoder::Parallel(e) => e.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Encoder::Uncompressed(w) => w.flush(),
-            Encoder::Gzip(e) => e.flush(),
-            Encoder::Zstd(e) => e.flush(),
+            Encoder::Parallel(e) => e.flush(),
         }
     }
 }
