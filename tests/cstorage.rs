@@ -924,25 +924,34 @@ fn wait_channels(pid: &str) -> Vec<String> {
 /// (its state in `stat` is `S`, which is always shown) must show a name other than `0`. (The
 /// harness's own threads are no witness: a lone test runs on the main thread.)
 fn wait_channels_visible() -> bool {
+    // What the forced-order tests look for: a thread blocked opening a FIFO shows
+    // `wait_for_partner` as its wait channel. Check exactly that, on a thread of our own.
+    let dir = tempdir();
+    let fifo = dir.path().join("probe");
+    rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
     let (tid_tx, tid_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-    let parked = std::thread::spawn(move || {
+    let reader_path = fifo.clone();
+    let reader = std::thread::spawn(move || {
         tid_tx
             .send(rustix::thread::gettid().as_raw_nonzero().get())
             .unwrap();
-        let _ = stop_rx.recv();
+        let _ = std::fs::File::open(&reader_path);
     });
     let task = format!("/proc/self/task/{}", tid_rx.recv().unwrap());
-    wait_until("the helper thread blocks", || {
-        std::fs::read_to_string(format!("{task}/stat"))
-            .ok()
-            .and_then(|st| st.rsplit_once(") ").map(|(_, rest)| rest.starts_with('S')))
-            .unwrap_or(false)
-    });
-    let wchan = std::fs::read_to_string(format!("{task}/wchan")).unwrap_or_default();
-    drop(stop_tx);
-    parked.join().unwrap();
-    !wchan.trim().is_empty() && wchan.trim() != "0"
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut visible = false;
+    while std::time::Instant::now() < deadline {
+        let wchan = std::fs::read_to_string(format!("{task}/wchan")).unwrap_or_default();
+        if wchan.trim() == "wait_for_partner" {
+            visible = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Release the reader whether or not it was seen blocking.
+    let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+    reader.join().unwrap();
+    visible
 }
 
 /// Whether a thread of process `pid` is blocked opening a FIFO that has no writer yet.
