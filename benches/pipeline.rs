@@ -283,8 +283,12 @@ fn text(len: usize) -> Vec<u8> {
     let mut i = 0u64;
     while v.len() < len {
         v.extend_from_slice(
-            format!("{i:08} /usr/lib/x86_64-linux-gnu/lib{}.so.{}\n", i % 313, i * 7 % 101)
-                .as_bytes(),
+            format!(
+                "{i:08} /usr/lib/x86_64-linux-gnu/lib{}.so.{}\n",
+                i % 313,
+                i * 7 % 101
+            )
+            .as_bytes(),
         );
         i += 1;
     }

@@ -253,7 +253,9 @@ pub fn build_options(
         );
     }
     let file = match &b.file {
-        Some(f) if f.is_relative() && !f.exists() && b.context.join(f).exists() => b.context.join(f),
+        Some(f) if f.is_relative() && !f.exists() && b.context.join(f).exists() => {
+            b.context.join(f)
+        }
         Some(f) => f.clone(),
         None => ["Containerfile", "Dockerfile"]
             .iter()

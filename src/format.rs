@@ -140,54 +140,178 @@ static LIST_STR: Shape = Shape::List(&Shape::Str);
 static IMAGE_CONFIG: Shape = Shape::Struct {
     type_name: "*v1.ImageConfig",
     fields: &[
-        Field { go: "User", json: "User", shape: &Shape::Str },
-        Field { go: "ExposedPorts", json: "ExposedPorts", shape: &Shape::Map },
-        Field { go: "Env", json: "Env", shape: &LIST_STR },
-        Field { go: "Entrypoint", json: "Entrypoint", shape: &LIST_STR },
-        Field { go: "Cmd", json: "Cmd", shape: &LIST_STR },
-        Field { go: "Volumes", json: "Volumes", shape: &Shape::Map },
-        Field { go: "WorkingDir", json: "WorkingDir", shape: &Shape::Str },
-        Field { go: "Labels", json: "Labels", shape: &Shape::Map },
-        Field { go: "StopSignal", json: "StopSignal", shape: &Shape::Str },
-        Field { go: "ArgsEscaped", json: "ArgsEscaped", shape: &Shape::Bool },
+        Field {
+            go: "User",
+            json: "User",
+            shape: &Shape::Str,
+        },
+        Field {
+            go: "ExposedPorts",
+            json: "ExposedPorts",
+            shape: &Shape::Map,
+        },
+        Field {
+            go: "Env",
+            json: "Env",
+            shape: &LIST_STR,
+        },
+        Field {
+            go: "Entrypoint",
+            json: "Entrypoint",
+            shape: &LIST_STR,
+        },
+        Field {
+            go: "Cmd",
+            json: "Cmd",
+            shape: &LIST_STR,
+        },
+        Field {
+            go: "Volumes",
+            json: "Volumes",
+            shape: &Shape::Map,
+        },
+        Field {
+            go: "WorkingDir",
+            json: "WorkingDir",
+            shape: &Shape::Str,
+        },
+        Field {
+            go: "Labels",
+            json: "Labels",
+            shape: &Shape::Map,
+        },
+        Field {
+            go: "StopSignal",
+            json: "StopSignal",
+            shape: &Shape::Str,
+        },
+        Field {
+            go: "ArgsEscaped",
+            json: "ArgsEscaped",
+            shape: &Shape::Bool,
+        },
     ],
 };
 static HISTORY: Shape = Shape::List(&Shape::Struct {
     type_name: "v1.History",
     fields: &[
-        Field { go: "Created", json: "created", shape: &Shape::Time },
-        Field { go: "CreatedBy", json: "created_by", shape: &Shape::Str },
-        Field { go: "Author", json: "author", shape: &Shape::Str },
-        Field { go: "Comment", json: "comment", shape: &Shape::Str },
-        Field { go: "EmptyLayer", json: "empty_layer", shape: &Shape::Bool },
+        Field {
+            go: "Created",
+            json: "created",
+            shape: &Shape::Time,
+        },
+        Field {
+            go: "CreatedBy",
+            json: "created_by",
+            shape: &Shape::Str,
+        },
+        Field {
+            go: "Author",
+            json: "author",
+            shape: &Shape::Str,
+        },
+        Field {
+            go: "Comment",
+            json: "comment",
+            shape: &Shape::Str,
+        },
+        Field {
+            go: "EmptyLayer",
+            json: "empty_layer",
+            shape: &Shape::Bool,
+        },
     ],
 });
 /// podman's `inspect.ImageData`.
 static IMAGE_DATA: Shape = Shape::Struct {
     type_name: "interface {}",
     fields: &[
-        Field { go: "ID", json: "Id", shape: &Shape::Str },
-        Field { go: "Digest", json: "Digest", shape: &Shape::Str },
-        Field { go: "RepoTags", json: "RepoTags", shape: &LIST_STR },
-        Field { go: "RepoDigests", json: "RepoDigests", shape: &LIST_STR },
-        Field { go: "Parent", json: "Parent", shape: &Shape::Str },
-        Field { go: "Comment", json: "Comment", shape: &Shape::Str },
-        Field { go: "Created", json: "Created", shape: &Shape::Time },
-        Field { go: "Config", json: "Config", shape: &IMAGE_CONFIG },
-        Field { go: "Version", json: "Version", shape: &Shape::Str },
-        Field { go: "Author", json: "Author", shape: &Shape::Str },
-        Field { go: "Architecture", json: "Architecture", shape: &Shape::Str },
-        Field { go: "Os", json: "Os", shape: &Shape::Str },
-        Field { go: "Size", json: "Size", shape: &Shape::Int },
-        Field { go: "VirtualSize", json: "VirtualSize", shape: &Shape::Int },
+        Field {
+            go: "ID",
+            json: "Id",
+            shape: &Shape::Str,
+        },
+        Field {
+            go: "Digest",
+            json: "Digest",
+            shape: &Shape::Str,
+        },
+        Field {
+            go: "RepoTags",
+            json: "RepoTags",
+            shape: &LIST_STR,
+        },
+        Field {
+            go: "RepoDigests",
+            json: "RepoDigests",
+            shape: &LIST_STR,
+        },
+        Field {
+            go: "Parent",
+            json: "Parent",
+            shape: &Shape::Str,
+        },
+        Field {
+            go: "Comment",
+            json: "Comment",
+            shape: &Shape::Str,
+        },
+        Field {
+            go: "Created",
+            json: "Created",
+            shape: &Shape::Time,
+        },
+        Field {
+            go: "Config",
+            json: "Config",
+            shape: &IMAGE_CONFIG,
+        },
+        Field {
+            go: "Version",
+            json: "Version",
+            shape: &Shape::Str,
+        },
+        Field {
+            go: "Author",
+            json: "Author",
+            shape: &Shape::Str,
+        },
+        Field {
+            go: "Architecture",
+            json: "Architecture",
+            shape: &Shape::Str,
+        },
+        Field {
+            go: "Os",
+            json: "Os",
+            shape: &Shape::Str,
+        },
+        Field {
+            go: "Size",
+            json: "Size",
+            shape: &Shape::Int,
+        },
+        Field {
+            go: "VirtualSize",
+            json: "VirtualSize",
+            shape: &Shape::Int,
+        },
         Field {
             go: "GraphDriver",
             json: "GraphDriver",
             shape: &Shape::Struct {
                 type_name: "*define.DriverData",
                 fields: &[
-                    Field { go: "Name", json: "Name", shape: &Shape::Str },
-                    Field { go: "Data", json: "Data", shape: &Shape::Map },
+                    Field {
+                        go: "Name",
+                        json: "Name",
+                        shape: &Shape::Str,
+                    },
+                    Field {
+                        go: "Data",
+                        json: "Data",
+                        shape: &Shape::Map,
+                    },
                 ],
             },
         },
@@ -197,18 +321,54 @@ static IMAGE_DATA: Shape = Shape::Struct {
             shape: &Shape::Struct {
                 type_name: "*inspect.RootFS",
                 fields: &[
-                    Field { go: "Type", json: "Type", shape: &Shape::Str },
-                    Field { go: "Layers", json: "Layers", shape: &LIST_STR },
+                    Field {
+                        go: "Type",
+                        json: "Type",
+                        shape: &Shape::Str,
+                    },
+                    Field {
+                        go: "Layers",
+                        json: "Layers",
+                        shape: &LIST_STR,
+                    },
                 ],
             },
         },
-        Field { go: "Labels", json: "Labels", shape: &Shape::Map },
-        Field { go: "Annotations", json: "Annotations", shape: &Shape::Map },
-        Field { go: "ManifestType", json: "ManifestType", shape: &Shape::Str },
-        Field { go: "User", json: "User", shape: &Shape::Str },
-        Field { go: "History", json: "History", shape: &HISTORY },
-        Field { go: "NamesHistory", json: "NamesHistory", shape: &LIST_STR },
-        Field { go: "HealthCheck", json: "Healthcheck", shape: &Shape::Any },
+        Field {
+            go: "Labels",
+            json: "Labels",
+            shape: &Shape::Map,
+        },
+        Field {
+            go: "Annotations",
+            json: "Annotations",
+            shape: &Shape::Map,
+        },
+        Field {
+            go: "ManifestType",
+            json: "ManifestType",
+            shape: &Shape::Str,
+        },
+        Field {
+            go: "User",
+            json: "User",
+            shape: &Shape::Str,
+        },
+        Field {
+            go: "History",
+            json: "History",
+            shape: &HISTORY,
+        },
+        Field {
+            go: "NamesHistory",
+            json: "NamesHistory",
+            shape: &LIST_STR,
+        },
+        Field {
+            go: "HealthCheck",
+            json: "Healthcheck",
+            shape: &Shape::Any,
+        },
     ],
 };
 
@@ -253,36 +413,100 @@ pub fn image_inspect(format: &str, images: &[ImageInspect]) -> Result<String, Te
 static SKOPEO_INSPECT: Shape = Shape::Struct {
     type_name: "interface {}",
     fields: &[
-        Field { go: "Name", json: "Name", shape: &Shape::Str },
-        Field { go: "Digest", json: "Digest", shape: &Shape::Str },
-        Field { go: "RepoTags", json: "RepoTags", shape: &LIST_STR },
-        Field { go: "Created", json: "Created", shape: &Shape::Time },
-        Field { go: "DockerVersion", json: "DockerVersion", shape: &Shape::Str },
-        Field { go: "Labels", json: "Labels", shape: &Shape::Map },
-        Field { go: "Architecture", json: "Architecture", shape: &Shape::Str },
-        Field { go: "Variant", json: "Variant", shape: &Shape::Str },
-        Field { go: "Os", json: "Os", shape: &Shape::Str },
-        Field { go: "Layers", json: "Layers", shape: &LIST_STR },
+        Field {
+            go: "Name",
+            json: "Name",
+            shape: &Shape::Str,
+        },
+        Field {
+            go: "Digest",
+            json: "Digest",
+            shape: &Shape::Str,
+        },
+        Field {
+            go: "RepoTags",
+            json: "RepoTags",
+            shape: &LIST_STR,
+        },
+        Field {
+            go: "Created",
+            json: "Created",
+            shape: &Shape::Time,
+        },
+        Field {
+            go: "DockerVersion",
+            json: "DockerVersion",
+            shape: &Shape::Str,
+        },
+        Field {
+            go: "Labels",
+            json: "Labels",
+            shape: &Shape::Map,
+        },
+        Field {
+            go: "Architecture",
+            json: "Architecture",
+            shape: &Shape::Str,
+        },
+        Field {
+            go: "Variant",
+            json: "Variant",
+            shape: &Shape::Str,
+        },
+        Field {
+            go: "Os",
+            json: "Os",
+            shape: &Shape::Str,
+        },
+        Field {
+            go: "Layers",
+            json: "Layers",
+            shape: &LIST_STR,
+        },
         Field {
             go: "LayersData",
             json: "LayersData",
             shape: &Shape::List(&Shape::Struct {
                 type_name: "types.ImageInspectLayer",
                 fields: &[
-                    Field { go: "MIMEType", json: "MIMEType", shape: &Shape::Str },
-                    Field { go: "Digest", json: "Digest", shape: &Shape::Str },
-                    Field { go: "Size", json: "Size", shape: &Shape::Int },
-                    Field { go: "Annotations", json: "Annotations", shape: &Shape::Map },
+                    Field {
+                        go: "MIMEType",
+                        json: "MIMEType",
+                        shape: &Shape::Str,
+                    },
+                    Field {
+                        go: "Digest",
+                        json: "Digest",
+                        shape: &Shape::Str,
+                    },
+                    Field {
+                        go: "Size",
+                        json: "Size",
+                        shape: &Shape::Int,
+                    },
+                    Field {
+                        go: "Annotations",
+                        json: "Annotations",
+                        shape: &Shape::Map,
+                    },
                 ],
             }),
         },
-        Field { go: "Env", json: "Env", shape: &LIST_STR },
+        Field {
+            go: "Env",
+            json: "Env",
+            shape: &LIST_STR,
+        },
     ],
 };
 
 /// `skopeo inspect --format FORMAT` (not JSON) of `summary`.
 pub fn skopeo_inspect(format: &str, summary: &InspectOutput) -> Result<String, TemplateError> {
-    let t = Template::parse("skopeo inspect", &with_newline(format.replace("\\t", "\t")), 12)?;
+    let t = Template::parse(
+        "skopeo inspect",
+        &with_newline(format.replace("\\t", "\t")),
+        12,
+    )?;
     let v = serde_json::to_value(summary).map_err(|e| TemplateError(e.to_string()))?;
     t.execute(&Data::from_json(&v, &SKOPEO_INSPECT))
 }
@@ -295,6 +519,9 @@ mod tests {
     fn id_is_read_as_podman_reads_it() {
         assert_eq!(inspect_normalize("{{ .Id }} {{.Id}}x"), "{{.ID}} {{.ID}}x");
         assert_eq!(inspect_normalize("{{.Ids}}"), "{{.Ids}}");
-        assert_eq!(inspect_normalize("{{.Config.Healthcheck}}"), "{{.HealthCheck}}");
+        assert_eq!(
+            inspect_normalize("{{.Config.Healthcheck}}"),
+            "{{.HealthCheck}}"
+        );
     }
 }

@@ -11,7 +11,9 @@ use stowage_engine::cstorage::catalog;
 use stowage_engine::gotemplate;
 
 use crate::args::{build_options, compression, copy_options, list_options};
-use crate::cli::{BuildArgs, CmdCommand, GlobalOpts, ImageArgs, ImageCommand, ListType, OutputFormat};
+use crate::cli::{
+    BuildArgs, CmdCommand, GlobalOpts, ImageArgs, ImageCommand, ListType, OutputFormat,
+};
 use crate::table::{human_duration, human_size, short_id};
 
 /// Run an `image` subcommand.
@@ -126,16 +128,21 @@ fn report_transfer(global: &GlobalOpts, t: &Transfer) {
 }
 
 fn pull_from_default_storage(global: &GlobalOpts, sys: &System, image: &str) -> Result<ExitCode> {
-    let done = transfer::pull_from_default_storage(sys, image, &interruptible(copy_options(None, None))?, None)
-        .with_context(|| {
-            format!(
-                "copying {image} from {} into bootc's storage at {}",
-                sys.host_store()
-                    .map(|c| c.graph_root.display().to_string())
-                    .unwrap_or_else(|_| "the host's default store".into()),
-                sys.storage_root().display()
-            )
-        })?;
+    let done = transfer::pull_from_default_storage(
+        sys,
+        image,
+        &interruptible(copy_options(None, None))?,
+        None,
+    )
+    .with_context(|| {
+        format!(
+            "copying {image} from {} into bootc's storage at {}",
+            sys.host_store()
+                .map(|c| c.graph_root.display().to_string())
+                .unwrap_or_else(|_| "the host's default store".into()),
+            sys.storage_root().display()
+        )
+    })?;
     if !global.quiet {
         let id = &done.image.id[..12];
         let to = sys.storage_root();
@@ -256,7 +263,8 @@ fn cmd(global: &GlobalOpts, sys: &System, command: CmdCommand) -> Result<ExitCod
                         Ok(text) => out.write_all(text.as_bytes())?,
                         Err(e) => {
                             return podman_error(
-                                &anyhow::Error::new(e).context("inspecting object: printing inspect output"),
+                                &anyhow::Error::new(e)
+                                    .context("inspecting object: printing inspect output"),
                             )
                         }
                     }
@@ -367,7 +375,9 @@ fn cmd(global: &GlobalOpts, sys: &System, command: CmdCommand) -> Result<ExitCod
                 let (declared, missing) = pull::missing_bound_images(sys)?;
                 eprintln!(
                     "{declared} logically bound image(s) in {}: {} present, {} to pull",
-                    sys.root.join(stowage_engine::bootc::BOUND_IMAGES_DIR).display(),
+                    sys.root
+                        .join(stowage_engine::bootc::BOUND_IMAGES_DIR)
+                        .display(),
                     declared - missing.len(),
                     missing.len()
                 );
@@ -478,7 +488,10 @@ fn build(global: &GlobalOpts, sys: &System, b: BuildArgs) -> Result<ExitCode> {
         eprintln!("[Warning] {w}");
     }
     if !quiet {
-        eprintln!("COMMIT {}", report.names.first().map(String::as_str).unwrap_or(""));
+        eprintln!(
+            "COMMIT {}",
+            report.names.first().map(String::as_str).unwrap_or("")
+        );
         for n in &report.names {
             eprintln!("Successfully tagged {n}");
         }

@@ -928,7 +928,12 @@ fn wait_channels_visible() -> bool {
     // `wait_for_partner` as its wait channel. Check exactly that, on a thread of our own.
     let dir = tempdir();
     let fifo = dir.path().join("probe");
-    rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
     let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     let reader_path = fifo.clone();
     let reader = std::thread::spawn(move || {

@@ -398,11 +398,19 @@ fn image_list_shows_host_unified_and_logical() {
     let rows = all.as_array().unwrap();
     let kinds: Vec<(String, String)> = rows
         .iter()
-        .map(|r| (r["image_type"].as_str().unwrap().to_string(), r["image"].as_str().unwrap().to_string()))
+        .map(|r| {
+            (
+                r["image_type"].as_str().unwrap().to_string(),
+                r["image"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     let mut want = vec![];
     if have_ostree {
-        want.push(("host".to_string(), "docker://quay.io/fedora/fedora-bootc:42".to_string()));
+        want.push((
+            "host".to_string(),
+            "docker://quay.io/fedora/fedora-bootc:42".to_string(),
+        ));
     }
     want.push(("unified".into(), "localhost/oci:basic".into()));
     want.push(("logical".into(), "localhost/oci:basic".into()));
@@ -426,35 +434,78 @@ fn image_list_shows_host_unified_and_logical() {
     let present: Vec<(String, Value)> = rows
         .iter()
         .filter(|r| r["image_type"] == "logical")
-        .map(|r| (r["image"].as_str().unwrap().to_string(), r["present"].clone()))
+        .map(|r| {
+            (
+                r["image"].as_str().unwrap().to_string(),
+                r["present"].clone(),
+            )
+        })
         .collect();
-    assert!(present.contains(&("localhost/oci:basic".into(), Value::Bool(true))), "{present:?}");
-    assert!(present.contains(&("quay.io/ex/db:1".into(), Value::Bool(false))), "{present:?}");
-    assert!(rows.iter().filter(|r| r["image_type"] != "logical").all(|r| r.get("present").is_none()));
+    assert!(
+        present.contains(&("localhost/oci:basic".into(), Value::Bool(true))),
+        "{present:?}"
+    );
+    assert!(
+        present.contains(&("quay.io/ex/db:1".into(), Value::Bool(false))),
+        "{present:?}"
+    );
+    assert!(rows
+        .iter()
+        .filter(|r| r["image_type"] != "logical")
+        .all(|r| r.get("present").is_none()));
 
     let mut c = image_cmd(&bootc, &["list", "--type", "logical"]);
     c.arg("--ostree-repo").arg(&repo).arg("--root").arg(&root);
     let table = String::from_utf8(run(c).stdout).unwrap();
-    let lines: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
-    assert_eq!(lines[0], ["REPOSITORY", "TYPE", "DIGEST", "SIZE", "CREATED", "PRESENT"]);
-    assert!(lines.contains(&vec!["quay.io/ex/db:1", "logical", "-", "-", "-", "no"]), "{table}");
-    let basic = lines.iter().find(|l| l[0] == "localhost/oci:basic").unwrap();
-    assert_eq!((basic[1], *basic.last().unwrap()), ("logical", "yes"), "{table}");
+    let lines: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[0],
+        ["REPOSITORY", "TYPE", "DIGEST", "SIZE", "CREATED", "PRESENT"]
+    );
+    assert!(
+        lines.contains(&vec!["quay.io/ex/db:1", "logical", "-", "-", "-", "no"]),
+        "{table}"
+    );
+    let basic = lines
+        .iter()
+        .find(|l| l[0] == "localhost/oci:basic")
+        .unwrap();
+    assert_eq!(
+        (basic[1], *basic.last().unwrap()),
+        ("logical", "yes"),
+        "{table}"
+    );
     assert!(basic[2].starts_with("sha256:"), "{table}");
 
     // Without a bootc system (no ostree repository): host images are an error, `all` lists
     // the others and says why host images are missing.
     let nowhere = tmp.path().join("no-repo");
     let mut c = image_cmd(&bootc, &["list", "--type", "host"]);
-    c.arg("--ostree-repo").arg(&nowhere).arg("--root").arg(&root);
+    c.arg("--ostree-repo")
+        .arg(&nowhere)
+        .arg("--root")
+        .arg(&root);
     let out = run_failing(c);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bootc system") && err.contains(&nowhere.display().to_string()), "{err}");
+    assert!(
+        err.contains("bootc system") && err.contains(&nowhere.display().to_string()),
+        "{err}"
+    );
     let mut c = image_cmd(&bootc, &["list", "--format", "json"]);
-    c.arg("--ostree-repo").arg(&nowhere).arg("--root").arg(&root);
+    c.arg("--ostree-repo")
+        .arg(&nowhere)
+        .arg("--root")
+        .arg(&root);
     let out = run(c);
     assert!(String::from_utf8_lossy(&out.stderr).contains("host images need"));
-    assert!(json(&out).as_array().unwrap().iter().all(|r| r["image_type"] != "host"));
+    assert!(json(&out)
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["image_type"] != "host"));
 }
 
 #[test]
@@ -795,7 +846,9 @@ fn rm_of_an_image_in_use_says_what_it_would_take() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(
-            err.contains("container busy") && err.contains(&container) && err.contains("podman rm -f busy"),
+            err.contains("container busy")
+                && err.contains(&container)
+                && err.contains("podman rm -f busy"),
             "{args:?}: {err}"
         );
     }

@@ -22,7 +22,11 @@ fn image(dir: &Path, tag: &str, created: &str, file: &str, labels: &[(&str, &str
     for (k, v) in labels {
         b = b.label(k, v);
     }
-    let b = b.layer_with_history(&spec, LayerCompression::GzipLevel(1), History::new(tag).at(created));
+    let b = b.layer_with_history(
+        &spec,
+        LayerCompression::GzipLevel(1),
+        History::new(tag).at(created),
+    );
     write_layout(dir, tag, b)
 }
 
@@ -40,7 +44,12 @@ fn populated_store(test: &str) -> Option<(PodmanStore, tempfile::TempDir)> {
     let dir = tempdir();
     let layout = dir.path().join("oci");
     let images = [
-        ("alpha", "2024-03-01T10:00:00Z", "a", vec![("tier", "web"), ("team", "x")]),
+        (
+            "alpha",
+            "2024-03-01T10:00:00Z",
+            "a",
+            vec![("tier", "web"), ("team", "x")],
+        ),
         ("beta", "2025-06-01T10:00:00Z", "bb/b", vec![("tier", "db")]),
         ("gamma", "2023-01-01T10:00:00Z", "ccc/cc/c", vec![]),
         ("delta", "2025-06-01T10:00:00Z", "d", vec![("tier", "web")]),
@@ -50,7 +59,12 @@ fn populated_store(test: &str) -> Option<(PodmanStore, tempfile::TempDir)> {
         let b = image(&layout, tag, created, file, labels);
         store.skopeo_copy(&[], &b.reference, &format!("localhost/{tag}:1"));
     }
-    run(store.podman(["tag", "localhost/alpha:1", "quay.io/example/alpha:latest", "example.com/team/web:2"]));
+    run(store.podman([
+        "tag",
+        "localhost/alpha:1",
+        "quay.io/example/alpha:latest",
+        "example.com/team/web:2",
+    ]));
     run(store.podman(["tag", "localhost/beta:1", "localhost/beta:2"]));
     Some((store, dir))
 }
@@ -72,13 +86,18 @@ fn loud_image_cmd(store: &PodmanStore, args: &[&str]) -> std::process::Command {
 fn outcome(mut c: std::process::Command) -> (String, i32) {
     c.env("TZ", "UTC");
     let out = output(&mut c);
-    (String::from_utf8_lossy(&out.stdout).into_owned(), out.status.code().unwrap_or(-1))
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
 }
 
 #[test]
 fn list_filters_sorts_and_formats_like_podman_images() {
     let test = "list_filters_sorts_and_formats_like_podman_images";
-    let Some((store, _dir)) = populated_store(test) else { return };
+    let Some((store, _dir)) = populated_store(test) else {
+        return;
+    };
     let cases: Vec<Vec<&str>> = vec![
         vec![],
         vec!["--digests"],
@@ -122,17 +141,28 @@ fn list_filters_sorts_and_formats_like_podman_images() {
         ours.args(args);
         let mut theirs = store.podman(["images"]);
         theirs.args(args);
-        assert_eq!(outcome(ours), outcome(theirs), "stowage image cmd list {args:?} (left) vs podman images");
+        assert_eq!(
+            outcome(ours),
+            outcome(theirs),
+            "stowage image cmd list {args:?} (left) vs podman images"
+        );
     }
     // JSON: the same images in the same order under --filter/--sort.
-    for args in [vec!["--sort", "size"], vec!["--filter", "label=tier=web", "--sort", "repository"]] {
+    for args in [
+        vec!["--sort", "size"],
+        vec!["--filter", "label=tier=web", "--sort", "repository"],
+    ] {
         let mut ours = image_cmd(&store, &["cmd", "list", "--format", "json"]);
         ours.args(&args);
         let mut theirs = store.podman(["images", "--format", "json"]);
         theirs.args(&args);
         let ids = |c| -> Vec<serde_json::Value> {
             let v: serde_json::Value = serde_json::from_str(&outcome(c).0).unwrap();
-            v.as_array().unwrap().iter().map(|i| json!([i["Id"], i["Names"]])).collect()
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|i| json!([i["Id"], i["Names"]]))
+                .collect()
         };
         assert_eq!(ids(ours), ids(theirs), "{args:?}");
     }
@@ -141,7 +171,9 @@ fn list_filters_sorts_and_formats_like_podman_images() {
 #[test]
 fn inspect_formats_like_podman_image_inspect() {
     let test = "inspect_formats_like_podman_image_inspect";
-    let Some((store, _dir)) = populated_store(test) else { return };
+    let Some((store, _dir)) = populated_store(test) else {
+        return;
+    };
     let formats = [
         "{{.Id}}",
         "{{ .Id }} {{.ID}}",
@@ -159,9 +191,30 @@ fn inspect_formats_like_podman_image_inspect() {
         "{{.Config.Foo}}",
     ];
     for f in formats {
-        let ours = image_cmd(&store, &["cmd", "inspect", "--format", f, "localhost/alpha:1", "localhost/gamma:1"]);
-        let theirs = store.podman(["image", "inspect", "--format", f, "localhost/alpha:1", "localhost/gamma:1"]);
-        assert_eq!(outcome(ours), outcome(theirs), "image cmd inspect --format {f:?} (left) vs podman");
+        let ours = image_cmd(
+            &store,
+            &[
+                "cmd",
+                "inspect",
+                "--format",
+                f,
+                "localhost/alpha:1",
+                "localhost/gamma:1",
+            ],
+        );
+        let theirs = store.podman([
+            "image",
+            "inspect",
+            "--format",
+            f,
+            "localhost/alpha:1",
+            "localhost/gamma:1",
+        ]);
+        assert_eq!(
+            outcome(ours),
+            outcome(theirs),
+            "image cmd inspect --format {f:?} (left) vs podman"
+        );
     }
 }
 
@@ -172,7 +225,13 @@ fn inspect_formats_like_skopeo_inspect() {
         return;
     }
     let dir = tempdir();
-    let b = image(&dir.path().join("oci"), "alpha", "2024-03-01T10:00:00Z", "a", &[("tier", "web")]);
+    let b = image(
+        &dir.path().join("oci"),
+        "alpha",
+        "2024-03-01T10:00:00Z",
+        "a",
+        &[("tier", "web")],
+    );
     for f in [
         "{{.Digest}}",
         "{{.Name}}|{{.RepoTags}}",
@@ -187,7 +246,11 @@ fn inspect_formats_like_skopeo_inspect() {
         ours.args(["inspect", "--format", f, &b.reference]);
         let mut theirs = skopeo();
         theirs.args(["inspect", "--format", f, &b.reference]);
-        assert_eq!(outcome(ours), outcome(theirs), "inspect --format {f:?} (left) vs skopeo");
+        assert_eq!(
+            outcome(ours),
+            outcome(theirs),
+            "inspect --format {f:?} (left) vs skopeo"
+        );
     }
     // `{{json .}}` is the whole output, as skopeo prints it.
     let mut ours = stowage();

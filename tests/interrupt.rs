@@ -522,12 +522,18 @@ fn sigint_during_image_cmd_pull() {
     signal(&child, rustix::process::Signal::INT);
     let (code, err) = finish(child);
     assert_eq!(code, Some(130), "{err}");
-    let lines: Vec<&str> = err.lines().filter(|l| l.contains("interrupted (SIGINT)")).collect();
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("interrupted (SIGINT)"))
+        .collect();
     assert_eq!(lines.len(), 1, "one interrupted line: {err}");
     if let Ok(bytes) = std::fs::read(store.root.join("overlay-layers/layers.json")) {
         let layers: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         for l in layers.as_array().unwrap() {
-            assert!(l.pointer("/flags/incomplete").is_none(), "incomplete layer left: {l}");
+            assert!(
+                l.pointer("/flags/incomplete").is_none(),
+                "incomplete layer left: {l}"
+            );
         }
     }
     if store.root.exists() {

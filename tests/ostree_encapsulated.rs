@@ -41,7 +41,8 @@ fn ostree_ext_cli(test: &str) -> Option<PathBuf> {
     let path = std::env::var_os("STOWAGE_OSTREE_EXT_CLI")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ostree-ext-cli/release/ostree-ext-cli")
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("target/ostree-ext-cli/release/ostree-ext-cli")
         });
     if path.is_file() {
         return Some(path);
@@ -99,7 +100,11 @@ fn rev(repo: &Path, r: &str) -> String {
 
 fn fsck(repo: &Path) {
     let out = ostree(repo, &["fsck"]);
-    assert!(out.contains("no errors found"), "ostree fsck of {}: {out}", repo.display());
+    assert!(
+        out.contains("no errors found"),
+        "ostree fsck of {}: {out}",
+        repo.display()
+    );
 }
 
 fn no_partial_commits(repo: &Path) {
@@ -109,7 +114,11 @@ fn no_partial_commits(repo: &Path) {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|n| n.ends_with(".commitpartial"))
             .collect();
-        assert!(partial.is_empty(), "partial commits left in {}: {partial:?}", repo.display());
+        assert!(
+            partial.is_empty(),
+            "partial commits left in {}: {partial:?}",
+            repo.display()
+        );
     }
 }
 
@@ -168,7 +177,12 @@ fn manifest_of(layout: &Path, tag: &str) -> (String, Value) {
 }
 
 fn blob(layout: &Path, digest: &str) -> Vec<u8> {
-    std::fs::read(layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))).unwrap()
+    std::fs::read(
+        layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:")),
+    )
+    .unwrap()
 }
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
@@ -183,12 +197,20 @@ fn gunzip(bytes: &[u8]) -> Vec<u8> {
 fn make_images(oe: &Path) -> Images {
     let dir = tempdir();
     let tree = dir.path().join("tree");
-    for d in ["usr/bin", "usr/lib/foo", "usr/etc", "usr/share/empty", "usr/share/doc"] {
+    for d in [
+        "usr/bin",
+        "usr/lib/foo",
+        "usr/etc",
+        "usr/share/empty",
+        "usr/share/doc",
+    ] {
         std::fs::create_dir_all(tree.join(d)).unwrap();
     }
     std::fs::write(tree.join("usr/bin/hello"), "hello\n").unwrap();
     std::os::unix::fs::symlink("hello", tree.join("usr/bin/hi")).unwrap();
-    let big: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let big: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     std::fs::write(tree.join("usr/lib/foo/big"), &big).unwrap();
     std::fs::write(tree.join("usr/lib/foo/empty"), "").unwrap();
     std::fs::write(tree.join("usr/share/doc/readme"), "docs\n").unwrap();
@@ -198,17 +220,28 @@ fn make_images(oe: &Path) -> Images {
     let se = tree.join("usr/etc/selinux");
     std::fs::create_dir_all(se.join("targeted/contexts/files")).unwrap();
     std::fs::create_dir_all(se.join("targeted/policy")).unwrap();
-    std::fs::write(se.join("config"), "SELINUX=enforcing\nSELINUXTYPE=targeted\n").unwrap();
+    std::fs::write(
+        se.join("config"),
+        "SELINUX=enforcing\nSELINUXTYPE=targeted\n",
+    )
+    .unwrap();
     std::fs::write(se.join("targeted/policy/policy.33"), "not a real policy\n").unwrap();
-    std::fs::write(se.join("targeted/contexts/files/file_contexts"), FILE_CONTEXTS).unwrap();
+    std::fs::write(
+        se.join("targeted/contexts/files/file_contexts"),
+        FILE_CONTEXTS,
+    )
+    .unwrap();
     std::fs::write(
         se.join("targeted/contexts/files/file_contexts.subs_dist"),
         "/opt /usr/lib/opt\n",
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(tree.join("usr/bin/hello"), std::fs::Permissions::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(
+        tree.join("usr/bin/hello"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     if is_root() {
         std::os::unix::fs::chown(tree.join("usr/lib/foo/big"), Some(1000), Some(1000)).unwrap();
     }
@@ -255,10 +288,7 @@ fn make_images(oe: &Path) -> Images {
     });
     let meta_path = dir.path().join("contentmeta.json");
     std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
-    encapsulate(
-        "split",
-        &[format!("--contentmeta={}", meta_path.display())],
-    );
+    encapsulate("split", &[format!("--contentmeta={}", meta_path.display())]);
     // Two derived layers on the split image.
     let (split_digest, split) = manifest_of(&layout, "split");
     assert!(split["layers"].as_array().unwrap().len() >= 5, "{split}");
@@ -348,7 +378,8 @@ fn encapsulated_images_import_as_ostree_rs_ext_does() {
             let name = format!("localhost/enc-{tag}:1");
             copy_to_ostree(layout, tag, &ours, &name);
             let their_ref = oe_pull(&oe, &theirs, layout, tag);
-            let our_ref = format!("ostree/container/image/docker_3A__2F__2F_localhost/enc-{tag}_3A_1");
+            let our_ref =
+                format!("ostree/container/image/docker_3A__2F__2F_localhost/enc-{tag}_3A_1");
             if content_checksum(&ours, &our_ref) != content_checksum(&theirs, &their_ref) {
                 panic!(
                     "{what}: the merged root differs from ostree-rs-ext's:\n{}",
@@ -360,7 +391,11 @@ fn encapsulated_images_import_as_ostree_rs_ext_does() {
             let blob_refs = refs(&theirs, "ostree/container/blob/");
             assert_eq!(blob_refs, refs(&ours, "ostree/container/blob/"), "{what}");
             assert_eq!(blob_refs.len(), layers.len(), "{what}");
-            let derived_from = if tag == "derived" { layers.len() - 2 } else { layers.len() };
+            let derived_from = if tag == "derived" {
+                layers.len() - 2
+            } else {
+                layers.len()
+            };
             for (i, digest) in layers.iter().enumerate() {
                 let r = format!(
                     "ostree/container/blob/sha256_3A_{}",
@@ -368,7 +403,11 @@ fn encapsulated_images_import_as_ostree_rs_ext_does() {
                 );
                 if i == 0 {
                     assert_eq!(rev(&ours, &r), images.commit, "{what}: commit layer");
-                    assert_eq!(rev(&theirs, &r), images.commit, "{what}: commit layer (ostree-ext)");
+                    assert_eq!(
+                        rev(&theirs, &r),
+                        images.commit,
+                        "{what}: commit layer (ostree-ext)"
+                    );
                 } else if i < derived_from {
                     assert_eq!(rev(&ours, &r), rev(&theirs, &r), "{what}: object set {i}");
                 } else {
@@ -399,16 +438,28 @@ fn encapsulated_images_import_as_ostree_rs_ext_does() {
                     .lines()
                     .find(|l| l.ends_with(path) || l.contains(&format!("{path} ->")))
                     .unwrap_or_else(|| panic!("{what}: {path} not listed:\n{labels}"));
-                assert!(line.contains(label), "{what}: {path} should be {label}: {line}");
+                assert!(
+                    line.contains(label),
+                    "{what}: {path} should be {label}: {line}"
+                );
             }
             if tag == "derived" {
                 // ostree-rs-ext's rules on top of the base: /etc → /usr/etc, /opt dropped,
                 // the whiteout and the opaque directory applied.
                 let ls = ostree(&ours, &["ls", "-R", &our_ref]);
-                for present in ["/usr/etc/new.conf", "/usr/etc/x.conf", "/usr/share/doc/only"] {
+                for present in [
+                    "/usr/etc/new.conf",
+                    "/usr/etc/x.conf",
+                    "/usr/share/doc/only",
+                ] {
                     assert!(ls.contains(present), "{what}: {present} missing:\n{ls}");
                 }
-                for absent in ["/opt", "/usr/lib/foo/empty", "/usr/share/doc/readme", "/usr/share/doc/extra"] {
+                for absent in [
+                    "/opt",
+                    "/usr/lib/foo/empty",
+                    "/usr/share/doc/readme",
+                    "/usr/share/doc/extra",
+                ] {
                     assert!(!ls.contains(absent), "{what}: {absent} present:\n{ls}");
                 }
             }
@@ -428,7 +479,10 @@ fn encapsulated_images_import_as_ostree_rs_ext_does() {
                 ]);
                 run(c);
                 let (_, exported) = manifest_of(&out, "x");
-                assert_eq!(exported["config"], manifest["config"], "{what}: exported config");
+                assert_eq!(
+                    exported["config"], manifest["config"],
+                    "{what}: exported config"
+                );
             }
         }
     }
@@ -495,13 +549,28 @@ fn broken_encapsulated_images_are_refused_and_leave_the_repository_intact() {
         diff_ids[*kept.last().unwrap()].as_str().unwrap(),
     );
     for &i in &kept {
-        let tar = gunzip(&blob(layout, split["layers"][i]["digest"].as_str().unwrap()));
+        let tar = gunzip(&blob(
+            layout,
+            split["layers"][i]["digest"].as_str().unwrap(),
+        ));
         short = short.tar_layer(tar, LayerCompression::Gzip, History::new("layer"));
     }
-    short.build().unwrap().write(&layout_dir, Some("short")).unwrap();
+    short
+        .build()
+        .unwrap()
+        .write(&layout_dir, Some("short"))
+        .unwrap();
 
     for (tag, expect) in [
-        ("tampered", changed.rsplit('/').next().unwrap().trim_end_matches(".file").to_string()),
+        (
+            "tampered",
+            changed
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .trim_end_matches(".file")
+                .to_string(),
+        ),
         ("short", "content object".to_string()),
     ] {
         let work = tempdir();
@@ -515,7 +584,10 @@ fn broken_encapsulated_images_are_refused_and_leave_the_repository_intact() {
         ]);
         let out = run_failing(c);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(&expect), "{tag}: error should name {expect}: {err}");
+        assert!(
+            err.contains(&expect),
+            "{tag}: error should name {expect}: {err}"
+        );
         assert!(
             refs(&repo, "ostree/container/image/").is_empty(),
             "{tag}: an image ref was written"
@@ -571,11 +643,19 @@ fn images_ostree_rs_ext_imported_export_as_one_regenerated_layer() {
     let mut entries = std::collections::BTreeMap::new();
     for e in tar::Archive::new(&tar[..]).entries().unwrap() {
         let mut e = e.unwrap();
-        let path = e.path().unwrap().to_string_lossy().trim_end_matches('/').to_string();
+        let path = e
+            .path()
+            .unwrap()
+            .to_string_lossy()
+            .trim_end_matches('/')
+            .to_string();
         let h = e.header().clone();
         let mut data = Vec::new();
         e.read_to_end(&mut data).unwrap();
-        let link = e.link_name().unwrap().map(|l| l.to_string_lossy().into_owned());
+        let link = e
+            .link_name()
+            .unwrap()
+            .map(|l| l.to_string_lossy().into_owned());
         entries.insert(path, (h.uid().unwrap(), h.mode().unwrap(), data, link));
     }
     for line in ostree(&repo, &["ls", "-R", &commit]).lines() {
@@ -592,11 +672,7 @@ fn images_ostree_rs_ext_imported_export_as_one_regenerated_layer() {
             .get(&cpath)
             .unwrap_or_else(|| panic!("{cpath} missing from the regenerated layer"));
         assert_eq!(uid.to_string(), f[1], "{cpath}: owner");
-        assert_eq!(
-            format!("{:05o}", mode),
-            &f[0][1..],
-            "{cpath}: mode"
-        );
+        assert_eq!(format!("{:05o}", mode), &f[0][1..], "{cpath}: mode");
         match f[0].chars().next().unwrap() {
             '-' => {
                 let mut c = cmd("ostree", ["cat", &commit, &format!("/{path}")]);
@@ -620,5 +696,9 @@ fn images_ostree_rs_ext_imported_export_as_one_regenerated_layer() {
         &run(store.podman(&["image", "inspect", "localhost/theirs:1"])).stdout,
     )
     .unwrap();
-    assert_eq!(inspect[0]["RootFS"]["Layers"].as_array().unwrap().len(), 1, "{inspect}");
+    assert_eq!(
+        inspect[0]["RootFS"]["Layers"].as_array().unwrap().len(),
+        1,
+        "{inspect}"
+    );
 }

@@ -56,9 +56,18 @@ fn imports_label_files_as_ostree_commit_with_the_images_policy() {
     let dir = tempdir();
     let mut layer = LayerSpec::new("files and their policy");
     let se = "usr/etc/selinux";
-    layer.file(&format!("{se}/config"), "SELINUX=enforcing\nSELINUXTYPE=targeted\n");
-    layer.file(&format!("{se}/targeted/policy/policy.33"), "not a real policy\n");
-    layer.file(&format!("{se}/targeted/contexts/files/file_contexts"), FILE_CONTEXTS);
+    layer.file(
+        &format!("{se}/config"),
+        "SELINUX=enforcing\nSELINUXTYPE=targeted\n",
+    );
+    layer.file(
+        &format!("{se}/targeted/policy/policy.33"),
+        "not a real policy\n",
+    );
+    layer.file(
+        &format!("{se}/targeted/contexts/files/file_contexts"),
+        FILE_CONTEXTS,
+    );
     layer.file(
         &format!("{se}/targeted/contexts/files/file_contexts.subs_dist"),
         "/usr/lib/alias2 /usr/lib/alias\n",
@@ -133,7 +142,10 @@ fn imports_label_files_as_ostree_commit_with_the_images_policy() {
     ]);
     run(c);
     let image = "ostree/container/image/docker_3A__2F__2F_localhost/labelled_3A_1";
-    let (a, b) = (content_checksum(&ours, image), content_checksum(&theirs, "layer"));
+    let (a, b) = (
+        content_checksum(&ours, image),
+        content_checksum(&theirs, "layer"),
+    );
     if a != b {
         let la = ostree(&ours, &["ls", "-R", "-X", image]);
         let lb = ostree(&theirs, &["ls", "-R", "-X", "layer"]);
@@ -151,7 +163,9 @@ fn imports_label_files_as_ostree_commit_with_the_images_policy() {
     ] {
         let line = listing
             .lines()
-            .find(|l| l.contains(path.trim_end()) && (l.ends_with(path.trim_end()) || l.contains(path)))
+            .find(|l| {
+                l.contains(path.trim_end()) && (l.ends_with(path.trim_end()) || l.contains(path))
+            })
             .unwrap_or_else(|| panic!("{path} not listed:\n{listing}"));
         assert!(line.contains(label), "{path} should be {label}: {line}");
     }
@@ -159,5 +173,8 @@ fn imports_label_files_as_ostree_commit_with_the_images_policy() {
         .lines()
         .find(|l| l.ends_with("/usr/share/unlabeled/f"))
         .unwrap();
-    assert!(!unlabeled.contains("security.selinux"), "<<none>>: {unlabeled}");
+    assert!(
+        !unlabeled.contains("security.selinux"),
+        "<<none>>: {unlabeled}"
+    );
 }

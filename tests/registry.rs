@@ -1484,8 +1484,16 @@ fn image_cmd_pull_and_push_with_bootc_storage() {
     std::fs::create_dir_all(deploy.join("usr/lib/bootc/bound-images.d")).unwrap();
     std::fs::create_dir_all(&quadlets).unwrap();
     for (file, image_name) in [("a.image", &name_a), ("c.container", &name_c)] {
-        let section = if file.ends_with(".image") { "Image" } else { "Container" };
-        std::fs::write(quadlets.join(file), format!("[{section}]\nImage={image_name}\n")).unwrap();
+        let section = if file.ends_with(".image") {
+            "Image"
+        } else {
+            "Container"
+        };
+        std::fs::write(
+            quadlets.join(file),
+            format!("[{section}]\nImage={image_name}\n"),
+        )
+        .unwrap();
         std::os::unix::fs::symlink(
             format!("/usr/share/containers/systemd/{file}"),
             deploy.join("usr/lib/bootc/bound-images.d").join(file),
@@ -1493,7 +1501,8 @@ fn image_cmd_pull_and_push_with_bootc_storage() {
         .unwrap();
     }
     let mut c = image(&["--root"]);
-    c.arg(&deploy).args(["cmd", "pull", "--bound", "--tls-verify=false"]);
+    c.arg(&deploy)
+        .args(["cmd", "pull", "--bound", "--tls-verify=false"]);
     let o = run(c);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -1505,7 +1514,8 @@ fn image_cmd_pull_and_push_with_bootc_storage() {
     assert_eq!(v[0]["Digest"], c_img.manifest_digest.as_str());
     // Again: nothing left to pull.
     let mut c = image(&["--root"]);
-    c.arg(&deploy).args(["cmd", "pull", "--bound", "--tls-verify=false"]);
+    c.arg(&deploy)
+        .args(["cmd", "pull", "--bound", "--tls-verify=false"]);
     let err = String::from_utf8_lossy(&run(c).stderr).into_owned();
     assert!(err.contains("2 present, 0 to pull"), "{err}");
     // A missing image fails that pull only, naming it, and exits 1.

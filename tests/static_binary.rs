@@ -352,7 +352,9 @@ fn dist_binary_runs_every_read_command_in_an_empty_read_only_root() {
     assert_eq!(rows[0]["image_type"], "unified", "{unified}");
     assert_eq!(rows[0]["image"], "localhost/basic:chroot", "{unified}");
     assert!(
-        rows[0]["digest"].as_str().is_some_and(|d| d.starts_with("sha256:")),
+        rows[0]["digest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("sha256:")),
         "{unified}"
     );
     let logical = json(

@@ -332,7 +332,9 @@ pub fn copy_between(
         if matches!(plan, SourcePlan::Index(_)) {
             return Err(Error::Unsupported {
                 transport: dst.to_string(),
-                reason: "signing a whole index (--all) is not supported yet; copy and sign one platform".into(),
+                reason:
+                    "signing a whole index (--all) is not supported yet; copy and sign one platform"
+                        .into(),
             });
         }
     }
@@ -444,23 +446,23 @@ fn copy_signed(
             }));
         }
     }
-    let identity = match &options.sign_by_sigstore {
-        Some(_) => {
-            sink.can_store_sigstore_signatures()?;
-            Some(match (&options.sign_identity, sink.docker_reference()) {
-                (Some(i), _) => i.to_string(),
-                (None, Some(r)) => r.to_string(),
-                (None, None) => {
-                    return Err(Error::Unsupported {
+    let identity =
+        match &options.sign_by_sigstore {
+            Some(_) => {
+                sink.can_store_sigstore_signatures()?;
+                Some(match (&options.sign_identity, sink.docker_reference()) {
+                    (Some(i), _) => i.to_string(),
+                    (None, Some(r)) => r.to_string(),
+                    (None, None) => return Err(Error::Unsupported {
                         transport: dst.to_string(),
-                        reason: "cannot determine the docker reference to sign; pass --sign-identity"
-                            .into(),
-                    })
-                }
-            })
-        }
-        None => None,
-    };
+                        reason:
+                            "cannot determine the docker reference to sign; pass --sign-identity"
+                                .into(),
+                    }),
+                })
+            }
+            None => None,
+        };
     let report = copy_planned(source, plan, sink, copy, start)?;
     let mut signatures = Vec::new();
     if !carried.is_empty() {

@@ -126,7 +126,10 @@ pub fn list_images(sources: &ListSources<'_>) -> Result<Vec<ImageOutput>> {
             for s in &images {
                 for n in &s.names {
                     if !rows.iter().any(|r| &r.image == n) {
-                        rows.push(with_facts(ImageOutput::bare(ImageType::Unified, n.clone()), s));
+                        rows.push(with_facts(
+                            ImageOutput::bare(ImageType::Unified, n.clone()),
+                            s,
+                        ));
                     }
                 }
             }

@@ -22,8 +22,8 @@
 //! user's; [`registry_options`] applies that default.
 
 pub mod booted;
-pub mod build;
 pub mod bound;
+pub mod build;
 pub mod list;
 pub mod pull;
 pub mod transfer;

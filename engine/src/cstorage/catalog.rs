@@ -461,7 +461,10 @@ impl Filter {
             reason,
         };
         let (key, value) = text.split_once('=').ok_or_else(|| {
-            invalid("expected KEY=VALUE (reference=, label=, dangling=, before=, since=, id=, digest=)".into())
+            invalid(
+                "expected KEY=VALUE (reference=, label=, dangling=, before=, since=, id=, digest=)"
+                    .into(),
+            )
         })?;
         let created_of = |v: &str| -> Result<i64> {
             let img = store.image(v).map_err(|e| Error::NotFound {
@@ -469,7 +472,9 @@ impl Filter {
                 hint: format!("{e}; name an image of this store (`image cmd list` shows them)"),
             })?;
             let i = cat.images.iter().position(|x| x.rec.id == img.id);
-            Ok(i.and_then(|i| cat.images[i].rec.created).map(|t| t.unix()).unwrap_or(i64::MIN))
+            Ok(i.and_then(|i| cat.images[i].rec.created)
+                .map(|t| t.unix())
+                .unwrap_or(i64::MIN))
         };
         let f = match key {
             "reference" => Filter::Reference(value.to_string()),
@@ -497,10 +502,11 @@ impl Filter {
 
     fn matches(&self, s: &ImageSummary) -> bool {
         match self {
-            Filter::Reference(pattern) => s
-                .names
-                .iter()
-                .any(|n| reference_candidates(n).iter().any(|c| glob_match(pattern, c))),
+            Filter::Reference(pattern) => s.names.iter().any(|n| {
+                reference_candidates(n)
+                    .iter()
+                    .any(|c| glob_match(pattern, c))
+            }),
             Filter::Label(k, v) => match (s.labels.as_ref().and_then(|l| l.get(k)), v) {
                 (Some(_), None) => true,
                 (Some(Value::String(have)), Some(want)) => have == want,
@@ -510,7 +516,9 @@ impl Filter {
             Filter::Before(t) => s.created < *t,
             Filter::Since(t) => s.created > *t,
             Filter::Id(id) => s.id.starts_with(id.as_str()),
-            Filter::Digest(d) => s.digest == *d || s.repo_digests.iter().any(|r| r.ends_with(&format!("@{d}"))),
+            Filter::Digest(d) => {
+                s.digest == *d || s.repo_digests.iter().any(|r| r.ends_with(&format!("@{d}")))
+            }
         }
     }
 }

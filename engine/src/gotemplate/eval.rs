@@ -131,7 +131,12 @@ impl Template {
         Ok(())
     }
 
-    fn pipeline(&self, p: &Pipeline, dot: &Data, scope: &mut Scope<'_>) -> Result<Data, TemplateError> {
+    fn pipeline(
+        &self,
+        p: &Pipeline,
+        dot: &Data,
+        scope: &mut Scope<'_>,
+    ) -> Result<Data, TemplateError> {
         let mut piped: Option<Data> = None;
         for cmd in &p.cmds {
             piped = Some(self.command(cmd, dot, scope, piped)?);
@@ -166,7 +171,12 @@ impl Template {
         self.operand(&cmd[0], dot, scope)
     }
 
-    fn operand(&self, op: &Operand, dot: &Data, scope: &mut Scope<'_>) -> Result<Data, TemplateError> {
+    fn operand(
+        &self,
+        op: &Operand,
+        dot: &Data,
+        scope: &mut Scope<'_>,
+    ) -> Result<Data, TemplateError> {
         match op {
             Operand::Literal(d) => Ok(d.clone()),
             Operand::Field(steps) => self.fields(dot, steps),
@@ -181,7 +191,10 @@ impl Template {
                         .find(|(n, _)| n == name)
                         .map(|(_, v)| v.clone())
                         .ok_or_else(|| {
-                            TemplateError(format!("template: {}: undefined variable: {name}", self.name))
+                            TemplateError(format!(
+                                "template: {}: undefined variable: {name}",
+                                self.name
+                            ))
                         })?
                 };
                 self.fields(&base, steps)
@@ -208,7 +221,10 @@ impl Template {
                     n = self.name
                 ))
             }
-            None => TemplateError(format!("template: {n}: executing \"{n}\": {msg}", n = self.name)),
+            None => TemplateError(format!(
+                "template: {n}: executing \"{n}\": {msg}",
+                n = self.name
+            )),
         }
     }
 
@@ -246,7 +262,12 @@ impl Template {
     }
 
     fn call(&self, f: &str, args: Vec<Data>) -> Result<Data, TemplateError> {
-        let err = |m: String| TemplateError(format!("template: {}: executing \"{}\": error calling {f}: {m}", self.name, self.name));
+        let err = |m: String| {
+            TemplateError(format!(
+                "template: {}: executing \"{}\": error calling {f}: {m}",
+                self.name, self.name
+            ))
+        };
         let arity = |n: usize| -> Result<(), TemplateError> {
             if args.len() != n {
                 Err(TemplateError(format!(
@@ -268,14 +289,18 @@ impl Template {
                 let mut v = it.next().ok_or_else(|| err("missing argument".into()))?;
                 for k in it {
                     v = match (&v, &k) {
-                        (Data::Map(m), Data::Str(s)) => m.get(s).cloned().unwrap_or(Data::Str(String::new())),
+                        (Data::Map(m), Data::Str(s)) => {
+                            m.get(s).cloned().unwrap_or(Data::Str(String::new()))
+                        }
                         (Data::List(l), Data::Int(i)) => l
                             .get(*i as usize)
                             .cloned()
                             .ok_or_else(|| err(format!("index out of range: {i}")))?,
                         (Data::NilMap, _) => Data::Str(String::new()),
                         (Data::Nil | Data::Missing, _) => Data::Missing,
-                        (x, _) => return Err(err(format!("can't index item of type {}", x.type_name()))),
+                        (x, _) => {
+                            return Err(err(format!("can't index item of type {}", x.type_name())))
+                        }
                     };
                 }
                 v
@@ -294,7 +319,9 @@ impl Template {
                 arity(2)?;
                 let sep = to_text(&args[1]);
                 match &args[0] {
-                    Data::List(l) => Data::Str(l.iter().map(to_text).collect::<Vec<_>>().join(&sep)),
+                    Data::List(l) => {
+                        Data::Str(l.iter().map(to_text).collect::<Vec<_>>().join(&sep))
+                    }
                     x => Data::Str(to_text(x)),
                 }
             }
@@ -332,9 +359,7 @@ impl Template {
                 }
                 Data::Str(out)
             }
-            "println" => Data::Str(
-                args.iter().map(to_text).collect::<Vec<_>>().join(" ") + "\n",
-            ),
+            "println" => Data::Str(args.iter().map(to_text).collect::<Vec<_>>().join(" ") + "\n"),
             "printf" => {
                 let mut it = args.into_iter();
                 let fmt = match it.next() {
@@ -363,7 +388,10 @@ impl Template {
                 let Some((first, rest)) = args.split_first() else {
                     return Err(err("missing argument for comparison".into()));
                 };
-                Data::Bool(rest.iter().any(|b| compare(first, b) == Some(std::cmp::Ordering::Equal)))
+                Data::Bool(
+                    rest.iter()
+                        .any(|b| compare(first, b) == Some(std::cmp::Ordering::Equal)),
+                )
             }
             "ne" | "lt" | "le" | "gt" | "ge" => {
                 arity(2)?;

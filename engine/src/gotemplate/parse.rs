@@ -212,7 +212,10 @@ impl<'a> Parser<'a> {
             Some((e, _)) if e == "end" => {}
             Some((e, at)) => {
                 let after = e.trim_start_matches("else").trim();
-                if kw == "if" && after.starts_with("if") && after[2..].starts_with(char::is_whitespace) {
+                if kw == "if"
+                    && after.starts_with("if")
+                    && after[2..].starts_with(char::is_whitespace)
+                {
                     // `else if …` chains: the rest of the chain shares this `end`.
                     other.push(self.control("if", &after[2..], at + 2, pieces, pos)?);
                 } else if !after.is_empty() {
@@ -358,7 +361,9 @@ impl<'a> Parser<'a> {
                 c if c.is_ascii_digit() || c == '-' || c == '+' => {
                     let mut e = k + 1;
                     while e < chars.len()
-                        && (chars[e].1.is_ascii_alphanumeric() || chars[e].1 == '.' || chars[e].1 == '_')
+                        && (chars[e].1.is_ascii_alphanumeric()
+                            || chars[e].1 == '.'
+                            || chars[e].1 == '_')
                     {
                         e += 1;
                     }

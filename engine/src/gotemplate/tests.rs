@@ -9,20 +9,56 @@ static LIST_STR: Shape = Shape::List(&Shape::Str);
 static CONFIG: Shape = Shape::Struct {
     type_name: "*v1.ImageConfig",
     fields: &[
-        Field { go: "User", json: "User", shape: &Shape::Str },
-        Field { go: "Env", json: "Env", shape: &LIST_STR },
-        Field { go: "Labels", json: "Labels", shape: &Shape::Map },
+        Field {
+            go: "User",
+            json: "User",
+            shape: &Shape::Str,
+        },
+        Field {
+            go: "Env",
+            json: "Env",
+            shape: &LIST_STR,
+        },
+        Field {
+            go: "Labels",
+            json: "Labels",
+            shape: &Shape::Map,
+        },
     ],
 };
 static TOP: Shape = Shape::Struct {
     type_name: "interface {}",
     fields: &[
-        Field { go: "ID", json: "Id", shape: &Shape::Str },
-        Field { go: "RepoTags", json: "RepoTags", shape: &LIST_STR },
-        Field { go: "Created", json: "Created", shape: &Shape::Time },
-        Field { go: "Size", json: "Size", shape: &Shape::Int },
-        Field { go: "Config", json: "Config", shape: &CONFIG },
-        Field { go: "Annotations", json: "Annotations", shape: &Shape::Map },
+        Field {
+            go: "ID",
+            json: "Id",
+            shape: &Shape::Str,
+        },
+        Field {
+            go: "RepoTags",
+            json: "RepoTags",
+            shape: &LIST_STR,
+        },
+        Field {
+            go: "Created",
+            json: "Created",
+            shape: &Shape::Time,
+        },
+        Field {
+            go: "Size",
+            json: "Size",
+            shape: &Shape::Int,
+        },
+        Field {
+            go: "Config",
+            json: "Config",
+            shape: &CONFIG,
+        },
+        Field {
+            go: "Annotations",
+            json: "Annotations",
+            shape: &Shape::Map,
+        },
     ],
 };
 
@@ -46,28 +82,70 @@ fn run(t: &str) -> Result<String, TemplateError> {
 #[test]
 fn fields_and_values_print_as_go_does() {
     assert_eq!(run("{{.ID}}").unwrap(), "5b35");
-    assert_eq!(run("{{.RepoTags}}").unwrap(), "[localhost/basic:1 quay.io/example/basic:latest]");
+    assert_eq!(
+        run("{{.RepoTags}}").unwrap(),
+        "[localhost/basic:1 quay.io/example/basic:latest]"
+    );
     assert_eq!(run("{{.Config.Labels}}").unwrap(), "map[a:<&> z:1]");
     assert_eq!(run("{{.Annotations}}").unwrap(), "map[]");
-    assert_eq!(run("{{.Created}}").unwrap(), "2024-01-02 03:04:05 +0000 UTC");
+    assert_eq!(
+        run("{{.Created}}").unwrap(),
+        "2024-01-02 03:04:05 +0000 UTC"
+    );
     assert_eq!(run("{{.Config}}").unwrap(), "{ [A=1 B=2] map[a:<&> z:1]}");
     assert_eq!(run("{{.Config.Labels.nope}}").unwrap(), "<no value>");
-    assert_eq!(run(r#"{{index .Config.Labels "z"}}|{{index .Config.Labels "nope"}}|"#).unwrap(), "1||");
-    assert_eq!(run("{{json .Config.Labels}}").unwrap(), r#"{"a":"<&>","z":"1"}"#);
-    assert_eq!(run("{{json .Created}}").unwrap(), r#""2024-01-02T03:04:05Z""#);
+    assert_eq!(
+        run(r#"{{index .Config.Labels "z"}}|{{index .Config.Labels "nope"}}|"#).unwrap(),
+        "1||"
+    );
+    assert_eq!(
+        run("{{json .Config.Labels}}").unwrap(),
+        r#"{"a":"<&>","z":"1"}"#
+    );
+    assert_eq!(
+        run("{{json .Created}}").unwrap(),
+        r#""2024-01-02T03:04:05Z""#
+    );
 }
 
 #[test]
 fn control_structures_and_functions() {
-    assert_eq!(run("{{range .RepoTags}}<{{.}}>{{end}}").unwrap(), "<localhost/basic:1><quay.io/example/basic:latest>");
-    assert_eq!(run("{{range $i, $t := .RepoTags}}{{$i}}={{$t}} {{end}}").unwrap(), "0=localhost/basic:1 1=quay.io/example/basic:latest ");
-    assert_eq!(run("{{if .Annotations}}yes{{else}}no{{end}}").unwrap(), "no");
-    assert_eq!(run("{{if .Annotations}}a{{else if .Size}}s{{else}}n{{end}}").unwrap(), "s");
-    assert_eq!(run("{{with .Config}}{{.User}}|{{len .Env}}{{end}}").unwrap(), "|2");
-    assert_eq!(run(r#"{{printf "%s-%d|%-6s|%5d" .ID .Size "ab" 42}}"#).unwrap(), "5b35-13104|ab    |   42");
-    assert_eq!(run(r#"{{join .Config.Env ","}} {{.ID | upper}}"#).unwrap(), "A=1,B=2 5B35");
-    assert_eq!(run(r#"{{if eq .ID "5b35"}}same{{end}} {{len .RepoTags | printf "%d tags"}}"#).unwrap(), "same 2 tags");
-    assert_eq!(run("a {{- /* note */ -}} b\n{{- .ID -}}\n c").unwrap(), "ab5b35c");
+    assert_eq!(
+        run("{{range .RepoTags}}<{{.}}>{{end}}").unwrap(),
+        "<localhost/basic:1><quay.io/example/basic:latest>"
+    );
+    assert_eq!(
+        run("{{range $i, $t := .RepoTags}}{{$i}}={{$t}} {{end}}").unwrap(),
+        "0=localhost/basic:1 1=quay.io/example/basic:latest "
+    );
+    assert_eq!(
+        run("{{if .Annotations}}yes{{else}}no{{end}}").unwrap(),
+        "no"
+    );
+    assert_eq!(
+        run("{{if .Annotations}}a{{else if .Size}}s{{else}}n{{end}}").unwrap(),
+        "s"
+    );
+    assert_eq!(
+        run("{{with .Config}}{{.User}}|{{len .Env}}{{end}}").unwrap(),
+        "|2"
+    );
+    assert_eq!(
+        run(r#"{{printf "%s-%d|%-6s|%5d" .ID .Size "ab" 42}}"#).unwrap(),
+        "5b35-13104|ab    |   42"
+    );
+    assert_eq!(
+        run(r#"{{join .Config.Env ","}} {{.ID | upper}}"#).unwrap(),
+        "A=1,B=2 5B35"
+    );
+    assert_eq!(
+        run(r#"{{if eq .ID "5b35"}}same{{end}} {{len .RepoTags | printf "%d tags"}}"#).unwrap(),
+        "same 2 tags"
+    );
+    assert_eq!(
+        run("a {{- /* note */ -}} b\n{{- .ID -}}\n c").unwrap(),
+        "ab5b35c"
+    );
     assert_eq!(run("{{$x := .Size}}{{$x}}").unwrap(), "13104");
 }
 
@@ -83,7 +161,10 @@ fn unknown_fields_are_podmans_error() {
     );
     assert!(run("{{.ID").is_err());
     assert!(run("{{if .ID}}x").is_err());
-    assert!(run("{{nosuch .ID}}").unwrap_err().0.contains("function \"nosuch\" not defined"));
+    assert!(run("{{nosuch .ID}}")
+        .unwrap_err()
+        .0
+        .contains("function \"nosuch\" not defined"));
 }
 
 #[test]
@@ -96,6 +177,13 @@ fn tables_align_as_tabwriter() {
     assert_eq!(header_for("RepoDigests", &[]), "REPO DIGESTS");
     assert_eq!(header_for("ParentId", &[]), "PARENT ID");
     assert_eq!(header_for("ID", &[("ID", "IMAGE ID")]), "IMAGE ID");
-    assert_eq!(normalize_format("table {{.ID}} {{.Tag}}\\t{{.Size}}"), ("{{.ID}}\t{{.Tag}}\t{{.Size}}".to_string(), true));
-    assert!(is_json_format("{{ json . }}") && is_json_format("json") && !is_json_format("{{json .Config}}"));
+    assert_eq!(
+        normalize_format("table {{.ID}} {{.Tag}}\\t{{.Size}}"),
+        ("{{.ID}}\t{{.Tag}}\t{{.Size}}".to_string(), true)
+    );
+    assert!(
+        is_json_format("{{ json . }}")
+            && is_json_format("json")
+            && !is_json_format("{{json .Config}}")
+    );
 }

@@ -115,7 +115,10 @@ impl Data {
                         let v = match o.get(f.json) {
                             Some(j) => {
                                 let d = Data::from_json(j, f.shape);
-                                if matches!(f.shape, Shape::Map | Shape::Struct { .. } | Shape::List(_)) {
+                                if matches!(
+                                    f.shape,
+                                    Shape::Map | Shape::Struct { .. } | Shape::List(_)
+                                ) {
                                     encoded.insert(f.json.to_string(), d.to_json());
                                 }
                                 d
@@ -146,7 +149,9 @@ impl Data {
                 .unwrap_or_else(|| Data::Float(n.as_f64().unwrap_or(0.0))),
             Value::String(s) => Data::Str(s.clone()),
             Value::Array(a) => Data::List(a.iter().map(Data::any).collect()),
-            Value::Object(o) => Data::Map(o.iter().map(|(k, v)| (k.clone(), Data::any(v))).collect()),
+            Value::Object(o) => {
+                Data::Map(o.iter().map(|(k, v)| (k.clone(), Data::any(v))).collect())
+            }
         }
     }
 
@@ -187,9 +192,16 @@ impl Data {
             Data::Str(s) => Value::String(s.clone()),
             Data::Time(t) => Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
             Data::List(l) => Value::Array(l.iter().map(Data::to_json).collect()),
-            Data::Map(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
+            Data::Map(m) => {
+                Value::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+            }
             Data::Struct(s) => s.json.clone().unwrap_or_else(|| {
-                Value::Object(s.fields.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+                Value::Object(
+                    s.fields
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.to_json()))
+                        .collect(),
+                )
             }),
         }
     }
@@ -237,7 +249,11 @@ pub fn go_float(f: f64) -> String {
         return if f.is_nan() {
             "NaN".into()
         } else if f.is_infinite() {
-            if f > 0.0 { "+Inf".into() } else { "-Inf".into() }
+            if f > 0.0 {
+                "+Inf".into()
+            } else {
+                "-Inf".into()
+            }
         } else {
             "0".into()
         };

@@ -223,7 +223,10 @@ pub fn import_object_layer(
     layer: &str,
     role: LayerRole,
 ) -> Result<ObjectLayerImport> {
-    assert!(role != LayerRole::Derived, "derived layers go through import::import_layer");
+    assert!(
+        role != LayerRole::Derived,
+        "derived layers go through import::import_layer"
+    );
     let default_meta = txn.default_dirmeta()?;
     let mut export_data = MutableTree::new(default_meta);
     let mut split = new_split(txn)?;
@@ -307,11 +310,14 @@ pub fn import_object_layer(
             }
             "commitmeta" => {
                 if commit != Some(obj.checksum) {
-                    return Err(bad("detached metadata of a commit this layer does not carry".into()));
+                    return Err(bad(
+                        "detached metadata of a commit this layer does not carry".into(),
+                    ));
                 }
                 let bytes = read_limited(body, meta.size, MAX_METADATA_SIZE, &path)?;
                 let ty = ObjectType::CommitMeta.variant_type().expect("a{sv}");
-                let v = gvariant::parse(&ty, &bytes).map_err(|e| bad(format!("not a{{sv}}: {e}")))?;
+                let v =
+                    gvariant::parse(&ty, &bytes).map_err(|e| bad(format!("not a{{sv}}: {e}")))?;
                 let entries: Vec<(String, Value)> = v
                     .as_dict_sv()
                     .ok_or_else(|| bad("not a{sv}".into()))?
@@ -375,7 +381,9 @@ pub fn import_object_layer(
                     )));
                 }
                 let xattrs = xattrs_cache.get(&xattrs_sum).cloned().ok_or_else(|| {
-                    bad(format!("its xattrs {xattrs_sum} are not in the layer before it"))
+                    bad(format!(
+                        "its xattrs {xattrs_sum} are not in the layer before it"
+                    ))
                 })?;
                 if role == LayerRole::ObjectSet && !objects.insert(obj.checksum) {
                     return Err(bad("the content object appears twice in the layer".into()));
@@ -398,7 +406,7 @@ pub fn import_object_layer(
                     }
                     _ => {
                         return Err(bad(
-                            "a content object must be a regular file or a symlink".into(),
+                            "a content object must be a regular file or a symlink".into()
                         ))
                     }
                 };
@@ -463,7 +471,10 @@ fn write_metadata_checked(
 
 /// The tree ostree-rs-ext commits for an object-set layer: one file per content object,
 /// named by its checksum, in a root with the default dirmeta.
-pub fn object_set_tree(objects: &BTreeSet<Checksum>, default_meta: Checksum) -> Result<MutableTree> {
+pub fn object_set_tree(
+    objects: &BTreeSet<Checksum>,
+    default_meta: Checksum,
+) -> Result<MutableTree> {
     let mut tree = MutableTree::new(default_meta);
     for c in objects {
         tree.insert_file(&c.to_hex(), *c, default_meta)?;
@@ -511,7 +522,10 @@ pub fn check_complete(repo: &Repo, commit: &Checksum, image: &str) -> Result<()>
 /// composefs (`yes`, `true`, `1`, `maybe`, `signed`), as ostree-rs-ext reads it.
 pub fn root_is_transient(repo: &Repo, commit: &Checksum) -> Result<bool> {
     let c = repo.read_commit(commit)?;
-    for path in ["etc/ostree/prepare-root.conf", "usr/lib/ostree/prepare-root.conf"] {
+    for path in [
+        "etc/ostree/prepare-root.conf",
+        "usr/lib/ostree/prepare-root.conf",
+    ] {
         let Some(file) = lookup_file(repo, &c.root_tree, path)? else {
             continue;
         };
@@ -613,7 +627,9 @@ mod tests {
         assert!(parse_object_path(&format!("zz/{}.file", &hex[2..])).is_err());
         let t = format!("{REPO_PREFIX}objects/b8/{}.file-xattrs", &hex[2..]);
         assert_eq!(
-            xattrs_link_target(std::path::Path::new(&t)).unwrap().to_hex(),
+            xattrs_link_target(std::path::Path::new(&t))
+                .unwrap()
+                .to_hex(),
             hex
         );
     }

@@ -61,13 +61,14 @@ impl Write for Hashing {
 /// Step 1 of the module doc, for the merge commit `commit` of the image `name`.
 pub fn regenerate(repo: &Repo, commit: &Checksum, name: &str) -> Result<Regenerated> {
     let c = repo.read_commit(commit)?;
-    let config_text = c
-        .meta_str("ostree.container.image-config")
-        .ok_or_else(|| Error::Malformed {
-            what: format!("commit {commit} of {name}"),
-            reason: "no ostree.container.image-config: this is not an ostree-rs-ext image commit"
-                .into(),
-        })?;
+    let config_text =
+        c.meta_str("ostree.container.image-config")
+            .ok_or_else(|| Error::Malformed {
+                what: format!("commit {commit} of {name}"),
+                reason:
+                    "no ostree.container.image-config: this is not an ostree-rs-ext image commit"
+                        .into(),
+            })?;
     let mut config: Json = serde_json::from_str(config_text).map_err(|e| Error::Json {
         what: format!("ostree.container.image-config of commit {commit}"),
         source: e,
@@ -147,7 +148,9 @@ fn pax_xattrs(xattrs: &Xattrs) -> Vec<(String, Vec<u8>)> {
 pub fn write_layer(repo: &Repo, commit: &Checksum, out: &mut dyn Write) -> Result<()> {
     let mut builder = tar::Builder::new(out);
     builder.mode(tar::HeaderMode::Deterministic);
-    let io = |what: &str, e: std::io::Error| Error::from_io(format!("writing the regenerated layer: {what}"), e);
+    let io = |what: &str, e: std::io::Error| {
+        Error::from_io(format!("writing the regenerated layer: {what}"), e)
+    };
     // `usr/etc` is written as `etc`: it sorts after `usr` in the tree but moves to the root;
     // collect the entries first (paths and checksums only, not data) so the tar lists
     // parents before children.
@@ -212,7 +215,9 @@ pub fn write_layer(repo: &Repo, commit: &Checksum, out: &mut dyn Write) -> Resul
             }
         }
     }
-    builder.finish().map_err(|e| io("the end of the archive", e))?;
+    builder
+        .finish()
+        .map_err(|e| io("the end of the archive", e))?;
     Ok(())
 }
 

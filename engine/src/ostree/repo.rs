@@ -294,9 +294,7 @@ impl Repo {
         match self.mode {
             RepoMode::Bare => {
                 if st.file_type().is_symlink() {
-                    let target = dir
-                        .read_link_contents(p)
-                        .map_err(|e| io("readlink", e))?;
+                    let target = dir.read_link_contents(p).map_err(|e| io("readlink", e))?;
                     let target =
                         target
                             .into_os_string()
@@ -427,7 +425,8 @@ impl Repo {
                 .dir
                 .create(&rel)
                 .map_err(|e| Error::io_path("creating", &full, e))?;
-            f.sync_all().map_err(|e| Error::io_path("syncing", &full, e))?;
+            f.sync_all()
+                .map_err(|e| Error::io_path("syncing", &full, e))?;
         } else {
             match self.dir.remove_file(&rel) {
                 Ok(()) => {}

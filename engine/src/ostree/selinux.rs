@@ -185,8 +185,7 @@ impl SePolicy {
             if find_dir(tree, &format!("{root}/policy")).is_none() {
                 return Err(Error::Malformed {
                     what: format!("SELinux policy {name} of the image (/{root})"),
-                    reason: "it has no policy/ directory, which ostree needs to label files"
-                        .into(),
+                    reason: "it has no policy/ directory, which ostree needs to label files".into(),
                 });
             }
             let files = format!("{root}/contexts/files");
@@ -199,12 +198,16 @@ impl SePolicy {
             }
             let mut subs = Vec::new();
             for suffix in [".subs", ".subs_dist"] {
-                if let Some(text) = read_file(repo, tree, &format!("{files}/file_contexts{suffix}"))? {
+                if let Some(text) =
+                    read_file(repo, tree, &format!("{files}/file_contexts{suffix}"))?
+                {
                     subs.push(text);
                 }
             }
-            let refs: Vec<(&str, String)> =
-                contexts.iter().map(|(p, t)| (p.as_str(), t.clone())).collect();
+            let refs: Vec<(&str, String)> = contexts
+                .iter()
+                .map(|(p, t)| (p.as_str(), t.clone()))
+                .collect();
             return SePolicy::parse(&name, &refs, &subs).map(Some);
         }
         Ok(None)
@@ -355,13 +358,28 @@ mod tests {
              /usr/lib/nolabel\t<<none>>\n",
             "",
         );
-        assert_eq!(p.label("/", mode::S_IFDIR), Some("system_u:object_r:default_t:s0"));
-        assert_eq!(p.label("/usr", mode::S_IFDIR), Some("system_u:object_r:usr_t:s0"));
-        assert_eq!(p.label("/usr/bin/x", mode::S_IFREG), Some("system_u:object_r:bin_t:s0"));
+        assert_eq!(
+            p.label("/", mode::S_IFDIR),
+            Some("system_u:object_r:default_t:s0")
+        );
+        assert_eq!(
+            p.label("/usr", mode::S_IFDIR),
+            Some("system_u:object_r:usr_t:s0")
+        );
+        assert_eq!(
+            p.label("/usr/bin/x", mode::S_IFREG),
+            Some("system_u:object_r:bin_t:s0")
+        );
         // The exact path moved behind the regexes, so it wins although it came first.
-        assert_eq!(p.label("/usr/bin/hello", mode::S_IFREG), Some("system_u:object_r:hello_t:s0"));
+        assert_eq!(
+            p.label("/usr/bin/hello", mode::S_IFREG),
+            Some("system_u:object_r:hello_t:s0")
+        );
         // …for regular files only.
-        assert_eq!(p.label("/usr/bin/hello", mode::S_IFLNK), Some("system_u:object_r:bin_t:s0"));
+        assert_eq!(
+            p.label("/usr/bin/hello", mode::S_IFLNK),
+            Some("system_u:object_r:bin_t:s0")
+        );
         assert_eq!(p.label("/usr/lib/nolabel", mode::S_IFREG), None);
     }
 

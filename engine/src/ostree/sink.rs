@@ -44,13 +44,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 
 use super::encapsulated::{self, LayerRole, META_LAYER_KIND};
-use super::selinux::{self, SePolicy};
 use super::gvariant::Value;
 use super::import::{self, ImportOptions};
 use super::merge;
 use super::mtree::CommitSpec;
 use super::object::{Checksum, ObjectType};
 use super::repo::Repo;
+use super::selinux::{self, SePolicy};
 use super::{canon_json, container, refescape};
 use crate::copy::{
     CommitResult, FinalImage, ImagePlan, ImageSink, ImageWriter, LayerInput, StoredLayer,
@@ -163,9 +163,7 @@ impl ImageSink for OstreeSink {
             data_refs,
             commits: Mutex::new(vec![None; plan.layers.len()]),
             encapsulated: roles.first() == Some(&LayerRole::Commit),
-            ostree_pending: Mutex::new(
-                roles.iter().filter(|r| **r != LayerRole::Derived).count(),
-            ),
+            ostree_pending: Mutex::new(roles.iter().filter(|r| **r != LayerRole::Derived).count()),
             roles,
             base: Mutex::new(BaseState::Pending),
             base_changed: Condvar::new(),
@@ -280,8 +278,8 @@ impl OstreeWriter<'_> {
                 let options = self.derived_options(index)?;
                 kind_meta.extend(mapping_meta(&options));
                 let mut txn = repo.begin()?;
-                let mut decoded =
-                    input.decode(|tar| import::import_layer(&mut txn, tar, &tar_layer, &options))?;
+                let mut decoded = input
+                    .decode(|tar| import::import_layer(&mut txn, tar, &tar_layer, &options))?;
                 // Labelled with the base's policy, as ostree-rs-ext commits derived layers
                 // (`ostree commit --selinux-policy`).
                 if let Some(policy) = self.base_policy() {

@@ -530,8 +530,13 @@ impl<'r> Transaction<'r> {
     pub fn open_content(&self, checksum: &Checksum) -> Result<super::repo::Content> {
         if self.staged.contains(&(*checksum, ObjectType::File)) {
             let rel = self.repo.object_path(checksum, ObjectType::File);
-            let rel = rel.strip_prefix("objects/").expect("object paths start with objects/");
-            let what = format!("staged ostree object {}", self.staging_path().join(rel).display());
+            let rel = rel
+                .strip_prefix("objects/")
+                .expect("object paths start with objects/");
+            let what = format!(
+                "staged ostree object {}",
+                self.staging_path().join(rel).display()
+            );
             return self
                 .repo
                 .open_content_in(&self.staging, &self.staging_path(), rel, what);
@@ -543,7 +548,9 @@ impl<'r> Transaction<'r> {
     pub fn read_dirmeta(&self, checksum: &Checksum) -> Result<DirMeta> {
         if self.staged.contains(&(*checksum, ObjectType::DirMeta)) {
             let rel = self.repo.object_path(checksum, ObjectType::DirMeta);
-            let rel = rel.strip_prefix("objects/").expect("object paths start with objects/");
+            let rel = rel
+                .strip_prefix("objects/")
+                .expect("object paths start with objects/");
             let full = self.staging_path().join(rel);
             let mut buf = Vec::new();
             self.staging
