@@ -316,12 +316,6 @@ fn check_blobs(test: &str, layout: &Path) {
     }
 }
 
-fn ostree(repo: &Path, args: &[&str]) -> String {
-    let mut c = cmd("ostree", args);
-    c.arg(format!("--repo={}", repo.display()));
-    run_stdout(c)
-}
-
 #[test]
 fn ostree_fills_up_mid_layer_and_completes_after_space_is_freed() {
     let test = "ostree_fills_up_mid_layer_and_completes_after_space_is_freed";

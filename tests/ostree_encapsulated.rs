@@ -29,7 +29,9 @@ mod common;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use common::{cmd, oracle, run, run_failing, sha256, stowage, tempdir};
+use common::{
+    cmd, content_checksum, init, oracle, ostree, run, run_failing, sha256, stowage, tempdir,
+};
 use serde_json::Value;
 use stowage_engine::oci_layout::OciDir;
 use stowage_fixtures::builder::{History, ImageBuilder};
@@ -55,33 +57,6 @@ fn ostree_ext_cli(test: &str) -> Option<PathBuf> {
         ),
     );
     None
-}
-
-fn ostree(repo: &Path, args: &[&str]) -> String {
-    let mut c = cmd("ostree", args);
-    c.arg(format!("--repo={}", repo.display()));
-    String::from_utf8(run(c).stdout).unwrap()
-}
-
-fn init(repo: &Path, mode: &str) {
-    run(cmd(
-        "ostree",
-        [
-            "init",
-            &format!("--repo={}", repo.display()),
-            &format!("--mode={mode}"),
-        ],
-    ));
-}
-
-/// `ostree show`'s `ContentChecksum`: the checksum of the root dirtree and dirmeta.
-fn content_checksum(repo: &Path, rev: &str) -> String {
-    ostree(repo, &["show", rev])
-        .lines()
-        .find_map(|l| l.strip_prefix("ContentChecksum:"))
-        .unwrap_or_else(|| panic!("no ContentChecksum for {rev}"))
-        .trim()
-        .to_string()
 }
 
 fn refs(repo: &Path, prefix: &str) -> Vec<String> {

@@ -30,7 +30,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{cmd, fixture, oracle, run, run_failing, stowage, stowage_progress, tempdir};
+use common::{fixture, init, oracle, ostree, run, run_failing, stowage, stowage_progress, tempdir};
 use serde_json::Value;
 use stowage_fixtures::tree::{describe_dir, TreeEntry, TreeKind};
 use stowage_fixtures::FixtureInfo;
@@ -46,23 +46,6 @@ const IMPORT_FIXTURES: [&str; 9] = [
     "multiarch",
     "docker-schema2",
 ];
-
-fn ostree(repo: &Path, args: &[&str]) -> String {
-    let mut c = cmd("ostree", args);
-    c.arg(format!("--repo={}", repo.display()));
-    String::from_utf8(run(c).stdout).unwrap()
-}
-
-fn init(repo: &Path, mode: &str) {
-    run(cmd(
-        "ostree",
-        [
-            "init",
-            &format!("--repo={}", repo.display()),
-            &format!("--mode={mode}"),
-        ],
-    ));
-}
 
 fn image_ref(name: &str) -> String {
     format!("ostree/container/image/docker_3A__2F__2F_localhost/{name}_3A_1")

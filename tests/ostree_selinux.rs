@@ -9,9 +9,7 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{cmd, oracle, run, stowage, tempdir};
+use common::{cmd, content_checksum, oracle, ostree, run, stowage, tempdir};
 use stowage_engine::oci_layout::OciDir;
 use stowage_fixtures::builder::ImageBuilder;
 use stowage_fixtures::layer::{LayerCompression, LayerSpec};
@@ -31,21 +29,6 @@ const FILE_CONTEXTS: &str = "\
 /usr/etc(/.*)?\tsystem_u:object_r:etc_t:s0
 /usr/etc/shadow\t--\tsystem_u:object_r:shadow_t:s0
 ";
-
-fn ostree(repo: &Path, args: &[&str]) -> String {
-    let mut c = cmd("ostree", args);
-    c.arg(format!("--repo={}", repo.display()));
-    String::from_utf8(run(c).stdout).unwrap()
-}
-
-fn content_checksum(repo: &Path, rev: &str) -> String {
-    ostree(repo, &["show", rev])
-        .lines()
-        .find_map(|l| l.strip_prefix("ContentChecksum:"))
-        .unwrap_or_else(|| panic!("no ContentChecksum for {rev}"))
-        .trim()
-        .to_string()
-}
 
 #[test]
 fn imports_label_files_as_ostree_commit_with_the_images_policy() {

@@ -19,6 +19,7 @@
 
 pub mod images;
 pub mod layout;
+pub mod ostree_cli;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ use stowage_fixtures::{FixtureInfo, FixtureSet};
 
 pub use images::*;
 pub use layout::*;
+pub use ostree_cli::*;
 pub use registry::*;
 pub use stowage_fixtures::tools::*;
 
