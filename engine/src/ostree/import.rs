@@ -286,7 +286,7 @@ pub(super) type SplitRecorder = TarSplitWriter<std::io::BufWriter<std::fs::File>
 pub(super) fn new_split(txn: &Transaction<'_>) -> Result<SplitRecorder> {
     let tmp = txn.repo().path().join("tmp");
     let split_file = tempfile::tempfile_in(&tmp).at("creating a temporary file in", &tmp)?;
-    Ok(TarSplitWriter::new(std::io::BufWriter::new(split_file)))
+    Ok(TarSplitWriter::new(std::io::BufWriter::new(split_file)).allow_duplicate_paths())
 }
 
 /// Finish a recorded tar-split and store it as [`TAR_SPLIT_FILE`] of `export_data`.
