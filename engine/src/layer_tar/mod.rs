@@ -52,7 +52,7 @@ mod extract;
 mod whiteout;
 
 pub use entry::{normalize_path, read_entries, read_entries_recording, EntryKind, EntryMeta};
-pub use extract::{extract_layer, ExtractOptions, ExtractStats};
+pub use extract::{extract_layer, extract_layer_sharing, ExtractOptions, ExtractStats};
 pub use whiteout::WhiteoutMode;
 
 #[cfg(test)]

@@ -169,8 +169,23 @@ impl Transaction<'_> {
         size: u64,
         data: impl Read,
     ) -> Result<Checksum> {
+        self.add_file_sharing(tree, path, meta, size, data, None)
+    }
+
+    /// [`add_file`](Self::add_file), placing the object by reflink or hard link from
+    /// `origin` (a file holding the same bytes, [`crate::fs_clone`]) where it can
+    /// ([`Transaction::write_content_sharing`]).
+    pub fn add_file_sharing(
+        &mut self,
+        tree: &mut MutableTree,
+        path: &str,
+        meta: &FileMeta,
+        size: u64,
+        data: impl Read,
+        origin: Option<(&crate::fs_clone::FileSharing<'_>, std::fs::File)>,
+    ) -> Result<Checksum> {
         path_components(path)?;
-        let c = self.write_content(meta, size, data)?;
+        let c = self.write_content_sharing(meta, size, data, origin)?;
         let parent = self.default_dirmeta()?;
         tree.insert_file(path, c, parent)?;
         Ok(c)
