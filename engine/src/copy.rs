@@ -225,7 +225,6 @@ impl<'a> LayerInput<'a> {
     /// Attach where the layer's regular files already are on disk, placed through `cascade`
     /// ([`LayerStream::DiffFiles`]; the pipeline does this).
     pub fn with_origin(mut self, origin: Box<dyn FileOrigin + 'a>, cascade: Arc<Cascade>) -> Self {
-        cascade.mark_used();
         self.sharing = Some(FileSharing { origin, cascade });
         self
     }
@@ -233,8 +232,13 @@ impl<'a> LayerInput<'a> {
     /// Take the layer's file origin, if the source gave one: a writer that extracts regular
     /// files asks it for each file's origin and reflinks or hard-links instead of writing the
     /// bytes (which still flow through [`decode`](Self::decode) and are verified as ever).
+    /// Taking it is what makes the copy's report count files ([`CopyReport::files`]).
     pub fn take_sharing(&mut self) -> Option<FileSharing<'a>> {
-        self.sharing.take()
+        let sharing = self.sharing.take();
+        if let Some(s) = &sharing {
+            s.cascade.mark_used();
+        }
+        sharing
     }
 
     /// The diffID the uncompressed tar must hash to.
