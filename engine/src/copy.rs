@@ -23,6 +23,11 @@
 //! 8. [`CopyOptions::cancel`] stops the copy between layers and, through a
 //!    [`CancelReader`] on every layer stream, at the next chunk; the copy then ends with
 //!    [`Error::Cancelled`] saying what the destination keeps (see [`crate::cancel`]).
+//! 9. A source that rebuilds a layer from files on disk says where each file's body is
+//!    ([`LayerStream::DiffFiles`]); the pipeline hands that origin, with one
+//!    [`Cascade`] per copy, to the writer ([`LayerInput::take_sharing`]), which may reflink or
+//!    hard-link the files instead of writing them ([`crate::fs_clone`]); the counts end up in
+//!    [`CopyReport::files`].
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -618,9 +618,10 @@ impl<'r> Transaction<'r> {
         let path = self.staging_path().join(&temp);
         let result = (|| match self.repo.mode() {
             RepoMode::Bare => {
-                self.staging
-                    .symlink(&meta.symlink_target, &temp)
-                    .map_err(|e| Error::io_path("creating symlink", &path, e))?;
+                // symlinkat itself: cap-std refuses absolute targets (`/usr/bin/busybox`),
+                // which a symlink object may have; the link is never followed here.
+                rustix::fs::symlinkat(meta.symlink_target.as_str(), &self.staging, temp.as_str())
+                    .map_err(|e| Error::io_path("creating symlink", &path, e.into()))?;
                 rustix::fs::chownat(
                     &self.staging,
                     temp.as_str(),
