@@ -446,9 +446,16 @@ mod tests {
         let mut tree = MutableTree::new(root);
         let meta = FileMeta::symlink(0, 0, "/usr/bin/busybox", Xattrs::new());
         let c = tx.add_symlink(&mut tree, "bin/sh", &meta).unwrap();
+        let commit = tx.write_commit(&tree, &CommitSpec::default()).unwrap();
         tx.commit().unwrap();
         let content = repo.open_content(&c).unwrap();
         assert_eq!(content.meta.symlink_target, "/usr/bin/busybox");
+        let out = tmp.path().join("out");
+        repo.checkout(&commit, &out, CheckoutMode::User).unwrap();
+        assert_eq!(
+            std::fs::read_link(out.join("bin/sh")).unwrap(),
+            Path::new("/usr/bin/busybox")
+        );
     }
 
     #[test]
