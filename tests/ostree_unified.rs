@@ -167,14 +167,14 @@ fn image(layout: &Path, mib: usize, mtime: Option<Mtime>) -> Built {
             SplitMix64::new(i + 1).bytes(mib * 1024 * 1024 / 3),
         );
         if let Some(m) = &mtime {
-            f.mtime = m.clone();
+            f.mtime = *m;
         }
         let f = spec.file(
             &format!("etc/small{i}"),
             format!("small {i}\n").into_bytes(),
         );
         if let Some(m) = &mtime {
-            f.mtime = m.clone();
+            f.mtime = *m;
         }
         if i == 0 {
             // With `mtime` given, the link's header keeps the fixtures' mtime: containers-storage

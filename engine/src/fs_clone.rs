@@ -305,7 +305,7 @@ impl Wanted<'_> {
         if st.st_uid != self.uid
             || st.st_gid != self.gid
             || st.st_mode & 0o7777 != self.mode & 0o7777
-            || st.st_mtime as i64 != self.mtime.0
+            || st.st_mtime != self.mtime.0
             || st.st_mtime_nsec as u32 != self.mtime.1
         {
             return false;
