@@ -3,7 +3,7 @@
 //! containers-storage:… ostree:…` share file data with the other store.
 //!
 //! 1. On a filesystem with reflinks (a loop-mounted XFS image made by the test, `mkfs.xfs -m
-//!    reflink=1`), both directions reflink every file: the summary line says so, the used
+//!    reflink=1`, and a btrfs one), both directions reflink every file: the summary line says so, the used
 //!    blocks of the filesystem (`df`, after `sync -f`) grow by a fraction of the file data, and
 //!    `filefrag -v` flags the destination's extents `shared`. `du` would count a reflinked
 //!    file fully in both stores, so it cannot show the sharing; the filesystem's block count
@@ -15,7 +15,7 @@
 //!    whose files have mtime 0 is then hard-linked in both directions, one inode in both
 //!    stores.
 //!
-//! Needs root (loop devices, mounts, chown) and mkfs.xfs, ostree, podman; skipped (failing
+//! Needs root (loop devices, mounts, chown) and mkfs.xfs / mkfs.btrfs, filefrag, ostree, podman; skipped (failing
 //! under CI=true) otherwise.
 
 mod common;
@@ -36,14 +36,14 @@ struct Mounted {
 }
 
 impl Mounted {
-    /// A 1 GiB XFS image with reflinks, loop-mounted; `None` (after a SKIP line) when that
-    /// cannot be done here.
-    fn xfs(test: &str) -> Option<Mounted> {
+    /// A 1 GiB image made by `mkfs` (`mkfs.xfs -m reflink=1` or `mkfs.btrfs`: both have
+    /// reflinks), loop-mounted; `None` (after a SKIP line) when that cannot be done here.
+    fn loop_image(test: &str, mkfs: &str) -> Option<Mounted> {
         if !is_root() {
             skip(test, "loop-mounting a filesystem image needs root");
             return None;
         }
-        if !require(test, &["mkfs.xfs", "filefrag"]) {
+        if !require(test, &[mkfs, "filefrag"]) {
             return None;
         }
         let dir = tempdir();
@@ -51,7 +51,10 @@ impl Mounted {
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).unwrap();
         run(cmd("truncate", ["-s", "1G"]).arg(&img));
-        run(cmd("mkfs.xfs", ["-q", "-m", "reflink=1"]).arg(&img));
+        match mkfs {
+            "mkfs.xfs" => run(cmd(mkfs, ["-q", "-m", "reflink=1"]).arg(&img)),
+            _ => run(cmd(mkfs, ["-q"]).arg(&img)),
+        };
         let out = cmd("mount", ["-o", "loop"]).arg(&img).arg(&mnt).output();
         match out {
             Ok(o) if o.status.success() => Some(Mounted { _dir: dir, mnt }),
@@ -59,7 +62,7 @@ impl Mounted {
                 skip(
                     test,
                     &format!(
-                        "cannot loop-mount an XFS image: {}",
+                        "cannot loop-mount the {mkfs} image: {}",
                         String::from_utf8_lossy(&o.stderr).trim()
                     ),
                 );
@@ -312,11 +315,26 @@ fn layer_file(store: &Store, name: &str) -> PathBuf {
 
 #[test]
 fn copies_between_ostree_and_containers_storage_share_extents_on_xfs() {
-    let test = "copies_between_ostree_and_containers_storage_share_extents_on_xfs";
+    shares_extents(
+        "copies_between_ostree_and_containers_storage_share_extents_on_xfs",
+        "mkfs.xfs",
+    );
+}
+
+#[test]
+fn copies_between_ostree_and_containers_storage_share_extents_on_btrfs() {
+    shares_extents(
+        "copies_between_ostree_and_containers_storage_share_extents_on_btrfs",
+        "mkfs.btrfs",
+    );
+}
+
+/// Module doc, steps 1 and 2, on a filesystem `mkfs` makes.
+fn shares_extents(test: &str, mkfs: &str) {
     if !require(test, &["ostree", "podman"]) {
         return;
     }
-    let Some(fs) = Mounted::xfs(test) else {
+    let Some(fs) = Mounted::loop_image(test, mkfs) else {
         return;
     };
     let scratch = tempdir();
@@ -342,7 +360,7 @@ fn copies_between_ostree_and_containers_storage_share_extents_on_xfs() {
         (6, 0, 0),
         "every regular file reflinked: {msg}"
     );
-    eprintln!("copy-to-storage of {data} bytes of file data: the filesystem grew by {grown} bytes");
+    eprintln!("{mkfs}: copy-to-storage of {data} bytes of file data: the filesystem grew by {grown} bytes");
     assert!(
         grown < data / 4,
         "the filesystem grew by {grown} bytes for {data} bytes of reflinked data: {msg}"
@@ -366,7 +384,9 @@ fn copies_between_ostree_and_containers_storage_share_extents_on_xfs() {
         &format!("ostree:[{}]{name}", repo2.display()),
     );
     let grown = fs.used() - before;
-    eprintln!("containers-storage → ostree of {data} bytes: the filesystem grew by {grown} bytes");
+    eprintln!(
+        "{mkfs}: containers-storage → ostree of {data} bytes: the filesystem grew by {grown} bytes"
+    );
     assert_eq!(file_counts(&msg), (6, 0, 0), "{msg}");
     assert!(grown < data / 4, "grew by {grown} bytes: {msg}");
     run(cmd("ostree", ["fsck"]).arg(format!("--repo={}", repo2.display())));
