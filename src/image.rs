@@ -161,11 +161,12 @@ fn pull_from_default_storage(global: &GlobalOpts, sys: &System, image: &str) -> 
                 stats.files.summary()
             ),
             Method::Reextracted(r) => eprintln!(
-                "Copied {image} ({id}) into {}: {} layer(s) re-extracted ({} bytes), {} reused (the stores keep whiteouts differently, so layers could not be shared)",
+                "Copied {image} ({id}) into {}: {} layer(s) re-extracted ({} bytes), {} reused (the stores keep whiteouts differently, so layer trees could not be shared){}",
                 to.display(),
                 r.layers_copied,
                 r.layer_bytes,
-                r.layers_reused
+                r.layers_reused,
+                crate::progress::files_suffix(r)
             ),
         }
     }
