@@ -73,22 +73,24 @@ pub fn copy(global: &GlobalOpts, args: CopyArgs) -> Result<ExitCode> {
             );
         } else if report.images == 1 {
             eprintln!(
-                "Copied {} layer(s) ({} bytes), reused {}, in {:.2?}; manifest {}",
+                "Copied {} layer(s) ({} bytes), reused {}, in {:.2?}; manifest {}{}",
                 report.layers_copied,
                 report.layer_bytes,
                 report.layers_reused,
                 report.elapsed,
-                report.manifest_digest
+                report.manifest_digest,
+                crate::progress::files_suffix(&report)
             );
         } else {
             eprintln!(
-                "Copied {} image(s): {} layer(s) ({} bytes), reused {}, in {:.2?}; index {}",
+                "Copied {} image(s): {} layer(s) ({} bytes), reused {}, in {:.2?}; index {}{}",
                 report.images,
                 report.layers_copied,
                 report.layer_bytes,
                 report.layers_reused,
                 report.elapsed,
-                report.manifest_digest
+                report.manifest_digest,
+                crate::progress::files_suffix(&report)
             );
         }
     }

@@ -121,8 +121,14 @@ fn report_transfer(global: &GlobalOpts, t: &Transfer) {
     if !global.quiet {
         let r = &t.report;
         eprintln!(
-            "Copied {} to {}: {} layer(s) ({} bytes) copied, {} reused, in {:.2?}",
-            t.source, t.destination, r.layers_copied, r.layer_bytes, r.layers_reused, r.elapsed
+            "Copied {} to {}: {} layer(s) ({} bytes) copied, {} reused, in {:.2?}{}",
+            t.source,
+            t.destination,
+            r.layers_copied,
+            r.layer_bytes,
+            r.layers_reused,
+            r.elapsed,
+            crate::progress::files_suffix(r)
         );
     }
 }
@@ -148,20 +154,19 @@ fn pull_from_default_storage(global: &GlobalOpts, sys: &System, image: &str) -> 
         let to = sys.storage_root();
         match &done.method {
             Method::Cloned(stats) => eprintln!(
-                "Copied {image} ({id}) into {}: {} layer(s) copied, {} reused; files: {} reflinked, {} hard-linked, {} copied",
+                "Copied {image} ({id}) into {}: {} layer(s) copied, {} reused; {}",
                 to.display(),
                 stats.layers_copied,
                 stats.layers_reused,
-                stats.reflinked,
-                stats.hardlinked,
-                stats.copied
+                stats.files.summary()
             ),
             Method::Reextracted(r) => eprintln!(
-                "Copied {image} ({id}) into {}: {} layer(s) re-extracted ({} bytes), {} reused (the stores keep whiteouts differently, so layers could not be shared)",
+                "Copied {image} ({id}) into {}: {} layer(s) re-extracted ({} bytes), {} reused (the stores keep whiteouts differently, so layer trees could not be shared){}",
                 to.display(),
                 r.layers_copied,
                 r.layer_bytes,
-                r.layers_reused
+                r.layers_reused,
+                crate::progress::files_suffix(r)
             ),
         }
     }

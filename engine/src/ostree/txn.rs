@@ -16,7 +16,7 @@
 //! 4. Dropping a transaction without committing removes its staging directory.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
@@ -427,6 +427,153 @@ impl<'r> Transaction<'r> {
         Ok(checksum)
     }
 
+    /// [`write_content`](Self::write_content) with `origin`, a file holding the same `size`
+    /// bytes the stream gives (the file the source read them from, [`crate::fs_clone`]):
+    /// in a bare or bare-user repository the object is a reflink of it (then given the
+    /// mode's metadata, as any object), or in a bare repository a hard link to it when its
+    /// owner, mode, xattrs and mtime (0) are already the object's. The stream is read whole
+    /// and hashed either way; only the write is saved. Archive objects are compressed, and
+    /// written as ever.
+    pub fn write_content_sharing(
+        &mut self,
+        meta: &FileMeta,
+        size: u64,
+        mut data: impl Read,
+        origin: Option<(&crate::fs_clone::FileSharing<'_>, std::fs::File)>,
+    ) -> Result<Checksum> {
+        use crate::fs_clone::{Method, Wanted};
+        let counted = origin
+            .as_ref()
+            .map(|(s, _)| s.cascade.clone())
+            .filter(|_| !meta.is_symlink() && size > 0);
+        let Some((sharing, origin)) =
+            origin.filter(|_| counted.is_some() && self.repo.mode() != RepoMode::Archive)
+        else {
+            let before = self.stats.content_bytes;
+            let c = self.write_content(meta, size, data)?;
+            if let Some(cascade) = counted.filter(|_| self.stats.content_bytes > before) {
+                cascade.record(Method::Copy, size);
+            }
+            return Ok(c);
+        };
+        meta.validate("content object")?;
+        let cascade = &sharing.cascade;
+        // The stream's checksum, read to the end without writing.
+        let hash_stream = |data: &mut dyn Read| -> Result<Checksum> {
+            let mut hasher = ContentHasher::new(meta);
+            let mut src = Hashing {
+                inner: data.take(size + 1),
+                hasher: &mut hasher,
+            };
+            let n = std::io::copy(&mut src, &mut std::io::sink())
+                .map_err(|e| Error::from_io("reading a file of the layer", e))?;
+            if n != size {
+                return Err(Error::Malformed {
+                    what: format!("content object for a {size}-byte file"),
+                    reason: format!("the stream gave {n} bytes"),
+                });
+            }
+            Ok(hasher.finish())
+        };
+        if cascade.may_reflink() {
+            let (temp, file) = self.new_temp(self.object_file_mode(meta))?;
+            let path = self.staging_path().join(&temp);
+            let cloned = cascade
+                .try_reflink(&origin, &file)
+                .map_err(|e| Error::io_path("cloning (FICLONE) into", &path, e));
+            match cloned {
+                Ok(true) => {
+                    let result = hash_stream(&mut data).and_then(|checksum| {
+                        if self.has_object(&checksum, ObjectType::File)? {
+                            return Ok((checksum, false));
+                        }
+                        self.finish_regular(&file, meta, &path)?;
+                        Ok((checksum, true))
+                    });
+                    drop(file);
+                    return match result {
+                        Ok((checksum, true)) => {
+                            self.stats.content_bytes += size;
+                            self.stage(&temp, checksum, ObjectType::File)?;
+                            cascade.record(Method::Reflink, size);
+                            Ok(checksum)
+                        }
+                        Ok((checksum, false)) => {
+                            let _ = self.staging.remove_file(&temp);
+                            self.stats.reused += 1;
+                            Ok(checksum)
+                        }
+                        Err(e) => {
+                            let _ = self.staging.remove_file(&temp);
+                            Err(e)
+                        }
+                    };
+                }
+                Ok(false) => {
+                    drop(file);
+                    let _ = self.staging.remove_file(&temp);
+                }
+                Err(e) => {
+                    drop(file);
+                    let _ = self.staging.remove_file(&temp);
+                    return Err(e);
+                }
+            }
+        }
+        let xattrs: Vec<(Vec<u8>, Vec<u8>)> = meta
+            .xattrs
+            .iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
+        let agrees = self.repo.mode() == RepoMode::Bare
+            && cascade.may_hardlink()
+            && Wanted {
+                uid: meta.uid,
+                gid: meta.gid,
+                mode: meta.mode,
+                mtime: (0, 0),
+                xattrs: &xattrs,
+            }
+            .agrees(&origin);
+        if !agrees {
+            let before = self.stats.content_bytes;
+            let c = self.write_content(meta, size, data)?;
+            if self.stats.content_bytes > before {
+                cascade.record(Method::Copy, size);
+            }
+            return Ok(c);
+        }
+        let checksum = hash_stream(&mut data)?;
+        if self.has_object(&checksum, ObjectType::File)? {
+            self.stats.reused += 1;
+            return Ok(checksum);
+        }
+        let temp = format!(".tmp-{}", random_suffix(10));
+        let linked = cascade
+            .try_hardlink_fd(origin.as_fd(), &self.staging, temp.as_ref())
+            .map_err(|e| Error::io_path("hard-linking", self.staging_path().join(&temp), e))?;
+        if linked {
+            self.stats.content_bytes += size;
+            self.stage(&temp, checksum, ObjectType::File)?;
+            cascade.record(Method::Hardlink, size);
+            return Ok(checksum);
+        }
+        // Hard links do not work here after all; the stream is spent, so the object's bytes
+        // come from the origin (the same file), checked against the stream's checksum.
+        let mut from = origin;
+        from.seek(std::io::SeekFrom::Start(0))
+            .map_err(|e| Error::from_io("rewinding a file of the layer", e))?;
+        let written = self.write_content(meta, size, from)?;
+        if written != checksum {
+            return Err(Error::Malformed {
+                what: format!("content object {checksum}"),
+                reason: format!("its origin file hashes to {written}: it changed while copied"),
+            });
+        }
+        cascade.record(Method::Copy, size);
+        Ok(checksum)
+    }
+
     fn write_regular(
         &mut self,
         file: &mut std::fs::File,
@@ -540,9 +687,10 @@ impl<'r> Transaction<'r> {
         let path = self.staging_path().join(&temp);
         let result = (|| match self.repo.mode() {
             RepoMode::Bare => {
-                self.staging
-                    .symlink(&meta.symlink_target, &temp)
-                    .map_err(|e| Error::io_path("creating symlink", &path, e))?;
+                // symlinkat itself: cap-std refuses absolute targets (`/usr/bin/busybox`),
+                // which a symlink object may have; the link is never followed here.
+                rustix::fs::symlinkat(meta.symlink_target.as_str(), &self.staging, temp.as_str())
+                    .map_err(|e| Error::io_path("creating symlink", &path, e.into()))?;
                 rustix::fs::chownat(
                     &self.staging,
                     temp.as_str(),
