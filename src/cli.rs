@@ -78,6 +78,29 @@ pub enum Command {
     /// Copy every tag of a registry repository into OCI layouts, or every image of OCI layouts
     /// into a registry (skopeo sync --src docker --dest dir, and back).
     Sync(SyncArgs),
+    /// Print a shell completion script, generated from this command line's definition:
+    /// `source <(stowage completion bash)`, or save it where the shell loads completions
+    /// (docs/cli.md).
+    Completion(CompletionArgs),
+    /// Write the manual pages (roff, section 1), one per command and subcommand: stowage.1,
+    /// stowage-copy.1, stowage-image-cmd-list.1, … (`stowage man --output
+    /// /usr/local/share/man/man1`).
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The directory to write the pages into (created when missing; pages of the same name
+    /// are replaced).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
 }
 
 /// The two sides `stowage sync` moves images between.
