@@ -95,7 +95,7 @@ fn outcome(mut c: std::process::Command) -> (String, i32) {
 #[test]
 fn list_filters_sorts_and_formats_like_podman_images() {
     let test = "list_filters_sorts_and_formats_like_podman_images";
-    let Some((store, _dir)) = populated_store(test) else {
+    let Some((store, dir)) = populated_store(test) else {
         return;
     };
     let cases: Vec<Vec<&str>> = vec![
@@ -136,15 +136,34 @@ fn list_filters_sorts_and_formats_like_podman_images() {
         vec!["--filter", "before=localhost/nosuch:1"],
         vec!["--filter", "dangling=maybe"],
     ];
+    // `stowage images` on the same store (as the default one, with a storage.conf of no
+    // additional stores) takes the same flags and prints the same.
+    let conf = dir.path().join("storage.conf");
+    std::fs::write(&conf, "[storage]\ndriver = \"overlay\"\nrunroot = \"/run/containers/storage\"\ngraphroot = \"/var/lib/containers/storage\"\n").unwrap();
     for args in &cases {
         let mut ours = loud_image_cmd(&store, &["cmd", "list"]);
         ours.args(args);
         let mut theirs = store.podman(["images"]);
         theirs.args(args);
+        let theirs = outcome(theirs);
         assert_eq!(
             outcome(ours),
-            outcome(theirs),
+            theirs,
             "stowage image cmd list {args:?} (left) vs podman images"
+        );
+        let mut images = stowage_progress();
+        images
+            .arg("images")
+            .arg("--storage-root")
+            .arg(&store.root)
+            .arg("--runroot")
+            .arg(&store.runroot)
+            .args(args)
+            .env("CONTAINERS_STORAGE_CONF", &conf);
+        assert_eq!(
+            outcome(images),
+            theirs,
+            "stowage images {args:?} (left) vs podman images"
         );
     }
     // JSON: the same images in the same order under --filter/--sort.

@@ -455,7 +455,9 @@ enum Filter {
 }
 
 impl Filter {
-    fn parse(store: &Store, cat: &Catalog, text: &str) -> Result<(String, Filter)> {
+    /// `text` parsed; `before=`/`since=` images are looked up in `stores` in order (the
+    /// first that has it counts), with the first store's error when none has it.
+    fn parse(stores: &[(&Store, Catalog)], text: &str) -> Result<(String, Filter)> {
         let invalid = |reason: String| Error::InvalidArgument {
             what: format!("image filter {text:?}"),
             reason,
@@ -467,14 +469,26 @@ impl Filter {
             )
         })?;
         let created_of = |v: &str| -> Result<i64> {
-            let img = store.image(v).map_err(|e| Error::NotFound {
+            let mut first_error = None;
+            for (store, cat) in stores {
+                match store.image(v) {
+                    Ok(img) => {
+                        let i = cat.images.iter().position(|x| x.rec.id == img.id);
+                        return Ok(i
+                            .and_then(|i| cat.images[i].rec.created)
+                            .map(|t| t.unix())
+                            .unwrap_or(i64::MIN));
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            let e = first_error.map(|e| e.to_string()).unwrap_or_default();
+            Err(Error::NotFound {
                 what: format!("local image for filter {key:?}={v:?}"),
                 hint: format!("{e}; name an image of this store (`image cmd list` shows them)"),
-            })?;
-            let i = cat.images.iter().position(|x| x.rec.id == img.id);
-            Ok(i.and_then(|i| cat.images[i].rec.created)
-                .map(|t| t.unix())
-                .unwrap_or(i64::MIN))
+            })
         };
         let f = match key {
             "reference" => Filter::Reference(value.to_string()),
@@ -588,12 +602,44 @@ fn glob_match(pattern: &str, name: &str) -> bool {
 /// `podman images` rows: each listed image once per tagged name (untagged ones once, as
 /// `<none>`), filtered and sorted as `opts` says.
 pub fn list_rows(store: &Store, opts: &ListOptions) -> Result<Vec<ImageRow>> {
-    let cat = Catalog::load(store)?;
+    list_rows_in(&[store], opts)
+}
+
+/// [`list_rows`] over several stores, as `podman images` lists a store with additional image
+/// stores: the first store's images, then each further store's marked `ReadOnly` (an image in
+/// two stores is listed from each); the filters apply to all of them and the rows of all are
+/// sorted together.
+pub fn list_rows_in(stores: &[&Store], opts: &ListOptions) -> Result<Vec<ImageRow>> {
+    let cats: Vec<(&Store, Catalog)> = stores
+        .iter()
+        .map(|s| Ok((*s, Catalog::load(s)?)))
+        .collect::<Result<_>>()?;
     let mut filters: Vec<(String, Filter)> = Vec::new();
     for f in &opts.filters {
-        filters.push(Filter::parse(store, &cat, f)?);
+        filters.push(Filter::parse(&cats, f)?);
     }
     let mut rows = Vec::new();
+    for (n, (_, cat)) in cats.iter().enumerate() {
+        store_rows(cat, n > 0, &filters, opts, &mut rows);
+    }
+    match opts.sort {
+        SortKey::Created => rows.sort_by_key(|r| std::cmp::Reverse(r.summary.created)),
+        SortKey::Id => rows.sort_by(|a, b| a.summary.id.cmp(&b.summary.id)),
+        SortKey::Repository => rows.sort_by(|a, b| a.repository.cmp(&b.repository)),
+        SortKey::Size => rows.sort_by_key(|r| r.summary.size),
+        SortKey::Tag => rows.sort_by(|a, b| a.tag.cmp(&b.tag)),
+    }
+    Ok(rows)
+}
+
+/// The rows of one store's catalog that pass `filters`, appended to `rows` in store order.
+fn store_rows(
+    cat: &Catalog,
+    read_only: bool,
+    filters: &[(String, Filter)],
+    opts: &ListOptions,
+    rows: &mut Vec<ImageRow>,
+) {
     for (i, info) in cat.images.iter().enumerate() {
         let rec = &info.rec;
         let untagged = rec.names.is_empty();
@@ -616,7 +662,7 @@ pub fn list_rows(store: &Store, opts: &ListOptions) -> Result<Vec<ImageRow>> {
             virtual_size: size,
             labels: info.labels(),
             containers: cat.container_count(i),
-            read_only: false,
+            read_only,
             dangling: untagged && !children,
             names: rec.names.clone(),
             digest: rec.digest.clone(),
@@ -654,14 +700,6 @@ pub fn list_rows(store: &Store, opts: &ListOptions) -> Result<Vec<ImageRow>> {
             });
         }
     }
-    match opts.sort {
-        SortKey::Created => rows.sort_by_key(|r| std::cmp::Reverse(r.summary.created)),
-        SortKey::Id => rows.sort_by(|a, b| a.summary.id.cmp(&b.summary.id)),
-        SortKey::Repository => rows.sort_by(|a, b| a.repository.cmp(&b.repository)),
-        SortKey::Size => rows.sort_by_key(|r| r.summary.size),
-        SortKey::Tag => rows.sort_by(|a, b| a.tag.cmp(&b.tag)),
-    }
-    Ok(rows)
 }
 
 /// The keys of an OCI image config's `config`, in Go's struct order.
