@@ -180,8 +180,10 @@ pub struct ListArgs {
     #[arg(long)]
     pub digests: bool,
     /// Only images matching KEY=VALUE: reference=PATTERN, label=KEY[=VALUE],
-    /// dangling=true|false, before=IMAGE, since=IMAGE, id=ID, digest=DIGEST (repeatable;
-    /// the same key: any may match; different keys: all must).
+    /// dangling=true|false, intermediate=true|false (with -a), readonly=true|false,
+    /// before=IMAGE, since=IMAGE, until=TIME (10h, 2024-01-02, RFC 3339, epoch seconds),
+    /// id=ID (the full ID), digest=DIGEST (repeatable; the same key: any may match;
+    /// different keys: all must).
     #[arg(short = 'f', long, value_name = "KEY=VALUE")]
     pub filter: Vec<String>,
     /// Order of the rows.
