@@ -40,27 +40,7 @@ fn fixture_ref(name: &str) -> String {
 /// podman's and stowage's `images --format json` agree on what matters to scripts.
 fn assert_lists_agree(bootc: &PodmanStore) {
     let ours = json(&run(image_cmd(bootc, &["cmd", "list", "--format", "json"])));
-    let theirs = json(&run(bootc.podman(["images", "--format", "json"])));
-    let key = |v: &Value| {
-        let mut rows: Vec<String> = v
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| {
-                format!(
-                    "{} {} {} {} {}",
-                    i["Id"], i["Names"], i["Digest"], i["Size"], i["RepoDigests"]
-                )
-            })
-            .collect();
-        rows.sort();
-        rows
-    };
-    assert_eq!(
-        key(&ours),
-        key(&theirs),
-        "stowage image cmd list vs podman images"
-    );
+    assert_image_lists_agree(&ours, bootc);
 }
 
 #[test]
