@@ -229,7 +229,7 @@ pub fn import_object_layer(
     );
     let default_meta = txn.default_dirmeta()?;
     let mut export_data = MutableTree::new(default_meta);
-    let mut split = new_split(txn)?;
+    let mut split = new_split(txn, true)?;
     let mut commit: Option<Checksum> = None;
     let mut objects = BTreeSet::new();
     let mut xattrs_cache: HashMap<Checksum, Xattrs> = HashMap::new();

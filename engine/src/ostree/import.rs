@@ -176,7 +176,7 @@ pub fn import_layer_sharing(
     let mut entries = 0u64;
     // Content checksums by ostree path, for hard links.
     let mut files: BTreeMap<String, Checksum> = BTreeMap::new();
-    let mut split = new_split(txn)?;
+    let mut split = new_split(txn, false)?;
     layer_tar::read_entries_recording(tar, layer, &mut split, |meta, body| {
         let bad = |reason: String| Error::BadTarEntry {
             layer: layer.to_string(),
@@ -298,11 +298,19 @@ pub fn import_layer_sharing(
 /// A tar-split recorder writing to an unnamed temporary file in the repository's `tmp/`.
 pub(super) type SplitRecorder = TarSplitWriter<std::io::BufWriter<std::fs::File>>;
 
-/// Start recording a layer's tar-split (see [`store_split`]).
-pub(super) fn new_split(txn: &Transaction<'_>) -> Result<SplitRecorder> {
+/// Start recording a layer's tar-split (see [`store_split`]). `allow_duplicates`: a path
+/// may appear twice (the ostree-format layers of an encapsulated image, where ostree-rs-ext's
+/// export writes `var/tmp` twice and only the objects count); derived layers refuse it, as
+/// containers-storage does (which of two files would be meant is ambiguous).
+pub(super) fn new_split(txn: &Transaction<'_>, allow_duplicates: bool) -> Result<SplitRecorder> {
     let tmp = txn.repo().path().join("tmp");
     let split_file = tempfile::tempfile_in(&tmp).at("creating a temporary file in", &tmp)?;
-    Ok(TarSplitWriter::new(std::io::BufWriter::new(split_file)).allow_duplicate_paths())
+    let split = TarSplitWriter::new(std::io::BufWriter::new(split_file));
+    Ok(if allow_duplicates {
+        split.allow_duplicate_paths()
+    } else {
+        split
+    })
 }
 
 /// Finish a recorded tar-split and store it as [`TAR_SPLIT_FILE`] of `export_data`.
