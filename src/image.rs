@@ -366,7 +366,7 @@ fn cmd(global: &GlobalOpts, sys: &System, command: CmdCommand) -> Result<ExitCod
                 &interruptible(copy_options(Some(&p), None))?,
                 progress.as_ref(),
             )?;
-            let mut failed = false;
+            let mut failed: Option<u8> = None;
             for r in results {
                 match r {
                     Ok(pulled) => {
@@ -392,15 +392,19 @@ fn cmd(global: &GlobalOpts, sys: &System, command: CmdCommand) -> Result<ExitCod
                             let (_, err) = e.attempts.into_iter().nth(pos).expect("found");
                             return Err(anyhow::Error::new(err));
                         }
+                        // One image failed: the code of its last attempt's error class;
+                        // several: the highest.
+                        let code = crate::class_exit_code(
+                            e.attempts.last().and_then(|(_, err)| err.class()),
+                        );
                         eprintln!("Error: {}", crate::render_error(&anyhow::Error::new(e)));
-                        failed = true;
+                        failed = Some(failed.map_or(code, |c: u8| c.max(code)));
                     }
                 }
             }
-            Ok(if failed {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
+            Ok(match failed {
+                Some(code) => ExitCode::from(code),
+                None => ExitCode::SUCCESS,
             })
         }
         CmdCommand::Build(b) => build(global, sys, *b),

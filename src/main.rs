@@ -72,8 +72,36 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("Error: {}", render_error(&e));
-            ExitCode::from(1)
+            ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+/// Exit code of an image error (not found, invalid, corrupted, refused by policy).
+pub(crate) const EXIT_IMAGE: u8 = 3;
+/// Exit code of a storage error (store missing, permission denied, full, configuration).
+pub(crate) const EXIT_STORAGE: u8 = 4;
+/// Exit code of a registry error (network, TLS, authentication, the registry's own errors).
+pub(crate) const EXIT_REGISTRY: u8 = 5;
+
+/// The exit code of a failed command: by the class of the first engine error in the chain
+/// (`docs/cli.md`, "Exit codes"), 1 for anything else.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    class_exit_code(
+        e.chain()
+            .find_map(|c| c.downcast_ref::<stowage_engine::Error>())
+            .and_then(|e| e.class()),
+    )
+}
+
+/// The exit code of an error class; 1 for an error of none.
+pub(crate) fn class_exit_code(class: Option<stowage_engine::error::ErrorClass>) -> u8 {
+    use stowage_engine::error::ErrorClass;
+    match class {
+        Some(ErrorClass::Image) => EXIT_IMAGE,
+        Some(ErrorClass::Storage) => EXIT_STORAGE,
+        Some(ErrorClass::Registry) => EXIT_REGISTRY,
+        None => 1,
     }
 }
 

@@ -504,13 +504,18 @@ fn bootc_system_end_to_end() {
     error_classes(&sys);
 }
 
+/// Exit codes of the three error classes (docs/cli.md, "Exit codes").
+const EXIT_IMAGE: i32 = 3;
+const EXIT_STORAGE: i32 = 4;
+const EXIT_REGISTRY: i32 = 5;
+
 /// Step 3 of the module doc: every error class once.
 fn error_classes(sys: &System) {
     let test = "bootc_system_end_to_end";
 
     // Image not found.
     let (code, err) = failure(sys.image(&["pull-from-default-storage", "quay.io/ex/nope:1"]));
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, EXIT_IMAGE, "{err}");
     assert_error("not found", &err, &["image quay.io/ex/nope:1: not found"]);
 
     // Invalid input: bound images bootc refuses, a template with an unknown field, a name
@@ -533,7 +538,7 @@ fn error_classes(sys: &System) {
             std::os::unix::fs::symlink("/usr/share/containers/systemd/auth.image", &path).unwrap();
         }
         let (code, err) = failure(sys.image(&["list", "--type", "logical"]));
-        assert_eq!(code, 1, "{err}");
+        assert_eq!(code, EXIT_IMAGE, "{err}");
         assert_error(entry, &err, &[&path.display().to_string(), needle]);
         std::fs::remove_file(&path).unwrap();
     }
@@ -541,7 +546,7 @@ fn error_classes(sys: &System) {
     assert_eq!(code, 125, "{err}");
     assert_error("template", &err, &["can't evaluate field Nope"]);
     let (code, err) = failure(sys.image(&["cmd", "pull", "Not:Valid::Name"]));
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, EXIT_IMAGE, "{err}");
     assert_error(
         "bad name",
         &err,
@@ -560,7 +565,7 @@ fn error_classes(sys: &System) {
     let before = sys.bootc.podman_json(["images", "--format", "json"]);
     let src = img.reference.clone();
     let (code, err) = failure(sys.image(&["cmd", "pull", &src, "--retry-times", "0"]));
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, EXIT_IMAGE, "{err}");
     assert_error("corrupted", &err, &[&img.layers[0], "digest mismatch"]);
     assert_eq!(
         sys.bootc.podman_json(["images", "--format", "json"]),
@@ -628,7 +633,7 @@ fn error_classes(sys: &System) {
         run(pull("basic"));
         let filler = fs.fill();
         let (code, err) = failure(pull("links"));
-        assert_eq!(code, 1, "{err}");
+        assert_eq!(code, EXIT_STORAGE, "{err}");
         assert_error(
             "full",
             &err,
@@ -659,7 +664,7 @@ fn error_classes(sys: &System) {
         .arg("copy-to-storage")
         .env("CONTAINERS_STORAGE_CONF", &conf);
     let (code, err) = failure(c);
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, EXIT_STORAGE, "{err}");
     assert_error(
         "storage.conf",
         &err,
@@ -676,7 +681,7 @@ fn error_classes(sys: &System) {
         "0",
         &dead,
     ]));
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, EXIT_REGISTRY, "{err}");
     assert_error("network", &err, &[&dead, "Connection refused"]);
 
     // Registry auth: a registry that wants credentials, without and with wrong ones.
@@ -689,7 +694,7 @@ fn error_classes(sys: &System) {
         }
         args.extend([APP_IMAGE, dest.as_str()]);
         let (code, err) = failure(sys.image(&args));
-        assert_eq!(code, 1, "{err}");
+        assert_eq!(code, EXIT_REGISTRY, "{err}");
         assert_error("auth", &err, &[&locked.addr, "unauthorized"]);
     }
     run(sys.image(&[

@@ -1518,7 +1518,7 @@ fn image_cmd_pull_and_push_with_bootc_storage() {
         .args(["cmd", "pull", "--bound", "--tls-verify=false"]);
     let err = String::from_utf8_lossy(&run(c).stderr).into_owned();
     assert!(err.contains("2 present, 0 to pull"), "{err}");
-    // A missing image fails that pull only, naming it, and exits 1.
+    // A missing image fails that pull only, naming it, and exits 3 (image not found).
     let missing = format!("{}/bootc/missing:1", reg.addr);
     let o = output(&mut image(&[
         "cmd",
@@ -1527,7 +1527,7 @@ fn image_cmd_pull_and_push_with_bootc_storage() {
         &name_b,
         &missing,
     ]));
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(3));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("missing"),
         "{}",

@@ -71,7 +71,7 @@ fn login_logout_htpasswd() {
         "wrong",
         &[],
     );
-    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(bad.status.code(), Some(5));
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains(&reg.addr) && err.contains("refused"), "{err}");
     assert!(auth_json(&authfile)["auths"].get(&reg.addr).is_none());
@@ -206,7 +206,7 @@ fn login_with_token_auth() {
         "nope",
         &[],
     );
-    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(bad.status.code(), Some(5));
     assert!(!authfile.exists());
     let ok = login(
         &[
@@ -366,7 +366,7 @@ fn delete_refused_by_registry_config() {
     ]));
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(e.status.code(), Some(1));
+    assert_eq!(e.status.code(), Some(5));
     let err = String::from_utf8_lossy(&e.stderr);
     assert!(err.contains("does not allow deleting"), "{err}");
     skopeo_inspect_registry(&format!("{}/keep", reg.addr), None);

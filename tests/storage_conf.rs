@@ -339,7 +339,7 @@ fn root_default_store_is_podmans() {
     ));
     assert_eq!(store_of(&info).1, other.to_str().unwrap());
 
-    // A driver stowage does not implement: a clear error naming the file, exit 1.
+    // A driver stowage does not implement: a clear error naming the file, exit 4 (a storage error).
     let vfs = write_conf(
         &t.path().join("vfs.conf"),
         &format!(
@@ -354,7 +354,7 @@ fn root_default_store_is_podmans() {
         stowage_bin(),
         &["-q", "copy", &fixture, "containers-storage:localhost/x:1"],
     ));
-    assert_eq!(fail.status.code(), Some(1));
+    assert_eq!(fail.status.code(), Some(4));
     let err = String::from_utf8_lossy(&fail.stderr);
     assert!(
         err.contains("\"vfs\"") && err.contains("driver = \"overlay\""),

@@ -74,6 +74,15 @@ pub enum Error {
         /// Why, and what to do instead.
         reason: String,
     },
+    /// A store in a form stowage does not implement (a containers-storage graph driver other
+    /// than overlay, an ostree repository mode).
+    #[error("{what}: {reason}")]
+    StoreUnsupported {
+        /// The store and the form.
+        what: String,
+        /// Why, and what to do instead.
+        reason: String,
+    },
     /// A signature policy (policy.json) that cannot be used: missing, unreadable or invalid.
     #[error("{path}: {reason}")]
     Policy {
@@ -101,6 +110,24 @@ pub enum Error {
         what: String,
         /// The media type.
         media_type: String,
+    },
+    /// A configuration file (storage.conf, registries.conf, registries.d, an auth file) that
+    /// does not parse or holds a value that cannot be used.
+    #[error("{what}: malformed: {reason}")]
+    Config {
+        /// The file, and where in it.
+        what: String,
+        /// What is wrong, and the fix.
+        reason: String,
+    },
+    /// A store (a containers-storage graph root, an ostree repository) that a command expected
+    /// to exist and that does not.
+    #[error("{what}: not found{hint}", hint = if hint.is_empty() { String::new() } else { format!("; {hint}") })]
+    StoreMissing {
+        /// The store, and where it was looked for.
+        what: String,
+        /// What the user can do.
+        hint: String,
     },
     /// JSON (manifest, index, config, store metadata) that is not what it should be.
     #[error("{what}: malformed: {reason}")]
@@ -285,7 +312,60 @@ pub enum ExistingLayer {
     Incomplete,
 }
 
+/// The three kinds of failure a user acts on differently ([`Error::class`]); the CLI gives
+/// each its own exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The image: not found, not a valid image (format, name, media type, tar), corrupted
+    /// (digest, size, diffID), refused by the signature policy.
+    Image,
+    /// Where images are kept: a store that is missing or in the wrong state, permission
+    /// denied and other I/O errors, a full filesystem, a configuration file that is wrong.
+    Storage,
+    /// The registry: unreachable (network, TLS), refusing the credentials, or answering with
+    /// an error.
+    Registry,
+}
+
 impl Error {
+    /// Which [`ErrorClass`] this error is; `None` for a cancelled operation and for invalid
+    /// arguments (usage errors of the caller).
+    pub fn class(&self) -> Option<ErrorClass> {
+        use ErrorClass::*;
+        Some(match self {
+            // The registry says the image (or a blob of it) is not there.
+            Error::Registry { status: 404, .. } => Image,
+            Error::Registry { .. }
+            | Error::Unauthorized { .. }
+            | Error::Network { .. }
+            | Error::Http { .. } => Registry,
+            Error::Config { .. }
+            | Error::StoreMissing { .. }
+            | Error::StoreUnsupported { .. }
+            | Error::Policy { .. }
+            | Error::NoSpace { .. }
+            | Error::Io { .. }
+            | Error::LayerExists { .. }
+            | Error::LayerRemoved { .. }
+            | Error::ImageInUse { .. }
+            | Error::Conflict { .. } => Storage,
+            Error::DigestMismatch { .. }
+            | Error::SizeMismatch { .. }
+            | Error::InvalidDigest { .. }
+            | Error::InvalidReference { .. }
+            | Error::InvalidTransport { .. }
+            | Error::Unsupported { .. }
+            | Error::PolicyRejected { .. }
+            | Error::UnsupportedMediaType { .. }
+            | Error::Malformed { .. }
+            | Error::Json { .. }
+            | Error::BadTarEntry { .. }
+            | Error::NotFound { .. }
+            | Error::NotOciLayout { .. } => Image,
+            Error::InvalidArgument { .. } | Error::Cancelled { .. } => return None,
+        })
+    }
+
     /// An I/O error about `path`.
     pub fn io_path(op: &str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

@@ -223,7 +223,7 @@ fn set(s: Option<String>) -> Option<String> {
 
 fn load(path: &Path) -> Result<Settings> {
     let text = std::fs::read_to_string(path).at("reading storage.conf", path)?;
-    let file: ConfFile = toml::from_str(&text).map_err(|e| Error::Malformed {
+    let file: ConfFile = toml::from_str(&text).map_err(|e| Error::Config {
         what: format!("storage.conf {}", path.display()),
         reason: format!("{e}; see containers-storage.conf(5) for its [storage] table"),
     })?;
@@ -333,7 +333,7 @@ impl StorageConfig {
                     ("graphroot", &settings.graph_root),
                 ] {
                     if v.is_none() {
-                        return Err(Error::Malformed {
+                        return Err(Error::Config {
                             what: format!("storage.conf {}", config_file.display()),
                             reason: format!(
                                 "{key} must be set (containers/storage refuses a file without it as root); add {key} = \"{}\" to its [storage] table",
@@ -437,8 +437,8 @@ impl StorageConfig {
                         self.config_file.display()
                     ),
                 };
-                Err(Error::Unsupported {
-                    transport: format!(
+                Err(Error::StoreUnsupported {
+                    what: format!(
                         "the default containers-storage {} (driver {other:?}, from {})",
                         self.graph_root.display(),
                         self.driver_origin

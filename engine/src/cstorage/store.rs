@@ -73,8 +73,8 @@ fn mkdir(parent: &Dir, name: &str, mode: u32) -> Result<()> {
 
 fn check_driver(graph_root: &Path, root: Option<&Dir>, driver: Option<&str>) -> Result<()> {
     let refuse = |d: &str| {
-        Error::Unsupported {
-        transport: format!("containers-storage driver {d:?} at {}", graph_root.display()),
+        Error::StoreUnsupported {
+        what: format!("containers-storage driver {d:?} at {}", graph_root.display()),
         reason: "only the overlay driver is supported; use an overlay store (storage driver \"overlay\") or copy the image with skopeo".into(),
     }
     };
@@ -162,7 +162,7 @@ impl Store {
         match std::fs::metadata(graph_root) {
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(Error::NotFound {
+                return Err(Error::StoreMissing {
                     what: format!("containers-storage at {}", graph_root.display()),
                     hint: format!("no store has been created there; {hint}"),
                 })

@@ -47,8 +47,8 @@ impl RepoMode {
             "bare" => Ok(RepoMode::Bare),
             "bare-user" => Ok(RepoMode::BareUser),
             "archive" | "archive-z2" => Ok(RepoMode::Archive),
-            "bare-user-only" | "bare-split-xattrs" => Err(Error::Unsupported {
-                transport: "ostree".into(),
+            "bare-user-only" | "bare-split-xattrs" => Err(Error::StoreUnsupported {
+                what: "ostree".into(),
                 reason: format!("{what}: repository mode {s:?} is not supported by stowage yet; use bare, bare-user or archive"),
             }),
             other => Err(Error::Malformed {

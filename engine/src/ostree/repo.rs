@@ -117,18 +117,18 @@ impl Repo {
     /// Open the repository at `path`, reading its mode from `config`.
     pub fn open(path: &Path) -> Result<Self> {
         let dir = Dir::open_ambient_dir(path, ambient_authority()).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => not_found(
-                format!("ostree repository {}", path.display()),
-                "pass --ostree-repo (or --sysroot) to point at the repository",
-            ),
+            std::io::ErrorKind::NotFound => Error::StoreMissing {
+                what: format!("ostree repository {}", path.display()),
+                hint: "pass --ostree-repo (or --sysroot) to point at the repository".into(),
+            },
             _ => Error::io_path("opening ostree repository", path, e),
         })?;
         for required in ["config", "objects", "refs"] {
             if !dir.exists(required) {
-                return Err(not_found(
-                    format!("{}/{required}", path.display()),
-                    &format!("{} is not an ostree repository", path.display()),
-                ));
+                return Err(Error::StoreMissing {
+                    what: format!("{}/{required}", path.display()),
+                    hint: format!("{} is not an ostree repository", path.display()),
+                });
             }
         }
         let config_path = path.join("config");

@@ -100,7 +100,7 @@ impl OstreeSink {
     /// source's name).
     pub fn open(path: &Path, image: Option<Reference>, options: ImportOptions) -> Result<Self> {
         let repo = Repo::open(path).map_err(|e| match e {
-            Error::NotFound { what, .. } => Error::NotFound {
+            Error::StoreMissing { what, .. } => Error::StoreMissing {
                 what,
                 hint: format!(
                     "create the repository first, e.g. `ostree init --repo={} --mode=bare-user`",

@@ -189,7 +189,7 @@ pub fn find_credentials(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(Error::io_path("reading auth file", &file, e)),
         };
-        let malformed = |reason: String| Error::Malformed {
+        let malformed = |reason: String| Error::Config {
             what: format!("auth file {}", file.display()),
             reason,
         };

@@ -260,25 +260,40 @@ pub fn delete_image(reference: &Reference, options: &RegistryOptions) -> Result<
                     (StatusCode::NOT_FOUND, _) => {
                         return Err(Error::NotFound {
                             what: format!("manifest {tag} of {}", loc.name()),
-                            hint: format!("`stowage list-tags docker://{}` lists the tags", reference.name()),
+                            hint: format!(
+                                "`stowage list-tags docker://{}` lists the tags",
+                                reference.name()
+                            ),
                         })
                     }
                     _ => {
                         let (body, _) = client
-                            .get_small(url, Some(MANIFEST_ACCEPT), &scope, crate::manifest::MAX_MANIFEST_SIZE, &what)
+                            .get_small(
+                                url,
+                                Some(MANIFEST_ACCEPT),
+                                &scope,
+                                crate::manifest::MAX_MANIFEST_SIZE,
+                                &what,
+                            )
                             .await?;
                         sha256_of(&body)
                     }
                 }
             }
         };
-        let url = client.url(&format!("{}/manifests/{digest}", loc.repo)).await?;
-        let resp = client.send(Method::DELETE, url, HeaderMap::new(), &scope, &what).await?;
+        let url = client
+            .url(&format!("{}/manifests/{digest}", loc.repo))
+            .await?;
+        let resp = client
+            .send(Method::DELETE, url, HeaderMap::new(), &scope, &what)
+            .await?;
         match resp.status() {
             s if s.is_success() => Ok(digest),
-            StatusCode::METHOD_NOT_ALLOWED => Err(Error::Unsupported {
-                transport: format!("registry {}", loc.registry),
-                reason: "it does not allow deleting images (docker-registry: storage.delete.enabled: true in its config)".into(),
+            StatusCode::METHOD_NOT_ALLOWED => Err(Error::Registry {
+                what: format!("deleting {digest} in registry {}", loc.registry),
+                status: 405,
+                message: "the registry does not allow deleting images".into(),
+                hint: "docker-registry: storage.delete.enabled: true in its config".into(),
             }),
             StatusCode::NOT_FOUND => Err(Error::NotFound {
                 what: format!("manifest {digest} of {}", loc.name()),

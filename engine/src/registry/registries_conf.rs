@@ -307,7 +307,7 @@ fn blocked(name: &str) -> Error {
 }
 
 fn parse_conf(text: &str, what: &Path) -> Result<ConfFile> {
-    let file: ConfFile = toml::from_str(text).map_err(|e| Error::Malformed {
+    let file: ConfFile = toml::from_str(text).map_err(|e| Error::Config {
         what: format!("registries.conf {}", what.display()),
         reason: e.to_string(),
     })?;
@@ -316,7 +316,7 @@ fn parse_conf(text: &str, what: &Path) -> Result<ConfFile> {
         // Version 1, as containers/image converts it: search → unqualified-search-registries,
         // insecure and block → [[registry]] entries. Mixing it with version 2 is an error.
         if file.unqualified_search_registries.is_some() || !file.registries.is_empty() {
-            return Err(Error::Malformed {
+            return Err(Error::Config {
                 what: format!("registries.conf {}", what.display()),
                 reason: "it mixes the version 1 format ([registries.search|insecure|block]) with version 2 (unqualified-search-registries, [[registry]]); use one".into(),
             });
@@ -362,14 +362,14 @@ fn parse_conf(text: &str, what: &Path) -> Result<ConfFile> {
     }
     for r in &file.registries {
         if r.effective_prefix().is_none() {
-            return Err(Error::Malformed {
+            return Err(Error::Config {
                 what: format!("registries.conf {}", what.display()),
                 reason: "a [[registry]] has neither prefix nor location".into(),
             });
         }
         if let Some(p) = &r.prefix {
             if r.location.is_none() && !p.starts_with("*.") {
-                return Err(Error::Malformed {
+                return Err(Error::Config {
                     what: format!("registries.conf {}", what.display()),
                     reason: format!(
                         "[[registry]] prefix {p:?} has no location (only *.domain prefixes may omit it)"
@@ -377,7 +377,7 @@ fn parse_conf(text: &str, what: &Path) -> Result<ConfFile> {
                 });
             }
             if p.starts_with("*.") && r.location.is_some() {
-                return Err(Error::Malformed {
+                return Err(Error::Config {
                     what: format!("registries.conf {}", what.display()),
                     reason: format!(
                         "[[registry]] prefix {p:?}: a wildcard prefix cannot have a location"
@@ -429,7 +429,7 @@ fn rewrite(
         ("", r) => r.to_string(),
         (l, r) => format!("{l}/{r}"),
     };
-    let (registry, repo) = full.split_once('/').ok_or_else(|| Error::Malformed {
+    let (registry, repo) = full.split_once('/').ok_or_else(|| Error::Config {
         what: format!("registries.conf entry for {prefix}"),
         reason: format!("{name} rewritten with location {location:?} has no repository path"),
     })?;

@@ -68,7 +68,7 @@ impl RegistriesD {
         for file in files {
             let text =
                 std::fs::read_to_string(&file).map_err(|e| Error::io_path("reading", &file, e))?;
-            let bad = |reason: String| Error::Malformed {
+            let bad = |reason: String| Error::Config {
                 what: format!("registries.d file {}", file.display()),
                 reason,
             };
