@@ -9,6 +9,7 @@
 //!    mode, xattrs and mtime.
 //! 3. Directory modes and mtimes are deferred and applied deepest first at the end.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
@@ -16,6 +17,7 @@ use std::ops::Bound;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use cap_std::fs::Dir;
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags};
@@ -106,6 +108,12 @@ pub fn extract_layer<R: Read, W: Write>(
         seen: BTreeSet::new(),
         deferred: BTreeMap::new(),
         buf: vec![0u8; 128 * 1024],
+        parent: RefCell::new(None),
+        umask: current_umask(),
+        ids: (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        ),
     };
     tar_split::split_entries(
         tar_stream,
@@ -140,6 +148,33 @@ pub(super) struct Extractor<'a> {
     /// Directories of this layer whose mode and mtime are set at the end.
     pub(super) deferred: BTreeMap<PathBuf, DirMeta>,
     pub(super) buf: Vec<u8>,
+    /// The directory the last entry's parent resolved to, kept open for the next entry (a
+    /// layer tar lists a directory's entries together). Dropped whenever anything is removed,
+    /// since only a removal can make the path resolve to another directory.
+    parent: RefCell<Option<CachedDir>>,
+    /// The process's umask, read once per layer (`None` when /proc is missing): a file whose
+    /// mode survives it needs no `fchmod`.
+    umask: Option<u32>,
+    /// The effective uid and gid new files get: a file the tar gives that owner needs no
+    /// `fchown` (unless its directory is setgid).
+    ids: (u32, u32),
+}
+
+/// An open parent directory (see [`Extractor::parent`]).
+pub(super) struct CachedDir {
+    path: PathBuf,
+    dir: Rc<Dir>,
+    /// The directory's group is the effective gid, so a new file in it gets that gid whether
+    /// it comes from the process or from the directory (setgid, or a `grpid` mount). `None`:
+    /// not looked at yet.
+    plain_gid: Option<bool>,
+}
+
+/// The umask from `/proc/self/status` (Linux 4.7+), without changing it as `umask(2)` would.
+fn current_umask() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(line.trim(), 8).ok()
 }
 
 /// Where extended attributes are set.
@@ -221,7 +256,39 @@ impl Extractor<'_> {
     }
 
     /// Open directory `dir` (relative to dest), creating missing components with mode 0755.
-    pub(super) fn open_dirs(&self, meta: &EntryMeta, dir: &Path) -> Result<Dir> {
+    /// The last directory opened stays open for the next call ([`Extractor::parent`]).
+    pub(super) fn open_dirs(&self, meta: &EntryMeta, dir: &Path) -> Result<Rc<Dir>> {
+        if let Some(c) = self.parent.borrow().as_ref() {
+            if c.path == dir {
+                return Ok(c.dir.clone());
+            }
+        }
+        let d = Rc::new(self.open_dirs_uncached(meta, dir)?);
+        *self.parent.borrow_mut() = Some(CachedDir {
+            path: dir.to_path_buf(),
+            dir: d.clone(),
+            plain_gid: None,
+        });
+        Ok(d)
+    }
+
+    /// Forget the open parent directory (something was removed).
+    pub(super) fn forget_parent(&self) {
+        *self.parent.borrow_mut() = None;
+    }
+
+    /// Whether new files in the cached parent `dir` surely get the effective gid (the
+    /// directory's group is that gid); one `fstat` per directory, remembered with it.
+    fn plain_gid(&self, dir: &Dir) -> bool {
+        let mut cache = self.parent.borrow_mut();
+        let Some(c) = cache.as_mut().filter(|c| std::ptr::eq(&*c.dir, dir)) else {
+            return false;
+        };
+        *c.plain_gid
+            .get_or_insert_with(|| rustix::fs::fstat(dir).is_ok_and(|st| st.st_gid == self.ids.1))
+    }
+
+    fn open_dirs_uncached(&self, meta: &EntryMeta, dir: &Path) -> Result<Dir> {
         if dir.as_os_str().is_empty() {
             return self
                 .dest
@@ -270,7 +337,7 @@ impl Extractor<'_> {
         &self,
         meta: &EntryMeta,
         path: &'p Path,
-    ) -> Result<(Dir, &'p OsStr)> {
+    ) -> Result<(Rc<Dir>, &'p OsStr)> {
         let name = path
             .file_name()
             .ok_or_else(|| self.bad(meta, "the entry has no file name"))?;
@@ -304,6 +371,7 @@ impl Extractor<'_> {
             Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(self.io(meta, &format!("stat {}", path.display()), e)),
             Ok(st) => {
+                self.forget_parent();
                 if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
                     parent
                         .remove_dir_all(name)
@@ -509,14 +577,11 @@ impl Extractor<'_> {
         let (parent, name) = self.parent_of(meta, path)?;
         match node {
             Node::Directory => self.directory(meta),
-            Node::Regular => {
-                self.remove_existing(meta, &parent, name, path)?;
-                self.regular(meta, &parent, name, body)
-            }
+            Node::Regular => self.regular(meta, &parent, name, body),
             Node::Symlink(target) => {
-                self.remove_existing(meta, &parent, name, path)?;
-                rustix::fs::symlinkat(target.as_os_str(), &parent, name)
-                    .map_err(|e| self.io(meta, "creating symlink", e))?;
+                self.create_replacing(meta, &parent, name, "creating symlink", |p, n| {
+                    rustix::fs::symlinkat(target.as_os_str(), p, n)
+                })?;
                 self.finish_node(meta, &parent, name, false)
             }
             Node::Hardlink(target) => {
@@ -574,29 +639,49 @@ impl Extractor<'_> {
                 } else {
                     FileType::BlockDevice
                 };
-                self.remove_existing(meta, &parent, name, path)?;
-                rustix::fs::mknodat(
+                self.create_replacing(
+                    meta,
                     &parent,
                     name,
-                    ft,
-                    Mode::from_raw_mode(meta.mode),
-                    rustix::fs::makedev(major, minor),
-                )
-                .map_err(|e| self.io(meta, "creating device node (needs root)", e))?;
+                    "creating device node (needs root)",
+                    |p, n| {
+                        rustix::fs::mknodat(
+                            p,
+                            n,
+                            ft,
+                            Mode::from_raw_mode(meta.mode),
+                            rustix::fs::makedev(major, minor),
+                        )
+                    },
+                )?;
                 self.finish_node(meta, &parent, name, true)
             }
             Node::Fifo => {
-                self.remove_existing(meta, &parent, name, path)?;
-                rustix::fs::mknodat(
-                    &parent,
-                    name,
-                    FileType::Fifo,
-                    Mode::from_raw_mode(meta.mode),
-                    0,
-                )
-                .map_err(|e| self.io(meta, "creating fifo", e))?;
+                self.create_replacing(meta, &parent, name, "creating fifo", |p, n| {
+                    rustix::fs::mknodat(p, n, FileType::Fifo, Mode::from_raw_mode(meta.mode), 0)
+                })?;
                 self.finish_node(meta, &parent, name, true)
             }
+        }
+    }
+
+    /// Create a node at `parent/name` with `create`; when something is already there
+    /// (`EEXIST`), remove it and create again. Trying first saves the probe in a new layer,
+    /// where nothing is ever in the way.
+    fn create_replacing<T>(
+        &mut self,
+        meta: &EntryMeta,
+        parent: &Dir,
+        name: &OsStr,
+        op: &str,
+        mut create: impl FnMut(&Dir, &OsStr) -> rustix::io::Result<T>,
+    ) -> Result<T> {
+        match create(parent, name) {
+            Err(Errno::EXIST) => {
+                self.remove_existing(meta, parent, name, &meta.path)?;
+                create(parent, name).map_err(|e| self.io(meta, op, e))
+            }
+            r => r.map_err(|e| self.io(meta, op, e)),
         }
     }
 
@@ -607,13 +692,18 @@ impl Extractor<'_> {
         name: &OsStr,
         body: &mut dyn Read,
     ) -> Result<()> {
-        let fd = rustix::fs::openat(
-            parent,
-            name,
-            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .map_err(|e| self.io(meta, "creating file", e))?;
+        // Created with its final mode when the umask leaves that mode alone and there are no
+        // setuid/setgid/sticky bits (which chown would clear): then no fchmod is needed.
+        let exact = meta.mode & 0o7000 == 0 && self.umask.is_some_and(|m| meta.mode & m == 0);
+        let create_mode = if exact { meta.mode & 0o777 } else { 0o600 };
+        let fd = self.create_replacing(meta, parent, name, "creating file", |p, n| {
+            rustix::fs::openat(
+                p,
+                n,
+                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(create_mode),
+            )
+        })?;
         let mut file = std::fs::File::from(fd);
         let mut written = 0u64;
         loop {
@@ -641,13 +731,17 @@ impl Extractor<'_> {
                 ),
             ));
         }
-        if self.opts.chown {
+        // A new file already belongs to the effective uid, and to the effective gid when its
+        // directory's group is that gid.
+        if self.opts.chown && !(self.uid_gid(meta)? == self.ids && self.plain_gid(parent)) {
             let (u, g) = self.owner(meta)?;
             rustix::fs::fchown(&file, u, g).map_err(|e| self.io(meta, "chown", e))?;
         }
         // After chown, which clears setuid/setgid.
-        rustix::fs::fchmod(&file, Mode::from_raw_mode(meta.mode))
-            .map_err(|e| self.io(meta, "chmod", e))?;
+        if !exact {
+            rustix::fs::fchmod(&file, Mode::from_raw_mode(meta.mode))
+                .map_err(|e| self.io(meta, "chmod", e))?;
+        }
         self.set_xattrs(meta, XattrTarget::Fd(file.as_fd()))?;
         rustix::fs::futimens(&file, &timestamps((meta.mtime, meta.mtime_nsec)))
             .map_err(|e| self.io(meta, "setting mtime", e))?;
@@ -662,17 +756,23 @@ impl Extractor<'_> {
             self.open_dir_fd(meta, path)?
         } else {
             let (parent, name) = self.parent_of(meta, path)?;
-            match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
-                Ok(_) => {
+            // mkdir first: in a new layer the directory is almost never there yet.
+            let created = match rustix::fs::mkdirat(&*parent, name, Mode::from_raw_mode(0o700)) {
+                Ok(()) => true,
+                Err(Errno::EXIST) => false,
+                Err(e) => return Err(self.io(meta, "creating directory", e)),
+            };
+            match rustix::fs::openat(&*parent, name, dir_flags(), Mode::empty()) {
+                Ok(fd) => fd,
+                // Something other than a directory (a symlink, a file) is in the way.
+                Err(Errno::LOOP | Errno::NOTDIR) if !created => {
                     self.remove_existing(meta, &parent, name, path)?;
                     self.mkdir(meta, &parent, name)?;
+                    rustix::fs::openat(&*parent, name, dir_flags(), Mode::empty())
+                        .map_err(|e| self.io(meta, "opening directory", e))?
                 }
-                Err(Errno::NOENT) => self.mkdir(meta, &parent, name)?,
-                Err(e) => return Err(self.io(meta, "stat", e)),
+                Err(e) => return Err(self.io(meta, "opening directory", e)),
             }
-            rustix::fs::openat(&parent, name, dir_flags(), Mode::empty())
-                .map_err(|e| self.io(meta, "opening directory", e))?
         };
         if self.opts.chown {
             let (u, g) = self.owner(meta)?;
