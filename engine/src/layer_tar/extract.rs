@@ -8,6 +8,13 @@
 //!    (files with `O_EXCL`, hard links with `linkat` inside the destination), then owner,
 //!    mode, xattrs and mtime.
 //! 3. Directory modes and mtimes are deferred and applied deepest first at the end.
+//!
+//! System calls per entry (docs/performance.md, section 11; `benches/syscalls.sh`): the last
+//! parent directory stays open for the next entry and is dropped on any removal; nodes are
+//! created first and what is in the way removed only on `EEXIST`; files get their final mode
+//! at creation when the umask leaves it alone (no `fchmod`) and no `fchown` when the tar's
+//! owner is the one a new file gets anyway. A regular file is `openat`, `write`, `utimensat`,
+//! `close`.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
