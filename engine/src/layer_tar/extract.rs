@@ -769,6 +769,24 @@ impl Extractor<'_> {
                 Err(Errno::EXIST) => false,
                 Err(e) => return Err(self.io(meta, "creating directory", e)),
             };
+            // A directory just made, with no xattrs to set, needs no fd: owner by name (never
+            // followed), and none at all when it already has the tar's owner.
+            if created && meta.xattrs.is_empty() {
+                if self.opts.chown && !(self.uid_gid(meta)? == self.ids && self.plain_gid(&parent))
+                {
+                    let (u, g) = self.owner(meta)?;
+                    rustix::fs::chownat(&*parent, name, u, g, AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(|e| self.io(meta, "chown", e))?;
+                }
+                self.deferred.insert(
+                    path.clone(),
+                    DirMeta {
+                        mode: meta.mode,
+                        mtime: (meta.mtime, meta.mtime_nsec),
+                    },
+                );
+                return Ok(());
+            }
             match rustix::fs::openat(&*parent, name, dir_flags(), Mode::empty()) {
                 Ok(fd) => fd,
                 // Something other than a directory (a symlink, a file) is in the way.
@@ -808,15 +826,22 @@ impl Extractor<'_> {
             context: format!("layer {}: {op} directory {:?}", self.layer, path.display()),
             source: e,
         };
+        // Siblings come one after the other (deepest first): their parent stays open.
+        let mut parent: Option<(&Path, Dir)> = None;
         for (path, m) in self.deferred.iter().rev() {
             let fd = if path.as_os_str().is_empty() {
                 rustix::fs::openat(self.dest, ".", dir_flags(), Mode::empty())
                     .map_err(|e| io(path, "opening", e.into()))?
             } else {
-                let parent = open_rel_dir(self.dest, path.parent().unwrap_or(Path::new("")))
-                    .map_err(|e| io(path, "opening the parent of", e))?;
+                let parent_path = path.parent().unwrap_or(Path::new(""));
+                if parent.as_ref().is_none_or(|(p, _)| *p != parent_path) {
+                    let d = open_rel_dir(self.dest, parent_path)
+                        .map_err(|e| io(path, "opening the parent of", e))?;
+                    parent = Some((parent_path, d));
+                }
+                let (_, parent_dir) = parent.as_ref().expect("just opened");
                 let name = path.file_name().unwrap_or_default();
-                match rustix::fs::openat(&parent, name, dir_flags(), Mode::empty()) {
+                match rustix::fs::openat(parent_dir, name, dir_flags(), Mode::empty()) {
                     Ok(fd) => fd,
                     // Replaced by a later entry of a kind that is not a directory.
                     Err(Errno::NOENT | Errno::LOOP | Errno::NOTDIR) => continue,
