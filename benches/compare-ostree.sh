@@ -22,7 +22,15 @@
 # 4. export: the image stowage imported, `stowage copy ostree:[REPO]… oci:DIR:os` vs `skopeo
 #    copy containers-storage:[…]… oci:DIR:os` of the same image (put into a store once,
 #    untimed), both into a fresh layout, gzip-compressing the layers.
-# 5. The tables: medians, minima, peak RSS and TOOL/stowage ratios (copy_summary).
+# 5. encapsulated (when ostree-rs-ext's CLI is built: OSTREE_EXT_CLI, default
+#    target/ostree-ext-cli/release/ostree-ext-cli, what .ci/run builds): the image commit
+#    stowage imported is encapsulated by `ostree-ext-cli container encapsulate` (one ostree
+#    layer, as bootc base images are built) and a derived layer (800 files, 24 MB) is added
+#    by `umoci raw add-layer`, untimed; then, into a fresh bare-user repository each,
+#    `ostree-ext-cli container image pull REPO ostree-unverified-image:oci:…` vs `stowage
+#    copy oci:… ostree:[REPO]…`, alternating. Both import the ostree layer as a commit and the
+#    derived layer on top of it.
+# 6. The tables: medians, minima, peak RSS and TOOL/stowage ratios (copy_summary).
 set -euo pipefail
 
 RUNS=${1:-${RUNS:-5}}
@@ -37,7 +45,8 @@ BENCH=compare-ostree.sh
 
 require_root "bare-user repositories keep owners; containers-storage for the export baseline"
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive number, got '$RUNS'"
-require_tools ostree skopeo podman python3
+require_tools ostree skopeo podman python3 umoci
+OSTREE_EXT=${OSTREE_EXT_CLI:-$REPO/target/ostree-ext-cli/release/ostree-ext-cli}
 ensure_gnu_time
 mkdir -p "$CACHE" "$OUT"
 raise_autogroup
@@ -126,8 +135,8 @@ for pair in $FILESYSTEMS; do
             fi
         done
     done
-    # 4. export
     keep=$base/import-1-stowage
+    # 4. export
     store=$base/store
     "$STOWAGE" -q copy "$SRC" "containers-storage:[overlay@$store/root+$store/run]localhost/os:1"
     for run in $(seq 1 "$RUNS"); do
@@ -145,9 +154,58 @@ for pair in $FILESYSTEMS; do
             rm -rf "$dst"
         done
     done
+    # 5. encapsulated image with a derived layer: ostree-rs-ext's pull vs stowage's
+    if [ -x "$OSTREE_EXT" ]; then
+        enc=$base/encapsulated
+        image_ref=$(ostree --repo="$keep" refs | grep '^ostree/container/image/' | head -1)
+        "$OSTREE_EXT" container encapsulate --repo="$keep" "$image_ref" "oci:$enc:base" >/dev/null
+        python3 - "$base/derived.tar" <<'EOF'
+import io, random, sys, tarfile
+rng = random.Random(7)
+with tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as t:
+    def add(name, data=None, mode=0o644):
+        i = tarfile.TarInfo(name)
+        i.mtime, i.mode = 1700000000, mode
+        if data is None:
+            i.type, i.mode = tarfile.DIRTYPE, 0o755
+            t.addfile(i)
+        else:
+            i.size = len(data)
+            t.addfile(i, io.BytesIO(data))
+    for d in ("usr", "usr/lib", "usr/lib/app", "usr/share", "usr/share/app", "etc"):
+        add(d)
+    add("etc/app.conf", b"threads = 4\n")
+    for n in range(800):
+        size = rng.choice((200, 2000, 20000, 60000))
+        add(f"usr/share/app/f{n:04}", rng.randbytes(size))
+    add("usr/lib/app/blob", rng.randbytes(8 << 20), 0o755)
+EOF
+        umoci raw add-layer --image "$enc:base" --tag derived "$base/derived.tar" >/dev/null
+        for run in $(seq 1 "$RUNS"); do
+            if [ $((run % 2)) = 1 ]; then order="stowage ostree-ext"; else order="ostree-ext stowage"; fi
+            for tool in $order; do
+                repo=$base/encap-$run-$tool
+                ostree init --repo="$repo" --mode=bare-user
+                sync
+                log "$fs encapsulated run $run/$RUNS: $tool"
+                case $tool in
+                    stowage) timed "$OUT/t" "$STOWAGE" -q copy "oci:$enc:derived" "ostree:[$repo]localhost/derived:1" ;;
+                    ostree-ext) timed "$OUT/t" "$OSTREE_EXT" container image pull "$repo" \
+                        "ostree-unverified-image:oci:$enc:derived" ;;
+                esac
+                record "$fs" encapsulated "$run" "$tool" "$OUT/t"
+                if [ "$run" = 1 ]; then
+                    ostree --repo="$repo" fsck >/dev/null || die "ostree fsck fails on $tool's import"
+                fi
+                rm -rf "$repo"
+            done
+        done
+    else
+        log "skipping the encapsulated case: no ostree-rs-ext CLI at $OSTREE_EXT (bash .ci/run builds it)"
+    fi
     clean_store "$store/root"
     rm -rf "$base"
 done
 
-copy_summary "$RAW" "ostree import (5 layers into bare-user) and export (ostree → oci:, gzip)" | tee "$OUT/summary.md"
+copy_summary "$RAW" "ostree import (5 layers into bare-user), import of an encapsulated image with a derived layer, and export (ostree → oci:, gzip)" | tee "$OUT/summary.md"
 log "raw results in $OUT"

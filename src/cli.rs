@@ -78,6 +78,29 @@ pub enum Command {
     /// Copy every tag of a registry repository into OCI layouts, or every image of OCI layouts
     /// into a registry (skopeo sync --src docker --dest dir, and back).
     Sync(SyncArgs),
+    /// Print a shell completion script, generated from this command line's definition:
+    /// `source <(stowage completion bash)`, or save it where the shell loads completions
+    /// (docs/cli.md).
+    Completion(CompletionArgs),
+    /// Write the manual pages (roff, section 1), one per command and subcommand: stowage.1,
+    /// stowage-copy.1, stowage-image-cmd-list.1, … (`stowage man --output
+    /// /usr/local/share/man/man1`).
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The directory to write the pages into (created when missing; pages of the same name
+    /// are replaced).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
 }
 
 /// The two sides `stowage sync` moves images between.
@@ -134,20 +157,44 @@ pub struct SyncArgs {
 
 #[derive(Debug, Args)]
 pub struct ImagesArgs {
-    /// Output format (with -q and the table: only the image IDs).
-    #[arg(long, value_enum, default_value = "table")]
-    pub format: OutputFormat,
+    #[command(flatten)]
+    pub list: ListArgs,
+    #[command(flatten)]
+    pub storage: StorageOpts,
+}
+
+/// `podman images`' flags, shared by `stowage images` and `stowage image cmd list`.
+///
+/// With `-q` (the global quiet flag) and the table format, only the image IDs, one per
+/// line, as `podman images -q` prints them for `$(…)` loops.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// `table` (default), `json`, or a Go template: `{{.ID}}`, `{{.Repository}}:{{.Tag}}`,
+    /// `table {{.ID}}\t{{.Size}}` (with a header row), `{{json .}}`.
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
     /// Show intermediate images too.
     #[arg(short, long)]
     pub all: bool,
+    /// Add the manifest digest column to the table.
+    #[arg(long)]
+    pub digests: bool,
+    /// Only images matching KEY=VALUE: reference=PATTERN, label=KEY[=VALUE],
+    /// dangling=true|false, intermediate=true|false (with -a), readonly=true|false,
+    /// before=IMAGE, since=IMAGE, until=TIME (10h, 2024-01-02, RFC 3339, epoch seconds),
+    /// id=ID (the full ID), digest=DIGEST (repeatable; the same key: any may match;
+    /// different keys: all must).
+    #[arg(short = 'f', long, value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+    /// Order of the rows.
+    #[arg(long, value_enum, default_value = "created")]
+    pub sort: SortBy,
     /// Leave out the table's header line.
     #[arg(short = 'n', long)]
     pub noheading: bool,
-    /// Print full image IDs.
+    /// Print full image IDs instead of their first 12 digits.
     #[arg(long)]
     pub no_trunc: bool,
-    #[command(flatten)]
-    pub storage: StorageOpts,
 }
 
 #[derive(Debug, Args)]
@@ -348,32 +395,7 @@ pub enum CmdCommand {
     ///
     /// With `-q` (the global quiet flag) and the table format, only the image IDs, one per
     /// line, as `podman images -q` prints them for `$(…)` loops.
-    List {
-        /// `table` (default), `json`, or a Go template: `{{.ID}}`, `{{.Repository}}:{{.Tag}}`,
-        /// `table {{.ID}}\t{{.Size}}` (with a header row), `{{json .}}`.
-        #[arg(long, value_name = "FORMAT")]
-        format: Option<String>,
-        /// Show intermediate images too.
-        #[arg(short, long)]
-        all: bool,
-        /// Add the manifest digest column to the table.
-        #[arg(long)]
-        digests: bool,
-        /// Only images matching KEY=VALUE: reference=PATTERN, label=KEY[=VALUE],
-        /// dangling=true|false, before=IMAGE, since=IMAGE, id=ID, digest=DIGEST (repeatable;
-        /// the same key: any may match; different keys: all must).
-        #[arg(short = 'f', long, value_name = "KEY=VALUE")]
-        filter: Vec<String>,
-        /// Order of the rows.
-        #[arg(long, value_enum, default_value = "created")]
-        sort: SortBy,
-        /// Leave out the table's header line.
-        #[arg(short = 'n', long)]
-        noheading: bool,
-        /// Print full image IDs instead of their first 12 digits.
-        #[arg(long)]
-        no_trunc: bool,
-    },
+    List(ListArgs),
     /// Show images as podman image inspect does. Images that are not found are named on
     /// stderr and make the exit code 125; the others are still printed.
     Inspect {

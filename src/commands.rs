@@ -73,22 +73,24 @@ pub fn copy(global: &GlobalOpts, args: CopyArgs) -> Result<ExitCode> {
             );
         } else if report.images == 1 {
             eprintln!(
-                "Copied {} layer(s) ({} bytes), reused {}, in {:.2?}; manifest {}",
+                "Copied {} layer(s) ({} bytes), reused {}, in {:.2?}; manifest {}{}",
                 report.layers_copied,
                 report.layer_bytes,
                 report.layers_reused,
                 report.elapsed,
-                report.manifest_digest
+                report.manifest_digest,
+                crate::progress::files_suffix(&report)
             );
         } else {
             eprintln!(
-                "Copied {} image(s): {} layer(s) ({} bytes), reused {}, in {:.2?}; index {}",
+                "Copied {} image(s): {} layer(s) ({} bytes), reused {}, in {:.2?}; index {}{}",
                 report.images,
                 report.layers_copied,
                 report.layer_bytes,
                 report.layers_reused,
                 report.elapsed,
-                report.manifest_digest
+                report.manifest_digest,
+                crate::progress::files_suffix(&report)
             );
         }
     }
@@ -260,32 +262,23 @@ pub fn info(args: InfoArgs) -> Result<ExitCode> {
 }
 
 /// `stowage images`: the default store's images and those of its additional image stores, as
-/// `podman images` lists them (JSON entries of read-only stores carry `"ReadOnly": true`).
+/// `podman images` lists them (JSON entries of read-only stores carry `"ReadOnly": true`),
+/// printed by the same code as `image cmd list`, with the same flags.
 pub fn images(global: &GlobalOpts, args: ImagesArgs) -> Result<ExitCode> {
     let opts = endpoint_options(&args.storage, None);
-    let config = opts
-        .default_store()
-        .context("resolving the default containers-storage")?;
-    let images = config
-        .list_images(args.all)
-        .with_context(|| format!("listing the images of {}", config.graph_root.display()))?;
-    let mut out = std::io::stdout().lock();
-    match args.format {
-        OutputFormat::Table if global.quiet => {
-            let mut seen = std::collections::BTreeSet::new();
-            for img in &images {
-                if seen.insert(img.id.as_str()) {
-                    writeln!(out, "{}", crate::table::short_id(&img.id, args.no_trunc))?;
-                }
-            }
+    let config = match opts.default_store() {
+        Ok(c) => c,
+        Err(e) => {
+            return crate::table::podman_error(
+                &anyhow::Error::new(e).context("resolving the default containers-storage"),
+            )
         }
-        OutputFormat::Table => {
-            crate::table::print_images_table(&mut out, &images, args.noheading, args.no_trunc)?
-        }
-        OutputFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &images)?;
-            writeln!(out)?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    };
+    let list = &args.list;
+    let rows = config.list_rows(&crate::args::list_options(
+        list.all,
+        &list.filter,
+        list.sort,
+    ));
+    crate::table::print_image_list(rows, list, global.quiet)
 }

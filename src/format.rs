@@ -15,13 +15,18 @@ use stowage_engine::gotemplate::{
 };
 use stowage_engine::inspect::InspectOutput;
 
-/// `podman images`' default table (`--digests` adds the DIGEST column).
-pub fn default_images_format(digests: bool) -> &'static str {
+/// `podman images`' default table (`--digests` adds the DIGEST column; `read_only`, when a
+/// listed image comes from a read-only additional image store, the R/O column, as podman 4.3).
+pub fn default_images_format(digests: bool, read_only: bool) -> String {
+    let mut f = String::from("table {{.Repository}}\t{{.Tag}}");
     if digests {
-        "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.Created}}\t{{.Size}}"
-    } else {
-        "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.Created}}\t{{.Size}}"
+        f.push_str("\t{{.Digest}}");
     }
+    f.push_str("\t{{.ID}}\t{{.Created}}\t{{.Size}}");
+    if read_only {
+        f.push_str("\t{{.ReadOnly}}");
+    }
+    f
 }
 
 /// The fields podman's images table can name in a header (its `imageReporter` struct's

@@ -1,6 +1,5 @@
 //! `stowage image …`: bootc's image commands, done by the engine.
 
-use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -14,7 +13,7 @@ use crate::args::{build_options, compression, copy_options, list_options};
 use crate::cli::{
     BuildArgs, CmdCommand, GlobalOpts, ImageArgs, ImageCommand, ListType, OutputFormat,
 };
-use crate::table::{human_duration, human_size, short_id};
+use crate::table::{human_duration, human_size, podman_error, print_image_list, PODMAN_ERROR};
 
 /// Run an `image` subcommand.
 pub fn run(global: &GlobalOpts, args: ImageArgs) -> Result<ExitCode> {
@@ -121,8 +120,14 @@ fn report_transfer(global: &GlobalOpts, t: &Transfer) {
     if !global.quiet {
         let r = &t.report;
         eprintln!(
-            "Copied {} to {}: {} layer(s) ({} bytes) copied, {} reused, in {:.2?}",
-            t.source, t.destination, r.layers_copied, r.layer_bytes, r.layers_reused, r.elapsed
+            "Copied {} to {}: {} layer(s) ({} bytes) copied, {} reused, in {:.2?}{}",
+            t.source,
+            t.destination,
+            r.layers_copied,
+            r.layer_bytes,
+            r.layers_reused,
+            r.elapsed,
+            crate::progress::files_suffix(r)
         );
     }
 }
@@ -148,20 +153,19 @@ fn pull_from_default_storage(global: &GlobalOpts, sys: &System, image: &str) -> 
         let to = sys.storage_root();
         match &done.method {
             Method::Cloned(stats) => eprintln!(
-                "Copied {image} ({id}) into {}: {} layer(s) copied, {} reused; files: {} reflinked, {} hard-linked, {} copied",
+                "Copied {image} ({id}) into {}: {} layer(s) copied, {} reused; {}",
                 to.display(),
                 stats.layers_copied,
                 stats.layers_reused,
-                stats.reflinked,
-                stats.hardlinked,
-                stats.copied
+                stats.files.summary()
             ),
             Method::Reextracted(r) => eprintln!(
-                "Copied {image} ({id}) into {}: {} layer(s) re-extracted ({} bytes), {} reused (the stores keep whiteouts differently, so layers could not be shared)",
+                "Copied {image} ({id}) into {}: {} layer(s) re-extracted ({} bytes), {} reused (the stores keep whiteouts differently, so layer trees could not be shared){}",
                 to.display(),
                 r.layers_copied,
                 r.layer_bytes,
-                r.layers_reused
+                r.layers_reused,
+                crate::progress::files_suffix(r)
             ),
         }
     }
@@ -194,51 +198,13 @@ fn cmd(global: &GlobalOpts, sys: &System, command: CmdCommand) -> Result<ExitCod
         })
     };
     match command {
-        CmdCommand::List {
-            format,
-            all,
-            digests,
-            filter,
-            sort,
-            noheading,
-            no_trunc,
-        } => {
+        CmdCommand::List(list) => {
             let store = match read_bootc_store() {
                 Ok(s) => s,
                 Err(e) => return podman_error(&e),
             };
-            let rows = match catalog::list_rows(&store, &list_options(all, &filter, sort)) {
-                Ok(r) => r,
-                Err(e) => return podman_error(&anyhow::Error::new(e)),
-            };
-            let mut out = std::io::stdout().lock();
-            let json = format.as_deref().is_some_and(gotemplate::is_json_format);
-            if global.quiet && !json {
-                // `podman images -q`: each image's ID once, in listing order (an explicit
-                // JSON format still prints JSON).
-                let mut seen = BTreeSet::new();
-                for r in &rows {
-                    if seen.insert(r.summary.id.as_str()) {
-                        writeln!(out, "{}", short_id(&r.summary.id, no_trunc))?;
-                    }
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
-            if json {
-                let images: Vec<_> = rows.iter().map(|r| &r.summary).collect();
-                serde_json::to_writer_pretty(&mut out, &images)?;
-                writeln!(out)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            let f = match format.as_deref() {
-                None | Some("table") => crate::format::default_images_format(digests),
-                Some(f) => f,
-            };
-            match crate::format::image_rows(f, &rows, no_trunc, noheading) {
-                Ok(text) => out.write_all(text.as_bytes())?,
-                Err(e) => return podman_error(&anyhow::Error::new(e)),
-            }
-            Ok(ExitCode::SUCCESS)
+            let opts = list_options(list.all, &list.filter, list.sort);
+            print_image_list(catalog::list_rows(&store, &opts), &list, global.quiet)
         }
         CmdCommand::Inspect { images, format } => {
             let store = match read_bootc_store() {
@@ -503,15 +469,6 @@ fn build(global: &GlobalOpts, sys: &System, b: BuildArgs) -> Result<ExitCode> {
     println!("{}", report.image_id);
     Ok(ExitCode::SUCCESS)
 }
-
-/// Print `e` as podman prints its errors and exit with its code.
-fn podman_error(e: &anyhow::Error) -> Result<ExitCode> {
-    eprintln!("Error: {}", crate::render_error(e));
-    Ok(ExitCode::from(PODMAN_ERROR))
-}
-
-/// The exit code podman gives an error of its own (as opposed to 1 for "does not exist").
-const PODMAN_ERROR: u8 = 125;
 
 /// Copy options whose copy SIGINT/SIGTERM stop cleanly (exit 130/143, what was not committed
 /// removed), as for `stowage copy`.

@@ -5,6 +5,7 @@ mod args;
 mod cli;
 mod commands;
 mod format;
+mod generate;
 mod image;
 mod interrupt;
 mod progress;
@@ -29,6 +30,8 @@ fn main() -> ExitCode {
         cli::Command::ListTags(args) => registry::list_tags(args),
         cli::Command::Sync(args) => registry::sync(&cli.global, args),
         cli::Command::GenerateSigstoreKey(args) => commands::generate_sigstore_key(args),
+        cli::Command::Completion(args) => generate::completion(args),
+        cli::Command::Man(args) => generate::man(&cli.global, args),
     };
     if let Some(sig) = interrupt::received() {
         // One line: what was stopped and what the destination keeps.

@@ -197,3 +197,11 @@ impl Progress for Bars {
         let _ = self.multi.println("Writing manifest to image destination");
     }
 }
+
+/// `; files: N reflinked, …` when the copy's layers came with their files' origins on disk
+/// (an ostree repository or containers-storage source), else nothing.
+pub(crate) fn files_suffix(r: &stowage_engine::CopyReport) -> String {
+    r.files
+        .map(|f| format!("; {}", f.summary()))
+        .unwrap_or_default()
+}

@@ -1,10 +1,16 @@
-//! podman's `images` table, shared by `stowage images` and `stowage image cmd list`.
+//! podman's `images` listing, the one printer of `stowage images` and `stowage image cmd
+//! list`: the same flags (`ListArgs`), rows from the engine's catalog, printed through the
+//! gotemplate path (`format.rs`); and go-units' human sizes and durations.
 
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::process::ExitCode;
 
 use anyhow::Result;
 use stowage_engine::cstorage::catalog;
+use stowage_engine::gotemplate;
+
+use crate::cli::ListArgs;
 
 /// An image ID as podman lists it: the first 12 digits, or with `--no-trunc` the whole
 /// `sha256:…`.
@@ -16,66 +22,63 @@ pub(crate) fn short_id(id: &str, no_trunc: bool) -> String {
     }
 }
 
-pub(crate) fn print_images_table(
-    out: &mut impl Write,
-    images: &[catalog::ImageSummary],
-    noheading: bool,
-    no_trunc: bool,
-) -> Result<()> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let mut seen = BTreeSet::new();
-    let mut rows: Vec<[String; 5]> = Vec::new();
-    for img in images {
-        if !seen.insert(img.id.clone()) {
-            continue;
-        }
-        let created = format!("{} ago", human_duration(now - img.created));
-        let size = human_size(img.size as f64);
-        let id = short_id(&img.id, no_trunc);
-        if img.names.is_empty() {
-            rows.push(["<none>".into(), "<none>".into(), id, created, size]);
-            continue;
-        }
-        for name in &img.names {
-            let (repo, tag) = match name.rsplit_once(':') {
-                Some((r, t)) if !t.contains('/') => (r.to_string(), t.to_string()),
-                _ => (name.clone(), "<none>".into()),
-            };
-            rows.push([repo, tag, id.clone(), created.clone(), size.clone()]);
-        }
-    }
-    let header = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"];
-    let mut widths = header.map(str::len);
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let line = |cells: [&str; 5]| {
-        format!(
-            "{:w0$}  {:w1$}  {:w2$}  {:w3$}  {}",
-            cells[0],
-            cells[1],
-            cells[2],
-            cells[3],
-            cells[4],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3]
-        )
+/// Print `rows` as `podman images` does with `args` (`-q`: the IDs, each once; `--format
+/// json`; a Go template or the default table with `--digests`, `--noheading`, `--no-trunc`),
+/// for `stowage images` and `stowage image cmd list` alike. An error in listing (`rows`) or in
+/// the template is printed as podman prints it, with its exit code 125.
+pub(crate) fn print_image_list(
+    rows: stowage_engine::Result<Vec<catalog::ImageRow>>,
+    args: &ListArgs,
+    quiet: bool,
+) -> Result<ExitCode> {
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) => return podman_error(&anyhow::Error::new(e)),
     };
-    if !noheading {
-        writeln!(out, "{}", line(header))?;
+    let mut out = std::io::stdout().lock();
+    let json = args
+        .format
+        .as_deref()
+        .is_some_and(gotemplate::is_json_format);
+    if quiet && !json {
+        // `podman images -q`: each image's ID once, in listing order (an explicit JSON
+        // format still prints JSON).
+        let mut seen = BTreeSet::new();
+        for r in &rows {
+            if seen.insert(r.summary.id.as_str()) {
+                writeln!(out, "{}", short_id(&r.summary.id, args.no_trunc))?;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
     }
-    for r in &rows {
-        writeln!(out, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4]]))?;
+    if json {
+        let images: Vec<_> = rows.iter().map(|r| &r.summary).collect();
+        serde_json::to_writer_pretty(&mut out, &images)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
     }
-    Ok(())
+    let f = match args.format.as_deref() {
+        None | Some("table") => crate::format::default_images_format(
+            args.digests,
+            rows.iter().any(|r| r.summary.read_only),
+        ),
+        Some(f) => f.to_string(),
+    };
+    match crate::format::image_rows(&f, &rows, args.no_trunc, args.noheading) {
+        Ok(text) => out.write_all(text.as_bytes())?,
+        Err(e) => return podman_error(&anyhow::Error::new(e)),
+    }
+    Ok(ExitCode::SUCCESS)
 }
+
+/// Print `e` as podman prints its errors and exit with its code.
+pub(crate) fn podman_error(e: &anyhow::Error) -> Result<ExitCode> {
+    eprintln!("Error: {}", crate::render_error(e));
+    Ok(ExitCode::from(PODMAN_ERROR))
+}
+
+/// The exit code podman gives an error of its own (as opposed to 1 for "does not exist").
+pub(crate) const PODMAN_ERROR: u8 = 125;
 
 /// go-units `HumanDuration`, as podman prints CREATED.
 pub(crate) fn human_duration(secs: i64) -> String {

@@ -19,7 +19,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -33,48 +33,6 @@ const SMALL_MIB: u64 = 6;
 const LARGE_MIB: u64 = 12;
 /// The tmpfs after the remount: room for everything.
 const BIG_MIB: u64 = 64;
-
-/// A tmpfs mounted on a temporary directory; unmounted (lazily) when dropped.
-struct Tmpfs {
-    _dir: tempfile::TempDir,
-    mount: PathBuf,
-}
-
-impl Tmpfs {
-    /// Mount a tmpfs of `mib` MiB, or print a `SKIP:` line and return `None` when not root
-    /// (mounting needs it).
-    fn mount(test: &str, mib: u64) -> Option<Tmpfs> {
-        if !is_root() {
-            skip(test, "mounting a tmpfs needs root");
-            return None;
-        }
-        let dir = tempdir();
-        let mount = dir.path().join("fs");
-        std::fs::create_dir(&mount).unwrap();
-        run(Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(&mount));
-        Some(Tmpfs { _dir: dir, mount })
-    }
-
-    /// `mount -o remount,size=MIBm`: the space freed for the second run.
-    fn grow(&self, mib: u64) {
-        run(Command::new("mount")
-            .args(["-o", &format!("remount,size={mib}m")])
-            .arg(&self.mount));
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        // podman may have mounted ROOT/overlay inside it.
-        let _ = Command::new("umount")
-            .arg("-R")
-            .arg("-l")
-            .arg(&self.mount)
-            .output();
-    }
-}
 
 /// The large image, written once per test process beside the fixtures (outside the tmpfs):
 /// (`oci:DIR:large`, layer digest, diffID).

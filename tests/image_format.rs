@@ -95,7 +95,7 @@ fn outcome(mut c: std::process::Command) -> (String, i32) {
 #[test]
 fn list_filters_sorts_and_formats_like_podman_images() {
     let test = "list_filters_sorts_and_formats_like_podman_images";
-    let Some((store, _dir)) = populated_store(test) else {
+    let Some((store, dir)) = populated_store(test) else {
         return;
     };
     let cases: Vec<Vec<&str>> = vec![
@@ -136,15 +136,34 @@ fn list_filters_sorts_and_formats_like_podman_images() {
         vec!["--filter", "before=localhost/nosuch:1"],
         vec!["--filter", "dangling=maybe"],
     ];
+    // `stowage images` on the same store (as the default one, with a storage.conf of no
+    // additional stores) takes the same flags and prints the same.
+    let conf = dir.path().join("storage.conf");
+    std::fs::write(&conf, "[storage]\ndriver = \"overlay\"\nrunroot = \"/run/containers/storage\"\ngraphroot = \"/var/lib/containers/storage\"\n").unwrap();
     for args in &cases {
         let mut ours = loud_image_cmd(&store, &["cmd", "list"]);
         ours.args(args);
         let mut theirs = store.podman(["images"]);
         theirs.args(args);
+        let theirs = outcome(theirs);
         assert_eq!(
             outcome(ours),
-            outcome(theirs),
+            theirs,
             "stowage image cmd list {args:?} (left) vs podman images"
+        );
+        let mut images = stowage_progress();
+        images
+            .arg("images")
+            .arg("--storage-root")
+            .arg(&store.root)
+            .arg("--runroot")
+            .arg(&store.runroot)
+            .args(args)
+            .env("CONTAINERS_STORAGE_CONF", &conf);
+        assert_eq!(
+            outcome(images),
+            theirs,
+            "stowage images {args:?} (left) vs podman images"
         );
     }
     // JSON: the same images in the same order under --filter/--sort.
@@ -291,4 +310,144 @@ fn missing_stores_are_errors_not_empty_lists() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nope") && err.contains("not found"), "{err}");
     assert!(!dir.path().join("nope").exists());
+}
+
+/// `--filter intermediate=`, `readonly=` and `until=` (and `id=`, `digest=`) over a default
+/// store with an intermediate image (an untagged base a built image sits on) and a read-only
+/// additional image store, through `stowage images` and `image cmd list`: the same rows and
+/// exit codes as `podman images` with the same storage.conf.
+#[test]
+fn intermediate_readonly_and_until_filters_like_podman() {
+    let test = "intermediate_readonly_and_until_filters_like_podman";
+    if !is_root() {
+        skip(test, "writing containers-storage needs root here");
+        return;
+    }
+    if !require(test, &["podman", "skopeo"]) {
+        return;
+    }
+    let main = PodmanStore::new();
+    let extra = PodmanStore::new();
+    let dir = tempdir();
+    let layout = dir.path().join("oci");
+    main.skopeo_copy(&[], &fixture("basic").oci_ref(), "localhost/base:1");
+    main.skopeo_copy(&[], &fixture("links").oci_ref(), "localhost/links:1");
+    for (tag, created) in [
+        ("old", "2022-06-01T00:00:00Z"),
+        ("new", "2025-06-01T10:00:00Z"),
+    ] {
+        let b = image(&layout, tag, created, tag, &[]);
+        main.skopeo_copy(&[], &b.reference, &format!("localhost/{tag}:1"));
+    }
+    let b = image(&layout, "ro", "2023-05-05T05:05:05Z", "r/o", &[]);
+    extra.skopeo_copy(&[], &b.reference, "localhost/ro:1");
+    // A child of base (one more layer), then base untagged: base is intermediate.
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("hi"), "hi\n").unwrap();
+    std::fs::write(
+        ctx.join("Containerfile"),
+        "FROM localhost/base:1\nCOPY hi /hi\n",
+    )
+    .unwrap();
+    let child = String::from_utf8(
+        run(image_cmd(
+            &main,
+            &["cmd", "build", "-t", "child:1", "--timestamp", "1700000000"],
+        )
+        .arg(&ctx))
+        .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    run(main.podman(["untag", "localhost/base:1"]));
+
+    let conf = dir.path().join("storage.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[storage]\ndriver = \"overlay\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n[storage.options]\nadditionalimagestores = [\"{}\"]\n",
+            main.root.display(),
+            main.runroot.display(),
+            extra.root.display()
+        ),
+    )
+    .unwrap();
+    let links_digest = fixture("links").manifest_digest.to_string();
+    let id_full = format!("id={child}");
+    let id_prefix = format!("id={}", &child[..12]);
+    let digest = format!("digest={links_digest}");
+    let cases: Vec<Vec<&str>> = vec![
+        vec![],
+        vec!["-a"],
+        vec!["-a", "--filter", "intermediate=true"],
+        vec!["-a", "--filter", "intermediate=false"],
+        vec!["--filter", "intermediate=false"],
+        vec!["--filter", "intermediate=true"],
+        vec!["--filter", "intermediate=maybe"],
+        vec!["-a", "--filter", "readonly=true"],
+        vec!["--filter", "readonly=false"],
+        vec!["--filter", "readonly=maybe"],
+        vec![
+            "-a",
+            "--filter",
+            "readonly=false",
+            "--filter",
+            "dangling=false",
+        ],
+        vec!["--filter", "until=2024-01-01"],
+        vec!["--filter", "until=2024-01-02T03:04:05Z"],
+        vec!["--filter", "until=2024-01-02T03:04:06Z"],
+        vec!["--filter", "until=2024-01-02T04:04:06+01:00"],
+        vec!["--filter", "until=1704164645"],
+        vec!["--filter", "until=1704164646"],
+        vec!["--filter", "until=2023-05-05T05:05:06"],
+        vec!["-a", "--filter", "until=10h"],
+        vec!["--filter", "until=87600h"],
+        vec!["--filter", "until=soon"],
+        vec!["--filter", "until=2025-01-01", "--filter", "readonly=false"],
+        vec!["-a", "--filter", &id_full],
+        vec!["-a", "--filter", &id_prefix],
+        vec![
+            "-a",
+            "--format",
+            "{{.Repository}}:{{.Tag}} {{.ReadOnly}} {{.Dangling}}",
+        ],
+    ];
+    // digest= is stowage's own (podman 4.3 says `unsupported image filter "digest"`).
+    let mut ours = stowage_progress();
+    ours.args([
+        "images",
+        "--filter",
+        &digest,
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+    ])
+    .env("CONTAINERS_STORAGE_CONF", &conf);
+    assert_eq!(outcome(ours), ("localhost/links:1\n".to_string(), 0));
+    for args in &cases {
+        let mut theirs = cmd("podman", ["images"]);
+        theirs.args(args).env("CONTAINERS_STORAGE_CONF", &conf);
+        let theirs = outcome(theirs);
+        let mut ours = stowage_progress();
+        ours.arg("images")
+            .args(args)
+            .env("CONTAINERS_STORAGE_CONF", &conf);
+        assert_eq!(
+            outcome(ours),
+            theirs,
+            "stowage images {args:?} (left) vs podman"
+        );
+        // The default store alone: image cmd list vs podman with only --root.
+        let mut ours = loud_image_cmd(&main, &["cmd", "list"]);
+        ours.args(args);
+        let mut theirs = main.podman(["images"]);
+        theirs.args(args);
+        assert_eq!(
+            outcome(ours),
+            outcome(theirs),
+            "image cmd list {args:?} (left) vs podman"
+        );
+    }
 }

@@ -178,6 +178,9 @@ fn make_images(oe: &Path) -> Images {
         "usr/etc",
         "usr/share/empty",
         "usr/share/doc",
+        // ostree-rs-ext's export writes var/tmp itself, so with one in the commit the layer
+        // holds it twice; ostree-rs-ext imports that, and so must stowage.
+        "var/tmp",
     ] {
         std::fs::create_dir_all(tree.join(d)).unwrap();
     }

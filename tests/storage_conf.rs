@@ -283,6 +283,32 @@ fn root_default_store_is_podmans() {
         ]
     );
     assert_eq!(ours, listed("podman"));
+    // The table, a template, a filter and a sort over both stores, as `podman images` has them.
+    for args in [
+        &["images", "--sort", "repository"][..],
+        &["images", "--noheading", "--filter", "reference=conf-r*"][..],
+        &[
+            "images",
+            "--sort",
+            "repository",
+            "--format",
+            "{{.Repository}}:{{.Tag}} {{.ReadOnly}}",
+        ][..],
+        &[
+            "images",
+            "--format",
+            "table {{.Repository}} {{.ReadOnly}}",
+            "--sort",
+            "tag",
+        ][..],
+    ] {
+        let ours = run_stdout(clean(None, &vars, stowage_bin(), args));
+        assert_eq!(
+            ours,
+            run_stdout(clean(None, &vars, "podman", args)),
+            "{args:?}"
+        );
+    }
     // The additional store's image is readable by its plain name, as podman reads it.
     let out = t.path().join("out");
     run(clean(

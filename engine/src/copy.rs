@@ -23,9 +23,14 @@
 //! 8. [`CopyOptions::cancel`] stops the copy between layers and, through a
 //!    [`CancelReader`] on every layer stream, at the next chunk; the copy then ends with
 //!    [`Error::Cancelled`] saying what the destination keeps (see [`crate::cancel`]).
+//! 9. A source that rebuilds a layer from files on disk says where each file's body is
+//!    ([`LayerStream::DiffFiles`]); the pipeline hands that origin, with one
+//!    [`Cascade`] per copy, to the writer ([`LayerInput::take_sharing`]), which may reflink or
+//!    hard-link the files instead of writing them ([`crate::fs_clone`]); the counts end up in
+//!    [`CopyReport::files`].
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use oci_spec::image::{Descriptor, ImageManifest, MediaType};
@@ -38,6 +43,7 @@ use crate::cancel::{Cancel, CancelReader};
 use crate::compression::{decoder, BoxRead, Compression, Encoder};
 use crate::digest::{Digest, VerifiedReader};
 use crate::error::{Error, IoContext, Result};
+use crate::fs_clone::{Cascade, FileOrigin, FileSharing, FileStats};
 use crate::manifest::{
     select_platform, Parsed, PlatformSpec, RawConfig, RawManifest, MAX_CONFIG_SIZE,
 };
@@ -51,6 +57,11 @@ pub enum LayerStream<'a> {
     /// The uncompressed tar whose sha256 is the layer's diffID (containers-storage keeps
     /// layers this way; the original compressed blob is gone).
     Diff(BoxRead<'a>),
+    /// The uncompressed diff, rebuilt from files on disk, with where each regular file's
+    /// body is ([`FileOrigin`]): a writer on the same filesystem may reflink or hard-link
+    /// those files instead of writing the bytes ([`crate::fs_clone`]). The stream is verified
+    /// as a [`Diff`](Self::Diff).
+    DiffFiles(BoxRead<'a>, Box<dyn FileOrigin + 'a>),
 }
 
 /// Where images come from.
@@ -176,6 +187,7 @@ pub struct LayerInput<'a> {
     pub compress_level: Option<i32>,
     diff_id: Digest,
     reader: VerifiedReader<BoxRead<'a>>,
+    sharing: Option<FileSharing<'a>>,
 }
 
 /// What [`LayerInput::decode`] read.
@@ -212,7 +224,27 @@ impl<'a> LayerInput<'a> {
             compress_level: None,
             diff_id,
             reader,
+            sharing: None,
         }
+    }
+
+    /// Attach where the layer's regular files already are on disk, placed through `cascade`
+    /// ([`LayerStream::DiffFiles`]; the pipeline does this).
+    pub fn with_origin(mut self, origin: Box<dyn FileOrigin + 'a>, cascade: Arc<Cascade>) -> Self {
+        self.sharing = Some(FileSharing { origin, cascade });
+        self
+    }
+
+    /// Take the layer's file origin, if the source gave one: a writer that extracts regular
+    /// files asks it for each file's origin and reflinks or hard-links instead of writing the
+    /// bytes (which still flow through [`decode`](Self::decode) and are verified as ever).
+    /// Taking it is what makes the copy's report count files ([`CopyReport::files`]).
+    pub fn take_sharing(&mut self) -> Option<FileSharing<'a>> {
+        let sharing = self.sharing.take();
+        if let Some(s) = &sharing {
+            s.cascade.mark_used();
+        }
+        sharing
     }
 
     /// The diffID the uncompressed tar must hash to.
@@ -502,6 +534,10 @@ pub struct CopyReport {
     pub notes: Vec<String>,
     /// Images (manifests) written: 1 for a single image, the children copied for an index.
     pub images: usize,
+    /// How regular files were placed when the source offered their origins on disk
+    /// ([`LayerStream::DiffFiles`]): reflinked, hard-linked or copied. `None` when no layer
+    /// streamed came with origins.
+    pub files: Option<FileStats>,
 }
 
 /// Read the manifest chain and config of `source` for `platform`: steps 1–2 of the pipeline.
@@ -713,7 +749,8 @@ fn write_image(
         None => e,
     };
     let writer = sink.begin(plan).map_err(|e| full(e, 0))?;
-    let result = copy_layers(source, plan, writer.as_ref(), options);
+    let cascade = Arc::new(Cascade::new());
+    let result = copy_layers(source, plan, writer.as_ref(), options, &cascade);
     let stored = match result {
         Ok(stored) => stored,
         Err(e) => {
@@ -757,6 +794,7 @@ fn write_image(
         elapsed: start.elapsed(),
         images: 1,
         notes: source.notes(),
+        files: cascade.stats(),
     };
     Ok((report, final_image.manifest))
 }
@@ -799,6 +837,7 @@ fn copy_layers(
     plan: &ImagePlan,
     writer: &dyn ImageWriter,
     options: &CopyOptions,
+    cascade: &Arc<Cascade>,
 ) -> Result<(Vec<StoredLayer>, (usize, u64))> {
     let cancel = &options.cancel;
     let stored: Vec<Mutex<Option<StoredLayer>>> =
@@ -848,6 +887,22 @@ fn copy_layers(
                     layer.diff_id.clone(),
                     reader,
                 )
+            }
+            LayerStream::DiffFiles(r, origin) => {
+                let reader = VerifiedReader::new(
+                    guard(r),
+                    &layer.diff_id,
+                    None,
+                    format!("uncompressed {label}"),
+                )?;
+                LayerInput::new(
+                    label.clone(),
+                    LayerForm::Diff,
+                    Compression::Uncompressed,
+                    layer.diff_id.clone(),
+                    reader,
+                )
+                .with_origin(origin, cascade.clone())
             }
         };
         input.will_retry_on_corruption = retry;

@@ -161,6 +161,7 @@ pub fn copy_index(
         elapsed: Default::default(),
         images: 0,
         notes: source.notes(),
+        files: None,
     };
     let mut updates = Vec::new();
     for child in &plan.children {
@@ -173,6 +174,9 @@ pub fn copy_index(
         let (r, manifest) = copy_one(source, child_plan, sink, options, start, true)?;
         report.layers_copied += r.layers_copied;
         report.layers_reused += r.layers_reused;
+        if let Some(f) = r.files {
+            report.files.get_or_insert_with(Default::default).add(&f);
+        }
         report.layer_bytes += r.layer_bytes;
         report.images += 1;
         updates.push(ChildUpdate {

@@ -4,7 +4,7 @@
 //! layouts, containers-storage and ostree repositories, in process and without helper binaries.
 //!
 //! Layers of the crate, bottom up (see `docs/architecture.md`):
-//! 1. shared ground: [`error`], [`cancel`] (stopping a copy), [`fs_lock`] (fcntl record locks), [`digest`] (digests and verified readers), [`compression`],
+//! 1. shared ground: [`error`], [`cancel`] (stopping a copy), [`fs_lock`] (fcntl record locks), [`fs_clone`] (reflink / hard link / copy of file data between stores), [`digest`] (digests and verified readers), [`compression`],
 //!    [`reference`](mod@reference) and [`transport`] (names), [`manifest`] (OCI/Docker
 //!    documents), [`convert`] (OCI ↔ Docker schema2), [`layer_tar`] (safe layer-tar walking and extraction), [`tar_split`];
 //! 2. one module per store or transport, each knowing only its own format: [`oci_layout`],
@@ -49,6 +49,7 @@ pub mod cstorage;
 pub mod digest;
 pub mod endpoint;
 pub mod error;
+pub mod fs_clone;
 pub mod fs_lock;
 pub mod gotemplate;
 pub mod inspect;

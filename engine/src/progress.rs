@@ -102,6 +102,7 @@ impl ImageSource for ObservedSource<'_> {
         Ok(match stream {
             LayerStream::Blob(r) => LayerStream::Blob(wrap(r)),
             LayerStream::Diff(r) => LayerStream::Diff(wrap(r)),
+            LayerStream::DiffFiles(r, origin) => LayerStream::DiffFiles(wrap(r), origin),
         })
     }
     fn refetch_origin(&self) -> Option<String> {

@@ -150,7 +150,8 @@ fn go_clean(name: &[u8]) -> Vec<u8> {
 pub struct TarSplitWriter<W: Write> {
     gz: GzEncoder<W>,
     position: u64,
-    seen: HashSet<Vec<u8>>,
+    /// Names recorded so far; `None` when duplicates are allowed.
+    seen: Option<HashSet<Vec<u8>>>,
     line: Vec<u8>,
 }
 
@@ -160,9 +161,19 @@ impl<W: Write> TarSplitWriter<W> {
         TarSplitWriter {
             gz: GzEncoder::new(w, flate2::Compression::fast()),
             position: 0,
-            seen: HashSet::new(),
+            seen: Some(HashSet::new()),
             line: Vec::with_capacity(1024),
         }
+    }
+
+    /// Record a name that appears twice instead of refusing it. For stores other than
+    /// containers-storage, which keep the tar-split only to rebuild the layer bit for bit:
+    /// ostree-rs-ext's own export writes `var/tmp` twice when the commit has one, and its
+    /// importer takes such layers. Copying the layer into containers-storage later still
+    /// fails there, with the message of [`file`](Self::file).
+    pub fn allow_duplicate_paths(mut self) -> Self {
+        self.seen = None;
+        self
     }
 
     fn emit(&mut self, entry: &JsonEntry) -> Result<()> {
@@ -199,11 +210,16 @@ impl<W: Write> TarSplitWriter<W> {
     /// Record a tar entry: `name` as in its header, `size` its content length and `crc` the
     /// CRC-64/ISO of the content (required when `size > 0`, ignored when it is 0).
     ///
-    /// A name that was already recorded (compared after Go's `filepath.Clean`) is refused:
-    /// containers-storage rejects such a tar-split when reading it back.
+    /// A name that was already recorded (compared after Go's `filepath.Clean`) is refused
+    /// (unless [`allow_duplicate_paths`](Self::allow_duplicate_paths)): containers-storage
+    /// rejects such a tar-split when reading it back.
     pub fn file(&mut self, name: &[u8], size: u64, crc: Option<[u8; 8]>) -> Result<()> {
         let display = String::from_utf8_lossy(name).into_owned();
-        if !self.seen.insert(go_clean(name)) {
+        if self
+            .seen
+            .as_mut()
+            .is_some_and(|seen| !seen.insert(go_clean(name)))
+        {
             return Err(Error::Conflict {
                 what: format!("tar entry {display:?}"),
                 reason: "the same path appears twice in the layer; containers-storage cannot \
@@ -1355,6 +1371,21 @@ mod tests {
         let err = disassemble(tar.as_slice(), &mut w).unwrap_err();
         assert!(matches!(err, Error::Conflict { .. }), "{err}");
         assert!(err.to_string().contains("twice"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_paths_can_be_allowed_and_replay_bit_for_bit() {
+        // What ostree-rs-ext's export writes for a commit with /var/tmp: the directory twice.
+        let mut t = TarBuf::new();
+        t.entry(b"var/tmp/", EntryType::Directory, b"", 0o1777);
+        t.file("usr/a", b"1");
+        t.entry(b"var/tmp/", EntryType::Directory, b"", 0o1777);
+        let tar = t.finish(None);
+        let mut w = TarSplitWriter::new(Vec::new()).allow_duplicate_paths();
+        disassemble(tar.as_slice(), &mut w).unwrap();
+        let ts = w.finish().unwrap();
+        let rebuilt = reassemble(&ts, contents(&tar)).unwrap();
+        assert!(rebuilt == tar, "reassembled tar differs from the original");
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! 4. [`layout`] reads OCI layouts (index entries, blobs, diffIDs); [`images`] builds the
 //!    images tests make on the fly with the one image builder of `stowage-fixtures`;
 //!    [`registry`] runs docker-registry, a token server, a fault-injecting proxy and a blob
-//!    server on 127.0.0.1, and seeds registries with skopeo.
+//!    server on 127.0.0.1, and seeds registries with skopeo; [`tmpfs`] mounts the small tmpfs
+//!    the full-filesystem tests fill.
 
 #![allow(dead_code, unused_imports)] // each test binary uses its own subset
 
@@ -21,6 +22,7 @@ pub mod images;
 pub mod layout;
 pub mod ostree_cli;
 pub mod registry;
+pub mod tmpfs;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,6 +37,7 @@ pub use layout::*;
 pub use ostree_cli::*;
 pub use registry::*;
 pub use stowage_fixtures::tools::*;
+pub use tmpfs::Tmpfs;
 
 /// Environment variables that would send loopback traffic to an HTTP proxy.
 const PROXY_VARS: [&str; 6] = [
@@ -229,4 +232,31 @@ pub fn mounted_tree(store: &PodmanStore, name: &str, opts: RenderOptions) -> Str
         &tree.unwrap_or_else(|e| panic!("describing the mount of {name}: {e:#}")),
         opts,
     )
+}
+
+/// `ours` (stowage's `image cmd list --format json` of `store`) and `podman images --format
+/// json` of the same store agree on what matters to scripts: each row's ID, names, digest,
+/// size and repo digests.
+pub fn assert_image_lists_agree(ours: &Value, store: &PodmanStore) {
+    let theirs = store.podman_json(["images", "--format", "json"]);
+    let key = |v: &Value| {
+        let mut rows: Vec<String> = v
+            .as_array()
+            .unwrap_or_else(|| panic!("not a JSON array: {v}"))
+            .iter()
+            .map(|i| {
+                format!(
+                    "{} {} {} {} {}",
+                    i["Id"], i["Names"], i["Digest"], i["Size"], i["RepoDigests"]
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    assert_eq!(
+        key(ours),
+        key(&theirs),
+        "stowage image cmd list vs podman images"
+    );
 }

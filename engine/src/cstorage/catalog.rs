@@ -436,7 +436,8 @@ pub struct ListOptions {
     /// Intermediate images too.
     pub all: bool,
     /// `KEY=VALUE` filters: `reference=`, `label=KEY[=VALUE]`, `dangling=BOOL`,
-    /// `before=IMAGE`, `since=IMAGE`, `id=`, `digest=`. As in podman 4.3, filters with the
+    /// `intermediate=BOOL`, `readonly=BOOL`, `before=IMAGE`, `since=IMAGE`, `until=TIME`,
+    /// `id=`, `digest=`. As in podman 4.3, filters with the
     /// same key are alternatives (any may match) and different keys must all match.
     pub filters: Vec<String>,
     /// The order of the rows (ties keep the store's order).
@@ -452,29 +453,131 @@ enum Filter {
     Since(i64),
     Id(String),
     Digest(String),
+    /// Untagged with children (the images `-a` adds).
+    Intermediate(bool),
+    /// From a read-only additional image store.
+    ReadOnly(bool),
+    /// Created before this time (seconds since the epoch).
+    Until(i64),
+}
+
+/// podman's (strconv.ParseBool's) boolean spellings.
+fn parse_go_bool(value: &str) -> Option<bool> {
+    match value {
+        "true" | "1" | "t" | "T" | "TRUE" | "True" => Some(true),
+        "false" | "0" | "f" | "F" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Go's `time.ParseDuration`: an optional sign and a sequence of decimal numbers, each with
+/// a unit (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`): `10h`, `1h30m`, `1.5h`, `-2m`; `0` alone.
+/// In seconds.
+fn parse_go_duration(text: &str) -> Option<f64> {
+    let (sign, mut rest) = match text.strip_prefix('-') {
+        Some(r) => (-1.0, r),
+        None => (1.0, text.strip_prefix('+').unwrap_or(text)),
+    };
+    if rest == "0" {
+        return Some(0.0);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0.0;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += number * scale;
+    }
+    Some(sign * total)
+}
+
+/// The time an `until=` value names, as podman's `timetype.GetTimestamp` reads it: a Go
+/// duration before `now` (`10h`), an RFC 3339 time, `YYYY-MM-DDTHH:MM:SS[.frac]` or
+/// `YYYY-MM-DD` (UTC), or seconds since the epoch (`1704164645[.5]`). Whole seconds since the
+/// epoch (the fraction is dropped, rounding up: `created < until` stays exact for the whole
+/// seconds image times are compared in).
+fn parse_until(value: &str, now: i64) -> Option<i64> {
+    if let Some(d) = parse_go_duration(value) {
+        return Some(now - d.floor() as i64);
+    }
+    let ceil = |secs: i64, nanos: u32| if nanos > 0 { secs + 1 } else { secs };
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
+        return Some(ceil(t.timestamp(), t.timestamp_subsec_nanos()));
+    }
+    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S"] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(value, f) {
+            let t = t.and_utc();
+            return Some(ceil(t.timestamp(), t.timestamp_subsec_nanos()));
+        }
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        return Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp());
+    }
+    let (secs, frac) = value.split_once('.').unwrap_or((value, ""));
+    let secs: i64 = secs.parse().ok()?;
+    if !frac.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    Some(if frac.trim_end_matches('0').is_empty() {
+        secs
+    } else {
+        secs + 1
+    })
 }
 
 impl Filter {
-    fn parse(store: &Store, cat: &Catalog, text: &str) -> Result<(String, Filter)> {
+    /// `text` parsed; `before=`/`since=` images are looked up in `stores` in order (the
+    /// first that has it counts), with the first store's error when none has it.
+    fn parse(stores: &[(&Store, Catalog)], text: &str) -> Result<(String, Filter)> {
         let invalid = |reason: String| Error::InvalidArgument {
             what: format!("image filter {text:?}"),
             reason,
         };
         let (key, value) = text.split_once('=').ok_or_else(|| {
             invalid(
-                "expected KEY=VALUE (reference=, label=, dangling=, before=, since=, id=, digest=)"
+                "expected KEY=VALUE (reference=, label=, dangling=, intermediate=, readonly=, before=, since=, until=, id=, digest=)"
                     .into(),
             )
         })?;
         let created_of = |v: &str| -> Result<i64> {
-            let img = store.image(v).map_err(|e| Error::NotFound {
+            let mut first_error = None;
+            for (store, cat) in stores {
+                match store.image(v) {
+                    Ok(img) => {
+                        let i = cat.images.iter().position(|x| x.rec.id == img.id);
+                        return Ok(i
+                            .and_then(|i| cat.images[i].rec.created)
+                            .map(|t| t.unix())
+                            .unwrap_or(i64::MIN));
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            let e = first_error.map(|e| e.to_string()).unwrap_or_default();
+            Err(Error::NotFound {
                 what: format!("local image for filter {key:?}={v:?}"),
                 hint: format!("{e}; name an image of this store (`image cmd list` shows them)"),
-            })?;
-            let i = cat.images.iter().position(|x| x.rec.id == img.id);
-            Ok(i.and_then(|i| cat.images[i].rec.created)
-                .map(|t| t.unix())
-                .unwrap_or(i64::MIN))
+            })
         };
         let f = match key {
             "reference" => Filter::Reference(value.to_string()),
@@ -482,18 +585,37 @@ impl Filter {
                 Some((k, v)) => Filter::Label(k.to_string(), Some(v.to_string())),
                 None => Filter::Label(value.to_string(), None),
             },
-            "dangling" => Filter::Dangling(match value {
-                "true" | "1" | "t" | "T" | "TRUE" | "True" => true,
-                "false" | "0" | "f" | "F" | "FALSE" | "False" => false,
-                _ => return Err(invalid(format!("non-boolean value {value:?} for dangling (use true or false)"))),
-            }),
+            "dangling" | "intermediate" | "readonly" => {
+                let b = parse_go_bool(value).ok_or_else(|| {
+                    invalid(format!(
+                        "non-boolean value {value:?} for {key} (use true or false)"
+                    ))
+                })?;
+                match key {
+                    "dangling" => Filter::Dangling(b),
+                    "intermediate" => Filter::Intermediate(b),
+                    _ => Filter::ReadOnly(b),
+                }
+            }
+            "until" => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                Filter::Until(parse_until(value, now).ok_or_else(|| {
+                    invalid(format!(
+                        "{value:?} is not a time: use a duration before now (10h, 90m), an RFC 3339 time (2024-01-02T03:04:05Z), a date (2024-01-02) or seconds since the epoch"
+                    ))
+                })?)
+            }
             "before" => Filter::Before(created_of(value)?),
             "since" => Filter::Since(created_of(value)?),
-            "id" => Filter::Id(value.strip_prefix("sha256:").unwrap_or(value).to_string()),
+            // The whole hex ID, exactly (podman 4.3 matches neither a prefix nor `sha256:…`).
+            "id" => Filter::Id(value.to_string()),
             "digest" => Filter::Digest(value.to_string()),
             _ => {
                 return Err(invalid(format!(
-                    "unsupported image filter {key:?}; use reference=, label=, dangling=, before=, since=, id= or digest="
+                    "unsupported image filter {key:?}; use reference=, label=, dangling=, intermediate=, readonly=, before=, since=, until=, id= or digest="
                 )))
             }
         };
@@ -515,7 +637,10 @@ impl Filter {
             Filter::Dangling(d) => s.dangling == *d,
             Filter::Before(t) => s.created < *t,
             Filter::Since(t) => s.created > *t,
-            Filter::Id(id) => s.id.starts_with(id.as_str()),
+            Filter::Id(id) => s.id == *id,
+            Filter::Intermediate(b) => (s.names.is_empty() && !s.dangling) == *b,
+            Filter::ReadOnly(b) => s.read_only == *b,
+            Filter::Until(t) => s.created < *t,
             Filter::Digest(d) => {
                 s.digest == *d || s.repo_digests.iter().any(|r| r.ends_with(&format!("@{d}")))
             }
@@ -588,12 +713,53 @@ fn glob_match(pattern: &str, name: &str) -> bool {
 /// `podman images` rows: each listed image once per tagged name (untagged ones once, as
 /// `<none>`), filtered and sorted as `opts` says.
 pub fn list_rows(store: &Store, opts: &ListOptions) -> Result<Vec<ImageRow>> {
-    let cat = Catalog::load(store)?;
+    list_rows_in(&[store], opts)
+}
+
+/// [`list_rows`] over several stores, as `podman images` lists a store with additional image
+/// stores: the first store's images, then each further store's marked `ReadOnly` (an image in
+/// two stores is listed from each); the filters apply to all of them and the rows of all are
+/// sorted together.
+pub fn list_rows_in(stores: &[&Store], opts: &ListOptions) -> Result<Vec<ImageRow>> {
+    let cats: Vec<(&Store, Catalog)> = stores
+        .iter()
+        .map(|s| Ok((*s, Catalog::load(s)?)))
+        .collect::<Result<_>>()?;
     let mut filters: Vec<(String, Filter)> = Vec::new();
     for f in &opts.filters {
-        filters.push(Filter::parse(store, &cat, f)?);
+        let (key, filter) = Filter::parse(&cats, f)?;
+        // podman hides intermediate images without -a by an `intermediate=false` of its own,
+        // and refuses a user's `intermediate=true` beside it.
+        if !opts.all && matches!(filter, Filter::Intermediate(true)) {
+            return Err(Error::InvalidArgument {
+                what: format!("image filter {f:?}"),
+                reason: "intermediate images are listed only with -a/--all (podman: specifying \"intermediate\" filter more than once with different values is not supported)".into(),
+            });
+        }
+        filters.push((key, filter));
     }
     let mut rows = Vec::new();
+    for (n, (_, cat)) in cats.iter().enumerate() {
+        store_rows(cat, n > 0, &filters, opts, &mut rows);
+    }
+    match opts.sort {
+        SortKey::Created => rows.sort_by_key(|r| std::cmp::Reverse(r.summary.created)),
+        SortKey::Id => rows.sort_by(|a, b| a.summary.id.cmp(&b.summary.id)),
+        SortKey::Repository => rows.sort_by(|a, b| a.repository.cmp(&b.repository)),
+        SortKey::Size => rows.sort_by_key(|r| r.summary.size),
+        SortKey::Tag => rows.sort_by(|a, b| a.tag.cmp(&b.tag)),
+    }
+    Ok(rows)
+}
+
+/// The rows of one store's catalog that pass `filters`, appended to `rows` in store order.
+fn store_rows(
+    cat: &Catalog,
+    read_only: bool,
+    filters: &[(String, Filter)],
+    opts: &ListOptions,
+    rows: &mut Vec<ImageRow>,
+) {
     for (i, info) in cat.images.iter().enumerate() {
         let rec = &info.rec;
         let untagged = rec.names.is_empty();
@@ -616,7 +782,7 @@ pub fn list_rows(store: &Store, opts: &ListOptions) -> Result<Vec<ImageRow>> {
             virtual_size: size,
             labels: info.labels(),
             containers: cat.container_count(i),
-            read_only: false,
+            read_only,
             dangling: untagged && !children,
             names: rec.names.clone(),
             digest: rec.digest.clone(),
@@ -654,14 +820,6 @@ pub fn list_rows(store: &Store, opts: &ListOptions) -> Result<Vec<ImageRow>> {
             });
         }
     }
-    match opts.sort {
-        SortKey::Created => rows.sort_by_key(|r| std::cmp::Reverse(r.summary.created)),
-        SortKey::Id => rows.sort_by(|a, b| a.summary.id.cmp(&b.summary.id)),
-        SortKey::Repository => rows.sort_by(|a, b| a.repository.cmp(&b.repository)),
-        SortKey::Size => rows.sort_by_key(|r| r.summary.size),
-        SortKey::Tag => rows.sort_by(|a, b| a.tag.cmp(&b.tag)),
-    }
-    Ok(rows)
 }
 
 /// The keys of an OCI image config's `config`, in Go's struct order.
@@ -1023,5 +1181,40 @@ pub fn prune(store: &Store, scope: PruneScope) -> Result<Vec<String>> {
             store.delete_image(&id)?;
             removed.push(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::{parse_go_duration, parse_until};
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("10h"), Some(36000.0));
+        assert_eq!(parse_go_duration("1h30m"), Some(5400.0));
+        assert_eq!(parse_go_duration("1.5h"), Some(5400.0));
+        assert_eq!(parse_go_duration("-2m"), Some(-120.0));
+        assert_eq!(parse_go_duration("250ms"), Some(0.25));
+        assert_eq!(parse_go_duration("0"), Some(0.0));
+        for bad in ["", "10", "h", "2024-01-02", "1x", "1h-2m"] {
+            assert_eq!(parse_go_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn until_times_as_podman_reads_them() {
+        let now = 1_800_000_000;
+        assert_eq!(parse_until("10h", now), Some(now - 36000));
+        assert_eq!(parse_until("2024-01-02T03:04:05Z", now), Some(1704164645));
+        assert_eq!(
+            parse_until("2024-01-02T04:04:05+01:00", now),
+            Some(1704164645)
+        );
+        assert_eq!(parse_until("2024-01-02T03:04:05", now), Some(1704164645));
+        assert_eq!(parse_until("2024-01-02T03:04:04.5Z", now), Some(1704164645));
+        assert_eq!(parse_until("2024-01-02", now), Some(1704153600));
+        assert_eq!(parse_until("1704164645", now), Some(1704164645));
+        assert_eq!(parse_until("1704164644.25", now), Some(1704164645));
+        assert_eq!(parse_until("yesterday", now), None);
     }
 }

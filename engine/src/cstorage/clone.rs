@@ -7,10 +7,11 @@
 //! 1. For each layer of the image, bottom first, that the destination lacks: begin the layer
 //!    (recorded incomplete), clone the source's `diff/` tree into it, copy its tar-split, and
 //!    finish it with the source record's digests, sizes, compression and uid/gid sets.
-//! 2. Regular files are cloned with the cheapest method the filesystems allow: a reflink
-//!    (`FICLONE`: shared extents, copy-on-write), else a hard link to the source inode (layers
-//!    are immutable), else a byte copy. The first method that fails as unsupported is not tried
-//!    again. Hard links inside a layer stay hard links.
+//! 2. Regular files are cloned with the cheapest method the filesystems allow, through the
+//!    shared [`crate::fs_clone::Cascade`]: a reflink (`FICLONE`: shared extents,
+//!    copy-on-write), else a hard link to the source inode (layers are immutable and both
+//!    stores want the same metadata), else a byte copy. The first method that fails as
+//!    unsupported is not tried again. Hard links inside a layer stay hard links.
 //! 3. Directories, symlinks, device nodes (overlay whiteouts) and fifos are recreated with the
 //!    same mode, owner, xattrs (`trusted.overlay.opaque` included) and timestamps; directory
 //!    metadata is applied after their content.
@@ -22,10 +23,9 @@
 //! to the copy pipeline, which re-extracts.
 
 use std::collections::HashMap;
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU8, Ordering};
 
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timestamps};
@@ -34,6 +34,7 @@ use super::{ImageRecord, LayerDigests, NewImage, NewLayer, Store};
 use crate::compression::Compression;
 use crate::digest::parse_digest;
 use crate::error::{Error, Result};
+use crate::fs_clone::{Cascade, FileStats, Method};
 
 /// How file contents were cloned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -42,19 +43,9 @@ pub struct CloneStats {
     pub layers_copied: usize,
     /// Layers the destination already had.
     pub layers_reused: usize,
-    /// Files cloned by reflink.
-    pub reflinked: u64,
-    /// Files hard-linked to the source.
-    pub hardlinked: u64,
-    /// Files copied byte by byte.
-    pub copied: u64,
-    /// Bytes copied byte by byte.
-    pub copied_bytes: u64,
+    /// How the regular files were placed (reflinked, hard-linked, copied).
+    pub files: FileStats,
 }
-
-const TRY_REFLINK: u8 = 0;
-const TRY_HARDLINK: u8 = 1;
-const COPY_ONLY: u8 = 2;
 
 /// What [`clone_image`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +69,8 @@ pub fn clone_image(
         return Ok(CloneOutcome::WhiteoutFormsDiffer);
     }
     let mut stats = CloneStats::default();
-    let method = AtomicU8::new(TRY_REFLINK);
+    let method = Cascade::new();
+    method.mark_used();
     let layers = src.image_layers(image)?;
     let mut parent: Option<String> = None;
     for layer in &layers {
@@ -163,6 +155,7 @@ pub fn clone_image(
     if !names.is_empty() {
         dst.add_names(&image.id, &names)?;
     }
+    stats.files = method.stats().unwrap_or_default();
     Ok(CloneOutcome::Cloned(stats))
 }
 
@@ -255,36 +248,7 @@ fn timestamps(st: &rfs::Stat) -> Timestamps {
 }
 
 fn copy_xattrs(src: impl AsFd, dst: impl AsFd, what: &str, rel: &Path) -> Result<()> {
-    let mut names = vec![0u8; 4096];
-    let n = match rfs::flistxattr(&src, &mut names[..]) {
-        Ok(n) => n,
-        Err(rustix::io::Errno::NOTSUP) => return Ok(()),
-        Err(rustix::io::Errno::RANGE) => {
-            let need = rfs::flistxattr_query(&src)
-                .map_err(|e| io_err(what, rel, "listing xattrs of", e))?;
-            names.resize(need, 0);
-            rfs::flistxattr(&src, &mut names[..])
-                .map_err(|e| io_err(what, rel, "listing xattrs of", e))?
-        }
-        Err(e) => return Err(io_err(what, rel, "listing xattrs of", e)),
-    };
-    for name in names[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
-        let cname = CString::new(name).expect("xattr names have no NUL");
-        let len = rfs::fgetxattr_query(&src, &cname)
-            .map_err(|e| io_err(what, rel, "reading xattrs of", e))?;
-        let mut value = vec![0u8; len];
-        let got = rfs::fgetxattr(&src, &cname, &mut value[..])
-            .map_err(|e| io_err(what, rel, "reading xattrs of", e))?;
-        rfs::fsetxattr(&dst, &cname, &value[..got], rfs::XattrFlags::empty()).map_err(|e| {
-            io_err(
-                what,
-                rel,
-                &format!("setting xattr {} on", String::from_utf8_lossy(name)),
-                e,
-            )
-        })?;
-    }
-    Ok(())
+    crate::fs_clone::copy_xattrs(src, dst).map_err(|e| io_err(what, rel, "copying xattrs of", e))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -292,7 +256,7 @@ fn clone_tree(
     src: &OwnedFd,
     dst: &OwnedFd,
     rel: &Path,
-    method: &AtomicU8,
+    method: &Cascade,
     links: &mut HashMap<(u64, u64), PathBuf>,
     stats: &mut CloneStats,
     what: &str,
@@ -385,35 +349,12 @@ fn clone_file(
     dst: &OwnedFd,
     name: &OsStr,
     st: &rfs::Stat,
-    method: &AtomicU8,
-    stats: &mut CloneStats,
+    method: &Cascade,
+    _stats: &mut CloneStats,
     what: &str,
     path: &Path,
 ) -> Result<()> {
-    use rustix::io::Errno;
-    let unsupported = |e: Errno| {
-        matches!(
-            e,
-            Errno::OPNOTSUPP
-                | Errno::XDEV
-                | Errno::INVAL
-                | Errno::NOTTY
-                | Errno::PERM
-                | Errno::NOSYS
-        )
-    };
-    if method.load(Ordering::Relaxed) == TRY_HARDLINK {
-        match rfs::linkat(src, name, dst, name, AtFlags::empty()) {
-            Ok(()) => {
-                stats.hardlinked += 1;
-                return Ok(());
-            }
-            Err(e) if unsupported(e) || e == Errno::MLINK => {
-                method.store(COPY_ONLY, Ordering::Relaxed)
-            }
-            Err(e) => return Err(io_err(what, path, "hard-linking", e)),
-        }
-    }
+    let size = st.st_size as u64;
     let s = rfs::openat(
         src,
         name,
@@ -421,32 +362,47 @@ fn clone_file(
         Mode::empty(),
     )
     .map_err(|e| io_err(what, path, "opening", e))?;
-    let d = rfs::openat(
-        dst,
-        name,
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )
-    .map_err(|e| io_err(what, path, "creating", e))?;
-    let mut done = false;
-    if method.load(Ordering::Relaxed) == TRY_REFLINK {
-        match rfs::ioctl_ficlone(&d, &s) {
-            Ok(()) => {
-                stats.reflinked += 1;
-                done = true;
+    // Both stores want the same metadata for a layer file: a hard link always agrees.
+    let hardlink = || {
+        method
+            .try_hardlink_at(src, name, dst, name)
+            .map_err(|e| io_err(what, path, "hard-linking", e))
+    };
+    let create = || {
+        rfs::openat(
+            dst,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| io_err(what, path, "creating", e))
+    };
+    if !method.may_reflink() && hardlink()? {
+        method.record(Method::Hardlink, size);
+        return Ok(());
+    }
+    let mut d = create()?;
+    let mut placed = false;
+    if method.may_reflink() {
+        if method
+            .try_reflink(&s, &d)
+            .map_err(|e| io_err(what, path, "cloning", e))?
+        {
+            method.record(Method::Reflink, size);
+            placed = true;
+        } else {
+            // No reflinks here (found just now): hard links are next, for this file too.
+            drop(d);
+            rfs::unlinkat(dst, name, AtFlags::empty())
+                .map_err(|e| io_err(what, path, "removing", e))?;
+            if hardlink()? {
+                method.record(Method::Hardlink, size);
+                return Ok(());
             }
-            Err(e) if unsupported(e) => {
-                // No reflinks here: hard links are next, for this file too.
-                method.store(TRY_HARDLINK, Ordering::Relaxed);
-                drop(d);
-                rfs::unlinkat(dst, name, AtFlags::empty())
-                    .map_err(|e| io_err(what, path, "removing", e))?;
-                return clone_file(src, dst, name, st, method, stats, what, path);
-            }
-            Err(e) => return Err(io_err(what, path, "cloning", e)),
+            d = create()?;
         }
     }
-    if !done {
+    if !placed {
         let mut from = std::fs::File::from(
             s.try_clone()
                 .map_err(|e| io_err(what, path, "opening", e))?,
@@ -456,8 +412,7 @@ fn clone_file(
                 .map_err(|e| io_err(what, path, "opening", e))?,
         );
         let n = std::io::copy(&mut from, &mut to).map_err(|e| io_err(what, path, "copying", e))?;
-        stats.copied += 1;
-        stats.copied_bytes += n;
+        method.record(Method::Copy, n);
     }
     copy_xattrs(&s, &d, what, path)?;
     apply_owner_mode_times(&d, st, what, path)

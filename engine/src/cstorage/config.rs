@@ -492,14 +492,27 @@ impl StorageConfig {
     /// stores (in order), marked read-only — an image in both is listed from each, as podman
     /// lists it.
     pub fn list_images(&self, all: bool) -> Result<Vec<super::catalog::ImageSummary>> {
-        let mut images = super::catalog::list_images(&self.open_read_only()?, all)?;
-        for store in self.open_additional()? {
-            for mut image in super::catalog::list_images(&store, all)? {
-                image.read_only = true;
-                images.push(image);
-            }
-        }
-        Ok(images)
+        let opts = super::catalog::ListOptions {
+            all,
+            ..Default::default()
+        };
+        Ok(self
+            .list_rows(&opts)?
+            .into_iter()
+            .map(|r| r.summary)
+            .collect())
+    }
+
+    /// `podman images [-a] [--filter …] [--sort …]` rows of the default store and its
+    /// additional image stores ([`super::catalog::list_rows_in`]).
+    pub fn list_rows(
+        &self,
+        opts: &super::catalog::ListOptions,
+    ) -> Result<Vec<super::catalog::ImageRow>> {
+        let default = self.open_read_only()?;
+        let additional = self.open_additional()?;
+        let stores: Vec<&super::Store> = std::iter::once(&default).chain(&additional).collect();
+        super::catalog::list_rows_in(&stores, opts)
     }
 }
 

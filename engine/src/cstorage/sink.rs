@@ -8,7 +8,9 @@
 //!    anything else; the parent must exist first), then extracted while its tar-split is written
 //!    in the same pass — several layers at once — and finished in order (a child is finished
 //!    only after its parent). The pipeline's [`LayerInput::decode`] hands the extractor the
-//!    uncompressed tar, verified against the diffID.
+//!    uncompressed tar, verified against the diffID. When the source rebuilt the tar from
+//!    files on disk (an ostree repository, another store), the extractor reflinks or
+//!    hard-links those files instead of writing their bytes ([`crate::fs_clone`]).
 //! 3. The image record is created with the config digest as ID (and as digest the index's
 //!    when the image was chosen from one, else the manifest's), then its big data (config, the
 //!    index as `manifest-<index digest>` when there was one, `manifest-<digest>`, `manifest`,
@@ -38,7 +40,7 @@ use crate::copy::{
 };
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::layer_tar::{extract_layer, ExtractOptions, WhiteoutMode};
+use crate::layer_tar::{extract_layer_sharing, ExtractOptions, WhiteoutMode};
 use crate::tar_split::TarSplitWriter;
 
 /// A containers-storage store as a copy destination, writing one image name.
@@ -212,7 +214,11 @@ impl StorageWriter<'_> {
         }
     }
 
-    fn write_layer(&self, input: LayerInput<'_>, handle: &LayerHandle<'_>) -> Result<LayerDigests> {
+    fn write_layer(
+        &self,
+        mut input: LayerInput<'_>,
+        handle: &LayerHandle<'_>,
+    ) -> Result<LayerDigests> {
         let plan = &self.plan.layers[input.index];
         let what = input.label.to_string();
         let tar_layer = input.label.for_tar_errors();
@@ -220,13 +226,15 @@ impl StorageWriter<'_> {
         let tar_split = handle.create_tar_split()?;
         let mut ts = TarSplitWriter::new(io::BufWriter::new(tar_split));
         let writable = WritableRoot::new(handle.diff_dir(), &what)?;
+        let sharing = input.take_sharing();
         let decoded = input.decode(|tar| {
-            extract_layer(
+            extract_layer_sharing(
                 tar,
                 handle.diff_dir(),
                 &self.extract,
                 &tar_layer,
                 Some(&mut ts),
+                sharing.as_ref(),
             )
         })?;
         writable.restore(handle.diff_dir(), &what)?;

@@ -5,9 +5,12 @@
 //! 3. Each layer is the uncompressed tar, rebuilt bit for bit from its tar-split with file
 //!    bodies from the layer's `diff/` (falling back to the lower layers), CRC-checked per file
 //!    and diffID-checked by the pipeline. The layers read lock is held while a layer streams.
+//!    The same files are offered as the entries' origins ([`LayerStream::DiffFiles`]), so a
+//!    writer on the same filesystem (an ostree repository) reflinks or hard-links them.
 
 use std::io::{self, BufReader, Read};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use oci_spec::image::Descriptor;
 
@@ -16,6 +19,7 @@ use crate::compression::BoxRead;
 use crate::copy::{ImageSource, LayerStream};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::fs_clone::FileOrigin;
 use crate::layer_tar::normalize_path;
 use crate::manifest::RawManifest;
 use crate::tar_split::Assembler;
@@ -117,10 +121,12 @@ impl ImageSource for StorageSource {
         for lower in self.store.layer_lowers(&layer.id)? {
             dirs.push(self.store.layer_diff_dir(&lower)?);
         }
+        let dirs = Arc::new(dirs);
+        let origin = DiffOrigin { dirs: dirs.clone() };
         let layer_name = format!("layer {} of {}", layer.id, self.name());
         let getter = move |name: &[u8], _size: u64| -> Result<Box<dyn Read + Send>> {
             let rel: PathBuf = normalize_path(name)?;
-            for dir in &dirs {
+            for dir in dirs.iter() {
                 match dir.open(&rel) {
                     Ok(f) => {
                         return Ok(Box::new(BufReader::with_capacity(128 * 1024, f.into_std())))
@@ -140,10 +146,33 @@ impl ImageSource for StorageSource {
             })
         };
         let assembler = Assembler::new(BufReader::new(tar_split.into_std()), getter);
-        Ok(LayerStream::Diff(Box::new(Guarded {
-            inner: assembler,
-            _guard: guard,
-        })))
+        Ok(LayerStream::DiffFiles(
+            Box::new(Guarded {
+                inner: assembler,
+                _guard: guard,
+            }),
+            Box::new(origin),
+        ))
+    }
+}
+
+/// The layer's `diff/` files (then its lowers') as the origins of its tar entries' bodies
+/// ([`crate::fs_clone`]): found exactly as the layer stream finds them.
+struct DiffOrigin {
+    dirs: Arc<Vec<cap_std::fs::Dir>>,
+}
+
+impl FileOrigin for DiffOrigin {
+    fn open(&self, name: &[u8], _size: u64) -> Option<std::fs::File> {
+        let rel: PathBuf = normalize_path(name).ok()?;
+        for dir in self.dirs.iter() {
+            match dir.open(&rel) {
+                Ok(f) => return Some(f.into_std()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(_) => return None,
+            }
+        }
+        None
     }
 }
 

@@ -157,11 +157,17 @@ impl Store {
     /// missing graph root is an error naming it, with `hint` (the flag that points
     /// elsewhere), instead of an empty store.
     pub fn open_existing(graph_root: &Path, driver: Option<&str>, hint: &str) -> Result<Store> {
-        if !graph_root.exists() {
-            return Err(Error::NotFound {
-                what: format!("containers-storage at {}", graph_root.display()),
-                hint: format!("no store has been created there; {hint}"),
-            });
+        // Only a root that is not there is "not found": one that cannot be looked at (a
+        // parent the user may not search) is that error, naming the path.
+        match std::fs::metadata(graph_root) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(Error::NotFound {
+                    what: format!("containers-storage at {}", graph_root.display()),
+                    hint: format!("no store has been created there; {hint}"),
+                })
+            }
+            Err(e) => return Err(Error::io_path("opening storage root", graph_root, e)),
         }
         Store::open_read_only(graph_root, driver)
     }

@@ -9,7 +9,7 @@
 //!    mode, xattrs and mtime.
 //! 3. Directory modes and mtimes are deferred and applied deepest first at the end.
 //!
-//! System calls per entry (docs/performance.md, section 11; `benches/syscalls.sh`): the last
+//! System calls per entry (docs/performance.md, section 12; `benches/syscalls.sh`): the last
 //! parent directory stays open for the next entry and is dropped on any removal; nodes are
 //! created first and what is in the way removed only on `EEXIST`; files get their final mode
 //! at creation when the umask leaves it alone (no `fchmod`) and no `fchown` when the tar's
@@ -33,6 +33,7 @@ use rustix::io::Errno;
 use super::entry::{bad, parse_entry, EntryKind, EntryMeta, Node};
 use super::whiteout::WhiteoutMode;
 use crate::error::{Error, Result};
+use crate::fs_clone::{FileSharing, Method, Wanted};
 use crate::tar_split::{self, TarSplitWriter};
 
 /// Options for [`extract_layer`].
@@ -105,10 +106,29 @@ pub fn extract_layer<R: Read, W: Write>(
     layer: &str,
     tar_split: Option<&mut TarSplitWriter<W>>,
 ) -> Result<ExtractStats> {
+    extract_layer_sharing(tar_stream, dest, opts, layer, tar_split, None)
+}
+
+/// [`extract_layer`], placing regular files whose bodies `sharing` finds on disk by reflink
+/// or hard link instead of writing them ([`crate::fs_clone`]); the bodies are still read from
+/// the stream (so it is verified whole) but not written. A hard link is made only as root
+/// with owners and xattrs applied, when the origin's owner, mode, mtime and xattrs are exactly
+/// the entry's; a later hard-link entry of the layer whose metadata would change such a
+/// shared inode gets a private copy first, so the origin is never modified.
+pub fn extract_layer_sharing<R: Read, W: Write>(
+    tar_stream: R,
+    dest: &Dir,
+    opts: &ExtractOptions,
+    layer: &str,
+    tar_split: Option<&mut TarSplitWriter<W>>,
+    sharing: Option<&FileSharing<'_>>,
+) -> Result<ExtractStats> {
     let mut x = Extractor {
         dest,
         opts,
         layer,
+        sharing,
+        foreign: BTreeSet::new(),
         keep_own: opts.reject_duplicates || tar_split.is_some(),
         root: is_root(),
         stats: ExtractStats::default(),
@@ -144,6 +164,10 @@ pub(super) struct Extractor<'a> {
     pub(super) dest: &'a Dir,
     pub(super) opts: &'a ExtractOptions,
     pub(super) layer: &'a str,
+    /// Where regular files' bodies are on disk, and how to place them.
+    pub(super) sharing: Option<&'a FileSharing<'a>>,
+    /// Files of this layer hard-linked to an origin's inode (never to be modified).
+    pub(super) foreign: BTreeSet<PathBuf>,
     /// Refuse entries that delete earlier entries of the same layer (containers-storage
     /// semantics, and whenever a tar-split is recorded: the layer could not be rebuilt from
     /// the extracted tree).
@@ -624,6 +648,25 @@ impl Extractor<'_> {
                         Err(Errno::NOENT) => return Err(missing(self)),
                         Err(e) => return Err(self.io(meta, "stat hard link target", e)),
                     };
+                // The target is another store's inode: the link header's metadata must not
+                // change it. Equal metadata: nothing to apply; else the target gets a private
+                // copy first.
+                let mut skip_metadata = false;
+                if self.foreign.contains(&target) {
+                    let f = rustix::fs::openat(
+                        &tparent,
+                        tname,
+                        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| self.io(meta, "opening hard link target", e))?;
+                    if self.wanted_agrees(meta, &f)? {
+                        skip_metadata = true;
+                    } else {
+                        self.private_copy(meta, &tparent, tname, f)?;
+                        self.foreign.remove(&target);
+                    }
+                }
                 self.remove_existing(meta, &parent, name, path)?;
                 rustix::fs::linkat(&tparent, tname, &parent, name, AtFlags::empty()).map_err(
                     |e| match e {
@@ -631,6 +674,10 @@ impl Extractor<'_> {
                         e => self.io(meta, &format!("linking to {}", target.display()), e),
                     },
                 )?;
+                if skip_metadata {
+                    self.foreign.insert(path.clone());
+                    return Ok(());
+                }
                 // containers/storage (and Docker) apply the link header's owner, mode, xattrs
                 // and mtime to the shared inode; do the same so stores match podman's. A link to
                 // a symlink is never chmodded (that would follow it).
@@ -672,6 +719,123 @@ impl Extractor<'_> {
         }
     }
 
+    /// Whether `file` already has exactly the owner, mode, mtime and xattrs the entry gives
+    /// (only meaningful as root with owners and xattrs applied, no overlay attributes).
+    fn wanted_agrees(&self, meta: &EntryMeta, file: impl AsFd) -> Result<bool> {
+        if !(self.opts.chown && self.opts.xattrs)
+            || meta
+                .xattrs
+                .iter()
+                .any(|(k, _)| k.starts_with("trusted.overlay.") || k.starts_with("user.overlay."))
+        {
+            return Ok(false);
+        }
+        let (uid, gid) = self.uid_gid(meta)?;
+        let xattrs: Vec<(Vec<u8>, Vec<u8>)> = meta
+            .xattrs
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.clone()))
+            .collect();
+        Ok(Wanted {
+            uid,
+            gid,
+            mode: meta.mode,
+            mtime: (meta.mtime, meta.mtime_nsec),
+            xattrs: &xattrs,
+        }
+        .agrees(file))
+    }
+
+    /// Replace `parent/name` (hard-linked to another store's inode) by a copy of its own with
+    /// the same bytes, owner, mode, xattrs and mtime.
+    fn private_copy(
+        &self,
+        meta: &EntryMeta,
+        parent: &Dir,
+        name: &OsStr,
+        shared: OwnedFd,
+    ) -> Result<()> {
+        let mut tmp = OsString::from(".stowage-private-");
+        tmp.push(name);
+        let fd = rustix::fs::openat(
+            parent,
+            tmp.as_os_str(),
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| self.io(meta, "creating a private copy of the hard link target", e))?;
+        let st = rustix::fs::fstat(&shared).map_err(|e| self.io(meta, "stat", e))?;
+        let mut from = std::fs::File::from(shared);
+        let mut to = std::fs::File::from(fd);
+        let io = |e| self.io(meta, "copying the hard link target", e);
+        std::io::copy(&mut from, &mut to).map_err(io)?;
+        crate::fs_clone::copy_xattrs(&from, &to).map_err(io)?;
+        if self.opts.chown {
+            rustix::fs::fchown(
+                &to,
+                Some(Uid::from_raw(st.st_uid)),
+                Some(Gid::from_raw(st.st_gid)),
+            )
+            .map_err(|e| self.io(meta, "chown", e))?;
+        }
+        rustix::fs::fchmod(&to, Mode::from_raw_mode(st.st_mode & 0o7777))
+            .map_err(|e| self.io(meta, "chmod", e))?;
+        rustix::fs::futimens(
+            &to,
+            &timestamps((st.st_mtime as i64, st.st_mtime_nsec as u32)),
+        )
+        .map_err(|e| self.io(meta, "setting mtime", e))?;
+        rustix::fs::renameat(parent, tmp.as_os_str(), parent, name)
+            .map_err(|e| self.io(meta, "replacing the hard link target", e))
+    }
+
+    /// Read the rest of an entry's body without writing it; its length must be the entry's.
+    fn drain(&mut self, meta: &EntryMeta, body: &mut dyn Read) -> Result<()> {
+        let mut read = 0u64;
+        loop {
+            let n = match body.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(Error::from_io(
+                        format!("layer {}: reading the tar stream", self.layer),
+                        e,
+                    ))
+                }
+            };
+            read += n as u64;
+        }
+        if read != meta.size {
+            return Err(self.bad(
+                meta,
+                format!(
+                    "the tar stream ends after {read} of {} content bytes",
+                    meta.size
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Create the regular file `parent/name` with `mode` (replacing what is in the way).
+    fn create_file(
+        &mut self,
+        meta: &EntryMeta,
+        parent: &Dir,
+        name: &OsStr,
+        mode: u32,
+    ) -> Result<OwnedFd> {
+        self.create_replacing(meta, parent, name, "creating file", |p, n| {
+            rustix::fs::openat(
+                p,
+                n,
+                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(mode),
+            )
+        })
+    }
+
     /// Create a node at `parent/name` with `create`; when something is already there
     /// (`EEXIST`), remove it and create again. Trying first saves the probe in a new layer,
     /// where nothing is ever in the way.
@@ -703,14 +867,56 @@ impl Extractor<'_> {
         // setuid/setgid/sticky bits (which chown would clear): then no fchmod is needed.
         let exact = meta.mode & 0o7000 == 0 && self.umask.is_some_and(|m| meta.mode & m == 0);
         let create_mode = if exact { meta.mode & 0o777 } else { 0o600 };
-        let fd = self.create_replacing(meta, parent, name, "creating file", |p, n| {
-            rustix::fs::openat(
-                p,
-                n,
-                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_raw_mode(create_mode),
-            )
-        })?;
+        let sharing = self.sharing;
+        let origin = sharing.and_then(|s| s.open(&meta.raw_name, meta.size));
+        let mut created = None;
+        if let (Some(s), Some(src)) = (sharing, &origin) {
+            let cascade = &s.cascade;
+            if cascade.may_reflink() {
+                let fd = self.create_file(meta, parent, name, create_mode)?;
+                if cascade
+                    .try_reflink(src, &fd)
+                    .map_err(|e| self.io(meta, "cloning (FICLONE) file", e))?
+                {
+                    self.drain(meta, body)?;
+                    cascade.record(Method::Reflink, meta.size);
+                    return self.finish_regular(
+                        meta,
+                        parent,
+                        std::fs::File::from(fd),
+                        meta.size,
+                        exact,
+                    );
+                }
+                created = Some(fd);
+            }
+            // A hard link shares the inode itself: only when it already has exactly the
+            // entry's metadata, and only once reflinks turned out unavailable.
+            if cascade.may_hardlink() && self.wanted_agrees(meta, src)? {
+                if created.take().is_some() {
+                    rustix::fs::unlinkat(parent, name, AtFlags::empty())
+                        .map_err(|e| self.io(meta, "removing", e))?;
+                } else {
+                    // Nothing was created yet: clear the way as create_file would.
+                    self.remove_existing(meta, parent, name, &meta.path)?;
+                }
+                if cascade
+                    .try_hardlink_fd(src.as_fd(), parent, name)
+                    .map_err(|e| self.io(meta, "hard-linking file", e))?
+                {
+                    self.drain(meta, body)?;
+                    cascade.record(Method::Hardlink, meta.size);
+                    self.foreign.insert(meta.path.clone());
+                    self.stats.files += 1;
+                    self.stats.file_bytes += meta.size;
+                    return Ok(());
+                }
+            }
+        }
+        let fd = match created {
+            Some(fd) => fd,
+            None => self.create_file(meta, parent, name, create_mode)?,
+        };
         let mut file = std::fs::File::from(fd);
         let mut written = 0u64;
         loop {
@@ -738,6 +944,21 @@ impl Extractor<'_> {
                 ),
             ));
         }
+        if let Some(s) = sharing.filter(|_| meta.size > 0) {
+            s.cascade.record(Method::Copy, written);
+        }
+        self.finish_regular(meta, parent, file, written, exact)
+    }
+
+    /// Owner, mode, xattrs and mtime of a regular file this layer wrote (or reflinked).
+    fn finish_regular(
+        &mut self,
+        meta: &EntryMeta,
+        parent: &Dir,
+        file: std::fs::File,
+        written: u64,
+        exact: bool,
+    ) -> Result<()> {
         // A new file already belongs to the effective uid, and to the effective gid when its
         // directory's group is that gid.
         if self.opts.chown && !(self.uid_gid(meta)? == self.ids && self.plain_gid(parent)) {

@@ -26,6 +26,10 @@
 //! 6. At the end, directory modes and mtimes are applied deepest first, so a 0555 directory does
 //!    not block its children and creating children does not disturb the parents' mtimes.
 //!
+//! With [`extract_layer_sharing`], a regular file whose body the copy's source has on disk
+//! ([`crate::fs_clone::FileOrigin`]) is reflinked from it, or hard-linked when owner, mode,
+//! mtime and xattrs already agree, instead of written; its body is still read from the tar.
+//!
 //! Opaque directories in [`WhiteoutMode::Apply`]: the opaque marker must hide what *earlier*
 //! layers put in the directory but keep this layer's own entries in it, in whatever order the
 //! tar lists them. The extractor remembers every path of the current layer; when the marker is
@@ -52,7 +56,7 @@ mod extract;
 mod whiteout;
 
 pub use entry::{normalize_path, read_entries, read_entries_recording, EntryKind, EntryMeta};
-pub use extract::{extract_layer, ExtractOptions, ExtractStats};
+pub use extract::{extract_layer, extract_layer_sharing, ExtractOptions, ExtractStats};
 pub use whiteout::WhiteoutMode;
 
 #[cfg(test)]

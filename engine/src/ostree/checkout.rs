@@ -186,8 +186,9 @@ impl Repo {
         let content = self.open_content(checksum)?;
         let meta = &content.meta;
         if meta.is_symlink() {
-            dir.symlink(&meta.symlink_target, name)
-                .map_err(|e| Error::io_path("creating symlink", path, e))?;
+            // symlinkat itself: cap-std refuses absolute targets, which checkouts have.
+            rustix::fs::symlinkat(meta.symlink_target.as_str(), dir, name)
+                .map_err(|e| Error::io_path("creating symlink", path, e.into()))?;
             if mode == CheckoutMode::Bare {
                 rustix::fs::chownat(
                     dir,

@@ -18,6 +18,25 @@ use crate::error::{Error, Result};
 /// Largest xattr value read (ostree-rs-ext's limit, 1 MiB; the kernel allows 64 KiB).
 pub const MAX_XATTR_SIZE: usize = 1024 * 1024;
 
+/// The process's umask, read once from `/proc/self/status` (Linux 4.7+; `umask(2)` can only
+/// read it by changing it, which races with other threads creating files). `None` when
+/// `/proc` is not mounted (an initramfs, a chroot): then every mode is set explicitly.
+fn umask() -> Option<u32> {
+    static UMASK: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+        u32::from_str_radix(line.trim(), 8).ok()
+    })
+}
+
+/// Whether a file created (`open(O_CREAT)`) with `mode` has exactly that mode, so that a
+/// following `fchmod` to the same mode can be left out. Set-id and sticky bits are never
+/// assumed: they are always set explicitly.
+pub fn created_with_mode(mode: u32) -> bool {
+    mode & 0o7000 == 0 && umask().is_some_and(|m| mode & m == 0)
+}
+
 /// A random alphanumeric suffix for temporary names.
 pub fn random_suffix(n: usize) -> String {
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";

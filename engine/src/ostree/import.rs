@@ -17,7 +17,8 @@
 //! 5. An entry below a path this layer made a file or symlink is refused (a runtime unpacking
 //!    the layer would follow the link, possibly out of the root).
 //!    Regular files stream into content objects (owner, mode, xattrs from PAX
-//!    `SCHILY.xattr.*`); symlinks become symlink objects; directories get a dirmeta of their
+//!    `SCHILY.xattr.*`; reflinked or hard-linked from the source's file when the pipeline
+//!    offers one, [`import_layer_sharing`]); symlinks become symlink objects; directories get a dirmeta of their
 //!    own owner, mode and xattrs; missing parents get ostree's default (`0:0`, `0755`), as
 //!    `--tar-autocreate-parents` makes them. A hard link is the same content object at a
 //!    second path; its target must come earlier in the same layer.
@@ -36,6 +37,7 @@ use super::mtree::MutableTree;
 use super::object::{mode, Checksum, DirMeta, FileMeta, Xattrs};
 use super::txn::Transaction;
 use crate::error::{Error, IoContext, Result};
+use crate::fs_clone::FileSharing;
 use crate::layer_tar::{self, EntryKind, EntryMeta};
 use crate::tar_split::TarSplitWriter;
 
@@ -155,6 +157,18 @@ pub fn import_layer(
     layer: &str,
     opts: &ImportOptions,
 ) -> Result<LayerImport> {
+    import_layer_sharing(txn, tar, layer, opts, None)
+}
+
+/// [`import_layer`], with the regular files' content objects placed by reflink or hard link
+/// from where `sharing` finds their bodies on disk ([`Transaction::write_content_sharing`]).
+pub fn import_layer_sharing(
+    txn: &mut Transaction<'_>,
+    tar: &mut dyn std::io::Read,
+    layer: &str,
+    opts: &ImportOptions,
+    sharing: Option<&FileSharing<'_>>,
+) -> Result<LayerImport> {
     let default_meta = txn.default_dirmeta()?;
     let mut tree = MutableTree::new(default_meta);
     let mut export_data = MutableTree::new(default_meta);
@@ -228,7 +242,9 @@ pub fn import_layer(
                         | EntryKind::Whiteout { .. }
                         | EntryKind::OpaqueWhiteout { .. } => {
                             let fm = FileMeta::regular(uid, gid, meta.mode, xattrs_of(meta));
-                            txn.add_file(&mut tree, &path, &fm, meta.size, body)?
+                            let origin = sharing
+                                .and_then(|s| s.open(&meta.raw_name, meta.size).map(|f| (s, f)));
+                            txn.add_file_sharing(&mut tree, &path, &fm, meta.size, body, origin)?
                         }
                         EntryKind::Symlink { target } => {
                             let t = target.to_str().ok_or_else(|| {
@@ -286,7 +302,7 @@ pub(super) type SplitRecorder = TarSplitWriter<std::io::BufWriter<std::fs::File>
 pub(super) fn new_split(txn: &Transaction<'_>) -> Result<SplitRecorder> {
     let tmp = txn.repo().path().join("tmp");
     let split_file = tempfile::tempfile_in(&tmp).at("creating a temporary file in", &tmp)?;
-    Ok(TarSplitWriter::new(std::io::BufWriter::new(split_file)))
+    Ok(TarSplitWriter::new(std::io::BufWriter::new(split_file)).allow_duplicate_paths())
 }
 
 /// Finish a recorded tar-split and store it as [`TAR_SPLIT_FILE`] of `export_data`.

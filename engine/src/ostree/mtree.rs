@@ -169,8 +169,23 @@ impl Transaction<'_> {
         size: u64,
         data: impl Read,
     ) -> Result<Checksum> {
+        self.add_file_sharing(tree, path, meta, size, data, None)
+    }
+
+    /// [`add_file`](Self::add_file), placing the object by reflink or hard link from
+    /// `origin` (a file holding the same bytes, [`crate::fs_clone`]) where it can
+    /// ([`Transaction::write_content_sharing`]).
+    pub fn add_file_sharing(
+        &mut self,
+        tree: &mut MutableTree,
+        path: &str,
+        meta: &FileMeta,
+        size: u64,
+        data: impl Read,
+        origin: Option<(&crate::fs_clone::FileSharing<'_>, std::fs::File)>,
+    ) -> Result<Checksum> {
         path_components(path)?;
-        let c = self.write_content(meta, size, data)?;
+        let c = self.write_content_sharing(meta, size, data, origin)?;
         let parent = self.default_dirmeta()?;
         tree.insert_file(path, c, parent)?;
         Ok(c)
@@ -417,6 +432,30 @@ mod tests {
         assert!(t.remove("a/d").unwrap());
         assert!(!t.remove("a/d").unwrap());
         assert!(!t.remove("nope/x").unwrap());
+    }
+
+    #[test]
+    fn bare_symlink_objects_may_point_anywhere() {
+        if !rustix::process::geteuid().is_root() {
+            return; // bare objects are chowned
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Repo::init(tmp.path(), RepoMode::Bare).unwrap();
+        let mut tx = repo.begin().unwrap();
+        let root = tx.default_dirmeta().unwrap();
+        let mut tree = MutableTree::new(root);
+        let meta = FileMeta::symlink(0, 0, "/usr/bin/busybox", Xattrs::new());
+        let c = tx.add_symlink(&mut tree, "bin/sh", &meta).unwrap();
+        let commit = tx.write_commit(&tree, &CommitSpec::default()).unwrap();
+        tx.commit().unwrap();
+        let content = repo.open_content(&c).unwrap();
+        assert_eq!(content.meta.symlink_target, "/usr/bin/busybox");
+        let out = tmp.path().join("out");
+        repo.checkout(&commit, &out, CheckoutMode::User).unwrap();
+        assert_eq!(
+            std::fs::read_link(out.join("bin/sh")).unwrap(),
+            Path::new("/usr/bin/busybox")
+        );
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub struct Repo {
     pub(super) dir: Dir,
     pub(super) path: PathBuf,
     mode: RepoMode,
+    /// `objects/XX` opened once each, for [`Repo::has_object`]: one `statat` per lookup
+    /// instead of cap-std's walk (open the parent, stat, close) of `objects/XX/rest`.
+    object_dirs: Box<[std::sync::OnceLock<Dir>]>,
 }
 
 /// A content object opened for reading.
@@ -137,6 +140,7 @@ impl Repo {
             dir,
             path: path.to_path_buf(),
             mode,
+            object_dirs: (0..256).map(|_| std::sync::OnceLock::new()).collect(),
         })
     }
 
@@ -165,11 +169,38 @@ impl Repo {
     /// Whether the object is stored.
     pub fn has_object(&self, checksum: &Checksum, ty: ObjectType) -> Result<bool> {
         let p = self.object_path(checksum, ty);
-        // Not `try_exists`: it follows symlinks, and bare repositories store symlinks as such.
-        match self.dir.symlink_metadata(&p) {
+        let (sub, name) = p
+            .strip_prefix("objects/")
+            .and_then(|r| r.split_once('/'))
+            .expect("object paths are objects/XX/rest");
+        let Some(dir) = self.object_dir(sub)? else {
+            return Ok(false);
+        };
+        // One component below an opened directory: nothing to resolve, so a plain `statat`
+        // (not following a symlink: bare repositories store symlinks as such).
+        match rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
             Ok(_) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(Error::io_path("checking", self.path.join(p), e)),
+            Err(rustix::io::Errno::NOENT) => Ok(false),
+            Err(e) => Err(Error::io_path("checking", self.path.join(&p), e.into())),
+        }
+    }
+
+    /// `objects/XX`, opened once and kept; `None` while it does not exist.
+    fn object_dir(&self, sub: &str) -> Result<Option<&Dir>> {
+        let slot = u8::from_str_radix(sub, 16)
+            .ok()
+            .filter(|_| sub.len() == 2)
+            .map(|i| &self.object_dirs[usize::from(i)])
+            .expect("object directories are two hex digits");
+        if let Some(d) = slot.get() {
+            return Ok(Some(d));
+        }
+        let rel = format!("objects/{sub}");
+        match self.dir.open_dir(&rel) {
+            // Another thread may have opened it meanwhile: either handle will do.
+            Ok(d) => Ok(Some(slot.get_or_init(|| d))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io_path("opening", self.path.join(rel), e)),
         }
     }
 

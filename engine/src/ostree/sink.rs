@@ -237,7 +237,7 @@ pub fn recorded_mapping(data: &super::object::Commit) -> ImportOptions {
 impl OstreeWriter<'_> {
     /// Import one layer (see [`ImageWriter::put_layer`]): a transaction per layer, committed
     /// with its layer ref.
-    fn import_layer(&self, input: LayerInput<'_>) -> Result<StoredLayer> {
+    fn import_layer(&self, mut input: LayerInput<'_>) -> Result<StoredLayer> {
         let index = input.index;
         let role = self.roles[index];
         let tar_layer = input.label.for_tar_errors();
@@ -278,8 +278,16 @@ impl OstreeWriter<'_> {
                 let options = self.derived_options(index)?;
                 kind_meta.extend(mapping_meta(&options));
                 let mut txn = repo.begin()?;
-                let mut decoded = input
-                    .decode(|tar| import::import_layer(&mut txn, tar, &tar_layer, &options))?;
+                let sharing = input.take_sharing();
+                let mut decoded = input.decode(|tar| {
+                    import::import_layer_sharing(
+                        &mut txn,
+                        tar,
+                        &tar_layer,
+                        &options,
+                        sharing.as_ref(),
+                    )
+                })?;
                 // Labelled with the base's policy, as ostree-rs-ext commits derived layers
                 // (`ostree commit --selinux-policy`).
                 if let Some(policy) = self.base_policy() {

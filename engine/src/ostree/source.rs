@@ -10,7 +10,10 @@
 //!    layer tar byte for byte, with file bodies read from the layer commit's content objects
 //!    (each checked against the tar-split's CRC-64). The stream is a
 //!    [`LayerStream::Diff`]: the pipeline verifies it against the diffID, and a sink that
-//!    keeps compressed blobs compresses it (as from containers-storage).
+//!    keeps compressed blobs compresses it (as from containers-storage). In bare and
+//!    bare-user repositories the stream is a [`LayerStream::DiffFiles`]: the content objects
+//!    are offered as the files' origins, so a writer on the same filesystem reflinks (or hard
+//!    links) them instead of writing their bytes ([`crate::fs_clone`]).
 //!    The layers of an ostree-encapsulated image rebuild the same way, their bodies read
 //!    from the objects their entries name (`sysroot/ostree/repo/objects/…`) or kept in the
 //!    export data ([`super::encapsulated::body_source`]).
@@ -21,19 +24,22 @@
 use std::collections::HashMap;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use oci_spec::image::Descriptor;
 
 use super::checkout::WalkEntry;
+use super::config::RepoMode;
 use super::encapsulated::{self, LayerRole, META_LAYER_KIND};
 use super::import::{map_path, MappedPath, FILTERED_DIR, TAR_SPLIT_FILE};
-use super::object::Checksum;
+use super::object::{Checksum, ObjectType};
 use super::repo::Repo;
 use super::sink::{blob_ref, image_ref, layer_data_ref, META_CONFIG_BYTES, META_MANIFEST_BYTES};
 use crate::compression::BoxRead;
 use crate::copy::{ImageSource, LayerStream};
 use crate::digest::{sha256_of, Digest};
 use crate::error::{Error, Result};
+use crate::fs_clone::FileOrigin;
 use crate::layer_tar::normalize_path;
 use crate::manifest::RawManifest;
 use crate::reference::Reference;
@@ -260,9 +266,15 @@ impl ImageSource for OstreeSource {
         } else {
             HashMap::new()
         };
-        let options = super::sink::recorded_mapping(&data_commit);
+        let derived = Arc::new(DerivedFiles {
+            files,
+            extra,
+            options: super::sink::recorded_mapping(&data_commit),
+        });
+        let bodies = derived.clone();
         let getter = move |name: &[u8], _size: u64| -> Result<Box<dyn Read + Send>> {
             let path = normalize_path(name)?;
+            let extra = &bodies.extra;
             let kept = extra.get(&format!("{FILTERED_DIR}/{}", path.display()));
             if role != LayerRole::Derived {
                 // An ostree layer: bodies are objects, or kept in the export data.
@@ -277,12 +289,7 @@ impl ImageSource for OstreeSource {
                         .into(),
                 });
             }
-            let checksum = match map_path(&path, &options)? {
-                MappedPath::Kept(p) => files.get(&p),
-                MappedPath::Filtered(_) => kept,
-                MappedPath::Root => None,
-            };
-            let checksum = checksum.ok_or_else(|| Error::NotFound {
+            let checksum = bodies.checksum(&path)?.ok_or_else(|| Error::NotFound {
                 what: format!("file {} of {label}", path.display()),
                 hint: "the layer commit is missing a file of its tar-split; import the image again"
                     .into(),
@@ -294,6 +301,55 @@ impl ImageSource for OstreeSource {
             )))
         };
         let assembler = Assembler::new(BufReader::new(split.reader), getter);
+        // Bare and bare-user objects are the files' bytes as they are: a writer on the same
+        // filesystem may share them (archive objects are compressed).
+        if role == LayerRole::Derived && repo.mode() != RepoMode::Archive {
+            let origin = ObjectOrigin {
+                repo,
+                files: derived,
+            };
+            return Ok(LayerStream::DiffFiles(
+                Box::new(assembler),
+                Box::new(origin),
+            ));
+        }
         Ok(LayerStream::Diff(Box::new(assembler)))
+    }
+}
+
+/// Where the bodies of a derived layer's tar entries are: the layer commit's files, and the
+/// export data's kept bodies of filtered files.
+struct DerivedFiles {
+    files: HashMap<String, Checksum>,
+    extra: HashMap<String, Checksum>,
+    options: super::import::ImportOptions,
+}
+
+impl DerivedFiles {
+    /// The content object holding the body of tar path `path`.
+    fn checksum(&self, path: &Path) -> Result<Option<&Checksum>> {
+        Ok(match map_path(path, &self.options)? {
+            MappedPath::Kept(p) => self.files.get(&p),
+            MappedPath::Filtered(_) => self
+                .extra
+                .get(&format!("{FILTERED_DIR}/{}", path.display())),
+            MappedPath::Root => None,
+        })
+    }
+}
+
+/// The content objects of a bare or bare-user repository as the origins of a layer's files
+/// ([`crate::fs_clone`]): the same objects the layer stream reads the bodies from.
+struct ObjectOrigin<'a> {
+    repo: &'a Repo,
+    files: Arc<DerivedFiles>,
+}
+
+impl FileOrigin for ObjectOrigin<'_> {
+    fn open(&self, name: &[u8], _size: u64) -> Option<std::fs::File> {
+        let path = normalize_path(name).ok()?;
+        let checksum = self.files.checksum(&path).ok()??;
+        let p = self.repo.object_path(checksum, ObjectType::File);
+        self.repo.dir.open(&p).ok().map(|f| f.into_std())
     }
 }

@@ -15,8 +15,8 @@
 //!    refs pointing at complete commits.
 //! 4. Dropping a transaction without committing removes its staging directory.
 
-use std::collections::HashSet;
-use std::io::{Read, Write};
+use std::collections::{BTreeMap, HashSet};
+use std::io::{Read, Seek, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
@@ -51,7 +51,11 @@ pub struct Transaction<'r> {
     staging: Dir,
     staging_name: String,
     staged: HashSet<(Checksum, ObjectType)>,
-    staged_dirs: HashSet<String>,
+    /// `staging/XX`, created and opened once each, with the names staged in it (so that
+    /// [`Transaction::commit`] renames them without listing the directory).
+    staged_dirs: BTreeMap<String, (Dir, Vec<String>)>,
+    /// The copy buffer of content objects (files are written in large chunks).
+    buf: Vec<u8>,
     refs: Vec<(String, Option<Checksum>)>,
     partial: Vec<Checksum>,
     stats: TxnStats,
@@ -131,7 +135,8 @@ impl Repo {
             staging,
             staging_name,
             staged: HashSet::new(),
-            staged_dirs: HashSet::new(),
+            staged_dirs: BTreeMap::new(),
+            buf: Vec::new(),
             refs: Vec::new(),
             partial: Vec::new(),
             stats: TxnStats::default(),
@@ -190,6 +195,39 @@ fn clean_stale_staging(tmp: &Dir, tmp_path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Copy `src` to `out` in chunks of [`COPY_CHUNK`] bytes (`std::io::copy` writes 8 KiB at a
+/// time: four times the `write` calls for a typical file); returns the bytes copied.
+fn copy_in_chunks(
+    src: &mut impl Read,
+    out: &mut impl Write,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<u64> {
+    buf.resize(COPY_CHUNK, 0);
+    let mut total = 0u64;
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match src.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if filled == 0 {
+            return Ok(total);
+        }
+        out.write_all(&buf[..filled])?;
+        total += filled as u64;
+        if filled < buf.len() {
+            return Ok(total);
+        }
+    }
+}
+
+/// The write size of [`copy_in_chunks`].
+const COPY_CHUNK: usize = 256 * 1024;
+
 /// Reads a stream through a content hasher, counting bytes.
 struct Hashing<'a, R> {
     inner: R,
@@ -224,9 +262,10 @@ impl<'r> Transaction<'r> {
         Ok(self.staged.contains(&(*checksum, ty)) || self.repo.has_object(checksum, ty)?)
     }
 
-    fn new_temp(&self) -> Result<(String, std::fs::File)> {
+    /// A new temporary file in the staging directory, created with `mode` (less the umask).
+    fn new_temp(&self, mode: u32) -> Result<(String, std::fs::File)> {
         let mut opts = OpenOptions::new();
-        opts.write(true).read(true).create_new(true).mode(0o600);
+        opts.write(true).read(true).create_new(true).mode(mode);
         loop {
             let name = format!(".tmp-{}", random_suffix(10));
             match self.staging.open_with(&name, &opts) {
@@ -249,17 +288,25 @@ impl<'r> Transaction<'r> {
         let rel = rel
             .strip_prefix("objects/")
             .expect("object paths start with objects/");
-        let (sub, _) = rel.split_once('/').expect("XX/rest");
-        if self.staged_dirs.insert(sub.to_string()) {
+        let (sub, name) = rel.split_once('/').expect("XX/rest");
+        if !self.staged_dirs.contains_key(sub) {
             match self.staging.create_dir(sub) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(Error::io_path("creating", self.staging_path().join(sub), e)),
             }
+            let dir = self
+                .staging
+                .open_dir(sub)
+                .map_err(|e| Error::io_path("opening", self.staging_path().join(sub), e))?;
+            self.staged_dirs.insert(sub.to_string(), (dir, Vec::new()));
         }
+        let staging_path = self.staging_path();
+        let (to, names) = self.staged_dirs.get_mut(sub).expect("inserted above");
         self.staging
-            .rename(temp, &self.staging, rel)
-            .map_err(|e| Error::io_path("staging", self.staging_path().join(rel), e))?;
+            .rename(temp, to, name)
+            .map_err(|e| Error::io_path("staging", staging_path.join(rel), e))?;
+        names.push(name.to_string());
         self.staged.insert((checksum, ty));
         self.stats.written += 1;
         Ok(())
@@ -296,10 +343,13 @@ impl<'r> Transaction<'r> {
 
     /// Write a metadata object's bytes to a staged file (mode 0644) named `checksum`.
     fn stage_bytes(&mut self, bytes: &[u8], checksum: Checksum, ty: ObjectType) -> Result<()> {
-        let (temp, mut f) = self.new_temp()?;
+        let (temp, mut f) = self.new_temp(0o644)?;
         let path = self.staging_path().join(&temp);
         let r = (|| {
             f.write_all(bytes).at("writing", &path)?;
+            if fsutil::created_with_mode(0o644) {
+                return Ok(());
+            }
             rustix::fs::fchmod(f.as_fd(), rustix::fs::Mode::from_raw_mode(0o644)).at("chmod", &path)
         })();
         drop(f);
@@ -349,7 +399,7 @@ impl<'r> Transaction<'r> {
             return self.write_symlink(meta);
         }
         let mut hasher = ContentHasher::new(meta);
-        let (temp, mut file) = self.new_temp()?;
+        let (temp, mut file) = self.new_temp(self.object_file_mode(meta))?;
         let path = self.staging_path().join(&temp);
         let result = self.write_regular(&mut file, meta, size, data, &mut hasher, &path);
         let checksum = match result {
@@ -377,8 +427,155 @@ impl<'r> Transaction<'r> {
         Ok(checksum)
     }
 
+    /// [`write_content`](Self::write_content) with `origin`, a file holding the same `size`
+    /// bytes the stream gives (the file the source read them from, [`crate::fs_clone`]):
+    /// in a bare or bare-user repository the object is a reflink of it (then given the
+    /// mode's metadata, as any object), or in a bare repository a hard link to it when its
+    /// owner, mode, xattrs and mtime (0) are already the object's. The stream is read whole
+    /// and hashed either way; only the write is saved. Archive objects are compressed, and
+    /// written as ever.
+    pub fn write_content_sharing(
+        &mut self,
+        meta: &FileMeta,
+        size: u64,
+        mut data: impl Read,
+        origin: Option<(&crate::fs_clone::FileSharing<'_>, std::fs::File)>,
+    ) -> Result<Checksum> {
+        use crate::fs_clone::{Method, Wanted};
+        let counted = origin
+            .as_ref()
+            .map(|(s, _)| s.cascade.clone())
+            .filter(|_| !meta.is_symlink() && size > 0);
+        let Some((sharing, origin)) =
+            origin.filter(|_| counted.is_some() && self.repo.mode() != RepoMode::Archive)
+        else {
+            let before = self.stats.content_bytes;
+            let c = self.write_content(meta, size, data)?;
+            if let Some(cascade) = counted.filter(|_| self.stats.content_bytes > before) {
+                cascade.record(Method::Copy, size);
+            }
+            return Ok(c);
+        };
+        meta.validate("content object")?;
+        let cascade = &sharing.cascade;
+        // The stream's checksum, read to the end without writing.
+        let hash_stream = |data: &mut dyn Read| -> Result<Checksum> {
+            let mut hasher = ContentHasher::new(meta);
+            let mut src = Hashing {
+                inner: data.take(size + 1),
+                hasher: &mut hasher,
+            };
+            let n = std::io::copy(&mut src, &mut std::io::sink())
+                .map_err(|e| Error::from_io("reading a file of the layer", e))?;
+            if n != size {
+                return Err(Error::Malformed {
+                    what: format!("content object for a {size}-byte file"),
+                    reason: format!("the stream gave {n} bytes"),
+                });
+            }
+            Ok(hasher.finish())
+        };
+        if cascade.may_reflink() {
+            let (temp, file) = self.new_temp(self.object_file_mode(meta))?;
+            let path = self.staging_path().join(&temp);
+            let cloned = cascade
+                .try_reflink(&origin, &file)
+                .map_err(|e| Error::io_path("cloning (FICLONE) into", &path, e));
+            match cloned {
+                Ok(true) => {
+                    let result = hash_stream(&mut data).and_then(|checksum| {
+                        if self.has_object(&checksum, ObjectType::File)? {
+                            return Ok((checksum, false));
+                        }
+                        self.finish_regular(&file, meta, &path)?;
+                        Ok((checksum, true))
+                    });
+                    drop(file);
+                    return match result {
+                        Ok((checksum, true)) => {
+                            self.stats.content_bytes += size;
+                            self.stage(&temp, checksum, ObjectType::File)?;
+                            cascade.record(Method::Reflink, size);
+                            Ok(checksum)
+                        }
+                        Ok((checksum, false)) => {
+                            let _ = self.staging.remove_file(&temp);
+                            self.stats.reused += 1;
+                            Ok(checksum)
+                        }
+                        Err(e) => {
+                            let _ = self.staging.remove_file(&temp);
+                            Err(e)
+                        }
+                    };
+                }
+                Ok(false) => {
+                    drop(file);
+                    let _ = self.staging.remove_file(&temp);
+                }
+                Err(e) => {
+                    drop(file);
+                    let _ = self.staging.remove_file(&temp);
+                    return Err(e);
+                }
+            }
+        }
+        let xattrs: Vec<(Vec<u8>, Vec<u8>)> = meta
+            .xattrs
+            .iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
+        let agrees = self.repo.mode() == RepoMode::Bare
+            && cascade.may_hardlink()
+            && Wanted {
+                uid: meta.uid,
+                gid: meta.gid,
+                mode: meta.mode,
+                mtime: (0, 0),
+                xattrs: &xattrs,
+            }
+            .agrees(&origin);
+        if !agrees {
+            let before = self.stats.content_bytes;
+            let c = self.write_content(meta, size, data)?;
+            if self.stats.content_bytes > before {
+                cascade.record(Method::Copy, size);
+            }
+            return Ok(c);
+        }
+        let checksum = hash_stream(&mut data)?;
+        if self.has_object(&checksum, ObjectType::File)? {
+            self.stats.reused += 1;
+            return Ok(checksum);
+        }
+        let temp = format!(".tmp-{}", random_suffix(10));
+        let linked = cascade
+            .try_hardlink_fd(origin.as_fd(), &self.staging, temp.as_ref())
+            .map_err(|e| Error::io_path("hard-linking", self.staging_path().join(&temp), e))?;
+        if linked {
+            self.stats.content_bytes += size;
+            self.stage(&temp, checksum, ObjectType::File)?;
+            cascade.record(Method::Hardlink, size);
+            return Ok(checksum);
+        }
+        // Hard links do not work here after all; the stream is spent, so the object's bytes
+        // come from the origin (the same file), checked against the stream's checksum.
+        let mut from = origin;
+        from.seek(std::io::SeekFrom::Start(0))
+            .map_err(|e| Error::from_io("rewinding a file of the layer", e))?;
+        let written = self.write_content(meta, size, from)?;
+        if written != checksum {
+            return Err(Error::Malformed {
+                what: format!("content object {checksum}"),
+                reason: format!("its origin file hashes to {written}: it changed while copied"),
+            });
+        }
+        cascade.record(Method::Copy, size);
+        Ok(checksum)
+    }
+
     fn write_regular(
-        &self,
+        &mut self,
         file: &mut std::fs::File,
         meta: &FileMeta,
         size: u64,
@@ -405,7 +602,7 @@ impl<'r> Transaction<'r> {
                 .map_err(|e| Error::io_path("writing", path, e))?;
             n
         } else {
-            std::io::copy(&mut src, file)
+            copy_in_chunks(&mut src, file, &mut self.buf)
                 .map_err(|e| Error::from_io(format!("writing {}", path.display()), e))?
         };
         if copied != size {
@@ -423,6 +620,17 @@ impl<'r> Transaction<'r> {
             });
         }
         Ok(())
+    }
+
+    /// The mode a content object's file gets in this repository's mode (bare: set after the
+    /// owner, since `fchown` clears set-id bits).
+    fn object_file_mode(&self, meta: &FileMeta) -> u32 {
+        match self.repo.mode() {
+            RepoMode::Bare => 0o600,
+            // ostree: (mode & (S_IFREG | 0775)) | S_IRUSR
+            RepoMode::BareUser => (meta.mode & 0o775) | 0o400,
+            RepoMode::Archive => 0o644,
+        }
     }
 
     fn finish_regular(&self, file: &std::fs::File, meta: &FileMeta, path: &Path) -> Result<()> {
@@ -453,11 +661,19 @@ impl<'r> Transaction<'r> {
                 .map_err(|e| {
                     Error::io_path(&format!("setting {OSTREEMETA_XATTR} on"), path, e.into())
                 })?;
-                // ostree: (mode & (S_IFREG | 0775)) | S_IRUSR
-                chmod((meta.mode & 0o775) | 0o400)?;
+                let m = self.object_file_mode(meta);
+                if !fsutil::created_with_mode(m) {
+                    chmod(m)?;
+                }
                 fsutil::zero_mtime(fd, path)
             }
-            RepoMode::Archive => chmod(0o644),
+            RepoMode::Archive => {
+                if fsutil::created_with_mode(0o644) {
+                    Ok(())
+                } else {
+                    chmod(0o644)
+                }
+            }
         }
     }
 
@@ -471,9 +687,10 @@ impl<'r> Transaction<'r> {
         let path = self.staging_path().join(&temp);
         let result = (|| match self.repo.mode() {
             RepoMode::Bare => {
-                self.staging
-                    .symlink(&meta.symlink_target, &temp)
-                    .map_err(|e| Error::io_path("creating symlink", &path, e))?;
+                // symlinkat itself: cap-std refuses absolute targets (`/usr/bin/busybox`),
+                // which a symlink object may have; the link is never followed here.
+                rustix::fs::symlinkat(meta.symlink_target.as_str(), &self.staging, temp.as_str())
+                    .map_err(|e| Error::io_path("creating symlink", &path, e.into()))?;
                 rustix::fs::chownat(
                     &self.staging,
                     temp.as_str(),
@@ -492,8 +709,10 @@ impl<'r> Transaction<'r> {
                     .open_with(&temp, &opts)
                     .map_err(|e| Error::io_path("creating", &path, e))?
                     .into_std();
-                rustix::fs::fchmod(f.as_fd(), rustix::fs::Mode::from_raw_mode(0o644))
-                    .map_err(|e| Error::io_path("chmod", &path, e.into()))?;
+                if !fsutil::created_with_mode(0o644) {
+                    rustix::fs::fchmod(f.as_fd(), rustix::fs::Mode::from_raw_mode(0o644))
+                        .map_err(|e| Error::io_path("chmod", &path, e.into()))?;
+                }
                 if self.repo.mode() == RepoMode::Archive {
                     f.write_all(&meta.archive_header(0))
                         .map_err(|e| Error::io_path("writing", &path, e))?;
@@ -592,13 +811,7 @@ impl<'r> Transaction<'r> {
             .dir
             .open_dir("objects")
             .map_err(|e| Error::io_path("opening", &objects_path, e))?;
-        let mut subs: Vec<&String> = self.staged_dirs.iter().collect();
-        subs.sort();
-        for sub in subs {
-            let from = self
-                .staging
-                .open_dir(sub)
-                .map_err(|e| Error::io_path("opening", staging_path.join(sub), e))?;
+        for (sub, (from, names)) in &self.staged_dirs {
             match objects.create_dir(sub) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -607,15 +820,9 @@ impl<'r> Transaction<'r> {
             let to = objects
                 .open_dir(sub)
                 .map_err(|e| Error::io_path("opening", objects_path.join(sub), e))?;
-            for entry in from
-                .entries()
-                .map_err(|e| Error::io_path("listing", staging_path.join(sub), e))?
-            {
-                let entry =
-                    entry.map_err(|e| Error::io_path("listing", staging_path.join(sub), e))?;
-                let name = entry.file_name();
-                from.rename(&name, &to, &name).map_err(|e| {
-                    Error::io_path("renaming into", objects_path.join(sub).join(&name), e)
+            for name in names {
+                from.rename(name, &to, name).map_err(|e| {
+                    Error::io_path("renaming into", objects_path.join(sub).join(name), e)
                 })?;
             }
             fsutil::fsync_dir(&to, &objects_path.join(sub))?;
