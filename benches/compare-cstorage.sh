@@ -9,7 +9,11 @@
 #   OUT         where raw results go (default CACHE/results-DATE)
 #   FILESYSTEMS space-separated NAME=DIR pairs to run on (default "tmpfs=/dev/shm disk=/var/tmp")
 #   STOWAGE     a stowage binary to use instead of building one
+#   TOOLS       the copiers to compare (default "stowage skopeo floor"; `floor` is the shell
+#               floor of benches/lib.sh's shell_floor: sha256sum | pigz -d | tar -x per layer,
+#               two layers at a time, into plain directories; skipped without pigz)
 #   LIST_RUNS   hyperfine runs for the image-list comparison (default 30)
+#   LIST_IMAGES images in the store for the image-list comparison (default 20, at least 9)
 #   SETTLE      seconds to wait before the runs on a non-tmpfs filesystem (default 65; see 3.)
 #   NICE        niceness of the timed commands and of this script's scheduler autogroup
 #               (default -15: on a shared machine other work yields to both tools alike; with
@@ -23,7 +27,8 @@
 # 2. Build the OS image with fixtures/make-os-image.sh into CACHE/os, unless it is there.
 # 3. For each filesystem, each compression (gzip, zstd) and each run, copy
 #    oci:CACHE/os/C:os into a fresh containers-storage root on that filesystem, once with
-#    `stowage copy` and once with `skopeo copy`, alternating which goes first. Each run is timed
+#    `stowage copy`, once with `skopeo copy` and once with the shell floor, rotating which goes
+#    first. Each run is timed
 #    with /usr/bin/time (wall, user, sys, peak RSS); skopeo gets `--tmpdir` on the same filesystem
 #    (it stages every blob there before extracting it, by default in /var/tmp); before each run `sync` flushes the previous
 #    run's writeback so it does not land in this run's time. The first stowage result per case
@@ -35,8 +40,8 @@
 #    creating 8,000 files just after deleting 8,000 costs seconds of system time and the
 #    numbers measure the previous run's `rm -rf`. For the same reason the disk runs start after
 #    `sync` and SETTLE seconds (default 65) without deleting anything.
-# 4. Fill a store with 20 images (9 of the committed fixtures plus 11 relabelled copies of
-#    `basic`, made with umoci) and time `stowage image cmd list` against `podman images` with
+# 4. Fill a store with LIST_IMAGES images (9 of the committed fixtures plus relabelled copies
+#    of `basic`, made with umoci) and time `stowage image cmd list` against `podman images` with
 #    hyperfine (skipped with a message while the stowage command does not exist).
 # 5. Print medians, minima and ratios as Markdown tables (with the 1-minute load average seen
 #    before the runs: the machine may be shared); raw numbers are kept in OUT.
@@ -44,6 +49,8 @@ set -euo pipefail
 
 RUNS=${1:-${RUNS:-5}}
 LIST_RUNS=${LIST_RUNS:-30}
+LIST_IMAGES=${LIST_IMAGES:-20}
+TOOLS=${TOOLS:-"stowage skopeo floor"}
 NICE=${NICE:--15}
 CACHE=${CACHE:-/var/tmp/stowage-bench-cache}
 FILESYSTEMS=${FILESYSTEMS:-"tmpfs=/dev/shm disk=/var/tmp"}
@@ -56,7 +63,16 @@ BENCH=compare-cstorage.sh
 
 require_root "containers-storage overlay stores keep owners and device nodes"
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive number, got '$RUNS'"
+[[ $LIST_IMAGES =~ ^[0-9]+$ ]] && [ "$LIST_IMAGES" -ge 9 ] || die "LIST_IMAGES must be at least 9"
 require_tools skopeo podman umoci hyperfine
+case " $TOOLS " in
+    *" floor "*)
+        if ! command -v pigz >/dev/null || ! command -v zstd >/dev/null; then
+            log "skipping the shell floor: it needs pigz and zstd (apt-get install pigz zstd)"
+            TOOLS=$(echo " $TOOLS " | sed 's/ floor / /')
+        fi
+        ;;
+esac
 ensure_gnu_time
 mkdir -p "$CACHE" "$OUT"
 raise_autogroup
@@ -83,6 +99,8 @@ run_copy() {
         # containers/image stages each blob in a temporary directory (default /var/tmp) before
         # applying it; keep that on the filesystem under test.
         skopeo) cmd=(skopeo --tmpdir "$base" copy -q "$src" "$dst") ;;
+        floor) cmd=(bash -c '. "$1"; shell_floor "$2" os "$3"' floor "$REPO/benches/lib.sh"
+            "$CACHE/os/$c" "$root") ;;
     esac
     sync
     local load
@@ -106,8 +124,7 @@ for pair in $FILESYSTEMS; do
     settle "$fs"
     for c in gzip zstd; do
         for run in $(seq 1 "$RUNS"); do
-            if [ $((run % 2)) = 1 ]; then order="stowage skopeo"; else order="skopeo stowage"; fi
-            for tool in $order; do
+            for tool in $(order "$run"); do
                 run_copy "$fs" "$c" "$run" "$tool" "$base"
             done
         done
@@ -116,19 +133,20 @@ for pair in $FILESYSTEMS; do
     rm -rf "$base"
 done
 
-# 4. image list with 20 images
+# 4. image list with LIST_IMAGES images
 LIST_RAW=$OUT/list.tsv
 printf 'fs\ttool\tmedian_s\tmin_s\tmean_s\tmaxrss_kb\n' >"$LIST_RAW"
 if "$STOWAGE" image cmd list --help >/dev/null 2>&1; then
     images=$OUT/images
     rm -rf "$images"
     cp -a "$REPO/fixtures/oci" "$images"
-    for i in $(seq 1 11); do
+    extra=$((LIST_IMAGES - 9))
+    for i in $(seq 1 "$extra"); do
         umoci config --image "$images:basic" --tag "basic-$i" --config.label "org.stowage.bench=$i" >/dev/null
     done
     # docker-schema2 is left out: skopeo 1.9's oci: transport does not find Docker manifests.
     tags=(basic whiteouts links names devices basic-zstd basic-uncompressed zstd-multiframe multiarch)
-    for i in $(seq 1 11); do tags+=("basic-$i"); done
+    for i in $(seq 1 "$extra"); do tags+=("basic-$i"); done
     for pair in $FILESYSTEMS; do
         fs=${pair%%=*}
         dir=${pair#*=}
@@ -169,11 +187,11 @@ fi
 
 # 5. summary
 copy_summary "$RAW" "oci → containers-storage"
-python3 - "$LIST_RAW" <<'EOF'
+python3 - "$LIST_RAW" "$LIST_IMAGES" <<'EOF'
 import csv, sys
 lrows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 if lrows:
-    print("\n## image list with 20 images (hyperfine; milliseconds)\n")
+    print(f"\n## image list with {sys.argv[2]} images (hyperfine; milliseconds)\n")
     print("| fs | tool | median | min | peak RSS MB | podman/stowage (median) |")
     print("|---|---|---|---|---|---|")
     by = {(r["fs"], r["tool"]): r for r in lrows}

@@ -173,14 +173,6 @@ check() {
     [ "$got" = "$4" ] || die "$3 in $1 has ID $got, expected $4"
 }
 
-# order RUN: TOOLS rotated by RUN-1, so each tool goes first in turn.
-order() {
-    local -a t
-    read -ra t <<<"$TOOLS"
-    local n=${#t[@]} i
-    for ((i = 0; i < n; i++)); do echo -n "${t[$(((i + $1 - 1) % n))]} "; done
-}
-
 # 4. pulls of the OS image
 for pair in $FILESYSTEMS; do
     fs=${pair%%=*}

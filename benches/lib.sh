@@ -13,7 +13,10 @@
 #    OS-sized image of fixtures/make-os-image.sh in CACHE/os);
 # 5. containers-storage roots: settle (let ext4 forget recently deleted inodes before timing
 #    on disk), clean_store;
-# 6. copy_summary: medians, minima and X/stowage ratios of a copy.tsv as a Markdown table.
+# 6. copy_summary: medians, minima and X/stowage ratios of a copy.tsv as a Markdown table;
+# 7. order RUN: the tools of TOOLS rotated so each goes first in turn;
+# 8. shell_floor LAYOUT TAG DEST: the shell floor of a pull (sha256 | pigz -d | tar -x per
+#    layer, two layers at a time).
 # Why each of these matters is explained in docs/performance.md ("How it was measured").
 
 die() { echo "${BENCH:-bench}: $*" >&2; exit 1; }
@@ -157,5 +160,41 @@ for (fs, c), tools in runs.items():
         else:
             line += " | | |"
         print(line)
+EOF
+}
+
+# order RUN: TOOLS rotated by RUN-1, so each tool goes first in turn.
+order() {
+    local -a t
+    read -ra t <<<"$TOOLS"
+    local n=${#t[@]} i
+    for ((i = 0; i < n; i++)); do echo -n "${t[$(((i + $1 - 1) % n))]} "; done
+}
+
+# shell_floor LAYOUT TAG DEST: what a pull into plain directories costs with the fastest shell
+# tools (the floor of issue 13): every layer blob of LAYOUT:TAG is hashed (sha256sum), decoded
+# (pigz -d, or zstd -d) and unpacked (tar -x, owners and modes kept) into DEST/N, two layers
+# at a time (xargs -P 2). No verification, no whiteouts, no tar-split, no store records.
+# Run it as a command (`bash -c '. lib.sh; shell_floor …'`) so /usr/bin/time sees the tree.
+shell_floor() {
+    python3 - "$1" "$2" <<'EOF' | xargs -P 2 -n 3 bash -c '
+set -euo pipefail
+case $2 in
+    *zstd) dec="zstd -dcq" ;;
+    *gzip) dec="pigz -dc" ;;
+    *) dec=cat ;;
+esac
+mkdir -p "$0/$3"
+tee >(sha256sum >/dev/null) <"$1" | $dec | tar --numeric-owner -xpf - -C "$0/$3"
+' "$3"
+import json, sys
+layout, tag = sys.argv[1], sys.argv[2]
+blob = lambda d: f"{layout}/blobs/sha256/{d.split(':')[1]}"
+index = json.load(open(f"{layout}/index.json"))
+m = next(m for m in index["manifests"]
+         if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag)
+manifest = json.load(open(blob(m["digest"])))
+for i, l in enumerate(manifest["layers"]):
+    print(blob(l["digest"]), l["mediaType"], i)
 EOF
 }

@@ -48,6 +48,7 @@ use crate::manifest::{
     select_platform, Parsed, PlatformSpec, RawConfig, RawManifest, MAX_CONFIG_SIZE,
 };
 use crate::policy::SigstoreSignature;
+use crate::read_ahead::read_ahead;
 
 /// A layer as a source provides it.
 pub enum LayerStream<'a> {
@@ -269,26 +270,31 @@ impl<'a> LayerInput<'a> {
         consume: impl FnOnce(&mut dyn Read) -> Result<T>,
     ) -> Result<Decoded<T>> {
         let label = self.label.to_string();
+        let (form, diff_id) = (self.form, &self.diff_id);
         let outer = &mut self.reader;
-        let result = match self.form {
-            LayerForm::Diff => consume(outer)
-                .and_then(|v| outer.drain().map(|_| (v, Compression::Uncompressed, None))),
-            LayerForm::Blob => (|| {
-                let (compression, decoded) = decoder(&mut *outer, &label)?;
-                let mut verified = VerifiedReader::new(
-                    decoded,
-                    &self.diff_id,
-                    None,
-                    format!("uncompressed {label}"),
-                )?;
-                let value = consume(&mut verified)?;
-                verified.drain()?;
-                let diff_size = verified.count();
-                drop(verified);
-                Ok((value, compression, Some(diff_size)))
-            })()
-            .and_then(|v| outer.drain().map(|_| v)),
-        };
+        // The producer thread reads, hashes and decodes; `consume` (tar parsing, file writes)
+        // runs here, on the layer's own thread (crate::read_ahead).
+        let result = read_ahead(
+            &label,
+            |feed| match form {
+                LayerForm::Diff => {
+                    feed.send_all(&mut *outer, &label)?;
+                    Ok((Compression::Uncompressed, None))
+                }
+                LayerForm::Blob => {
+                    let (compression, decoded) = decoder(&mut *outer, &label)?;
+                    let what = format!("uncompressed {label}");
+                    let mut verified = VerifiedReader::new(decoded, diff_id, None, &what)?;
+                    feed.send_all(&mut verified, &what)?;
+                    let diff_size = verified.count();
+                    drop(verified);
+                    outer.drain()?;
+                    Ok((compression, Some(diff_size)))
+                }
+            },
+            consume,
+        )
+        .map(|(value, (compression, diff_size))| (value, compression, diff_size));
         match result {
             Ok((value, compression, diff_size)) => Ok(Decoded {
                 value,

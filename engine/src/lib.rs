@@ -60,6 +60,7 @@ pub mod oci_layout;
 pub mod ostree;
 pub mod policy;
 pub mod progress;
+pub mod read_ahead;
 pub mod reference;
 pub mod registry;
 pub mod sync;

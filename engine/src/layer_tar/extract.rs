@@ -8,7 +8,15 @@
 //!    (files with `O_EXCL`, hard links with `linkat` inside the destination), then owner,
 //!    mode, xattrs and mtime.
 //! 3. Directory modes and mtimes are deferred and applied deepest first at the end.
+//!
+//! System calls per entry (docs/performance.md, section 12; `benches/syscalls.sh`): the last
+//! parent directory stays open for the next entry and is dropped on any removal; nodes are
+//! created first and what is in the way removed only on `EEXIST`; files get their final mode
+//! at creation when the umask leaves it alone (no `fchmod`) and no `fchown` when the tar's
+//! owner is the one a new file gets anyway. A regular file is `openat`, `write`, `utimensat`,
+//! `close`.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
@@ -16,6 +24,7 @@ use std::ops::Bound;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use cap_std::fs::Dir;
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags};
@@ -126,6 +135,12 @@ pub fn extract_layer_sharing<R: Read, W: Write>(
         seen: BTreeSet::new(),
         deferred: BTreeMap::new(),
         buf: vec![0u8; 128 * 1024],
+        parent: RefCell::new(None),
+        umask: current_umask(),
+        ids: (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        ),
     };
     tar_split::split_entries(
         tar_stream,
@@ -164,6 +179,33 @@ pub(super) struct Extractor<'a> {
     /// Directories of this layer whose mode and mtime are set at the end.
     pub(super) deferred: BTreeMap<PathBuf, DirMeta>,
     pub(super) buf: Vec<u8>,
+    /// The directory the last entry's parent resolved to, kept open for the next entry (a
+    /// layer tar lists a directory's entries together). Dropped whenever anything is removed,
+    /// since only a removal can make the path resolve to another directory.
+    parent: RefCell<Option<CachedDir>>,
+    /// The process's umask, read once per layer (`None` when /proc is missing): a file whose
+    /// mode survives it needs no `fchmod`.
+    umask: Option<u32>,
+    /// The effective uid and gid new files get: a file the tar gives that owner needs no
+    /// `fchown` (unless its directory is setgid).
+    ids: (u32, u32),
+}
+
+/// An open parent directory (see [`Extractor::parent`]).
+pub(super) struct CachedDir {
+    path: PathBuf,
+    dir: Rc<Dir>,
+    /// The directory's group is the effective gid, so a new file in it gets that gid whether
+    /// it comes from the process or from the directory (setgid, or a `grpid` mount). `None`:
+    /// not looked at yet.
+    plain_gid: Option<bool>,
+}
+
+/// The umask from `/proc/self/status` (Linux 4.7+), without changing it as `umask(2)` would.
+fn current_umask() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(line.trim(), 8).ok()
 }
 
 /// Where extended attributes are set.
@@ -245,7 +287,39 @@ impl Extractor<'_> {
     }
 
     /// Open directory `dir` (relative to dest), creating missing components with mode 0755.
-    pub(super) fn open_dirs(&self, meta: &EntryMeta, dir: &Path) -> Result<Dir> {
+    /// The last directory opened stays open for the next call ([`Extractor::parent`]).
+    pub(super) fn open_dirs(&self, meta: &EntryMeta, dir: &Path) -> Result<Rc<Dir>> {
+        if let Some(c) = self.parent.borrow().as_ref() {
+            if c.path == dir {
+                return Ok(c.dir.clone());
+            }
+        }
+        let d = Rc::new(self.open_dirs_uncached(meta, dir)?);
+        *self.parent.borrow_mut() = Some(CachedDir {
+            path: dir.to_path_buf(),
+            dir: d.clone(),
+            plain_gid: None,
+        });
+        Ok(d)
+    }
+
+    /// Forget the open parent directory (something was removed).
+    pub(super) fn forget_parent(&self) {
+        *self.parent.borrow_mut() = None;
+    }
+
+    /// Whether new files in the cached parent `dir` surely get the effective gid (the
+    /// directory's group is that gid); one `fstat` per directory, remembered with it.
+    fn plain_gid(&self, dir: &Dir) -> bool {
+        let mut cache = self.parent.borrow_mut();
+        let Some(c) = cache.as_mut().filter(|c| std::ptr::eq(&*c.dir, dir)) else {
+            return false;
+        };
+        *c.plain_gid
+            .get_or_insert_with(|| rustix::fs::fstat(dir).is_ok_and(|st| st.st_gid == self.ids.1))
+    }
+
+    fn open_dirs_uncached(&self, meta: &EntryMeta, dir: &Path) -> Result<Dir> {
         if dir.as_os_str().is_empty() {
             return self
                 .dest
@@ -294,7 +368,7 @@ impl Extractor<'_> {
         &self,
         meta: &EntryMeta,
         path: &'p Path,
-    ) -> Result<(Dir, &'p OsStr)> {
+    ) -> Result<(Rc<Dir>, &'p OsStr)> {
         let name = path
             .file_name()
             .ok_or_else(|| self.bad(meta, "the entry has no file name"))?;
@@ -328,6 +402,7 @@ impl Extractor<'_> {
             Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(self.io(meta, &format!("stat {}", path.display()), e)),
             Ok(st) => {
+                self.forget_parent();
                 if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
                     parent
                         .remove_dir_all(name)
@@ -533,14 +608,11 @@ impl Extractor<'_> {
         let (parent, name) = self.parent_of(meta, path)?;
         match node {
             Node::Directory => self.directory(meta),
-            Node::Regular => {
-                self.remove_existing(meta, &parent, name, path)?;
-                self.regular(meta, &parent, name, body)
-            }
+            Node::Regular => self.regular(meta, &parent, name, body),
             Node::Symlink(target) => {
-                self.remove_existing(meta, &parent, name, path)?;
-                rustix::fs::symlinkat(target.as_os_str(), &parent, name)
-                    .map_err(|e| self.io(meta, "creating symlink", e))?;
+                self.create_replacing(meta, &parent, name, "creating symlink", |p, n| {
+                    rustix::fs::symlinkat(target.as_os_str(), p, n)
+                })?;
                 self.finish_node(meta, &parent, name, false)
             }
             Node::Hardlink(target) => {
@@ -621,27 +693,27 @@ impl Extractor<'_> {
                 } else {
                     FileType::BlockDevice
                 };
-                self.remove_existing(meta, &parent, name, path)?;
-                rustix::fs::mknodat(
+                self.create_replacing(
+                    meta,
                     &parent,
                     name,
-                    ft,
-                    Mode::from_raw_mode(meta.mode),
-                    rustix::fs::makedev(major, minor),
-                )
-                .map_err(|e| self.io(meta, "creating device node (needs root)", e))?;
+                    "creating device node (needs root)",
+                    |p, n| {
+                        rustix::fs::mknodat(
+                            p,
+                            n,
+                            ft,
+                            Mode::from_raw_mode(meta.mode),
+                            rustix::fs::makedev(major, minor),
+                        )
+                    },
+                )?;
                 self.finish_node(meta, &parent, name, true)
             }
             Node::Fifo => {
-                self.remove_existing(meta, &parent, name, path)?;
-                rustix::fs::mknodat(
-                    &parent,
-                    name,
-                    FileType::Fifo,
-                    Mode::from_raw_mode(meta.mode),
-                    0,
-                )
-                .map_err(|e| self.io(meta, "creating fifo", e))?;
+                self.create_replacing(meta, &parent, name, "creating fifo", |p, n| {
+                    rustix::fs::mknodat(p, n, FileType::Fifo, Mode::from_raw_mode(meta.mode), 0)
+                })?;
                 self.finish_node(meta, &parent, name, true)
             }
         }
@@ -746,14 +818,42 @@ impl Extractor<'_> {
         Ok(())
     }
 
-    fn create_file(&self, meta: &EntryMeta, parent: &Dir, name: &OsStr) -> Result<OwnedFd> {
-        rustix::fs::openat(
-            parent,
-            name,
-            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .map_err(|e| self.io(meta, "creating file", e))
+    /// Create the regular file `parent/name` with `mode` (replacing what is in the way).
+    fn create_file(
+        &mut self,
+        meta: &EntryMeta,
+        parent: &Dir,
+        name: &OsStr,
+        mode: u32,
+    ) -> Result<OwnedFd> {
+        self.create_replacing(meta, parent, name, "creating file", |p, n| {
+            rustix::fs::openat(
+                p,
+                n,
+                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(mode),
+            )
+        })
+    }
+
+    /// Create a node at `parent/name` with `create`; when something is already there
+    /// (`EEXIST`), remove it and create again. Trying first saves the probe in a new layer,
+    /// where nothing is ever in the way.
+    fn create_replacing<T>(
+        &mut self,
+        meta: &EntryMeta,
+        parent: &Dir,
+        name: &OsStr,
+        op: &str,
+        mut create: impl FnMut(&Dir, &OsStr) -> rustix::io::Result<T>,
+    ) -> Result<T> {
+        match create(parent, name) {
+            Err(Errno::EXIST) => {
+                self.remove_existing(meta, parent, name, &meta.path)?;
+                create(parent, name).map_err(|e| self.io(meta, op, e))
+            }
+            r => r.map_err(|e| self.io(meta, op, e)),
+        }
     }
 
     fn regular(
@@ -763,20 +863,30 @@ impl Extractor<'_> {
         name: &OsStr,
         body: &mut dyn Read,
     ) -> Result<()> {
+        // Created with its final mode when the umask leaves that mode alone and there are no
+        // setuid/setgid/sticky bits (which chown would clear): then no fchmod is needed.
+        let exact = meta.mode & 0o7000 == 0 && self.umask.is_some_and(|m| meta.mode & m == 0);
+        let create_mode = if exact { meta.mode & 0o777 } else { 0o600 };
         let sharing = self.sharing;
         let origin = sharing.and_then(|s| s.open(&meta.raw_name, meta.size));
         let mut created = None;
         if let (Some(s), Some(src)) = (sharing, &origin) {
             let cascade = &s.cascade;
             if cascade.may_reflink() {
-                let fd = self.create_file(meta, parent, name)?;
+                let fd = self.create_file(meta, parent, name, create_mode)?;
                 if cascade
                     .try_reflink(src, &fd)
                     .map_err(|e| self.io(meta, "cloning (FICLONE) file", e))?
                 {
                     self.drain(meta, body)?;
                     cascade.record(Method::Reflink, meta.size);
-                    return self.finish_regular(meta, std::fs::File::from(fd), meta.size);
+                    return self.finish_regular(
+                        meta,
+                        parent,
+                        std::fs::File::from(fd),
+                        meta.size,
+                        exact,
+                    );
                 }
                 created = Some(fd);
             }
@@ -786,6 +896,9 @@ impl Extractor<'_> {
                 if created.take().is_some() {
                     rustix::fs::unlinkat(parent, name, AtFlags::empty())
                         .map_err(|e| self.io(meta, "removing", e))?;
+                } else {
+                    // Nothing was created yet: clear the way as create_file would.
+                    self.remove_existing(meta, parent, name, &meta.path)?;
                 }
                 if cascade
                     .try_hardlink_fd(src.as_fd(), parent, name)
@@ -802,7 +915,7 @@ impl Extractor<'_> {
         }
         let fd = match created {
             Some(fd) => fd,
-            None => self.create_file(meta, parent, name)?,
+            None => self.create_file(meta, parent, name, create_mode)?,
         };
         let mut file = std::fs::File::from(fd);
         let mut written = 0u64;
@@ -834,23 +947,29 @@ impl Extractor<'_> {
         if let Some(s) = sharing.filter(|_| meta.size > 0) {
             s.cascade.record(Method::Copy, written);
         }
-        self.finish_regular(meta, file, written)
+        self.finish_regular(meta, parent, file, written, exact)
     }
 
     /// Owner, mode, xattrs and mtime of a regular file this layer wrote (or reflinked).
     fn finish_regular(
         &mut self,
         meta: &EntryMeta,
+        parent: &Dir,
         file: std::fs::File,
         written: u64,
+        exact: bool,
     ) -> Result<()> {
-        if self.opts.chown {
+        // A new file already belongs to the effective uid, and to the effective gid when its
+        // directory's group is that gid.
+        if self.opts.chown && !(self.uid_gid(meta)? == self.ids && self.plain_gid(parent)) {
             let (u, g) = self.owner(meta)?;
             rustix::fs::fchown(&file, u, g).map_err(|e| self.io(meta, "chown", e))?;
         }
         // After chown, which clears setuid/setgid.
-        rustix::fs::fchmod(&file, Mode::from_raw_mode(meta.mode))
-            .map_err(|e| self.io(meta, "chmod", e))?;
+        if !exact {
+            rustix::fs::fchmod(&file, Mode::from_raw_mode(meta.mode))
+                .map_err(|e| self.io(meta, "chmod", e))?;
+        }
         self.set_xattrs(meta, XattrTarget::Fd(file.as_fd()))?;
         rustix::fs::futimens(&file, &timestamps((meta.mtime, meta.mtime_nsec)))
             .map_err(|e| self.io(meta, "setting mtime", e))?;
@@ -865,17 +984,41 @@ impl Extractor<'_> {
             self.open_dir_fd(meta, path)?
         } else {
             let (parent, name) = self.parent_of(meta, path)?;
-            match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
-                Ok(_) => {
+            // mkdir first: in a new layer the directory is almost never there yet.
+            let created = match rustix::fs::mkdirat(&*parent, name, Mode::from_raw_mode(0o700)) {
+                Ok(()) => true,
+                Err(Errno::EXIST) => false,
+                Err(e) => return Err(self.io(meta, "creating directory", e)),
+            };
+            // A directory just made, with no xattrs to set, needs no fd: owner by name (never
+            // followed), and none at all when it already has the tar's owner.
+            if created && meta.xattrs.is_empty() {
+                if self.opts.chown && !(self.uid_gid(meta)? == self.ids && self.plain_gid(&parent))
+                {
+                    let (u, g) = self.owner(meta)?;
+                    rustix::fs::chownat(&*parent, name, u, g, AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(|e| self.io(meta, "chown", e))?;
+                }
+                self.deferred.insert(
+                    path.clone(),
+                    DirMeta {
+                        mode: meta.mode,
+                        mtime: (meta.mtime, meta.mtime_nsec),
+                    },
+                );
+                return Ok(());
+            }
+            match rustix::fs::openat(&*parent, name, dir_flags(), Mode::empty()) {
+                Ok(fd) => fd,
+                // Something other than a directory (a symlink, a file) is in the way.
+                Err(Errno::LOOP | Errno::NOTDIR) if !created => {
                     self.remove_existing(meta, &parent, name, path)?;
                     self.mkdir(meta, &parent, name)?;
+                    rustix::fs::openat(&*parent, name, dir_flags(), Mode::empty())
+                        .map_err(|e| self.io(meta, "opening directory", e))?
                 }
-                Err(Errno::NOENT) => self.mkdir(meta, &parent, name)?,
-                Err(e) => return Err(self.io(meta, "stat", e)),
+                Err(e) => return Err(self.io(meta, "opening directory", e)),
             }
-            rustix::fs::openat(&parent, name, dir_flags(), Mode::empty())
-                .map_err(|e| self.io(meta, "opening directory", e))?
         };
         if self.opts.chown {
             let (u, g) = self.owner(meta)?;
@@ -904,15 +1047,22 @@ impl Extractor<'_> {
             context: format!("layer {}: {op} directory {:?}", self.layer, path.display()),
             source: e,
         };
+        // Siblings come one after the other (deepest first): their parent stays open.
+        let mut parent: Option<(&Path, Dir)> = None;
         for (path, m) in self.deferred.iter().rev() {
             let fd = if path.as_os_str().is_empty() {
                 rustix::fs::openat(self.dest, ".", dir_flags(), Mode::empty())
                     .map_err(|e| io(path, "opening", e.into()))?
             } else {
-                let parent = open_rel_dir(self.dest, path.parent().unwrap_or(Path::new("")))
-                    .map_err(|e| io(path, "opening the parent of", e))?;
+                let parent_path = path.parent().unwrap_or(Path::new(""));
+                if parent.as_ref().is_none_or(|(p, _)| *p != parent_path) {
+                    let d = open_rel_dir(self.dest, parent_path)
+                        .map_err(|e| io(path, "opening the parent of", e))?;
+                    parent = Some((parent_path, d));
+                }
+                let (_, parent_dir) = parent.as_ref().expect("just opened");
                 let name = path.file_name().unwrap_or_default();
-                match rustix::fs::openat(&parent, name, dir_flags(), Mode::empty()) {
+                match rustix::fs::openat(parent_dir, name, dir_flags(), Mode::empty()) {
                     Ok(fd) => fd,
                     // Replaced by a later entry of a kind that is not a directory.
                     Err(Errno::NOENT | Errno::LOOP | Errno::NOTDIR) => continue,
