@@ -551,6 +551,10 @@ pub struct RemoteOpts {
 pub enum CompressFormat {
     Gzip,
     Zstd,
+    /// zstd with one frame per file and a table of contents (containers/storage's
+    /// zstd:chunked, which podman can pull partially).
+    #[value(name = "zstd:chunked")]
+    ZstdChunked,
 }
 
 /// `copy --multi-arch` choices (skopeo's).
@@ -642,8 +646,8 @@ pub struct CopyArgs {
     /// Compress layers in the destination with this format.
     #[arg(long, value_enum)]
     pub dest_compress_format: Option<CompressFormat>,
-    /// The level of layers the destination compresses (gzip 0-9, default 3; zstd 1-22,
-    /// default 3).
+    /// The level of layers the destination compresses (gzip 0-9, default 3; zstd and
+    /// zstd:chunked 1-22, default 3).
     #[arg(long, value_name = "LEVEL", allow_negative_numbers = true)]
     pub dest_compress_level: Option<i32>,
     /// Write the digest of the stored manifest (with --all: of the index) to this file.

@@ -24,6 +24,7 @@
 //!    [`CancelReader`] on every layer stream, at the next chunk; the copy then ends with
 //!    [`Error::Cancelled`] saying what the destination keeps (see [`crate::cancel`]).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -273,15 +274,48 @@ impl<'a> LayerInput<'a> {
 
     /// Store the layer compressed with `target`: decode it (verified as in
     /// [`decode`](Self::decode)) and encode it into `out`, which is returned with what was
-    /// decoded. gzip and zstd compress on [`compress_threads`](Self::compress_threads)
-    /// threads ([`crate::compression::parallel`]).
-    pub fn recompress<W: Write>(self, out: W, target: Compression) -> Result<(W, Decoded<()>)> {
+    /// decoded; the decoded value holds the annotations the stored layer's descriptor must
+    /// carry (zstd:chunked's TOC position and checksum; none for the others). gzip and zstd
+    /// compress on [`compress_threads`](Self::compress_threads) threads
+    /// ([`crate::compression::parallel`]); zstd:chunked on one
+    /// ([`crate::compression::zstd_chunked`]).
+    pub fn recompress<W: Write>(
+        self,
+        out: W,
+        target: Compression,
+    ) -> Result<(W, Decoded<HashMap<String, String>>)> {
         let label = self.label.to_string();
+        if target == Compression::ZstdChunked {
+            let level = crate::compression::check_level(
+                self.compress_level,
+                crate::compression::parallel::ZSTD_LEVELS,
+                "zstd",
+            )?
+            .unwrap_or(crate::compression::parallel::ZSTD_LEVEL);
+            let mut slot = Some(out);
+            let mut written = None;
+            let decoded = self.decode(|tar| {
+                let out = slot.take().expect("decode calls its consumer once");
+                let (out, w) = crate::compression::zstd_chunked::encode(tar, out, level, &label)?;
+                written = Some((out, w.annotations));
+                Ok(())
+            })?;
+            let (out, annotations) = written.expect("the consumer ran");
+            return Ok((
+                out,
+                Decoded {
+                    value: annotations,
+                    compression: decoded.compression,
+                    diff_size: decoded.diff_size,
+                    stream_size: decoded.stream_size,
+                },
+            ));
+        }
         let mut enc =
             Encoder::with_options(out, target, self.compress_threads, self.compress_level)?;
         let decoded = self.decode(|tar| {
             std::io::copy(tar, &mut enc).ctx(|| format!("compressing {label}"))?;
-            Ok(())
+            Ok(HashMap::new())
         })?;
         let out = enc.finish().ctx(|| format!("compressing {label}"))?;
         Ok((out, decoded))
@@ -999,11 +1033,27 @@ pub(crate) fn final_manifest(
     crate::convert::image_manifest(m, &layers, format, &plan.source_name)
 }
 
+/// The descriptor of a layer a sink recompressed: `compression`'s media type, the blob's size
+/// and digest, and the annotations [`LayerInput::recompress`] returned (none: no
+/// annotations field).
+pub fn recompressed_descriptor(
+    compression: Compression,
+    size: u64,
+    digest: Digest,
+    annotations: HashMap<String, String>,
+) -> Descriptor {
+    let mut d = Descriptor::new(layer_media_type(compression), size, digest);
+    if !annotations.is_empty() {
+        d.set_annotations(Some(annotations));
+    }
+    d
+}
+
 /// The OCI media type for a layer stored with `compression`, keeping the source's family.
 pub fn layer_media_type(compression: Compression) -> MediaType {
     match compression {
         Compression::Gzip => MediaType::ImageLayerGzip,
-        Compression::Zstd => MediaType::ImageLayerZstd,
+        Compression::Zstd | Compression::ZstdChunked => MediaType::ImageLayerZstd,
         _ => MediaType::ImageLayer,
     }
 }
