@@ -183,6 +183,7 @@ pub fn copy_args_options(args: &CopyArgs) -> Result<CopyOptions> {
         _ => MultiArch::System,
     };
     c.preserve_digests = args.preserve_digests;
+    c.partial_pulls = !args.no_partial_pull;
     c.manifest_format = args.format.map(|f| match f {
         ManifestFormatOpt::Oci => ManifestFormat::Oci,
         ManifestFormatOpt::V2s2 => ManifestFormat::DockerV2S2,

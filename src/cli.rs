@@ -663,6 +663,10 @@ pub struct CopyArgs {
     /// Fail instead of storing a manifest or index whose digest differs from the source's.
     #[arg(long)]
     pub preserve_digests: bool,
+    /// Pull zstd:chunked layers whole, even into containers-storage (by default only the
+    /// files the store does not hold are fetched).
+    #[arg(long)]
+    pub no_partial_pull: bool,
     /// Manifest type of the destination: oci or v2s2 (Docker schema2) [default: the source's].
     #[arg(short = 'f', long, value_enum, value_name = "oci|v2s2")]
     pub format: Option<ManifestFormatOpt>,

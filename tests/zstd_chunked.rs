@@ -200,3 +200,162 @@ fn zstd_chunked_manifests_are_reproducible() {
     }
     assert_eq!(digests[0], digests[1]);
 }
+
+/// An image of `files` files of 16 KiB (content seeded by file number and `changed`: the
+/// files numbered in `changed` get other content), tagged `tag` in `layout`.
+fn files_image(layout: &Path, tag: &str, files: u64, changed: &[u64]) -> Built {
+    let mut spec = LayerSpec::new("test");
+    spec.dir("data");
+    for i in 0..files {
+        let seed = if changed.contains(&i) { 1_000 + i } else { i };
+        spec.file(
+            &format!("data/f{i:03}"),
+            SplitMix64::new(seed).bytes(16 << 10),
+        );
+    }
+    let image = ImageBuilder::new()
+        .created("2026-11-01T00:00:00Z")
+        .layer_with_history(&spec, LayerCompression::GzipLevel(1), History::new("test"));
+    write_layout(layout, tag, image)
+}
+
+/// `stowage copy` from the registry into `store`; returns its stderr (the notes).
+fn stowage_pull(image: &str, store: &PodmanStore, name: &str, extra: &[&str]) -> String {
+    let out = run(stowage()
+        .args(["copy", "--src-tls-verify=false"])
+        .args(extra)
+        .arg(format!("docker://{image}"))
+        .arg(store.reference(name)));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The numbers of the partial-pull note: (files reused, files, bytes fetched, blob size).
+fn partial_note(notes: &str) -> Option<(u64, u64, u64, u64)> {
+    let line = notes
+        .lines()
+        .find(|l| l.contains("zstd:chunked partial pull:"))?;
+    let nums: Vec<u64> = line
+        .split_once("partial pull:")?
+        .1
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    Some((nums[0], nums[1], nums[3], nums[4]))
+}
+
+/// The uncompressed digest of the one layer of the image `oci:DIR:TAG` skopeo exported.
+fn exported_layer_diff_id(dir: &Path, tag: &str) -> String {
+    let m: Value =
+        serde_json::from_slice(&layout_blob(dir, &layout_manifest_digest(dir, tag))).unwrap();
+    let blob = layout_blob(dir, m["layers"][0]["digest"].as_str().unwrap());
+    let mut tar = Vec::new();
+    let (_, mut r) = stowage_engine::compression::decoder(&blob[..], "layer").unwrap();
+    std::io::Read::read_to_end(&mut r, &mut tar).unwrap();
+    sha256(&tar)
+}
+
+#[test]
+fn partial_pull_into_containers_storage_fetches_only_the_changed_files() {
+    let test = "partial_pull_into_containers_storage_fetches_only_the_changed_files";
+    if !registry_tools(test) || !require(test, &["podman"]) {
+        return;
+    }
+    let tmp = tempdir();
+    let layout = tmp.path().join("src");
+    let v1 = files_image(&layout, "1", 40, &[]);
+    let v2 = files_image(&layout, "2", 40, &[7, 23]);
+    let reg = Registry::start(Auth::None, None);
+    for tag in ["1", "2"] {
+        run(stowage().args([
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-compress-format",
+            "zstd:chunked",
+            &oci_ref(&layout, tag),
+            &format!("docker://{}/files:{tag}", reg.addr),
+        ]));
+    }
+    let store = PodmanStore::new();
+    // v1: nothing to reuse; the TOC is kept with the layer.
+    let notes = stowage_pull(
+        &format!("{}/files:1", reg.addr),
+        &store,
+        "localhost/files:1",
+        &[],
+    );
+    let (reused, files, _, _) = partial_note(&notes).unwrap_or_else(|| panic!("{notes}"));
+    assert_eq!((reused, files), (0, 40), "{notes}");
+    // v2: the 38 unchanged files come from v1's layer; a small part of the blob is fetched,
+    // in few requests (one for the TOC, one multi-range for the rest).
+    let notes = stowage_pull(
+        &format!("{}/files:2", reg.addr),
+        &store,
+        "localhost/files:2",
+        &[],
+    );
+    let (reused, files, fetched, blob) = partial_note(&notes).unwrap_or_else(|| panic!("{notes}"));
+    assert_eq!((reused, files), (38, 40), "{notes}");
+    assert!(
+        fetched * 8 < blob,
+        "fetched {fetched} of {blob} bytes:\n{notes}"
+    );
+    let ranged = notes
+        .lines()
+        .find(|l| l.contains("ranged reads from"))
+        .unwrap_or_else(|| panic!("{notes}"));
+    let nums: Vec<u64> = ranged
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert!(nums[0] * 8 < blob && nums[1] <= 3, "{ranged}");
+
+    // podman reads both images: the right diffIDs, the same tree as podman gets from the
+    // original gzip image, and skopeo exports the partially pulled layer bit for bit.
+    assert_eq!(
+        store.image_inspect("localhost/files:2")["RootFS"]["Layers"][0],
+        v2.diff_ids[0]
+    );
+    assert_eq!(
+        store.image_inspect("localhost/files:1")["RootFS"]["Layers"][0],
+        v1.diff_ids[0]
+    );
+    let reference = PodmanStore::new();
+    reference.skopeo_copy(&[], &oci_ref(&layout, "2"), "localhost/ref:2");
+    assert_eq!(
+        top_layer_tree(&store, "localhost/files:2"),
+        top_layer_tree(&reference, "localhost/ref:2")
+    );
+    let exported = tmp.path().join("exported");
+    run(skopeo().args([
+        "copy",
+        "-q",
+        &store.reference("localhost/files:2"),
+        &oci_ref(&exported, "2"),
+    ]));
+    assert_eq!(exported_layer_diff_id(&exported, "2"), v2.diff_ids[0]);
+
+    // --no-partial-pull pulls the whole blob.
+    let whole = PodmanStore::new();
+    stowage_pull(
+        &format!("{}/files:1", reg.addr),
+        &whole,
+        "localhost/files:1",
+        &[],
+    );
+    let notes = stowage_pull(
+        &format!("{}/files:2", reg.addr),
+        &whole,
+        "localhost/files:2",
+        &["--no-partial-pull"],
+    );
+    assert!(partial_note(&notes).is_none(), "{notes}");
+    assert_eq!(
+        whole.image_inspect("localhost/files:2")["RootFS"]["Layers"][0],
+        v2.diff_ids[0]
+    );
+}

@@ -538,6 +538,368 @@ fn toc_entry<R: Read>(entry: &mut tar_split::SplitEntry<'_, R>, layer: &str) -> 
     Ok(e)
 }
 
+// ---------------------------------------------------------------------------------------
+// Reading: partial pulls.
+// ---------------------------------------------------------------------------------------
+
+/// Ranged access to one blob (a registry's `Range` requests): what a partial pull fetches.
+pub trait BlobRanges: Send + Sync {
+    /// The bytes of `ranges` (half-open `start..end`, ascending, not overlapping),
+    /// concatenated in order, as a stream (which owns what it needs). An error when the
+    /// server does not serve ranges.
+    fn read_ranges(&self, ranges: Vec<(u64, u64)>) -> Result<super::BoxRead<'static>>;
+    /// Body bytes received and requests made so far through this value.
+    fn fetched(&self) -> (u64, u64);
+}
+
+/// The destination's files by content: what a partial pull takes instead of fetching.
+pub trait LocalFiles: Send + Sync {
+    /// Whether a regular file of `size` bytes with sha256 `digest` (`sha256:…`) is there.
+    fn has(&self, digest: &str, size: u64) -> bool;
+    /// Open that file (called while the layer streams; the content is checked against the
+    /// digest as it is read).
+    fn open(&self, digest: &str, size: u64) -> io::Result<std::fs::File>;
+}
+
+/// Largest compressed TOC accepted (containers/storage's limit is 50 MiB, too).
+const MAX_TOC: u64 = 50 << 20;
+/// Largest uncompressed TOC accepted.
+const MAX_TOC_UNCOMPRESSED: u64 = 256 << 20;
+
+/// A layer's TOC as a partial pull reads it.
+#[derive(Debug, Clone)]
+pub struct FoundToc {
+    /// The parsed TOC.
+    pub toc: Toc,
+    /// Its JSON as stored in the blob (containers-storage keeps it as the layer's
+    /// `zstd-chunked-manifest` big data).
+    pub json: Vec<u8>,
+    /// Blob offset where the TOC's skippable frame starts: the file frames end here.
+    pub frames_end: u64,
+    /// Bytes of the compressed TOC (what fetching it cost).
+    pub compressed_len: u64,
+}
+
+/// Whether a descriptor's annotations mark a zstd:chunked layer.
+pub fn is_chunked(annotations: Option<&HashMap<String, String>>) -> bool {
+    annotations.is_some_and(|a| {
+        a.contains_key(MANIFEST_POSITION_KEY) && a.contains_key(MANIFEST_CHECKSUM_KEY)
+    })
+}
+
+/// Fetch and check the TOC of a blob of `blob_size` bytes through `ranges`, located by the
+/// layer's `annotations`. `Err` holds the reason a partial pull is not possible (the caller
+/// pulls the whole blob instead).
+pub fn read_toc(
+    ranges: &dyn BlobRanges,
+    annotations: &HashMap<String, String>,
+    blob_size: u64,
+) -> std::result::Result<FoundToc, String> {
+    let position = annotations
+        .get(MANIFEST_POSITION_KEY)
+        .ok_or("no manifest-position annotation")?;
+    let checksum = annotations
+        .get(MANIFEST_CHECKSUM_KEY)
+        .ok_or("no manifest-checksum annotation")?;
+    let fields: Vec<u64> = position
+        .split(':')
+        .map(|f| f.parse::<u64>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| format!("malformed manifest-position {position:?}"))?;
+    let [offset, length, uncompressed, kind] = fields[..] else {
+        return Err(format!("malformed manifest-position {position:?}"));
+    };
+    if kind != MANIFEST_TYPE_CRFS {
+        return Err(format!("manifest type {kind} is not 1 (CRFS)"));
+    }
+    if offset < 8
+        || length > MAX_TOC
+        || uncompressed > MAX_TOC_UNCOMPRESSED
+        || offset.saturating_add(length) > blob_size
+    {
+        return Err(format!(
+            "manifest-position {position:?} lies outside the {blob_size}-byte blob or is too large"
+        ));
+    }
+    let mut compressed = Vec::with_capacity(length as usize);
+    ranges
+        .read_ranges(vec![(offset, offset + length)])
+        .and_then(|mut r| {
+            r.read_to_end(&mut compressed)
+                .map_err(|e| Error::from_io("reading the zstd:chunked TOC", e))
+        })
+        .map_err(|e| format!("fetching the TOC: {e}"))?;
+    let actual = format!("sha256:{}", hex::encode(Sha256::digest(&compressed)));
+    if &actual != checksum {
+        return Err(format!(
+            "the TOC's checksum is {actual}, the manifest says {checksum}"
+        ));
+    }
+    let json = zstd::bulk::decompress(&compressed, uncompressed as usize)
+        .map_err(|e| format!("decompressing the TOC: {e}"))?;
+    let toc: Toc = serde_json::from_slice(&json).map_err(|e| format!("parsing the TOC: {e}"))?;
+    if toc.version != 1 {
+        return Err(format!("TOC version {} is not 1", toc.version));
+    }
+    Ok(FoundToc {
+        toc,
+        json,
+        frames_end: offset - 8,
+        compressed_len: length,
+    })
+}
+
+/// One piece of the layer's tar, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    /// Blob bytes `start..end` (whole zstd frames) to fetch and decompress.
+    Remote(u64, u64),
+    /// A file's content, taken from the destination.
+    Local {
+        /// `sha256:…` of the content.
+        digest: String,
+        /// Its size.
+        size: u64,
+    },
+}
+
+/// What a partial pull takes from where: the tar of the layer, piece by piece.
+#[derive(Debug, Clone)]
+pub struct PartialPlan {
+    pieces: Vec<Piece>,
+    /// Regular files with content in the TOC.
+    pub files: usize,
+    /// Of those, taken from the destination.
+    pub reused_files: usize,
+    /// Uncompressed bytes taken from the destination.
+    pub reused_bytes: u64,
+    /// Blob bytes to fetch.
+    pub remote_bytes: u64,
+    /// Ranges to fetch (after coalescing).
+    pub remote_ranges: usize,
+}
+
+impl PartialPlan {
+    /// The blob ranges to fetch, in order.
+    pub fn ranges(&self) -> Vec<(u64, u64)> {
+        self.pieces
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Remote(a, b) => Some((*a, *b)),
+                Piece::Local { .. } => None,
+            })
+            .collect()
+    }
+}
+
+/// Plan the partial pull of a layer with TOC `found`: each regular file whose content the
+/// destination has (same digest and size) is taken from there, everything else (headers,
+/// padding, the other files) is fetched as whole frames, adjacent ranges as one. `Err`: the
+/// TOC's offsets do not describe a zstd:chunked blob (the reason).
+pub fn plan(found: &FoundToc, local: &dyn LocalFiles) -> std::result::Result<PartialPlan, String> {
+    let mut pieces = Vec::new();
+    let (mut at, mut files, mut reused_files, mut reused_bytes) = (0u64, 0, 0, 0u64);
+    for e in &found.toc.entries {
+        if e.kind != "reg" || e.size == 0 {
+            continue;
+        }
+        files += 1;
+        let (start, end) = (e.offset as u64, e.end_offset as u64);
+        if e.offset < 0 || start < at || end <= start || end > found.frames_end || e.size < 0 {
+            return Err(format!(
+                "TOC entry {:?} has offsets {}..{} outside the file frames or out of order",
+                e.name, e.offset, e.end_offset
+            ));
+        }
+        if e.digest.is_empty() || !local.has(&e.digest, e.size as u64) {
+            continue;
+        }
+        if start > at {
+            pieces.push(Piece::Remote(at, start));
+        }
+        pieces.push(Piece::Local {
+            digest: e.digest.clone(),
+            size: e.size as u64,
+        });
+        reused_files += 1;
+        reused_bytes += e.size as u64;
+        at = end;
+    }
+    if found.frames_end > at {
+        pieces.push(Piece::Remote(at, found.frames_end));
+    }
+    let remote: Vec<(u64, u64)> = pieces
+        .iter()
+        .filter_map(|p| match p {
+            Piece::Remote(a, b) => Some((*a, *b)),
+            _ => None,
+        })
+        .collect();
+    Ok(PartialPlan {
+        remote_bytes: remote.iter().map(|(a, b)| b - a).sum(),
+        remote_ranges: remote.len(),
+        pieces,
+        files,
+        reused_files,
+        reused_bytes,
+    })
+}
+
+/// `left` bytes of the fetched stream: one remote piece.
+struct Region<'a> {
+    inner: super::BoxRead<'a>,
+    left: u64,
+}
+
+impl Read for Region<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the fetched ranges ended {} bytes early", self.left),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+enum Current<'a> {
+    Idle(super::BoxRead<'a>),
+    Remote(zstd::stream::read::Decoder<'static, io::BufReader<Region<'a>>>),
+    Local {
+        file: std::fs::File,
+        hash: Sha256,
+        left: u64,
+        digest: String,
+        fetched: super::BoxRead<'a>,
+    },
+    Gone,
+}
+
+/// The layer's uncompressed tar, put together from fetched frames and the destination's
+/// files (a `Read`; streaming, one piece at a time). Every local file is checked against its
+/// TOC digest as it is read; the caller checks the whole tar against the diffID.
+pub struct Reassembled<'a> {
+    pieces: std::collections::VecDeque<Piece>,
+    local: &'a dyn LocalFiles,
+    current: Current<'a>,
+}
+
+impl<'a> Reassembled<'a> {
+    /// The tar of `plan`, reading the remote pieces from `fetched` (the stream of
+    /// [`BlobRanges::read_ranges`] of [`PartialPlan::ranges`]) and the local ones from
+    /// `local`.
+    pub fn new(plan: PartialPlan, fetched: super::BoxRead<'a>, local: &'a dyn LocalFiles) -> Self {
+        Reassembled {
+            pieces: plan.pieces.into(),
+            local,
+            current: Current::Idle(fetched),
+        }
+    }
+
+    /// Move to the next piece; `false` at the end.
+    fn advance(&mut self) -> io::Result<bool> {
+        let fetched = match std::mem::replace(&mut self.current, Current::Gone) {
+            Current::Idle(f) => f,
+            Current::Remote(d) => {
+                let buffered = d.finish();
+                if !buffered.buffer().is_empty() || buffered.get_ref().left != 0 {
+                    return Err(io::Error::other(
+                        "a fetched range holds bytes after its last zstd frame",
+                    ));
+                }
+                buffered.into_inner().inner
+            }
+            Current::Local { fetched, .. } => fetched,
+            Current::Gone => return Ok(false),
+        };
+        match self.pieces.pop_front() {
+            None => {
+                self.current = Current::Idle(fetched);
+                Ok(false)
+            }
+            Some(Piece::Remote(a, b)) => {
+                let region = Region {
+                    inner: fetched,
+                    left: b - a,
+                };
+                let mut d = zstd::stream::read::Decoder::new(region)?;
+                d.window_log_max(27)?;
+                self.current = Current::Remote(d);
+                Ok(true)
+            }
+            Some(Piece::Local { digest, size }) => {
+                let file = self.local.open(&digest, size)?;
+                self.current = Current::Local {
+                    file,
+                    hash: Sha256::new(),
+                    left: size,
+                    digest,
+                    fetched,
+                };
+                Ok(true)
+            }
+        }
+    }
+}
+
+impl Read for Reassembled<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let n = match &mut self.current {
+                Current::Idle(_) => 0,
+                Current::Gone => return Ok(0),
+                Current::Remote(d) => d.read(buf)?,
+                Current::Local {
+                    file,
+                    hash,
+                    left,
+                    digest,
+                    ..
+                } => {
+                    let want = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                    let n = if want == 0 {
+                        0
+                    } else {
+                        file.read(&mut buf[..want])?
+                    };
+                    if n == 0 {
+                        let actual =
+                            format!("sha256:{}", hex::encode(std::mem::take(hash).finalize()));
+                        if *left != 0 || &actual != digest {
+                            return Err(io::Error::other(format!(
+                                "the local file taken for content {digest} is {actual} ({} bytes short); it changed since it was stored",
+                                *left
+                            )));
+                        }
+                    } else {
+                        hash.update(&buf[..n]);
+                        *left -= n as u64;
+                    }
+                    n
+                }
+            };
+            if n > 0 {
+                return Ok(n);
+            }
+            if !self.advance()? {
+                return Ok(0);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
