@@ -992,6 +992,88 @@ mod tests {
         );
     }
 
+    struct MemRanges(Vec<u8>, std::sync::Mutex<(u64, u64)>);
+
+    impl BlobRanges for MemRanges {
+        fn read_ranges(&self, ranges: Vec<(u64, u64)>) -> Result<crate::compression::BoxRead<'static>> {
+            let mut out = Vec::new();
+            for (a, b) in ranges {
+                out.extend_from_slice(&self.0[a as usize..b as usize]);
+            }
+            let mut c = self.1.lock().unwrap();
+            c.0 += out.len() as u64;
+            c.1 += 1;
+            Ok(Box::new(io::Cursor::new(out)))
+        }
+        fn fetched(&self) -> (u64, u64) {
+            *self.1.lock().unwrap()
+        }
+    }
+
+    /// Files in a directory, named by their digest's hex.
+    struct DirFiles(tempfile::TempDir);
+
+    impl DirFiles {
+        fn add(&self, data: &[u8]) {
+            let hex = hex::encode(Sha256::digest(data));
+            std::fs::write(self.0.path().join(hex), data).unwrap();
+        }
+    }
+
+    impl LocalFiles for DirFiles {
+        fn has(&self, digest: &str, size: u64) -> bool {
+            let p = self.0.path().join(digest.trim_start_matches("sha256:"));
+            std::fs::metadata(p).is_ok_and(|m| m.len() == size)
+        }
+        fn open(&self, digest: &str, _: u64) -> io::Result<std::fs::File> {
+            std::fs::File::open(self.0.path().join(digest.trim_start_matches("sha256:")))
+        }
+    }
+
+    #[test]
+    fn partial_reassembly_gives_the_tar_and_checks_local_files() {
+        let files: Vec<Vec<u8>> = (0..6).map(|i| noise(50_000 + i * 1000, i as u32 + 1)).collect();
+        let names: Vec<String> = (0..6).map(|i| format!("f{i}")).collect();
+        let entries: Vec<(&str, &[u8])> = names
+            .iter()
+            .zip(&files)
+            .map(|(n, f)| (n.as_str(), f.as_slice()))
+            .collect();
+        let tar = tar_of(&entries);
+        let (blob, w) = encode(&tar[..], Vec::new(), 3, "test").unwrap();
+        let ranges = MemRanges(blob.clone(), Default::default());
+        let found = read_toc(&ranges, &w.annotations, blob.len() as u64).unwrap();
+        let local = DirFiles(tempfile::tempdir().unwrap());
+        for f in [&files[0], &files[2], &files[3], &files[5]] {
+            local.add(f);
+        }
+        let plan = plan(&found, &local).unwrap();
+        assert_eq!((plan.files, plan.reused_files), (6, 4));
+        assert!(plan.remote_bytes < blob.len() as u64 / 2);
+        let fetched = ranges.read_ranges(plan.ranges()).unwrap();
+        let mut out = Vec::new();
+        Reassembled::new(plan.clone(), fetched, &local)
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, tar);
+        // A local file that changed after it was indexed is refused.
+        std::fs::write(
+            local.0.path().join(hex::encode(Sha256::digest(&files[2]))),
+            noise(files[2].len(), 99),
+        )
+        .unwrap();
+        let fetched = ranges.read_ranges(plan.ranges()).unwrap();
+        let err = Reassembled::new(plan, fetched, &local)
+            .read_to_end(&mut Vec::new())
+            .unwrap_err();
+        assert!(err.to_string().contains("changed since it was stored"), "{err}");
+        // A wrong checksum annotation: no partial pull, with the reason.
+        let mut bad = w.annotations.clone();
+        bad.insert(MANIFEST_CHECKSUM_KEY.into(), format!("sha256:{}", "0".repeat(64)));
+        let reason = read_toc(&ranges, &bad, blob.len() as u64).unwrap_err();
+        assert!(reason.contains("checksum"), "{reason}");
+    }
+
     #[test]
     fn rollsum_splits_like_bup() {
         // bup's rollsum over a window of zeros splits nowhere in zeros; on noise a split lands
