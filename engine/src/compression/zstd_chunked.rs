@@ -995,7 +995,10 @@ mod tests {
     struct MemRanges(Vec<u8>, std::sync::Mutex<(u64, u64)>);
 
     impl BlobRanges for MemRanges {
-        fn read_ranges(&self, ranges: Vec<(u64, u64)>) -> Result<crate::compression::BoxRead<'static>> {
+        fn read_ranges(
+            &self,
+            ranges: Vec<(u64, u64)>,
+        ) -> Result<crate::compression::BoxRead<'static>> {
             let mut out = Vec::new();
             for (a, b) in ranges {
                 out.extend_from_slice(&self.0[a as usize..b as usize]);
@@ -1032,7 +1035,9 @@ mod tests {
 
     #[test]
     fn partial_reassembly_gives_the_tar_and_checks_local_files() {
-        let files: Vec<Vec<u8>> = (0..6).map(|i| noise(50_000 + i * 1000, i as u32 + 1)).collect();
+        let files: Vec<Vec<u8>> = (0..6)
+            .map(|i| noise(50_000 + i * 1000, i as u32 + 1))
+            .collect();
         let names: Vec<String> = (0..6).map(|i| format!("f{i}")).collect();
         let entries: Vec<(&str, &[u8])> = names
             .iter()
@@ -1066,10 +1071,16 @@ mod tests {
         let err = Reassembled::new(plan, fetched, &local)
             .read_to_end(&mut Vec::new())
             .unwrap_err();
-        assert!(err.to_string().contains("changed since it was stored"), "{err}");
+        assert!(
+            err.to_string().contains("changed since it was stored"),
+            "{err}"
+        );
         // A wrong checksum annotation: no partial pull, with the reason.
         let mut bad = w.annotations.clone();
-        bad.insert(MANIFEST_CHECKSUM_KEY.into(), format!("sha256:{}", "0".repeat(64)));
+        bad.insert(
+            MANIFEST_CHECKSUM_KEY.into(),
+            format!("sha256:{}", "0".repeat(64)),
+        );
         let reason = read_toc(&ranges, &bad, blob.len() as u64).unwrap_err();
         assert!(reason.contains("checksum"), "{reason}");
     }

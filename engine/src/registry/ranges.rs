@@ -3,14 +3,16 @@
 //!
 //! 1. The wanted ranges (ascending, disjoint) are cut into batches of at most
 //!    [`MAX_RANGES`] ranges and [`BATCH_BYTES`] bytes; a range larger than that is a batch
-//!    of its own.
-//! 2. A batch of one range is one `GET` with `Range: bytes=A-B` whose body is streamed; a
-//!    `206` must carry that `Content-Range`, a `200` (ranges ignored) is an error.
-//! 3. A batch of several is one `GET` with `Range: bytes=A-B,C-D,…`; docker-registry (Go's
-//!    `http.ServeContent`) answers `206 multipart/byteranges` with the parts in the order
-//!    asked, each checked against its `Content-Range`. The body is read whole (at most
-//!    [`BATCH_BYTES`] plus the part headers). A server that answers a multi-range request
-//!    otherwise is asked one range per request from then on.
+//!    of its own, streamed when the reader reaches it.
+//! 2. The other batches are fetched whole by tasks on the registry runtime, [`PREFETCH`]
+//!    ahead of the reader (docker-registry serves a multi-range answer range by range, with a
+//!    seek each: several requests at once hide that), and handed out in order.
+//! 3. A batch of several ranges is one `GET` with `Range: bytes=A-B,C-D,…`; docker-registry
+//!    (Go's `http.ServeContent`) answers `206 multipart/byteranges` with the parts in the
+//!    order asked, each checked against its `Content-Range`. A server that answers it
+//!    otherwise is asked one range per request. A single range must come back `206` with its
+//!    `Content-Range`; a `200` (ranges ignored) is an error, and the first batch is fetched
+//!    before the layer is begun, so such a registry fails the partial pull up front.
 //! 4. Every body byte received and every request is counted; the source reports the totals
 //!    (`ImageSource::notes`).
 //!
@@ -33,7 +35,7 @@ use crate::compression::BoxRead;
 use crate::error::{Error, Result};
 
 /// Ranges asked for in one request, at most.
-pub const MAX_RANGES: usize = 256;
+pub const MAX_RANGES: usize = 64;
 /// Bytes of ranges asked for in one multi-range request, at most (its body is held whole).
 pub const BATCH_BYTES: u64 = 4 << 20;
 
@@ -73,19 +75,13 @@ impl BlobRanges for RangeReader {
             }
         }
         let mut stream = RangesStream {
-            reader: RangeReader {
-                client: self.client.clone(),
-                url: self.url.clone(),
-                scope: self.scope.clone(),
-                what: self.what.clone(),
-                counters: self.counters.clone(),
-            },
+            reader: Arc::new(self.clone_reader()),
             batches,
-            multi: true,
+            inflight: VecDeque::new(),
             current: Body::Empty,
         };
-        // The first request now: a server that refuses ranges fails here, before the layer
-        // is begun.
+        // The first batch now: a server that refuses ranges fails here, before the layer is
+        // begun.
         stream.next_batch()?;
         Ok(Box::new(stream))
     }
@@ -98,23 +94,40 @@ impl BlobRanges for RangeReader {
     }
 }
 
+/// Batches fetched ahead of the reader, at most (each at most [`BATCH_BYTES`] in memory):
+/// the registry answers a multi-range request range by range, so several requests at once
+/// hide its per-range cost.
+pub const PREFETCH: usize = 4;
+
 enum Body {
     Empty,
-    /// A streamed single-range body: the current chunk and how much is left after it.
+    /// A streamed single-range body (a range over [`BATCH_BYTES`]): the current chunk and
+    /// how much is left after it.
     Stream {
         resp: Response,
         chunk: Bytes,
         left: u64,
     },
-    /// Parts of a multi-range answer, concatenated.
+    /// A batch fetched whole: its ranges' bytes, concatenated.
     Buffer(io::Cursor<Vec<u8>>),
 }
 
+type Fetch = tokio::task::JoinHandle<Result<Vec<u8>>>;
+
 struct RangesStream {
-    reader: RangeReader,
+    reader: Arc<RangeReader>,
     batches: VecDeque<Vec<(u64, u64)>>,
-    multi: bool,
+    /// Batches being fetched, in order.
+    inflight: VecDeque<Fetch>,
     current: Body,
+}
+
+impl Drop for RangesStream {
+    fn drop(&mut self) {
+        for f in &self.inflight {
+            f.abort();
+        }
+    }
 }
 
 fn range_header(ranges: &[(u64, u64)]) -> HeaderValue {
@@ -133,27 +146,37 @@ fn err(what: &str, reason: impl Into<String>) -> Error {
 }
 
 impl RangeReader {
-    fn get(&self, ranges: &[(u64, u64)]) -> Result<Response> {
+    fn clone_reader(&self) -> RangeReader {
+        RangeReader {
+            client: self.client.clone(),
+            url: self.url.clone(),
+            scope: self.scope.clone(),
+            what: self.what.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+
+    async fn get(&self, ranges: &[(u64, u64)]) -> Result<Response> {
         let mut headers = HeaderMap::new();
         headers.insert(RANGE, range_header(ranges));
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let c = &self.client;
-        c.block_on(c.send_retrying(
-            Method::GET,
-            self.url.clone(),
-            headers,
-            None,
-            &self.scope,
-            &self.what,
-            0,
-        ))
+        self.client
+            .send_retrying(
+                Method::GET,
+                self.url.clone(),
+                headers,
+                None,
+                &self.scope,
+                &self.what,
+                0,
+            )
+            .await
     }
 
-    fn chunk(&self, resp: &mut Response) -> Result<Option<Bytes>> {
+    async fn chunk(&self, resp: &mut Response) -> Result<Option<Bytes>> {
         let idle = self.client.settings().idle_timeout;
-        let c = self
-            .client
-            .block_on(next_chunk(resp, idle))
+        let c = next_chunk(resp, idle)
+            .await
             .map_err(|r| err(&self.what, r))?;
         if let Some(c) = &c {
             self.counters
@@ -161,6 +184,98 @@ impl RangeReader {
                 .fetch_add(c.len() as u64, Ordering::Relaxed);
         }
         Ok(c)
+    }
+
+    /// One range, checked: the response positioned at its body.
+    async fn single(&self, (a, b): (u64, u64)) -> Result<Response> {
+        let resp = self.get(&[(a, b)]).await?;
+        let status = resp.status();
+        if status != StatusCode::PARTIAL_CONTENT {
+            if status == StatusCode::OK || status == StatusCode::RANGE_NOT_SATISFIABLE {
+                return Err(err(
+                    &self.what,
+                    format!(
+                        "the registry answered a range request with {status}: it does not serve ranges"
+                    ),
+                ));
+            }
+            return Err(self.client.error_from(resp, &self.what).await);
+        }
+        let got = resp
+            .headers()
+            .get(CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(content_range);
+        if got != Some((a, b - 1)) {
+            return Err(err(
+                &self.what,
+                format!(
+                    "asked for bytes {a}-{}, the registry sent Content-Range {:?}",
+                    b - 1,
+                    resp.headers().get(CONTENT_RANGE)
+                ),
+            ));
+        }
+        Ok(resp)
+    }
+
+    /// The bytes of a batch (at most [`BATCH_BYTES`] and the part headers), with one
+    /// multi-range request, or one request per range when the server answers it otherwise.
+    async fn batch(self: Arc<Self>, batch: Vec<(u64, u64)>) -> Result<Vec<u8>> {
+        let wanted: u64 = batch.iter().map(|(a, b)| b - a).sum();
+        let mut out = Vec::with_capacity(wanted as usize);
+        if batch.len() > 1 {
+            let mut resp = self.get(&batch).await?;
+            let boundary = resp
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|ct| {
+                    ct.strip_prefix("multipart/byteranges")?
+                        .split(';')
+                        .find_map(|p| p.trim().strip_prefix("boundary="))
+                        .map(|b| b.trim_matches('"').to_string())
+                });
+            if let (StatusCode::PARTIAL_CONTENT, Some(boundary)) = (resp.status(), boundary) {
+                let cap = wanted + 512 * batch.len() as u64;
+                let mut body = Vec::new();
+                while let Some(c) = self.chunk(&mut resp).await? {
+                    if body.len() as u64 + c.len() as u64 > cap {
+                        return Err(err(
+                            &self.what,
+                            "the multi-range answer is larger than asked for",
+                        ));
+                    }
+                    body.extend_from_slice(&c);
+                }
+                return parse_multipart(&body, &boundary, &batch).ok_or_else(|| {
+                    err(
+                        &self.what,
+                        "the multi-range answer does not hold the ranges asked for",
+                    )
+                });
+            }
+            // No multi-range answer: one range per request.
+        }
+        for r in batch {
+            let mut resp = self.single(r).await?;
+            let start = out.len();
+            while let Some(c) = self.chunk(&mut resp).await? {
+                out.extend_from_slice(&c);
+            }
+            if (out.len() - start) as u64 != r.1 - r.0 {
+                return Err(err(
+                    &self.what,
+                    format!(
+                        "bytes {}-{}: {} bytes received",
+                        r.0,
+                        r.1 - 1,
+                        out.len() - start
+                    ),
+                ));
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -205,92 +320,47 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 impl RangesStream {
+    /// Keep up to [`PREFETCH`] batches that fit in memory fetching ahead.
+    fn prefetch(&mut self) {
+        while self.inflight.len() < PREFETCH {
+            match self.batches.front() {
+                Some(b) if b.len() > 1 || b[0].1 - b[0].0 <= BATCH_BYTES => {
+                    let batch = self.batches.pop_front().expect("front exists");
+                    let reader = self.reader.clone();
+                    self.inflight
+                        .push_back(super::client::runtime().spawn(reader.batch(batch)));
+                }
+                _ => break,
+            }
+        }
+    }
+
     /// Start the next batch; `false` when there is none.
     fn next_batch(&mut self) -> Result<bool> {
+        self.prefetch();
+        let r = self.reader.clone();
+        if let Some(f) = self.inflight.pop_front() {
+            let data = r
+                .client
+                .block_on(f)
+                .map_err(|e| err(&r.what, format!("the range fetch stopped: {e}")))??;
+            self.prefetch();
+            self.current = Body::Buffer(io::Cursor::new(data));
+            return Ok(true);
+        }
         let Some(batch) = self.batches.pop_front() else {
             self.current = Body::Empty;
             return Ok(false);
         };
-        let r = &self.reader;
-        if batch.len() == 1 || !self.multi {
-            if batch.len() > 1 {
-                for one in batch.into_iter().rev() {
-                    self.batches.push_front(vec![one]);
-                }
-                return self.next_batch();
-            }
-            let (a, b) = batch[0];
-            let resp = r.get(&batch)?;
-            let status = resp.status();
-            if status != StatusCode::PARTIAL_CONTENT {
-                if status == StatusCode::OK || status == StatusCode::RANGE_NOT_SATISFIABLE {
-                    return Err(err(
-                        &r.what,
-                        format!("the registry answered a range request with {status}: it does not serve ranges"),
-                    ));
-                }
-                return Err(r.client.block_on(r.client.error_from(resp, &r.what)));
-            }
-            let got = resp
-                .headers()
-                .get(CONTENT_RANGE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(content_range);
-            if got != Some((a, b - 1)) {
-                return Err(err(
-                    &r.what,
-                    format!(
-                        "asked for bytes {a}-{}, the registry sent Content-Range {:?}",
-                        b - 1,
-                        resp.headers().get(CONTENT_RANGE)
-                    ),
-                ));
-            }
-            self.current = Body::Stream {
-                resp,
-                chunk: Bytes::new(),
-                left: b - a,
-            };
-            return Ok(true);
-        }
-        let mut resp = r.get(&batch)?;
-        let content_type = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let boundary = content_type
-            .strip_prefix("multipart/byteranges")
-            .and_then(|rest| {
-                rest.split(';')
-                    .find_map(|p| p.trim().strip_prefix("boundary="))
-            })
-            .map(|b| b.trim_matches('"').to_string());
-        let (StatusCode::PARTIAL_CONTENT, Some(boundary)) = (resp.status(), boundary) else {
-            // No multi-range support: one range per request from here on.
-            self.multi = false;
-            self.batches.push_front(batch);
-            return self.next_batch();
+        // One range too large to hold: streamed.
+        let (a, b) = batch[0];
+        let resp = r.client.block_on(r.single((a, b)))?;
+        self.current = Body::Stream {
+            resp,
+            chunk: Bytes::new(),
+            left: b - a,
         };
-        let cap: u64 = batch.iter().map(|(a, b)| b - a).sum::<u64>() + 512 * batch.len() as u64;
-        let mut body = Vec::new();
-        while let Some(c) = r.chunk(&mut resp)? {
-            if body.len() as u64 + c.len() as u64 > cap {
-                return Err(err(
-                    &r.what,
-                    "the multi-range answer is larger than asked for",
-                ));
-            }
-            body.extend_from_slice(&c);
-        }
-        let data = parse_multipart(&body, &boundary, &batch).ok_or_else(|| {
-            err(
-                &r.what,
-                "the multi-range answer does not hold the ranges asked for",
-            )
-        })?;
-        self.current = Body::Buffer(io::Cursor::new(data));
+        self.prefetch();
         Ok(true)
     }
 }
@@ -308,15 +378,13 @@ impl Read for RangesStream {
                 }
                 Body::Stream { resp, chunk, left } => {
                     if chunk.is_empty() && *left > 0 {
-                        match self.reader.chunk(resp).map_err(io::Error::other)? {
+                        let r = self.reader.clone();
+                        match r.client.block_on(r.chunk(resp)).map_err(io::Error::other)? {
                             Some(c) => *chunk = c,
                             None => {
                                 return Err(io::Error::new(
                                     io::ErrorKind::UnexpectedEof,
-                                    format!(
-                                        "{}: a range body ended {left} bytes early",
-                                        self.reader.what
-                                    ),
+                                    format!("{}: a range body ended {left} bytes early", r.what),
                                 ))
                             }
                         }
