@@ -48,6 +48,8 @@ pub struct StorageOpts {
     pub runroot: Option<PathBuf>,
 }
 
+// Parsed once per run; boxing the copy flags would only add indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Copy an image between transports (skopeo copy).
