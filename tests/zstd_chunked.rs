@@ -196,7 +196,15 @@ fn zstd_chunked_manifests_are_reproducible() {
             .unwrap()
             .keys()
             .collect();
-        assert_eq!(keys, [CHECKSUM, POSITION]);
+        assert_eq!(
+            keys,
+            [
+                CHECKSUM,
+                POSITION,
+                "io.github.stowage.zstd-chunked.tarsplit-checksum",
+                "io.github.stowage.zstd-chunked.tarsplit-position"
+            ]
+        );
     }
     assert_eq!(digests[0], digests[1]);
 }

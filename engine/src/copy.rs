@@ -909,9 +909,9 @@ fn partial_input<'a>(
         layer.descriptor.size(),
         plan.remote_ranges
     ));
-    let tar = zstd_chunked::Reassembled::new(plan.clone(), stream, local);
+    let tar = zstd_chunked::reassemble(plan.clone(), stream, local);
     Some((
-        Box::new(tar),
+        tar,
         PartialLayer {
             blob: layer.descriptor.clone(),
             toc_json: found.json,

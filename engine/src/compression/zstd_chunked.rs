@@ -263,19 +263,42 @@ impl<W: Write> Frames<W> {
 }
 
 /// The walker's raw bytes go into header frames.
-struct HeaderFrames<'a, W: Write>(&'a RefCell<Frames<W>>);
+/// The walker's raw bytes go into header frames, and into the tar-split stowage adds.
+/// (A tar the tar-split cannot describe, e.g. one path twice, gets none: `None`.)
+struct HeaderFrames<'a, W: Write>(
+    &'a RefCell<Frames<W>>,
+    Option<crate::tar_split::TarSplitWriter<Vec<u8>>>,
+);
 
 impl<W: Write> SplitSink for HeaderFrames<'_, W> {
     fn segment(&mut self, raw: &[u8]) -> Result<()> {
+        if let Some(ts) = &mut self.1 {
+            if ts.segment(raw).is_err() {
+                self.1 = None;
+            }
+        }
         self.0
             .borrow_mut()
             .write(raw)
             .ctx(|| "writing a zstd:chunked header frame".to_string())
     }
-    fn file(&mut self, _: &[u8], _: u64, _: Option<[u8; 8]>) -> Result<()> {
+    fn file(&mut self, name: &[u8], size: u64, crc: Option<[u8; 8]>) -> Result<()> {
+        if let Some(ts) = &mut self.1 {
+            if ts.file(name, size, crc).is_err() {
+                self.1 = None;
+            }
+        }
         Ok(())
     }
 }
+
+/// The layer annotation `offset:length` of the tar-split stowage writes into its
+/// zstd:chunked blobs (a gzip tar-split, as containers-storage keeps it, in a skippable
+/// frame after the TOC): a partial pull takes every header from it instead of fetching the
+/// header frames. Readers that do not know it skip the frame.
+pub const TARSPLIT_POSITION_KEY: &str = "io.github.stowage.zstd-chunked.tarsplit-position";
+/// sha256 of that tar-split frame's content.
+pub const TARSPLIT_CHECKSUM_KEY: &str = "io.github.stowage.zstd-chunked.tarsplit-checksum";
 
 /// What [`encode`] wrote besides the blob.
 #[derive(Debug, Clone)]
@@ -311,7 +334,10 @@ pub fn encode<R: Read, W: Write>(tar: R, out: W, level: i32, layer: &str) -> Res
     let what = || format!("writing zstd:chunked {layer}");
     let frames = RefCell::new(Frames::new(out, level).ctx(what)?);
     let mut entries: Vec<TocEntry> = Vec::new();
-    let mut sink = HeaderFrames(&frames);
+    let mut sink = HeaderFrames(
+        &frames,
+        Some(crate::tar_split::TarSplitWriter::new(Vec::new())),
+    );
     let mut buf = vec![0u8; 64 << 10];
     tar_split::split_entries(tar, layer, Some(&mut sink), |entry, body| {
         if body == Body::GlobalHeader {
@@ -392,6 +418,7 @@ pub fn encode<R: Read, W: Write>(tar: R, out: W, level: i32, layer: &str) -> Res
         }
         Ok(())
     })?;
+    let tar_split = sink.1.take().and_then(|ts| ts.finish().ok());
     let mut f = frames.into_inner();
     f.end().ctx(what)?;
     let count = entries.len();
@@ -406,6 +433,10 @@ pub fn encode<R: Read, W: Write>(tar: R, out: W, level: i32, layer: &str) -> Res
     let compressed = zstd::bulk::compress(&json, level).ctx(what)?;
     let toc_offset = f.written + 8;
     f.skippable(&compressed).ctx(what)?;
+    let tar_split_at = f.written + 8;
+    if let Some(ts) = &tar_split {
+        f.skippable(ts).ctx(what)?;
+    }
     let mut footer = Vec::with_capacity(FOOTER_SIZE);
     for v in [
         toc_offset,
@@ -431,6 +462,16 @@ pub fn encode<R: Read, W: Write>(tar: R, out: W, level: i32, layer: &str) -> Res
             json.len()
         ),
     );
+    if let Some(ts) = &tar_split {
+        annotations.insert(
+            TARSPLIT_POSITION_KEY.to_string(),
+            format!("{tar_split_at}:{}", ts.len()),
+        );
+        annotations.insert(
+            TARSPLIT_CHECKSUM_KEY.to_string(),
+            format!("sha256:{}", hex::encode(Sha256::digest(ts))),
+        );
+    }
     let size = f.written;
     Ok((
         f.out,
@@ -576,8 +617,11 @@ pub struct FoundToc {
     pub json: Vec<u8>,
     /// Blob offset where the TOC's skippable frame starts: the file frames end here.
     pub frames_end: u64,
-    /// Bytes of the compressed TOC (what fetching it cost).
+    /// Bytes of the compressed TOC (what fetching it cost), and of the tar-split.
     pub compressed_len: u64,
+    /// The layer's tar-split (gzip), when the blob carries one ([`TARSPLIT_POSITION_KEY`])
+    /// and it checked out: the headers then come from it, not from the header frames.
+    pub tar_split: Option<Vec<u8>>,
 }
 
 /// Whether a descriptor's annotations mark a zstd:chunked layer.
@@ -621,14 +665,30 @@ pub fn read_toc(
             "manifest-position {position:?} lies outside the {blob_size}-byte blob or is too large"
         ));
     }
+    // stowage's tar-split frame, when announced: fetched with the TOC, in one request.
+    let split_at = annotations
+        .get(TARSPLIT_POSITION_KEY)
+        .and_then(|p| p.split_once(':'))
+        .and_then(|(a, l)| Some((a.parse::<u64>().ok()?, l.parse::<u64>().ok()?)))
+        .filter(|&(a, l)| a >= offset + length && l <= MAX_TOC && a.saturating_add(l) <= blob_size);
+    let mut wanted = vec![(offset, offset + length)];
+    if let Some((a, l)) = split_at {
+        wanted.push((a, a + l));
+    }
     let mut compressed = Vec::with_capacity(length as usize);
     ranges
-        .read_ranges(vec![(offset, offset + length)])
+        .read_ranges(wanted)
         .and_then(|mut r| {
             r.read_to_end(&mut compressed)
                 .map_err(|e| Error::from_io("reading the zstd:chunked TOC", e))
         })
         .map_err(|e| format!("fetching the TOC: {e}"))?;
+    let tar_split = split_at.and_then(|(_, l)| {
+        let ts = compressed.split_off(compressed.len().checked_sub(l as usize)?);
+        let sum = format!("sha256:{}", hex::encode(Sha256::digest(&ts)));
+        (annotations.get(TARSPLIT_CHECKSUM_KEY) == Some(&sum)).then_some(ts)
+    });
+    let fetched_len = length + tar_split.as_ref().map_or(0, |t| t.len() as u64);
     let actual = format!("sha256:{}", hex::encode(Sha256::digest(&compressed)));
     if &actual != checksum {
         return Err(format!(
@@ -645,7 +705,8 @@ pub fn read_toc(
         toc,
         json,
         frames_end: offset - 8,
-        compressed_len: length,
+        compressed_len: fetched_len,
+        tar_split,
     })
 }
 
@@ -667,6 +728,8 @@ enum Piece {
 #[derive(Debug, Clone)]
 pub struct PartialPlan {
     pieces: Vec<Piece>,
+    /// With a tar-split, the pieces are the files' contents only (headers from it).
+    tar_split: Option<Vec<u8>>,
     /// Regular files with content in the TOC.
     pub files: usize,
     /// Of those, taken from the destination.
@@ -711,6 +774,21 @@ pub fn plan(found: &FoundToc, local: &dyn LocalFiles) -> std::result::Result<Par
                 e.name, e.offset, e.end_offset
             ));
         }
+        if found.tar_split.is_some() {
+            // Content pieces only, in tar order: local or the file's frames.
+            if !e.digest.is_empty() && local.has(&e.digest, e.size as u64) {
+                pieces.push(Piece::Local {
+                    digest: e.digest.clone(),
+                    size: e.size as u64,
+                });
+                reused_files += 1;
+                reused_bytes += e.size as u64;
+            } else {
+                pieces.push(Piece::Remote(start, end));
+            }
+            at = end;
+            continue;
+        }
         if e.digest.is_empty() || !local.has(&e.digest, e.size as u64) {
             continue;
         }
@@ -725,7 +803,7 @@ pub fn plan(found: &FoundToc, local: &dyn LocalFiles) -> std::result::Result<Par
         reused_bytes += e.size as u64;
         at = end;
     }
-    if found.frames_end > at {
+    if found.frames_end > at && found.tar_split.is_none() {
         pieces.push(Piece::Remote(at, found.frames_end));
     }
     let remote: Vec<(u64, u64)> = pieces
@@ -739,10 +817,126 @@ pub fn plan(found: &FoundToc, local: &dyn LocalFiles) -> std::result::Result<Par
         remote_bytes: remote.iter().map(|(a, b)| b - a).sum(),
         remote_ranges: remote.len(),
         pieces,
+        tar_split: found.tar_split.clone(),
         files,
         reused_files,
         reused_bytes,
     })
+}
+
+/// The layer's tar for `plan`: [`Reassembled`] (every byte from the header frames and the
+/// files), or, when the blob carried a tar-split, the tar-split replayed with each file's
+/// content from the destination or its fetched frames (the tar-split's CRC-64 checks each).
+/// `fetched` is the stream of [`BlobRanges::read_ranges`] of [`PartialPlan::ranges`].
+pub fn reassemble<'a>(
+    plan: PartialPlan,
+    fetched: super::BoxRead<'static>,
+    local: &'a dyn LocalFiles,
+) -> super::BoxRead<'a> {
+    let Some(tar_split) = plan.tar_split.clone() else {
+        return Box::new(Reassembled::new(plan, fetched, local));
+    };
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(fetched)));
+    let mut pieces: std::collections::VecDeque<Piece> = plan.pieces.into();
+    let get = move |name: &[u8], size: u64| -> Result<Box<dyn Read + Send>> {
+        let who = || String::from_utf8_lossy(name).into_owned();
+        match pieces.pop_front() {
+            Some(Piece::Local { digest, size: s }) if s == size => {
+                let f = local.open(&digest, size).map_err(|e| {
+                    Error::from_io(format!("opening the local copy of {}", who()), e)
+                })?;
+                Ok(Box::new(f.take(size)))
+            }
+            Some(Piece::Remote(a, b)) => {
+                let inner = slot
+                    .lock()
+                    .unwrap()
+                    .take()
+                    .ok_or_else(|| Error::Malformed {
+                        what: "zstd:chunked partial pull".into(),
+                        reason: format!("the ranges before {} were not read to their end", who()),
+                    })?;
+                let region = Region { inner, left: b - a };
+                let mut d = zstd::stream::read::Decoder::new(region)
+                    .map_err(|e| Error::from_io("starting a zstd decoder", e))?;
+                d.window_log_max(27)
+                    .map_err(|e| Error::from_io("configuring a zstd decoder", e))?;
+                Ok(Box::new(RemoteFile {
+                    decoder: Some(d),
+                    left: size,
+                    slot: slot.clone(),
+                }))
+            }
+            _ => Err(Error::Malformed {
+                what: "zstd:chunked partial pull".into(),
+                reason: format!(
+                    "the tar-split's file {} ({size} bytes) is not the TOC's next file",
+                    who()
+                ),
+            }),
+        }
+    };
+    Box::new(crate::tar_split::Assembler::new(
+        io::Cursor::new(tar_split),
+        get,
+    ))
+}
+
+/// One file's content from its fetched frames; gives the fetched stream back when done.
+struct RemoteFile {
+    decoder: Option<zstd::stream::read::Decoder<'static, io::BufReader<Region<'static>>>>,
+    left: u64,
+    slot: std::sync::Arc<std::sync::Mutex<Option<super::BoxRead<'static>>>>,
+}
+
+impl RemoteFile {
+    /// The content is complete: the frames must end here too.
+    fn finish(&mut self) -> io::Result<()> {
+        let Some(mut d) = self.decoder.take() else {
+            return Ok(());
+        };
+        let mut extra = [0u8; 1];
+        if d.read(&mut extra)? != 0 {
+            return Err(io::Error::other(
+                "a file's frames hold more than the TOC's size",
+            ));
+        }
+        let buffered = d.finish();
+        if !buffered.buffer().is_empty() || buffered.get_ref().left != 0 {
+            return Err(io::Error::other(
+                "a fetched range holds bytes after its last zstd frame",
+            ));
+        }
+        *self.slot.lock().unwrap() = Some(buffered.into_inner().inner);
+        Ok(())
+    }
+}
+
+impl Read for RemoteFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            self.finish()?;
+            return Ok(0);
+        }
+        let Some(d) = self.decoder.as_mut() else {
+            return Ok(0);
+        };
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = d.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("a file's frames ended {} bytes early", self.left),
+            ));
+        }
+        self.left -= n as u64;
+        if self.left == 0 {
+            self.finish()?;
+        }
+        Ok(n)
+    }
 }
 
 /// `left` bytes of the fetched stream: one remote piece.
@@ -1047,34 +1241,44 @@ mod tests {
         let tar = tar_of(&entries);
         let (blob, w) = encode(&tar[..], Vec::new(), 3, "test").unwrap();
         let ranges = MemRanges(blob.clone(), Default::default());
-        let found = read_toc(&ranges, &w.annotations, blob.len() as u64).unwrap();
         let local = DirFiles(tempfile::tempdir().unwrap());
         for f in [&files[0], &files[2], &files[3], &files[5]] {
             local.add(f);
         }
-        let plan = plan(&found, &local).unwrap();
-        assert_eq!((plan.files, plan.reused_files), (6, 4));
-        assert!(plan.remote_bytes < blob.len() as u64 / 2);
-        let fetched = ranges.read_ranges(plan.ranges()).unwrap();
-        let mut out = Vec::new();
-        Reassembled::new(plan.clone(), fetched, &local)
-            .read_to_end(&mut out)
+        // With stowage's tar-split (headers from it, contents only fetched) and without
+        // (header frames fetched), the same tar; a local file that changed is refused.
+        let mut frames_only = w.annotations.clone();
+        frames_only.remove(TARSPLIT_POSITION_KEY);
+        for (annotations, refused) in [
+            (&w.annotations, "integrity checksum failed"),
+            (&frames_only, "changed since it was stored"),
+        ] {
+            local.add(&files[2]);
+            let found = read_toc(&ranges, annotations, blob.len() as u64).unwrap();
+            assert_eq!(
+                found.tar_split.is_some(),
+                annotations.contains_key(TARSPLIT_POSITION_KEY)
+            );
+            let plan = plan(&found, &local).unwrap();
+            assert_eq!((plan.files, plan.reused_files), (6, 4));
+            assert!(plan.remote_bytes < blob.len() as u64 / 2);
+            let fetched = ranges.read_ranges(plan.ranges()).unwrap();
+            let mut out = Vec::new();
+            reassemble(plan.clone(), fetched, &local)
+                .read_to_end(&mut out)
+                .unwrap();
+            assert_eq!(out, tar);
+            std::fs::write(
+                local.0.path().join(hex::encode(Sha256::digest(&files[2]))),
+                noise(files[2].len(), 99),
+            )
             .unwrap();
-        assert_eq!(out, tar);
-        // A local file that changed after it was indexed is refused.
-        std::fs::write(
-            local.0.path().join(hex::encode(Sha256::digest(&files[2]))),
-            noise(files[2].len(), 99),
-        )
-        .unwrap();
-        let fetched = ranges.read_ranges(plan.ranges()).unwrap();
-        let err = Reassembled::new(plan, fetched, &local)
-            .read_to_end(&mut Vec::new())
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("changed since it was stored"),
-            "{err}"
-        );
+            let fetched = ranges.read_ranges(plan.ranges()).unwrap();
+            let err = reassemble(plan, fetched, &local)
+                .read_to_end(&mut Vec::new())
+                .unwrap_err();
+            assert!(err.to_string().contains(refused), "{err}");
+        }
         // A wrong checksum annotation: no partial pull, with the reason.
         let mut bad = w.annotations.clone();
         bad.insert(
