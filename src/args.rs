@@ -29,6 +29,7 @@ pub fn compression(compress: Option<CompressFormat>) -> Option<Compression> {
     compress.map(|c| match c {
         CompressFormat::Gzip => Compression::Gzip,
         CompressFormat::Zstd => Compression::Zstd,
+        CompressFormat::ZstdChunked => Compression::ZstdChunked,
     })
 }
 
@@ -182,6 +183,7 @@ pub fn copy_args_options(args: &CopyArgs) -> Result<CopyOptions> {
         _ => MultiArch::System,
     };
     c.preserve_digests = args.preserve_digests;
+    c.partial_pulls = !args.no_partial_pull;
     c.manifest_format = args.format.map(|f| match f {
         ManifestFormatOpt::Oci => ManifestFormat::Oci,
         ManifestFormatOpt::V2s2 => ManifestFormat::DockerV2S2,
@@ -191,7 +193,9 @@ pub fn copy_args_options(args: &CopyArgs) -> Result<CopyOptions> {
     }
     if let Some(level) = args.dest_compress_level {
         let (range, format) = match args.dest_compress_format {
-            Some(CompressFormat::Zstd) => (parallel::ZSTD_LEVELS, "zstd"),
+            Some(CompressFormat::Zstd | CompressFormat::ZstdChunked) => {
+                (parallel::ZSTD_LEVELS, "zstd")
+            }
             Some(CompressFormat::Gzip) | None => (parallel::GZIP_LEVELS, "gzip"),
         };
         check_level(Some(level), range, format).context("--dest-compress-level")?;

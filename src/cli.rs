@@ -48,6 +48,8 @@ pub struct StorageOpts {
     pub runroot: Option<PathBuf>,
 }
 
+// Parsed once per run; boxing the copy flags would only add indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Copy an image between transports (skopeo copy).
@@ -573,6 +575,10 @@ pub struct RemoteOpts {
 pub enum CompressFormat {
     Gzip,
     Zstd,
+    /// zstd with one frame per file and a table of contents (containers/storage's
+    /// zstd:chunked, which podman can pull partially).
+    #[value(name = "zstd:chunked")]
+    ZstdChunked,
 }
 
 /// `copy --multi-arch` choices (skopeo's).
@@ -664,8 +670,8 @@ pub struct CopyArgs {
     /// Compress layers in the destination with this format.
     #[arg(long, value_enum)]
     pub dest_compress_format: Option<CompressFormat>,
-    /// The level of layers the destination compresses (gzip 0-9, default 3; zstd 1-22,
-    /// default 3).
+    /// The level of layers the destination compresses (gzip 0-9, default 3; zstd and
+    /// zstd:chunked 1-22, default 3).
     #[arg(long, value_name = "LEVEL", allow_negative_numbers = true)]
     pub dest_compress_level: Option<i32>,
     /// Write the digest of the stored manifest (with --all: of the index) to this file.
@@ -681,6 +687,10 @@ pub struct CopyArgs {
     /// Fail instead of storing a manifest or index whose digest differs from the source's.
     #[arg(long)]
     pub preserve_digests: bool,
+    /// Pull zstd:chunked layers whole, even into containers-storage (by default only the
+    /// files the store does not hold are fetched).
+    #[arg(long)]
+    pub no_partial_pull: bool,
     /// Manifest type of the destination: oci or v2s2 (Docker schema2) [default: the source's].
     #[arg(short = 'f', long, value_enum, value_name = "oci|v2s2")]
     pub format: Option<ManifestFormatOpt>,

@@ -109,6 +109,12 @@ fn layer_type(media_type: &str, format: ManifestFormat, what: &str) -> Result<&'
 
 /// A descriptor as JSON in `format`'s field order (Go's structs: OCI `mediaType, digest, size,
 /// urls, annotations, platform`; Docker `mediaType, size, digest, urls, platform`).
+/// Annotations as JSON with their keys sorted, as Go writes a map: the same manifest bytes on
+/// every run (the parsed form holds them in a `HashMap`).
+fn sorted(a: &std::collections::HashMap<String, String>) -> Value {
+    json!(a.iter().collect::<std::collections::BTreeMap<_, _>>())
+}
+
 fn descriptor_json(d: &Descriptor, media_type: &str, format: ManifestFormat) -> Value {
     let mut o = Map::new();
     o.insert("mediaType".into(), json!(media_type));
@@ -127,7 +133,7 @@ fn descriptor_json(d: &Descriptor, media_type: &str, format: ManifestFormat) -> 
     }
     if format == ManifestFormat::Oci {
         if let Some(a) = d.annotations().as_ref().filter(|a| !a.is_empty()) {
-            o.insert("annotations".into(), json!(a));
+            o.insert("annotations".into(), sorted(a));
         }
     }
     if let Some(p) = d.platform() {
@@ -192,7 +198,7 @@ pub fn image_manifest(
             );
         }
         if let Some(a) = source.annotations().as_ref().filter(|a| !a.is_empty()) {
-            o.insert("annotations".into(), json!(a));
+            o.insert("annotations".into(), sorted(a));
         }
     }
     let bytes = serde_json::to_vec(&Value::Object(o)).expect("JSON values serialise");
@@ -280,7 +286,7 @@ pub fn index(
         o.insert("manifests".into(), Value::Array(entries));
         if format == ManifestFormat::Oci {
             if let Some(a) = idx.annotations().as_ref().filter(|a| !a.is_empty()) {
-                o.insert("annotations".into(), json!(a));
+                o.insert("annotations".into(), sorted(a));
             }
         }
         serde_json::to_vec(&Value::Object(o)).expect("JSON values serialise")

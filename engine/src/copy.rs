@@ -29,6 +29,7 @@
 //!    hard-link the files instead of writing them ([`crate::fs_clone`]); the counts end up in
 //!    [`CopyReport::files`].
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,6 +41,7 @@ use crate::convert::ManifestFormat;
 use std::io::{Read, Write};
 
 use crate::cancel::{Cancel, CancelReader};
+use crate::compression::zstd_chunked::{self, BlobRanges, LocalFiles};
 use crate::compression::{decoder, BoxRead, Compression, Encoder};
 use crate::digest::{Digest, VerifiedReader};
 use crate::error::{Error, IoContext, Result};
@@ -98,6 +100,13 @@ pub trait ImageSource: Send + Sync {
     fn sigstore_signatures(&self, manifest_digest: &Digest) -> Result<Vec<SigstoreSignature>> {
         let _ = manifest_digest;
         Ok(Vec::new())
+    }
+    /// Ranged reads of the blob `descriptor` names, when the source can serve them (a
+    /// registry): what a partial pull of a zstd:chunked layer uses. `None` (the default):
+    /// only whole blobs.
+    fn blob_ranges(&self, descriptor: &Descriptor) -> Option<Box<dyn BlobRanges + '_>> {
+        let _ = descriptor;
+        None
     }
 }
 
@@ -185,9 +194,28 @@ pub struct LayerInput<'a> {
     /// The level [`recompress`](Self::recompress) compresses at (`None`: the default of the
     /// format); from [`CopyOptions::compress_level`].
     pub compress_level: Option<i32>,
+    /// Set when this is a partial pull of a zstd:chunked blob: the stream is the layer's
+    /// uncompressed tar ([`LayerForm::Diff`], verified against the diffID) put together from
+    /// the destination's files and the ranges fetched; the writer records the blob's digest
+    /// and keeps the TOC.
+    pub partial: Option<PartialLayer>,
     diff_id: Digest,
     reader: VerifiedReader<BoxRead<'a>>,
     sharing: Option<FileSharing<'a>>,
+}
+
+/// What a partial pull of a zstd:chunked layer used ([`LayerInput::partial`]).
+#[derive(Debug, Clone)]
+pub struct PartialLayer {
+    /// The blob's descriptor (the stream is its uncompressed tar).
+    pub blob: Descriptor,
+    /// The TOC's JSON as stored in the blob (containers-storage keeps it as the layer's
+    /// `zstd-chunked-manifest` big data, for the next partial pull).
+    pub toc_json: Vec<u8>,
+    /// Bytes of the compressed TOC fetched.
+    pub toc_bytes: u64,
+    /// The plan: files reused, bytes to fetch.
+    pub plan: zstd_chunked::PartialPlan,
 }
 
 /// What [`LayerInput::decode`] read.
@@ -222,6 +250,7 @@ impl<'a> LayerInput<'a> {
             will_retry_on_corruption: false,
             compress_threads: 0,
             compress_level: None,
+            partial: None,
             diff_id,
             reader,
             sharing: None,
@@ -311,15 +340,48 @@ impl<'a> LayerInput<'a> {
 
     /// Store the layer compressed with `target`: decode it (verified as in
     /// [`decode`](Self::decode)) and encode it into `out`, which is returned with what was
-    /// decoded. gzip and zstd compress on [`compress_threads`](Self::compress_threads)
-    /// threads ([`crate::compression::parallel`]).
-    pub fn recompress<W: Write>(self, out: W, target: Compression) -> Result<(W, Decoded<()>)> {
+    /// decoded; the decoded value holds the annotations the stored layer's descriptor must
+    /// carry (zstd:chunked's TOC position and checksum; none for the others). gzip and zstd
+    /// compress on [`compress_threads`](Self::compress_threads) threads
+    /// ([`crate::compression::parallel`]); zstd:chunked on one
+    /// ([`crate::compression::zstd_chunked`]).
+    pub fn recompress<W: Write>(
+        self,
+        out: W,
+        target: Compression,
+    ) -> Result<(W, Decoded<HashMap<String, String>>)> {
         let label = self.label.to_string();
+        if target == Compression::ZstdChunked {
+            let level = crate::compression::check_level(
+                self.compress_level,
+                crate::compression::parallel::ZSTD_LEVELS,
+                "zstd",
+            )?
+            .unwrap_or(crate::compression::parallel::ZSTD_LEVEL);
+            let mut slot = Some(out);
+            let mut written = None;
+            let decoded = self.decode(|tar| {
+                let out = slot.take().expect("decode calls its consumer once");
+                let (out, w) = crate::compression::zstd_chunked::encode(tar, out, level, &label)?;
+                written = Some((out, w.annotations));
+                Ok(())
+            })?;
+            let (out, annotations) = written.expect("the consumer ran");
+            return Ok((
+                out,
+                Decoded {
+                    value: annotations,
+                    compression: decoded.compression,
+                    diff_size: decoded.diff_size,
+                    stream_size: decoded.stream_size,
+                },
+            ));
+        }
         let mut enc =
             Encoder::with_options(out, target, self.compress_threads, self.compress_level)?;
         let decoded = self.decode(|tar| {
             std::io::copy(tar, &mut enc).ctx(|| format!("compressing {label}"))?;
-            Ok(())
+            Ok(HashMap::new())
         })?;
         let out = enc.finish().ctx(|| format!("compressing {label}"))?;
         Ok((out, decoded))
@@ -447,6 +509,13 @@ pub trait ImageWriter: Send + Sync {
     fn layers_kept(&self) -> usize {
         0
     }
+    /// The destination's files by content, when the writer extracts layers and can take a
+    /// zstd:chunked layer's files from what it holds (containers-storage): the pipeline then
+    /// pulls such layers partially ([`LayerInput::partial`]). `None` (the default): whole
+    /// blobs.
+    fn local_files(&self) -> Option<&dyn LocalFiles> {
+        None
+    }
     /// Make the image visible.
     fn commit(self: Box<Self>, image: &FinalImage) -> Result<CommitResult>;
 }
@@ -483,6 +552,11 @@ pub struct CopyOptions {
     /// Store manifests (and indexes) in this family (`--format oci|v2s2`); `None`: the
     /// source's, or OCI where a Docker manifest must change anyway.
     pub manifest_format: Option<ManifestFormat>,
+    /// Pull zstd:chunked layers partially when the destination can take files it already
+    /// holds (containers-storage) and the source serves ranges (a registry): only the
+    /// missing files are fetched. On by default; `false` (`--no-partial-pull`) always pulls
+    /// whole blobs.
+    pub partial_pulls: bool,
 }
 
 /// What a copy of an index copies (skopeo's `--multi-arch`).
@@ -509,6 +583,7 @@ impl Default for CopyOptions {
             multi_arch: MultiArch::System,
             preserve_digests: false,
             manifest_format: None,
+            partial_pulls: true,
         }
     }
 }
@@ -750,7 +825,8 @@ fn write_image(
     };
     let writer = sink.begin(plan).map_err(|e| full(e, 0))?;
     let cascade = Arc::new(Cascade::new());
-    let result = copy_layers(source, plan, writer.as_ref(), options, &cascade);
+    let notes = Mutex::new(Vec::new());
+    let result = copy_layers(source, plan, writer.as_ref(), options, &cascade, &notes);
     let stored = match result {
         Ok(stored) => stored,
         Err(e) => {
@@ -793,7 +869,12 @@ fn write_image(
         layer_bytes,
         elapsed: start.elapsed(),
         images: 1,
-        notes: source.notes(),
+        // The source's notes last: they may count what the layers fetched.
+        notes: {
+            let mut all = notes.into_inner().unwrap();
+            all.extend(source.notes());
+            all
+        },
         files: cascade.stats(),
     };
     Ok((report, final_image.manifest))
@@ -824,6 +905,66 @@ fn guarded<'a>(r: BoxRead<'a>, cancel: &Cancel, label: &LayerLabel) -> BoxRead<'
     Box::new(CancelReader::new(r, cancel.clone(), label.to_string()))
 }
 
+/// The partial pull of a zstd:chunked layer, when it can run: the reassembled tar and what
+/// it uses. `None` when the layer is not zstd:chunked, the writer cannot take local files
+/// or the source cannot serve ranges (silently), or when its TOC cannot be used (with a note
+/// saying why the whole blob is pulled instead).
+fn partial_input<'a>(
+    source: &'a dyn ImageSource,
+    writer: &'a dyn ImageWriter,
+    layer: &LayerPlan,
+    label: &LayerLabel,
+    notes: &Mutex<Vec<String>>,
+) -> Option<(BoxRead<'a>, PartialLayer)> {
+    let annotations = layer.descriptor.annotations().as_ref();
+    if !zstd_chunked::is_chunked(annotations) {
+        return None;
+    }
+    let local = writer.local_files()?;
+    let ranges = source.blob_ranges(&layer.descriptor)?;
+    let note = |reason: String| {
+        notes.lock().unwrap().push(format!(
+            "{label}: zstd:chunked partial pull not possible ({reason}); pulled the whole blob"
+        ));
+        None
+    };
+    let found = match zstd_chunked::read_toc(
+        ranges.as_ref(),
+        annotations.expect("checked"),
+        layer.descriptor.size(),
+    ) {
+        Ok(f) => f,
+        Err(reason) => return note(reason),
+    };
+    let plan = match zstd_chunked::plan(&found, local) {
+        Ok(p) => p,
+        Err(reason) => return note(reason),
+    };
+    let stream = match ranges.read_ranges(plan.ranges()) {
+        Ok(s) => s,
+        Err(e) => return note(e.to_string()),
+    };
+    notes.lock().unwrap().push(format!(
+        "{label}: zstd:chunked partial pull: {} of {} files ({} bytes) taken from the destination, fetching {} of {} bytes in {} ranges",
+        plan.reused_files,
+        plan.files,
+        plan.reused_bytes,
+        plan.remote_bytes + found.compressed_len,
+        layer.descriptor.size(),
+        plan.remote_ranges
+    ));
+    let tar = zstd_chunked::reassemble(plan.clone(), stream, local);
+    Some((
+        tar,
+        PartialLayer {
+            blob: layer.descriptor.clone(),
+            toc_json: found.json,
+            toc_bytes: found.compressed_len,
+            plan,
+        },
+    ))
+}
+
 /// A layer's bytes failed verification: the errors a second fetch may cure.
 fn is_corruption(e: &Error) -> bool {
     matches!(e, Error::DigestMismatch { .. } | Error::SizeMismatch { .. })
@@ -838,6 +979,7 @@ fn copy_layers(
     writer: &dyn ImageWriter,
     options: &CopyOptions,
     cascade: &Arc<Cascade>,
+    notes: &Mutex<Vec<String>>,
 ) -> Result<(Vec<StoredLayer>, (usize, u64))> {
     let cancel = &options.cancel;
     let stored: Vec<Mutex<Option<StoredLayer>>> =
@@ -852,64 +994,90 @@ fn copy_layers(
     let n = plan.layers.len();
     let refetch = source.refetch_origin();
 
-    let open_input = |i: usize, label: &LayerLabel, retry: bool| -> Result<LayerInput<'_>> {
-        let layer = &plan.layers[i];
-        let guard = |r| guarded(r, cancel, label);
-        let mut input = match source.open_layer(i, &layer.descriptor, &layer.diff_id)? {
-            LayerStream::Blob(r) => {
+    // `first`: the first attempt at the layer, which may pull it partially; a second one
+    // (after a corrupt stream) pulls the whole blob.
+    let open_input =
+        |i: usize, label: &LayerLabel, retry: bool, first: bool| -> Result<LayerInput<'_>> {
+            let layer = &plan.layers[i];
+            let guard = |r| guarded(r, cancel, label);
+            let partial = if options.partial_pulls && first {
+                partial_input(source, writer, layer, label, notes)
+            } else {
+                None
+            };
+            let mut input = if let Some((stream, partial)) = partial {
                 let reader = VerifiedReader::new(
-                    guard(r),
-                    layer.descriptor.digest(),
-                    Some(layer.descriptor.size()),
-                    label.to_string(),
-                )?;
-                let compression =
-                    Compression::from_media_type(layer.descriptor.media_type().as_ref())?;
-                LayerInput::new(
-                    label.clone(),
-                    LayerForm::Blob,
-                    compression,
-                    layer.diff_id.clone(),
-                    reader,
-                )
-            }
-            LayerStream::Diff(r) => {
-                let reader = VerifiedReader::new(
-                    guard(r),
+                    guard(stream),
                     &layer.diff_id,
                     None,
-                    format!("uncompressed {label}"),
+                    format!("uncompressed {label} (partial pull)"),
                 )?;
-                LayerInput::new(
+                let mut input = LayerInput::new(
                     label.clone(),
                     LayerForm::Diff,
                     Compression::Uncompressed,
                     layer.diff_id.clone(),
                     reader,
-                )
-            }
-            LayerStream::DiffFiles(r, origin) => {
-                let reader = VerifiedReader::new(
-                    guard(r),
-                    &layer.diff_id,
-                    None,
-                    format!("uncompressed {label}"),
-                )?;
-                LayerInput::new(
-                    label.clone(),
-                    LayerForm::Diff,
-                    Compression::Uncompressed,
-                    layer.diff_id.clone(),
-                    reader,
-                )
-                .with_origin(origin, cascade.clone())
-            }
+                );
+                input.partial = Some(partial);
+                input
+            } else {
+                match source.open_layer(i, &layer.descriptor, &layer.diff_id)? {
+                    LayerStream::Blob(r) => {
+                        let reader = VerifiedReader::new(
+                            guard(r),
+                            layer.descriptor.digest(),
+                            Some(layer.descriptor.size()),
+                            label.to_string(),
+                        )?;
+                        let compression =
+                            Compression::from_media_type(layer.descriptor.media_type().as_ref())?;
+                        LayerInput::new(
+                            label.clone(),
+                            LayerForm::Blob,
+                            compression,
+                            layer.diff_id.clone(),
+                            reader,
+                        )
+                    }
+                    LayerStream::Diff(r) => {
+                        let reader = VerifiedReader::new(
+                            guard(r),
+                            &layer.diff_id,
+                            None,
+                            format!("uncompressed {label}"),
+                        )?;
+                        LayerInput::new(
+                            label.clone(),
+                            LayerForm::Diff,
+                            Compression::Uncompressed,
+                            layer.diff_id.clone(),
+                            reader,
+                        )
+                    }
+                    LayerStream::DiffFiles(r, origin) => {
+                        let reader = VerifiedReader::new(
+                            guard(r),
+                            &layer.diff_id,
+                            None,
+                            format!("uncompressed {label}"),
+                        )?;
+                        LayerInput::new(
+                            label.clone(),
+                            LayerForm::Diff,
+                            Compression::Uncompressed,
+                            layer.diff_id.clone(),
+                            reader,
+                        )
+                        .with_origin(origin, cascade.clone())
+                    }
+                }
+            };
+            input.will_retry_on_corruption = retry;
+            input.compress_threads = options.compress_threads;
+            input.compress_level = options.compress_level;
+            Ok(input)
         };
-        input.will_retry_on_corruption = retry;
-        input.compress_threads = options.compress_threads;
-        input.compress_level = options.compress_level;
-        Ok(input)
-    };
 
     let work = |i: usize| -> Result<()> {
         let layer = &plan.layers[i];
@@ -923,10 +1091,14 @@ fn copy_layers(
             digest: layer.descriptor.digest().clone(),
             image: plan.source_name.clone(),
         };
-        let first = writer.put_layer(open_input(i, &label, refetch.is_some())?);
+        let input = open_input(i, &label, refetch.is_some(), true)?;
+        let fetched = input.partial.as_ref().map_or(layer.descriptor.size(), |p| {
+            p.plan.remote_bytes + p.toc_bytes
+        });
+        let first = writer.put_layer(input);
         let result = match (first, &refetch) {
             (Err(e), Some(origin)) if is_corruption(&e) && !cancel.is_cancelled() => {
-                match writer.put_layer(open_input(i, &label, false)?) {
+                match writer.put_layer(open_input(i, &label, false, false)?) {
                     Err(Error::DigestMismatch {
                         what,
                         expected,
@@ -955,7 +1127,7 @@ fn copy_layers(
         let result = result?;
         *stored[i].lock().unwrap() = Some(result);
         copied.fetch_add(1, Ordering::Relaxed);
-        bytes.fetch_add(layer.descriptor.size(), Ordering::Relaxed);
+        bytes.fetch_add(fetched, Ordering::Relaxed);
         Ok(())
     };
 
@@ -1060,11 +1232,27 @@ pub(crate) fn final_manifest(
     crate::convert::image_manifest(m, &layers, format, &plan.source_name)
 }
 
+/// The descriptor of a layer a sink recompressed: `compression`'s media type, the blob's size
+/// and digest, and the annotations [`LayerInput::recompress`] returned (none: no
+/// annotations field).
+pub fn recompressed_descriptor(
+    compression: Compression,
+    size: u64,
+    digest: Digest,
+    annotations: HashMap<String, String>,
+) -> Descriptor {
+    let mut d = Descriptor::new(layer_media_type(compression), size, digest);
+    if !annotations.is_empty() {
+        d.set_annotations(Some(annotations));
+    }
+    d
+}
+
 /// The OCI media type for a layer stored with `compression`, keeping the source's family.
 pub fn layer_media_type(compression: Compression) -> MediaType {
     match compression {
         Compression::Gzip => MediaType::ImageLayerGzip,
-        Compression::Zstd => MediaType::ImageLayerZstd,
+        Compression::Zstd | Compression::ZstdChunked => MediaType::ImageLayerZstd,
         _ => MediaType::ImageLayer,
     }
 }

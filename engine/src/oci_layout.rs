@@ -29,7 +29,7 @@ use serde_json::Value;
 
 use crate::compression::{BoxRead, Compression};
 use crate::copy::{
-    layer_media_type, target_compression, CommitResult, FinalImage, ImagePlan, ImageSink,
+    recompressed_descriptor, target_compression, CommitResult, FinalImage, ImagePlan, ImageSink,
     ImageSource, ImageWriter, LayerForm, LayerInput, LayerStream, StoredLayer,
 };
 use crate::digest::{Digest, HashingWriter, VerifiedReader};
@@ -795,12 +795,13 @@ impl ImageWriter for OciWriter<'_> {
                 (staged, plan.descriptor.clone())
             }
             Some(target) => {
-                let (out, _) = input.recompress(out, target)?;
+                let (out, decoded) = input.recompress(out, target)?;
                 let staged = out.finish(None)?;
-                let descriptor = Descriptor::new(
-                    layer_media_type(target),
+                let descriptor = recompressed_descriptor(
+                    target,
                     staged.size(),
                     staged.digest().clone(),
+                    decoded.value,
                 );
                 (staged, descriptor)
             }

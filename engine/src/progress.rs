@@ -111,6 +111,12 @@ impl ImageSource for ObservedSource<'_> {
     fn notes(&self) -> Vec<String> {
         self.source.notes()
     }
+    fn blob_ranges(
+        &self,
+        descriptor: &Descriptor,
+    ) -> Option<Box<dyn crate::compression::zstd_chunked::BlobRanges + '_>> {
+        self.source.blob_ranges(descriptor)
+    }
 }
 
 fn counting(inner: BoxRead<'_>, index: usize, progress: Arc<dyn Progress>) -> BoxRead<'_> {
@@ -211,6 +217,9 @@ impl ImageWriter for ObservedWriter<'_> {
     }
     fn layers_kept(&self) -> usize {
         self.inner.layers_kept()
+    }
+    fn local_files(&self) -> Option<&dyn crate::compression::zstd_chunked::LocalFiles> {
+        self.inner.local_files()
     }
     fn commit(self: Box<Self>, image: &FinalImage) -> Result<CommitResult> {
         let progress = self.progress.clone();

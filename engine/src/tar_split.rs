@@ -666,7 +666,7 @@ impl Recorder {
         )
     }
 
-    fn flush<W: Write>(&self, split: &mut Option<&mut TarSplitWriter<W>>) -> Result<()> {
+    fn flush<S: SplitSink>(&self, split: &mut Option<&mut S>) -> Result<()> {
         if let Some(w) = split {
             let pending = std::mem::take(&mut self.state.borrow_mut().pending);
             w.segment(&pending)?;
@@ -699,6 +699,26 @@ impl Recorder {
     /// The archive's end was parsed: from now on the stream's own end is its end.
     fn end_of_archive(&self) {
         self.state.borrow_mut().synthetic_left = 0;
+    }
+}
+
+/// Where [`split_entries`] sends what it records: the raw bytes between file contents
+/// (headers, extension records, padding, end blocks) and one record per entry. A
+/// [`TarSplitWriter`] writes them as tar-split; zstd:chunked
+/// ([`crate::compression::zstd_chunked`]) compresses the raw bytes into its header frames.
+pub(crate) trait SplitSink {
+    /// Raw tar bytes, in stream order (file contents excluded).
+    fn segment(&mut self, raw: &[u8]) -> Result<()>;
+    /// One entry: its name, content size and the content's CRC-64/ISO (when `size > 0`).
+    fn file(&mut self, name: &[u8], size: u64, crc: Option<[u8; 8]>) -> Result<()>;
+}
+
+impl<W: Write> SplitSink for TarSplitWriter<W> {
+    fn segment(&mut self, raw: &[u8]) -> Result<()> {
+        TarSplitWriter::segment(self, raw)
+    }
+    fn file(&mut self, name: &[u8], size: u64, crc: Option<[u8; 8]>) -> Result<()> {
+        TarSplitWriter::file(self, name, size, crc)
     }
 }
 
@@ -763,10 +783,10 @@ pub(crate) fn is_legacy_dir(header: &tar::Header, name: &[u8]) -> bool {
 /// Walk a tar stream, optionally recording a tar-split, calling `on_entry` for every entry
 /// (extension headers already applied). The callback may read any part of the body; the rest
 /// is consumed afterwards. Reads `tar_stream` to EOF. Returns the number of tar bytes read.
-pub(crate) fn split_entries<R: Read, W: Write>(
+pub(crate) fn split_entries<R: Read, S: SplitSink>(
     tar_stream: R,
     layer: &str,
-    mut split: Option<&mut TarSplitWriter<W>>,
+    mut split: Option<&mut S>,
     mut on_entry: impl FnMut(&mut SplitEntry<'_, R>, Body) -> Result<()>,
 ) -> Result<u64> {
     let read_err =

@@ -170,7 +170,11 @@ impl LayerDigests {
         rec.compressed_size = self.compressed_size.unwrap_or(0) as i64;
         rec.diff_digest = self.diff_digest.to_string();
         rec.diff_size = self.diff_size as i64;
-        rec.compression = self.compression as i64;
+        rec.compression = match self.compression {
+            // containers/storage has no number for zstd:chunked: its blobs are zstd.
+            Compression::ZstdChunked => Compression::Zstd as i64,
+            c => c as i64,
+        };
         rec.uidset = self.uid_set.iter().copied().collect();
         rec.gidset = self.gid_set.iter().copied().collect();
     }

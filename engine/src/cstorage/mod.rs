@@ -40,6 +40,7 @@
 
 pub mod bigdata;
 pub mod catalog;
+pub mod chunked;
 pub mod clone;
 pub mod config;
 pub mod containers;

@@ -33,7 +33,10 @@
 use std::io;
 use std::sync::{Condvar, Mutex};
 
+use super::chunked::ContentIndex;
 use super::{ids, LayerDigests, LayerHandle, NewImage, NewLayer, Store};
+use crate::compression::zstd_chunked::LocalFiles;
+use crate::compression::Compression;
 use crate::copy::{
     CommitResult, FinalImage, ImagePlan, ImageSink, ImageWriter, LayerForm, LayerInput, LayerLabel,
     StoredLayer,
@@ -117,6 +120,7 @@ impl ImageSink for StorageSink {
             changed: Condvar::new(),
             retained: Mutex::new(plan.layers.iter().map(|_| None).collect()),
             finished: Default::default(),
+            content: std::sync::OnceLock::new(),
         }))
     }
 }
@@ -144,6 +148,9 @@ struct StorageWriter<'s> {
     retained: Mutex<Vec<Option<LayerHandle<'s>>>>,
     /// Layers this writer finished (kept if the copy stops).
     finished: std::sync::atomic::AtomicUsize,
+    /// The store's files by content, built when a zstd:chunked layer first asks
+    /// ([`super::chunked`]); `None` inside when it could not be built.
+    content: std::sync::OnceLock<Option<ContentIndex<'s>>>,
 }
 
 impl StorageWriter<'_> {
@@ -223,6 +230,7 @@ impl StorageWriter<'_> {
         let what = input.label.to_string();
         let tar_layer = input.label.for_tar_errors();
         let form = input.form;
+        let partial = input.partial.is_some();
         let tar_split = handle.create_tar_split()?;
         let mut ts = TarSplitWriter::new(io::BufWriter::new(tar_split));
         let writable = WritableRoot::new(handle.diff_dir(), &what)?;
@@ -244,16 +252,28 @@ impl StorageWriter<'_> {
         })?;
         file.sync_all()
             .ctx(|| format!("syncing the tar-split of {what}"))?;
-        let (compressed_digest, compressed_size) = match form {
-            LayerForm::Blob => (plan.descriptor.digest().clone(), plan.descriptor.size()),
-            LayerForm::Diff => (plan.diff_id.clone(), decoded.diff_size),
+        // A partial pull streamed the tar, but the layer came from the zstd:chunked blob.
+        let (compressed_digest, compressed_size, compression) = match (form, partial) {
+            (_, true) => (
+                plan.descriptor.digest().clone(),
+                plan.descriptor.size(),
+                Compression::Zstd,
+            ),
+            (LayerForm::Blob, false) => (
+                plan.descriptor.digest().clone(),
+                plan.descriptor.size(),
+                decoded.compression,
+            ),
+            (LayerForm::Diff, false) => {
+                (plan.diff_id.clone(), decoded.diff_size, decoded.compression)
+            }
         };
         Ok(LayerDigests {
             compressed_digest: Some(compressed_digest),
             compressed_size: Some(compressed_size),
             diff_digest: plan.diff_id.clone(),
             diff_size: decoded.diff_size,
-            compression: decoded.compression,
+            compression,
             uid_set: decoded.value.uids,
             gid_set: decoded.value.gids,
         })
@@ -369,6 +389,9 @@ impl<'s> ImageWriter for StorageWriter<'s> {
                 }
             };
             self.set_state(i, LayerState::Begun);
+            // The TOC of a zstd:chunked layer is kept for later partial pulls: the partial
+            // pull's, or, for a whole blob, read from its end as it streams.
+            let toc = input.partial.as_ref().map(|p| p.toc_json.clone());
             // Dropping the handle on error aborts the layer (record, directories, link).
             let digests = match self.write_layer(input, &handle) {
                 Ok(d) => d,
@@ -389,7 +412,11 @@ impl<'s> ImageWriter for StorageWriter<'s> {
             if i > 0 {
                 self.wait_for(i - 1, LayerState::Done)?;
             }
+            let id = handle.id().to_string();
             store.finish_layer(handle, &digests)?;
+            if let Some(toc) = toc {
+                store.set_layer_toc(&id, &toc)?;
+            }
             self.finished
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Ok(())
@@ -420,6 +447,13 @@ impl<'s> ImageWriter for StorageWriter<'s> {
 
     fn layers_kept(&self) -> usize {
         self.finished.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn local_files(&self) -> Option<&dyn LocalFiles> {
+        self.content
+            .get_or_init(|| ContentIndex::build(&self.sink.store).ok())
+            .as_ref()
+            .map(|c| c as &dyn LocalFiles)
     }
 
     fn commit(self: Box<Self>, image: &FinalImage) -> Result<CommitResult> {

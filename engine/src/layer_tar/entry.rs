@@ -139,7 +139,7 @@ pub(super) fn bad(layer: &str, raw_name: &[u8], reason: impl Into<String>) -> Er
 }
 
 /// Parse PAX `mtime` (`[-]SECONDS[.FRACTION]`) into seconds and nanoseconds.
-pub(super) fn parse_pax_time(v: &[u8]) -> Option<(i64, u32)> {
+pub(crate) fn parse_pax_time(v: &[u8]) -> Option<(i64, u32)> {
     let s = std::str::from_utf8(v).ok()?;
     let (neg, s) = match s.strip_prefix('-') {
         Some(rest) => (true, rest),

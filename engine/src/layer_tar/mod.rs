@@ -55,6 +55,7 @@ mod entry;
 mod extract;
 mod whiteout;
 
+pub(crate) use entry::parse_pax_time;
 pub use entry::{normalize_path, read_entries, read_entries_recording, EntryKind, EntryMeta};
 pub use extract::{extract_layer, extract_layer_sharing, ExtractOptions, ExtractStats};
 pub use whiteout::WhiteoutMode;

@@ -33,6 +33,7 @@ pub mod certs_d;
 pub mod client;
 pub mod host_paths;
 pub mod manage;
+pub mod ranges;
 pub mod registries_conf;
 pub mod registries_d;
 pub mod sink;

@@ -23,7 +23,6 @@
 use std::io::{self, Write};
 
 use bytes::Bytes;
-use oci_spec::image::Descriptor;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, Response, StatusCode};
 use url::Url;
@@ -33,7 +32,7 @@ use super::RegistryLocation;
 use super::RegistryOptions;
 use crate::compression::Compression;
 use crate::copy::{
-    layer_media_type, target_compression, CommitResult, FinalImage, ImagePlan, ImageSink,
+    recompressed_descriptor, target_compression, CommitResult, FinalImage, ImagePlan, ImageSink,
     ImageWriter, LayerForm, LayerInput, StoredLayer,
 };
 use crate::digest::{Digest, Hasher};
@@ -657,10 +656,10 @@ impl ImageWriter for RegistryWriter<'_> {
                 })
             }
             Some(target) => {
-                let (upload, _) = input.recompress(upload, target)?;
+                let (upload, decoded) = input.recompress(upload, target)?;
                 let (digest, size) = upload.finish()?;
                 Ok(StoredLayer {
-                    descriptor: Descriptor::new(layer_media_type(target), size, digest),
+                    descriptor: recompressed_descriptor(target, size, digest, decoded.value),
                 })
             }
         }

@@ -18,9 +18,11 @@ use std::sync::OnceLock;
 use oci_spec::image::Descriptor;
 
 use super::client::RegistryClient;
+use super::ranges::{RangeCounters, RangeReader};
 use super::stream::{BlobReader, BlobRequest};
 use super::RegistryLocation;
 use super::RegistryOptions;
+use crate::compression::zstd_chunked::BlobRanges;
 use crate::compression::BoxRead;
 use crate::copy::{ImageSource, LayerStream};
 use crate::digest::{sha256_of, Digest};
@@ -47,6 +49,8 @@ pub struct RegistrySource {
     chosen: OnceLock<usize>,
     /// registries.d's `use-sigstore-attachments` for this image.
     sigstore_attachments: bool,
+    /// What ranged reads (partial pulls) fetched.
+    ranges: std::sync::Arc<RangeCounters>,
 }
 
 struct Candidate {
@@ -74,6 +78,7 @@ impl RegistrySource {
             candidates,
             chosen: OnceLock::new(),
             sigstore_attachments,
+            ranges: Default::default(),
         })
     }
 
@@ -397,6 +402,38 @@ impl ImageSource for RegistrySource {
 
     fn refetch_origin(&self) -> Option<String> {
         Some(format!("registry {}", self.current().endpoint.registry))
+    }
+
+    fn blob_ranges(&self, descriptor: &Descriptor) -> Option<Box<dyn BlobRanges + '_>> {
+        let c = self.current();
+        let client = &c.client;
+        let url = client
+            .block_on(client.url(&format!(
+                "{}/blobs/{}",
+                c.endpoint.repo,
+                descriptor.digest()
+            )))
+            .ok()?;
+        Some(Box::new(RangeReader {
+            client: client.clone(),
+            url,
+            scope: Self::scope(c),
+            what: format!("ranges of blob {} of {}", descriptor.digest(), self.name()),
+            counters: self.ranges.clone(),
+        }))
+    }
+
+    fn notes(&self) -> Vec<String> {
+        use std::sync::atomic::Ordering;
+        let requests = self.ranges.requests.load(Ordering::Relaxed);
+        if requests == 0 {
+            return Vec::new();
+        }
+        vec![format!(
+            "ranged reads from {}: {} bytes received in {requests} requests",
+            self.current().endpoint.registry,
+            self.ranges.bytes.load(Ordering::Relaxed)
+        )]
     }
 }
 
