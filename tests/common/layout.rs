@@ -1,5 +1,6 @@
 //! Reading OCI layouts the way the tests check them: references, index entries, blobs, the
-//! blob set and the diffIDs of a tagged image; listing and copying layout trees.
+//! blob set (and that every blob is intact) and the diffIDs of a tagged image; listing and
+//! copying layout trees.
 
 use std::path::{Path, PathBuf};
 
@@ -58,6 +59,17 @@ pub fn layout_blobs(layout: &Path) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// Asserts that every blob stored in the layout hashes to its name.
+pub fn assert_blobs_intact(layout: &Path) {
+    for b in layout_blobs(layout) {
+        assert_eq!(
+            crate::common::sha256(&layout_blob(layout, &b)),
+            b,
+            "every stored blob is intact"
+        );
+    }
 }
 
 /// The diffIDs in the config of the image tagged `tag` in a layout.
