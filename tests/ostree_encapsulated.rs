@@ -169,6 +169,17 @@ fn gunzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// Step 1: the base commit and the three images `one:1`, `split:1`, `derived:1`.
+/// The set-up of the tests below: the `tools` (as oracles: `SKIP:` when missing, a failure
+/// under CI), the ostree-rs-ext CLI and the images it encapsulated ([`make_images`]).
+fn encapsulated_images(test: &str, tools: &[&str]) -> Option<(PathBuf, Images)> {
+    if !tools.iter().all(|t| oracle(t, test)) {
+        return None;
+    }
+    let oe = ostree_ext_cli(test)?;
+    let images = make_images(&oe);
+    Some((oe, images))
+}
+
 fn make_images(oe: &Path) -> Images {
     let dir = tempdir();
     let tree = dir.path().join("tree");
@@ -330,13 +341,9 @@ fn oe_pull(oe: &Path, repo: &Path, layout: &Path, tag: &str) -> String {
 #[test]
 fn encapsulated_images_import_as_ostree_rs_ext_does() {
     let test = "encapsulated_images_import_as_ostree_rs_ext_does";
-    if !oracle("ostree", test) {
-        return;
-    }
-    let Some(oe) = ostree_ext_cli(test) else {
+    let Some((oe, images)) = encapsulated_images(test, &["ostree"]) else {
         return;
     };
-    let images = make_images(&oe);
     let layout = &images.layout;
     for tag in ["one", "split", "derived"] {
         let (_, manifest) = manifest_of(layout, tag);
@@ -470,13 +477,9 @@ fn encapsulated_images_import_as_ostree_rs_ext_does() {
 #[test]
 fn broken_encapsulated_images_are_refused_and_leave_the_repository_intact() {
     let test = "broken_encapsulated_images_are_refused_and_leave_the_repository_intact";
-    if !oracle("ostree", test) {
-        return;
-    }
-    let Some(oe) = ostree_ext_cli(test) else {
+    let Some((_oe, images)) = encapsulated_images(test, &["ostree"]) else {
         return;
     };
-    let images = make_images(&oe);
     let layout = &images.layout;
     let layout_dir = OciDir::open(layout).unwrap();
 
@@ -578,13 +581,9 @@ fn broken_encapsulated_images_are_refused_and_leave_the_repository_intact() {
 #[test]
 fn images_ostree_rs_ext_imported_export_as_one_regenerated_layer() {
     let test = "images_ostree_rs_ext_imported_export_as_one_regenerated_layer";
-    if !oracle("ostree", test) || !oracle("podman", test) {
-        return;
-    }
-    let Some(oe) = ostree_ext_cli(test) else {
+    let Some((oe, images)) = encapsulated_images(test, &["ostree", "podman"]) else {
         return;
     };
-    let images = make_images(&oe);
     let work = tempdir();
     let repo = work.path().join("repo");
     init(&repo, "bare");
