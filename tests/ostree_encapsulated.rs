@@ -30,7 +30,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use common::{
-    cmd, content_checksum, init, oracle, ostree, run, run_failing, sha256, stowage, tempdir,
+    cmd, content_checksum, init, layout_blob, layout_manifest, layout_manifest_digest, oracle,
+    ostree, run, run_failing, sha256, stowage, tempdir,
 };
 use serde_json::Value;
 use stowage_engine::oci_layout::OciDir;
@@ -135,29 +136,12 @@ struct Images {
     commit: String,
 }
 
+/// The manifest digest and manifest of the image tagged `tag`.
 fn manifest_of(layout: &Path, tag: &str) -> (String, Value) {
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let digest = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
-        .unwrap_or_else(|| panic!("no tag {tag} in {}", layout.display()))["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let m = serde_json::from_slice(&blob(layout, &digest)).unwrap();
-    (digest, m)
-}
-
-fn blob(layout: &Path, digest: &str) -> Vec<u8> {
-    std::fs::read(
-        layout
-            .join("blobs/sha256")
-            .join(digest.trim_start_matches("sha256:")),
+    (
+        layout_manifest_digest(layout, tag),
+        layout_manifest(layout, tag),
     )
-    .unwrap()
 }
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
@@ -485,7 +469,10 @@ fn broken_encapsulated_images_are_refused_and_leave_the_repository_intact() {
 
     // A commit layer with one byte of a content object changed.
     let (_, one) = manifest_of(layout, "one");
-    let tar = gunzip(&blob(layout, one["layers"][0]["digest"].as_str().unwrap()));
+    let tar = gunzip(&layout_blob(
+        layout,
+        one["layers"][0]["digest"].as_str().unwrap(),
+    ));
     let mut archive = tar::Archive::new(&tar[..]);
     let mut out = tar::Builder::new(Vec::new());
     let mut changed = None;
@@ -520,8 +507,11 @@ fn broken_encapsulated_images_are_refused_and_leave_the_repository_intact() {
 
     // The split image without its second object set.
     let (_, split) = manifest_of(layout, "split");
-    let config: Value =
-        serde_json::from_slice(&blob(layout, split["config"]["digest"].as_str().unwrap())).unwrap();
+    let config: Value = serde_json::from_slice(&layout_blob(
+        layout,
+        split["config"]["digest"].as_str().unwrap(),
+    ))
+    .unwrap();
     let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
     let mut short = ImageBuilder::new();
     let kept: Vec<usize> = (0..diff_ids.len()).filter(|&i| i != 2).collect();
@@ -530,7 +520,7 @@ fn broken_encapsulated_images_are_refused_and_leave_the_repository_intact() {
         diff_ids[*kept.last().unwrap()].as_str().unwrap(),
     );
     for &i in &kept {
-        let tar = gunzip(&blob(
+        let tar = gunzip(&layout_blob(
             layout,
             split["layers"][i]["digest"].as_str().unwrap(),
         ));
@@ -615,7 +605,7 @@ fn images_ostree_rs_ext_imported_export_as_one_regenerated_layer() {
     let (_, manifest) = manifest_of(&out, "x");
     let layers = manifest["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 1, "{manifest}");
-    let tar = gunzip(&blob(&out, layers[0]["digest"].as_str().unwrap()));
+    let tar = gunzip(&layout_blob(&out, layers[0]["digest"].as_str().unwrap()));
     // Every file of the merged commit, by container path, with owner, mode and content.
     let mut entries = std::collections::BTreeMap::new();
     for e in tar::Archive::new(&tar[..]).entries().unwrap() {
