@@ -486,10 +486,7 @@ fn broken_encapsulated_images_are_refused_and_leave_the_repository_intact() {
             data[500] ^= 1;
             changed = Some(path.clone());
         }
-        if header.entry_type().is_hard_link() {
-            let target = e.link_name().unwrap().unwrap().into_owned();
-            out.append_link(&mut header, &path, target).unwrap();
-        } else if header.entry_type().is_symlink() {
+        if header.entry_type().is_hard_link() || header.entry_type().is_symlink() {
             let target = e.link_name().unwrap().unwrap().into_owned();
             out.append_link(&mut header, &path, target).unwrap();
         } else {
@@ -585,7 +582,7 @@ fn images_ostree_rs_ext_imported_export_as_one_regenerated_layer() {
         &repo,
         &[
             "refs",
-            &format!("--create=ostree/container/image/docker_3A__2F__2F_localhost/theirs_3A_1"),
+            "--create=ostree/container/image/docker_3A__2F__2F_localhost/theirs_3A_1",
             &commit,
         ],
     );
@@ -660,7 +657,7 @@ fn images_ostree_rs_ext_imported_export_as_one_regenerated_layer() {
     ]);
     run(c);
     let inspect: Value = serde_json::from_slice(
-        &run(store.podman(&["image", "inspect", "localhost/theirs:1"])).stdout,
+        &run(store.podman(["image", "inspect", "localhost/theirs:1"])).stdout,
     )
     .unwrap();
     assert_eq!(
