@@ -19,7 +19,7 @@ use stowage_engine::policy::{PolicySetting, PrivateKey};
 
 use crate::cli::{
     BuildArgs, BuildPull, CompressFormat, CopyArgs, GlobalOpts, ManifestFormatOpt, MultiArchOpt,
-    OstreeVar, PlatformOpts, RegistryOpts, RemoteOpts, SortBy, StorageOpts, SystemOpts,
+    OstreeVar, PlatformOpts, RegistryOpts, RemoteOpts, SidesOpts, SortBy, StorageOpts, SystemOpts,
 };
 use stowage_engine::convert::ManifestFormat;
 use stowage_engine::copy::MultiArch;
@@ -123,6 +123,30 @@ pub fn registry_options(
     o.idle_timeout = seconds("--idle-timeout", opts.idle_timeout)?;
     o.min_rate = opts.min_rate;
     Ok(o)
+}
+
+impl SidesOpts {
+    /// The engine's registry options for the source and the destination; `cert_dir` (copy's
+    /// `--cert-dir`) serves a side that has no `--src-cert-dir` / `--dest-cert-dir` of its own.
+    pub fn options(
+        &self,
+        registry: &RegistryOpts,
+        cert_dir: Option<&Path>,
+    ) -> Result<(RegistryOptions, RegistryOptions)> {
+        let src = registry_options(
+            registry,
+            self.src_creds.as_deref(),
+            self.src_tls_verify,
+            self.src_cert_dir.as_deref().or(cert_dir),
+        )?;
+        let dest = registry_options(
+            registry,
+            self.dest_creds.as_deref(),
+            self.dest_tls_verify,
+            self.dest_cert_dir.as_deref().or(cert_dir),
+        )?;
+        Ok((src, dest))
+    }
 }
 
 impl RemoteOpts {

@@ -130,24 +130,8 @@ pub struct SyncArgs {
     pub source: String,
     /// A directory for --dest oci; HOST[/NAMESPACE] for --dest docker.
     pub destination: String,
-    /// Credentials (USER[:PASSWORD]) for a registry source.
-    #[arg(long, value_name = "USER[:PASSWORD]")]
-    pub src_creds: Option<String>,
-    /// Credentials (USER[:PASSWORD]) for a registry destination.
-    #[arg(long, value_name = "USER[:PASSWORD]")]
-    pub dest_creds: Option<String>,
-    /// Require https and verify certificates for a registry source.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-    pub src_tls_verify: Option<bool>,
-    /// Require https and verify certificates for a registry destination.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-    pub dest_tls_verify: Option<bool>,
-    /// CA and client certificates for a registry source.
-    #[arg(long, value_name = "DIR")]
-    pub src_cert_dir: Option<PathBuf>,
-    /// CA and client certificates for a registry destination.
-    #[arg(long, value_name = "DIR")]
-    pub dest_cert_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub sides: SidesOpts,
     /// Layers transferred at once.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
@@ -626,6 +610,32 @@ pub struct PlatformOpts {
     pub override_variant: Option<String>,
 }
 
+/// How a command with a source and a destination reaches each side when it is a registry
+/// (skopeo's `--src-*` / `--dest-*` flag names); `copy` and `sync` share them.
+#[derive(Debug, Args)]
+pub struct SidesOpts {
+    /// Credentials (USER[:PASSWORD]) for a docker:// (registry) source.
+    #[arg(long, value_name = "USER[:PASSWORD]")]
+    pub src_creds: Option<String>,
+    /// Credentials (USER[:PASSWORD]) for a docker:// (registry) destination.
+    #[arg(long, value_name = "USER[:PASSWORD]")]
+    pub dest_creds: Option<String>,
+    /// Require https and verify certificates for a docker:// (registry) source (false: allow
+    /// plain http and any certificate).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub src_tls_verify: Option<bool>,
+    /// Require https and verify certificates for a docker:// (registry) destination.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub dest_tls_verify: Option<bool>,
+    /// Directory of CA certificates (*.crt) and client certificates (*.cert, *.key) for
+    /// a docker:// (registry) source.
+    #[arg(long, value_name = "DIR")]
+    pub src_cert_dir: Option<PathBuf>,
+    /// Likewise for a docker:// (registry) destination.
+    #[arg(long, value_name = "DIR")]
+    pub dest_cert_dir: Option<PathBuf>,
+}
+
 /// Registry options shared by every command that talks to a registry.
 #[derive(Debug, Args)]
 pub struct RegistryOpts {
@@ -712,26 +722,8 @@ pub struct CopyArgs {
     /// --progress-fd protocol); independent of --quiet.
     #[arg(long, value_name = "N")]
     pub progress_fd: Option<u32>,
-    /// Credentials (USER[:PASSWORD]) for a docker:// source.
-    #[arg(long, value_name = "USER[:PASSWORD]")]
-    pub src_creds: Option<String>,
-    /// Credentials (USER[:PASSWORD]) for a docker:// destination.
-    #[arg(long, value_name = "USER[:PASSWORD]")]
-    pub dest_creds: Option<String>,
-    /// Require https and verify certificates for a docker:// source (false: allow plain
-    /// http and any certificate).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-    pub src_tls_verify: Option<bool>,
-    /// Require https and verify certificates for a docker:// destination.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-    pub dest_tls_verify: Option<bool>,
-    /// Directory of CA certificates (*.crt) and client certificates (*.cert, *.key) for
-    /// a docker:// source.
-    #[arg(long, value_name = "DIR")]
-    pub src_cert_dir: Option<PathBuf>,
-    /// Likewise for a docker:// destination.
-    #[arg(long, value_name = "DIR")]
-    pub dest_cert_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub sides: SidesOpts,
     /// Use --cert-dir for both sides (skopeo spells it --src-cert-dir/--dest-cert-dir).
     #[arg(long, value_name = "DIR")]
     pub cert_dir: Option<PathBuf>,

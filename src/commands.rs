@@ -10,7 +10,7 @@ use stowage_engine::endpoint::{copy_between, delete as delete_image, open_source
 use stowage_engine::registry::RegistrySource;
 use stowage_engine::transport::ImageRef;
 
-use crate::args::{copy_args_options, endpoint_options, platform, registry_options};
+use crate::args::{copy_args_options, endpoint_options, platform};
 use crate::cli::{
     CopyArgs, DeleteArgs, GenerateKeyArgs, GlobalOpts, ImagesArgs, InfoArgs, InspectArgs,
     OutputFormat,
@@ -26,18 +26,9 @@ pub fn copy(global: &GlobalOpts, args: CopyArgs) -> Result<ExitCode> {
     let dst = parse_ref(&args.destination)?;
     let mut opts = endpoint_options(&args.storage, args.dest_compress_format);
     opts.ostree_import = crate::args::ostree_import(args.ostree_var);
-    opts.src_registry = registry_options(
-        &args.registry,
-        args.src_creds.as_deref(),
-        args.src_tls_verify,
-        args.src_cert_dir.as_deref().or(args.cert_dir.as_deref()),
-    )?;
-    opts.dest_registry = registry_options(
-        &args.registry,
-        args.dest_creds.as_deref(),
-        args.dest_tls_verify,
-        args.dest_cert_dir.as_deref().or(args.cert_dir.as_deref()),
-    )?;
+    (opts.src_registry, opts.dest_registry) = args
+        .sides
+        .options(&args.registry, args.cert_dir.as_deref())?;
     opts.additional_tags = args.additional_tag.clone();
     opts.policy = crate::args::policy(global);
     opts.remove_signatures = args.remove_signatures;

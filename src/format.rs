@@ -145,235 +145,73 @@ static LIST_STR: Shape = Shape::List(&Shape::Str);
 static IMAGE_CONFIG: Shape = Shape::Struct {
     type_name: "*v1.ImageConfig",
     fields: &[
-        Field {
-            go: "User",
-            json: "User",
-            shape: &Shape::Str,
-        },
-        Field {
-            go: "ExposedPorts",
-            json: "ExposedPorts",
-            shape: &Shape::Map,
-        },
-        Field {
-            go: "Env",
-            json: "Env",
-            shape: &LIST_STR,
-        },
-        Field {
-            go: "Entrypoint",
-            json: "Entrypoint",
-            shape: &LIST_STR,
-        },
-        Field {
-            go: "Cmd",
-            json: "Cmd",
-            shape: &LIST_STR,
-        },
-        Field {
-            go: "Volumes",
-            json: "Volumes",
-            shape: &Shape::Map,
-        },
-        Field {
-            go: "WorkingDir",
-            json: "WorkingDir",
-            shape: &Shape::Str,
-        },
-        Field {
-            go: "Labels",
-            json: "Labels",
-            shape: &Shape::Map,
-        },
-        Field {
-            go: "StopSignal",
-            json: "StopSignal",
-            shape: &Shape::Str,
-        },
-        Field {
-            go: "ArgsEscaped",
-            json: "ArgsEscaped",
-            shape: &Shape::Bool,
-        },
+        Field::named("User", &Shape::Str),
+        Field::named("ExposedPorts", &Shape::Map),
+        Field::named("Env", &LIST_STR),
+        Field::named("Entrypoint", &LIST_STR),
+        Field::named("Cmd", &LIST_STR),
+        Field::named("Volumes", &Shape::Map),
+        Field::named("WorkingDir", &Shape::Str),
+        Field::named("Labels", &Shape::Map),
+        Field::named("StopSignal", &Shape::Str),
+        Field::named("ArgsEscaped", &Shape::Bool),
     ],
 };
 static HISTORY: Shape = Shape::List(&Shape::Struct {
     type_name: "v1.History",
     fields: &[
-        Field {
-            go: "Created",
-            json: "created",
-            shape: &Shape::Time,
-        },
-        Field {
-            go: "CreatedBy",
-            json: "created_by",
-            shape: &Shape::Str,
-        },
-        Field {
-            go: "Author",
-            json: "author",
-            shape: &Shape::Str,
-        },
-        Field {
-            go: "Comment",
-            json: "comment",
-            shape: &Shape::Str,
-        },
-        Field {
-            go: "EmptyLayer",
-            json: "empty_layer",
-            shape: &Shape::Bool,
-        },
+        Field::new("Created", "created", &Shape::Time),
+        Field::new("CreatedBy", "created_by", &Shape::Str),
+        Field::new("Author", "author", &Shape::Str),
+        Field::new("Comment", "comment", &Shape::Str),
+        Field::new("EmptyLayer", "empty_layer", &Shape::Bool),
     ],
 });
 /// podman's `inspect.ImageData`.
 static IMAGE_DATA: Shape = Shape::Struct {
     type_name: "interface {}",
     fields: &[
-        Field {
-            go: "ID",
-            json: "Id",
-            shape: &Shape::Str,
-        },
-        Field {
-            go: "Digest",
-            json: "Digest",
-            shape: &Shape::Str,
-        },
-        Field {
-            go: "RepoTags",
-            json: "RepoTags",
-            shape: &LIST_STR,
-        },
-        Field {
-            go: "RepoDigests",
-            json: "RepoDigests",
-            shape: &LIST_STR,
-        },
-        Field {
-            go: "Parent",
-            json: "Parent",
-            shape: &Shape::Str,
-        },
-        Field {
-            go: "Comment",
-            json: "Comment",
-            shape: &Shape::Str,
-        },
-        Field {
-            go: "Created",
-            json: "Created",
-            shape: &Shape::Time,
-        },
-        Field {
-            go: "Config",
-            json: "Config",
-            shape: &IMAGE_CONFIG,
-        },
-        Field {
-            go: "Version",
-            json: "Version",
-            shape: &Shape::Str,
-        },
-        Field {
-            go: "Author",
-            json: "Author",
-            shape: &Shape::Str,
-        },
-        Field {
-            go: "Architecture",
-            json: "Architecture",
-            shape: &Shape::Str,
-        },
-        Field {
-            go: "Os",
-            json: "Os",
-            shape: &Shape::Str,
-        },
-        Field {
-            go: "Size",
-            json: "Size",
-            shape: &Shape::Int,
-        },
-        Field {
-            go: "VirtualSize",
-            json: "VirtualSize",
-            shape: &Shape::Int,
-        },
-        Field {
-            go: "GraphDriver",
-            json: "GraphDriver",
-            shape: &Shape::Struct {
+        Field::new("ID", "Id", &Shape::Str),
+        Field::named("Digest", &Shape::Str),
+        Field::named("RepoTags", &LIST_STR),
+        Field::named("RepoDigests", &LIST_STR),
+        Field::named("Parent", &Shape::Str),
+        Field::named("Comment", &Shape::Str),
+        Field::named("Created", &Shape::Time),
+        Field::named("Config", &IMAGE_CONFIG),
+        Field::named("Version", &Shape::Str),
+        Field::named("Author", &Shape::Str),
+        Field::named("Architecture", &Shape::Str),
+        Field::named("Os", &Shape::Str),
+        Field::named("Size", &Shape::Int),
+        Field::named("VirtualSize", &Shape::Int),
+        Field::named(
+            "GraphDriver",
+            &Shape::Struct {
                 type_name: "*define.DriverData",
                 fields: &[
-                    Field {
-                        go: "Name",
-                        json: "Name",
-                        shape: &Shape::Str,
-                    },
-                    Field {
-                        go: "Data",
-                        json: "Data",
-                        shape: &Shape::Map,
-                    },
+                    Field::named("Name", &Shape::Str),
+                    Field::named("Data", &Shape::Map),
                 ],
             },
-        },
-        Field {
-            go: "RootFS",
-            json: "RootFS",
-            shape: &Shape::Struct {
+        ),
+        Field::named(
+            "RootFS",
+            &Shape::Struct {
                 type_name: "*inspect.RootFS",
                 fields: &[
-                    Field {
-                        go: "Type",
-                        json: "Type",
-                        shape: &Shape::Str,
-                    },
-                    Field {
-                        go: "Layers",
-                        json: "Layers",
-                        shape: &LIST_STR,
-                    },
+                    Field::named("Type", &Shape::Str),
+                    Field::named("Layers", &LIST_STR),
                 ],
             },
-        },
-        Field {
-            go: "Labels",
-            json: "Labels",
-            shape: &Shape::Map,
-        },
-        Field {
-            go: "Annotations",
-            json: "Annotations",
-            shape: &Shape::Map,
-        },
-        Field {
-            go: "ManifestType",
-            json: "ManifestType",
-            shape: &Shape::Str,
-        },
-        Field {
-            go: "User",
-            json: "User",
-            shape: &Shape::Str,
-        },
-        Field {
-            go: "History",
-            json: "History",
-            shape: &HISTORY,
-        },
-        Field {
-            go: "NamesHistory",
-            json: "NamesHistory",
-            shape: &LIST_STR,
-        },
-        Field {
-            go: "HealthCheck",
-            json: "Healthcheck",
-            shape: &Shape::Any,
-        },
+        ),
+        Field::named("Labels", &Shape::Map),
+        Field::named("Annotations", &Shape::Map),
+        Field::named("ManifestType", &Shape::Str),
+        Field::named("User", &Shape::Str),
+        Field::named("History", &HISTORY),
+        Field::named("NamesHistory", &LIST_STR),
+        Field::new("HealthCheck", "Healthcheck", &Shape::Any),
     ],
 };
 
@@ -418,90 +256,29 @@ pub fn image_inspect(format: &str, images: &[ImageInspect]) -> Result<String, Te
 static SKOPEO_INSPECT: Shape = Shape::Struct {
     type_name: "interface {}",
     fields: &[
-        Field {
-            go: "Name",
-            json: "Name",
-            shape: &Shape::Str,
-        },
-        Field {
-            go: "Digest",
-            json: "Digest",
-            shape: &Shape::Str,
-        },
-        Field {
-            go: "RepoTags",
-            json: "RepoTags",
-            shape: &LIST_STR,
-        },
-        Field {
-            go: "Created",
-            json: "Created",
-            shape: &Shape::Time,
-        },
-        Field {
-            go: "DockerVersion",
-            json: "DockerVersion",
-            shape: &Shape::Str,
-        },
-        Field {
-            go: "Labels",
-            json: "Labels",
-            shape: &Shape::Map,
-        },
-        Field {
-            go: "Architecture",
-            json: "Architecture",
-            shape: &Shape::Str,
-        },
-        Field {
-            go: "Variant",
-            json: "Variant",
-            shape: &Shape::Str,
-        },
-        Field {
-            go: "Os",
-            json: "Os",
-            shape: &Shape::Str,
-        },
-        Field {
-            go: "Layers",
-            json: "Layers",
-            shape: &LIST_STR,
-        },
-        Field {
-            go: "LayersData",
-            json: "LayersData",
-            shape: &Shape::List(&Shape::Struct {
+        Field::named("Name", &Shape::Str),
+        Field::named("Digest", &Shape::Str),
+        Field::named("RepoTags", &LIST_STR),
+        Field::named("Created", &Shape::Time),
+        Field::named("DockerVersion", &Shape::Str),
+        Field::named("Labels", &Shape::Map),
+        Field::named("Architecture", &Shape::Str),
+        Field::named("Variant", &Shape::Str),
+        Field::named("Os", &Shape::Str),
+        Field::named("Layers", &LIST_STR),
+        Field::named(
+            "LayersData",
+            &Shape::List(&Shape::Struct {
                 type_name: "types.ImageInspectLayer",
                 fields: &[
-                    Field {
-                        go: "MIMEType",
-                        json: "MIMEType",
-                        shape: &Shape::Str,
-                    },
-                    Field {
-                        go: "Digest",
-                        json: "Digest",
-                        shape: &Shape::Str,
-                    },
-                    Field {
-                        go: "Size",
-                        json: "Size",
-                        shape: &Shape::Int,
-                    },
-                    Field {
-                        go: "Annotations",
-                        json: "Annotations",
-                        shape: &Shape::Map,
-                    },
+                    Field::named("MIMEType", &Shape::Str),
+                    Field::named("Digest", &Shape::Str),
+                    Field::named("Size", &Shape::Int),
+                    Field::named("Annotations", &Shape::Map),
                 ],
             }),
-        },
-        Field {
-            go: "Env",
-            json: "Env",
-            shape: &LIST_STR,
-        },
+        ),
+        Field::named("Env", &LIST_STR),
     ],
 };
 

@@ -130,18 +130,7 @@ pub fn list_tags(args: ListTagsArgs) -> Result<ExitCode> {
 /// `stowage sync --src docker|oci --dest oci|docker SOURCE DESTINATION`.
 pub fn sync(global: &GlobalOpts, args: SyncArgs) -> Result<ExitCode> {
     let mut opts = stowage_engine::endpoint::EndpointOptions::default();
-    opts.src_registry = registry_options(
-        &args.registry,
-        args.src_creds.as_deref(),
-        args.src_tls_verify,
-        args.src_cert_dir.as_deref(),
-    )?;
-    opts.dest_registry = registry_options(
-        &args.registry,
-        args.dest_creds.as_deref(),
-        args.dest_tls_verify,
-        args.dest_cert_dir.as_deref(),
-    )?;
+    (opts.src_registry, opts.dest_registry) = args.sides.options(&args.registry, None)?;
     let copy = copy_options(Some(&args.platform), Some(args.jobs));
     let strip = |s: &str| s.strip_prefix("docker://").unwrap_or(s).to_string();
     let done = match (args.src, args.dest) {

@@ -374,15 +374,7 @@ fn bootc_system_end_to_end() {
         .bootc
         .podman_json(["image", "inspect", APP_IMAGE, HOST_IMAGE]);
     for i in 0..2 {
-        for k in [
-            "Id",
-            "Digest",
-            "RepoTags",
-            "RepoDigests",
-            "RootFS",
-            "Size",
-            "Config",
-        ] {
+        for k in STORE_INSPECT_KEYS {
             assert_eq!(ours[i][k], theirs[i][k], "cmd inspect: image {i} key {k}");
         }
     }

@@ -227,6 +227,15 @@ fn podman_row(store: &PodmanStore, name: &str) -> Value {
         .unwrap_or_else(|| panic!("podman images does not list {name}: {list:#}"))
 }
 
+/// Every view of the image `name` is `exp`: podman's listing and inspect
+/// ([`check_podman_view`]), the mounted tree ([`check_tree`], as root) and the layout `by`
+/// exports ([`check_export`]).
+fn check_image(test: &str, store: &PodmanStore, name: &str, exp: &Expected, by: Exporter) {
+    check_podman_view(store, name, exp);
+    check_tree(test, store, name, exp);
+    check_export(store, name, exp, by);
+}
+
 /// `podman images` and `podman image inspect` show `exp` for `name`; returns the size.
 fn check_podman_view(store: &PodmanStore, name: &str, exp: &Expected) -> i64 {
     let row = podman_row(store, name);
@@ -744,18 +753,26 @@ fn stowage_base_skopeo_derived_then_removed_either_way() {
     run(store.podman(["rmi", "localhost/derived:1"]));
     assert_eq!(layer_count(&store), 2);
     assert_store_consistent(&store, test);
-    check_podman_view(&store, "localhost/basic:1", &basic_exp);
-    check_tree(test, &store, "localhost/basic:1", &basic_exp);
-    check_export(&store, "localhost/basic:1", &basic_exp, Exporter::Stowage);
+    check_image(
+        test,
+        &store,
+        "localhost/basic:1",
+        &basic_exp,
+        Exporter::Stowage,
+    );
 
     // The engine removes basic: its twin (same top layer) keeps every layer.
     let report = catalog::remove_image(&engine_store(&store), "localhost/basic:1", false).unwrap();
     assert_eq!(report.deleted, vec![basic_exp.id.clone()]);
     assert_eq!(layer_count(&store), 2);
     assert_store_consistent(&store, test);
-    check_podman_view(&store, "localhost/zstd:1", &zstd_exp);
-    check_tree(test, &store, "localhost/zstd:1", &zstd_exp);
-    check_export(&store, "localhost/zstd:1", &zstd_exp, Exporter::Skopeo);
+    check_image(
+        test,
+        &store,
+        "localhost/zstd:1",
+        &zstd_exp,
+        Exporter::Skopeo,
+    );
 
     catalog::remove_image(&engine_store(&store), "localhost/zstd:1", false).unwrap();
     assert_store_empty(&store, test);
@@ -787,9 +804,8 @@ fn skopeo_base_stowage_derived_then_removed_either_way() {
         .all(|i| i["id"] != json!(basic_exp.id)));
     assert_eq!(layer_count(&store), 3);
     assert_store_consistent(&store, test);
-    check_podman_view(&store, "localhost/derived:1", &derived_exp);
-    check_tree(test, &store, "localhost/derived:1", &derived_exp);
-    check_export(
+    check_image(
+        test,
         &store,
         "localhost/derived:1",
         &derived_exp,
@@ -801,9 +817,13 @@ fn skopeo_base_stowage_derived_then_removed_either_way() {
     run(store.podman(["rmi", "localhost/derived:1"]));
     assert_eq!(layer_count(&store), 2);
     assert_store_consistent(&store, test);
-    check_podman_view(&store, "localhost/basic:1", &basic_exp);
-    check_tree(test, &store, "localhost/basic:1", &basic_exp);
-    check_export(&store, "localhost/basic:1", &basic_exp, Exporter::Stowage);
+    check_image(
+        test,
+        &store,
+        "localhost/basic:1",
+        &basic_exp,
+        Exporter::Stowage,
+    );
 
     run(store.podman(["rmi", "localhost/basic:1"]));
     assert_store_empty(&store, test);
@@ -1228,9 +1248,7 @@ fn concurrent_copies_sharing_layers_while_podman_removes_images() {
         "{test}: the shared layers are stored once"
     );
     for (name, exp) in [("localhost/a:1", &a_exp), ("localhost/b:1", &b_exp)] {
-        check_podman_view(&store, name, exp);
-        check_tree(test, &store, name, exp);
-        check_export(&store, name, exp, Exporter::Skopeo);
+        check_image(test, &store, name, exp, Exporter::Skopeo);
         let saved = scratch.path().join(format!("saved-{}", &name[10..11]));
         run(store
             .podman(["save", "--format", "oci-dir", "-o"])
@@ -1535,9 +1553,13 @@ fn killed_mid_layer(test: &str, next: NextWriter) {
     let many_exp = expected(many);
     stowage_copy(&many.oci_ref(), &store, "localhost/many:1");
     assert_store_consistent(&store, test);
-    check_podman_view(&store, "localhost/many:1", &many_exp);
-    check_tree(test, &store, "localhost/many:1", &many_exp);
-    check_export(&store, "localhost/many:1", &many_exp, Exporter::Stowage);
+    check_image(
+        test,
+        &store,
+        "localhost/many:1",
+        &many_exp,
+        Exporter::Stowage,
+    );
     assert_eq!(
         outside_root(&store),
         outside,

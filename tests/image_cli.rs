@@ -235,15 +235,7 @@ fn pull_from_default_storage_keeps_ids_and_tree() {
         run(c);
         let a = host.image_inspect(name);
         let b = bootc.image_inspect(name);
-        for k in [
-            "Id",
-            "Digest",
-            "RepoTags",
-            "RepoDigests",
-            "RootFS",
-            "Size",
-            "Config",
-        ] {
+        for k in STORE_INSPECT_KEYS {
             assert_eq!(
                 a[k], b[k],
                 "{name}: {k} differs between the host store and bootc's"

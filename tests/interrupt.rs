@@ -18,20 +18,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// A registry behind a fault proxy holding `f/app:v1` (two layers, ~300 KiB), and a temp dir.
-fn registry() -> (Registry, FaultProxy, tempfile::TempDir, Built) {
-    let reg = Registry::start(Auth::None, None);
-    let proxy = FaultProxy::start(&reg.addr);
-    let tmp = tempfile::tempdir().unwrap();
-    let img = seed_registry(&reg, tmp.path(), "f/app:v1", None);
-    (reg, proxy, tmp, img)
-}
 
 /// Slow the second layer down to ~1 KiB per 100 ms (about 10 s for the whole layer).
 fn slow_second_layer(proxy: &FaultProxy, img: &Built) {
@@ -45,12 +36,18 @@ fn slow_second_layer(proxy: &FaultProxy, img: &Built) {
     );
 }
 
+/// `BASE copy --src-tls-verify=false [EXTRA...] docker://PROXY/f/app:v1 DEST`.
+fn copy_from_proxy(mut base: Command, proxy: &FaultProxy, extra: &[&str], dest: &str) -> Command {
+    base.args(["copy", "--src-tls-verify=false"])
+        .args(extra)
+        .arg(format!("docker://{}/f/app:v1", proxy.addr()))
+        .arg(dest);
+    base
+}
+
 /// `stowage copy --jobs=1 docker://PROXY/f/app:v1 DEST`, spawned with stderr captured.
 fn spawn_copy(proxy: &FaultProxy, dest: &str) -> Child {
-    stowage()
-        .args(["copy", "--src-tls-verify=false", "--jobs=1"])
-        .arg(format!("docker://{}/f/app:v1", proxy.addr()))
-        .arg(dest)
+    copy_from_proxy(stowage(), proxy, &["--jobs=1"], dest)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -75,6 +72,33 @@ fn wait_for_second_layer(proxy: &FaultProxy, img: &Built, child: &mut Child) {
     wait_until("the request for the second layer", child, || {
         !proxy.requests(&img.layers[1]).is_empty()
     });
+}
+
+/// Start copying `f/app:v1` (second layer slowed down) into tag `t` of the layout `dest`, and
+/// wait until the slow layer is being written to a temporary file there.
+fn copy_stuck_on_a_temporary(proxy: &FaultProxy, img: &Built, dest: &Path) -> Child {
+    slow_second_layer(proxy, img);
+    let mut child = spawn_copy(proxy, &oci_ref(dest, "t"));
+    wait_for_second_layer(proxy, img, &mut child);
+    wait_until("a temporary blob", &mut child, || {
+        !temporaries(dest).is_empty()
+    });
+    child
+}
+
+/// No layer of the containers-storage store at `root` is flagged incomplete (a store without
+/// `layers.json` has none).
+fn assert_no_incomplete_layer(root: &Path) {
+    let Ok(bytes) = std::fs::read(root.join("overlay-layers/layers.json")) else {
+        return;
+    };
+    let layers: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    for l in layers.as_array().unwrap() {
+        assert!(
+            l.pointer("/flags/incomplete").is_none(),
+            "incomplete layer left: {l}"
+        );
+    }
 }
 
 fn signal(child: &Child, sig: rustix::process::Signal) {
@@ -114,18 +138,6 @@ fn assert_one_interrupted_line(err: &str, signal_name: &str) -> String {
     lines[0].to_string()
 }
 
-/// A layout at `DIR/dest` holding another image, tagged `o`.
-fn layout_with_other_image(dir: &Path) -> PathBuf {
-    let other = dir.join("other");
-    one_file_image(&other, "o", "x", b"x");
-    let dest = dir.join("dest");
-    run(stowage()
-        .arg("copy")
-        .arg(oci_ref(&other, "o"))
-        .arg(oci_ref(&dest, "o")));
-    dest
-}
-
 /// skopeo inspects each of `tags` in the layout at `dest`, and umoci lists exactly them.
 fn oci_readable(dest: &Path, tags: &[&str]) {
     for t in tags {
@@ -148,16 +160,11 @@ fn sigint_during_a_copy_into_an_oci_layout() {
     if !registry_tools(test) {
         return;
     }
-    let (_reg, proxy, tmp, img) = registry();
+    let (_reg, proxy, tmp, img) = faulty_registry();
     let dest = layout_with_other_image(tmp.path());
     let index_before = std::fs::read(dest.join("index.json")).unwrap();
     let blobs_before = layout_blobs(&dest);
-    slow_second_layer(&proxy, &img);
-    let mut child = spawn_copy(&proxy, &oci_ref(&dest, "t"));
-    wait_for_second_layer(&proxy, &img, &mut child);
-    wait_until("a temporary blob", &mut child, || {
-        !temporaries(&dest).is_empty()
-    });
+    let child = copy_stuck_on_a_temporary(&proxy, &img, &dest);
     signal(&child, rustix::process::Signal::INT);
     let (code, err) = finish(child);
     assert_eq!(code, Some(130), "{err}");
@@ -179,7 +186,7 @@ fn sigterm_during_a_copy_into_containers_storage() {
     if !registry_tools(test) || !require(test, &["podman"]) {
         return;
     }
-    let (_reg, proxy, tmp, img) = registry();
+    let (_reg, proxy, tmp, img) = faulty_registry();
     let store = PodmanStore::new();
     // An image committed before the interrupted copy.
     let other = tmp.path().join("other");
@@ -200,16 +207,8 @@ fn sigterm_during_a_copy_into_containers_storage() {
         "{line}"
     );
     // No incomplete layer is left, and podman reads the store.
-    let layers: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(store.root.join("overlay-layers/layers.json")).unwrap(),
-    )
-    .unwrap();
-    for l in layers.as_array().unwrap() {
-        assert!(
-            l.pointer("/flags/incomplete").is_none(),
-            "incomplete layer left: {l}"
-        );
-    }
+    assert!(store.root.join("overlay-layers/layers.json").exists());
+    assert_no_incomplete_layer(&store.root);
     run(store.podman(["images"]));
     run(store.podman(["image", "exists", "localhost/before:1"]));
     let out = output(store.podman(["image", "exists", "localhost/app:v1"]));
@@ -219,10 +218,12 @@ fn sigterm_during_a_copy_into_containers_storage() {
         "the interrupted image is absent"
     );
     // The kept layer is reused by the next copy, which completes.
-    let out = run(stowage_progress()
-        .args(["copy", "--src-tls-verify=false"])
-        .arg(format!("docker://{}/f/app:v1", proxy.addr()))
-        .arg(store.reference("localhost/app:v1")));
+    let out = run(copy_from_proxy(
+        stowage_progress(),
+        &proxy,
+        &[],
+        &store.reference("localhost/app:v1"),
+    ));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("reused 1"), "{err}");
     run(store.podman(["image", "exists", "localhost/app:v1"]));
@@ -234,7 +235,7 @@ fn sigint_during_a_copy_into_ostree() {
     if !registry_tools(test) || !require(test, &["ostree"]) {
         return;
     }
-    let (_reg, proxy, tmp, img) = registry();
+    let (_reg, proxy, tmp, img) = faulty_registry();
     let repo = tmp.path().join("repo");
     run(cmd("ostree", ["init", "--mode=bare-user"]).arg(format!("--repo={}", repo.display())));
     slow_second_layer(&proxy, &img);
@@ -279,23 +280,20 @@ fn sigkill_leaves_a_temporary_that_the_next_copy_removes() {
     if !registry_tools(test) {
         return;
     }
-    let (_reg, proxy, tmp, img) = registry();
+    let (_reg, proxy, tmp, img) = faulty_registry();
     let dest = layout_with_other_image(tmp.path());
-    slow_second_layer(&proxy, &img);
-    let mut child = spawn_copy(&proxy, &oci_ref(&dest, "t"));
-    wait_for_second_layer(&proxy, &img, &mut child);
-    wait_until("a temporary blob", &mut child, || {
-        !temporaries(&dest).is_empty()
-    });
+    let child = copy_stuck_on_a_temporary(&proxy, &img, &dest);
     signal(&child, rustix::process::Signal::KILL);
     let (code, _) = finish(child);
     assert_eq!(code, None, "killed by the signal");
     let left = temporaries(&dest);
     assert!(!left.is_empty(), "SIGKILL leaves the temporaries");
-    run(stowage()
-        .args(["copy", "--src-tls-verify=false"])
-        .arg(format!("docker://{}/f/app:v1", proxy.addr()))
-        .arg(oci_ref(&dest, "t")));
+    run(copy_from_proxy(
+        stowage(),
+        &proxy,
+        &[],
+        &oci_ref(&dest, "t"),
+    ));
     assert_eq!(
         temporaries(&dest),
         Vec::<String>::new(),
@@ -303,13 +301,7 @@ fn sigkill_leaves_a_temporary_that_the_next_copy_removes() {
     );
     let inspect = skopeo_inspect(&oci_ref(&dest, "t"));
     assert_eq!(inspect["Layers"], serde_json::json!(img.layers));
-    for b in layout_blobs(&dest) {
-        assert_eq!(
-            sha256(&layout_blob(&dest, &b)),
-            b,
-            "every stored blob is intact"
-        );
-    }
+    assert_blobs_intact(&dest);
     oci_readable(&dest, &["o", "t"]);
 }
 
@@ -321,14 +313,9 @@ fn a_live_writers_temporaries_are_not_removed() {
     if !registry_tools(test) {
         return;
     }
-    let (_reg, proxy, tmp, img) = registry();
+    let (_reg, proxy, tmp, img) = faulty_registry();
     let dest = layout_with_other_image(tmp.path());
-    slow_second_layer(&proxy, &img);
-    let mut child = spawn_copy(&proxy, &oci_ref(&dest, "t"));
-    wait_for_second_layer(&proxy, &img, &mut child);
-    wait_until("a temporary blob", &mut child, || {
-        !temporaries(&dest).is_empty()
-    });
+    let child = copy_stuck_on_a_temporary(&proxy, &img, &dest);
     let live = temporaries(&dest);
     let other = tmp.path().join("other2");
     one_file_image(&other, "p", "y", b"y");
@@ -355,21 +342,17 @@ fn a_blob_corrupted_once_is_fetched_again() {
     if !registry_tools(test) {
         return;
     }
-    let (_reg, proxy, tmp, img) = registry();
+    let (_reg, proxy, tmp, img) = faulty_registry();
     proxy.add(&img.layers[1], Fault::Corrupt(1000), 1);
     let dest = tmp.path().join("dest");
-    run(stowage()
-        .args(["copy", "--src-tls-verify=false"])
-        .arg(format!("docker://{}/f/app:v1", proxy.addr()))
-        .arg(oci_ref(&dest, "t")));
+    run(copy_from_proxy(
+        stowage(),
+        &proxy,
+        &[],
+        &oci_ref(&dest, "t"),
+    ));
     assert_eq!(proxy.requests(&img.layers[1]).len(), 2, "fetched twice");
-    for b in layout_blobs(&dest) {
-        assert_eq!(
-            sha256(&layout_blob(&dest, &b)),
-            b,
-            "every stored blob is intact"
-        );
-    }
+    assert_blobs_intact(&dest);
     assert_eq!(layout_diff_ids(&dest, "t"), img.diff_ids);
     assert_eq!(
         skopeo_inspect(&oci_ref(&dest, "t"))["Layers"],
@@ -381,10 +364,12 @@ fn a_blob_corrupted_once_is_fetched_again() {
     if oracle("podman", test) {
         let store = PodmanStore::new();
         proxy.add(&img.layers[0], Fault::Corrupt(5000), 1);
-        run(stowage()
-            .args(["copy", "--src-tls-verify=false", "--jobs=2"])
-            .arg(format!("docker://{}/f/app:v1", proxy.addr()))
-            .arg(store.reference("localhost/app:v1")));
+        run(copy_from_proxy(
+            stowage(),
+            &proxy,
+            &["--jobs=2"],
+            &store.reference("localhost/app:v1"),
+        ));
         let inspect = store.image_inspect("localhost/app:v1");
         assert_eq!(inspect["RootFS"]["Layers"], serde_json::json!(img.diff_ids));
         run(skopeo()
@@ -405,16 +390,16 @@ fn a_blob_corrupted_every_time_fails_naming_it() {
     if !registry_tools(test) {
         return;
     }
-    let (_reg, proxy, tmp, img) = registry();
+    let (_reg, proxy, tmp, img) = faulty_registry();
     proxy.add(&img.layers[1], Fault::Corrupt(1000), 100);
     let dest = layout_with_other_image(tmp.path());
     let before = snapshot(&dest);
-    let out = run_failing(
-        stowage()
-            .args(["copy", "--src-tls-verify=false"])
-            .arg(format!("docker://{}/f/app:v1", proxy.addr()))
-            .arg(oci_ref(&dest, "t")),
-    );
+    let out = run_failing(copy_from_proxy(
+        stowage(),
+        &proxy,
+        &[],
+        &oci_ref(&dest, "t"),
+    ));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(&img.layers[1])
@@ -503,7 +488,7 @@ fn sigint_during_image_cmd_pull() {
     if !registry_tools(test) || !require(test, &["podman"]) {
         return;
     }
-    let (_reg, proxy, _tmp, img) = registry();
+    let (_reg, proxy, _tmp, img) = faulty_registry();
     let store = PodmanStore::new();
     slow_second_layer(&proxy, &img);
     let mut child = stowage()
@@ -527,15 +512,7 @@ fn sigint_during_image_cmd_pull() {
         .filter(|l| l.contains("interrupted (SIGINT)"))
         .collect();
     assert_eq!(lines.len(), 1, "one interrupted line: {err}");
-    if let Ok(bytes) = std::fs::read(store.root.join("overlay-layers/layers.json")) {
-        let layers: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        for l in layers.as_array().unwrap() {
-            assert!(
-                l.pointer("/flags/incomplete").is_none(),
-                "incomplete layer left: {l}"
-            );
-        }
-    }
+    assert_no_incomplete_layer(&store.root);
     if store.root.exists() {
         run(store.podman(["images"]));
     }

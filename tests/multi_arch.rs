@@ -40,6 +40,17 @@ fn assert_same_blobs(a: &Path, b: &Path) {
     }
 }
 
+/// `skopeo inspect --raw REFERENCE` (with `--tls-verify=false` for a `docker://` one): the
+/// manifest or index bytes as stored.
+fn skopeo_raw(reference: &str) -> Vec<u8> {
+    let mut c = skopeo();
+    c.args(["inspect", "--raw"]);
+    if reference.starts_with("docker://") {
+        c.arg("--tls-verify=false");
+    }
+    run(c.arg(reference)).stdout
+}
+
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -71,7 +82,7 @@ fn all_into_an_oci_layout_is_what_skopeo_writes() {
     assert_eq!(layout_manifest_digest(&theirs, "t"), index);
     assert_eq!(std::fs::read_to_string(&digestfile).unwrap(), index);
     assert_same_blobs(&ours, &theirs);
-    let raw = run(skopeo().args(["inspect", "--raw"]).arg(oci_ref(&ours, "t"))).stdout;
+    let raw = skopeo_raw(&oci_ref(&ours, "t"));
     assert_eq!(sha256(&raw), index, "skopeo inspect --raw");
     // Every image of the index comes out of our layout with skopeo --override-*.
     for p in &info.platforms {
@@ -150,12 +161,7 @@ fn all_into_a_registry_keeps_the_index_and_every_image() {
         .args(["copy", "-q", "--all", "--dest-tls-verify=false"])
         .arg(info.oci_ref())
         .arg(format!("docker://{theirs}")));
-    let raw = |image: &str| {
-        run(skopeo()
-            .args(["inspect", "--raw", "--tls-verify=false"])
-            .arg(format!("docker://{image}")))
-        .stdout
-    };
+    let raw = |image: &str| skopeo_raw(&format!("docker://{image}"));
     let index = info.manifest_digest.to_string();
     assert_eq!(sha256(&raw(&ours)), index);
     assert_eq!(raw(&ours), raw(&theirs));
@@ -264,10 +270,7 @@ fn format_v2s2_is_what_skopeo_writes_and_podman_reads() {
         ])
         .arg(info.oci_ref())
         .arg(format!("docker://{v2}")));
-    let raw = run(skopeo()
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{v2}")))
-    .stdout;
+    let raw = skopeo_raw(&format!("docker://{v2}"));
     assert_eq!(sha256(&raw), list);
     let store = PodmanStore::new();
     run(store
@@ -295,10 +298,7 @@ fn format_v2s2_is_what_skopeo_writes_and_podman_reads() {
         ])
         .arg(format!("docker://{v2}"))
         .arg(format!("docker://{back}")));
-    let raw = run(skopeo()
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{back}")))
-    .stdout;
+    let raw = skopeo_raw(&format!("docker://{back}"));
     assert_eq!(sha256(&raw), info.manifest_digest.to_string());
 }
 
@@ -461,10 +461,7 @@ fn index_only_copies_just_the_index() {
         ])
         .arg(info.oci_ref())
         .arg(format!("docker://{}/full:2", reg.addr)));
-    let raw = run(skopeo()
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{}/full:2", reg.addr)))
-    .stdout;
+    let raw = skopeo_raw(&format!("docker://{}/full:2", reg.addr));
     assert_eq!(sha256(&raw), info.manifest_digest.to_string());
 }
 
@@ -489,10 +486,7 @@ fn additional_tags_name_the_copy_in_every_destination() {
         .arg(info.oci_ref())
         .arg(oci_ref(&layout, "t")));
     for tag in ["t", "extra", "more"] {
-        let raw = run(skopeo()
-            .args(["inspect", "--raw"])
-            .arg(oci_ref(&layout, tag)))
-        .stdout;
+        let raw = skopeo_raw(&oci_ref(&layout, tag));
         assert_eq!(sha256(&raw), info.manifest_digest.to_string(), "tag {tag}");
     }
     let reg = Registry::start(Auth::None, None);
@@ -506,10 +500,7 @@ fn additional_tags_name_the_copy_in_every_destination() {
         ])
         .arg(info.oci_ref())
         .arg(format!("docker://{}/tagged:1", reg.addr)));
-    let raw = run(skopeo()
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{}/tagged:extra", reg.addr)))
-    .stdout;
+    let raw = skopeo_raw(&format!("docker://{}/tagged:extra", reg.addr));
     assert_eq!(sha256(&raw), info.manifest_digest.to_string());
     let store = PodmanStore::new();
     run(stowage()

@@ -30,7 +30,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use common::{
-    cmd, content_checksum, init, oracle, ostree, run, run_failing, sha256, stowage, tempdir,
+    cmd, content_checksum, init, layout_blob, layout_manifest, layout_manifest_digest, oracle,
+    ostree, run, run_failing, sha256, stowage, tempdir,
 };
 use serde_json::Value;
 use stowage_engine::oci_layout::OciDir;
@@ -135,29 +136,12 @@ struct Images {
     commit: String,
 }
 
+/// The manifest digest and manifest of the image tagged `tag`.
 fn manifest_of(layout: &Path, tag: &str) -> (String, Value) {
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let digest = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
-        .unwrap_or_else(|| panic!("no tag {tag} in {}", layout.display()))["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let m = serde_json::from_slice(&blob(layout, &digest)).unwrap();
-    (digest, m)
-}
-
-fn blob(layout: &Path, digest: &str) -> Vec<u8> {
-    std::fs::read(
-        layout
-            .join("blobs/sha256")
-            .join(digest.trim_start_matches("sha256:")),
+    (
+        layout_manifest_digest(layout, tag),
+        layout_manifest(layout, tag),
     )
-    .unwrap()
 }
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
@@ -169,6 +153,17 @@ fn gunzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// Step 1: the base commit and the three images `one:1`, `split:1`, `derived:1`.
+/// The set-up of the tests below: the `tools` (as oracles: `SKIP:` when missing, a failure
+/// under CI), the ostree-rs-ext CLI and the images it encapsulated ([`make_images`]).
+fn encapsulated_images(test: &str, tools: &[&str]) -> Option<(PathBuf, Images)> {
+    if !tools.iter().all(|t| oracle(t, test)) {
+        return None;
+    }
+    let oe = ostree_ext_cli(test)?;
+    let images = make_images(&oe);
+    Some((oe, images))
+}
+
 fn make_images(oe: &Path) -> Images {
     let dir = tempdir();
     let tree = dir.path().join("tree");
@@ -330,13 +325,9 @@ fn oe_pull(oe: &Path, repo: &Path, layout: &Path, tag: &str) -> String {
 #[test]
 fn encapsulated_images_import_as_ostree_rs_ext_does() {
     let test = "encapsulated_images_import_as_ostree_rs_ext_does";
-    if !oracle("ostree", test) {
-        return;
-    }
-    let Some(oe) = ostree_ext_cli(test) else {
+    let Some((oe, images)) = encapsulated_images(test, &["ostree"]) else {
         return;
     };
-    let images = make_images(&oe);
     let layout = &images.layout;
     for tag in ["one", "split", "derived"] {
         let (_, manifest) = manifest_of(layout, tag);
@@ -470,19 +461,18 @@ fn encapsulated_images_import_as_ostree_rs_ext_does() {
 #[test]
 fn broken_encapsulated_images_are_refused_and_leave_the_repository_intact() {
     let test = "broken_encapsulated_images_are_refused_and_leave_the_repository_intact";
-    if !oracle("ostree", test) {
-        return;
-    }
-    let Some(oe) = ostree_ext_cli(test) else {
+    let Some((_oe, images)) = encapsulated_images(test, &["ostree"]) else {
         return;
     };
-    let images = make_images(&oe);
     let layout = &images.layout;
     let layout_dir = OciDir::open(layout).unwrap();
 
     // A commit layer with one byte of a content object changed.
     let (_, one) = manifest_of(layout, "one");
-    let tar = gunzip(&blob(layout, one["layers"][0]["digest"].as_str().unwrap()));
+    let tar = gunzip(&layout_blob(
+        layout,
+        one["layers"][0]["digest"].as_str().unwrap(),
+    ));
     let mut archive = tar::Archive::new(&tar[..]);
     let mut out = tar::Builder::new(Vec::new());
     let mut changed = None;
@@ -496,10 +486,7 @@ fn broken_encapsulated_images_are_refused_and_leave_the_repository_intact() {
             data[500] ^= 1;
             changed = Some(path.clone());
         }
-        if header.entry_type().is_hard_link() {
-            let target = e.link_name().unwrap().unwrap().into_owned();
-            out.append_link(&mut header, &path, target).unwrap();
-        } else if header.entry_type().is_symlink() {
+        if header.entry_type().is_hard_link() || header.entry_type().is_symlink() {
             let target = e.link_name().unwrap().unwrap().into_owned();
             out.append_link(&mut header, &path, target).unwrap();
         } else {
@@ -517,8 +504,11 @@ fn broken_encapsulated_images_are_refused_and_leave_the_repository_intact() {
 
     // The split image without its second object set.
     let (_, split) = manifest_of(layout, "split");
-    let config: Value =
-        serde_json::from_slice(&blob(layout, split["config"]["digest"].as_str().unwrap())).unwrap();
+    let config: Value = serde_json::from_slice(&layout_blob(
+        layout,
+        split["config"]["digest"].as_str().unwrap(),
+    ))
+    .unwrap();
     let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
     let mut short = ImageBuilder::new();
     let kept: Vec<usize> = (0..diff_ids.len()).filter(|&i| i != 2).collect();
@@ -527,7 +517,7 @@ fn broken_encapsulated_images_are_refused_and_leave_the_repository_intact() {
         diff_ids[*kept.last().unwrap()].as_str().unwrap(),
     );
     for &i in &kept {
-        let tar = gunzip(&blob(
+        let tar = gunzip(&layout_blob(
             layout,
             split["layers"][i]["digest"].as_str().unwrap(),
         ));
@@ -578,13 +568,9 @@ fn broken_encapsulated_images_are_refused_and_leave_the_repository_intact() {
 #[test]
 fn images_ostree_rs_ext_imported_export_as_one_regenerated_layer() {
     let test = "images_ostree_rs_ext_imported_export_as_one_regenerated_layer";
-    if !oracle("ostree", test) || !oracle("podman", test) {
-        return;
-    }
-    let Some(oe) = ostree_ext_cli(test) else {
+    let Some((oe, images)) = encapsulated_images(test, &["ostree", "podman"]) else {
         return;
     };
-    let images = make_images(&oe);
     let work = tempdir();
     let repo = work.path().join("repo");
     init(&repo, "bare");
@@ -596,7 +582,7 @@ fn images_ostree_rs_ext_imported_export_as_one_regenerated_layer() {
         &repo,
         &[
             "refs",
-            &format!("--create=ostree/container/image/docker_3A__2F__2F_localhost/theirs_3A_1"),
+            "--create=ostree/container/image/docker_3A__2F__2F_localhost/theirs_3A_1",
             &commit,
         ],
     );
@@ -616,7 +602,7 @@ fn images_ostree_rs_ext_imported_export_as_one_regenerated_layer() {
     let (_, manifest) = manifest_of(&out, "x");
     let layers = manifest["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 1, "{manifest}");
-    let tar = gunzip(&blob(&out, layers[0]["digest"].as_str().unwrap()));
+    let tar = gunzip(&layout_blob(&out, layers[0]["digest"].as_str().unwrap()));
     // Every file of the merged commit, by container path, with owner, mode and content.
     let mut entries = std::collections::BTreeMap::new();
     for e in tar::Archive::new(&tar[..]).entries().unwrap() {
@@ -671,7 +657,7 @@ fn images_ostree_rs_ext_imported_export_as_one_regenerated_layer() {
     ]);
     run(c);
     let inspect: Value = serde_json::from_slice(
-        &run(store.podman(&["image", "inspect", "localhost/theirs:1"])).stdout,
+        &run(store.podman(["image", "inspect", "localhost/theirs:1"])).stdout,
     )
     .unwrap();
     assert_eq!(

@@ -193,6 +193,23 @@ fn filez_payload(path: &Path) -> (Vec<u8>, Vec<u8>) {
     (bytes[..hdr].to_vec(), data)
 }
 
+/// What `ostree commit --no-xattrs --owner-uid=0 --owner-gid=0` commits.
+fn root_owned() -> CommitFilter {
+    CommitFilter {
+        owner_uid: Some(0),
+        owner_gid: Some(0),
+        no_xattrs: true,
+    }
+}
+
+/// A commit with only its timestamp set.
+fn at(timestamp: u64) -> CommitSpec {
+    CommitSpec {
+        timestamp,
+        ..Default::default()
+    }
+}
+
 fn stowage_commit(
     repo: &Repo,
     dir: &Path,
@@ -233,11 +250,7 @@ fn golden_commits_equal_ostree_in_every_mode() {
         let mut cases = vec![(CommitFilter::default(), Vec::<String>::new())];
         if mode == RepoMode::BareUser {
             cases.push((
-                CommitFilter {
-                    owner_uid: Some(0),
-                    owner_gid: Some(0),
-                    no_xattrs: true,
-                },
+                root_owned(),
                 vec![
                     "--no-xattrs".into(),
                     "--owner-uid=0".into(),
@@ -496,11 +509,7 @@ fn commit_metadata_and_parent_match_ostree() {
     // own repository: identical checksum, so the a{sv} of strings serializes identically.
     let rs = tmp.path().join("stowage-repo");
     let srepo = Repo::init(&rs, RepoMode::BareUser).unwrap();
-    let filter = CommitFilter {
-        owner_uid: Some(0),
-        owner_gid: Some(0),
-        no_xattrs: true,
-    };
+    let filter = root_owned();
     // `ostree commit --orphan` records an empty ref-binding list, an `as` in the metadata.
     let first_c = repo
         .read_commit(&Checksum::from_hex(&first).unwrap())
@@ -602,21 +611,8 @@ fn corrupt_missing_and_wrong_mode_are_clear_errors() {
     std::fs::write(d.join("other"), "other\n").unwrap();
     let rs = tmp.path().join("repo");
     let repo = Repo::init(&rs, RepoMode::Archive).unwrap();
-    let filter = CommitFilter {
-        owner_uid: Some(0),
-        owner_gid: Some(0),
-        no_xattrs: true,
-    };
-    let c = stowage_commit(
-        &repo,
-        &d,
-        &filter,
-        &CommitSpec {
-            timestamp: 1,
-            ..Default::default()
-        },
-        "main",
-    );
+    let filter = root_owned();
+    let c = stowage_commit(&repo, &d, &filter, &at(1), "main");
     let commit = repo.read_commit(&c).unwrap();
     let tree = repo.read_dirtree(&commit.root_tree).unwrap();
 
@@ -855,21 +851,8 @@ fn killed_writer_leaves_a_valid_repo() {
     let d = tmp.path().join("tree");
     std::fs::create_dir_all(&d).unwrap();
     std::fs::write(d.join("f"), "after\n").unwrap();
-    let filter = CommitFilter {
-        owner_uid: Some(0),
-        owner_gid: Some(0),
-        no_xattrs: true,
-    };
-    let c = stowage_commit(
-        &repo,
-        &d,
-        &filter,
-        &CommitSpec {
-            timestamp: 5,
-            ..Default::default()
-        },
-        "after",
-    );
+    let filter = root_owned();
+    let c = stowage_commit(&repo, &d, &filter, &at(5), "after");
     assert!(staging_dirs(&rs).is_empty(), "{:?}", staging_dirs(&rs));
     assert!(!rs.join("tmp").join(format!("{}-lock", stale[0])).exists());
     ostree(&["fsck", &repo_arg]);
@@ -1185,11 +1168,7 @@ fn gvariant_metadata_of_every_type_matches_ostree() {
     // Serializing the same values gives ostree's commit, byte for byte.
     let rs = tmp.path().join("stowage-repo");
     let srepo = Repo::init(&rs, RepoMode::Archive).unwrap();
-    let filter = CommitFilter {
-        owner_uid: Some(0),
-        owner_gid: Some(0),
-        no_xattrs: true,
-    };
+    let filter = root_owned();
     let spec = CommitSpec {
         timestamp: 5,
         metadata: want,

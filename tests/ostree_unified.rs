@@ -252,53 +252,11 @@ fn check_exact(host: &Store, name: &str, built: &Built, repos: &[&Path], scratch
         "an OCI layout stores blobs, it places no files: {msg}"
     );
     assert_eq!(
-        layout_config_digest(&out, "x"),
-        built.config_digest,
+        layout_manifest(&out, "x")["config"]["digest"],
+        built.config_digest.as_str(),
         "the exported config"
     );
     assert_eq!(layout_diff_ids(&out, "x"), built.diff_ids);
-}
-
-fn layout_manifest(dir: &Path, tag: &str) -> Value {
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
-    let entry = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
-        .unwrap_or_else(|| panic!("no {tag} in {index}"));
-    let digest = entry["digest"].as_str().unwrap();
-    let blob = |d: &str| {
-        dir.join("blobs/sha256")
-            .join(d.trim_start_matches("sha256:"))
-    };
-    serde_json::from_slice(&std::fs::read(blob(digest)).unwrap()).unwrap()
-}
-
-fn layout_config_digest(dir: &Path, tag: &str) -> String {
-    layout_manifest(dir, tag)["config"]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-fn layout_diff_ids(dir: &Path, tag: &str) -> Vec<String> {
-    let d = layout_config_digest(dir, tag);
-    let config: Value = serde_json::from_slice(
-        &std::fs::read(
-            dir.join("blobs/sha256")
-                .join(d.trim_start_matches("sha256:")),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    config["rootfs"]["diff_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect()
 }
 
 /// A regular file of the store's layers whose name is `name`.

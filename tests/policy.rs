@@ -342,6 +342,22 @@ fn push_signatures(dir: &Path, repo: &str, digest: &str, signatures: &[(Vec<u8>,
         .arg(format!("docker://{repo}:{tag}")));
 }
 
+/// skopeo copies the signature attachment `image` (digests preserved) into tag `tag` of the
+/// layout `layout`; returns its manifest.
+fn signature_manifest(image: &str, layout: &Path, tag: &str) -> Value {
+    run(skopeo()
+        .args([
+            "--insecure-policy",
+            "copy",
+            "-q",
+            "--src-tls-verify=false",
+            "--preserve-digests",
+            image,
+        ])
+        .arg(oci_ref(layout, tag)));
+    serde_json::from_slice(&layout_blob(layout, &layout_manifest_digest(layout, tag))).unwrap()
+}
+
 fn manifest_digest_of(image: &str) -> String {
     let raw = run(skopeo().args(["inspect", "--raw", "--tls-verify=false", image])).stdout;
     sha256(&raw)
@@ -356,27 +372,10 @@ fn sigstore_signatures_made_with_openssl_are_verified() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let reg = Registry::start(Auth::None, None);
-    skopeo_push(
-        &fixture("basic").layout,
-        "basic",
-        &format!("{}/signed/app:1", reg.addr),
-        None,
-        &[],
-    );
-    skopeo_push(
-        &fixture("links").layout,
-        "links",
-        &format!("{}/signed/other:1", reg.addr),
-        None,
-        &[],
-    );
-    skopeo_push(
-        &fixture("links").layout,
-        "links",
-        &format!("{}/signed/unsigned:1", reg.addr),
-        None,
-        &[],
-    );
+    for (fx, repo) in [("basic", "app"), ("links", "other"), ("links", "unsigned")] {
+        let dest = format!("{}/signed/{repo}:1", reg.addr);
+        skopeo_push(&fixture(fx).layout, fx, &dest, None, &[]);
+    }
     let app = format!("{}/signed/app", reg.addr);
     let digest = manifest_digest_of(&format!("docker://{app}:1"));
     let (key, public) = openssl_keys(t, "good");
@@ -568,19 +567,7 @@ fn stowage_signatures_verify_with_openssl_and_round_trip() {
         &digest[7..]
     );
     let layout = t.join("sigs");
-    run(skopeo()
-        .args([
-            "--insecure-policy",
-            "copy",
-            "-q",
-            "--src-tls-verify=false",
-            "--preserve-digests",
-            &sig_image,
-        ])
-        .arg(format!("oci:{}:s", layout.display())));
-    let manifest: Value =
-        serde_json::from_slice(&layout_blob(&layout, &layout_manifest_digest(&layout, "s")))
-            .unwrap();
+    let manifest = signature_manifest(&sig_image, &layout, "s");
     let layers = manifest["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 1);
     let l = &layers[0];
@@ -622,21 +609,7 @@ fn stowage_signatures_verify_with_openssl_and_round_trip() {
 
     // Signing again adds nothing twice but keeps the first: two signatures now.
     run(sign(false));
-    run(skopeo()
-        .args([
-            "--insecure-policy",
-            "copy",
-            "-q",
-            "--src-tls-verify=false",
-            "--preserve-digests",
-            &sig_image,
-        ])
-        .arg(format!("oci:{}:s2", layout.display())));
-    let manifest: Value = serde_json::from_slice(&layout_blob(
-        &layout,
-        &layout_manifest_digest(&layout, "s2"),
-    ))
-    .unwrap();
+    let manifest = signature_manifest(&sig_image, &layout, "s2");
     assert_eq!(
         manifest["layers"].as_array().unwrap().len(),
         2,
@@ -664,19 +637,7 @@ fn stowage_signatures_verify_with_openssl_and_round_trip() {
     };
     run(copy_to("app/copy:1", &[]));
     let carried = format!("docker://{}/app/copy:sha256-{}.sig", reg.addr, &digest[7..]);
-    run(skopeo()
-        .args([
-            "--insecure-policy",
-            "copy",
-            "-q",
-            "--src-tls-verify=false",
-            "--preserve-digests",
-            &carried,
-        ])
-        .arg(format!("oci:{}:c", layout.display())));
-    let manifest: Value =
-        serde_json::from_slice(&layout_blob(&layout, &layout_manifest_digest(&layout, "c")))
-            .unwrap();
+    let manifest = signature_manifest(&carried, &layout, "c");
     assert_eq!(
         manifest["layers"].as_array().unwrap().len(),
         2,

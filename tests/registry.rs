@@ -73,10 +73,7 @@ fn pull_anonymous_plain_http_matches_skopeo() {
     if !registry_tools("pull_anonymous_plain_http_matches_skopeo") {
         return;
     }
-    let reg = Registry::start(Auth::None, None);
-    let tmp = tempfile::tempdir().unwrap();
-    let name = format!("{}/test/app:v1", reg.addr);
-    let img = seed_registry(&reg, tmp.path(), "test/app:v1", None);
+    let (reg, _tmp, name, img) = seeded_registry("test/app:v1");
     assert_same_pull(&format!("docker://{name}"), &[], &[]);
 
     // inspect: digest, tags, layers as skopeo reports them.
@@ -641,33 +638,6 @@ fn assert_pulled(out: &std::process::Output, dest: &std::path::Path, img: &Built
     }
 }
 
-/// A registry with `auth` behind a [`FaultProxy`], and a temporary directory.
-fn proxied_registry(auth: Auth) -> (Registry, FaultProxy, tempfile::TempDir) {
-    let reg = Registry::start(auth, None);
-    let proxy = FaultProxy::start(&reg.addr);
-    (reg, proxy, tempfile::tempdir().unwrap())
-}
-
-/// A plain registry behind a [`FaultProxy`], holding `f/app:v1` ([`seed_registry`]).
-fn faulty_registry() -> (Registry, FaultProxy, tempfile::TempDir, Built) {
-    let (reg, proxy, tmp) = proxied_registry(Auth::None);
-    let img = seed_registry(&reg, tmp.path(), "f/app:v1", None);
-    (reg, proxy, tmp, img)
-}
-
-/// `DIR/dest`: a layout holding a one-file image (copied there by stowage) that shares no blob
-/// with the registry test images.
-fn layout_holding_another_image(dir: &std::path::Path) -> std::path::PathBuf {
-    let dest = dir.join("dest");
-    let other = dir.join("other");
-    one_file_image(&other, "o", "x", b"x");
-    run(stowage_progress()
-        .arg("copy")
-        .arg(oci_ref(&other, "o"))
-        .arg(oci_ref(&dest, "o")));
-    dest
-}
-
 #[test]
 fn faults_truncated_bodies_resume_with_range() {
     if !registry_tools("faults_truncated_bodies_resume_with_range") {
@@ -715,7 +685,7 @@ fn faults_server_errors_are_retried() {
 
     // More failures than retries: a clear error naming the layer, and nothing committed.
     proxy.add(&img.layers[1], Fault::Status(503), 10);
-    let dest = layout_holding_another_image(tmp.path());
+    let dest = layout_with_other_image(tmp.path());
     let before = std::fs::read(dest.join("index.json")).unwrap();
     let out = run_failing(
         stowage_home(tmp.path())
@@ -740,7 +710,7 @@ fn faults_corrupted_blob_is_an_error_and_not_stored() {
     }
     let (_reg, proxy, tmp, img) = faulty_registry(); // _reg: alive while the proxy forwards
                                                      // The destination already holds another image; it must be unchanged afterwards.
-    let dest = layout_holding_another_image(tmp.path());
+    let dest = layout_with_other_image(tmp.path());
     let index_before = std::fs::read(dest.join("index.json")).unwrap();
     let blobs_before = layout_blobs(&dest);
     // The second layer is corrupted on every download (once is fetched again and
@@ -766,13 +736,7 @@ fn faults_corrupted_blob_is_an_error_and_not_stored() {
         blobs_before,
         "no blob of the failed copy was kept"
     );
-    for b in layout_blobs(&dest) {
-        assert_eq!(
-            sha256(&layout_blob(&dest, &b)),
-            b,
-            "every stored blob is intact"
-        );
-    }
+    assert_blobs_intact(&dest);
     assert!(!layout_blobs(&dest).contains(&img.layers[1]));
 }
 
@@ -1229,10 +1193,7 @@ fn progress_json_lines_and_plain_lines() {
     if !registry_tools("progress_json_lines_and_plain_lines") {
         return;
     }
-    let reg = Registry::start(Auth::None, None);
-    let tmp = tempfile::tempdir().unwrap();
-    let name = format!("{}/prog/app:v1", reg.addr);
-    let img = seed_registry(&reg, tmp.path(), "prog/app:v1", None);
+    let (_reg, tmp, name, img) = seeded_registry("prog/app:v1");
     let dest = tmp.path().join("out");
     let pull = |extra: &[&str]| {
         output(

@@ -32,6 +32,32 @@ fn login(args: &[&str], password: &str, envs: &[(&str, &Path)]) -> std::process:
     child.wait_with_output().unwrap()
 }
 
+/// `stowage login --tls-verify=false --authfile AUTHFILE -u USER ADDR` with `password` on
+/// stdin (and no `XDG_RUNTIME_DIR`); returns the output.
+fn login_as(authfile: &Path, user: &str, password: &str, addr: &str) -> std::process::Output {
+    login(
+        &[
+            "--tls-verify=false",
+            "--authfile",
+            authfile.to_str().unwrap(),
+            "-u",
+            user,
+            addr,
+        ],
+        password,
+        &[],
+    )
+}
+
+/// Asserts that the command succeeded, showing its stderr when not.
+fn assert_succeeded(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// skopeo inspect of `image` with only `authfile` for credentials: whether it succeeded.
 fn skopeo_reads_with(authfile: &Path, image: &str) -> bool {
     let mut c = skopeo();
@@ -59,18 +85,7 @@ fn login_logout_htpasswd() {
     write_auth_json(&authfile, &[("other.example:5000", "bob:pw")]);
 
     // A wrong password: refused, nothing written.
-    let bad = login(
-        &[
-            "--tls-verify=false",
-            "--authfile",
-            authfile.to_str().unwrap(),
-            "-u",
-            "alice",
-            &reg.addr,
-        ],
-        "wrong",
-        &[],
-    );
+    let bad = login_as(&authfile, "alice", "wrong", &reg.addr);
     assert_eq!(bad.status.code(), Some(5));
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains(&reg.addr) && err.contains("refused"), "{err}");
@@ -78,23 +93,8 @@ fn login_logout_htpasswd() {
     assert!(!skopeo_reads_with(&authfile, &image));
 
     // The right one: skopeo reads the image with the file stowage wrote.
-    let ok = login(
-        &[
-            "--tls-verify=false",
-            "--authfile",
-            authfile.to_str().unwrap(),
-            "-u",
-            "alice",
-            &reg.addr,
-        ],
-        "s3cret",
-        &[],
-    );
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    let ok = login_as(&authfile, "alice", "s3cret", &reg.addr);
+    assert_succeeded(&ok);
     assert_eq!(String::from_utf8_lossy(&ok.stdout), "Login Succeeded!\n");
     assert!(skopeo_reads_with(&authfile, &image));
     let doc = auth_json(&authfile);
@@ -136,11 +136,7 @@ fn login_logout_htpasswd() {
         "s3cret",
         &[("XDG_RUNTIME_DIR", &run_dir)],
     );
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    assert_succeeded(&ok);
     let default_file = run_dir.join("containers/auth.json");
     assert!(skopeo_reads_with(&default_file, &image));
     let mut c = skopeo();
@@ -194,37 +190,11 @@ fn login_with_token_auth() {
     let t = tempdir();
     seed_registry(&reg, t.path(), "tok", Some("carol:pw1"));
     let authfile = t.path().join("auth.json");
-    let bad = login(
-        &[
-            "--tls-verify=false",
-            "--authfile",
-            authfile.to_str().unwrap(),
-            "-u",
-            "carol",
-            &reg.addr,
-        ],
-        "nope",
-        &[],
-    );
+    let bad = login_as(&authfile, "carol", "nope", &reg.addr);
     assert_eq!(bad.status.code(), Some(5));
     assert!(!authfile.exists());
-    let ok = login(
-        &[
-            "--tls-verify=false",
-            "--authfile",
-            authfile.to_str().unwrap(),
-            "-u",
-            "carol",
-            &reg.addr,
-        ],
-        "pw1",
-        &[],
-    );
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    let ok = login_as(&authfile, "carol", "pw1", &reg.addr);
+    assert_succeeded(&ok);
     assert!(skopeo_reads_with(&authfile, &format!("{}/tok", reg.addr)));
     // delete with the stored credentials: a token for the repository's `*` actions.
     run(stowage().args([

@@ -6,9 +6,10 @@
 //! 2. [`two_layer_image`], [`one_file_image`] and [`two_platform_index`] are the images the
 //!    registry tests push: layers of pseudo-random bytes ([`SplitMix64`]), so they do not
 //!    compress away and faults can be injected at offsets inside them, compressed with gzip
-//!    level 1 to stay cheap at several MiB.
+//!    level 1 to stay cheap at several MiB; [`layout_with_other_image`] is the destination
+//!    layout that already holds an unrelated image.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 use stowage_engine::oci_layout::OciDir;
@@ -82,6 +83,21 @@ fn files_layer(image: ImageBuilder, files: &[(&str, Vec<u8>)]) -> ImageBuilder {
 pub fn one_file_image(layout: &Path, tag: &str, path: &str, data: impl Into<Vec<u8>>) -> Built {
     let image = files_layer(registry_image("amd64", None), &[(path, data.into())]);
     write_layout(layout, tag, image)
+}
+
+/// `DIR/dest`: a layout holding a one-file image tagged `o` (copied there by stowage from
+/// `DIR/other`) that shares no blob with the registry test images.
+pub fn layout_with_other_image(dir: &Path) -> PathBuf {
+    let other = dir.join("other");
+    one_file_image(&other, "o", "x", b"x");
+    let dest = dir.join("dest");
+    crate::common::run(
+        crate::common::stowage()
+            .arg("copy")
+            .arg(crate::common::oci_ref(&other, "o"))
+            .arg(crate::common::oci_ref(&dest, "o")),
+    );
+    dest
 }
 
 /// The typical registry test image: two layers, about 300 KiB of incompressible data.

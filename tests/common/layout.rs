@@ -1,5 +1,6 @@
 //! Reading OCI layouts the way the tests check them: references, index entries, blobs, the
-//! blob set and the diffIDs of a tagged image; listing and copying layout trees.
+//! blob set (and that every blob is intact) and the diffIDs of a tagged image; listing and
+//! copying layout trees.
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +43,13 @@ pub fn layout_manifest_digest(layout: &Path, tag: &str) -> String {
         .to_string()
 }
 
+/// The manifest of the image tagged `tag` in a layout, parsed.
+pub fn layout_manifest(layout: &Path, tag: &str) -> Value {
+    let digest = layout_manifest_digest(layout, tag);
+    serde_json::from_slice(&layout_blob(layout, &digest))
+        .unwrap_or_else(|e| panic!("parsing manifest {digest} of {layout:?}: {e}"))
+}
+
 /// Read a blob of a layout.
 pub fn layout_blob(layout: &Path, digest: &str) -> Vec<u8> {
     let path = blob_path(layout, digest);
@@ -60,10 +68,20 @@ pub fn layout_blobs(layout: &Path) -> Vec<String> {
     v
 }
 
+/// Asserts that every blob stored in the layout hashes to its name.
+pub fn assert_blobs_intact(layout: &Path) {
+    for b in layout_blobs(layout) {
+        assert_eq!(
+            crate::common::sha256(&layout_blob(layout, &b)),
+            b,
+            "every stored blob is intact"
+        );
+    }
+}
+
 /// The diffIDs in the config of the image tagged `tag` in a layout.
 pub fn layout_diff_ids(layout: &Path, tag: &str) -> Vec<String> {
-    let m: Value =
-        serde_json::from_slice(&layout_blob(layout, &layout_manifest_digest(layout, tag))).unwrap();
+    let m = layout_manifest(layout, tag);
     let config: Value = serde_json::from_slice(&layout_blob(
         layout,
         m["config"]["digest"].as_str().unwrap(),

@@ -234,6 +234,18 @@ pub fn mounted_tree(store: &PodmanStore, name: &str, opts: RenderOptions) -> Str
     )
 }
 
+/// The `podman image inspect` keys on which one image agrees in two stores (or as stowage
+/// and podman show it from one): identity, names, layers, size and config.
+pub const STORE_INSPECT_KEYS: [&str; 7] = [
+    "Id",
+    "Digest",
+    "RepoTags",
+    "RepoDigests",
+    "RootFS",
+    "Size",
+    "Config",
+];
+
 /// `ours` (stowage's `image cmd list --format json` of `store`) and `podman images --format
 /// json` of the same store agree on what matters to scripts: each row's ID, names, digest,
 /// size and repo digests.

@@ -8,7 +8,8 @@
 //!    port accepts connections, and kills the process on drop; [`test_ca`] makes the TLS
 //!    certificates, [`TokenServer`] the bearer tokens, [`FaultProxy`] and [`BlobServer`] the
 //!    faults and redirects.
-//! 3. [`seed_registry`] pushes a test image with skopeo; [`skopeo_push`], [`skopeo_pull`] and
+//! 3. [`seed_registry`] pushes a test image with skopeo ([`seeded_registry`],
+//!    [`proxied_registry`] and [`faulty_registry`] are the usual set-ups around it); [`skopeo_push`], [`skopeo_pull`] and
 //!    [`skopeo_inspect_registry`] are skopeo's side of the comparisons.
 
 use std::io::Write;
@@ -222,6 +223,32 @@ pub fn seed_registry(reg: &Registry, dir: &Path, name: &str, creds: Option<&str>
     let img = two_layer_image(&src, "v1");
     skopeo_push(&src, "v1", &format!("{}/{name}", reg.addr), creds, &[]);
     img
+}
+
+/// A registry with `auth` behind a [`FaultProxy`], and a temporary directory. Keep the
+/// [`Registry`] alive while the proxy forwards to it.
+pub fn proxied_registry(auth: Auth) -> (Registry, FaultProxy, tempfile::TempDir) {
+    let reg = Registry::start(auth, None);
+    let proxy = FaultProxy::start(&reg.addr);
+    (reg, proxy, tempfile::tempdir().unwrap())
+}
+
+/// A plain registry behind a [`FaultProxy`] holding `f/app:v1` ([`seed_registry`]: two
+/// layers, about 300 KiB), and a temporary directory.
+pub fn faulty_registry() -> (Registry, FaultProxy, tempfile::TempDir, Built) {
+    let (reg, proxy, tmp) = proxied_registry(Auth::None);
+    let img = seed_registry(&reg, tmp.path(), "f/app:v1", None);
+    (reg, proxy, tmp, img)
+}
+
+/// A plain registry holding `repo_tag` ([`seed_registry`]), a temporary directory and the
+/// image's full name `ADDR/repo_tag`.
+pub fn seeded_registry(repo_tag: &str) -> (Registry, tempfile::TempDir, String, Built) {
+    let reg = Registry::start(Auth::None, None);
+    let tmp = tempfile::tempdir().unwrap();
+    let name = format!("{}/{repo_tag}", reg.addr);
+    let img = seed_registry(&reg, tmp.path(), repo_tag, None);
+    (reg, tmp, name, img)
 }
 
 /// `skopeo inspect` of a registry image (plain http).

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::gotime::GoTime;
 use super::layers::IdMap;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// One element of `containers.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -78,13 +78,7 @@ impl ContainerRecord {
 
 /// Parse `containers.json` content; empty content is an empty list.
 pub fn parse(data: &[u8], what: &str) -> Result<Vec<ContainerRecord>> {
-    if data.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Vec::new());
-    }
-    serde_json::from_slice(data).map_err(|e| Error::Json {
-        what: what.to_string(),
-        source: e,
-    })
+    super::json_files::parse_records(data, what)
 }
 
 /// Serialise container records compactly, as Go does.

@@ -103,25 +103,33 @@ impl Store {
                 reason: "empty key".into(),
             });
         }
-        let g = self.images_lock.write()?;
-        let mut all = self.load_images()?;
-        let img = all
-            .iter_mut()
-            .find(|i| i.id == image_id)
-            .ok_or_else(|| Error::NotFound {
-                what: format!("image {image_id}"),
-                hint: "create the image before its big data".into(),
+        self.change_image(image_id, "create the image before its big data", |img| {
+            let dir = self.required_subdir(IMAGES_DIR)?;
+            bigdata::write(&dir, image_id, key, data).map_err(|e| {
+                Error::from_io(format!("writing big data {key:?} of image {image_id}"), e)
             })?;
-        let dir = self.required_subdir(IMAGES_DIR)?;
-        bigdata::write(&dir, image_id, key, data).map_err(|e| {
-            Error::from_io(format!("writing big data {key:?} of image {image_id}"), e)
-        })?;
-        img.record_big_data(key, data.len() as u64, &bigdata::digest_of(key, data));
-        self.save_images(&all, &g)
+            img.record_big_data(key, data.len() as u64, &bigdata::digest_of(key, data));
+            Ok(())
+        })
     }
 
     /// Set image `image_id`'s opaque metadata string.
     pub fn set_image_metadata(&self, image_id: &str, metadata: &str) -> Result<()> {
+        self.change_image(image_id, "", |img| {
+            img.metadata = metadata.to_string();
+            Ok(())
+        })
+    }
+
+    /// Under the images write lock, apply `change` to the record of image `image_id` and save
+    /// `images.json`; an unknown ID is [`Error::NotFound`] with `hint`. Nothing is saved when
+    /// `change` fails.
+    fn change_image(
+        &self,
+        image_id: &str,
+        hint: &str,
+        change: impl FnOnce(&mut ImageRecord) -> Result<()>,
+    ) -> Result<()> {
         let g = self.images_lock.write()?;
         let mut all = self.load_images()?;
         let img = all
@@ -129,9 +137,9 @@ impl Store {
             .find(|i| i.id == image_id)
             .ok_or_else(|| Error::NotFound {
                 what: format!("image {image_id}"),
-                hint: String::new(),
+                hint: hint.to_string(),
             })?;
-        img.metadata = metadata.to_string();
+        change(img)?;
         self.save_images(&all, &g)
     }
 

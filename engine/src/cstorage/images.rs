@@ -197,13 +197,7 @@ pub fn set_names(images: &mut [ImageRecord], index: usize, names: &[String], op:
 /// Parse `images.json` content; empty content is an empty list. Malformed digests are an
 /// error, as they are for Go (`recomputeDigests` validation).
 pub fn parse(data: &[u8], what: &str) -> Result<Vec<ImageRecord>> {
-    if data.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Vec::new());
-    }
-    let images: Vec<ImageRecord> = serde_json::from_slice(data).map_err(|e| Error::Json {
-        what: what.to_string(),
-        source: e,
-    })?;
+    let images: Vec<ImageRecord> = super::json_files::parse_records(data, what)?;
     for img in &images {
         for d in img.digests() {
             parse_digest(&d).map_err(|e| Error::Malformed {

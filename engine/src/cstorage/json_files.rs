@@ -3,7 +3,9 @@
 //!
 //! 1. Loading reads the whole file (an absent file or directory is an empty list) and parses
 //!    it with the record module's parser ([`layers`](super::layers),
-//!    [`images`](super::images), [`containers`](super::containers)); errors name the file.
+//!    [`images`](super::images), [`containers`](super::containers)); all three read the JSON
+//!    array with [`parse_records`] (empty or blank content is an empty list, as in Go), the
+//!    images parser then checks the digests; errors name the file.
 //! 2. Saving serialises the records, replaces the file atomically (temp file, fsync, rename)
 //!    and writes a fresh last-writer token into the lock file whose write guard the caller
 //!    holds, so other processes see the change.
@@ -14,7 +16,23 @@
 use super::lockfile::WriteGuard;
 use super::store::{CONTAINERS_DIR, IMAGES_DIR, LAYERS_DIR};
 use super::{containers, files, images, layers, ContainerRecord, ImageRecord, LayerRecord, Store};
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
+
+/// Parse the content of one of the store's JSON files, a JSON array of records; empty or
+/// blank content is an empty list (Go treats an empty file so). `what` names the file in the
+/// error.
+pub(super) fn parse_records<T: serde::de::DeserializeOwned>(
+    data: &[u8],
+    what: &str,
+) -> Result<Vec<T>> {
+    if data.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(data).map_err(|e| Error::Json {
+        what: what.to_string(),
+        source: e,
+    })
+}
 
 impl Store {
     pub(super) fn read_json_file(&self, dir: &str, file: &str) -> Result<Vec<u8>> {

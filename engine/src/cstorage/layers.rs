@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use super::gotime::GoTime;
 use crate::compression::Compression;
 use crate::digest::{parse_digest, Digest};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The flag containers/storage sets on a layer while it is being created.
 pub const INCOMPLETE_FLAG: &str = "incomplete";
@@ -182,13 +182,7 @@ impl LayerDigests {
 
 /// Parse `layers.json` content; empty content is an empty list.
 pub fn parse(data: &[u8], what: &str) -> Result<Vec<LayerRecord>> {
-    if data.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Vec::new());
-    }
-    serde_json::from_slice(data).map_err(|e| Error::Json {
-        what: what.to_string(),
-        source: e,
-    })
+    super::json_files::parse_records(data, what)
 }
 
 /// Serialise layer records compactly, as Go does.

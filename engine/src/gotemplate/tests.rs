@@ -9,56 +9,20 @@ static LIST_STR: Shape = Shape::List(&Shape::Str);
 static CONFIG: Shape = Shape::Struct {
     type_name: "*v1.ImageConfig",
     fields: &[
-        Field {
-            go: "User",
-            json: "User",
-            shape: &Shape::Str,
-        },
-        Field {
-            go: "Env",
-            json: "Env",
-            shape: &LIST_STR,
-        },
-        Field {
-            go: "Labels",
-            json: "Labels",
-            shape: &Shape::Map,
-        },
+        Field::named("User", &Shape::Str),
+        Field::named("Env", &LIST_STR),
+        Field::named("Labels", &Shape::Map),
     ],
 };
 static TOP: Shape = Shape::Struct {
     type_name: "interface {}",
     fields: &[
-        Field {
-            go: "ID",
-            json: "Id",
-            shape: &Shape::Str,
-        },
-        Field {
-            go: "RepoTags",
-            json: "RepoTags",
-            shape: &LIST_STR,
-        },
-        Field {
-            go: "Created",
-            json: "Created",
-            shape: &Shape::Time,
-        },
-        Field {
-            go: "Size",
-            json: "Size",
-            shape: &Shape::Int,
-        },
-        Field {
-            go: "Config",
-            json: "Config",
-            shape: &CONFIG,
-        },
-        Field {
-            go: "Annotations",
-            json: "Annotations",
-            shape: &Shape::Map,
-        },
+        Field::new("ID", "Id", &Shape::Str),
+        Field::named("RepoTags", &LIST_STR),
+        Field::named("Created", &Shape::Time),
+        Field::named("Size", &Shape::Int),
+        Field::named("Config", &CONFIG),
+        Field::named("Annotations", &Shape::Map),
     ],
 };
 

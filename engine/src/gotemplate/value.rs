@@ -62,6 +62,18 @@ pub struct Field {
     pub shape: &'static Shape,
 }
 
+impl Field {
+    /// The field `go`, serialised under the JSON key `json`.
+    pub const fn new(go: &'static str, json: &'static str, shape: &'static Shape) -> Field {
+        Field { go, json, shape }
+    }
+
+    /// A field whose JSON key is its Go name (`Digest` under `Digest`).
+    pub const fn named(name: &'static str, shape: &'static Shape) -> Field {
+        Field::new(name, name, shape)
+    }
+}
+
 /// How a JSON value maps onto Go types, for [`Data::from_json`].
 #[derive(Debug, Clone, Copy)]
 pub enum Shape {

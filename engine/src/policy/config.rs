@@ -342,16 +342,7 @@ fn requirement(v: &Value, what: &str) -> std::result::Result<Requirement, String
             if key_type != "GPGKeys" && key_type != "signedByGPGKeys" {
                 return Err(format!("{what}: invalid keyType {key_type:?} (expected \"GPGKeys\")"));
             }
-            let mut sources = Vec::new();
-            if let Some(p) = string(o, "keyPath", what)? {
-                sources.push(KeySource::Paths(vec![PathBuf::from(p)]));
-            }
-            if let Some(p) = strings(o, "keyPaths", what)? {
-                sources.push(KeySource::Paths(p.into_iter().map(PathBuf::from).collect()));
-            }
-            if let Some(d) = string(o, "keyData", what)? {
-                sources.push(KeySource::Data(vec![base64_data(d, what)?]));
-            }
+            let mut sources = key_sources(o, what)?;
             if sources.len() != 1 {
                 return Err(format!("{what}: exactly one of keyPath, keyPaths and keyData must be specified"));
             }
@@ -380,16 +371,7 @@ fn requirement(v: &Value, what: &str) -> std::result::Result<Requirement, String
                 ],
                 what,
             )?;
-            let mut sources = Vec::new();
-            if let Some(p) = string(o, "keyPath", what)? {
-                sources.push(KeySource::Paths(vec![PathBuf::from(p)]));
-            }
-            if let Some(p) = strings(o, "keyPaths", what)? {
-                sources.push(KeySource::Paths(p.into_iter().map(PathBuf::from).collect()));
-            }
-            if let Some(d) = string(o, "keyData", what)? {
-                sources.push(KeySource::Data(vec![base64_data(d, what)?]));
-            }
+            let mut sources = key_sources(o, what)?;
             if let Some(ds) = strings(o, "keyDatas", what)? {
                 sources.push(KeySource::Data(
                     ds.iter().map(|d| base64_data(d, what)).collect::<std::result::Result<_, _>>()?,
@@ -430,6 +412,22 @@ fn requirement(v: &Value, what: &str) -> std::result::Result<Requirement, String
             "{what}: unknown requirement type {other:?} (expected insecureAcceptAnything, reject, signedBy, sigstoreSigned or signedBaseLayer)"
         )),
     }
+}
+
+/// The keys `keyPath`, `keyPaths` and `keyData` name, one source each that is present
+/// (signedBy and sigstoreSigned both take them; each then checks that exactly one is given).
+fn key_sources(o: &Map<String, Value>, what: &str) -> std::result::Result<Vec<KeySource>, String> {
+    let mut sources = Vec::new();
+    if let Some(p) = string(o, "keyPath", what)? {
+        sources.push(KeySource::Paths(vec![PathBuf::from(p)]));
+    }
+    if let Some(p) = strings(o, "keyPaths", what)? {
+        sources.push(KeySource::Paths(p.into_iter().map(PathBuf::from).collect()));
+    }
+    if let Some(d) = string(o, "keyData", what)? {
+        sources.push(KeySource::Data(vec![base64_data(d, what)?]));
+    }
+    Ok(sources)
 }
 
 fn signed_identity(v: Option<&Value>, what: &str) -> std::result::Result<SignedIdentity, String> {
