@@ -21,6 +21,13 @@ pub struct GlobalOpts {
     /// Suppress progress output.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// What is logged on stderr: trace, debug (every registry request), info (the files,
+    /// credentials and policy used; each layer), warn, error [default: warn].
+    #[arg(long, global = true, value_name = "LEVEL", value_parser = crate::logging::parse_level)]
+    pub log_level: Option<log::LevelFilter>,
+    /// Log more: -v info, -vv debug, -vvv trace (--log-level wins).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     /// The signature policy to enforce on every copy and pull [default:
     /// ~/.config/containers/policy.json, else /etc/containers/policy.json; neither is an error].
     #[arg(

@@ -8,6 +8,7 @@ mod format;
 mod generate;
 mod image;
 mod interrupt;
+mod logging;
 mod progress;
 mod registry;
 mod table;
@@ -18,6 +19,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    logging::init(logging::level(cli.global.log_level, cli.global.verbose));
     let result = match cli.command {
         cli::Command::Copy(args) => commands::copy(&cli.global, args),
         cli::Command::Inspect(args) => commands::inspect(args),

@@ -774,6 +774,13 @@ pub fn copy_planned(
     options: &CopyOptions,
     start: Instant,
 ) -> Result<CopyReport> {
+    log::info!(
+        "copying {} ({} layer(s), manifest {}) to {}",
+        source.name(),
+        plan.layers.len(),
+        plan.manifest.digest,
+        sink.name()
+    );
     copy_one(source, plan, sink, options, start, false).map(|(report, _)| report)
 }
 
@@ -1083,6 +1090,10 @@ fn copy_layers(
         let layer = &plan.layers[i];
         cancel.check(|| format!("copying layers of {}", plan.source_name))?;
         if let Some(existing) = writer.existing_layer(i)? {
+            log::debug!(
+                "layer {i} ({}): already in the destination, not fetched",
+                layer.descriptor.digest()
+            );
             *stored[i].lock().unwrap() = Some(existing);
             return Ok(());
         }
@@ -1095,9 +1106,20 @@ fn copy_layers(
         let fetched = input.partial.as_ref().map_or(layer.descriptor.size(), |p| {
             p.plan.remote_bytes + p.toc_bytes
         });
+        log::debug!(
+            "layer {i} ({}): streaming {fetched} bytes as {:?}{}",
+            layer.descriptor.digest(),
+            input.form,
+            if input.partial.is_some() {
+                " (zstd:chunked partial pull)"
+            } else {
+                ""
+            }
+        );
         let first = writer.put_layer(input);
         let result = match (first, &refetch) {
             (Err(e), Some(origin)) if is_corruption(&e) && !cancel.is_cancelled() => {
+                log::warn!("layer {i}: {e}; fetching it again from {origin}");
                 match writer.put_layer(open_input(i, &label, false, false)?) {
                     Err(Error::DigestMismatch {
                         what,

@@ -222,6 +222,7 @@ fn set(s: Option<String>) -> Option<String> {
 }
 
 fn load(path: &Path) -> Result<Settings> {
+    log::info!("reading storage.conf {}", path.display());
     let text = std::fs::read_to_string(path).at("reading storage.conf", path)?;
     let file: ConfFile = toml::from_str(&text).map_err(|e| Error::Config {
         what: format!("storage.conf {}", path.display()),

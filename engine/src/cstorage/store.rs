@@ -118,6 +118,11 @@ impl Store {
     /// interrupted writer are deleted, as containers/storage does.
     pub fn open(graph_root: &Path, run_root: Option<&Path>, driver: Option<&str>) -> Result<Store> {
         let graph_root = std::path::absolute(graph_root).at("resolving", graph_root)?;
+        log::debug!(
+            "opening containers-storage {} (run root {:?})",
+            graph_root.display(),
+            run_root
+        );
         if let Some(d) = driver {
             check_driver(&graph_root, None, Some(d))?;
         }

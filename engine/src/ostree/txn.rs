@@ -799,6 +799,13 @@ impl<'r> Transaction<'r> {
 
     /// Make every staged object durable and visible, then move the refs.
     pub fn commit(mut self) -> Result<TxnStats> {
+        log::debug!(
+            "ostree {}: committing {} object(s) ({} reused), {} ref(s)",
+            self.repo.path.display(),
+            self.stats.written,
+            self.stats.reused,
+            self.refs.len()
+        );
         for c in std::mem::take(&mut self.partial) {
             self.repo.set_commit_partial(&c, true)?;
         }

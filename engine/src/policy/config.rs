@@ -167,6 +167,7 @@ impl PolicyPaths {
 impl Policy {
     /// Read and parse the policy at `path`.
     pub fn load(path: &Path) -> Result<Policy> {
+        log::info!("signature policy {}", path.display());
         let bytes = std::fs::read(path).map_err(|e| Error::Policy {
             path: path.display().to_string(),
             reason: format!("cannot read the signature policy: {e}"),

@@ -196,15 +196,19 @@ pub fn find_credentials(
         let entries: BTreeMap<String, AuthEntry> = if legacy {
             serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?
         } else {
-            let file: AuthFile =
+            let parsed: AuthFile =
                 serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
-            if let Some(helper) = file.cred_helpers.get(registry) {
+            if let Some(helper) = parsed.cred_helpers.get(registry) {
+                log::info!(
+                    "credentials for {registry}: credential helper {helper} ({})",
+                    file.display()
+                );
                 if let Some(c) = run_credential_helper(paths, helper, registry)? {
                     return Ok(Some(c));
                 }
                 continue;
             }
-            file.auths
+            parsed.auths
         };
         let normalized: BTreeMap<String, &AuthEntry> = entries
             .iter()
@@ -227,14 +231,22 @@ pub fn find_credentials(
                 basic,
             ) {
                 (Some(token), b) => {
+                    log::info!(
+                        "credentials for {registry}: identity token of {key:?} in {}",
+                        file.display()
+                    );
                     let user = b.map(|b| b.username).unwrap_or_default();
                     return Ok(Some(Credentials::identity(&user, token)));
                 }
-                (None, Some(b)) => return Ok(Some(b)),
+                (None, Some(b)) => {
+                    log::info!("credentials for {registry}: {key:?} in {}", file.display());
+                    return Ok(Some(b));
+                }
                 (None, None) => continue,
             }
         }
     }
+    log::debug!("credentials for {registry}: none in any auth file");
     Ok(None)
 }
 

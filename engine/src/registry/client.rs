@@ -473,10 +473,24 @@ impl RegistryClient {
                 rb = rb.body(b);
             }
             let resp = match tokio::time::timeout(idle, rb.send()).await {
-                Err(_) => return Err(SendError::Timeout(idle)),
-                Ok(Err(e)) => return Err(SendError::Http(e)),
+                Err(_) => {
+                    log::debug!("{method} {url}: no answer in {idle:?}");
+                    return Err(SendError::Timeout(idle));
+                }
+                Ok(Err(e)) => {
+                    log::debug!("{method} {url}: {e}");
+                    return Err(SendError::Http(e));
+                }
                 Ok(Ok(r)) => r,
             };
+            log::debug!(
+                "{method} {url} -> {}{}",
+                resp.status(),
+                match resp.headers().get(reqwest::header::CONTENT_LENGTH) {
+                    Some(l) => format!(" ({} bytes)", l.to_str().unwrap_or("?")),
+                    None => String::new(),
+                }
+            );
             let redirect = matches!(
                 resp.status(),
                 StatusCode::MOVED_PERMANENTLY
@@ -548,6 +562,14 @@ impl RegistryClient {
             }
         }
         let creds = s.credentials.as_ref().and_then(Credentials::basic_header);
+        log::debug!(
+            "token for {scope:?} from {realm} ({})",
+            if creds.is_some() {
+                "with credentials"
+            } else {
+                "anonymous"
+            }
+        );
         // An identity token is exchanged with the OAuth2 refresh-token grant (POST);
         // otherwise the token is fetched with GET, with Basic credentials when there are any.
         let oauth_form = s
@@ -718,6 +740,7 @@ impl RegistryClient {
                         && !refreshed
                         && self.after_unauthorized(&resp, scope) =>
                 {
+                    log::debug!("{method} {url}: 401, fetching a new token for {scope:?}");
                     refreshed = true;
                     continue;
                 }
@@ -739,7 +762,9 @@ impl RegistryClient {
                 }
             }
             attempt += 1;
-            tokio::time::sleep(s.backoff(attempt)).await;
+            let wait = s.backoff(attempt);
+            log::info!("{what}: {method} {url} failed transiently; retry {attempt} of {retries} in {wait:?}");
+            tokio::time::sleep(wait).await;
         }
     }
 

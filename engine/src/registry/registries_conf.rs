@@ -164,8 +164,13 @@ impl RegistriesConf {
         };
         let mut conf = RegistriesConf::default();
         match std::fs::read_to_string(&main) {
-            Ok(text) => conf.merge(parse_conf(&text, &main)?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {}
+            Ok(text) => {
+                log::info!("reading registries.conf {}", main.display());
+                conf.merge(parse_conf(&text, &main)?)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
+                log::debug!("no registries.conf at {}", main.display());
+            }
             Err(e) => return Err(Error::io_path("reading registries.conf", &main, e)),
         }
         for dir in dirs.into_iter().flatten() {
@@ -179,6 +184,7 @@ impl RegistriesConf {
             };
             files.sort();
             for f in files {
+                log::info!("reading registries.conf drop-in {}", f.display());
                 let text = std::fs::read_to_string(&f).at("reading registries.conf drop-in", &f)?;
                 conf.merge(parse_conf(&text, &f)?);
             }
