@@ -51,7 +51,8 @@ fn long_flags(help: &str) -> Vec<String> {
                 .chars()
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
                 .collect();
-            Some(format!("--{flag}"))
+            // `--verbose...`: clap marks a repeatable flag with dots.
+            Some(format!("--{}", flag.trim_end_matches('.')))
         })
         .collect()
 }
