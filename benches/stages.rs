@@ -94,7 +94,7 @@ fn text(rng: &mut SplitMix64, len: usize) -> Vec<u8> {
 }
 
 fn files_layer() -> LayerSpec {
-    let mut rng = SplitMix64::new(0x57a9_e5);
+    let mut rng = SplitMix64::new(0x0057_a9e5);
     let mut l = LayerSpec::new("os-like files");
     for d in 0..150 {
         for f in 0..20 {

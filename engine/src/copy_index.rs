@@ -227,9 +227,10 @@ mod tests {
     }
 
     fn all() -> CopyOptions {
-        let mut o = CopyOptions::default();
-        o.multi_arch = MultiArch::All;
-        o
+        CopyOptions {
+            multi_arch: MultiArch::All,
+            ..CopyOptions::default()
+        }
     }
 
     #[test]

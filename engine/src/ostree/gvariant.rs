@@ -493,7 +493,7 @@ fn write_tuple<'a>(out: &mut Vec<u8>, members: impl ExactSizeIterator<Item = &'a
 }
 
 fn pad(out: &mut Vec<u8>, start: usize, align: usize) {
-    while (out.len() - start) % align != 0 {
+    while !(out.len() - start).is_multiple_of(align) {
         out.push(0);
     }
 }
@@ -622,7 +622,7 @@ fn parse_at(ty: &Type, data: &[u8], depth: usize) -> Result<Value, GvError> {
         Type::Array(t) => {
             let mut items = Vec::new();
             if let Some(size) = t.fixed_size() {
-                if data.len() % size != 0 {
+                if !data.len().is_multiple_of(size) {
                     return err(format!(
                         "array of {t} is {} bytes, not a multiple of {size}",
                         data.len()
@@ -634,7 +634,10 @@ fn parse_at(ty: &Type, data: &[u8], depth: usize) -> Result<Value, GvError> {
             } else if !data.is_empty() {
                 let w = offset_width(data.len());
                 let table = read_offset(data, data.len() - w.min(data.len()), w)?;
-                if table > data.len() || (data.len() - table) % w != 0 || table == data.len() {
+                if table > data.len()
+                    || !(data.len() - table).is_multiple_of(w)
+                    || table == data.len()
+                {
                     return err("array framing offsets are inconsistent");
                 }
                 let n = (data.len() - table) / w;

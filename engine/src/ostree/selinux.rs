@@ -270,18 +270,16 @@ pub struct RelabelStats {
 
 /// Label every entry of `tree` with `policy` (module doc, step 4); new objects go into `txn`.
 pub fn relabel_tree(
-    repo: &Repo,
     txn: &mut Transaction<'_>,
     tree: &mut MutableTree,
     policy: &SePolicy,
 ) -> Result<RelabelStats> {
     let mut stats = RelabelStats::default();
-    relabel_dir(repo, txn, tree, "", policy, &mut stats, 0)?;
+    relabel_dir(txn, tree, "", policy, &mut stats, 0)?;
     Ok(stats)
 }
 
 fn relabel_dir(
-    repo: &Repo,
     txn: &mut Transaction<'_>,
     tree: &mut MutableTree,
     path: &str,
@@ -335,7 +333,7 @@ fn relabel_dir(
             format!("{path}/{name}")
         };
         let sub = tree.ensure_dir(&name, meta_sum)?;
-        relabel_dir(repo, txn, sub, &child, policy, stats, depth + 1)?;
+        relabel_dir(txn, sub, &child, policy, stats, depth + 1)?;
     }
     Ok(())
 }

@@ -226,12 +226,15 @@ fn mapping_meta(options: &ImportOptions) -> Vec<(String, Value)> {
 
 /// The mapping options recorded by [`mapping_meta`] in the export-data commit `data`.
 pub fn recorded_mapping(data: &super::object::Commit) -> ImportOptions {
-    let mut o = ImportOptions::default();
-    o.usr_only = data.meta(META_USR_ONLY).is_some();
-    if data.meta(META_FACTORY_VAR).is_some() {
-        o.var = import::VarHandling::FactoryVar;
+    ImportOptions {
+        usr_only: data.meta(META_USR_ONLY).is_some(),
+        var: if data.meta(META_FACTORY_VAR).is_some() {
+            import::VarHandling::FactoryVar
+        } else {
+            import::VarHandling::Keep
+        },
+        ..ImportOptions::default()
     }
-    o
 }
 
 impl OstreeWriter<'_> {
@@ -291,7 +294,7 @@ impl OstreeWriter<'_> {
                 // Labelled with the base's policy, as ostree-rs-ext commits derived layers
                 // (`ostree commit --selinux-policy`).
                 if let Some(policy) = self.base_policy() {
-                    selinux::relabel_tree(repo, &mut txn, &mut decoded.value.tree, &policy)?;
+                    selinux::relabel_tree(&mut txn, &mut decoded.value.tree, &policy)?;
                 }
                 let spec = CommitSpec {
                     metadata: vec![(
@@ -560,7 +563,7 @@ impl ImageWriter for OstreeWriter<'_> {
         // Every file labelled from the merged tree's own policy, as ostree-rs-ext relabels
         // the merge commit (nothing without a policy).
         if let Some(policy) = SePolicy::from_tree(repo, &tree)? {
-            selinux::relabel_tree(repo, &mut txn, &mut tree, &policy)?;
+            selinux::relabel_tree(&mut txn, &mut tree, &policy)?;
         }
         let spec = CommitSpec {
             metadata: vec![
