@@ -972,6 +972,24 @@ fn partial_input<'a>(
     ))
 }
 
+/// The input of a layer that arrives as its uncompressed diff (`r`), verified against the
+/// diffID; `what` names the stream in errors.
+fn diff_input<'a>(
+    r: BoxRead<'a>,
+    layer: &LayerPlan,
+    label: &LayerLabel,
+    what: String,
+) -> Result<LayerInput<'a>> {
+    let reader = VerifiedReader::new(r, &layer.diff_id, None, what)?;
+    Ok(LayerInput::new(
+        label.clone(),
+        LayerForm::Diff,
+        Compression::Uncompressed,
+        layer.diff_id.clone(),
+        reader,
+    ))
+}
+
 /// A layer's bytes failed verification: the errors a second fetch may cure.
 fn is_corruption(e: &Error) -> bool {
     matches!(e, Error::DigestMismatch { .. } | Error::SizeMismatch { .. })
@@ -1013,19 +1031,12 @@ fn copy_layers(
                 None
             };
             let mut input = if let Some((stream, partial)) = partial {
-                let reader = VerifiedReader::new(
+                let mut input = diff_input(
                     guard(stream),
-                    &layer.diff_id,
-                    None,
+                    layer,
+                    label,
                     format!("uncompressed {label} (partial pull)"),
                 )?;
-                let mut input = LayerInput::new(
-                    label.clone(),
-                    LayerForm::Diff,
-                    Compression::Uncompressed,
-                    layer.diff_id.clone(),
-                    reader,
-                );
                 input.partial = Some(partial);
                 input
             } else {
@@ -1048,35 +1059,11 @@ fn copy_layers(
                         )
                     }
                     LayerStream::Diff(r) => {
-                        let reader = VerifiedReader::new(
-                            guard(r),
-                            &layer.diff_id,
-                            None,
-                            format!("uncompressed {label}"),
-                        )?;
-                        LayerInput::new(
-                            label.clone(),
-                            LayerForm::Diff,
-                            Compression::Uncompressed,
-                            layer.diff_id.clone(),
-                            reader,
-                        )
+                        diff_input(guard(r), layer, label, format!("uncompressed {label}"))?
                     }
                     LayerStream::DiffFiles(r, origin) => {
-                        let reader = VerifiedReader::new(
-                            guard(r),
-                            &layer.diff_id,
-                            None,
-                            format!("uncompressed {label}"),
-                        )?;
-                        LayerInput::new(
-                            label.clone(),
-                            LayerForm::Diff,
-                            Compression::Uncompressed,
-                            layer.diff_id.clone(),
-                            reader,
-                        )
-                        .with_origin(origin, cascade.clone())
+                        diff_input(guard(r), layer, label, format!("uncompressed {label}"))?
+                            .with_origin(origin, cascade.clone())
                     }
                 }
             };
