@@ -791,7 +791,21 @@ impl Extractor<'_> {
 
     /// Read the rest of an entry's body without writing it; its length must be the entry's.
     fn drain(&mut self, meta: &EntryMeta, body: &mut dyn Read) -> Result<()> {
-        let mut read = 0u64;
+        self.stream_body(meta, body, "reading", |_| Ok(()))
+            .map(|_| ())
+    }
+
+    /// Read an entry's body to its end in chunks of the extractor's buffer, handing each to
+    /// `out` (whose failure is an `op` error on the entry); returns the bytes read, which
+    /// must be the entry's size.
+    fn stream_body(
+        &mut self,
+        meta: &EntryMeta,
+        body: &mut dyn Read,
+        op: &str,
+        mut out: impl FnMut(&[u8]) -> io::Result<()>,
+    ) -> Result<u64> {
+        let mut total = 0u64;
         loop {
             let n = match body.read(&mut self.buf) {
                 Ok(0) => break,
@@ -804,18 +818,19 @@ impl Extractor<'_> {
                     ))
                 }
             };
-            read += n as u64;
+            out(&self.buf[..n]).map_err(|e| self.io(meta, op, e))?;
+            total += n as u64;
         }
-        if read != meta.size {
+        if total != meta.size {
             return Err(self.bad(
                 meta,
                 format!(
-                    "the tar stream ends after {read} of {} content bytes",
+                    "the tar stream ends after {total} of {} content bytes",
                     meta.size
                 ),
             ));
         }
-        Ok(())
+        Ok(total)
     }
 
     /// Create the regular file `parent/name` with `mode` (replacing what is in the way).
@@ -918,32 +933,7 @@ impl Extractor<'_> {
             None => self.create_file(meta, parent, name, create_mode)?,
         };
         let mut file = std::fs::File::from(fd);
-        let mut written = 0u64;
-        loop {
-            let n = match body.read(&mut self.buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(Error::from_io(
-                        format!("layer {}: reading the tar stream", self.layer),
-                        e,
-                    ))
-                }
-            };
-            file.write_all(&self.buf[..n])
-                .map_err(|e| self.io(meta, "writing file", e))?;
-            written += n as u64;
-        }
-        if written != meta.size {
-            return Err(self.bad(
-                meta,
-                format!(
-                    "the tar stream ends after {written} of {} content bytes",
-                    meta.size
-                ),
-            ));
-        }
+        let written = self.stream_body(meta, body, "writing file", |b| file.write_all(b))?;
         if let Some(s) = sharing.filter(|_| meta.size > 0) {
             s.cascade.record(Method::Copy, written);
         }
