@@ -301,11 +301,10 @@ impl<'r> Transaction<'r> {
                 .map_err(|e| Error::io_path("opening", self.staging_path().join(sub), e))?;
             self.staged_dirs.insert(sub.to_string(), (dir, Vec::new()));
         }
-        let staging_path = self.staging_path();
-        let (to, names) = self.staged_dirs.get_mut(sub).expect("inserted above");
         self.staging
-            .rename(temp, to, name)
-            .map_err(|e| Error::io_path("staging", staging_path.join(rel), e))?;
+            .rename(temp, &self.staged_dirs[sub].0, name)
+            .map_err(|e| Error::io_path("staging", self.staging_path().join(rel), e))?;
+        let (_, names) = self.staged_dirs.get_mut(sub).expect("inserted above");
         names.push(name.to_string());
         self.staged.insert((checksum, ty));
         self.stats.written += 1;
