@@ -41,14 +41,12 @@ use std::rc::Rc;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use crc::{Crc, Table, CRC_64_GO_ISO};
+use crc_fast::CrcAlgorithm;
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-
-static CRC64_ISO: Crc<u64, Table<16>> = Crc::<u64, Table<16>>::new(&CRC_64_GO_ISO);
 
 /// Segments are flushed at this size at the latest, so trailing garbage is never held whole.
 const MAX_SEGMENT: usize = 1024 * 1024;
@@ -59,12 +57,12 @@ const SEGMENT_TYPE: u8 = 2;
 
 /// CRC-64/ISO of `data` as Go's `crc64.Checksum(data, crc64.MakeTable(crc64.ISO))` computes it.
 pub fn crc64_iso(data: &[u8]) -> u64 {
-    CRC64_ISO.checksum(data)
+    crc_fast::checksum(CrcAlgorithm::Crc64GoIso, data)
 }
 
 /// Incremental CRC-64/ISO (the checksum tar-split stores for each file).
 pub struct Crc64Iso {
-    digest: crc::Digest<'static, u64, Table<16>>,
+    digest: crc_fast::Digest,
 }
 
 impl Default for Crc64Iso {
@@ -77,7 +75,7 @@ impl Crc64Iso {
     /// A fresh checksum.
     pub fn new() -> Self {
         Crc64Iso {
-            digest: CRC64_ISO.digest(),
+            digest: crc_fast::Digest::new(CrcAlgorithm::Crc64GoIso),
         }
     }
 
