@@ -503,6 +503,13 @@ pub trait ImageWriter: Send + Sync {
     /// (opening the source, a second corrupt fetch, cancellation). Writers that make layers
     /// wait for the one below them (containers-storage) release the waiters here.
     fn layer_failed(&self, _index: usize, _error: &Error) {}
+    /// Whether layers may be stored in any order: no [`put_layer`](Self::put_layer) waits for
+    /// another layer. The pipeline then starts the largest layers first (longest first, so the
+    /// last layer to finish is a small one); otherwise (the default, for writers that make a
+    /// layer wait for the one below it, as containers-storage does) bottom first.
+    fn layers_in_any_order(&self) -> bool {
+        false
+    }
     /// How many layers this writer has stored durably so far, kept even if the copy stops
     /// now (containers-storage and ostree commit layer by layer; an OCI layout publishes
     /// nothing before the commit). Used in the message of an interrupted copy.
@@ -1140,6 +1147,12 @@ fn copy_layers(
         Ok(())
     };
 
+    // Which layer each claim takes: the largest first where the writer allows any order
+    // (compressed size as the measure of work; ties bottom first).
+    let mut order: Vec<usize> = (0..n).collect();
+    if writer.layers_in_any_order() {
+        order.sort_by_key(|&i| std::cmp::Reverse(plan.layers[i].descriptor.size()));
+    }
     let jobs = options.jobs.clamp(1, n.max(1));
     std::thread::scope(|scope| {
         for _ in 0..jobs {
@@ -1147,10 +1160,9 @@ fn copy_layers(
                 if failed.load(Ordering::Relaxed) {
                     return;
                 }
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
+                let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
                     return;
-                }
+                };
                 if let Err(e) = work(i) {
                     failed.store(true, Ordering::Relaxed);
                     writer.layer_failed(i, &e);

@@ -218,6 +218,9 @@ impl ImageWriter for ObservedWriter<'_> {
     fn layers_kept(&self) -> usize {
         self.inner.layers_kept()
     }
+    fn layers_in_any_order(&self) -> bool {
+        self.inner.layers_in_any_order()
+    }
     fn local_files(&self) -> Option<&dyn crate::compression::zstd_chunked::LocalFiles> {
         self.inner.local_files()
     }

@@ -391,7 +391,8 @@ enum Current {
         body: Box<dyn Read + Send>,
         size: u64,
         left: u64,
-        crc: Crc64Iso,
+        // Boxed: crc-fast's digest carries its folding constants (~300 bytes).
+        crc: Box<Crc64Iso>,
         expected: [u8; 8],
     },
     Done,
@@ -478,7 +479,7 @@ where
                         body,
                         size,
                         left: size,
-                        crc: Crc64Iso::new(),
+                        crc: Box::new(Crc64Iso::new()),
                         expected,
                     };
                     return Ok(true);

@@ -13,7 +13,7 @@
 //!    (runtime-injected by builders), as ostree-rs-ext does before committing.
 
 use super::mtree::MutableTree;
-use super::object::Checksum;
+use super::object::{validate_name, Checksum};
 use super::repo::Repo;
 use super::txn::Transaction;
 use crate::error::Result;
@@ -68,9 +68,12 @@ pub fn merge_onto(
     Ok(merged)
 }
 
+/// Apply a layer's directory (`tree`, `meta`) onto the merged directory `dir` (at `path`,
+/// kept only for messages), steps 2 and 3, recursing into its subdirectories. Works on the
+/// tree nodes themselves: no path is split or walked again per entry.
 fn apply_dir(
     repo: &Repo,
-    merged: &mut MutableTree,
+    dir: &mut MutableTree,
     path: &str,
     tree: &Checksum,
     meta: &Checksum,
@@ -79,23 +82,20 @@ fn apply_dir(
 ) -> Result<()> {
     super::object::check_tree_depth(depth, || format!("layer tree at {path:?}"))?;
     let dt = repo.read_dirtree(tree)?;
-    let dir = merged.ensure_dir(path, default_meta)?;
     dir.set_meta(*meta);
     if dt.files.iter().any(|(n, _)| n == OPAQUE_MARKER) {
-        let names: Vec<String> = dir
-            .files()
-            .keys()
-            .chain(dir.dirs().keys())
-            .cloned()
-            .collect();
-        for n in names {
-            merged.remove(&join(path, &n))?;
-        }
+        dir.clear();
     }
     for (name, _) in &dt.files {
         if let Some(target) = name.strip_prefix(WHITEOUT_PREFIX) {
             if name != OPAQUE_MARKER && !target.is_empty() {
-                merged.remove(&join(path, target))?;
+                // `.wh..` / `.wh...` name no entry of this directory (the dirtree's own
+                // names were validated when it was read).
+                validate_name(
+                    target,
+                    &format!("whiteout {name:?} in layer tree at {path:?}"),
+                )?;
+                dir.remove_entry(target);
             }
         }
     }
@@ -103,12 +103,12 @@ fn apply_dir(
         if name.starts_with(WHITEOUT_PREFIX) {
             continue;
         }
-        merged.insert_file(&join(path, name), *checksum, default_meta)?;
+        dir.put_file(name, *checksum);
     }
     for (name, t, m) in &dt.dirs {
         apply_dir(
             repo,
-            merged,
+            dir.subdir(name, default_meta),
             &join(path, name),
             t,
             m,

@@ -45,7 +45,11 @@ pub fn path_components(path: &str) -> Result<Vec<&str>> {
                 reason: "contains '..'; paths must stay inside the tree".into(),
             });
         }
-        validate_name(c, &format!("tree path {path:?}"))?;
+        // Split on '/' and past the checks above, a component can only still be invalid by
+        // holding a NUL; the message is built only then (this runs for every layer entry).
+        if c.contains('\0') {
+            validate_name(c, &format!("tree path {path:?}"))?;
+        }
         out.push(c);
     }
     Ok(out)
@@ -84,15 +88,48 @@ impl MutableTree {
     /// The directory at `path` (creating it and missing parents with dirmeta `parent_meta`;
     /// a file in the way is replaced).
     pub fn ensure_dir(&mut self, path: &str, parent_meta: Checksum) -> Result<&mut MutableTree> {
+        Ok(self.ensure_components(&path_components(path)?, parent_meta))
+    }
+
+    /// [`ensure_dir`](Self::ensure_dir) of already validated components.
+    fn ensure_components(&mut self, comps: &[&str], parent_meta: Checksum) -> &mut MutableTree {
         let mut cur = self;
-        for c in path_components(path)? {
-            cur.files.remove(c);
-            cur = cur
-                .dirs
-                .entry(c.to_string())
-                .or_insert_with(|| MutableTree::new(parent_meta));
+        for c in comps {
+            cur = cur.subdir(c, parent_meta);
         }
-        Ok(cur)
+        cur
+    }
+
+    /// The subdirectory `name` (a valid file name), created with dirmeta `meta` if missing; a
+    /// file of that name is replaced. Allocates the name only when it creates the directory.
+    pub fn subdir(&mut self, name: &str, meta: Checksum) -> &mut MutableTree {
+        self.files.remove(name);
+        if !self.dirs.contains_key(name) {
+            self.dirs.insert(name.to_string(), MutableTree::new(meta));
+        }
+        self.dirs.get_mut(name).expect("just ensured")
+    }
+
+    /// Put the file `name` (a valid file name) in this directory, replacing whatever was there.
+    pub fn put_file(&mut self, name: &str, checksum: Checksum) {
+        self.dirs.remove(name);
+        match self.files.get_mut(name) {
+            Some(c) => *c = checksum,
+            None => {
+                self.files.insert(name.to_string(), checksum);
+            }
+        }
+    }
+
+    /// Remove the file or directory `name` of this directory; whether something was there.
+    pub fn remove_entry(&mut self, name: &str) -> bool {
+        self.files.remove(name).is_some() | self.dirs.remove(name).is_some()
+    }
+
+    /// Remove everything in this directory (an opaque whiteout).
+    pub fn clear(&mut self) {
+        self.files.clear();
+        self.dirs.clear();
     }
 
     /// Put a file at `path` (parents created with `parent_meta`; whatever was there is
@@ -110,9 +147,8 @@ impl MutableTree {
                 reason: "names no file".into(),
             });
         };
-        let dir = self.ensure_dir(&parents.join("/"), parent_meta)?;
-        dir.dirs.remove(*name);
-        dir.files.insert(name.to_string(), checksum);
+        self.ensure_components(parents, parent_meta)
+            .put_file(name, checksum);
         Ok(())
     }
 
@@ -129,7 +165,7 @@ impl MutableTree {
                 None => return Ok(false),
             }
         }
-        Ok(cur.files.remove(*name).is_some() | cur.dirs.remove(*name).is_some())
+        Ok(cur.remove_entry(name))
     }
 }
 
@@ -432,6 +468,18 @@ mod tests {
         assert!(t.remove("a/d").unwrap());
         assert!(!t.remove("a/d").unwrap());
         assert!(!t.remove("nope/x").unwrap());
+        // A NUL is the one thing a '/'-split component can still hold wrong: refused, named.
+        let e = t.insert_file("a/b\0c", c, m).unwrap_err().to_string();
+        assert!(e.contains("tree path"), "{e}");
+        // The node-level operations the merge uses keep the same replace rules.
+        let a = t.subdir("a", m);
+        a.put_file("b", c);
+        assert!(a.dirs().get("b").is_none() && a.files()["b"] == c);
+        a.subdir("b", m);
+        assert!(a.files().get("b").is_none() && a.dirs().contains_key("b"));
+        assert!(a.remove_entry("b") && !a.remove_entry("b"));
+        a.clear();
+        assert!(t.dirs()["a"].files().is_empty() && t.dirs()["a"].dirs().is_empty());
     }
 
     #[test]

@@ -511,6 +511,12 @@ impl ImageWriter for OstreeWriter<'_> {
         self.written.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// A plain image's layers are independent commits; an encapsulated image's derived layers
+    /// wait for its commit layer (layer 0), so those go bottom first.
+    fn layers_in_any_order(&self) -> bool {
+        !self.encapsulated
+    }
+
     fn commit(self: Box<Self>, image: &FinalImage) -> Result<CommitResult> {
         let repo = &self.sink.repo;
         let layers: Vec<Checksum> = self
