@@ -8,7 +8,6 @@
 //!    layer lists itself.
 
 use std::io;
-use std::ops::Bound;
 use std::path::Path;
 
 use rustix::fs::{AtFlags, FileType, Mode, XattrFlags};
@@ -103,12 +102,7 @@ impl Extractor<'_> {
 
     /// Whether this layer lists `path` or something below it.
     fn listed(&self, path: &Path) -> bool {
-        self.seen.contains(path)
-            || self
-                .seen
-                .range::<Path, _>((Bound::Excluded(path), Bound::Unbounded))
-                .next()
-                .is_some_and(|p| p.starts_with(path))
+        self.seen.contains(path) || self.seen.first_below(path).is_some()
     }
 
     /// Apply mode: remove `path` as far as earlier layers put it there.
