@@ -31,14 +31,52 @@ fn join(dir: &str, name: &str) -> String {
     }
 }
 
+/// A layer to merge: a commit in the repository, or the tree of a commit this process just
+/// wrote (the same tree, so nothing needs reading back).
+#[derive(Clone, Copy)]
+pub enum Layer<'t> {
+    /// A layer commit, read from the repository.
+    Stored(Checksum),
+    /// The tree a layer commit was written from.
+    InMemory(&'t MutableTree),
+}
+
 /// Merge the trees of `layers` (commit checksums, bottom first) into one tree (steps 1–3).
 pub fn merge_layers(
     repo: &Repo,
     txn: &mut Transaction<'_>,
     layers: &[Checksum],
 ) -> Result<MutableTree> {
+    let layers: Vec<Layer<'_>> = layers.iter().map(|c| Layer::Stored(*c)).collect();
+    merge_trees(repo, txn, &layers)
+}
+
+/// [`merge_layers`] of layers some of which are still in memory.
+pub fn merge_trees(
+    repo: &Repo,
+    txn: &mut Transaction<'_>,
+    layers: &[Layer<'_>],
+) -> Result<MutableTree> {
     let default_meta = txn.default_dirmeta()?;
-    merge_onto(repo, txn, MutableTree::new(default_meta), layers)
+    let mut merged = MutableTree::new(default_meta);
+    for layer in layers {
+        match layer {
+            Layer::Stored(commit) => {
+                let c = repo.read_commit(commit)?;
+                apply_dir(
+                    repo,
+                    &mut merged,
+                    "",
+                    &c.root_tree,
+                    &c.root_meta,
+                    default_meta,
+                    0,
+                )?;
+            }
+            Layer::InMemory(tree) => apply_tree(&mut merged, "", tree, default_meta, 0)?,
+        }
+    }
+    Ok(merged)
 }
 
 /// Merge the trees of `layers` (bottom first) onto `base`, as [`merge_layers`] does onto an
@@ -68,6 +106,60 @@ pub fn merge_onto(
     Ok(merged)
 }
 
+/// One directory's whiteouts (step 2): an opaque marker empties `dir`, each `.wh.NAME`
+/// removes `NAME`; `names` are the layer directory's file names.
+fn apply_whiteouts<'n>(
+    dir: &mut MutableTree,
+    path: &str,
+    names: impl Iterator<Item = &'n str> + Clone,
+) -> Result<()> {
+    if names.clone().any(|n| n == OPAQUE_MARKER) {
+        dir.clear();
+    }
+    for name in names {
+        if let Some(target) = name.strip_prefix(WHITEOUT_PREFIX) {
+            if name != OPAQUE_MARKER && !target.is_empty() {
+                // `.wh..` / `.wh...` name no entry of this directory (the layer's own names
+                // are valid file names).
+                validate_name(
+                    target,
+                    &format!("whiteout {name:?} in layer tree at {path:?}"),
+                )?;
+                dir.remove_entry(target);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`apply_dir`] of a layer tree in memory.
+fn apply_tree(
+    dir: &mut MutableTree,
+    path: &str,
+    layer: &MutableTree,
+    default_meta: Checksum,
+    depth: usize,
+) -> Result<()> {
+    super::object::check_tree_depth(depth, || format!("layer tree at {path:?}"))?;
+    dir.set_meta(layer.meta());
+    apply_whiteouts(dir, path, layer.files().keys().map(String::as_str))?;
+    for (name, checksum) in layer.files() {
+        if !name.starts_with(WHITEOUT_PREFIX) {
+            dir.put_file(name, *checksum);
+        }
+    }
+    for (name, sub) in layer.dirs() {
+        apply_tree(
+            dir.subdir(name, default_meta),
+            &join(path, name),
+            sub,
+            default_meta,
+            depth + 1,
+        )?;
+    }
+    Ok(())
+}
+
 /// Apply a layer's directory (`tree`, `meta`) onto the merged directory `dir` (at `path`,
 /// kept only for messages), steps 2 and 3, recursing into its subdirectories. Works on the
 /// tree nodes themselves: no path is split or walked again per entry.
@@ -83,22 +175,7 @@ fn apply_dir(
     super::object::check_tree_depth(depth, || format!("layer tree at {path:?}"))?;
     let dt = repo.read_dirtree(tree)?;
     dir.set_meta(*meta);
-    if dt.files.iter().any(|(n, _)| n == OPAQUE_MARKER) {
-        dir.clear();
-    }
-    for (name, _) in &dt.files {
-        if let Some(target) = name.strip_prefix(WHITEOUT_PREFIX) {
-            if name != OPAQUE_MARKER && !target.is_empty() {
-                // `.wh..` / `.wh...` name no entry of this directory (the dirtree's own
-                // names were validated when it was read).
-                validate_name(
-                    target,
-                    &format!("whiteout {name:?} in layer tree at {path:?}"),
-                )?;
-                dir.remove_entry(target);
-            }
-        }
-    }
+    apply_whiteouts(dir, path, dt.files.iter().map(|(n, _)| n.as_str()))?;
     for (name, checksum) in &dt.files {
         if name.starts_with(WHITEOUT_PREFIX) {
             continue;

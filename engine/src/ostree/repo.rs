@@ -207,12 +207,22 @@ impl Repo {
     /// The bytes of a metadata object, as stored (no verification).
     pub fn read_metadata_bytes(&self, checksum: &Checksum, ty: ObjectType) -> Result<Vec<u8>> {
         let p = self.object_path(checksum, ty);
-        let what = self.describe(checksum, ty);
-        let file = self.dir.open(&p).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => not_found(
-                what.clone(),
+        let missing = || {
+            not_found(
+                self.describe(checksum, ty),
                 "the repository is incomplete; re-run the import or pull that wrote it",
-            ),
+            )
+        };
+        let (sub, name) = p
+            .strip_prefix("objects/")
+            .and_then(|r| r.split_once('/'))
+            .expect("object paths are objects/XX/rest");
+        // One component below the held `objects/XX` (metadata objects are regular files).
+        let Some(dir) = self.object_dir(sub)? else {
+            return Err(missing());
+        };
+        let file = dir.open(name).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => missing(),
             _ => Error::io_path("opening", self.path.join(&p), e),
         })?;
         let mut buf = Vec::new();
@@ -221,7 +231,7 @@ impl Repo {
             .map_err(|e| Error::io_path("reading", self.path.join(&p), e))?;
         if buf.len() as u64 > MAX_METADATA_SIZE {
             return Err(Error::Malformed {
-                what,
+                what: self.describe(checksum, ty),
                 reason: format!(
                     "larger than the {MAX_METADATA_SIZE}-byte limit for metadata objects"
                 ),

@@ -162,6 +162,7 @@ impl ImageSink for OstreeSink {
             blob_refs,
             data_refs,
             commits: Mutex::new(vec![None; plan.layers.len()]),
+            trees: Mutex::new(vec![None; plan.layers.len()]),
             encapsulated: roles.first() == Some(&LayerRole::Commit),
             ostree_pending: Mutex::new(roles.iter().filter(|r| **r != LayerRole::Derived).count()),
             roles,
@@ -179,6 +180,9 @@ struct OstreeWriter<'s> {
     blob_refs: Vec<String>,
     data_refs: Vec<String>,
     commits: Mutex<Vec<Option<Checksum>>>,
+    /// The trees of the plain layers this copy wrote, as committed: the merge takes them from
+    /// here instead of reading every dirtree back ([`merge::Layer::InMemory`]).
+    trees: Mutex<Vec<Option<super::mtree::MutableTree>>>,
     /// What each layer is ([`encapsulated::layer_roles`]).
     roles: Vec<LayerRole>,
     /// Whether layer 0 is an ostree commit layer.
@@ -310,6 +314,9 @@ impl OstreeWriter<'_> {
                     &decoded.value.export_data,
                     kind_meta,
                 )?;
+                if !self.encapsulated {
+                    self.trees.lock().unwrap()[index] = Some(decoded.value.tree);
+                }
             }
         }
         Ok(StoredLayer {
@@ -408,6 +415,7 @@ impl OstreeWriter<'_> {
         export_data: &super::mtree::MutableTree,
         extra_meta: Vec<(String, Value)>,
     ) -> Result<Checksum> {
+        let started = std::time::Instant::now();
         let commit = match layer_commit {
             LayerCommit::Write(tree, spec) => txn.write_commit(tree, &spec)?,
             LayerCommit::Existing(c) => c,
@@ -430,7 +438,13 @@ impl OstreeWriter<'_> {
         let data = txn.write_commit(export_data, &data_spec)?;
         txn.set_ref(&self.blob_refs[index], Some(commit))?;
         txn.set_ref(&self.data_refs[index], Some(data))?;
+        let trees = started.elapsed();
         txn.commit()?;
+        log::debug!(
+            "layer {index}: commit {commit}: trees written in {:.1} ms, transaction committed in {:.1} ms",
+            trees.as_secs_f64() * 1e3,
+            (started.elapsed() - trees).as_secs_f64() * 1e3
+        );
         self.commits.lock().unwrap()[index] = Some(commit);
         self.written
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -543,6 +557,7 @@ impl ImageWriter for OstreeWriter<'_> {
                     .map(|d| d.as_secs())
                     .unwrap_or(0)
             });
+        let started = std::time::Instant::now();
         let mut txn = repo.begin()?;
         let (parent, mut tree) = if self.encapsulated {
             // The image's own commit, complete now that every layer is in, is the base; the
@@ -563,8 +578,18 @@ impl ImageWriter for OstreeWriter<'_> {
                 merge::merge_onto(repo, &mut txn, base_tree, &derived)?,
             )
         } else {
-            (None, merge::merge_layers(repo, &mut txn, &layers)?)
+            let trees = self.trees.into_inner().unwrap();
+            let merge_input: Vec<merge::Layer<'_>> = layers
+                .iter()
+                .zip(&trees)
+                .map(|(c, t)| {
+                    t.as_ref()
+                        .map_or(merge::Layer::Stored(*c), merge::Layer::InMemory)
+                })
+                .collect();
+            (None, merge::merge_trees(repo, &mut txn, &merge_input)?)
         };
+        let merged = started.elapsed();
         merge::cleanup_root(repo, &mut tree)?;
         // Every file labelled from the merged tree's own policy, as ostree-rs-ext relabels
         // the merge commit (nothing without a policy).
@@ -602,6 +627,12 @@ impl ImageWriter for OstreeWriter<'_> {
         let commit = txn.write_commit(&tree, &spec)?;
         txn.set_ref(&self.image_ref, Some(commit))?;
         txn.commit()?;
+        log::debug!(
+            "image commit {commit}: {} layer(s) merged in {:.1} ms, committed in {:.1} ms more",
+            layers.len(),
+            merged.as_secs_f64() * 1e3,
+            (started.elapsed() - merged).as_secs_f64() * 1e3
+        );
         Ok(CommitResult {
             image_id: Some(commit.to_hex()),
         })
