@@ -34,6 +34,9 @@ struct Location {
 pub struct ContentIndex<'s> {
     store: &'s Store,
     files: HashMap<(String, u64), Location>,
+    /// The `diff/` directories opened so far, by layer id (a partial pull opens hundreds of
+    /// files below the same few).
+    dirs: std::sync::Mutex<HashMap<String, std::sync::Arc<cap_std::fs::Dir>>>,
 }
 
 impl<'s> ContentIndex<'s> {
@@ -66,7 +69,11 @@ impl<'s> ContentIndex<'s> {
                 }
             }
         }
-        Ok(ContentIndex { store, files })
+        Ok(ContentIndex {
+            store,
+            files,
+            dirs: Default::default(),
+        })
     }
 
     /// Number of distinct contents indexed.
@@ -90,10 +97,22 @@ impl LocalFiles for ContentIndex<'_> {
             .files
             .get(&(digest.to_string(), size))
             .ok_or_else(|| io::Error::other(format!("no file with content {digest}")))?;
-        let diff = self
-            .store
-            .layer_diff_dir(&loc.layer)
-            .map_err(io::Error::other)?;
+        let cached = self.dirs.lock().unwrap().get(&loc.layer).cloned();
+        let diff = match cached {
+            Some(d) => d,
+            None => {
+                let d = std::sync::Arc::new(
+                    self.store
+                        .layer_diff_dir(&loc.layer)
+                        .map_err(io::Error::other)?,
+                );
+                self.dirs
+                    .lock()
+                    .unwrap()
+                    .insert(loc.layer.clone(), d.clone());
+                d
+            }
+        };
         let rel = loc.path.trim_start_matches('/').trim_start_matches("./");
         let file = diff.open(rel).map_err(|e| {
             io::Error::new(
