@@ -441,6 +441,28 @@ mod tests {
     }
 
     #[test]
+    fn copy_range_copies_in_the_kernel_or_leaves_the_file_empty() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(tmp.path().join("a"), &data).unwrap();
+        let a = File::open(tmp.path().join("a")).unwrap();
+        let b = File::create(tmp.path().join("b")).unwrap();
+        let c = Cascade::new();
+        if c.try_copy_range(&a, &b, data.len() as u64).unwrap() {
+            assert_eq!(std::fs::read(tmp.path().join("b")).unwrap(), data);
+        } else {
+            assert_eq!(std::fs::metadata(tmp.path().join("b")).unwrap().len(), 0);
+            assert!(!c.try_copy_range(&a, &b, 1).unwrap(), "not tried again");
+        }
+        // An origin shorter than the size asked for is an error, not a short file.
+        let d = File::create(tmp.path().join("d")).unwrap();
+        let c = Cascade::new();
+        if let Err(e) = c.try_copy_range(&a, &d, data.len() as u64 + 10) {
+            assert!(e.to_string().contains("ended after"), "{e}");
+        }
+    }
+
+    #[test]
     fn wanted_metadata_must_agree_exactly() {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("f");

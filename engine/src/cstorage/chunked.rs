@@ -17,11 +17,31 @@ use std::collections::HashMap;
 use std::io;
 
 use super::{bigdata, LayerRecord, Store};
-use crate::compression::zstd_chunked::{LocalFiles, Toc};
+use crate::compression::zstd_chunked::LocalFiles;
 use crate::error::{Error, IoContext, Result};
 
 /// The big-data key of a layer's zstd:chunked TOC (containers/storage's `bigDataKey`).
 pub const TOC_KEY: &str = "zstd-chunked-manifest";
+
+/// The part of a TOC the index reads (the other fields, times and offsets of every entry,
+/// are skipped unparsed: building the index runs before each partial pull).
+#[derive(serde::Deserialize)]
+struct IndexToc {
+    entries: Vec<IndexEntry>,
+}
+
+/// A TOC entry as the index reads it ([`crate::compression::zstd_chunked::TocEntry`]'s
+/// names).
+#[derive(serde::Deserialize)]
+struct IndexEntry {
+    #[serde(rename = "type")]
+    kind: String,
+    name: String,
+    #[serde(default)]
+    size: i64,
+    #[serde(default)]
+    digest: String,
+}
 
 /// Where one file content lives in the store.
 #[derive(Debug, Clone)]
@@ -54,7 +74,7 @@ impl<'s> ContentIndex<'s> {
                 let Ok(Some(json)) = bigdata::read(&dir, &layer.id, TOC_KEY) else {
                     continue;
                 };
-                let Ok(toc) = serde_json::from_slice::<Toc>(&json) else {
+                let Ok(toc) = serde_json::from_slice::<IndexToc>(&json) else {
                     continue;
                 };
                 for e in toc.entries {

@@ -8,8 +8,8 @@
 //!    hashed and extracted in order) waits only for the first small batch, not for the
 //!    registry to serve a whole 64-range answer (docker-registry takes ~1 ms per range),
 //!    and the local work then overlaps the fetch of the rest.
-//! 2. The other batches are fetched whole by tasks on the registry runtime, [`PREFETCH`]
-//!    ahead of the reader (docker-registry serves a multi-range answer range by range, with a
+//! 2. The first batch is fetched alone, before the stream is handed out. The other batches
+//!    are fetched whole by tasks on the registry runtime, [`PREFETCH`] ahead of the reader (docker-registry serves a multi-range answer range by range, with a
 //!    seek each: several requests at once hide that), and handed out in order.
 //! 3. A batch of several ranges is one `GET` with `Range: bytes=A-B,C-D,…`; docker-registry
 //!    (Go's `http.ServeContent`) answers `206 multipart/byteranges` with the parts in the
@@ -70,9 +70,10 @@ impl BlobRanges for RangeReader {
             inflight: VecDeque::new(),
             current: Body::Empty,
         };
-        // The first batch now: a server that refuses ranges fails here, before the layer is
-        // begun.
-        stream.next_batch()?;
+        // The first batch now, alone (the registry's CPU serves it before any other): a
+        // server that refuses ranges fails here, before the layer is begun; the others are
+        // fetched while the reader works through it.
+        stream.first_batch()?;
         Ok(Box::new(stream))
     }
 
@@ -349,6 +350,21 @@ impl RangesStream {
                 }
                 _ => break,
             }
+        }
+    }
+
+    /// Fetch the first batch before asking for any other, then start prefetching.
+    fn first_batch(&mut self) -> Result<()> {
+        match self.batches.front() {
+            Some(b) if b.len() > 1 || b[0].1 - b[0].0 <= BATCH_BYTES => {
+                let batch = self.batches.pop_front().expect("front exists");
+                let r = self.reader.clone();
+                let data = r.client.block_on(r.clone().batch(batch))?;
+                self.current = Body::Buffer(io::Cursor::new(data));
+                self.prefetch();
+                Ok(())
+            }
+            _ => self.next_batch().map(|_| ()),
         }
     }
 
