@@ -111,9 +111,9 @@ pub fn extract_layer<R: Read, W: Write>(
 
 /// [`extract_layer`], placing regular files whose bodies `sharing` finds on disk by reflink
 /// or hard link, else by `copy_file_range`, instead of writing them ([`crate::fs_clone`]); the
-/// bodies are still read from the stream (so it is verified whole) but not written. A hard link is made only as root
-/// with owners and xattrs applied, when the origin's owner, mode, mtime and xattrs are exactly
-/// the entry's; a later hard-link entry of the layer whose metadata would change such a
+/// bodies are still read from the stream (so it is verified whole) but not written. A hard
+/// link is made only as root with owners and xattrs applied, when the origin allows it and its
+/// owner, mode, mtime and xattrs are exactly the entry's; a later hard-link entry of the layer whose metadata would change such a
 /// shared inode gets a private copy first, so the origin is never modified.
 pub fn extract_layer_sharing<R: Read, W: Write>(
     tar_stream: R,
