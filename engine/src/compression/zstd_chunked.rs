@@ -765,8 +765,11 @@ impl PartialPlan {
 /// has no origin: its bytes are written as usual.
 #[derive(Clone, Default)]
 pub struct LocalOrigin {
-    opened: std::sync::Arc<std::sync::Mutex<HashMap<(Vec<u8>, u64), std::fs::File>>>,
+    opened: std::sync::Arc<std::sync::Mutex<OpenedFiles>>,
 }
+
+/// The files of a [`LocalOrigin`] by (tar entry name, size).
+type OpenedFiles = HashMap<(Vec<u8>, u64), std::fs::File>;
 
 /// Files [`LocalOrigin`] holds at most (the reassembler runs at most a few MiB ahead of the
 /// extractor; this bounds the descriptors of a reader that never asks).
