@@ -260,7 +260,27 @@ impl<'a> LayerInput<'a> {
     /// Attach where the layer's regular files already are on disk, placed through `cascade`
     /// ([`LayerStream::DiffFiles`]; the pipeline does this).
     pub fn with_origin(mut self, origin: Box<dyn FileOrigin + 'a>, cascade: Arc<Cascade>) -> Self {
-        self.sharing = Some(FileSharing { origin, cascade });
+        self.sharing = Some(FileSharing {
+            origin,
+            cascade,
+            hard_links: true,
+        });
+        self
+    }
+
+    /// [`with_origin`](Self::with_origin) for files in the destination itself (a partial
+    /// pull's reused files): reflinked or copied, never hard-linked
+    /// ([`FileSharing::hard_links`]).
+    pub fn with_local_origin(
+        mut self,
+        origin: Box<dyn FileOrigin + 'a>,
+        cascade: Arc<Cascade>,
+    ) -> Self {
+        self.sharing = Some(FileSharing {
+            origin,
+            cascade,
+            hard_links: false,
+        });
         self
     }
 
@@ -919,8 +939,9 @@ fn guarded<'a>(r: BoxRead<'a>, cancel: &Cancel, label: &LayerLabel) -> BoxRead<'
     Box::new(CancelReader::new(r, cancel.clone(), label.to_string()))
 }
 
-/// The partial pull of a zstd:chunked layer, when it can run: the reassembled tar and what
-/// it uses. `None` when the layer is not zstd:chunked, the writer cannot take local files
+/// The partial pull of a zstd:chunked layer, when it can run: the reassembled tar, what it
+/// uses, and the destination files it reads (for the writer to reflink or copy in the kernel
+/// instead of writing their bytes). `None` when the layer is not zstd:chunked, the writer cannot take local files
 /// or the source cannot serve ranges (silently), or when its TOC cannot be used (with a note
 /// saying why the whole blob is pulled instead).
 fn partial_input<'a>(
@@ -929,7 +950,7 @@ fn partial_input<'a>(
     layer: &LayerPlan,
     label: &LayerLabel,
     notes: &Mutex<Vec<String>>,
-) -> Option<(BoxRead<'a>, PartialLayer)> {
+) -> Option<(BoxRead<'a>, PartialLayer, zstd_chunked::LocalOrigin)> {
     let annotations = layer.descriptor.annotations().as_ref();
     if !zstd_chunked::is_chunked(annotations) {
         return None;
@@ -967,7 +988,8 @@ fn partial_input<'a>(
         layer.descriptor.size(),
         plan.remote_ranges
     ));
-    let tar = zstd_chunked::reassemble(plan.clone(), stream, local);
+    let origin = zstd_chunked::LocalOrigin::new();
+    let tar = zstd_chunked::reassemble(plan.clone(), stream, local, Some(origin.clone()));
     Some((
         tar,
         PartialLayer {
@@ -976,6 +998,7 @@ fn partial_input<'a>(
             toc_bytes: found.compressed_len,
             plan,
         },
+        origin,
     ))
 }
 
@@ -1037,13 +1060,14 @@ fn copy_layers(
             } else {
                 None
             };
-            let mut input = if let Some((stream, partial)) = partial {
+            let mut input = if let Some((stream, partial, origin)) = partial {
                 let mut input = diff_input(
                     guard(stream),
                     layer,
                     label,
                     format!("uncompressed {label} (partial pull)"),
-                )?;
+                )?
+                .with_local_origin(Box::new(origin), cascade.clone());
                 input.partial = Some(partial);
                 input
             } else {

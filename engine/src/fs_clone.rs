@@ -17,8 +17,9 @@
 //! 2. A writer places each such file with a [`Cascade`], shared by all layers of one copy:
 //!    a reflink (`FICLONE`: shared extents, copy-on-write; any metadata, since the clone is a
 //!    new inode), else — only where the caller says owner, mode, xattrs and mtime already
-//!    agree with what the destination's format pins ([`Wanted::agrees`]) — a hard link to
-//!    the origin's inode, else the bytes written as usual.
+//!    agree with what the destination's format pins ([`Wanted::agrees`]), and the origin
+//!    allows it ([`FileSharing::hard_links`]) — a hard link to the origin's inode, else a copy
+//!    in the kernel (`copy_file_range`), else the bytes written as usual.
 //! 3. The first method that fails as unsupported (no reflinks on this filesystem, the stores
 //!    on two filesystems, hard links refused) is not tried again for the rest of the copy.
 //! 4. Each placed file is counted ([`FileStats`]: files and bytes per method); the pipeline
@@ -99,6 +100,7 @@ pub enum Method {
 pub struct Cascade {
     no_reflink: AtomicBool,
     no_hardlink: AtomicBool,
+    no_copy_range: AtomicBool,
     used: AtomicBool,
     counts: [AtomicU64; 6],
 }
@@ -148,6 +150,44 @@ impl Cascade {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Copy the `size` bytes of `src` into the empty file `dst` in the kernel
+    /// (`copy_file_range`: no pass through this process's memory; on NFS, CIFS and the like
+    /// a server-side copy). `Ok(false)` when that does not work here (remembered: not tried
+    /// again) or already failed before; `dst` is then empty again, for the caller to write.
+    pub fn try_copy_range(
+        &self,
+        src: impl AsFd,
+        dst: impl AsFd,
+        size: u64,
+    ) -> std::io::Result<bool> {
+        if self.no_copy_range.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let (mut from, mut to, mut done) = (0u64, 0u64, 0u64);
+        while done < size {
+            let want = usize::try_from(size - done)
+                .unwrap_or(usize::MAX)
+                .min(1 << 30);
+            match rfs::copy_file_range(&src, Some(&mut from), &dst, Some(&mut to), want) {
+                Ok(0) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("the origin file ended after {done} of {size} bytes"),
+                    ))
+                }
+                Ok(n) => done += n as u64,
+                Err(Errno::INTR) => {}
+                Err(e) if unsupported(e) => {
+                    self.no_copy_range.store(true, Ordering::Relaxed);
+                    rfs::ftruncate(&dst, 0)?;
+                    return Ok(false);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(true)
     }
 
     /// Hard-link `src_name` in `src_dir` as `dst_name` in `dst_dir`. `Ok(false)` when hard
@@ -263,6 +303,11 @@ pub struct FileSharing<'a> {
     pub origin: Box<dyn FileOrigin + 'a>,
     /// How they are placed, and the counts.
     pub cascade: Arc<Cascade>,
+    /// Whether a file may be hard-linked to its origin (when the metadata agrees). Off for
+    /// origins in the destination store itself (a partial pull's reused files): layers of
+    /// one containers-storage store do not share inodes unless asked (podman's
+    /// `use_hard_links`), so those are reflinked or copied.
+    pub hard_links: bool,
 }
 
 impl FileSharing<'_> {
@@ -393,6 +438,28 @@ mod tests {
             "{}",
             s.summary()
         );
+    }
+
+    #[test]
+    fn copy_range_copies_in_the_kernel_or_leaves_the_file_empty() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(tmp.path().join("a"), &data).unwrap();
+        let a = File::open(tmp.path().join("a")).unwrap();
+        let b = File::create(tmp.path().join("b")).unwrap();
+        let c = Cascade::new();
+        if c.try_copy_range(&a, &b, data.len() as u64).unwrap() {
+            assert_eq!(std::fs::read(tmp.path().join("b")).unwrap(), data);
+        } else {
+            assert_eq!(std::fs::metadata(tmp.path().join("b")).unwrap().len(), 0);
+            assert!(!c.try_copy_range(&a, &b, 1).unwrap(), "not tried again");
+        }
+        // An origin shorter than the size asked for is an error, not a short file.
+        let d = File::create(tmp.path().join("d")).unwrap();
+        let c = Cascade::new();
+        if let Err(e) = c.try_copy_range(&a, &d, data.len() as u64 + 10) {
+            assert!(e.to_string().contains("ended after"), "{e}");
+        }
     }
 
     #[test]

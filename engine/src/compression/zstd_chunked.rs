@@ -755,6 +755,48 @@ impl PartialPlan {
     }
 }
 
+/// Files of the destination that [`reassemble`] opened as the bodies of tar entries, by the
+/// entry's name and size as the tar-split records them, until the extractor asks for them:
+/// the layer's [`crate::fs_clone::FileOrigin`], so the extractor reflinks or copies each file
+/// in the kernel instead of writing the bytes it reads from the reassembled tar. Each is the
+/// very file (a duplicate of the descriptor) whose bytes the tar carried as that entry's
+/// body, so what is placed is what the diffID check saw (never a file chosen by a TOC name).
+/// An entry asked for before the reassembler reached it, or of a tar without a tar-split,
+/// has no origin: its bytes are written as usual.
+#[derive(Clone, Default)]
+pub struct LocalOrigin {
+    opened: std::sync::Arc<std::sync::Mutex<OpenedFiles>>,
+}
+
+/// The files of a [`LocalOrigin`] by (tar entry name, size).
+type OpenedFiles = HashMap<(Vec<u8>, u64), std::fs::File>;
+
+/// Files [`LocalOrigin`] holds at most (the reassembler runs at most a few MiB ahead of the
+/// extractor; this bounds the descriptors of a reader that never asks).
+const MAX_OPENED: usize = 256;
+
+impl LocalOrigin {
+    /// An origin that holds nothing yet.
+    pub fn new() -> Self {
+        LocalOrigin::default()
+    }
+
+    fn offer(&self, name: &[u8], size: u64, file: &std::fs::File) {
+        let mut opened = self.opened.lock().unwrap();
+        if opened.len() < MAX_OPENED {
+            if let Ok(dup) = file.try_clone() {
+                opened.insert((name.to_vec(), size), dup);
+            }
+        }
+    }
+}
+
+impl crate::fs_clone::FileOrigin for LocalOrigin {
+    fn open(&self, name: &[u8], size: u64) -> Option<std::fs::File> {
+        self.opened.lock().unwrap().remove(&(name.to_vec(), size))
+    }
+}
+
 /// Plan the partial pull of a layer with TOC `found`: each regular file whose content the
 /// destination has (same digest and size) is taken from there, everything else (headers,
 /// padding, the other files) is fetched as whole frames, adjacent ranges as one. `Err`: the
@@ -828,10 +870,12 @@ pub fn plan(found: &FoundToc, local: &dyn LocalFiles) -> std::result::Result<Par
 /// files), or, when the blob carried a tar-split, the tar-split replayed with each file's
 /// content from the destination or its fetched frames (the tar-split's CRC-64 checks each).
 /// `fetched` is the stream of [`BlobRanges::read_ranges`] of [`PartialPlan::ranges`].
+/// Each destination file it opens is offered to `origin`, when given ([`LocalOrigin`]).
 pub fn reassemble<'a>(
     plan: PartialPlan,
     fetched: super::BoxRead<'static>,
     local: &'a dyn LocalFiles,
+    origin: Option<LocalOrigin>,
 ) -> super::BoxRead<'a> {
     let Some(tar_split) = plan.tar_split.clone() else {
         return Box::new(Reassembled::new(plan, fetched, local));
@@ -845,6 +889,9 @@ pub fn reassemble<'a>(
                 let f = local.open(&digest, size).map_err(|e| {
                     Error::from_io(format!("opening the local copy of {}", who()), e)
                 })?;
+                if let Some(o) = &origin {
+                    o.offer(name, size, &f);
+                }
                 Ok(Box::new(f.take(size)))
             }
             Some(Piece::Remote(a, b)) => {
@@ -1264,17 +1311,34 @@ mod tests {
             assert!(plan.remote_bytes < blob.len() as u64 / 2);
             let fetched = ranges.read_ranges(plan.ranges()).unwrap();
             let mut out = Vec::new();
-            reassemble(plan.clone(), fetched, &local)
+            let origin = LocalOrigin::new();
+            reassemble(plan.clone(), fetched, &local, Some(origin.clone()))
                 .read_to_end(&mut out)
                 .unwrap();
             assert_eq!(out, tar);
+            // With a tar-split, the origin hands out the local files the tar's bodies came
+            // from, once each, by entry name and size; none for fetched files.
+            use crate::fs_clone::FileOrigin as _;
+            for (i, f) in files.iter().enumerate() {
+                let got = origin.open(names[i].as_bytes(), f.len() as u64);
+                let expect = found.tar_split.is_some() && [0, 2, 3, 5].contains(&i);
+                assert_eq!(got.is_some(), expect, "file {i}");
+                if let Some(g) = got {
+                    // A duplicate of the stream's descriptor: read at offsets.
+                    use std::os::unix::fs::FileExt as _;
+                    let mut body = vec![0u8; f.len()];
+                    g.read_exact_at(&mut body, 0).unwrap();
+                    assert_eq!(&body, f);
+                }
+            }
+            assert!(origin.open(b"f0", files[0].len() as u64).is_none());
             std::fs::write(
                 local.0.path().join(hex::encode(Sha256::digest(&files[2]))),
                 noise(files[2].len(), 99),
             )
             .unwrap();
             let fetched = ranges.read_ranges(plan.ranges()).unwrap();
-            let err = reassemble(plan, fetched, &local)
+            let err = reassemble(plan, fetched, &local, None)
                 .read_to_end(&mut Vec::new())
                 .unwrap_err();
             assert!(err.to_string().contains(refused), "{err}");

@@ -17,11 +17,31 @@ use std::collections::HashMap;
 use std::io;
 
 use super::{bigdata, LayerRecord, Store};
-use crate::compression::zstd_chunked::{LocalFiles, Toc};
+use crate::compression::zstd_chunked::LocalFiles;
 use crate::error::{Error, IoContext, Result};
 
 /// The big-data key of a layer's zstd:chunked TOC (containers/storage's `bigDataKey`).
 pub const TOC_KEY: &str = "zstd-chunked-manifest";
+
+/// The part of a TOC the index reads (the other fields, times and offsets of every entry,
+/// are skipped unparsed: building the index runs before each partial pull).
+#[derive(serde::Deserialize)]
+struct IndexToc {
+    entries: Vec<IndexEntry>,
+}
+
+/// A TOC entry as the index reads it ([`crate::compression::zstd_chunked::TocEntry`]'s
+/// names).
+#[derive(serde::Deserialize)]
+struct IndexEntry {
+    #[serde(rename = "type")]
+    kind: String,
+    name: String,
+    #[serde(default)]
+    size: i64,
+    #[serde(default)]
+    digest: String,
+}
 
 /// Where one file content lives in the store.
 #[derive(Debug, Clone)]
@@ -34,6 +54,9 @@ struct Location {
 pub struct ContentIndex<'s> {
     store: &'s Store,
     files: HashMap<(String, u64), Location>,
+    /// The `diff/` directories opened so far, by layer id (a partial pull opens hundreds of
+    /// files below the same few).
+    dirs: std::sync::Mutex<HashMap<String, std::sync::Arc<cap_std::fs::Dir>>>,
 }
 
 impl<'s> ContentIndex<'s> {
@@ -51,7 +74,7 @@ impl<'s> ContentIndex<'s> {
                 let Ok(Some(json)) = bigdata::read(&dir, &layer.id, TOC_KEY) else {
                     continue;
                 };
-                let Ok(toc) = serde_json::from_slice::<Toc>(&json) else {
+                let Ok(toc) = serde_json::from_slice::<IndexToc>(&json) else {
                     continue;
                 };
                 for e in toc.entries {
@@ -66,7 +89,11 @@ impl<'s> ContentIndex<'s> {
                 }
             }
         }
-        Ok(ContentIndex { store, files })
+        Ok(ContentIndex {
+            store,
+            files,
+            dirs: Default::default(),
+        })
     }
 
     /// Number of distinct contents indexed.
@@ -90,10 +117,22 @@ impl LocalFiles for ContentIndex<'_> {
             .files
             .get(&(digest.to_string(), size))
             .ok_or_else(|| io::Error::other(format!("no file with content {digest}")))?;
-        let diff = self
-            .store
-            .layer_diff_dir(&loc.layer)
-            .map_err(io::Error::other)?;
+        let cached = self.dirs.lock().unwrap().get(&loc.layer).cloned();
+        let diff = match cached {
+            Some(d) => d,
+            None => {
+                let d = std::sync::Arc::new(
+                    self.store
+                        .layer_diff_dir(&loc.layer)
+                        .map_err(io::Error::other)?,
+                );
+                self.dirs
+                    .lock()
+                    .unwrap()
+                    .insert(loc.layer.clone(), d.clone());
+                d
+            }
+        };
         let rel = loc.path.trim_start_matches('/').trim_start_matches("./");
         let file = diff.open(rel).map_err(|e| {
             io::Error::new(

@@ -110,10 +110,10 @@ pub fn extract_layer<R: Read, W: Write>(
 }
 
 /// [`extract_layer`], placing regular files whose bodies `sharing` finds on disk by reflink
-/// or hard link instead of writing them ([`crate::fs_clone`]); the bodies are still read from
-/// the stream (so it is verified whole) but not written. A hard link is made only as root
-/// with owners and xattrs applied, when the origin's owner, mode, mtime and xattrs are exactly
-/// the entry's; a later hard-link entry of the layer whose metadata would change such a
+/// or hard link, else by `copy_file_range`, instead of writing them ([`crate::fs_clone`]); the
+/// bodies are still read from the stream (so it is verified whole) but not written. A hard
+/// link is made only as root with owners and xattrs applied, when the origin allows it and its
+/// owner, mode, mtime and xattrs are exactly the entry's; a later hard-link entry of the layer whose metadata would change such a
 /// shared inode gets a private copy first, so the origin is never modified.
 pub fn extract_layer_sharing<R: Read, W: Write>(
     tar_stream: R,
@@ -940,7 +940,7 @@ impl Extractor<'_> {
             }
             // A hard link shares the inode itself: only when it already has exactly the
             // entry's metadata, and only once reflinks turned out unavailable.
-            if cascade.may_hardlink() && self.wanted_agrees(meta, src)? {
+            if s.hard_links && cascade.may_hardlink() && self.wanted_agrees(meta, src)? {
                 if created.take().is_some() {
                     rustix::fs::unlinkat(parent, name, AtFlags::empty())
                         .map_err(|e| self.io(meta, "removing", e))?;
@@ -965,6 +965,24 @@ impl Extractor<'_> {
             Some(fd) => fd,
             None => self.create_file(meta, parent, name, create_mode)?,
         };
+        // No reflink, no hard link: the kernel copies the origin's bytes (the stream's are
+        // read and checked all the same).
+        if let (Some(s), Some(src)) = (sharing, &origin) {
+            if s.cascade
+                .try_copy_range(src, &fd, meta.size)
+                .map_err(|e| self.io(meta, "copying (copy_file_range) file", e))?
+            {
+                self.drain(meta, body)?;
+                s.cascade.record(Method::Copy, meta.size);
+                return self.finish_regular(
+                    meta,
+                    parent,
+                    std::fs::File::from(fd),
+                    meta.size,
+                    exact,
+                );
+            }
+        }
         let mut file = std::fs::File::from(fd);
         let written = self.stream_body(meta, body, "writing file", |b| file.write_all(b))?;
         if let Some(s) = sharing.filter(|_| meta.size > 0) {

@@ -3,9 +3,13 @@
 //!
 //! 1. The wanted ranges (ascending, disjoint) are cut into batches of at most
 //!    [`MAX_RANGES`] ranges and [`BATCH_BYTES`] bytes; a range larger than that is a batch
-//!    of its own, streamed when the reader reaches it.
-//! 2. The other batches are fetched whole by tasks on the registry runtime, [`PREFETCH`]
-//!    ahead of the reader (docker-registry serves a multi-range answer range by range, with a
+//!    of its own, streamed when the reader reaches it. The batches grow geometrically
+//!    ([`FIRST_BATCH`] ranges, then twice as many each time): the reader (the layer's tar,
+//!    hashed and extracted in order) waits only for the first small batch, not for the
+//!    registry to serve a whole 64-range answer (docker-registry takes ~1 ms per range),
+//!    and the local work then overlaps the fetch of the rest.
+//! 2. The first batch is fetched alone, before the stream is handed out. The other batches
+//!    are fetched whole by tasks on the registry runtime, [`PREFETCH`] ahead of the reader (docker-registry serves a multi-range answer range by range, with a
 //!    seek each: several requests at once hide that), and handed out in order.
 //! 3. A batch of several ranges is one `GET` with `Range: bytes=A-B,C-D,…`; docker-registry
 //!    (Go's `http.ServeContent`) answers `206 multipart/byteranges` with the parts in the
@@ -59,30 +63,17 @@ pub struct RangeReader {
 
 impl BlobRanges for RangeReader {
     fn read_ranges(&self, ranges: Vec<(u64, u64)>) -> Result<BoxRead<'static>> {
-        let mut batches: VecDeque<Vec<(u64, u64)>> = VecDeque::new();
-        let mut bytes = 0u64;
-        for r in ranges.into_iter().filter(|(a, b)| b > a) {
-            let len = r.1 - r.0;
-            match batches.back_mut() {
-                Some(b) if b.len() < MAX_RANGES && bytes + len <= BATCH_BYTES => {
-                    b.push(r);
-                    bytes += len;
-                }
-                _ => {
-                    batches.push_back(vec![r]);
-                    bytes = len;
-                }
-            }
-        }
+        let batches = batches(ranges);
         let mut stream = RangesStream {
             reader: Arc::new(self.clone_reader()),
             batches,
             inflight: VecDeque::new(),
             current: Body::Empty,
         };
-        // The first batch now: a server that refuses ranges fails here, before the layer is
-        // begun.
-        stream.next_batch()?;
+        // The first batch now, alone (the registry's CPU serves it before any other): a
+        // server that refuses ranges fails here, before the layer is begun; the others are
+        // fetched while the reader works through it.
+        stream.first_batch()?;
         Ok(Box::new(stream))
     }
 
@@ -92,6 +83,33 @@ impl BlobRanges for RangeReader {
             self.counters.requests.load(Ordering::Relaxed),
         )
     }
+}
+
+/// Ranges in the first batch; each later batch may hold twice as many as the one before (up
+/// to [`MAX_RANGES`]).
+pub const FIRST_BATCH: usize = 2;
+
+/// `ranges` cut into batches (module doc, step 1).
+fn batches(ranges: Vec<(u64, u64)>) -> VecDeque<Vec<(u64, u64)>> {
+    let mut batches: VecDeque<Vec<(u64, u64)>> = VecDeque::new();
+    let (mut bytes, mut limit) = (0u64, FIRST_BATCH);
+    for r in ranges.into_iter().filter(|(a, b)| b > a) {
+        let len = r.1 - r.0;
+        match batches.back_mut() {
+            Some(b) if b.len() < limit && bytes + len <= BATCH_BYTES => {
+                b.push(r);
+                bytes += len;
+            }
+            last => {
+                if last.is_some() {
+                    limit = (limit * 2).min(MAX_RANGES);
+                }
+                batches.push_back(vec![r]);
+                bytes = len;
+            }
+        }
+    }
+    batches
 }
 
 /// Batches fetched ahead of the reader, at most (each at most [`BATCH_BYTES`] in memory):
@@ -335,6 +353,21 @@ impl RangesStream {
         }
     }
 
+    /// Fetch the first batch before asking for any other, then start prefetching.
+    fn first_batch(&mut self) -> Result<()> {
+        match self.batches.front() {
+            Some(b) if b.len() > 1 || b[0].1 - b[0].0 <= BATCH_BYTES => {
+                let batch = self.batches.pop_front().expect("front exists");
+                let r = self.reader.clone();
+                let data = r.client.block_on(r.clone().batch(batch))?;
+                self.current = Body::Buffer(io::Cursor::new(data));
+                self.prefetch();
+                Ok(())
+            }
+            _ => self.next_batch().map(|_| ()),
+        }
+    }
+
     /// Start the next batch; `false` when there is none.
     fn next_batch(&mut self) -> Result<bool> {
         self.prefetch();
@@ -410,6 +443,24 @@ impl Read for RangesStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_grow_from_a_small_first_one() {
+        let ranges: Vec<(u64, u64)> = (0..200u64).map(|i| (i * 10, i * 10 + 5)).collect();
+        let sizes: Vec<usize> = batches(ranges.clone()).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [2, 4, 8, 16, 32, 64, 64, 10]);
+        let flat: Vec<(u64, u64)> = batches(ranges.clone()).into_iter().flatten().collect();
+        assert_eq!(flat, ranges, "every range once, in order");
+        // A range over BATCH_BYTES is a batch of its own; empty ranges are dropped.
+        let big = vec![
+            (0, 1),
+            (5, 5),
+            (10, 10 + BATCH_BYTES + 1),
+            (BATCH_BYTES * 2, BATCH_BYTES * 2 + 1),
+        ];
+        let sizes: Vec<usize> = batches(big).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [1, 1, 1]);
+    }
 
     #[test]
     fn multipart_parts_in_order() {
