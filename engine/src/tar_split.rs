@@ -409,8 +409,7 @@ enum Current {
         body: Box<dyn Read + Send>,
         size: u64,
         left: u64,
-        // Boxed: crc-fast's digest carries its folding constants (~300 bytes).
-        crc: Box<Crc64Iso>,
+        crc: Crc64Iso,
         expected: [u8; 8],
     },
     Done,
@@ -497,7 +496,7 @@ where
                         body,
                         size,
                         left: size,
-                        crc: Box::new(Crc64Iso::new()),
+                        crc: Crc64Iso::new(),
                         expected,
                     };
                     return Ok(true);
