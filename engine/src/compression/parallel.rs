@@ -714,6 +714,66 @@ mod tests {
         }
     }
 
+    /// A reader that hands out its bytes in uneven pieces (1, 2, … 4,099 bytes, again).
+    struct Uneven<'a> {
+        data: &'a [u8],
+        next: usize,
+    }
+
+    impl Read for Uneven<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.next = self.next % 4099 + 1;
+            let n = self.next.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn write_from_gives_the_bytes_of_write_with_reused_buffers_and_bounded_chunks() {
+        let data = sample(900_000);
+        for codec in [GZ, ZS] {
+            let written = encode(codec, &data, 1, 100_000, 65_536);
+            for threads in [1, 2, 5] {
+                let mut e =
+                    ParallelEncoder::with_chunk_size(Vec::new(), codec, threads, 100_000).unwrap();
+                let mut r = Uneven {
+                    data: &data,
+                    next: 0,
+                };
+                assert_eq!(e.write_from(&mut r).unwrap(), data.len() as u64);
+                assert!(
+                    e.pending.len() <= in_flight(threads),
+                    "{} chunks out with {threads} threads",
+                    e.pending.len()
+                );
+                assert_eq!(e.finish().unwrap(), written, "{codec:?}, {threads} threads");
+            }
+        }
+    }
+
+    #[test]
+    fn write_from_reports_the_readers_error_and_keeps_what_it_read() {
+        struct Failing(usize);
+        impl Read for Failing {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(io::Error::other("disk gone"));
+                }
+                let n = self.0.min(buf.len()).min(1000);
+                buf[..n].fill(b'x');
+                self.0 -= n;
+                Ok(n)
+            }
+        }
+        let mut e = ParallelEncoder::with_chunk_size(Vec::new(), GZ, 2, 4096).unwrap();
+        let err = e.write_from(&mut Failing(10_000)).unwrap_err();
+        assert_eq!(err.to_string(), "disk gone");
+        assert_eq!(e.buf.len() as u64 + e.total_in, 10_000);
+        assert_eq!(gunzip_single_member(&e.finish().unwrap()), vec![b'x'; 10_000]);
+    }
+
     #[test]
     fn flush_does_not_change_the_bytes() {
         let data = sample(300_000);
