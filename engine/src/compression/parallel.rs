@@ -771,7 +771,10 @@ mod tests {
         let err = e.write_from(&mut Failing(10_000)).unwrap_err();
         assert_eq!(err.to_string(), "disk gone");
         assert_eq!(e.buf.len() as u64 + e.total_in, 10_000);
-        assert_eq!(gunzip_single_member(&e.finish().unwrap()), vec![b'x'; 10_000]);
+        assert_eq!(
+            gunzip_single_member(&e.finish().unwrap()),
+            vec![b'x'; 10_000]
+        );
     }
 
     #[test]
