@@ -400,7 +400,7 @@ impl<'a> LayerInput<'a> {
         let mut enc =
             Encoder::with_options(out, target, self.compress_threads, self.compress_level)?;
         let decoded = self.decode(|tar| {
-            std::io::copy(tar, &mut enc).ctx(|| format!("compressing {label}"))?;
+            enc.write_from(tar).ctx(|| format!("compressing {label}"))?;
             Ok(HashMap::new())
         })?;
         let out = enc.finish().ctx(|| format!("compressing {label}"))?;

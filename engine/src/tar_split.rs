@@ -395,8 +395,9 @@ impl<R: Read> Iterator for TarSplitReader<R> {
     }
 }
 
-/// What the [`Assembler`] is currently emitting. (One per assembler, not stored in bulk: the
-/// CRC state inline in `File` costs nothing worth a box.)
+/// What the [`Assembler`] is currently emitting.
+// One per assembler: the CRC state's size (crc-fast's folding constants) costs nothing here,
+// boxing it would cost an allocation per file.
 #[allow(clippy::large_enum_variant)]
 enum Current {
     Idle,

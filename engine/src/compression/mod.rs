@@ -338,6 +338,15 @@ impl<W: Write> Encoder<W> {
             Encoder::Parallel(e) => e.finish(),
         }
     }
+
+    /// Read `r` to its end into the encoder; returns the bytes read. The parallel encoders
+    /// read straight into their chunk buffer ([`ParallelEncoder::write_from`]).
+    pub fn write_from(&mut self, r: &mut dyn Read) -> io::Result<u64> {
+        match self {
+            Encoder::Uncompressed(w) => io::copy(r, w),
+            Encoder::Parallel(e) => e.write_from(r),
+        }
+    }
 }
 
 impl<W: Write> Write for Encoder<W> {

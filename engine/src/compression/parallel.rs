@@ -4,9 +4,12 @@
 //!    by offset alone, so where chunks start never depends on how the caller writes or on how
 //!    many threads run.
 //! 2. Each full chunk goes to the process-wide worker pool ([`pool`]) as one job; at most
-//!    `threads` jobs of one encoder are out at a time, and the caller blocks on the oldest
-//!    when that many are, so memory stays at `threads` chunks in and out (a bounded queue,
-//!    never a whole layer).
+//!    [`in_flight`]`(threads)` jobs of one encoder are out at a time (`threads` compressing
+//!    and up to as many again queued behind them, so a worker that finishes early takes the
+//!    next chunk at once instead of waiting for the oldest to be written), and the caller
+//!    blocks on the oldest when that many are: memory stays at that many chunks in and out
+//!    (a bounded queue, never a whole layer). The input and output buffers of written
+//!    chunks are reused for the next ones, so the steady state allocates nothing.
 //! 3. gzip (pigz-style): a job deflates its chunk as raw deflate at a fixed level, primed with
 //!    the previous chunk's last 32 KiB as dictionary (so matches reach back across the cut),
 //!    and ends it with a sync flush (an empty stored block: byte-aligned, not final); the last
@@ -43,6 +46,13 @@ pub const GZIP_LEVELS: std::ops::RangeInclusive<i32> = 0..=9;
 pub const ZSTD_LEVELS: std::ops::RangeInclusive<i32> = 1..=22;
 /// The deflate window: how much of the previous chunk primes the next.
 const DICT: usize = 32 << 10;
+
+/// Chunks of one encoder out at once for `threads` compressing threads: as many again
+/// queued (at most 16 more), so the order chunks finish in never leaves a worker idle while
+/// the oldest is still compressing. The bytes written do not depend on it.
+pub fn in_flight(threads: usize) -> usize {
+    threads + threads.clamp(1, 16)
+}
 
 /// The codec and its fixed settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,10 +143,12 @@ impl Pool {
     }
 }
 
-/// One compressed chunk.
+/// One compressed chunk: `data[..len]`, and the input buffer back for reuse.
 struct ChunkOut {
     data: Vec<u8>,
+    len: usize,
     crc: crc32fast::Hasher,
+    input: Vec<u8>,
 }
 
 /// A compressing writer that compresses fixed chunks on the [`pool`] and writes them in order;
@@ -145,8 +157,12 @@ pub struct ParallelEncoder<W: Write> {
     inner: W,
     codec: Codec,
     chunk_size: usize,
-    threads: usize,
+    max_pending: usize,
     buf: Vec<u8>,
+    /// Input buffers of written chunks, for the next ones.
+    spare_in: Vec<Vec<u8>>,
+    /// Output buffers of written chunks, for the next jobs.
+    spare_out: Vec<Vec<u8>>,
     /// The last [`DICT`] bytes of the previous chunk (gzip).
     dict: std::sync::Arc<Vec<u8>>,
     pending: VecDeque<Receiver<io::Result<ChunkOut>>>,
@@ -183,8 +199,10 @@ impl<W: Write> ParallelEncoder<W> {
             inner,
             codec,
             chunk_size,
-            threads,
+            max_pending: in_flight(threads),
             buf: Vec::with_capacity(chunk_size),
+            spare_in: Vec::new(),
+            spare_out: Vec::new(),
             dict: Default::default(),
             pending: VecDeque::new(),
             crc: crc32fast::Hasher::new(),
@@ -221,15 +239,26 @@ impl<W: Write> ParallelEncoder<W> {
             .map_err(|_| io::Error::other("a compression thread panicked"))??;
         self.header()?;
         self.crc.combine(&out.crc);
-        self.inner.write_all(&out.data)
+        self.inner.write_all(&out.data[..out.len])?;
+        self.spare_in.push(out.input);
+        self.spare_out.push(out.data);
+        Ok(())
     }
 
     /// Hand the buffered chunk to the pool.
     fn submit(&mut self, last: bool) -> io::Result<()> {
-        while self.pending.len() >= self.threads {
+        while self.pending.len() >= self.max_pending {
             self.write_oldest()?;
         }
-        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(self.chunk_size));
+        let next = match self.spare_in.pop() {
+            Some(mut b) => {
+                b.clear();
+                b
+            }
+            None => Vec::with_capacity(self.chunk_size),
+        };
+        let data = std::mem::replace(&mut self.buf, next);
+        let out = self.spare_out.pop().unwrap_or_default();
         let codec = self.codec;
         let dict = self.dict.clone();
         if let Codec::Gzip { .. } = codec {
@@ -247,7 +276,7 @@ impl<W: Write> ParallelEncoder<W> {
         self.chunks += 1;
         let (tx, rx): (SyncSender<io::Result<ChunkOut>>, _) = mpsc::sync_channel(1);
         pool().submit(Box::new(move || {
-            let _ = tx.send(compress_chunk(codec, &dict, &data, last));
+            let _ = tx.send(compress_chunk(codec, &dict, data, last, out));
         }))?;
         self.pending.push_back(rx);
         Ok(())
@@ -283,6 +312,42 @@ impl<W: Write> ParallelEncoder<W> {
     }
 }
 
+impl<W: Write> ParallelEncoder<W> {
+    /// Read `r` to its end straight into the chunk buffer (one copy less than
+    /// `io::copy(r, encoder)`, which goes through a stack buffer); returns the bytes read.
+    /// The output is the same as writing the same bytes.
+    pub fn write_from(&mut self, r: &mut dyn io::Read) -> io::Result<u64> {
+        let mut total = 0u64;
+        loop {
+            let filled = self.buf.len();
+            // Zeroes only what a buffer never held: a reused one keeps its initialised bytes
+            // (its length is cut back, its contents are overwritten by the read).
+            self.buf.resize(self.chunk_size, 0);
+            let n = loop {
+                match r.read(&mut self.buf[filled..]) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    other => break other,
+                }
+            };
+            let n = match n {
+                Ok(n) => n,
+                Err(e) => {
+                    self.buf.truncate(filled);
+                    return Err(e);
+                }
+            };
+            self.buf.truncate(filled + n);
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n as u64;
+            if self.buf.len() == self.chunk_size {
+                self.submit(false)?;
+            }
+        }
+    }
+}
+
 impl<W: Write> Write for ParallelEncoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = buf.len().min(self.chunk_size - self.buf.len());
@@ -303,19 +368,31 @@ impl<W: Write> Write for ParallelEncoder<W> {
     }
 }
 
-/// One job: `data` compressed as a chunk of `codec`'s stream.
-fn compress_chunk(codec: Codec, dict: &[u8], data: &[u8], last: bool) -> io::Result<ChunkOut> {
+/// One job: `input` compressed as a chunk of `codec`'s stream into `out` (a buffer to reuse;
+/// its contents do not matter).
+fn compress_chunk(
+    codec: Codec,
+    dict: &[u8],
+    input: Vec<u8>,
+    last: bool,
+    mut out: Vec<u8>,
+) -> io::Result<ChunkOut> {
     let mut crc = crc32fast::Hasher::new();
-    let data_out = match codec {
+    let len = match codec {
         Codec::Gzip { level } => {
-            crc.update(data);
-            deflate_chunk(level, dict, data, last)?
+            crc.update(&input);
+            deflate_chunk_into(level, dict, &input, last, &mut out)?
         }
-        Codec::Zstd { level } => zstd_frame(level, data)?,
+        Codec::Zstd { level } => {
+            zstd_frame_into(level, &input, &mut out)?;
+            out.len()
+        }
     };
     Ok(ChunkOut {
-        data: data_out,
+        data: out,
+        len,
         crc,
+        input,
     })
 }
 
@@ -329,14 +406,30 @@ const PROBE: usize = 4 << 10;
 /// ~45 MB/s on base64 text, Huffman-only at several hundred). The probes cost ~5% of a
 /// chunk's LZ77 time. The choice depends on the chunk's bytes alone, so the output stays
 /// deterministic.
+#[cfg(test)]
 fn deflate_chunk(level: u32, dict: &[u8], data: &[u8], last: bool) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let n = deflate_chunk_into(level, dict, data, last, &mut out)?;
+    out.truncate(n);
+    Ok(out)
+}
+
+/// [`deflate_chunk`] into `out` (grown as needed, never shrunk, so a reused buffer is zeroed
+/// once); returns the bytes written at its start.
+fn deflate_chunk_into(
+    level: u32,
+    dict: &[u8],
+    data: &[u8],
+    last: bool,
+    out: &mut Vec<u8>,
+) -> io::Result<usize> {
     use zlib_rs::{Deflate, DeflateConfig, DeflateFlush, Status, Strategy};
     let err = |e: zlib_rs::DeflateError| io::Error::other(format!("deflate: {e:?}"));
     // Every run gets a new coder: a reset zlib-rs coder keeps part of its previous stream
     // (window, chains), and a chunk's bytes then depended on which chunks its thread had
     // compressed before (caught by tests/compression.rs with 7 threads). A new coder costs
     // no measurable time next to 256 KiB of deflate.
-    let run = |strategy, dict: &[u8], data: &[u8], flush| -> io::Result<Vec<u8>> {
+    let run = |strategy, dict: &[u8], data: &[u8], flush, out: &mut Vec<u8>| -> io::Result<usize> {
         let mut c = Deflate::new_with_config(DeflateConfig {
             level: level as i32,
             window_bits: -15,
@@ -346,7 +439,10 @@ fn deflate_chunk(level: u32, dict: &[u8], data: &[u8], last: bool) -> io::Result
         if !dict.is_empty() {
             c.set_dictionary(dict).map_err(err)?;
         }
-        let mut out = vec![0u8; data.len() + data.len() / 8 + 1024];
+        let need = data.len() + data.len() / 8 + 1024;
+        if out.len() < need {
+            out.resize(need, 0);
+        }
         loop {
             let (read, written) = (c.total_in() as usize, c.total_out() as usize);
             let status = c
@@ -364,8 +460,7 @@ fn deflate_chunk(level: u32, dict: &[u8], data: &[u8], last: bool) -> io::Result
                 }
             };
             if done {
-                out.truncate(written);
-                return Ok(out);
+                return Ok(written);
             }
             if written == out.len() {
                 out.resize(out.len() * 2, 0);
@@ -382,8 +477,8 @@ fn deflate_chunk(level: u32, dict: &[u8], data: &[u8], last: bool) -> io::Result
         let n = data.len();
         for at in [0, n / 2 - PROBE / 2, n - PROBE] {
             let probe = &data[at..at + PROBE];
-            let lz = run(Strategy::Default, &[], probe, DeflateFlush::Finish)?.len();
-            let huffman = run(Strategy::HuffmanOnly, &[], probe, DeflateFlush::Finish)?.len();
+            let lz = run(Strategy::Default, &[], probe, DeflateFlush::Finish, out)?;
+            let huffman = run(Strategy::HuffmanOnly, &[], probe, DeflateFlush::Finish, out)?;
             if lz * 100 < huffman * 98 {
                 huffman_only = false;
                 break;
@@ -391,13 +486,21 @@ fn deflate_chunk(level: u32, dict: &[u8], data: &[u8], last: bool) -> io::Result
         }
     }
     if huffman_only {
-        run(Strategy::HuffmanOnly, &[], data, flush)
+        run(Strategy::HuffmanOnly, &[], data, flush, out)
     } else {
-        run(Strategy::Default, dict, data, flush)
+        run(Strategy::Default, dict, data, flush, out)
     }
 }
 
+#[cfg(test)]
 fn zstd_frame(level: i32, data: &[u8]) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    zstd_frame_into(level, data, &mut out)?;
+    Ok(out)
+}
+
+/// One zstd frame of `data` in `out`, which is emptied and grown to the frame's bound first.
+fn zstd_frame_into(level: i32, data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
     use zstd::zstd_safe::CParameter;
     thread_local! {
         static ZSTD: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { std::cell::RefCell::new(None) };
@@ -410,7 +513,9 @@ fn zstd_frame(level: i32, data: &[u8]) -> io::Result<Vec<u8>> {
             *cell = Some((level, c));
         }
         let (_, c) = cell.as_mut().unwrap();
-        c.compress(data)
+        out.clear();
+        out.reserve(zstd::zstd_safe::compress_bound(data.len()));
+        c.compress_to_buffer(data, out).map(|_| ())
     })
 }
 
@@ -607,6 +712,69 @@ mod tests {
                 fresh.compress(&b).unwrap()
             });
         }
+    }
+
+    /// A reader that hands out its bytes in uneven pieces (1, 2, … 4,099 bytes, again).
+    struct Uneven<'a> {
+        data: &'a [u8],
+        next: usize,
+    }
+
+    impl Read for Uneven<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.next = self.next % 4099 + 1;
+            let n = self.next.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn write_from_gives_the_bytes_of_write_with_reused_buffers_and_bounded_chunks() {
+        let data = sample(900_000);
+        for codec in [GZ, ZS] {
+            let written = encode(codec, &data, 1, 100_000, 65_536);
+            for threads in [1, 2, 5] {
+                let mut e =
+                    ParallelEncoder::with_chunk_size(Vec::new(), codec, threads, 100_000).unwrap();
+                let mut r = Uneven {
+                    data: &data,
+                    next: 0,
+                };
+                assert_eq!(e.write_from(&mut r).unwrap(), data.len() as u64);
+                assert!(
+                    e.pending.len() <= in_flight(threads),
+                    "{} chunks out with {threads} threads",
+                    e.pending.len()
+                );
+                assert_eq!(e.finish().unwrap(), written, "{codec:?}, {threads} threads");
+            }
+        }
+    }
+
+    #[test]
+    fn write_from_reports_the_readers_error_and_keeps_what_it_read() {
+        struct Failing(usize);
+        impl Read for Failing {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(io::Error::other("disk gone"));
+                }
+                let n = self.0.min(buf.len()).min(1000);
+                buf[..n].fill(b'x');
+                self.0 -= n;
+                Ok(n)
+            }
+        }
+        let mut e = ParallelEncoder::with_chunk_size(Vec::new(), GZ, 2, 4096).unwrap();
+        let err = e.write_from(&mut Failing(10_000)).unwrap_err();
+        assert_eq!(err.to_string(), "disk gone");
+        assert_eq!(e.buf.len() as u64 + e.total_in, 10_000);
+        assert_eq!(
+            gunzip_single_member(&e.finish().unwrap()),
+            vec![b'x'; 10_000]
+        );
     }
 
     #[test]

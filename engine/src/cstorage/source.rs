@@ -128,9 +128,9 @@ impl ImageSource for StorageSource {
             let rel: PathBuf = normalize_path(name)?;
             for dir in dirs.iter() {
                 match dir.open(&rel) {
-                    Ok(f) => {
-                        return Ok(Box::new(BufReader::with_capacity(128 * 1024, f.into_std())))
-                    }
+                    // Unbuffered: the assembler reads each body straight into its caller's
+                    // buffer (the read-ahead's 256 KiB), with no copy through another.
+                    Ok(f) => return Ok(Box::new(f.into_std())),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => {
                         return Err(Error::from_io(

@@ -294,11 +294,9 @@ impl ImageSource for OstreeSource {
                 hint: "the layer commit is missing a file of its tar-split; import the image again"
                     .into(),
             })?;
-            let content = repo.open_content(checksum)?;
-            Ok(Box::new(BufReader::with_capacity(
-                128 * 1024,
-                content.reader,
-            )))
+            // Unbuffered: the assembler reads each body straight into its caller's buffer
+            // (the read-ahead's 256 KiB); an archive object's reader buffers its own file.
+            Ok(repo.open_content(checksum)?.reader)
         };
         let assembler = Assembler::new(BufReader::new(split.reader), getter);
         // Bare and bare-user objects are the files' bytes as they are: a writer on the same
