@@ -204,6 +204,26 @@ impl Repo {
         }
     }
 
+    /// `objects/XX`, created if missing (as a transaction's commit creates it).
+    pub(super) fn object_dir_created(&self, sub: &str) -> Result<&Dir> {
+        if let Some(d) = self.object_dir(sub)? {
+            return Ok(d);
+        }
+        let rel = format!("objects/{sub}");
+        match self.dir.create_dir(&rel) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io_path("creating", self.path.join(&rel), e)),
+        }
+        self.object_dir(sub)?.ok_or_else(|| {
+            Error::io_path(
+                "opening",
+                self.path.join(&rel),
+                std::io::ErrorKind::NotFound.into(),
+            )
+        })
+    }
+
     /// The bytes of a metadata object, as stored (no verification).
     pub fn read_metadata_bytes(&self, checksum: &Checksum, ty: ObjectType) -> Result<Vec<u8>> {
         let p = self.object_path(checksum, ty);

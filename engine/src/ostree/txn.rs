@@ -14,6 +14,14 @@
 //!    fsynced). A writer killed at any point leaves only complete objects in `objects/` and
 //!    refs pointing at complete commits.
 //! 4. Dropping a transaction without committing removes its staging directory.
+//!
+//! One deviation, for repositories on tmpfs or ramfs (an initramfs, `/run`, benches): nothing
+//! there outlives a crash, so there is nothing for step 3's `syncfs` to make durable, and file,
+//! dirtree and dirmeta objects are renamed into `objects/XX/` as soon as each is complete (one
+//! rename per object instead of two, and none left for the commit). Commit objects still wait
+//! for step 3, after their partial markers. A killed writer leaves complete, unreferenced
+//! objects, as a crashed libostree writer does (`tests/ostree_repo.rs`
+//! `killed_writer_on_tmpfs_leaves_a_valid_repo`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Seek, Write};
@@ -54,6 +62,12 @@ pub struct Transaction<'r> {
     /// `staging/XX`, created and opened once each, with the names staged in it (so that
     /// [`Transaction::commit`] renames them without listing the directory).
     staged_dirs: BTreeMap<String, (Dir, Vec<String>)>,
+    /// The repository is on a filesystem that keeps nothing across a crash or power loss
+    /// (tmpfs, ramfs): there is nothing to make durable, so file, dirtree and dirmeta objects
+    /// are renamed into `objects/XX/` as soon as each is complete instead of at commit
+    /// ([`place_directly`]). Commit objects still wait for the commit (their partial markers
+    /// go first).
+    direct: bool,
     /// The copy buffer of content objects (files are written in large chunks).
     buf: Vec<u8>,
     refs: Vec<(String, Option<Checksum>)>,
@@ -73,6 +87,18 @@ impl std::fmt::Debug for Transaction<'_> {
             .field("stats", &self.stats)
             .finish()
     }
+}
+
+/// Whether objects may be renamed into place as soon as they are complete: the repository's
+/// filesystem is tmpfs or ramfs, which lose everything on a crash anyway. A process killed
+/// mid-write still leaves only complete objects in `objects/` (each is renamed after its last
+/// byte), as libostree's leftovers after a crash are: unreferenced objects for prune.
+fn place_directly(staging: &Dir) -> bool {
+    const TMPFS_MAGIC: u32 = 0x0102_1994;
+    const RAMFS_MAGIC: u32 = 0x8584_58f6;
+    rustix::fs::fstatfs(staging)
+        .map(|st| matches!(st.f_type as u32, TMPFS_MAGIC | RAMFS_MAGIC))
+        .unwrap_or(false)
 }
 
 fn boot_id() -> String {
@@ -129,11 +155,13 @@ impl Repo {
         let staging = tmp
             .open_dir(&staging_name)
             .map_err(|e| Error::io_path("opening", tmp_path.join(&staging_name), e))?;
+        let direct = place_directly(&staging);
         Ok(Transaction {
             repo: self,
             tmp,
             staging,
             staging_name,
+            direct,
             staged: HashSet::new(),
             staged_dirs: BTreeMap::new(),
             buf: Vec::new(),
@@ -289,6 +317,20 @@ impl<'r> Transaction<'r> {
             .strip_prefix("objects/")
             .expect("object paths start with objects/");
         let (sub, name) = rel.split_once('/').expect("XX/rest");
+        if self.direct
+            && matches!(
+                ty,
+                ObjectType::File | ObjectType::DirTree | ObjectType::DirMeta
+            )
+        {
+            let objects = self.repo.object_dir_created(sub)?;
+            self.staging.rename(temp, objects, name).map_err(|e| {
+                Error::io_path("renaming into", self.repo.path.join("objects").join(rel), e)
+            })?;
+            self.staged.insert((checksum, ty));
+            self.stats.written += 1;
+            return Ok(());
+        }
         if !self.staged_dirs.contains_key(sub) {
             match self.staging.create_dir(sub) {
                 Ok(()) => {}
