@@ -17,8 +17,8 @@
 //!
 //! This module is hand-written: no crate writes tar-split (composefs-storage only reads it, and
 //! is read-only). It provides:
-//! 1. [`crc64_iso`] / [`Crc64Iso`]: Go's `hash/crc64` ISO checksum (the `crc` crate's
-//!    `CRC_64_GO_ISO`, slice-by-16).
+//! 1. [`crc64_iso`] / [`Crc64Iso`]: Go's `hash/crc64` ISO checksum (`crc-fast`'s
+//!    `Crc64GoIso`: carry-less-multiply folding where the CPU has it, tables otherwise).
 //! 2. [`TarSplitWriter`]: the gzip JSON-lines encoder (rejects a path recorded twice, as Go's
 //!    packer does, because containers-storage cannot read such a file back).
 //! 3. [`TarSplitReader`]: iterates the [`Record`]s of a `tar-split.gz` stream.
