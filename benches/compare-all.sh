@@ -7,14 +7,17 @@
 #   CACHE       shared with the comparisons (default /var/tmp/stowage-bench-cache)
 #   OUT         where everything goes (default CACHE/all-DATE): OUT/NAME/ holds each
 #               comparison's raw files, OUT/NAME.md its own tables, OUT/summary.md the table
-#   ONLY        which comparisons (default "cstorage registry export ostree"):
+#   ONLY        which comparisons (default "cstorage registry export ostree partial"):
 #                 cstorage — oci: → containers-storage, stowage vs skopeo vs the shell floor,
 #                            and `image cmd list` vs `podman images` (compare-cstorage.sh)
 #                 registry — docker:// → containers-storage, stowage vs skopeo vs podman pull
 #                            (compare-registry.sh)
 #                 export   — containers-storage → oci:, stowage vs skopeo (compare-export.sh)
-#                 ostree   — imports vs `ostree commit --tree=tar=`, export vs skopeo
-#                            (compare-ostree.sh)
+#                 ostree   — imports vs `ostree commit --tree=tar=` and (with the
+#                            ostree-ext CLI built) vs ostree-rs-ext's pull of an encapsulated
+#                            image, export vs skopeo (compare-ostree.sh)
+#                 partial  — zstd:chunked partial pull of v2 over v1 from a docker-registry,
+#                            stowage vs podman with partial pulls on (compare-partial.sh)
 #   FILESYSTEMS as for the comparisons (default "tmpfs=/dev/shm"; add disk=/var/tmp for disk)
 #   LIST_IMAGES images in the store of the list comparison (default 20)
 #   LARGE_MIB   the registry comparison's one-layer memory test sizes (default "64"; "" skips)
@@ -42,7 +45,7 @@ set -euo pipefail
 RUNS=${1:-${RUNS:-3}}
 NICE=${NICE:--15}
 CACHE=${CACHE:-/var/tmp/stowage-bench-cache}
-ONLY=${ONLY:-"cstorage registry export ostree"}
+ONLY=${ONLY:-"cstorage registry export ostree partial"}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$CACHE/all-$(date +%Y%m%d-%H%M%S)}
 BENCH=compare-all.sh
@@ -70,7 +73,8 @@ peers() {
         registry) echo "docker-registry skopeo podman" ;;
         export) echo "skopeo podman gzip zstd" ;;
         ostree) echo "ostree skopeo podman" ;;
-        *) die "unknown comparison '$1' in ONLY (cstorage registry export ostree)" ;;
+        partial) echo "docker-registry podman python3 curl" ;;
+        *) die "unknown comparison '$1' in ONLY (cstorage registry export ostree partial)" ;;
     esac
 }
 
@@ -122,7 +126,8 @@ print("|---|---|---|---|---|---|---|---|---|---|---|")
 titles = {"cstorage": ("oci: → containers-storage", "copy.tsv"),
           "registry": ("docker:// → containers-storage", "pull.tsv"),
           "export": ("containers-storage → oci:", "export.tsv"),
-          "ostree": ("ostree import / export", "copy.tsv")}
+          "ostree": ("ostree import / export", "copy.tsv"),
+          "partial": ("zstd:chunked partial pull, v2 over v1", "partial.tsv")}
 status = dict(l.rstrip("\n").split("\t", 1) for l in open(f"{out}/status.tsv") if l.strip())
 for name, (title, raw) in titles.items():
     if name not in status:
@@ -133,7 +138,9 @@ for name, (title, raw) in titles.items():
         continue
     cases = {}
     for r in rows:
-        cases.setdefault((r["fs"], r["compression"]), {}).setdefault(r["tool"], {})[r["run"]] = r
+        # partial.tsv has neither column: one case, on DIR (tmpfs by default).
+        key = (r.get("fs", "tmpfs"), r.get("compression", "zstd:chunked"))
+        cases.setdefault(key, {}).setdefault(r["tool"], {})[r["run"]] = r
     for (fs, c), tools in cases.items():
         s = tools.get("stowage")
         for tool, rs in tools.items():
@@ -165,6 +172,13 @@ for name, (title, raw) in titles.items():
                 else:
                     line += " | | |"
                 print(line)
+    if name == "partial":
+        by = {}
+        for r in rows:
+            by.setdefault(r["tool"], []).append(int(r["bytes"]))
+        for tool, b in by.items():
+            print(f"| partial pull, bytes fetched | tmpfs | zstd:chunked | {tool} | {len(b)} "
+                  f"| {st.median(b):,.0f} B | | | | | |")
     if name == "cstorage":
         lrows = read(f"{out}/cstorage/list.tsv")
         n = os.environ.get("LIST_IMAGES", "20")
