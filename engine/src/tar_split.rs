@@ -17,8 +17,8 @@
 //!
 //! This module is hand-written: no crate writes tar-split (composefs-storage only reads it, and
 //! is read-only). It provides:
-//! 1. [`crc64_iso`] / [`Crc64Iso`]: Go's `hash/crc64` ISO checksum (`crc-fast`'s
-//!    `Crc64GoIso`: carry-less-multiply folding where the CPU has it, tables otherwise).
+//! 1. [`crc64_iso`] / [`Crc64Iso`]: Go's `hash/crc64` ISO checksum (the `crc` crate's
+//!    `CRC_64_GO_ISO`, slice-by-16).
 //! 2. [`TarSplitWriter`]: the gzip JSON-lines encoder (rejects a path recorded twice, as Go's
 //!    packer does, because containers-storage cannot read such a file back).
 //! 3. [`TarSplitReader`]: iterates the [`Record`]s of a `tar-split.gz` stream.
@@ -41,12 +41,14 @@ use std::rc::Rc;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use crc_fast::CrcAlgorithm;
+use crc::{Crc, Table, CRC_64_GO_ISO};
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+
+static CRC64_ISO: Crc<u64, Table<16>> = Crc::<u64, Table<16>>::new(&CRC_64_GO_ISO);
 
 /// Segments are flushed at this size at the latest, so trailing garbage is never held whole.
 const MAX_SEGMENT: usize = 1024 * 1024;
@@ -57,12 +59,12 @@ const SEGMENT_TYPE: u8 = 2;
 
 /// CRC-64/ISO of `data` as Go's `crc64.Checksum(data, crc64.MakeTable(crc64.ISO))` computes it.
 pub fn crc64_iso(data: &[u8]) -> u64 {
-    crc_fast::checksum(CrcAlgorithm::Crc64GoIso, data)
+    CRC64_ISO.checksum(data)
 }
 
 /// Incremental CRC-64/ISO (the checksum tar-split stores for each file).
 pub struct Crc64Iso {
-    digest: crc_fast::Digest,
+    digest: crc::Digest<'static, u64, Table<16>>,
 }
 
 impl Default for Crc64Iso {
@@ -75,7 +77,7 @@ impl Crc64Iso {
     /// A fresh checksum.
     pub fn new() -> Self {
         Crc64Iso {
-            digest: crc_fast::Digest::new(CrcAlgorithm::Crc64GoIso),
+            digest: CRC64_ISO.digest(),
         }
     }
 
@@ -396,9 +398,6 @@ impl<R: Read> Iterator for TarSplitReader<R> {
 }
 
 /// What the [`Assembler`] is currently emitting.
-// One per assembler: the CRC state's size (crc-fast's folding constants) costs nothing here,
-// boxing it would cost an allocation per file.
-#[allow(clippy::large_enum_variant)]
 enum Current {
     Idle,
     Segment {
