@@ -3,7 +3,9 @@
 #
 # Usage: benches/compare-ostree.sh [RUNS]
 #   RUNS        alternating runs per tool and case (default 5; env RUNS works too)
-# Environment: CACHE, OUT, FILESYSTEMS, STOWAGE, SETTLE, NICE as for compare-cstorage.sh.
+# Environment: CACHE, OUT, FILESYSTEMS, STOWAGE, SETTLE, NICE as for compare-cstorage.sh;
+#   EXPORT_COMPRESSION  the export cases (default "gzip zstd"; zstd asked of both tools with
+#                       --dest-compress-format zstd, rows `export-zstd`).
 #
 # Not run in CI: needs root, ostree, skopeo, python3 and the OS-sized image of
 # fixtures/make-os-image.sh (built once into CACHE/os; needs the Debian mirror the first time).
@@ -21,7 +23,8 @@
 #    image commit. Alternating which goes first.
 # 4. export: the image stowage imported, `stowage copy ostree:[REPO]… oci:DIR:os` vs `skopeo
 #    copy containers-storage:[…]… oci:DIR:os` of the same image (put into a store once,
-#    untimed), both into a fresh layout, gzip-compressing the layers.
+#    untimed), both into a fresh layout, compressing the layers with gzip (both tools'
+#    default) and then with zstd (EXPORT_COMPRESSION).
 # 5. encapsulated (when ostree-rs-ext's CLI is built: OSTREE_EXT_CLI, default
 #    target/ostree-ext-cli/release/ostree-ext-cli, what .ci/run builds): the image commit
 #    stowage imported is encapsulated by `ostree-ext-cli container encapsulate` (one ostree
@@ -37,6 +40,7 @@ RUNS=${1:-${RUNS:-5}}
 NICE=${NICE:--15}
 CACHE=${CACHE:-/var/tmp/stowage-bench-cache}
 FILESYSTEMS=${FILESYSTEMS:-"tmpfs=/dev/shm disk=/var/tmp"}
+EXPORT_COMPRESSION=${EXPORT_COMPRESSION:-"gzip zstd"}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$CACHE/results-ostree-$(date +%Y%m%d-%H%M%S)}
 BENCH=compare-ostree.sh
@@ -139,19 +143,28 @@ for pair in $FILESYSTEMS; do
     # 4. export
     store=$base/store
     "$STOWAGE" -q copy "$SRC" "containers-storage:[overlay@$store/root+$store/run]localhost/os:1"
-    for run in $(seq 1 "$RUNS"); do
-        if [ $((run % 2)) = 1 ]; then order="stowage skopeo"; else order="skopeo stowage"; fi
-        for tool in $order; do
-            dst=$base/export-$run-$tool
-            sync
-            log "$fs export run $run/$RUNS: $tool"
-            case $tool in
-                stowage) timed "$OUT/t" "$STOWAGE" -q copy "ostree:[$keep]localhost/os:1" "oci:$dst:os" ;;
-                skopeo) timed "$OUT/t" skopeo --tmpdir "$base" copy -q \
-                    "containers-storage:[overlay@$store/root+$store/run]localhost/os:1" "oci:$dst:os" ;;
-            esac
-            record "$fs" export "$run" "$tool" "$OUT/t"
-            rm -rf "$dst"
+    for comp in $EXPORT_COMPRESSION; do
+        # gzip is both tools' default; zstd is asked of both the same way.
+        case $comp in
+            gzip) label=export; flags=() ;;
+            zstd) label=export-zstd; flags=(--dest-compress-format zstd) ;;
+            *) die "EXPORT_COMPRESSION: unknown compression '$comp' (gzip, zstd)" ;;
+        esac
+        for run in $(seq 1 "$RUNS"); do
+            if [ $((run % 2)) = 1 ]; then order="stowage skopeo"; else order="skopeo stowage"; fi
+            for tool in $order; do
+                dst=$base/export-$run-$tool
+                sync
+                log "$fs $label run $run/$RUNS: $tool"
+                case $tool in
+                    stowage) timed "$OUT/t" "$STOWAGE" -q copy "${flags[@]}" \
+                        "ostree:[$keep]localhost/os:1" "oci:$dst:os" ;;
+                    skopeo) timed "$OUT/t" skopeo --tmpdir "$base" copy -q "${flags[@]}" \
+                        "containers-storage:[overlay@$store/root+$store/run]localhost/os:1" "oci:$dst:os" ;;
+                esac
+                record "$fs" "$label" "$run" "$tool" "$OUT/t"
+                rm -rf "$dst"
+            done
         done
     done
     # 5. encapsulated image with a derived layer: ostree-rs-ext's pull vs stowage's
@@ -207,5 +220,5 @@ EOF
     rm -rf "$base"
 done
 
-copy_summary "$RAW" "ostree import (5 layers into bare-user), import of an encapsulated image with a derived layer, and export (ostree → oci:, gzip)" | tee "$OUT/summary.md"
+copy_summary "$RAW" "ostree import (5 layers into bare-user), import of an encapsulated image with a derived layer, and export (ostree → oci:, gzip; export-zstd: both with --dest-compress-format zstd)" | tee "$OUT/summary.md"
 log "raw results in $OUT"

@@ -840,18 +840,28 @@ struct Lister {
 }
 
 /// `podman images --format json`: its output, or `None` when it failed only because podman
-/// itself raced with a `podman rmi` of one of `removed` (podman lists, then reads each image,
-/// which another podman may have removed in between: `image not known`).
+/// itself raced with a `podman rmi` of one of `removed` (podman lists, then reads each image
+/// and its layers, which another podman may have removed in between).
 fn podman_listing(list: &mut std::process::Command, removed: &[String]) -> Option<Output> {
     let out = output(&mut *list);
+    if out.status.success() {
+        return Some(out);
+    }
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success()
-        && stderr.contains("image not known")
+    // podman 4.3 reads each listed image (and its parent's layers) after listing them, so an
+    // image another podman removes in between fails the listing: `image not known`, `layer
+    // not known`, naming the removed image. Anything naming another image is a finding.
+    if (stderr.contains("image not known") || stderr.contains("layer not known"))
         && removed.iter().any(|id| stderr.contains(id.as_str()))
     {
         return None;
     }
-    Some(run(list))
+    // Not that race: fail with what podman said (running it again could hit the race and
+    // report that instead, as this once did).
+    panic!(
+        "`podman images --format json` failed ({}): {stderr}",
+        out.status
+    );
 }
 
 impl Lister {

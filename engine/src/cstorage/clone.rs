@@ -127,6 +127,18 @@ pub fn clone_image(
         stats.layers_copied += 1;
         parent = Some(layer.id.clone());
     }
+    let mut big_data = Vec::new();
+    for key in &image.big_data_names {
+        if let Some(data) = src.big_data(&image.id, key)? {
+            big_data.push((key.clone(), data));
+        }
+    }
+    let names = if names.is_empty() {
+        image.names.clone()
+    } else {
+        names.to_vec()
+    };
+    // One record write with its files in place first (see image_write).
     dst.create_image(&NewImage {
         id: image.id.clone(),
         top_layer: layers.last().map(|l| l.id.clone()),
@@ -136,22 +148,10 @@ pub fn clone_image(
             Some(parse_digest(&image.digest)?)
         },
         created: image.created,
-        metadata: None,
+        metadata: (!image.metadata.is_empty()).then(|| image.metadata.clone()),
         names: vec![],
+        big_data,
     })?;
-    for key in &image.big_data_names {
-        if let Some(data) = src.big_data(&image.id, key)? {
-            dst.set_big_data(&image.id, key, &data)?;
-        }
-    }
-    if !image.metadata.is_empty() {
-        dst.set_image_metadata(&image.id, &image.metadata)?;
-    }
-    let names = if names.is_empty() {
-        image.names.clone()
-    } else {
-        names.to_vec()
-    };
     if !names.is_empty() {
         dst.add_names(&image.id, &names)?;
     }

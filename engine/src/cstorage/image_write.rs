@@ -1,11 +1,14 @@
 //! Writing an image, in the order containers/image uses.
 //!
-//! 1. [`Store::create_image`] checks the top layer is finished, then adds the record (or, for
-//!    an existing ID with the same top layer, only the names).
-//! 2. [`Store::set_big_data`] stores the config, `manifest-<digest>`, `manifest` and
-//!    signatures, recording each item's size and digest.
-//! 3. [`Store::set_image_metadata`] and [`Store::add_names`] finish it; names given to an
-//!    image are taken away from any other image.
+//! 1. [`Store::create_image`] checks the top layer is finished, writes the big-data files it
+//!    is given ([`NewImage::big_data`]: config, `manifest-<digest>`, `manifest`, signatures),
+//!    then adds the record with their sizes and digests, metadata and names in one save of
+//!    `images.json` (for an existing ID with the same top layer: the big data, metadata and
+//!    names of that record). A concurrent reader (`podman images`) never sees the image
+//!    without its manifest — containers/image 5.23 creates the record first and adds each
+//!    item after, and podman 4.3 listing in between reports the image as corrupted.
+//! 2. [`Store::set_big_data`], [`Store::set_image_metadata`] and [`Store::add_names`] change an
+//!    image afterwards; names given to an image are taken away from any other image.
 
 use super::lookup::resolve_image;
 use super::store::IMAGES_DIR;
@@ -28,6 +31,18 @@ pub struct NewImage {
     pub metadata: Option<String>,
     /// Fully-qualified names to give the image (taken away from other images).
     pub names: Vec<String>,
+    /// Big-data items (key, bytes), written before the record that lists them.
+    pub big_data: Vec<(String, Vec<u8>)>,
+}
+
+fn check_big_data_key(image_id: &str, key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::Malformed {
+            what: format!("big data of image {image_id}"),
+            reason: "empty key".into(),
+        });
+    }
+    Ok(())
 }
 
 impl Store {
@@ -55,8 +70,19 @@ impl Store {
                 }
             }
         }
+        for (key, _) in &new.big_data {
+            check_big_data_key(&new.id, key)?;
+        }
         let g = self.images_lock.write()?;
         let mut all = self.load_images()?;
+        if !new.big_data.is_empty() {
+            let dir = self.required_subdir(IMAGES_DIR)?;
+            for (key, data) in &new.big_data {
+                bigdata::write(&dir, &new.id, key, data).map_err(|e| {
+                    Error::from_io(format!("writing big data {key:?} of image {}", new.id), e)
+                })?;
+            }
+        }
         let index = match all.iter().position(|i| i.id == new.id) {
             Some(i) => {
                 let existing = all[i].top_layer().map(str::to_string);
@@ -88,6 +114,12 @@ impl Store {
                 all.len() - 1
             }
         };
+        for (key, data) in &new.big_data {
+            all[index].record_big_data(key, data.len() as u64, &bigdata::digest_of(key, data));
+        }
+        if let Some(m) = &new.metadata {
+            all[index].metadata = m.clone();
+        }
         images::set_names(&mut all, index, &new.names, NameOp::Add);
         let out = all[index].clone();
         self.save_images(&all, &g)?;
@@ -97,12 +129,7 @@ impl Store {
     /// Store big-data item `key` of image `image_id` and record its size and digest.
     pub fn set_big_data(&self, image_id: &str, key: &str, data: &[u8]) -> Result<()> {
         ids::check_id(image_id, "image")?;
-        if key.is_empty() {
-            return Err(Error::Malformed {
-                what: format!("big data of image {image_id}"),
-                reason: "empty key".into(),
-            });
-        }
+        check_big_data_key(image_id, key)?;
         self.change_image(image_id, "create the image before its big data", |img| {
             let dir = self.required_subdir(IMAGES_DIR)?;
             bigdata::write(&dir, image_id, key, data).map_err(|e| {

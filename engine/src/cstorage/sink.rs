@@ -473,37 +473,41 @@ impl<'s> ImageWriter for StorageWriter<'s> {
             Some(index) => index.digest.clone(),
             None => manifest_digest.clone(),
         };
+        // Everything of the image in one record write, its files first (image_write step 1),
+        // the items in containers/image's order: the config, the index the image was chosen
+        // from, the manifest by digest, `manifest`, the (empty) signatures.
+        let mut big_data = vec![(
+            image.config_descriptor.digest().to_string(),
+            image.config.bytes.clone(),
+        )];
+        if let Some(index) = &image.index {
+            big_data.push((format!("manifest-{}", index.digest), index.bytes.clone()));
+        }
+        big_data.push((
+            format!("manifest-{manifest_digest}"),
+            image.manifest.bytes.clone(),
+        ));
+        big_data.push(("manifest".to_string(), image.manifest.bytes.clone()));
+        big_data.push((
+            format!("signature-{}", manifest_digest.digest()),
+            Vec::new(),
+        ));
+        let metadata =
+            serde_json::json!({ "signatures-sizes": { manifest_digest.to_string(): [] } });
         store
             .create_image(&NewImage {
                 id: id.clone(),
                 top_layer: self.layer_ids.last().cloned(),
                 digest: Some(image_digest),
                 created,
-                metadata: None,
+                metadata: Some(metadata.to_string()),
                 names: vec![],
+                big_data,
             })
             .map_err(|e| match self.layer_ids.len() {
                 0 => e,
                 n => self.removed_below(n, e),
             })?;
-        store.set_big_data(
-            &id,
-            image.config_descriptor.digest().as_ref(),
-            &image.config.bytes,
-        )?;
-        if let Some(index) = &image.index {
-            store.set_big_data(&id, &format!("manifest-{}", index.digest), &index.bytes)?;
-        }
-        store.set_big_data(
-            &id,
-            &format!("manifest-{manifest_digest}"),
-            &image.manifest.bytes,
-        )?;
-        store.set_big_data(&id, "manifest", &image.manifest.bytes)?;
-        store.set_big_data(&id, &format!("signature-{}", manifest_digest.digest()), b"")?;
-        let metadata =
-            serde_json::json!({ "signatures-sizes": { manifest_digest.to_string(): [] } });
-        store.set_image_metadata(&id, &metadata.to_string())?;
         let names: Vec<String> = self
             .sink
             .name

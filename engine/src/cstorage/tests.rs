@@ -79,6 +79,7 @@ fn put_image(store: &Store, layers: &[&[u8]], label: &str, names: &[&str]) -> St
             created: GoTime::parse("2023-11-14T22:13:20Z"),
             metadata: None,
             names: vec![],
+            big_data: vec![],
         })
         .unwrap();
     store
@@ -450,6 +451,37 @@ fn images_names_lookups_and_big_data() {
         })
         .unwrap_err();
     assert!(err.to_string().contains("top layer"), "{err}");
+    // Big data given to create_image: the files are in place and listed by the one record
+    // write (sizes, digests, metadata), and an existing image takes them too.
+    let c = store
+        .create_image(&NewImage {
+            id: b.clone(),
+            top_layer: Some(ids::layer_id(None, &sha256_of(b"one"))),
+            metadata: Some("{}".into()),
+            big_data: vec![
+                ("manifest".into(), b"{\"m\":1}".to_vec()),
+                ("k".into(), vec![]),
+            ],
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(c.big_data_names.iter().any(|n| n == "manifest"));
+    assert!(c.big_data_names.iter().any(|n| n == "k"));
+    assert_eq!(c.big_data_sizes["manifest"], 7);
+    assert_eq!(c.metadata, "{}");
+    assert_eq!(
+        store.big_data(&b, "manifest").unwrap().as_deref(),
+        Some(&b"{\"m\":1}"[..])
+    );
+    let err = store
+        .create_image(&NewImage {
+            id: b.clone(),
+            top_layer: Some(ids::layer_id(None, &sha256_of(b"one"))),
+            big_data: vec![(String::new(), vec![])],
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("empty key"), "{err}");
     store.remove_names(&b, &["localhost/x:2".into()]).unwrap();
     assert_eq!(store.image(&b).unwrap().names, ["localhost/x:1"]);
     assert!(store.add_names(&b, &["bad name".into()]).is_err());
