@@ -293,6 +293,7 @@ fn podman_and_skopeo_agree_with_the_store() {
                 created: GoTime::parse("2024-01-02T03:04:05Z"),
                 metadata: None,
                 names: vec![],
+                big_data: vec![],
             })
             .unwrap();
         store.set_big_data(&id, cdig.as_ref(), config).unwrap();
