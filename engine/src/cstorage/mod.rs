@@ -23,9 +23,12 @@
 //! 3. [`Store::finish_layer`] records digests, sizes, compression and uid/gid sets and clears
 //!    the flag; [`Store::abort_layer`] (or dropping the handle) removes everything.
 //!
-//! Writing an image: [`Store::create_image`] (reuses an existing ID, only adding names), then
-//! [`Store::set_big_data`] for the config, `manifest-<digest>`, `manifest` and signatures, then
-//! [`Store::set_image_metadata`] and [`Store::add_names`] — the order containers/image uses.
+//! Writing an image: [`Store::create_image`] with its big data (the config, `manifest-<digest>`,
+//! `manifest` and signatures), metadata and names — the files first, then one save of the
+//! record listing them, so a concurrent `podman images` never sees the image without its
+//! manifest (containers/image 5.23 adds the items one by one after the record; see
+//! `image_write`). [`Store::set_big_data`], [`Store::set_image_metadata`] and
+//! [`Store::add_names`] change an image later.
 //!
 //! Every change is an atomic replace of the JSON file followed by a fresh last-writer token in
 //! its lock file. Lock order is `layers.lock`, `images.lock`, `containers.lock`.
