@@ -627,6 +627,32 @@ mod tests {
         }
     }
 
+    /// Objects written in a transaction read back before it commits, whether they wait in
+    /// staging (a disk) or went straight to `objects/` (tmpfs; what SELinux relabelling of a
+    /// derived layer does).
+    #[test]
+    fn objects_read_back_within_their_transaction() {
+        let disk = tempfile::tempdir().unwrap();
+        let shm = tempfile::tempdir_in("/dev/shm").ok();
+        for dir in std::iter::once(&disk).chain(shm.as_ref()) {
+            let repo = Repo::init(&dir.path().join("r"), RepoMode::BareUser).unwrap();
+            let mut tx = repo.begin().unwrap();
+            let c = tx.write_content(&file(0o640), 5, &b"hello"[..]).unwrap();
+            let m = tx.write_dirmeta(&DirMeta::default_dir()).unwrap();
+            let mut content = tx.open_content(&c).unwrap();
+            let mut body = Vec::new();
+            content.reader.read_to_end(&mut body).unwrap();
+            assert_eq!(
+                (body.as_slice(), content.meta.mode),
+                (&b"hello"[..], 0o100640)
+            );
+            assert_eq!(tx.read_dirmeta(&m).unwrap(), DirMeta::default_dir());
+            assert!(tx.has_object(&c, ObjectType::File).unwrap());
+            tx.commit().unwrap();
+            assert!(repo.has_object(&c, ObjectType::File).unwrap());
+        }
+    }
+
     #[test]
     fn parallel_transactions_share_a_repo() {
         let tmp = tempfile::tempdir().unwrap();

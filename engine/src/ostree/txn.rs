@@ -327,7 +327,8 @@ impl<'r> Transaction<'r> {
             self.staging.rename(temp, objects, name).map_err(|e| {
                 Error::io_path("renaming into", self.repo.path.join("objects").join(rel), e)
             })?;
-            self.staged.insert((checksum, ty));
+            // Not recorded as staged: it is in `objects/` now, where `has_object`,
+            // `open_content` and `read_dirmeta` find it (they look in staging for staged ones).
             self.stats.written += 1;
             return Ok(());
         }
