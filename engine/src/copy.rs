@@ -259,27 +259,31 @@ impl<'a> LayerInput<'a> {
 
     /// Attach where the layer's regular files already are on disk, placed through `cascade`
     /// ([`LayerStream::DiffFiles`]; the pipeline does this).
-    pub fn with_origin(mut self, origin: Box<dyn FileOrigin + 'a>, cascade: Arc<Cascade>) -> Self {
-        self.sharing = Some(FileSharing {
-            origin,
-            cascade,
-            hard_links: true,
-        });
-        self
+    pub fn with_origin(self, origin: Box<dyn FileOrigin + 'a>, cascade: Arc<Cascade>) -> Self {
+        self.with_sharing(origin, cascade, true)
     }
 
     /// [`with_origin`](Self::with_origin) for files in the destination itself (a partial
     /// pull's reused files): reflinked or copied, never hard-linked
     /// ([`FileSharing::hard_links`]).
     pub fn with_local_origin(
+        self,
+        origin: Box<dyn FileOrigin + 'a>,
+        cascade: Arc<Cascade>,
+    ) -> Self {
+        self.with_sharing(origin, cascade, false)
+    }
+
+    fn with_sharing(
         mut self,
         origin: Box<dyn FileOrigin + 'a>,
         cascade: Arc<Cascade>,
+        hard_links: bool,
     ) -> Self {
         self.sharing = Some(FileSharing {
             origin,
             cascade,
-            hard_links: false,
+            hard_links,
         });
         self
     }

@@ -117,20 +117,19 @@ impl LocalFiles for ContentIndex<'_> {
             .files
             .get(&(digest.to_string(), size))
             .ok_or_else(|| io::Error::other(format!("no file with content {digest}")))?;
-        let cached = self.dirs.lock().unwrap().get(&loc.layer).cloned();
-        let diff = match cached {
-            Some(d) => d,
-            None => {
-                let d = std::sync::Arc::new(
-                    self.store
-                        .layer_diff_dir(&loc.layer)
-                        .map_err(io::Error::other)?,
-                );
-                self.dirs
-                    .lock()
-                    .unwrap()
-                    .insert(loc.layer.clone(), d.clone());
-                d
+        let diff = {
+            let mut dirs = self.dirs.lock().unwrap();
+            match dirs.get(&loc.layer) {
+                Some(d) => d.clone(),
+                None => {
+                    let d = std::sync::Arc::new(
+                        self.store
+                            .layer_diff_dir(&loc.layer)
+                            .map_err(io::Error::other)?,
+                    );
+                    dirs.insert(loc.layer.clone(), d.clone());
+                    d
+                }
             }
         };
         let rel = loc.path.trim_start_matches('/').trim_start_matches("./");

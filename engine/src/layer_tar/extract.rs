@@ -33,7 +33,7 @@ use rustix::io::Errno;
 use super::entry::{bad, parse_entry, EntryKind, EntryMeta, Node};
 use super::whiteout::WhiteoutMode;
 use crate::error::{Error, Result};
-use crate::fs_clone::{FileSharing, Method, Wanted};
+use crate::fs_clone::{Cascade, FileSharing, Method, Wanted};
 use crate::tar_split::{self, TarSplitWriter};
 
 /// Options for [`extract_layer`].
@@ -113,8 +113,9 @@ pub fn extract_layer<R: Read, W: Write>(
 /// or hard link, else by `copy_file_range`, instead of writing them ([`crate::fs_clone`]); the
 /// bodies are still read from the stream (so it is verified whole) but not written. A hard
 /// link is made only as root with owners and xattrs applied, when the origin allows it and its
-/// owner, mode, mtime and xattrs are exactly the entry's; a later hard-link entry of the layer whose metadata would change such a
-/// shared inode gets a private copy first, so the origin is never modified.
+/// owner, mode, mtime and xattrs are exactly the entry's; a later hard-link entry of the layer
+/// whose metadata would change such a shared inode gets a private copy first, so the origin
+/// is never modified.
 pub fn extract_layer_sharing<R: Read, W: Write>(
     tar_stream: R,
     dest: &Dir,
@@ -926,13 +927,13 @@ impl Extractor<'_> {
                     .try_reflink(src, &fd)
                     .map_err(|e| self.io(meta, "cloning (FICLONE) file", e))?
                 {
-                    self.drain(meta, body)?;
-                    cascade.record(Method::Reflink, meta.size);
-                    return self.finish_regular(
+                    return self.placed_from_origin(
                         meta,
                         parent,
-                        std::fs::File::from(fd),
-                        meta.size,
+                        fd,
+                        body,
+                        cascade,
+                        Method::Reflink,
                         exact,
                     );
                 }
@@ -972,13 +973,13 @@ impl Extractor<'_> {
                 .try_copy_range(src, &fd, meta.size)
                 .map_err(|e| self.io(meta, "copying (copy_file_range) file", e))?
             {
-                self.drain(meta, body)?;
-                s.cascade.record(Method::Copy, meta.size);
-                return self.finish_regular(
+                return self.placed_from_origin(
                     meta,
                     parent,
-                    std::fs::File::from(fd),
-                    meta.size,
+                    fd,
+                    body,
+                    &s.cascade,
+                    Method::Copy,
                     exact,
                 );
             }
@@ -992,6 +993,25 @@ impl Extractor<'_> {
     }
 
     /// Owner, mode, xattrs and mtime of a regular file this layer wrote (or reflinked).
+    /// A file whose bytes the kernel placed from its origin (`method`: reflink or
+    /// `copy_file_range`): the entry's body is still read to its end (the stream is verified
+    /// whole), the method counted, and the file finished as any regular file.
+    #[allow(clippy::too_many_arguments)]
+    fn placed_from_origin(
+        &mut self,
+        meta: &EntryMeta,
+        parent: &Dir,
+        fd: OwnedFd,
+        body: &mut dyn Read,
+        cascade: &Cascade,
+        method: Method,
+        exact: bool,
+    ) -> Result<()> {
+        self.drain(meta, body)?;
+        cascade.record(method, meta.size);
+        self.finish_regular(meta, parent, std::fs::File::from(fd), meta.size, exact)
+    }
+
     fn finish_regular(
         &mut self,
         meta: &EntryMeta,

@@ -60,21 +60,7 @@ pub fn merge_trees(
     let default_meta = txn.default_dirmeta()?;
     let mut merged = MutableTree::new(default_meta);
     for layer in layers {
-        match layer {
-            Layer::Stored(commit) => {
-                let c = repo.read_commit(commit)?;
-                apply_dir(
-                    repo,
-                    &mut merged,
-                    "",
-                    &c.root_tree,
-                    &c.root_meta,
-                    default_meta,
-                    0,
-                )?;
-            }
-            Layer::InMemory(tree) => apply_tree(&mut merged, "", tree, default_meta, 0)?,
-        }
+        apply_layer(repo, &mut merged, *layer, default_meta)?;
     }
     Ok(merged)
 }
@@ -92,18 +78,33 @@ pub fn merge_onto(
     let default_meta = txn.default_dirmeta()?;
     let mut merged = base;
     for commit in layers {
-        let c = repo.read_commit(commit)?;
-        apply_dir(
-            repo,
-            &mut merged,
-            "",
-            &c.root_tree,
-            &c.root_meta,
-            default_meta,
-            0,
-        )?;
+        apply_layer(repo, &mut merged, Layer::Stored(*commit), default_meta)?;
     }
     Ok(merged)
+}
+
+/// Apply one layer's root onto `merged` (steps 2 and 3).
+fn apply_layer(
+    repo: &Repo,
+    merged: &mut MutableTree,
+    layer: Layer<'_>,
+    default_meta: Checksum,
+) -> Result<()> {
+    match layer {
+        Layer::Stored(commit) => {
+            let c = repo.read_commit(&commit)?;
+            apply_dir(
+                repo,
+                merged,
+                "",
+                &c.root_tree,
+                &c.root_meta,
+                default_meta,
+                0,
+            )
+        }
+        Layer::InMemory(tree) => apply_tree(merged, "", tree, default_meta, 0),
+    }
 }
 
 /// One directory's whiteouts (step 2): an opaque marker empties `dir`, each `.wh.NAME`

@@ -61,6 +61,13 @@ impl std::fmt::Debug for Content {
     }
 }
 
+/// `objects/XX/rest` (what [`Repo::object_path`] gives) as (`XX`, `rest`).
+fn split_object_path(p: &str) -> (&str, &str) {
+    p.strip_prefix("objects/")
+        .and_then(|r| r.split_once('/'))
+        .expect("object paths are objects/XX/rest")
+}
+
 fn not_found(what: String, hint: &str) -> Error {
     Error::NotFound {
         what,
@@ -169,10 +176,7 @@ impl Repo {
     /// Whether the object is stored.
     pub fn has_object(&self, checksum: &Checksum, ty: ObjectType) -> Result<bool> {
         let p = self.object_path(checksum, ty);
-        let (sub, name) = p
-            .strip_prefix("objects/")
-            .and_then(|r| r.split_once('/'))
-            .expect("object paths are objects/XX/rest");
+        let (sub, name) = split_object_path(&p);
         let Some(dir) = self.object_dir(sub)? else {
             return Ok(false);
         };
@@ -233,10 +237,7 @@ impl Repo {
                 "the repository is incomplete; re-run the import or pull that wrote it",
             )
         };
-        let (sub, name) = p
-            .strip_prefix("objects/")
-            .and_then(|r| r.split_once('/'))
-            .expect("object paths are objects/XX/rest");
+        let (sub, name) = split_object_path(&p);
         // One component below the held `objects/XX` (metadata objects are regular files).
         let Some(dir) = self.object_dir(sub)? else {
             return Err(missing());
