@@ -7,7 +7,8 @@
 #   CACHE       where the OS-sized image is built once and reused (default
 #               /var/tmp/stowage-bench-cache; the image is CACHE/os/{gzip,zstd}, tag `os`)
 #   OUT         where raw results go (default CACHE/results-DATE)
-#   FILESYSTEMS space-separated NAME=DIR pairs to run on (default "tmpfs=/dev/shm disk=/var/tmp")
+#   FILESYSTEMS space-separated NAME=DIR pairs to run on (default "tmpfs=/dev/shm disk=/var/tmp");
+#               DIR `fresh-ext4`: a new loop-mounted ext4 for this run (benches/lib.sh fs_dir)
 #   STOWAGE     a stowage binary to use instead of building one
 #   TOOLS       the copiers to compare (default "stowage skopeo floor"; `floor` is the shell
 #               floor of benches/lib.sh's shell_floor: sha256sum | pigz -d | tar -x per layer,
@@ -118,7 +119,8 @@ run_copy() {
 # 3. copies
 for pair in $FILESYSTEMS; do
     fs=${pair%%=*}
-    dir=${pair#*=}
+    fs_dir "$fs" "${pair#*=}"
+    dir=$FS_DIR
     [ -d "$dir" ] || { log "skipping $fs: $dir does not exist"; continue; }
     base=$(mktemp -d "$dir/stowage-compare.XXXXXX")
     settle "$fs"
@@ -149,7 +151,8 @@ if "$STOWAGE" image cmd list --help >/dev/null 2>&1; then
     for i in $(seq 1 "$extra"); do tags+=("basic-$i"); done
     for pair in $FILESYSTEMS; do
         fs=${pair%%=*}
-        dir=${pair#*=}
+        fs_dir "$fs" "${pair#*=}"
+        dir=$FS_DIR
         [ -d "$dir" ] || continue
         base=$(mktemp -d "$dir/stowage-list.XXXXXX")
         root=$base/root run_root=$base/run

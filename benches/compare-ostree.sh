@@ -116,7 +116,8 @@ export TARS
 
 for pair in $FILESYSTEMS; do
     fs=${pair%%=*}
-    dir=${pair#*=}
+    fs_dir "$fs" "${pair#*=}"
+    dir=$FS_DIR
     [ -d "$dir" ] || { log "skipping $fs: $dir does not exist"; continue; }
     base=$(mktemp -d "$dir/stowage-compare-ostree.XXXXXX")
     on_exit "rm -rf '$base'"

@@ -176,7 +176,8 @@ check() {
 # 4. pulls of the OS image
 for pair in $FILESYSTEMS; do
     fs=${pair%%=*}
-    dir=${pair#*=}
+    fs_dir "$fs" "${pair#*=}"
+    dir=$FS_DIR
     [ -d "$dir" ] || { log "skipping $fs: $dir does not exist"; continue; }
     # (short: podman refuses run roots longer than 50 characters)
     base=$(mktemp -d "$dir/st-reg.XXXXXX")

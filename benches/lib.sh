@@ -11,8 +11,9 @@
 #    /usr/bin/time;
 # 4. inputs: build_stowage (release build unless STOWAGE is set), ensure_os_image (the
 #    OS-sized image of fixtures/make-os-image.sh in CACHE/os);
-# 5. containers-storage roots: settle (let ext4 forget recently deleted inodes before timing
-#    on disk), clean_store;
+# 5. filesystems and containers-storage roots: fs_dir (a FILESYSTEMS entry's directory, or a
+#    new loop-mounted ext4 for `NAME=fresh-ext4`), settle (let ext4 forget recently deleted
+#    inodes before timing on disk), clean_store;
 # 6. copy_summary: medians, minima and X/stowage ratios of a copy.tsv as a Markdown table;
 # 7. order RUN: the tools of TOOLS rotated so each goes first in turn;
 # 8. shell_floor LAYOUT TAG DEST: the shell floor of a pull (sha256 | pigz -d | tar -x per
@@ -113,8 +114,40 @@ ensure_os_image() {
 # settle FS: before timing on a non-tmpfs filesystem, sync and wait SETTLE seconds (default
 # 65) without deleting anything: ext4 without a journal makes file creation slow for a
 # minute after many deletions (recently_deleted() in fs/ext4/ialloc.c).
+# fs_dir NAME SPEC: set FS_DIR to the directory a FILESYSTEMS entry NAME=SPEC names. SPEC
+# `fresh-ext4` makes a new ext4 file system, once per run and NAME: a 16 GiB sparse image in
+# CACHE, loop-mounted with direct I/O (writes reach the disk, not a second page cache) under
+# CACHE, unmounted and deleted on exit. A file system that has seen no deletions makes ext4's
+# inode allocator skip nothing (recently_deleted(): inodes freed in the last 60 s, or 360 s
+# while their inode-table block is dirty, are passed over one lookup at a time, which on a
+# build machine's root file system costs both tools seconds of system time; performance.md 15).
+declare -A _fresh_fs=()
+fs_dir() {
+    local name=$1 spec=$2 img mnt dev
+    FS_DIR=$spec
+    [ "$spec" = fresh-ext4 ] || return 0
+    mnt=$CACHE/mnt-$name
+    if [ -n "${_fresh_fs[$name]:-}" ]; then
+        FS_DIR=$mnt
+        return 0
+    fi
+    require_tools mkfs.ext4 losetup
+    img=$CACHE/$name-fresh.ext4
+    mkdir -p "$mnt"
+    if mountpoint -q "$mnt"; then umount "$mnt"; fi
+    rm -f "$img"
+    truncate -s 16G "$img"
+    mkfs.ext4 -q -F "$img" || die "mkfs.ext4 $img failed"
+    dev=$(losetup --direct-io=on -f --show "$img") || die "losetup $img failed"
+    mount "$dev" "$mnt" || { losetup -d "$dev"; die "mounting $dev on $mnt failed"; }
+    on_exit "umount '$mnt'; losetup -d '$dev'; rm -f '$img'"
+    _fresh_fs[$name]=1
+    FS_DIR=$mnt
+}
+
 settle() {
-    if [ "$1" != tmpfs ] && [ "${SETTLE:-65}" != 0 ]; then
+    # (a fresh-ext4 file system has seen no deletions)
+    if [ "$1" != tmpfs ] && [ -z "${_fresh_fs[$1]:-}" ] && [ "${SETTLE:-65}" != 0 ]; then
         log "$1: sync, then ${SETTLE:-65} s without deletions (ext4 recently-deleted inodes)"
         sync
         sleep "${SETTLE:-65}"

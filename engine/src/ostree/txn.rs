@@ -10,9 +10,10 @@
 //!    renamed to `staging/XX/<rest>.<ext>`; an object already in the repository or already
 //!    staged is not written again.
 //! 3. [`Transaction::commit`] runs `syncfs`, renames every staged object into `objects/XX/`,
-//!    fsyncs those directories, and only then moves the refs (each written atomically and
-//!    fsynced). A writer killed at any point leaves only complete objects in `objects/` and
-//!    refs pointing at complete commits.
+//!    runs `syncfs` again (the renames durable; libostree fsyncs each `objects/XX` instead,
+//!    one journal commit and device flush per directory, up to 257 of them), and only then
+//!    moves the refs (each written atomically and fsynced). A writer killed at any point
+//!    leaves only complete objects in `objects/` and refs pointing at complete commits.
 //! 4. Dropping a transaction without committing removes its staging directory.
 //!
 //! One deviation, for repositories on tmpfs or ramfs (an initramfs, `/run`, benches): nothing
@@ -874,9 +875,11 @@ impl<'r> Transaction<'r> {
                     Error::io_path("renaming into", objects_path.join(sub).join(name), e)
                 })?;
             }
-            fsutil::fsync_dir(&to, &objects_path.join(sub))?;
         }
-        fsutil::fsync_dir(&objects, &objects_path)?;
+        // The renames durable before any ref names them: one syncfs (one journal commit)
+        // instead of an fsync per objects/XX, each of which flushes the device again.
+        rustix::fs::syncfs(fsutil::dir_fd(&objects, &objects_path)?)
+            .map_err(|e| Error::io_path("syncfs", &objects_path, e.into()))?;
         let refs = std::mem::take(&mut self.refs);
         for (name, target) in refs {
             self.apply_ref(&name, target)?;
