@@ -300,25 +300,103 @@ pub enum Record {
     },
 }
 
-type JsonStream<R> = serde_json::StreamDeserializer<
-    'static,
-    serde_json::de::IoRead<BufReader<MultiGzDecoder<R>>>,
-    JsonEntry,
->;
+/// The longest text one record may take (segments are at most [`MAX_SEGMENT`] bytes, so
+/// their base64 lines are far shorter): bounds the memory a hostile stream without line ends
+/// can take.
+const MAX_RECORD_TEXT: usize = 64 << 20;
 
 /// Iterates the records of a `tar-split.gz` stream.
+///
+/// tar-split writes one JSON object per line (Go's `json.Encoder`); each line is parsed from
+/// a slice, several times faster than serde_json's reader over a byte stream, which was 5%
+/// of an export's CPU. A record split over several lines or several on one line (any JSON
+/// whitespace between records is valid) still parse: a line that ends inside a record is
+/// joined with the next.
 pub struct TarSplitReader<R: Read> {
-    stream: JsonStream<R>,
+    input: BufReader<MultiGzDecoder<R>>,
+    /// Unparsed text: the current line(s) from `start` on.
+    line: Vec<u8>,
+    start: usize,
+    /// Records parsed from `line` and not yet returned.
+    ready: std::collections::VecDeque<JsonEntry>,
     done: bool,
 }
 
 impl<R: Read> TarSplitReader<R> {
     /// Read the gzip-compressed tar-split stream `r`.
     pub fn new(r: R) -> Self {
-        let decoder = BufReader::with_capacity(64 * 1024, MultiGzDecoder::new(r));
         TarSplitReader {
-            stream: serde_json::Deserializer::from_reader(decoder).into_iter(),
+            input: BufReader::with_capacity(64 * 1024, MultiGzDecoder::new(r)),
+            line: Vec::new(),
+            start: 0,
+            ready: Default::default(),
             done: false,
+        }
+    }
+
+    /// The next record, `None` at the end of the stream.
+    fn next_entry(&mut self) -> Result<Option<JsonEntry>> {
+        use std::io::BufRead as _;
+        loop {
+            if let Some(e) = self.ready.pop_front() {
+                return Ok(Some(e));
+            }
+            let text = &self.line[self.start..];
+            if text.iter().all(u8::is_ascii_whitespace) {
+                self.line.clear();
+                self.start = 0;
+            } else {
+                let mut records = serde_json::Deserializer::from_slice(text).into_iter();
+                let mut eof_inside = false;
+                for r in records.by_ref() {
+                    match r {
+                        Ok(e) => self.ready.push_back(e),
+                        Err(e) if e.is_eof() => {
+                            eof_inside = true;
+                            break;
+                        }
+                        Err(e) => {
+                            return Err(Error::Malformed {
+                                what: "tar-split".into(),
+                                reason: e.to_string(),
+                            })
+                        }
+                    }
+                }
+                if !eof_inside {
+                    self.line.clear();
+                    self.start = 0;
+                    continue;
+                }
+                // The last record goes on on the next line: keep it (and only it).
+                self.start += records.byte_offset();
+            }
+            let n = self
+                .input
+                .read_until(b'\n', &mut self.line)
+                .map_err(|e| Error::Io {
+                    context: "reading tar-split".into(),
+                    source: e,
+                })?;
+            if self.line.len() - self.start > MAX_RECORD_TEXT {
+                return Err(Error::Malformed {
+                    what: "tar-split".into(),
+                    reason: format!(
+                        "a record is longer than {} MiB (tar-split records are lines of at most \
+                         a few MiB)",
+                        MAX_RECORD_TEXT >> 20
+                    ),
+                });
+            }
+            if n == 0 {
+                if self.line[self.start..].iter().all(u8::is_ascii_whitespace) {
+                    return Ok(None);
+                }
+                return Err(Error::Malformed {
+                    what: "tar-split".into(),
+                    reason: "the stream ends inside a record".into(),
+                });
+            }
         }
     }
 
@@ -376,19 +454,13 @@ impl<R: Read> Iterator for TarSplitReader<R> {
         if self.done {
             return None;
         }
-        let item = match self.stream.next()? {
-            Ok(entry) => Self::convert(entry),
-            Err(e) => Err(if e.is_io() {
-                Error::Io {
-                    context: "reading tar-split".into(),
-                    source: e.into(),
-                }
-            } else {
-                Error::Malformed {
-                    what: "tar-split".into(),
-                    reason: e.to_string(),
-                }
-            }),
+        let item = match self.next_entry() {
+            Ok(None) => {
+                self.done = true;
+                return None;
+            }
+            Ok(Some(entry)) => Self::convert(entry),
+            Err(e) => Err(e),
         };
         if item.is_err() {
             self.done = true;
@@ -1383,6 +1455,32 @@ mod tests {
             .unwrap()
             .unwrap_err();
         assert!(matches!(err, Error::Io { .. }), "{err}");
+    }
+
+    #[test]
+    fn records_over_several_lines_or_several_on_a_line_read_as_one_per_line() {
+        let gz = |text: &[u8]| {
+            let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(text).unwrap();
+            gz.finish().unwrap()
+        };
+        let records = |ts: &[u8]| -> Result<Vec<Record>> { TarSplitReader::new(ts).collect() };
+        let one_per_line = gz(b"{\"type\":2,\"payload\":\"YQ==\",\"position\":0}\n\
+            {\"type\":1,\"name\":\"a\",\"size\":1,\"payload\":\"AAAAAAAAAAE=\",\"position\":1}\n\
+            {\"type\":2,\"payload\":null,\"position\":2}\n");
+        let expected = records(&one_per_line).unwrap();
+        assert_eq!(expected.len(), 3);
+        let odd = gz(b"\n  {\"type\":2,\n\"payload\":\"YQ==\",\"position\":0} \
+            {\"type\":1,\"name\":\"a\",\"size\":1,\n\n\"payload\":\"AAAAAAAAAAE=\",\"position\":1}\
+            {\"type\":2,\"payload\":null,\"position\":2}\n\n");
+        assert_eq!(records(&odd).unwrap(), expected);
+        // Cut inside a record: an error, after the complete records before it.
+        let cut = gz(b"{\"type\":2,\"payload\":\"YQ==\",\"position\":0}\n{\"type\":2,\"pay");
+        let mut r = TarSplitReader::new(cut.as_slice());
+        assert!(r.next().unwrap().is_ok());
+        let err = r.next().unwrap().unwrap_err();
+        assert!(err.to_string().contains("ends inside a record"), "{err}");
+        assert!(r.next().is_none());
     }
 
     fn example() -> (Vec<u8>, Vec<u8>) {

@@ -151,6 +151,14 @@ struct ChunkOut {
     input: Vec<u8>,
 }
 
+/// An input buffer of `chunk_size` initialised bytes (a reused one keeps its length, so
+/// filling it never zeroes it again).
+fn full_buffer(spare: Option<Vec<u8>>, chunk_size: usize) -> Vec<u8> {
+    let mut b = spare.unwrap_or_default();
+    b.resize(chunk_size, 0);
+    b
+}
+
 /// A compressing writer that compresses fixed chunks on the [`pool`] and writes them in order;
 /// [`finish`](Self::finish) writes the last chunk and the trailer and returns the inner writer.
 pub struct ParallelEncoder<W: Write> {
@@ -158,7 +166,9 @@ pub struct ParallelEncoder<W: Write> {
     codec: Codec,
     chunk_size: usize,
     max_pending: usize,
+    /// The chunk being filled: always `chunk_size` bytes long, `fill` of them input.
     buf: Vec<u8>,
+    fill: usize,
     /// Input buffers of written chunks, for the next ones.
     spare_in: Vec<Vec<u8>>,
     /// Output buffers of written chunks, for the next jobs.
@@ -200,7 +210,8 @@ impl<W: Write> ParallelEncoder<W> {
             codec,
             chunk_size,
             max_pending: in_flight(threads),
-            buf: Vec::with_capacity(chunk_size),
+            buf: full_buffer(None, chunk_size),
+            fill: 0,
             spare_in: Vec::new(),
             spare_out: Vec::new(),
             dict: Default::default(),
@@ -250,33 +261,29 @@ impl<W: Write> ParallelEncoder<W> {
         while self.pending.len() >= self.max_pending {
             self.write_oldest()?;
         }
-        let next = match self.spare_in.pop() {
-            Some(mut b) => {
-                b.clear();
-                b
-            }
-            None => Vec::with_capacity(self.chunk_size),
-        };
+        let next = full_buffer(self.spare_in.pop(), self.chunk_size);
         let data = std::mem::replace(&mut self.buf, next);
+        let len = std::mem::take(&mut self.fill);
         let out = self.spare_out.pop().unwrap_or_default();
         let codec = self.codec;
         let dict = self.dict.clone();
         if let Codec::Gzip { .. } = codec {
             // The next chunk's dictionary: this chunk's tail, or, for a chunk shorter than the
             // window, as much of the window as it and the previous dictionary cover.
+            let input = &data[..len];
             let mut next = Vec::with_capacity(DICT);
-            if data.len() < DICT {
-                let keep = (DICT - data.len()).min(dict.len());
+            if input.len() < DICT {
+                let keep = (DICT - input.len()).min(dict.len());
                 next.extend_from_slice(&dict[dict.len() - keep..]);
             }
-            next.extend_from_slice(&data[data.len().saturating_sub(DICT)..]);
+            next.extend_from_slice(&input[input.len().saturating_sub(DICT)..]);
             self.dict = std::sync::Arc::new(next);
         }
-        self.total_in += data.len() as u64;
+        self.total_in += len as u64;
         self.chunks += 1;
         let (tx, rx): (SyncSender<io::Result<ChunkOut>>, _) = mpsc::sync_channel(1);
         pool().submit(Box::new(move || {
-            let _ = tx.send(compress_chunk(codec, &dict, data, last, out));
+            let _ = tx.send(compress_chunk(codec, &dict, data, len, last, out));
         }))?;
         self.pending.push_back(rx);
         Ok(())
@@ -291,7 +298,7 @@ impl<W: Write> ParallelEncoder<W> {
             // A last frame when there is input left, or none was written (an empty stream is
             // still one frame, so the blob is recognisably zstd).
             Codec::Zstd { .. } => {
-                if !self.buf.is_empty() || self.chunks == 0 {
+                if self.fill > 0 || self.chunks == 0 {
                     self.submit(true)?
                 }
             }
@@ -314,34 +321,24 @@ impl<W: Write> ParallelEncoder<W> {
 
 impl<W: Write> ParallelEncoder<W> {
     /// Read `r` to its end straight into the chunk buffer (one copy less than
-    /// `io::copy(r, encoder)`, which goes through a stack buffer); returns the bytes read.
-    /// The output is the same as writing the same bytes.
+    /// `io::copy(r, encoder)`, which goes through a stack buffer, and no zeroing: the chunk
+    /// buffers stay initialised from one chunk to the next); returns the bytes read. The
+    /// output is the same as writing the same bytes.
     pub fn write_from(&mut self, r: &mut dyn io::Read) -> io::Result<u64> {
         let mut total = 0u64;
         loop {
-            let filled = self.buf.len();
-            // Zeroes only what a buffer never held: a reused one keeps its initialised bytes
-            // (its length is cut back, its contents are overwritten by the read).
-            self.buf.resize(self.chunk_size, 0);
             let n = loop {
-                match r.read(&mut self.buf[filled..]) {
+                match r.read(&mut self.buf[self.fill..]) {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    other => break other,
+                    other => break other?,
                 }
             };
-            let n = match n {
-                Ok(n) => n,
-                Err(e) => {
-                    self.buf.truncate(filled);
-                    return Err(e);
-                }
-            };
-            self.buf.truncate(filled + n);
             if n == 0 {
                 return Ok(total);
             }
+            self.fill += n;
             total += n as u64;
-            if self.buf.len() == self.chunk_size {
+            if self.fill == self.chunk_size {
                 self.submit(false)?;
             }
         }
@@ -350,9 +347,10 @@ impl<W: Write> ParallelEncoder<W> {
 
 impl<W: Write> Write for ParallelEncoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(self.chunk_size - self.buf.len());
-        self.buf.extend_from_slice(&buf[..n]);
-        if self.buf.len() == self.chunk_size {
+        let n = buf.len().min(self.chunk_size - self.fill);
+        self.buf[self.fill..self.fill + n].copy_from_slice(&buf[..n]);
+        self.fill += n;
+        if self.fill == self.chunk_size {
             self.submit(false)?;
         }
         Ok(n)
@@ -368,23 +366,25 @@ impl<W: Write> Write for ParallelEncoder<W> {
     }
 }
 
-/// One job: `input` compressed as a chunk of `codec`'s stream into `out` (a buffer to reuse;
-/// its contents do not matter).
+/// One job: the first `input_len` bytes of `input` compressed as a chunk of `codec`'s stream
+/// into `out` (a buffer to reuse; its contents do not matter).
 fn compress_chunk(
     codec: Codec,
     dict: &[u8],
     input: Vec<u8>,
+    input_len: usize,
     last: bool,
     mut out: Vec<u8>,
 ) -> io::Result<ChunkOut> {
     let mut crc = crc32fast::Hasher::new();
+    let data = &input[..input_len];
     let len = match codec {
         Codec::Gzip { level } => {
-            crc.update(&input);
-            deflate_chunk_into(level, dict, &input, last, &mut out)?
+            crc.update(data);
+            deflate_chunk_into(level, dict, data, last, &mut out)?
         }
         Codec::Zstd { level } => {
-            zstd_frame_into(level, &input, &mut out)?;
+            zstd_frame_into(level, data, &mut out)?;
             out.len()
         }
     };
@@ -770,7 +770,7 @@ mod tests {
         let mut e = ParallelEncoder::with_chunk_size(Vec::new(), GZ, 2, 4096).unwrap();
         let err = e.write_from(&mut Failing(10_000)).unwrap_err();
         assert_eq!(err.to_string(), "disk gone");
-        assert_eq!(e.buf.len() as u64 + e.total_in, 10_000);
+        assert_eq!(e.fill as u64 + e.total_in, 10_000);
         assert_eq!(
             gunzip_single_member(&e.finish().unwrap()),
             vec![b'x'; 10_000]
