@@ -319,6 +319,8 @@ pub struct TarSplitReader<R: Read> {
     start: usize,
     /// Records parsed from `line` and not yet returned.
     ready: std::collections::VecDeque<JsonEntry>,
+    /// The decompressed stream has ended (what is in `line` is all there is).
+    at_end: bool,
     done: bool,
 }
 
@@ -330,6 +332,7 @@ impl<R: Read> TarSplitReader<R> {
             line: Vec::new(),
             start: 0,
             ready: Default::default(),
+            at_end: false,
             done: false,
         }
     }
@@ -345,14 +348,17 @@ impl<R: Read> TarSplitReader<R> {
             if text.iter().all(u8::is_ascii_whitespace) {
                 self.line.clear();
                 self.start = 0;
+                if self.at_end {
+                    return Ok(None);
+                }
             } else {
                 let mut records = serde_json::Deserializer::from_slice(text).into_iter();
-                let mut eof_inside = false;
+                let mut cut = false;
                 for r in records.by_ref() {
                     match r {
                         Ok(e) => self.ready.push_back(e),
                         Err(e) if e.is_eof() => {
-                            eof_inside = true;
+                            cut = true;
                             break;
                         }
                         Err(e) => {
@@ -363,39 +369,53 @@ impl<R: Read> TarSplitReader<R> {
                         }
                     }
                 }
-                if !eof_inside {
+                if !cut {
                     self.line.clear();
                     self.start = 0;
                     continue;
                 }
                 // The last record goes on on the next line: keep it (and only it).
                 self.start += records.byte_offset();
-            }
-            let n = self
-                .input
-                .read_until(b'\n', &mut self.line)
-                .map_err(|e| Error::Io {
-                    context: "reading tar-split".into(),
-                    source: e,
-                })?;
-            if self.line.len() - self.start > MAX_RECORD_TEXT {
-                return Err(Error::Malformed {
-                    what: "tar-split".into(),
-                    reason: format!(
-                        "a record is longer than {} MiB (tar-split records are lines of at most \
-                         a few MiB)",
-                        MAX_RECORD_TEXT >> 20
-                    ),
-                });
-            }
-            if n == 0 {
-                if self.line[self.start..].iter().all(u8::is_ascii_whitespace) {
-                    return Ok(None);
+                if self.at_end && self.ready.is_empty() {
+                    return Err(Error::Malformed {
+                        what: "tar-split".into(),
+                        reason: "the stream ends inside a record".into(),
+                    });
                 }
-                return Err(Error::Malformed {
-                    what: "tar-split".into(),
-                    reason: "the stream ends inside a record".into(),
-                });
+                if !self.ready.is_empty() {
+                    continue;
+                }
+            }
+            // At least one more line; while a record is incomplete, as many more as double its
+            // text, so a record spread over many short lines is parsed a few times, not once
+            // per line (which would be quadratic).
+            let pending = self.line.len() - self.start;
+            loop {
+                let n = self
+                    .input
+                    .read_until(b'\n', &mut self.line)
+                    .map_err(|e| Error::Io {
+                        context: "reading tar-split".into(),
+                        source: e,
+                    })?;
+                let now = self.line.len() - self.start;
+                if now > MAX_RECORD_TEXT {
+                    return Err(Error::Malformed {
+                        what: "tar-split".into(),
+                        reason: format!(
+                            "a record is longer than {} MiB (tar-split records are lines of at \
+                             most a few MiB)",
+                            MAX_RECORD_TEXT >> 20
+                        ),
+                    });
+                }
+                if n == 0 {
+                    self.at_end = true;
+                    break;
+                }
+                if now >= 2 * pending {
+                    break;
+                }
             }
         }
     }
@@ -1474,6 +1494,12 @@ mod tests {
             {\"type\":1,\"name\":\"a\",\"size\":1,\n\n\"payload\":\"AAAAAAAAAAE=\",\"position\":1}\
             {\"type\":2,\"payload\":null,\"position\":2}\n\n");
         assert_eq!(records(&odd).unwrap(), expected);
+        // One record over 200,000 lines (whitespace between its tokens) reads in a few parses
+        // of its text, not one per line.
+        let mut long = b"{".to_vec();
+        long.extend(std::iter::repeat_n(b'\n', 200_000));
+        long.extend_from_slice(b"\"type\":2,\"payload\":null,\"position\":0}\n");
+        assert_eq!(records(&gz(&long)).unwrap().len(), 1);
         // Cut inside a record: an error, after the complete records before it.
         let cut = gz(b"{\"type\":2,\"payload\":\"YQ==\",\"position\":0}\n{\"type\":2,\"pay");
         let mut r = TarSplitReader::new(cut.as_slice());
