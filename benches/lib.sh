@@ -111,9 +111,6 @@ ensure_os_image() {
     fi
 }
 
-# settle FS: before timing on a non-tmpfs filesystem, sync and wait SETTLE seconds (default
-# 65) without deleting anything: ext4 without a journal makes file creation slow for a
-# minute after many deletions (recently_deleted() in fs/ext4/ialloc.c).
 # fs_dir NAME SPEC: set FS_DIR to the directory a FILESYSTEMS entry NAME=SPEC names. SPEC
 # `fresh-ext4` makes a new ext4 file system, once per run and NAME: a 16 GiB sparse image in
 # CACHE, loop-mounted with direct I/O (writes reach the disk, not a second page cache) under
@@ -145,6 +142,9 @@ fs_dir() {
     FS_DIR=$mnt
 }
 
+# settle FS: before timing on a non-tmpfs filesystem, sync and wait SETTLE seconds (default
+# 65) without deleting anything: ext4 without a journal makes file creation slow for a
+# minute after many deletions (recently_deleted() in fs/ext4/ialloc.c).
 settle() {
     # (a fresh-ext4 file system has seen no deletions)
     if [ "$1" != tmpfs ] && [ -z "${_fresh_fs[$1]:-}" ] && [ "${SETTLE:-65}" != 0 ]; then

@@ -340,10 +340,8 @@ impl<'r> Transaction<'r> {
             self.stats.written += 1;
             return Ok(());
         }
-        // Left under its temporary name: the commit renames it once, into `objects/XX/`.
-        // (libostree resumes a dead writer's staging directory and moves whatever is in its
-        // `XX/` subdirectories into `objects/` unchecked; temporary names in the staging
-        // directory itself it leaves alone.)
+        // Left under its temporary name: the commit renames it once, into `objects/XX/`
+        // (module docs, step 2: why not into `staging/XX/`).
         self.staged_dirs
             .entry(sub.to_string())
             .or_default()
